@@ -1,0 +1,146 @@
+"""Pipeline configuration: the spec's pipeline_config.yaml keys, validated up front.
+
+An unknown key or an out-of-range value is refused before anything runs, with a
+message that names the key (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# A value that looks like an AWS credential must never be in a config file.
+_ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
+_SECRET_KEY = re.compile(r"^[A-Za-z0-9/+=]{40}$")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RandomForestParams(_Strict):
+    """The spec's RandomForest hyperparameters."""
+
+    n_estimators: int = Field(100, ge=1, le=5000)
+    max_depth: Optional[int] = Field(10, ge=1)
+    min_samples_split: int = Field(2, ge=2)
+    min_samples_leaf: int = Field(1, ge=1)
+    class_weight: Optional[Literal["balanced", "balanced_subsample"]] = None
+
+
+class PipelineConfig(_Strict):
+    """Keys of the spec's pipeline_config.yaml, plus the few we add (gate_metric, ...)."""
+
+    variant: Literal["rf", "automl"] = "rf"
+    project_name: str = "classification-model-mlops"
+    pipeline_name: str = "classification-model-pipeline"
+    # Cloud keys: used by the SageMaker stack; harmless locally.
+    region: Optional[str] = None
+    bucket: Optional[str] = None
+    prefix: str = "mlops/classification_model"
+    role_arn: Optional[str] = None
+    training_instance_type: str = "ml.m5.xlarge"
+    processing_instance_type: str = "ml.m5.xlarge"
+    inference_instance_type: str = "ml.m5.xlarge"
+    sns_topic_arn: Optional[str] = None
+    notification_email: Optional[str] = None
+    athena_query_results: Optional[str] = None
+    # Model registry
+    model_package_group: str = "classification-model-group"
+    accuracy_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    gate_metric: Literal["accuracy", "precision", "recall", "f1_score", "roc_auc"] = "accuracy"
+    approval_status: Literal["Approved", "PendingManualApproval", "Rejected"] = "Approved"
+    # Deployment
+    endpoint_name: str = Field("classification-model-endpoint", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    deploy: bool = True
+    enable_autoscaling: bool = True
+    autoscaling_min_capacity: int = Field(1, ge=1)
+    autoscaling_max_capacity: int = Field(5, ge=1)
+    # Feature store
+    feature_group_name: str = Field("mlops_poc_churn_classification_feature", pattern=r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
+    customer_id_start: int = Field(1, ge=0, le=999_999)
+    customer_id_end: int = Field(4000, ge=0, le=999_999)
+    as_of: Optional[str] = None
+    target_column: str = "churn"
+    # Preprocessing / training
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    random_state: int = 42
+    hyperparameters: RandomForestParams = RandomForestParams()
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "PipelineConfig":
+        if self.customer_id_end < self.customer_id_start:
+            raise ValueError(
+                f"customer_id_end ({self.customer_id_end}) is below customer_id_start "
+                f"({self.customer_id_start})"
+            )
+        if self.autoscaling_max_capacity < self.autoscaling_min_capacity:
+            raise ValueError(
+                f"autoscaling_max_capacity ({self.autoscaling_max_capacity}) is below "
+                f"autoscaling_min_capacity ({self.autoscaling_min_capacity})"
+            )
+        return self
+
+
+def _refuse_credentials(node: object, path: str = "") -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_credentials(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refuse_credentials(value, f"{path}[{i}]")
+    elif isinstance(node, str) and (_ACCESS_KEY.search(node) or _SECRET_KEY.match(node)):
+        raise ConfigError(
+            f"config key '{path}' looks like an AWS credential; credentials come from the "
+            "environment, a profile or a role, never from a config file"
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            value = item.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            lines.append(f"key '{key}': {item['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def parse_config(raw: dict) -> PipelineConfig:
+    """Validate a mapping of config keys, raising ConfigError naming each bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a pipeline config must be a mapping of keys to values")
+    _refuse_credentials(raw)
+    try:
+        return PipelineConfig(**raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_config(path: str | Path, **overrides: object) -> PipelineConfig:
+    """Read a YAML config file and validate it (overrides win over the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return parse_config(raw)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

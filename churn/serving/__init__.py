@@ -1,0 +1,1 @@
+"""The inference server: the SageMaker hosting contract (GET /ping, POST /invocations)."""

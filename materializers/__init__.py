@@ -1,0 +1,1 @@
+"""ZenML materializers for our own artifact types."""

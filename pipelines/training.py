@@ -1,0 +1,28 @@
+"""The training pipelines: DataSource -> Preprocess -> Train -> Evaluate -> Gate -> Register -> Deploy."""
+
+from __future__ import annotations
+
+from zenml import pipeline
+
+from steps.alert import notify_failure
+from steps.deploy import deploy
+from steps.evaluate import evaluate
+from steps.gate import gate
+from steps.preprocess import preprocess
+from steps.register import register
+from steps.source import source_features
+from steps.train_rf import train_rf
+
+
+@pipeline(on_failure=notify_failure)
+def churn_rf_training(config: dict) -> None:
+    """The spec's RandomForest training pipeline; ``config`` is a validated PipelineConfig dump."""
+    raw, feature_query = source_features(
+        config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
+    )
+    train_set, test_set, preprocessor = preprocess(raw, config["target_column"], config["test_size"], config["random_state"])
+    bundle = train_rf(train_set, preprocessor, config["hyperparameters"], config["random_state"], feature_query)
+    report = evaluate(bundle, test_set)
+    verdict = gate(report, config["gate_metric"], config["accuracy_threshold"])
+    registration = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
+    deploy(registration, config["endpoint_name"], config["deploy"])

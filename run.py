@@ -1,0 +1,198 @@
+"""churn-mlops command line.
+
+    python run.py --variant rf [--config FILE] [--no-cache]     train, gate, register, deploy
+    python run.py ingest [--csv FILE --target COL] [--if-empty]  feature ingestion
+    python run.py predict --csv FILE [--endpoint NAME] [--probabilities]
+    python run.py stack setup local                              register the local stack
+    python run.py endpoints | cleanup [--yes]                    list / stop local endpoints
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+os.environ.setdefault("ZENML_ENABLE_REPO_INIT_WARNINGS", "false")
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+HERE = Path(__file__).resolve().parent
+CONFIGS = {"rf": HERE / "configs" / "rf.yaml", "automl": HERE / "configs" / "automl.yaml"}
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _load_config(variant: str, config_path: str | None):
+    from churn.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path or CONFIGS[variant])
+    except ConfigError as error:
+        _fail(str(error))
+
+
+def _stack_component(kind: str):
+    from zenml.client import Client
+
+    stack = Client().active_stack
+    component = getattr(stack, kind)
+    if component is None:
+        _fail(f"the active stack '{stack.name}' has no {kind.replace('_', ' ')}; "
+              "run `python run.py stack setup local` (or `zenml stack set local`)")
+    return component
+
+
+def _output(run, step: str, name: str):
+    try:
+        return run.steps[step].outputs[name][0].load()
+    except (KeyError, IndexError):
+        return None
+
+
+def _print_summary(run) -> None:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    report = _output(run, "evaluate", "evaluation_report") or {}
+    verdict = _output(run, "gate", "gate_verdict") or {}
+    registration = _output(run, "register", "registration") or {}
+    deployment = _output(run, "deploy", "deployment") or {}
+    click.echo("\n" + "=" * 72)
+    click.echo(f"Run {run.name}: {run.status.value}")
+    if report:
+        click.echo("Metrics:  " + "  ".join(f"{k}={report[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1_score", "roc_auc") if report.get(k) is not None))
+    if verdict:
+        click.echo(f"Gate:     {verdict['message']}")
+    if registration.get("registered"):
+        click.echo(f"Registry: {registration['model_name']} version {registration['version']} ({registration['approval_status']}), "
+                   f"MLflow run {registration['mlflow_run_id']}")
+    else:
+        click.echo(f"Registry: nothing registered ({registration.get('reason', 'see above')})")
+    if deployment.get("deployed"):
+        click.echo(f"Endpoint: {deployment['endpoint_name']} -> {deployment['invocations_url']}")
+        click.echo("          try: python run.py predict --csv sample_input.csv")
+    else:
+        click.echo(f"Endpoint: not updated ({deployment.get('reason', 'see above')})")
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is not None and hasattr(tracker, "get_tracking_uri"):
+        click.echo(f"MLflow:   mlflow ui --backend-store-uri {tracker.get_tracking_uri()} --host 127.0.0.1")
+    click.echo("ZenML:    zenml login --local --ip-address 127.0.0.1   (dashboard)")
+    click.echo("=" * 72)
+
+
+@click.group(invoke_without_command=True, help=__doc__)
+@click.option("--variant", type=click.Choice(["rf", "automl"]), default="rf", show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config YAML (default: configs/<variant>.yaml).")
+@click.option("--no-cache", is_flag=True, help="Run every step, even when its inputs did not change.")
+@click.pass_context
+def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: bool) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    if variant == "automl":
+        _fail("the automl variant is not available yet (tracked in the AutoML issue); use --variant rf")
+    config = _load_config(variant, config_path)
+    _stack_component("feature_store")
+    from pipelines.training import churn_rf_training
+
+    pipeline = churn_rf_training.with_options(enable_cache=not no_cache)
+    try:
+        run = pipeline(config=config.model_dump())
+    except RuntimeError as error:  # the step's own error and the alert were already logged above
+        _fail(f"{error}. The failure was sent to the stack's alerter; see the step log named in the alert.")
+    _print_summary(run)
+
+
+@cli.command(help="Write demo data (default) or a CSV into the feature store.")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False), help="CSV with customer_id and a binary target.")
+@click.option("--target", default=None, help="Target column of the CSV (default: the config's target_column).")
+@click.option("--feature-group", default=None, help="Feature group (default: the config's feature_group_name).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--customers", default=5000, show_default=True, help="Demo data: number of customers.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the feature group already has records.")
+def ingest(csv_path, target, feature_group, config_path, customers, if_empty) -> None:
+    from churn.ingest import IngestError, prepare_records, read_csv
+
+    config = _load_config("rf", config_path)
+    group = feature_group or config.feature_group_name
+    target = target or config.target_column
+    store = _stack_component("feature_store")
+    if if_empty and store.record_count(group) > 0:
+        click.echo(f"Feature group '{group}' already has {store.record_count(group)} customers; not ingesting.")
+        return
+    if csv_path:  # validate before starting a pipeline: a clear message, nothing written
+        try:
+            existing = store.describe(group)
+            prepare_records(read_csv(csv_path), target, group, existing["FeatureDefinitions"] if existing else None)
+        except IngestError as error:
+            _fail(str(error))
+    from pipelines.ingestion import churn_feature_ingestion
+
+    churn_feature_ingestion(feature_group_name=group, target_column=target,
+                            csv_path=str(Path(csv_path).resolve()) if csv_path else None, demo_customers=customers)
+
+
+@cli.command(help="Send a CSV (header row of raw features) to an endpoint and print the predictions.")
+@click.option("--csv", "csv_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--endpoint", default=None, help="Endpoint name (default: the config's endpoint_name).")
+@click.option("--probabilities", is_flag=True, help="Also print the churn probability per row.")
+@click.option("--json", "as_json", is_flag=True, help="Ask for a JSON answer.")
+def predict(csv_path, endpoint, probabilities, as_json) -> None:
+    config = _load_config("rf", None)
+    deployer = _stack_component("model_deployer")
+    try:
+        response = deployer.invoke(endpoint or config.endpoint_name, Path(csv_path).read_bytes(), "text/csv",
+                                   "application/json" if as_json else "text/csv", probabilities)
+    except Exception as error:  # noqa: BLE001 - shown to the user as one line
+        _fail(str(error))
+    if response.status_code != 200:
+        _fail(f"endpoint answered HTTP {response.status_code}: {response.text.strip()}")
+    if response.headers.get("X-Unseen-Categories"):
+        click.echo(f"note: unseen categories mapped to the first known class: {response.headers['X-Unseen-Categories']}", err=True)
+    click.echo(response.text.rstrip("\n"))
+
+
+@cli.group(help="Stack recipes.")
+def stack() -> None:
+    pass
+
+
+@stack.command("setup", help="Register our flavors, components and the stack (idempotent), and activate it.")
+@click.argument("name", type=click.Choice(["local"]))
+def stack_setup(name: str) -> None:
+    from stacks.local import setup_local_stack
+
+    created = setup_local_stack(activate=True)
+    click.echo(f"Stack '{name}' is active" + (f"; registered: {', '.join(created)}" if created else " (nothing new to register)"))
+
+
+@cli.command(help="List the active stack's endpoints.")
+def endpoints() -> None:
+    for entry in _stack_component("model_deployer").list_endpoints():
+        state = "running" if entry["running"] else "stopped"
+        click.echo(f"{entry['endpoint_name']}: {state} {entry.get('url') or ''} serving {entry['model_name']} v{entry['version']}")
+
+
+@cli.command(help="Stop and remove the active stack's endpoints.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def cleanup(yes: bool) -> None:
+    deployer = _stack_component("model_deployer")
+    names = [e["endpoint_name"] for e in deployer.list_endpoints()]
+    if not names:
+        click.echo("No endpoints to remove.")
+        return
+    if not yes and not click.confirm(f"Remove endpoint(s) {', '.join(names)}?"):
+        return
+    for name in names:
+        deployer.delete_endpoint(name)
+        click.echo(f"Removed endpoint {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

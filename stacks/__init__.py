@@ -1,0 +1,1 @@
+"""Stack recipes (local, sagemaker) and our custom stack-component flavors."""

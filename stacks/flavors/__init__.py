@@ -1,0 +1,1 @@
+"""Custom ZenML stack-component flavors for the churn pipelines."""

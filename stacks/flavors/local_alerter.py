@@ -1,0 +1,74 @@
+"""Local alerter flavor: every alert goes to the log and to a JSON-lines outbox file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from typing import Optional, Type
+
+from zenml.alerter.base_alerter import BaseAlerter, BaseAlerterConfig, BaseAlerterFlavor, BaseAlerterStepParameters
+from zenml.config.global_config import GlobalConfiguration
+
+FLAVOR = "churn_local_outbox"
+log = logging.getLogger(__name__)
+
+
+class FailureAlertParams(BaseAlerterStepParameters):
+    """Structured fields of a failure alert (the SNS alerter builds its subject from them)."""
+
+    pipeline: str
+    step: str
+    error: str
+    run_id: str = ""
+    run_name: str = ""
+    logs: str = ""
+
+    @property
+    def subject(self) -> str:
+        return f"[Pipeline Failed] {self.pipeline}.{self.step}"[:100]
+
+
+class LocalAlerterConfig(BaseAlerterConfig):
+    """``outbox``: JSON-lines file the alerts are appended to (default: in ZenML's local stores)."""
+
+    outbox: Optional[str] = None
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
+
+class LocalAlerter(BaseAlerter):
+    @property
+    def config(self) -> LocalAlerterConfig:
+        return self._config  # type: ignore[return-value]
+
+    @property
+    def outbox_path(self) -> str:
+        return self.config.outbox or os.path.join(GlobalConfiguration().local_stores_path, "alerts", "outbox.jsonl")
+
+    def post(self, message: str, params: Optional[BaseAlerterStepParameters] = None) -> bool:
+        entry = {"time": datetime.now(timezone.utc).isoformat(), "message": message}
+        if isinstance(params, FailureAlertParams):
+            entry.update(subject=params.subject, **params.model_dump())
+        log.error("ALERT: %s", message)
+        os.makedirs(os.path.dirname(self.outbox_path), exist_ok=True)
+        with open(self.outbox_path, "a", encoding="utf-8") as outbox:
+            outbox.write(json.dumps(entry) + "\n")
+        return True
+
+
+class LocalAlerterFlavor(BaseAlerterFlavor):
+    @property
+    def name(self) -> str:
+        return FLAVOR
+
+    @property
+    def config_class(self) -> Type[LocalAlerterConfig]:
+        return LocalAlerterConfig
+
+    @property
+    def implementation_class(self) -> Type[LocalAlerter]:
+        return LocalAlerter

@@ -1,0 +1,259 @@
+"""Local model deployer flavor: our inference server as a daemon on 127.0.0.1.
+
+Each endpoint is a directory under ``root``: ``bundles/<version>/`` (copied from the
+registry's URI), ``current.json`` (what to serve; the server hot-swaps on change),
+``state.json`` (pid, port, url) and ``server.log``. Re-deploying swaps the model
+in the running server: the URL stays the same and no request is dropped. A bundle
+that fails to load, or a server that does not report the new version in time, is
+not switched in: the previous model keeps serving and the deploy fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Optional, Type
+from urllib.parse import urlparse
+
+import requests
+from zenml.config.global_config import GlobalConfiguration
+from zenml.model_deployers.base_model_deployer import BaseModelDeployer, BaseModelDeployerConfig, BaseModelDeployerFlavor
+
+from churn.bundle import BundleError
+from churn.serving.server import POINTER_FILE, load_model
+
+FLAVOR = "churn_local_endpoint"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class DeploymentError(RuntimeError):
+    """A deployment that did not happen; the previous model (if any) is still serving."""
+
+
+class LocalEndpointDeployerConfig(BaseModelDeployerConfig):
+    """``root``: where endpoints live; ``host``/``port``: bind address (port 0 = a free one)."""
+
+    root: Optional[str] = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    workers: int = 1
+    start_timeout: float = 60.0
+    keep_versions: int = 3
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
+
+def _atomic_json(path: Path, document: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2))
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie (exited child not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else uri)
+    raise DeploymentError(f"the local endpoint deployer reads bundles from local paths, not {uri!r}")
+
+
+class LocalEndpointDeployer(BaseModelDeployer):
+    """Serves model bundles through ``churn.serving.server`` daemons on this machine."""
+
+    NAME: ClassVar[str] = "Churn local endpoint"
+    FLAVOR: ClassVar[Type[BaseModelDeployerFlavor]]
+
+    @property
+    def config(self) -> LocalEndpointDeployerConfig:
+        return self._config  # type: ignore[return-value]
+
+    @property
+    def root(self) -> Path:
+        return Path(self.config.root or os.path.join(GlobalConfiguration().local_stores_path, "endpoints", str(self.id)))
+
+    def _dir(self, endpoint_name: str) -> Path:
+        return self.root / endpoint_name
+
+    def _state(self, endpoint_name: str) -> dict:
+        path = self._dir(endpoint_name) / "state.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    # -- the deployer contract our deploy step uses (shared with the SageMaker flavor) --
+    def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
+                      sha256: str, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Serve ``bundle_uri`` (registered as ``model_name`` ``version``) at ``endpoint_name``."""
+        directory = self._dir(endpoint_name)
+        (directory / "bundles").mkdir(parents=True, exist_ok=True)
+        bundle_dir = directory / "bundles" / f"v{version}-{sha256[:12]}"
+        if not bundle_dir.exists():
+            staging = directory / "bundles" / f".staging-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(_local_path(bundle_uri), staging)
+            os.replace(staging, bundle_dir)
+        record = {"endpoint_name": endpoint_name, "model_name": model_name, "version": str(version),
+                  "sha256": sha256, "bundle_uri": bundle_uri, "bundle_dir": str(bundle_dir),
+                  "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(metadata or {})}
+        try:
+            load_model(record)  # the same check the server makes: sha256, load, score a row
+        except (BundleError, OSError, ValueError) as error:
+            raise DeploymentError(f"model {model_name} v{version} failed its health check and was not deployed: {error}") from None
+        pointer = directory / POINTER_FILE
+        previous = pointer.read_text() if pointer.is_file() else None
+        _atomic_json(pointer, record)
+        state = self._ensure_server(endpoint_name)
+        try:
+            self._wait_for_version(state["url"], str(version), sha256)
+        except DeploymentError:
+            if previous is not None:
+                pointer.write_text(previous)
+            raise
+        self._prune(directory, keep={bundle_dir.name})
+        return {"endpoint_name": endpoint_name, "url": state["url"], "invocations_url": state["url"] + "/invocations",
+                "pid": state["pid"], "model_name": model_name, "version": str(version), "sha256": sha256}
+
+    def endpoint_url(self, endpoint_name: str) -> Optional[str]:
+        state = self._state(endpoint_name)
+        return state.get("url") if _pid_alive(state.get("pid")) else None
+
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv",
+               accept: str = "text/csv", probabilities: bool = False) -> requests.Response:
+        url = self.endpoint_url(endpoint_name)
+        if url is None:
+            raise DeploymentError(f"endpoint '{endpoint_name}' is not running; run the training pipeline to deploy it")
+        headers = {"Content-Type": content_type, "Accept": accept}
+        if probabilities:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = "probabilities=true"
+        return requests.post(url + "/invocations", data=body, headers=headers, timeout=60)
+
+    def list_endpoints(self) -> List[Dict[str, Any]]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for directory in sorted(p for p in self.root.iterdir() if (p / POINTER_FILE).is_file()):
+            state, record = self._state(directory.name), json.loads((directory / POINTER_FILE).read_text())
+            out.append({"endpoint_name": directory.name, "running": _pid_alive(state.get("pid")),
+                        "url": state.get("url"), "pid": state.get("pid"), **record})
+        return out
+
+    def stop_endpoint(self, endpoint_name: str, timeout: float = 10.0) -> bool:
+        """Stop the endpoint's server process (by its pid); True if one was running."""
+        state = self._state(endpoint_name)
+        pid = state.get("pid")
+        if not _pid_alive(pid):
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        return True
+
+    def delete_endpoint(self, endpoint_name: str) -> bool:
+        stopped = self.stop_endpoint(endpoint_name)
+        shutil.rmtree(self._dir(endpoint_name), ignore_errors=True)
+        return stopped
+
+    # -- process management -----------------------------------------------------------
+    def _ensure_server(self, endpoint_name: str) -> dict:
+        directory = self._dir(endpoint_name)
+        state = self._state(endpoint_name)
+        if _pid_alive(state.get("pid")):
+            return state
+        port = state.get("port") or self.config.port or _free_port(self.config.host)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        with open(directory / "server.log", "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(directory),
+                 "--host", self.config.host, "--port", str(port), "--workers", str(self.config.workers)],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=str(REPO_ROOT), env=env, start_new_session=True,
+            )
+        state = {"pid": process.pid, "host": self.config.host, "port": port,
+                 "url": f"http://{self.config.host}:{port}", "log": str(directory / "server.log")}
+        _atomic_json(directory / "state.json", state)
+        return state
+
+    def _wait_for_version(self, url: str, version: str, sha256: str) -> None:
+        deadline = time.monotonic() + self.config.start_timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response = requests.get(url + "/ping", timeout=2)
+                if response.status_code == 200 and response.headers.get("X-Model-Version") == version \
+                        and response.headers.get("X-Model-Sha256") == sha256:
+                    return
+                last = f"HTTP {response.status_code}, serving version {response.headers.get('X-Model-Version')!r}"
+                if response.headers.get("X-Last-Load-Error"):
+                    last += f", load error: {response.headers['X-Last-Load-Error']}"
+            except requests.RequestException as error:
+                last = str(error)
+            time.sleep(0.1)
+        raise DeploymentError(f"endpoint at {url} did not serve version {version} within "
+                              f"{self.config.start_timeout:.0f}s ({last}); the previous model keeps serving")
+
+    def _prune(self, directory: Path, keep: set) -> None:
+        bundles = sorted((p for p in (directory / "bundles").iterdir() if not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in bundles[self.config.keep_versions:]:
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+    # -- ZenML's service-based deployer API: not used; our endpoints are not ZenML services --
+    def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services")
+
+    @staticmethod
+    def get_model_server_info(service) -> Dict[str, Optional[str]]:  # type: ignore[no-untyped-def]
+        return {}
+
+    def perform_stop_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use stop_endpoint(endpoint_name) or `python run.py cleanup`")
+
+    def perform_start_model(self, service, timeout=0):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use deploy_bundle(); a redeploy restarts a stopped endpoint")
+
+    def perform_delete_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
+
+
+class LocalEndpointDeployerFlavor(BaseModelDeployerFlavor):
+    @property
+    def name(self) -> str:
+        return FLAVOR
+
+    @property
+    def config_class(self) -> Type[LocalEndpointDeployerConfig]:
+        return LocalEndpointDeployerConfig
+
+    @property
+    def implementation_class(self) -> Type[LocalEndpointDeployer]:
+        return LocalEndpointDeployer

@@ -1,0 +1,27 @@
+"""PreprocessData: stratified split, then fit the spec's preprocessing on the training rows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Tuple
+
+import pandas as pd
+from zenml import log_metadata, step
+
+from churn.preprocessing import Preprocessor, split_train_test
+
+
+@step
+def preprocess(
+    raw_features: pd.DataFrame, target_column: str, test_size: float, random_state: int
+) -> Tuple[Annotated[pd.DataFrame, "train_set"], Annotated[pd.DataFrame, "test_set"], Annotated[dict, "preprocessor"]]:
+    """Split 80/20 stratified by the target and fit imputation + label encoding on the train split.
+
+    The preprocessor is fitted on training rows only (no test-set leakage); the same
+    fitted state travels in the model bundle and is applied at evaluation and inference.
+    """
+    split = split_train_test(raw_features, target_column, test_size, random_state)
+    preprocessor = Preprocessor.fit(split.train, target_column)
+    log_metadata(metadata={"split": split.info, "features": preprocessor.feature_order})
+    print(f"Split {split.info['rows']} rows into {split.info['train_rows']} train / {split.info['test_rows']} test; "
+          f"{len(preprocessor.medians)} numeric and {len(preprocessor.classes)} categorical features")
+    return split.train, split.test, preprocessor.to_dict()

@@ -1,0 +1,69 @@
+"""RegisterModel: a new version in the stack's model registry, with full lineage."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Annotated
+
+import mlflow
+import zenml
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata, ModelVersionStage
+
+from churn.bundle import ModelBundle
+from stacks.local import EXPERIMENT_TRACKER
+
+# Spec approval statuses -> registry stages (MLflow 3 aliases: champion / staging / archived).
+APPROVAL_STAGES = {
+    "Approved": ModelVersionStage.PRODUCTION,
+    "PendingManualApproval": ModelVersionStage.STAGING,
+    "Rejected": ModelVersionStage.ARCHIVED,
+}
+
+
+@step(experiment_tracker=EXPERIMENT_TRACKER, enable_cache=False)
+def register(
+    model_bundle: ModelBundle, evaluation_report: dict, gate_verdict: dict, feature_query: dict,
+    model_name: str, approval_status: str,
+) -> Annotated[dict, "registration"]:
+    """Register the bundle when the gate passed; otherwise register nothing and say why."""
+    if not gate_verdict["passed"]:
+        print(f"Not registered: {gate_verdict['message']}")
+        return {"registered": False, "reason": gate_verdict["message"]}
+    context = get_step_context()
+    run = mlflow.active_run()
+    with tempfile.TemporaryDirectory() as tmp:
+        sha256 = model_bundle.save(f"{tmp}/bundle")
+        mlflow.log_artifacts(f"{tmp}/bundle", "bundle")
+    bundle_uri = mlflow.get_artifact_uri("bundle")
+    tags = {
+        "approval_status": approval_status,
+        "bundle_sha256": sha256,
+        "mlflow_run_id": run.info.run_id,
+        "feature_group": feature_query["feature_group"],
+        "customer_id_range": f"{feature_query['customer_id_start']}-{feature_query['customer_id_end']}",
+        "as_of": feature_query.get("as_of") or "",
+        "data_fingerprint": feature_query["data_fingerprint"],
+        "feature_query_sql": feature_query["sql"],
+        **{f"metric_{k}": f"{v:.6f}" for k, v in evaluation_report.items() if isinstance(v, float)},
+    }
+    metadata = ModelRegistryModelMetadata(
+        zenml_version=zenml.__version__, zenml_run_name=context.pipeline_run.name,
+        zenml_pipeline_name=context.pipeline.name, zenml_pipeline_run_uuid=str(context.pipeline_run.id),
+        zenml_step_name=context.step_name, zenml_project=str(context.pipeline_run.project_id), **tags,
+    )
+    registry = Client().active_stack.model_registry
+    version = registry.register_model_version(
+        name=model_name, model_source_uri=bundle_uri, metadata=metadata,
+        description=f"{type(model_bundle.estimator).__name__}; {gate_verdict['message']}",
+    )
+    registry.update_model_version(name=model_name, version=version.version, stage=APPROVAL_STAGES[approval_status])
+    mlflow.set_tags({"registered_model": model_name, "registered_model_version": version.version,
+                     "approval_status": approval_status})
+    registration = {"registered": True, "model_name": model_name, "version": str(version.version),
+                    "bundle_uri": bundle_uri, "sha256": sha256, "approval_status": approval_status,
+                    "mlflow_run_id": run.info.run_id, "zenml_run_id": str(context.pipeline_run.id)}
+    log_metadata(metadata={"registration": registration})
+    print(f"Registered {model_name} version {version.version} ({approval_status})")
+    return registration

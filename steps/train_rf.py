@@ -1,0 +1,32 @@
+"""TrainModel: the spec's RandomForest, tracked in the stack's experiment tracker (MLflow)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from zenml import step
+
+from churn.bundle import ModelBundle
+from churn.preprocessing import Preprocessor
+from churn.training import train_random_forest
+from materializers.bundle_materializer import ModelBundleMaterializer
+from stacks.local import EXPERIMENT_TRACKER
+
+
+@step(experiment_tracker=EXPERIMENT_TRACKER, output_materializers=ModelBundleMaterializer)
+def train_rf(
+    train_set: pd.DataFrame, preprocessor: dict, hyperparameters: dict, random_state: int, feature_query: dict
+) -> Annotated[ModelBundle, "model_bundle"]:
+    """Fit RandomForest with the configured hyperparameters; the bundle carries the preprocessing."""
+    lineage = {"feature_query": {k: feature_query[k] for k in ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")},
+               "data_fingerprint": feature_query["data_fingerprint"]}
+    bundle = train_random_forest(train_set, Preprocessor.from_dict(preprocessor), hyperparameters, random_state, lineage)
+    mlflow.log_params({**hyperparameters, "model_type": "random_forest", "random_state": random_state,
+                       "train_rows": len(train_set), "feature_group": feature_query["feature_group"]})
+    mlflow.log_metric("train_seconds", bundle.info["train_seconds"])
+    mlflow.set_tags({"data_fingerprint": feature_query["data_fingerprint"], "feature_query": feature_query["description"]})
+    mlflow.log_text(feature_query["sql"], "feature_query.sql")
+    print(f"Trained RandomForest on {len(train_set)} rows in {bundle.info['train_seconds']:.2f}s")
+    return bundle
