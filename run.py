@@ -49,6 +49,17 @@ def _stack_component(kind: str):
     return component
 
 
+def _ensure_stack() -> None:
+    """On ZenML's bare default stack, register and activate our local stack (idempotent)."""
+    from zenml.client import Client
+
+    if Client().active_stack_model.name == "default":
+        from stacks.local import setup_local_stack
+
+        created = setup_local_stack(activate=True)
+        click.echo("Using the 'local' stack" + (f" (registered: {', '.join(created)})" if created else ""))
+
+
 def _output(run, step: str, name: str):
     try:
         return run.steps[step].outputs[name][0].load()
@@ -91,14 +102,21 @@ def _print_summary(run) -> None:
 @click.option("--variant", type=click.Choice(["rf", "automl"]), default="rf", show_default=True)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config YAML (default: configs/<variant>.yaml).")
 @click.option("--no-cache", is_flag=True, help="Run every step, even when its inputs did not change.")
+@click.option("--demo-data-if-empty", is_flag=True, help="Ingest the demo data first when the feature group has no records.")
 @click.pass_context
-def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: bool) -> None:
+def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: bool, demo_data_if_empty: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     if variant == "automl":
         _fail("the automl variant is not available yet (tracked in the AutoML issue); use --variant rf")
     config = _load_config(variant, config_path)
-    _stack_component("feature_store")
+    _ensure_stack()
+    store = _stack_component("feature_store")
+    if demo_data_if_empty and store.record_count(config.feature_group_name) == 0:
+        click.echo(f"Feature group '{config.feature_group_name}' is empty: ingesting the demo data first.")
+        from pipelines.ingestion import churn_feature_ingestion
+
+        churn_feature_ingestion(feature_group_name=config.feature_group_name, target_column=config.target_column)
     from pipelines.training import churn_rf_training
 
     pipeline = churn_rf_training.with_options(enable_cache=not no_cache)
@@ -122,6 +140,7 @@ def ingest(csv_path, target, feature_group, config_path, customers, if_empty) ->
     config = _load_config("rf", config_path)
     group = feature_group or config.feature_group_name
     target = target or config.target_column
+    _ensure_stack()
     store = _stack_component("feature_store")
     if if_empty and store.record_count(group) > 0:
         click.echo(f"Feature group '{group}' already has {store.record_count(group)} customers; not ingesting.")

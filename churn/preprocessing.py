@@ -22,6 +22,7 @@ import pandas as pd
 from churn.schema import NON_FEATURE_COLUMNS
 
 UNKNOWN = "Unknown"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MISSING_TEXT = {"", "na", "nan", "null", "none"}
 
 
@@ -116,6 +117,10 @@ class Preprocessor:
             if column in self.medians:
                 numbers = to_float(values, column)
                 numbers[np.isnan(numbers)] = self.medians[column]
+                too_large = np.abs(numbers) > _FLOAT32_MAX  # trees compare in float32
+                if too_large.any():
+                    row = int(np.flatnonzero(too_large)[0])
+                    raise InputError(f"column '{column}' row {row + 1}: {values[row]!r:.50} is out of range")
                 matrix[:, j] = numbers
             else:
                 matrix[:, j], novel = self._encode(column, values)

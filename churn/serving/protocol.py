@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Sequence
 
@@ -142,12 +143,15 @@ def format_response(prediction: Prediction, accept: str, probabilities: bool) ->
 
 
 def unseen_header(unseen: Dict[str, List[str]]) -> str:
-    """``column=value|value;column=value`` (values truncated) for the X-Unseen-Categories header."""
+    """``column=value|value;column=value`` for the X-Unseen-Categories header.
+
+    Values are percent-encoded (a header may hold only printable ASCII) and truncated.
+    """
     parts = []
     for column, values in unseen.items():
-        shown = "|".join(v.replace(";", " ").replace("|", " ")[:40] for v in values[:10])
-        parts.append(f"{column}={shown}")
-    return ";".join(parts).encode("ascii", "replace").decode()[:2000]
+        shown = "|".join(quote(v[:40], safe=" ()-_.,") for v in values[:10])
+        parts.append(f"{quote(column, safe='_-')}={shown}")
+    return ";".join(parts)[:2000]
 
 
 def probabilities_requested(query_value: str | None, custom_attributes: str | None) -> bool:

@@ -1,0 +1,104 @@
+"""Hermetic test setup: a temporary ZenML config/store per session, analytics off.
+
+The environment is set here, before anything imports ZenML, so no test touches the
+user's ~/.config/zenml or any network.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="churn-tests-"))
+os.environ.update({
+    "ZENML_CONFIG_PATH": str(_SESSION_DIR / "zenml"),
+    "ZENML_ANALYTICS_OPT_IN": "false",
+    "ZENML_LOGGING_VERBOSITY": "WARN",
+    "ZENML_ENABLE_REPO_INIT_WARNINGS": "false",
+    "ZENML_AUTO_OPEN_DASHBOARD": "false",
+    "MLFLOW_ENABLE_TELEMETRY": "false",
+    "DO_NOT_TRACK": "1",
+    "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+    "OMP_NUM_THREADS": "1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+})
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """Our inference server as a real process on loopback (stopped by pid)."""
+
+    def __init__(self, endpoint_dir: Path, workers: int = 1, max_body_bytes: int | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint_dir),
+                   "--port", str(self.port), "--workers", str(workers)]
+        if max_body_bytes:
+            command += ["--max-body-bytes", str(max_body_bytes)]
+        self.log = open(Path(endpoint_dir) / "test-server.log", "ab")
+        self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def demo_frame():
+    from churn.demo_data import generate_customers
+
+    return generate_customers(5000, seed=42)
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(demo_frame):
+    """A small RF bundle trained with the same functions the pipeline uses."""
+    from churn.preprocessing import Preprocessor, split_train_test
+    from churn.training import train_random_forest
+
+    split = split_train_test(demo_frame.iloc[:4000], "churn", 0.2, 42)
+    pre = Preprocessor.fit(split.train, "churn")
+    bundle = train_random_forest(split.train, pre, {"n_estimators": 30, "max_depth": 8}, 42)
+    return bundle, split

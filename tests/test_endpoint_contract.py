@@ -1,0 +1,171 @@
+"""The SageMaker hosting contract against a real server process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from tests.conftest import ServerProcess
+
+FEATURES = ["age", "tenure_months", "monthly_charges", "total_charges", "contract_type", "payment_method",
+            "internet_service", "phone_service", "multiple_lines", "online_security", "tech_support", "device_protection"]
+
+
+def publish(endpoint_dir, bundle, version: str) -> str:
+    """What the model deployer does: bundle on disk, then the pointer the server watches."""
+    bundle_dir = endpoint_dir / "bundles" / f"v{version}"
+    sha = bundle.save(bundle_dir)
+    (endpoint_dir / "current.json").write_text(json.dumps({"version": version, "sha256": sha, "bundle_dir": str(bundle_dir)}))
+    return sha
+
+
+@pytest.fixture(scope="module")
+def endpoint(trained_bundle, tmp_path_factory):
+    bundle, split = trained_bundle
+    endpoint_dir = tmp_path_factory.mktemp("endpoint")
+    publish(endpoint_dir, bundle, "1")
+    server = ServerProcess(endpoint_dir, max_body_bytes=2_000_000)
+    try:
+        server.wait_ready()
+        yield server, bundle, split, endpoint_dir
+    finally:
+        server.stop()
+
+
+def post(server, body, content_type="text/csv", **kwargs):
+    return requests.post(server.url + "/invocations", data=body, headers={"Content-Type": content_type, **kwargs.pop("headers", {})},
+                         timeout=30, **kwargs)
+
+
+def test_ping_names_the_served_version(endpoint):
+    server, *_ = endpoint
+    response = requests.get(server.url + "/ping", timeout=5)
+    assert response.status_code == 200 and response.headers["X-Model-Version"] == "1"
+
+
+def test_csv_with_ids_metadata_extra_columns_any_order(endpoint):
+    server, bundle, split, _ = endpoint
+    rows = split.test.iloc[:50]
+    shuffled = rows[["customer_id", "event_time", *reversed(FEATURES), "churn"]].assign(extra="x")
+    response = post(server, shuffled.to_csv(index=False))
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert response.text.splitlines() == [str(v) for v in bundle.predict(rows)]
+
+
+def test_whole_test_set_matches_the_bundle_to_1e9(endpoint):
+    server, bundle, split, _ = endpoint
+    response = post(server, split.test[FEATURES].to_csv(index=False), params={"probabilities": "true"},
+                    headers={"Accept": "application/json"})
+    body = response.json()
+    expected, _ = bundle.predict_proba(split.test)
+    assert np.allclose(body["probabilities"], expected, atol=1e-9, rtol=0)
+    assert body["predictions"] == bundle.label(expected).tolist()
+
+
+def test_json_records_and_dataframe_split(endpoint):
+    server, bundle, split, _ = endpoint
+    rows = split.test.iloc[:5][FEATURES]
+    expected = bundle.predict(rows).tolist()
+    records = json.loads(rows.to_json(orient="records"))
+    as_split = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+    for payload in (records, as_split, {"dataframe_records": records}):
+        response = post(server, json.dumps(payload), "application/json", headers={"Accept": "application/json"})
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == expected
+    # CSV answer with probabilities via SageMaker CustomAttributes
+    response = post(server, json.dumps(records), "application/json",
+                    headers={"X-Amzn-SageMaker-Custom-Attributes": "probabilities=true"})
+    labels = [int(line.split(",")[0]) for line in response.text.splitlines()]
+    assert labels == expected and all(0 <= float(line.split(",")[1]) <= 1 for line in response.text.splitlines())
+
+
+def test_unseen_categories_are_mapped_and_reported(endpoint):
+    server, *_ = endpoint
+    body = ",".join(FEATURES) + "\n35,12,70.5,840.0,Weekly,Electronic check,DSL,Yes,No,Yes,No,No\n"
+    response = post(server, body)
+    assert response.status_code == 200 and response.text.strip() in ("0", "1")
+    assert response.headers["X-Unseen-Categories"] == "contract_type=Weekly"
+
+
+@pytest.mark.parametrize("body, content_type, status, message", [
+    ("", "text/csv", 400, "empty request body"),
+    (",".join(FEATURES) + "\n", "text/csv", 400, "header row but no data rows"),
+    ("age,tenure_months\n1,2\n", "text/csv", 400, "missing required column(s): monthly_charges, total_charges"),
+    (",".join(FEATURES) + "\n35,twelve,70.5,840,Two year,Mailed check,DSL,Yes,No,Yes,No,No\n", "text/csv", 400,
+     "column 'tenure_months' row 1: 'twelve' is not a number"),
+    (",".join(FEATURES) + "\n1,2,3\n", "text/csv", 400, "CSV row 1 has 3 fields, the header has 12"),
+    ('{"dataframe_split": {"columns": ["a"]', "application/json", 400, "malformed JSON"),
+    ("age\n1\n", "application/xml", 415, "unsupported content type"),
+    ("x" * 2_100_000, "text/csv", 413, "over the 2000000-byte limit"),
+])
+def test_bad_input_gets_a_4xx_that_names_the_problem(endpoint, body, content_type, status, message):
+    server, *_ = endpoint
+    response = post(server, body, content_type)
+    assert response.status_code == status
+    assert message in response.text
+    assert requests.get(server.url + "/ping", timeout=5).status_code == 200
+
+
+def _malformed_payloads(rng: random.Random, n: int):
+    header = ",".join(FEATURES)
+    good = "35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No"
+    pieces = ["", ",", "\n", '"', "\x00", "nan", "-1e309", "ÿ", "\r\n", "{}", "[]", "null", "9" * 400, "'", ";"]
+    for _ in range(n):
+        kind = rng.randrange(6)
+        if kind == 0:  # random bytes
+            yield bytes(rng.randrange(256) for _ in range(rng.randrange(200))), rng.choice(["text/csv", "application/json"])
+        elif kind == 1:  # header with mangled fields
+            fields = good.split(",")
+            for _ in range(rng.randrange(1, 4)):
+                fields[rng.randrange(len(fields))] = rng.choice(pieces)
+            yield f"{header}\n{','.join(fields)}\n".encode(), "text/csv"
+        elif kind == 2:  # truncated CSV
+            text = f"{header}\n{good}\n"
+            yield text[: rng.randrange(len(text))].encode(), "text/csv"
+        elif kind == 3:  # JSON of the wrong shape
+            yield json.dumps(rng.choice([{"dataframe_split": {"columns": FEATURES, "data": [[1]]}}, [1, 2], "x", {"a": [1]},
+                                         [{"age": rng.choice(pieces)}], {"dataframe_split": 5}, [None]])).encode(), "application/json"
+        elif kind == 4:  # truncated JSON
+            text = json.dumps([dict(zip(FEATURES, good.split(",")))])
+            yield text[: rng.randrange(len(text))].encode(), "application/json"
+        else:  # odd content types
+            yield good.encode(), rng.choice(["", "text/plain", "multipart/form-data", "text/csv; charset=latin-1", "*/*"])
+
+
+def test_fuzz_malformed_payloads_never_get_a_5xx(endpoint):
+    server, *_ = endpoint
+    rng = random.Random(20261123)
+    statuses = {}
+    with requests.Session() as session:
+        for body, content_type in _malformed_payloads(rng, 2000):
+            response = session.post(server.url + "/invocations", data=body, headers={"Content-Type": content_type}, timeout=30)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert response.status_code < 500, (body[:200], content_type, response.status_code, response.text)
+    assert requests.get(server.url + "/ping", timeout=5).status_code == 200
+    assert sum(v for k, v in statuses.items() if 400 <= k < 500) > 1000  # most of them really were refused
+
+
+def test_hot_swap_serves_the_new_version_and_refuses_a_tampered_one(endpoint, trained_bundle):
+    server, bundle, split, endpoint_dir = endpoint
+    publish(endpoint_dir, bundle, "2")
+    deadline = time.monotonic() + 20
+    while requests.get(server.url + "/ping", timeout=5).headers.get("X-Model-Version") != "2":
+        assert time.monotonic() < deadline, "new version was not switched in"
+        time.sleep(0.1)
+    # a pointer whose bundle does not match the recorded sha256 is not switched in
+    pointer = json.loads((endpoint_dir / "current.json").read_text())
+    (endpoint_dir / "current.json").write_text(json.dumps({**pointer, "version": "3", "sha256": "0" * 64}))
+    deadline = time.monotonic() + 20
+    while "X-Last-Load-Error" not in (ping := requests.get(server.url + "/ping", timeout=5)).headers:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert ping.headers["X-Model-Version"] == "2" and "sha256" in ping.headers["X-Last-Load-Error"]
+    assert post(server, split.test[FEATURES].iloc[:3].to_csv(index=False)).status_code == 200

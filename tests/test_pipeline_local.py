@@ -1,0 +1,205 @@
+"""End to end on an isolated local stack: ingest -> train -> gate -> register -> deploy -> HTTP.
+
+Real parts only: a fresh ZenML sqlite store, MLflow (sqlite) tracking and registry, the
+parquet/DuckDB feature store and our server as a daemon on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from click.testing import CliRunner
+
+from churn.bundle import ModelBundle
+from churn.config import load_config
+
+pytestmark = pytest.mark.pipeline
+MODEL = "classification-model-group"
+
+
+@pytest.fixture(scope="module")
+def stack(session_dir):
+    from zenml.client import Client
+    from zenml.utils import source_utils
+
+    from stacks.local import setup_local_stack
+
+    source_utils.set_custom_source_root(str(Path(__file__).resolve().parents[1]))
+    setup_local_stack(activate=True)
+    active = Client().active_stack
+    deployer = active.model_deployer
+    yield active
+    for endpoint in deployer.list_endpoints():
+        deployer.stop_endpoint(endpoint["endpoint_name"])
+
+
+def _config(**overrides) -> dict:
+    return load_config("configs/rf.yaml", **overrides).model_dump()
+
+
+def _run(config: dict):
+    from zenml.client import Client
+
+    from pipelines.training import churn_rf_training
+
+    run = churn_rf_training.with_options(enable_cache=True)(config=config)
+    return Client().get_pipeline_run(run.id)
+
+
+def _out(run, step, name):
+    return run.steps[step].outputs[name][0].load()
+
+
+def _versions(stack):
+    try:
+        return stack.model_registry.list_model_versions(name=MODEL) or []
+    except KeyError:
+        return []
+
+
+def _alerts(stack):
+    path = Path(stack.alerter.outbox_path)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def first_run(stack):
+    from pipelines.ingestion import churn_feature_ingestion
+
+    churn_feature_ingestion(feature_group_name="mlops_poc_churn_classification_feature")
+    return _run(_config())
+
+
+def test_pipeline_registers_with_lineage_and_serves_the_csv_contract(stack, first_run):
+    report = _out(first_run, "evaluate", "evaluation_report")
+    assert 0.7 < report["accuracy"] < 0.9 and 0.75 < report["roc_auc"] < 0.95
+    registration = _out(first_run, "register", "registration")
+    deployment = _out(first_run, "deploy", "deployment")
+    assert registration["registered"] and deployment["deployed"]
+
+    # registry version -> ZenML run, MLflow run and the data
+    version = stack.model_registry.get_model_version(MODEL, registration["version"])
+    tags = version.metadata.model_dump()
+    assert tags["zenml_pipeline_run_uuid"] == str(first_run.id)
+    assert tags["feature_group"] == "mlops_poc_churn_classification_feature" and tags["customer_id_range"] == "1-4000"
+    assert tags["data_fingerprint"] == _out(first_run, "source_features", "feature_query")["data_fingerprint"]
+    assert "ROW_NUMBER()" in tags["feature_query_sql"] and tags["approval_status"] == "Approved"
+    mlflow.set_tracking_uri(stack.experiment_tracker.get_tracking_uri())
+    mlflow_run = mlflow.get_run(tags["mlflow_run_id"])
+    assert mlflow_run.data.metrics["accuracy"] == pytest.approx(report["accuracy"])
+    assert mlflow_run.data.params["n_estimators"] == "100"
+    assert mlflow_run.data.tags["registered_model_version"] == registration["version"]  # run -> registry
+    aliases = mlflow.MlflowClient().get_registered_model(MODEL).aliases
+    assert str(aliases.get("champion")) == registration["version"]
+
+    # the endpoint answers raw-feature CSV exactly as the registered bundle predicts
+    bundle = ModelBundle.load(registration["bundle_uri"].removeprefix("file://"), expected_sha256=registration["sha256"])
+    test_set = _out(first_run, "preprocess", "test_set")
+    response = requests.post(deployment["invocations_url"], data=test_set.to_csv(index=False),
+                             headers={"Content-Type": "text/csv"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.text.splitlines() == [str(v) for v in bundle.predict(test_set)]
+    assert response.headers["X-Model-Version"] == registration["version"]
+
+
+def test_predict_command_prints_one_prediction_per_row(stack, first_run):
+    import run as cli_module
+
+    result = CliRunner().invoke(cli_module.cli, ["predict", "--csv", "sample_input.csv"])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if line in ("0", "1")].__len__() == 3
+
+
+def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, first_run):
+    url = _out(first_run, "deploy", "deployment")["url"]
+    failures, stop = [], threading.Event()
+    body = "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,phone_service," \
+           "multiple_lines,online_security,tech_support,device_protection\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n"
+
+    def load():
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    r = session.post(url + "/invocations", data=body, headers={"Content-Type": "text/csv"}, timeout=10)
+                    if r.status_code != 200:
+                        failures.append(r.status_code)
+                except requests.RequestException as error:
+                    failures.append(str(error))
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        second = _run(_config())
+    finally:
+        stop.set()
+        thread.join()
+    deployment = _out(second, "deploy", "deployment")
+    assert deployment["deployed"] and deployment["url"] == url  # same endpoint, same address
+    assert int(deployment["version"]) == int(_out(first_run, "register", "registration")["version"]) + 1
+    assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == deployment["version"]
+    assert failures == []
+
+
+def test_a_model_below_the_gate_is_neither_registered_nor_deployed(stack, first_run):
+    before = len(_versions(stack))
+    served = requests.get(_out(first_run, "deploy", "deployment")["url"] + "/ping", timeout=5).headers["X-Model-Version"]
+    run = _run(_config(accuracy_threshold=0.99))
+    assert run.status.value == "completed"
+    assert not _out(run, "gate", "gate_verdict")["passed"]
+    registration = _out(run, "register", "registration")
+    assert not registration["registered"] and "accuracy" in registration["reason"] and "< 0.99" in registration["reason"]
+    assert not _out(run, "deploy", "deployment")["deployed"]
+    assert len(_versions(stack)) == before
+    assert requests.get(_out(first_run, "deploy", "deployment")["url"] + "/ping", timeout=5).headers["X-Model-Version"] == served
+
+
+def test_a_failing_step_sends_exactly_one_alert_and_registers_nothing(stack, first_run):
+    alerts_before, versions_before = len(_alerts(stack)), len(_versions(stack))
+    with pytest.raises(RuntimeError, match="source_features"):
+        _run(_config(customer_id_start=900000, customer_id_end=900100))
+    new = _alerts(stack)[alerts_before:]
+    assert len(new) == 1
+    alert = new[0]
+    assert alert["pipeline"] == "churn_rf_training" and alert["step"] == "source_features"
+    assert "no records found for feature group 'mlops_poc_churn_classification_feature', customer_id CUST_900000..CUST_900100" in alert["error"]
+    assert alert["logs"] and alert["subject"] == "[Pipeline Failed] churn_rf_training.source_features"
+    assert len(_versions(stack)) == versions_before
+
+
+def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, demo_frame):
+    import run as cli_module
+
+    store = stack.feature_store
+    bad = tmp_path / "bad.csv"
+    demo_frame.iloc[:50].assign(churn=2).to_csv(bad, index=False)
+    result = CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(bad), "--feature-group", "custom_group"])
+    assert result.exit_code != 0 and "must be binary 0/1, found value(s) 2" in result.output
+    assert store.describe("custom_group") is None  # nothing written
+
+    good = tmp_path / "good.csv"
+    rng = np.random.default_rng(0)
+    frame = demo_frame.drop(columns=["event_time"]).rename(columns={"churn": "left"}).assign(
+        support_calls=rng.integers(0, 8, len(demo_frame)))
+    frame.to_csv(good, index=False)
+    result = CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"])
+    assert result.exit_code == 0, result.output
+    assert store.describe("custom_group")["FeatureDefinitions"]["support_calls"] == "Integral"
+    # ingesting a changed record again does not duplicate the customer
+    frame.iloc[:1].assign(support_calls=99).to_csv(good, index=False)
+    assert CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"]).exit_code == 0
+    assert store.record_count("custom_group") == len(frame)
+
+    run = _run(_config(feature_group_name="custom_group", target_column="left", deploy=False, model_package_group="custom-model"))
+    bundle = _out(run, "train_rf", "model_bundle")
+    assert "support_calls" in bundle.feature_order and bundle.target == "left"
+    raw = _out(run, "source_features", "raw_features")
+    assert raw.set_index("customer_id").loc["CUST_000001", "support_calls"] == 99
