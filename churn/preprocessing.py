@@ -129,19 +129,23 @@ class Preprocessor:
         return matrix, unseen
 
     def _encode(self, column: str, values: Sequence[Any]) -> Tuple[np.ndarray, List[str]]:
-        known = self.classes[column]
-        codes = {name: float(i) for i, name in enumerate(known)}
-        out = np.empty(len(values), dtype=np.float64)
+        codes = {name: float(i) for i, name in enumerate(self.classes[column])}
+        try:
+            distinct = set(values)
+        except TypeError:  # an unhashable value, e.g. a list inside a JSON record
+            row = next(i for i, v in enumerate(values) if not isinstance(v, (str, int, float, bool, type(None))))
+            raise InputError(f"column '{column}' row {row + 1}: {str(values[row])[:50]!r} is not a single value") from None
+        lookup: Dict[Any, float] = {}
         novel: List[str] = []
-        for row, value in enumerate(values):
+        for value in distinct:
             name = UNKNOWN if _is_missing(value) else str(value)
             code = codes.get(name)
             if code is None:
                 code = 0.0  # spec: unseen categories map to the first known class
-                if name not in novel:
-                    novel.append(name)
-            out[row] = code
-        return out, novel
+                novel.append(name)
+            lookup[value] = code
+        out = np.fromiter(map(lookup.__getitem__, values), dtype=np.float64, count=len(values))
+        return out, sorted(set(novel))
 
     def to_dict(self) -> Dict[str, Any]:
         return {

@@ -60,3 +60,25 @@ def test_bundle_round_trip_predicts_identically_and_checks_its_hash(trained_bund
     (tmp_path / "b" / "estimator.joblib").unlink()
     with pytest.raises(BundleError, match="estimator.joblib is missing"):
         ModelBundle.load(tmp_path / "b")
+
+
+def test_compiled_forest_equals_sklearn_predict_proba(trained_bundle):
+    from churn.fast_forest import CompiledForest
+
+    bundle, split = trained_bundle
+    matrix, _ = bundle.preprocessor.transform(split.test)
+    compiled = CompiledForest.compile(bundle.estimator)
+    expected = bundle.estimator.predict_proba(matrix)[:, 1]
+    assert np.abs(compiled.predict_positive(matrix) - expected).max() <= 1e-9
+    for i in range(0, 40):  # one-row requests take the compiled path inside the bundle
+        proba, _ = bundle.predict_proba({c: [split.test[c].iloc[i]] for c in bundle.feature_order})
+        assert abs(proba[0] - expected[i]) <= 1e-9
+    assert CompiledForest.compile(object()) is None
+
+
+def test_out_of_range_numbers_and_non_scalars_are_input_errors():
+    pre = Preprocessor.fit(_frame(), "churn")
+    with pytest.raises(InputError, match="column 'age' row 1: '1e309' is out of range"):
+        pre.transform({"age": ["1e309"], "plan": ["a"]})
+    with pytest.raises(InputError, match="column 'plan' row 2: .* is not a single value"):
+        pre.transform({"age": [1, 2], "plan": ["a", ["x"]]})
