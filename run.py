@@ -177,6 +177,34 @@ def predict(csv_path, endpoint, probabilities, as_json) -> None:
     click.echo(response.text.rstrip("\n"))
 
 
+@cli.command(help="Batch inference: score customers 4001-5000 (configurable) with the latest Approved model.")
+@click.option("--variant", type=click.Choice(["rf", "automl"]), default="rf", show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Batch config YAML (default: configs/batch.yaml).")
+@click.option("--output", "output_uri", default=None, help="Where to write predictions (path or s3:// URI).")
+def batch(variant: str, config_path: str | None, output_uri: str | None) -> None:
+    from churn.batch import load_batch_config
+    from churn.config import ConfigError
+
+    try:
+        training = _load_config(variant, None)
+        config = load_batch_config(config_path or HERE / "configs" / "batch.yaml", output_uri=output_uri,
+                                   **({} if config_path else {"model_package_group": training.model_package_group}))
+    except ConfigError as error:
+        _fail(str(error))
+    _ensure_stack()
+    from pipelines.batch_inference import churn_batch_inference
+
+    try:
+        run = churn_batch_inference(config=config.model_dump())
+    except RuntimeError as error:
+        _fail(f"{error}. The failure was sent to the stack's alerter; see the step log named in the alert.")
+    from zenml.client import Client
+
+    summary = _output(Client().get_pipeline_run(run.id), "batch_predict", "batch_summary") or {}
+    click.echo(f"\nScored {summary.get('rows')} customers with {summary.get('model_name')} v{summary.get('version')}: "
+               f"{summary.get('location')}")
+
+
 @cli.group(help="Stack recipes.")
 def stack() -> None:
     pass

@@ -203,3 +203,36 @@ def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, d
     assert "support_calls" in bundle.feature_order and bundle.target == "left"
     raw = _out(run, "source_features", "raw_features")
     assert raw.set_index("customer_id").loc["CUST_000001", "support_calls"] == 99
+
+
+def test_a_bundle_that_fails_its_health_check_is_not_switched_in(stack, first_run):
+    from stacks.flavors.local_deployer import DeploymentError
+
+    registration = _out(first_run, "register", "registration")
+    url = _out(first_run, "deploy", "deployment")["url"]
+    served = requests.get(url + "/ping", timeout=5).headers["X-Model-Version"]
+    with pytest.raises(DeploymentError, match="v999 failed its health check and was not deployed: .*refusing to load"):
+        stack.model_deployer.deploy_bundle("classification-model-endpoint", MODEL, "999", registration["bundle_uri"], "0" * 64)
+    assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == served
+
+
+def test_batch_inference_scores_held_out_customers_with_the_latest_approved_model(stack, first_run, tmp_path):
+    from zenml.client import Client
+
+    from churn.batch import load_batch_config
+    from pipelines.batch_inference import churn_batch_inference
+
+    config = load_batch_config("configs/batch.yaml", output_uri=str(tmp_path)).model_dump()
+    run = Client().get_pipeline_run(churn_batch_inference(config=config).id)
+    summary = _out(run, "batch_predict", "batch_summary")
+    written = pd.read_parquet(summary["location"])
+    assert summary["location"].startswith(str(tmp_path)) and summary["rows"] == len(written) == 1000
+    assert written["customer_id"].iloc[0] == "CUST_004001" and written["customer_id"].iloc[-1] == "CUST_005000"
+    approved = [v for v in _versions(stack) if v.metadata.model_dump().get("approval_status") == "Approved"]
+    latest = max(approved, key=lambda v: int(v.version))
+    assert set(written["model_version"]) == {str(latest.version)} and set(written["run_id"]) == {str(run.id)}
+    bundle = ModelBundle.load(latest.model_source_uri.removeprefix("file://"))
+    raw = _out(run, "source_features", "raw_features")
+    expected, _ = bundle.predict_proba(raw)
+    assert np.allclose(written["probability"], expected, atol=1e-12) and (written["prediction"] == bundle.label(expected)).all()
+    assert not list(tmp_path.glob(".*partial"))  # nothing half-written left behind

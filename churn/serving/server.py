@@ -179,6 +179,12 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     args = parser.parse_args(argv)
+    pointer = Path(args.endpoint_dir) / POINTER_FILE
+    if pointer.is_file():  # refuse to start on a bundle that is not the registered one
+        try:
+            load_model(json.loads(pointer.read_text()))
+        except (OSError, ValueError, KeyError, BundleError) as error:
+            raise SystemExit(f"refusing to start: {error}")
     os.environ["CHURN_ENDPOINT_DIR"] = str(Path(args.endpoint_dir).resolve())
     os.environ["CHURN_MAX_BODY_BYTES"] = str(args.max_body_bytes)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

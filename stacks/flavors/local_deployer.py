@@ -78,6 +78,14 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
+def _log_tail(path: str) -> str:
+    try:
+        lines = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else "no log output"
+
+
 def _local_path(uri: str) -> Path:
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
@@ -130,7 +138,7 @@ class LocalEndpointDeployer(BaseModelDeployer):
         _atomic_json(pointer, record)
         state = self._ensure_server(endpoint_name)
         try:
-            self._wait_for_version(state["url"], str(version), sha256)
+            self._wait_for_version(state, str(version), sha256)
         except DeploymentError:
             if previous is not None:
                 pointer.write_text(previous)
@@ -202,10 +210,11 @@ class LocalEndpointDeployer(BaseModelDeployer):
         _atomic_json(directory / "state.json", state)
         return state
 
-    def _wait_for_version(self, url: str, version: str, sha256: str) -> None:
-        deadline = time.monotonic() + self.config.start_timeout
-        last = "no answer"
+    def _wait_for_version(self, state: dict, version: str, sha256: str) -> None:
+        url, deadline, last = state["url"], time.monotonic() + self.config.start_timeout, "no answer"
         while time.monotonic() < deadline:
+            if not _pid_alive(state["pid"]):
+                raise DeploymentError(f"the endpoint server at {url} exited: {_log_tail(state['log'])}")
             try:
                 response = requests.get(url + "/ping", timeout=2)
                 if response.status_code == 200 and response.headers.get("X-Model-Version") == version \
