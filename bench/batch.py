@@ -1,0 +1,65 @@
+"""Benchmark: batch scoring rows/s and peak memory, up to a million customers (999,999: the CUST_XXXXXX id space).
+
+    python bench/batch.py [--rows 1000000] [--chunk-rows 50000]
+
+Writes --rows demo customers to a throwaway local offline store, trains the spec's RF on
+customers 1-4000, then times the batch path the pipeline uses (DuckDB read of the
+latest records, chunked scoring, parquet write) and prints rows/s and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=999_999)  # CUST_XXXXXX holds at most 999,999 ids
+    parser.add_argument("--chunk-rows", type=int, default=50_000)
+    args = parser.parse_args()
+    import pandas as pd
+
+    from churn.batch import score_in_chunks, write_chunks
+    from churn.demo_data import generate_customers
+    from churn.feature_query import FeatureQuery
+    from churn.ingest import prepare_records
+    from churn.offline_store import LocalOfflineStore
+    from churn.preprocessing import Preprocessor, split_train_test
+    from churn.training import train_random_forest
+
+    work = Path(tempfile.mkdtemp(prefix="churn-bench-batch-"))
+    store = LocalOfflineStore(work / "store")
+    started = time.perf_counter()
+    data = generate_customers(args.rows, seed=7)
+    records, definitions = prepare_records(data, "churn", "bench")
+    store.create_group("bench", definitions, "churn")
+    store.put_records("bench", records)
+    print(f"prepared {args.rows:,} customers in {time.perf_counter() - started:.1f}s")
+    del data, records
+    train, _ = store.read_latest(FeatureQuery("bench", 1, 4000))
+    split = split_train_test(train, "churn", 0.2, 42)
+    bundle = train_random_forest(split.train, Preprocessor.fit(split.train, "churn"), {"n_estimators": 100, "max_depth": 10}, 42)
+
+    t0 = time.perf_counter()
+    frame, _ = store.read_latest(FeatureQuery("bench", 1, args.rows))
+    t1 = time.perf_counter()
+    rows = write_chunks(score_in_chunks(bundle, frame, args.chunk_rows, "bench", "1", "bench"), str(work / "predictions.parquet"))
+    t2 = time.perf_counter()
+    check = pd.read_parquet(work / "predictions.parquet", columns=["customer_id"])
+    assert rows == len(check) == args.rows
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nread latest records: {t1 - t0:6.1f}s  ({args.rows / (t1 - t0):,.0f} rows/s)")
+    print(f"score + write:       {t2 - t1:6.1f}s  ({rows / (t2 - t1):,.0f} rows/s, chunks of {args.chunk_rows:,})")
+    print(f"end to end:          {t2 - t0:6.1f}s  ({rows / (t2 - t0):,.0f} rows/s)")
+    print(f"peak RSS: {peak:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

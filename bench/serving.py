@@ -1,0 +1,204 @@
+"""Benchmark: our inference server vs `mlflow models serve` on the same model, and a load test.
+
+    python bench/serving.py [--requests 2000] [--load-seconds 30] [--clients 32] [--workers 1]
+
+Trains the spec's RandomForest on the demo data (plain functions), then over loopback HTTP:
+1. one-row CSV requests, one at a time on a kept-alive connection: p50 / p99;
+2. a 10,000-row CSV request: rows/s;
+for our server (workers=1) and for `mlflow models serve` of the same bundle (as a pyfunc),
+with the ratios; then 3. `--clients` concurrent clients for `--load-seconds` against our
+server with `--workers`: requests, errors, throughput and p99.
+Goals (issue): p50 <= 2 ms, p99 <= 5 ms, >= 200k rows/s, 0 errors under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+HEADER = ("age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,"
+          "phone_service,multiple_lines,online_security,tech_support,device_protection")
+ONE_ROW = (HEADER + "\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n").encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(port: int, path: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"server exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit("server did not become ready")
+
+
+def latency(port: int, body: bytes, n: int) -> tuple[float, float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    samples = []
+    for i in range(n + 200):
+        started = time.perf_counter()
+        connection.request("POST", "/invocations", body, {"Content-Type": "text/csv"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+        if i >= 200:
+            samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
+
+
+def throughput(port: int, body: bytes, rows: int, repeats: int = 7) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        connection.request("POST", "/invocations", body, {"Content-Type": "text/csv"})
+        response = connection.getresponse()
+        out = response.read()
+        answered = len(json.loads(out)["predictions"]) if out.startswith(b"{") else len(out.splitlines())
+        assert response.status == 200 and answered == rows, (response.status, out[:200])
+        times.append(time.perf_counter() - started)
+    return rows / statistics.median(times)
+
+
+def load_test(port: int, clients: int, seconds: float) -> dict:
+    stop = time.monotonic() + seconds
+    lock, latencies, errors = threading.Lock(), [], []
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/invocations", ONE_ROW, {"Content-Type": "text/csv"})
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    errors.append(response.status)
+            except OSError as error:
+                errors.append(repr(error))
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            mine.append((time.perf_counter() - started) * 1000)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "errors": len(errors), "rps": len(latencies) / elapsed,
+            "p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)]}
+
+
+def start(command: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--load-seconds", type=float, default=30)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    args = parser.parse_args()
+    import pandas as pd
+
+    from churn.demo_data import generate_customers
+    from churn.preprocessing import Preprocessor, split_train_test
+    from churn.serving.mlflow_pyfunc import save_pyfunc
+    from churn.training import train_random_forest
+
+    work = Path(tempfile.mkdtemp(prefix="churn-bench-serving-"))
+    data = generate_customers(5000, 42)
+    split = split_train_test(data.iloc[:4000], "churn", 0.2, 42)
+    bundle = train_random_forest(split.train, Preprocessor.fit(split.train, "churn"),
+                                 {"n_estimators": 100, "max_depth": 10, "min_samples_split": 2, "min_samples_leaf": 1}, 42)
+    endpoint = work / "endpoint"
+    sha = bundle.save(endpoint / "bundles" / "v1")
+    (endpoint / "current.json").write_text(json.dumps({"version": "1", "sha256": sha, "bundle_dir": str(endpoint / "bundles" / "v1")}))
+    batch = pd.concat([data[bundle.feature_order]] * 2).iloc[:10_000].to_csv(index=False).encode()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MLFLOW_ENABLE_TELEMETRY": "false",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow execs uvicorn
+
+    results = {}
+    port = free_port()
+    ours = start([sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port)], env)
+    try:
+        wait_ready(port, "/ping", ours)
+        results["ours"] = (*latency(port, ONE_ROW, args.requests), throughput(port, batch, 10_000))
+    finally:
+        stop(ours)
+    if not args.skip_mlflow:
+        model = save_pyfunc(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
+        port = free_port()
+        mlflow_server = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", model, "-p", str(port),
+                               "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"], env)
+        try:
+            wait_ready(port, "/ping", mlflow_server)
+            results["mlflow models serve"] = (*latency(port, ONE_ROW, args.requests), throughput(port, batch, 10_000))
+        finally:
+            stop(mlflow_server)
+
+    print(f"\n{'server':22} {'p50 ms':>8} {'p99 ms':>8} {'rows/s (10k batch)':>20}")
+    for name, (p50, p99, rows) in results.items():
+        print(f"{name:22} {p50:8.2f} {p99:8.2f} {rows:20,.0f}")
+    if "mlflow models serve" in results:
+        a, b = results["ours"], results["mlflow models serve"]
+        print(f"\nratio mlflow/ours: p50 {b[0] / a[0]:.1f}x, p99 {b[1] / a[1]:.1f}x; throughput ours/mlflow {a[2] / b[2]:.1f}x")
+    print("goals: p50 <= 2 ms, p99 <= 5 ms, >= 200,000 rows/s")
+
+    if args.load_seconds > 0:
+        port = free_port()
+        ours = start([sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port),
+                      "--workers", str(args.workers)], env)
+        try:
+            wait_ready(port, "/ping", ours)
+            result = load_test(port, args.clients, args.load_seconds)
+        finally:
+            stop(ours)
+        print(f"\nload: {args.clients} clients x {args.load_seconds:.0f}s, workers={args.workers}: {result['requests']} requests, "
+              f"{result['errors']} errors, {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
