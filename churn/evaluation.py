@@ -22,6 +22,12 @@ def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dic
     y_pred = (proba > 0.5).astype(int)
     both_classes = len(np.unique(y_true)) == 2
     tn, fp, fn, tp = metrics.confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    curves = {}
+    if both_classes:
+        fpr, tpr, _ = metrics.roc_curve(y_true, proba)
+        precision, recall, _ = metrics.precision_recall_curve(y_true, proba)
+        curves = {"roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
+                  "pr": {"recall": _thin(recall), "precision": _thin(precision)}}
     return {
         "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
         "precision": float(metrics.precision_score(y_true, y_pred, zero_division=0)),
@@ -31,7 +37,15 @@ def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dic
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
         "n_test": int(len(y_true)),
         "positive_rate": float(y_true.mean()) if len(y_true) else 0.0,
+        "curves": curves,
     }
+
+
+def _thin(values: np.ndarray, points: int = 200) -> list:
+    """At most ``points`` evenly spaced samples of a curve (keeps the report small)."""
+    if len(values) > points:
+        values = values[np.linspace(0, len(values) - 1, points).round().astype(int)]
+    return [round(float(v), 6) for v in values]
 
 
 @dataclass(frozen=True)
@@ -64,3 +78,10 @@ def check_quality(metrics: Dict[str, Any], metric: str, threshold: float) -> Gat
     value = metrics.get(metric)
     passed = value is not None and float(value) >= threshold
     return GateVerdict(passed=passed, metric=metric, value=None if value is None else float(value), threshold=threshold)
+
+
+class EvaluationReport(dict):
+    """The evaluation report (the spec's evaluation.json keys and more) as its own artifact type.
+
+    A plain dict to every consumer; its own type so its materializer can draw it.
+    """

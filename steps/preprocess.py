@@ -6,14 +6,19 @@ from typing import Annotated, Tuple
 
 import pandas as pd
 from zenml import log_metadata, step
+from zenml.types import HTMLString
 
 from churn.preprocessing import Preprocessor, split_train_test
+from churn.report_html import data_profile_html
 
 
 @step
 def preprocess(
     raw_features: pd.DataFrame, target_column: str, test_size: float, random_state: int
-) -> Tuple[Annotated[pd.DataFrame, "train_set"], Annotated[pd.DataFrame, "test_set"], Annotated[dict, "preprocessor"]]:
+) -> Tuple[
+    Annotated[pd.DataFrame, "train_set"], Annotated[pd.DataFrame, "test_set"], Annotated[dict, "preprocessor"],
+    Annotated[HTMLString, "data_profile"],
+]:
     """Split 80/20 stratified by the target and fit imputation + label encoding on the train split.
 
     The preprocessor is fitted on training rows only (no test-set leakage); the same
@@ -24,4 +29,6 @@ def preprocess(
     log_metadata(metadata={"split": split.info, "features": preprocessor.feature_order})
     print(f"Split {split.info['rows']} rows into {split.info['train_rows']} train / {split.info['test_rows']} test; "
           f"{len(preprocessor.medians)} numeric and {len(preprocessor.classes)} categorical features")
-    return split.train, split.test, preprocessor.to_dict()
+    profile = data_profile_html(split.train.drop(columns=[c for c in split.train if c not in preprocessor.feature_order + [target_column]]),
+                                target_column, f"Training data profile ({split.info['train_rows']} rows)")
+    return split.train, split.test, preprocessor.to_dict(), HTMLString(profile)

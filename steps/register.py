@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated
+from typing import Annotated, Tuple
 
 import mlflow
 import zenml
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata, ModelVersionStage
+from zenml.types import HTMLString
 
 from churn.bundle import ModelBundle
+from churn.report_html import model_card_html
 from stacks.local import EXPERIMENT_TRACKER
 
 # Spec approval statuses -> registry stages (MLflow 3 aliases: champion / staging / archived).
@@ -26,11 +28,15 @@ APPROVAL_STAGES = {
 def register(
     model_bundle: ModelBundle, evaluation_report: dict, gate_verdict: dict, feature_query: dict,
     model_name: str, approval_status: str,
-) -> Annotated[dict, "registration"]:
-    """Register the bundle when the gate passed; otherwise register nothing and say why."""
+) -> Tuple[Annotated[dict, "registration"], Annotated[HTMLString, "model_card"]]:
+    """Register the bundle when the gate passed; otherwise register nothing and say why.
+
+    Returns the registration record and a model card (data, metrics, gate, lineage).
+    """
     if not gate_verdict["passed"]:
         print(f"Not registered: {gate_verdict['message']}")
-        return {"registered": False, "reason": gate_verdict["message"]}
+        registration = {"registered": False, "reason": gate_verdict["message"]}
+        return registration, HTMLString(model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info))
     context = get_step_context()
     run = mlflow.active_run()
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,4 +72,6 @@ def register(
                     "mlflow_run_id": run.info.run_id, "zenml_run_id": str(context.pipeline_run.id)}
     log_metadata(metadata={"registration": registration})
     print(f"Registered {model_name} version {version.version} ({approval_status})")
-    return registration
+    card = model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info,
+                           mlflow_tracking_uri=mlflow.get_tracking_uri())
+    return registration, HTMLString(card)

@@ -1,0 +1,158 @@
+"""HTML pages for the dashboard: the evaluation report, the training-data profile, the model card.
+
+Self-contained HTML (charts as inline PNG from matplotlib), so the ZenML dashboard shows
+them as they are, with no external assets and no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any, Dict, Optional
+
+import pandas as pd
+
+STYLE = """<style>
+body{font-family:system-ui,sans-serif;margin:16px;color:#1f2933}
+h1{font-size:20px;margin:0 0 12px} h2{font-size:16px;margin:18px 0 8px}
+table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #d9e2ec;padding:4px 8px;text-align:right}
+th{background:#f0f4f8} td.l,th.l{text-align:left}
+.pass{background:#e3f9e5;border:1px solid #31b237;padding:8px;border-radius:6px}
+.fail{background:#ffe3e3;border:1px solid #e12d39;padding:8px;border-radius:6px}
+.grid{display:flex;flex-wrap:wrap;gap:12px}
+</style>"""
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"/>'
+
+
+def _figure(width: float = 4.0, height: float = 3.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def _table(rows, header) -> str:
+    head = "".join(f'<th class="l">{html.escape(str(h))}</th>' if i == 0 else f"<th>{html.escape(str(h))}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f'<td class="l">{html.escape(str(c))}</td>' if i == 0 else f"<td>{html.escape(str(c))}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, float]] = None) -> str:
+    """ROC and PR curves, confusion matrix, metrics table, feature importances and the gate verdict."""
+    parts = [STYLE, "<h1>Evaluation report</h1>"]
+    gate = report.get("gate")
+    if gate:
+        parts.append(f'<div class="{"pass" if gate["passed"] else "fail"}"><b>Gate verdict:</b> {html.escape(gate["message"])}</div>')
+    names = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+    parts.append("<h2>Metrics (test set)</h2>" + _table(
+        [(n, "n/a" if report.get(n) is None else f"{report[n]:.4f}") for n in names] +
+        [("test rows", report.get("n_test")), ("positive rate", f"{report.get('positive_rate', 0):.3f}")], ["metric", "value"]))
+    charts = []
+    curves = report.get("curves") or {}
+    if curves.get("roc"):
+        figure, axis = _figure()
+        axis.plot(curves["roc"]["fpr"], curves["roc"]["tpr"], label=f"ROC-AUC {report['roc_auc']:.3f}")
+        axis.plot([0, 1], [0, 1], "--", color="grey")
+        axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+        axis.legend(loc="lower right")
+        charts.append(_png(figure))
+    if curves.get("pr"):
+        figure, axis = _figure()
+        axis.plot(curves["pr"]["recall"], curves["pr"]["precision"])
+        axis.axhline(report.get("positive_rate", 0), ls="--", color="grey")
+        axis.set(xlabel="recall", ylabel="precision", title="Precision-recall curve")
+        charts.append(_png(figure))
+    matrix = report.get("confusion_matrix")
+    if matrix:
+        figure, axis = _figure(3.2, 3.0)
+        cells = [[matrix["tn"], matrix["fp"]], [matrix["fn"], matrix["tp"]]]
+        axis.imshow(cells, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                axis.text(j, i, str(cells[i][j]), ha="center", va="center", fontsize=13)
+        axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred 0", "pred 1"], yticklabels=["true 0", "true 1"], title="Confusion matrix")
+        charts.append(_png(figure))
+    if importances:
+        ranked = sorted(importances.items(), key=lambda kv: kv[1])[-15:]
+        figure, axis = _figure(4.5, 0.3 * len(ranked) + 1)
+        axis.barh([k for k, _ in ranked], [v for _, v in ranked])
+        axis.set(title="Feature importances")
+        charts.append(_png(figure))
+    parts.append('<div class="grid">' + "".join(charts) + "</div>")
+    if report.get("unseen_categories"):
+        parts.append("<h2>Categories unseen in training (mapped to the first class)</h2>" + _table(
+            [(k, ", ".join(v)) for k, v in report["unseen_categories"].items()], ["column", "values"]))
+    return "\n".join(parts)
+
+
+def data_profile_html(frame: pd.DataFrame, target: str, title: str = "Training data profile") -> str:
+    """Per-column type, missing values, range or top categories, and churn rate by category."""
+    rows = []
+    for column in frame.columns:
+        series = frame[column]
+        missing = int(series.isna().sum())
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            summary = f"min {series.min():.4g} / median {series.median():.4g} / max {series.max():.4g}"
+            kind = "numeric"
+        else:
+            top = series.value_counts().head(4)
+            summary = ", ".join(f"{k} ({v})" for k, v in top.items())
+            kind = f"categorical ({series.nunique()} values)"
+        rows.append((column, kind, missing, summary))
+    parts = [STYLE, f"<h1>{html.escape(title)}</h1>",
+             f"<p>{len(frame)} rows, {len(frame.columns)} columns; target <b>{html.escape(target)}</b> positive rate "
+             f"{frame[target].mean():.3f}</p>" if target in frame else "",
+             _table(rows, ["column", "type", "missing", "summary"])]
+    if target in frame:
+        for column in frame.columns:
+            series = frame[column]
+            if column != target and not pd.api.types.is_numeric_dtype(series) and series.nunique() <= 12:
+                rates = frame.groupby(series.fillna("(missing)"))[target].agg(["mean", "size"]).sort_values("mean")
+                parts.append(f"<h2>{html.escape(target)} rate by {html.escape(column)}</h2>" + _table(
+                    [(k, f"{r['mean']:.3f}", int(r["size"])) for k, r in rates.iterrows()], [column, "rate", "rows"]))
+    return "\n".join(parts)
+
+
+def model_card_html(registration: Dict[str, Any], report: Dict[str, Any], verdict: Dict[str, Any],
+                    feature_query: Dict[str, Any], model_info: Dict[str, Any], mlflow_tracking_uri: Optional[str] = None) -> str:
+    """What was trained on which data, its metrics, the gate, and links to MLflow and the registry."""
+    registered = registration.get("registered")
+    lineage = [
+        ("feature group", feature_query.get("feature_group")),
+        ("customer ids", f"{feature_query.get('customer_id_start')}-{feature_query.get('customer_id_end')}"),
+        ("as of", feature_query.get("as_of") or "latest"),
+        ("rows read", feature_query.get("rows")),
+        ("data fingerprint", feature_query.get("data_fingerprint")),
+        ("registry", f"{registration.get('model_name')} v{registration.get('version')} ({registration.get('approval_status')})"
+         if registered else f"not registered: {registration.get('reason')}"),
+        ("bundle sha256", registration.get("sha256", "-")),
+        ("MLflow run", registration.get("mlflow_run_id", "-")),
+        ("ZenML run", registration.get("zenml_run_id", "-")),
+    ]
+    link = ""
+    if mlflow_tracking_uri and registration.get("mlflow_run_id"):
+        link = (f"<p>Open in MLflow: <code>mlflow ui --backend-store-uri {html.escape(mlflow_tracking_uri)} --host 127.0.0.1</code>, "
+                f"then Models &rarr; {html.escape(str(registration.get('model_name')))} &rarr; version "
+                f"{html.escape(str(registration.get('version')))}, or run {html.escape(str(registration.get('mlflow_run_id')))}</p>")
+    params = ", ".join(f"{k}={v}" for k, v in sorted((model_info.get("hyperparameters") or {}).items()))
+    return "\n".join([
+        STYLE, f"<h1>Model card: {html.escape(str(model_info.get('model_type', 'model')))}</h1>",
+        f'<div class="{"pass" if verdict.get("passed") else "fail"}">{html.escape(verdict.get("message", ""))}</div>',
+        f"<p>Trained on {model_info.get('train_rows')} rows; {html.escape(params)}</p>",
+        "<h2>Metrics</h2>" + _table([(n, "n/a" if report.get(n) is None else f"{report[n]:.4f}")
+                                     for n in ("accuracy", "precision", "recall", "f1_score", "roc_auc")], ["metric", "value"]),
+        "<h2>Lineage</h2>" + _table(lineage, ["what", "value"]), link,
+        "<h2>Feature query</h2><pre>" + html.escape(str(feature_query.get("sql", ""))) + "</pre>",
+    ])
