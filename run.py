@@ -49,6 +49,20 @@ def _stack_component(kind: str):
     return component
 
 
+def _schedule(variant: str, config_path: str | None, config, cron: str, name: str) -> None:
+    from churn.schedules import ScheduleError
+    from pipelines.training import churn_rf_training
+    from stacks.scheduling import create_schedule
+
+    command = [sys.executable, str(HERE / "run.py"), "--variant", variant]
+    if config_path:
+        command += ["--config", str(Path(config_path).resolve())]
+    try:
+        click.echo(create_schedule(name, cron, command, churn_rf_training, config.model_dump()))
+    except ScheduleError as error:
+        _fail(str(error))
+
+
 def _ensure_stack() -> None:
     """On ZenML's bare default stack, register and activate our local stack (idempotent)."""
     from zenml.client import Client
@@ -103,14 +117,20 @@ def _print_summary(run) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config YAML (default: configs/<variant>.yaml).")
 @click.option("--no-cache", is_flag=True, help="Run every step, even when its inputs did not change.")
 @click.option("--demo-data-if-empty", is_flag=True, help="Ingest the demo data first when the feature group has no records.")
+@click.option("--schedule", "cron", default=None, help="Run on a cron schedule instead of now (standard 5 fields, e.g. '0 3 * * 1').")
+@click.option("--schedule-name", default=None, help="Name of the schedule (default: <variant>-training).")
 @click.pass_context
-def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: bool, demo_data_if_empty: bool) -> None:
+def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: bool, demo_data_if_empty: bool,
+        cron: str | None, schedule_name: str | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
     if variant == "automl":
         _fail("the automl variant is not available yet (tracked in the AutoML issue); use --variant rf")
     config = _load_config(variant, config_path)
     _ensure_stack()
+    if cron is not None:
+        _schedule(variant, config_path, config, cron, schedule_name or f"{variant}-training")
+        return
     store = _stack_component("feature_store")
     if demo_data_if_empty and store.record_count(config.feature_group_name) == 0:
         click.echo(f"Feature group '{config.feature_group_name}' is empty: ingesting the demo data first.")
@@ -203,6 +223,35 @@ def batch(variant: str, config_path: str | None, output_uri: str | None) -> None
     summary = _output(Client().get_pipeline_run(run.id), "batch_predict", "batch_summary") or {}
     click.echo(f"\nScored {summary.get('rows')} customers with {summary.get('model_name')} v{summary.get('version')}: "
                f"{summary.get('location')}")
+
+
+@cli.group(help="Scheduled runs on the active stack.")
+def schedule() -> None:
+    pass
+
+
+@schedule.command("list", help="List the active stack's schedules.")
+def schedule_list() -> None:
+    from stacks.scheduling import list_schedules
+
+    entries = list_schedules()
+    if not entries:
+        click.echo("No schedules.")
+    for entry in entries:
+        last = f", last run {entry['last_fire']} ({entry['last_status']})" if entry["last_fire"] else ""
+        click.echo(f"{entry['name']}: '{entry['cron']}' on {entry['where']}{last}")
+
+
+@schedule.command("delete", help="Delete a schedule (on SageMaker also its EventBridge schedule).")
+@click.argument("name")
+def schedule_delete(name: str) -> None:
+    from churn.schedules import ScheduleError
+    from stacks.scheduling import delete_schedule
+
+    try:
+        click.echo(delete_schedule(name))
+    except ScheduleError as error:
+        _fail(str(error))
 
 
 @cli.group(help="Stack recipes.")

@@ -236,3 +236,24 @@ def test_batch_inference_scores_held_out_customers_with_the_latest_approved_mode
     expected, _ = bundle.predict_proba(raw)
     assert np.allclose(written["probability"], expected, atol=1e-12) and (written["prediction"] == bundle.label(expected)).all()
     assert not list(tmp_path.glob(".*partial"))  # nothing half-written left behind
+
+
+def test_schedule_commands_on_the_local_stack(stack):
+    import run as cli_module
+    from stacks.scheduling import local_scheduler_pid, stop_local_scheduler
+
+    runner = CliRunner()
+    try:
+        bad = runner.invoke(cli_module.cli, ["--variant", "rf", "--schedule", "0 3 * *"])
+        assert bad.exit_code != 0 and "has 4 fields; use the standard 5" in bad.output
+        created = runner.invoke(cli_module.cli, ["--variant", "rf", "--schedule", "0 3 * * 1", "--schedule-name", "weekly-rf"])
+        assert created.exit_code == 0, created.output
+        assert "local schedule 'weekly-rf' (0 3 * * 1) created" in created.output
+        assert local_scheduler_pid() is not None
+        listed = runner.invoke(cli_module.cli, ["schedule", "list"])
+        assert "weekly-rf: '0 3 * * 1' on local scheduler (running)" in listed.output
+        assert "deleted local schedule 'weekly-rf'" in runner.invoke(cli_module.cli, ["schedule", "delete", "weekly-rf"]).output
+        missing = runner.invoke(cli_module.cli, ["schedule", "delete", "weekly-rf"])
+        assert missing.exit_code != 0 and "no local schedule named 'weekly-rf'" in missing.output
+    finally:
+        stop_local_scheduler()

@@ -27,6 +27,7 @@ from zenml.config.global_config import GlobalConfiguration
 from zenml.model_deployers.base_model_deployer import BaseModelDeployer, BaseModelDeployerConfig, BaseModelDeployerFlavor
 
 from churn.bundle import BundleError
+from churn.processes import pid_alive
 from churn.serving.server import POINTER_FILE, load_model
 
 FLAVOR = "churn_local_endpoint"
@@ -56,20 +57,6 @@ def _atomic_json(path: Path, document: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(document, indent=2))
     os.replace(tmp, path)
-
-
-def _pid_alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie (exited child not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 def _free_port(host: str) -> int:
@@ -149,7 +136,7 @@ class LocalEndpointDeployer(BaseModelDeployer):
 
     def endpoint_url(self, endpoint_name: str) -> Optional[str]:
         state = self._state(endpoint_name)
-        return state.get("url") if _pid_alive(state.get("pid")) else None
+        return state.get("url") if pid_alive(state.get("pid")) else None
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv",
                accept: str = "text/csv", probabilities: bool = False) -> requests.Response:
@@ -167,7 +154,7 @@ class LocalEndpointDeployer(BaseModelDeployer):
         out = []
         for directory in sorted(p for p in self.root.iterdir() if (p / POINTER_FILE).is_file()):
             state, record = self._state(directory.name), json.loads((directory / POINTER_FILE).read_text())
-            out.append({"endpoint_name": directory.name, "running": _pid_alive(state.get("pid")),
+            out.append({"endpoint_name": directory.name, "running": pid_alive(state.get("pid")),
                         "url": state.get("url"), "pid": state.get("pid"), **record})
         return out
 
@@ -175,13 +162,13 @@ class LocalEndpointDeployer(BaseModelDeployer):
         """Stop the endpoint's server process (by its pid); True if one was running."""
         state = self._state(endpoint_name)
         pid = state.get("pid")
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return False
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
         return True
 
@@ -194,7 +181,7 @@ class LocalEndpointDeployer(BaseModelDeployer):
     def _ensure_server(self, endpoint_name: str) -> dict:
         directory = self._dir(endpoint_name)
         state = self._state(endpoint_name)
-        if _pid_alive(state.get("pid")):
+        if pid_alive(state.get("pid")):
             return state
         port = state.get("port") or self.config.port or _free_port(self.config.host)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
@@ -213,7 +200,7 @@ class LocalEndpointDeployer(BaseModelDeployer):
     def _wait_for_version(self, state: dict, version: str, sha256: str) -> None:
         url, deadline, last = state["url"], time.monotonic() + self.config.start_timeout, "no answer"
         while time.monotonic() < deadline:
-            if not _pid_alive(state["pid"]):
+            if not pid_alive(state["pid"]):
                 raise DeploymentError(f"the endpoint server at {url} exited: {_log_tail(state['log'])}")
             try:
                 response = requests.get(url + "/ping", timeout=2)
