@@ -22,8 +22,12 @@ def batch_predict(
     run = get_step_context().pipeline_run
     base = output_uri or os.path.join(GlobalConfiguration().local_stores_path, "batch_predictions")
     location = f"{base.rstrip('/')}/{run.name}.{output_format}"
-    chunks = list(score_in_chunks(model_bundle, raw_features, chunk_rows, model_version["model_name"],
-                                  model_version["version"], str(run.id)))
+    chunks = []
+    for chunk in score_in_chunks(model_bundle, raw_features, chunk_rows, model_version["model_name"],
+                                 model_version["version"], str(run.id)):
+        chunks.append(chunk)
+        done = sum(len(c) for c in chunks)
+        print(f"  scored {done:,}/{len(raw_features):,} rows ({done / len(raw_features):.0%})")
     rows = write_chunks(iter(chunks), location, output_format)
     predictions = pd.concat(chunks, ignore_index=True)
     summary = {"rows": rows, "location": location, "positive_rate": float(predictions["prediction"].mean()),

@@ -122,6 +122,7 @@ class LocalEndpointDeployer(BaseModelDeployer):
             raise DeploymentError(f"model {model_name} v{version} failed its health check and was not deployed: {error}") from None
         pointer = directory / POINTER_FILE
         previous = pointer.read_text() if pointer.is_file() else None
+        print(f"Deploying {model_name} v{version} to endpoint '{endpoint_name}' (waiting for /ping to report it)")
         _atomic_json(pointer, record)
         state = self._ensure_server(endpoint_name)
         try:
