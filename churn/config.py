@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # A value that looks like an AWS credential must never be in a config file.
 _ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
@@ -74,6 +74,38 @@ class PipelineConfig(_Strict):
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     random_state: int = 42
     hyperparameters: RandomForestParams = RandomForestParams()
+    # AutoML variant (spec: automl_training_pipeline.md); the rf variant ignores these keys.
+    target_attribute_name: Optional[str] = None  # the spec's name for target_column (kept equal)
+    problem_type: str = "BinaryClassification"
+    objective_metric_name: Literal["Accuracy", "AUC", "F1", "Precision", "Recall", "BalancedAccuracy", "LogLoss"] = "Accuracy"
+    max_runtime_sec: int = Field(3600, ge=1, le=30 * 86400)  # the whole AutoML search
+    max_runtime_per_training_job_sec: Optional[int] = Field(None, ge=1)  # one candidate
+    max_candidates: Optional[int] = Field(None, ge=1, le=10_000)
+    mode: Literal["ENSEMBLING", "HYPERPARAMETER_TUNING", "AUTO"] = "ENSEMBLING"
+    ensemble_size: int = Field(3, ge=1, le=10)  # ENSEMBLING: best model of the top N families
+    automl_families: Optional[List[Literal["lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree", "histgb",
+                                           "logistic", "lrl1", "lrl2"]]] = Field(None, min_length=1)
+    automl_n_jobs: int = Field(1, ge=1, le=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_alias(cls, data: object) -> object:
+        """``target_attribute_name`` (spec, AutoML) and ``target_column`` name the same column."""
+        if isinstance(data, dict) and data.get("target_attribute_name") is not None:
+            name = data["target_attribute_name"]
+            if data.get("target_column") is None:
+                data = {**data, "target_column": name}
+            elif data["target_column"] != name:
+                raise ValueError(f"target_attribute_name ({name!r}) and target_column "
+                                 f"({data['target_column']!r}) must name the same column")
+        return data
+
+    @field_validator("problem_type")
+    @classmethod
+    def _binary_only(cls, value: str) -> str:
+        if value != "BinaryClassification":
+            raise ValueError("only BinaryClassification is supported (the target is a 0/1 churn flag)")
+        return value
 
     @model_validator(mode="after")
     def _ranges(self) -> "PipelineConfig":
@@ -86,6 +118,11 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"autoscaling_max_capacity ({self.autoscaling_max_capacity}) is below "
                 f"autoscaling_min_capacity ({self.autoscaling_min_capacity})"
+            )
+        if self.max_runtime_per_training_job_sec is not None and self.max_runtime_per_training_job_sec > self.max_runtime_sec:
+            raise ValueError(
+                f"max_runtime_per_training_job_sec ({self.max_runtime_per_training_job_sec}) is above "
+                f"max_runtime_sec ({self.max_runtime_sec})"
             )
         return self
 

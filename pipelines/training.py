@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zenml import pipeline
 
+from churn.automl import AutoMLSettings
 from steps.alert import notify_failure
 from steps.deploy import deploy
 from steps.evaluate import evaluate
@@ -11,6 +12,7 @@ from steps.gate import gate
 from steps.preprocess import preprocess
 from steps.register import register
 from steps.source import source_features
+from steps.train_automl import train_automl
 from steps.train_rf import train_rf
 
 
@@ -22,6 +24,24 @@ def churn_rf_training(config: dict) -> None:
     )
     train_set, test_set, preprocessor, _ = preprocess(raw, config["target_column"], config["test_size"], config["random_state"])
     bundle = train_rf(train_set, preprocessor, config["hyperparameters"], config["random_state"], feature_query)
+    report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
+    verdict = gate(report, config["gate_metric"], config["accuracy_threshold"])
+    registration, _ = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
+    deploy(registration, config["endpoint_name"], config["deploy"])
+
+
+@pipeline(on_failure=notify_failure)
+def churn_automl_training(config: dict) -> None:
+    """The spec's AutoML training pipeline: the rf pipeline's steps, with AutoML in place of RandomForest.
+
+    Which AutoML engine runs follows the active stack (local: FLAML in process); it
+    registers into ``model_package_group`` and deploys to ``endpoint_name`` from the config.
+    """
+    raw, feature_query = source_features(
+        config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
+    )
+    train_set, test_set, preprocessor, _ = preprocess(raw, config["target_column"], config["test_size"], config["random_state"])
+    bundle = train_automl(train_set, preprocessor, AutoMLSettings.from_config(config).to_dict(), feature_query)
     report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
     verdict = gate(report, config["gate_metric"], config["accuracy_threshold"])
     registration, _ = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])

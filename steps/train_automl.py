@@ -1,0 +1,64 @@
+"""AutoMLTraining: search model families within the budget, on the engine the active stack names."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import mlflow
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.client import Client
+
+from churn.automl import AutoMLSettings, train_automl as run_automl
+from churn.bundle import ModelBundle
+from churn.preprocessing import Preprocessor
+from materializers.bundle_materializer import ModelBundleMaterializer
+from stacks.local import EXPERIMENT_TRACKER
+
+# The stack label naming the AutoML engine (absent: the local in-process engine).
+ENGINE_LABEL = "automl_engine"
+
+
+def stack_automl_engine() -> Optional[str]:
+    """The AutoML engine the active stack names in its labels (None: the default engine)."""
+    labels = Client().active_stack_model.labels or {}
+    return labels.get(ENGINE_LABEL)
+
+
+@step(experiment_tracker=EXPERIMENT_TRACKER, output_materializers=ModelBundleMaterializer)
+def train_automl(
+    train_set: pd.DataFrame, preprocessor: dict, automl_settings: dict, feature_query: dict
+) -> Annotated[ModelBundle, "model_bundle"]:
+    """Run the AutoML search on the training split; the best model comes back as a bundle with the preprocessing.
+
+    Args:
+        train_set: Raw training rows (features + target) from the preprocess step.
+        preprocessor: The fitted preprocessing state (travels in the bundle).
+        automl_settings: ``AutoMLSettings`` as a dict (objective, budget, mode, families, seed).
+        feature_query: Lineage of the training data (feature group, range, fingerprint).
+    """
+    settings = AutoMLSettings.from_dict(automl_settings)
+    lineage = {"feature_query": {k: feature_query[k] for k in ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")},
+               "data_fingerprint": feature_query["data_fingerprint"]}
+    bundle = run_automl(train_set, Preprocessor.from_dict(preprocessor), settings, engine=stack_automl_engine(), info=lineage)
+    automl = bundle.info["automl"]
+    mlflow.log_params({
+        "model_type": "automl", "automl_engine": bundle.info["automl_engine"], "objective_metric_name": settings.objective,
+        "mode": settings.mode, "max_runtime_sec": settings.max_runtime_sec, "max_candidates": settings.max_candidates,
+        "families": ",".join(settings.families), "best_family": automl["best_family"],
+        "ensemble": ",".join(m["family"] for m in automl["ensemble_members"]), "random_state": settings.seed,
+        "train_rows": len(train_set), "feature_group": feature_query["feature_group"],
+        **{f"best_{k}": v for k, v in automl["best_config"].items()},
+    })
+    mlflow.log_metrics({"train_seconds": bundle.info["train_seconds"], "automl_trials": automl["trials"],
+                        **({"automl_best_cv_score": automl["best_cv_score"]} if automl["best_cv_score"] is not None else {}),
+                        **{f"automl_trials_{f}": s["trials"] for f, s in automl["families"].items()}})
+    mlflow.set_tags({"data_fingerprint": feature_query["data_fingerprint"], "feature_query": feature_query["description"]})
+    mlflow.log_dict(automl, "automl/search.json")
+    mlflow.log_text(feature_query["sql"], "feature_query.sql")
+    log_metadata(metadata={"automl": {k: automl[k] for k in ("best_family", "best_cv_score", "trials", "total_seconds")}})
+    members = ", ".join(m["family"] for m in automl["ensemble_members"])
+    print(f"AutoML ({bundle.info['automl_engine']}, {settings.objective}, {settings.mode}): {automl['trials']} candidates "
+          f"in {automl['total_seconds']:.1f}s; best family {automl['best_family']} "
+          f"(cv {settings.objective} {automl['best_cv_score']}); model: {members}")
+    return bundle
