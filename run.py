@@ -102,7 +102,7 @@ def _print_summary(run) -> None:
         click.echo(f"Registry: nothing registered ({registration.get('reason', 'see above')})")
     if deployment.get("deployed"):
         click.echo(f"Endpoint: {deployment['endpoint_name']} -> {deployment['invocations_url']}")
-        click.echo("          try: python run.py predict --csv sample_input.csv")
+        click.echo("          try: .venv/bin/python run.py predict --csv sample_input.csv")
     else:
         click.echo(f"Endpoint: not updated ({deployment.get('reason', 'see above')})")
     tracker = Client().active_stack.experiment_tracker
