@@ -1,0 +1,265 @@
+"""boto3 clients for our AWS backends: credentials, retries, errors, redaction.
+
+Credentials come only from the environment, a named profile or an attached role
+(boto3's default chain); nothing here reads them from a config file. botocore honours
+``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``), which is how tests point every
+client at the AWS emulator.
+
+Throttling is retried with bounded, jittered exponential backoff by a ``needs-retry``
+handler on every client we create. It acts after botocore's own retry policy has
+given up (or when that policy is switched off with ``AWS_MAX_ATTEMPTS=1``), and only for
+throttling error codes, so a real error surfaces at once and a throttled call is
+retried at most ``RetryPolicy.max_attempts`` times in total.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import random
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+log = logging.getLogger(__name__)
+
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "BandwidthLimitExceeded", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+    "TransactionInProgressException",
+})
+
+
+@dataclass
+class RetryPolicy:
+    """Bounds for throttling retries: at most ``max_attempts`` calls, each wait at most ``cap_seconds``."""
+
+    max_attempts: int = 8
+    base_seconds: float = 0.5
+    cap_seconds: float = 20.0
+
+    def delay(self, attempts: int) -> float:
+        """Full-jitter exponential backoff after ``attempts`` failed calls."""
+        return random.uniform(0.0, min(self.cap_seconds, self.base_seconds * (2 ** (attempts - 1))))
+
+
+RETRY_POLICY = RetryPolicy()
+
+
+def configure_retries(max_attempts: Optional[int] = None, base_seconds: Optional[float] = None,
+                      cap_seconds: Optional[float] = None) -> RetryPolicy:
+    """Change the throttling retry bounds for all clients (tests use a tiny base)."""
+    if max_attempts is not None:
+        RETRY_POLICY.max_attempts = max(1, int(max_attempts))
+    if base_seconds is not None:
+        RETRY_POLICY.base_seconds = float(base_seconds)
+    if cap_seconds is not None:
+        RETRY_POLICY.cap_seconds = float(cap_seconds)
+    return RETRY_POLICY
+
+
+# -- who is calling: the pipeline's execution role, or an operator at a workstation -----
+_ROLE: contextvars.ContextVar[str] = contextvars.ContextVar("churn_aws_role", default="execution")
+
+
+@contextlib.contextmanager
+def acting_as(role: str) -> Iterator[None]:
+    """Label the AWS calls made inside as ``role``'s (``execution`` or ``operator``).
+
+    The label says which policy document in ``stacks/iam`` must allow them; the IAM test
+    checks every recorded call against that document.
+    """
+    token = _ROLE.set(role)
+    try:
+        yield
+    finally:
+        _ROLE.reset(token)
+
+
+def current_role() -> str:
+    return _ROLE.get()
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One AWS API call our code made (for the IAM check and for debugging)."""
+
+    role: str
+    service: str          # botocore service name, e.g. "sagemaker-featurestore-runtime"
+    signing_name: str     # IAM prefix as signed, e.g. "sagemaker"
+    operation: str        # e.g. "PutRecord"
+    params: Dict[str, Any]
+    region: str
+
+
+_observers: List[Callable[[ApiCall], None]] = []
+
+
+def add_call_observer(observer: Callable[[ApiCall], None]) -> Callable[[], None]:
+    """Call ``observer`` before every AWS API call our clients make; returns a remover."""
+    _observers.append(observer)
+    return lambda: _observers.remove(observer) if observer in _observers else None
+
+
+def _observe(region: str) -> Callable[..., None]:
+    """A ``before-parameter-build`` handler: sees each API call once (not per retry), with its parameters."""
+    def handler(model: Any = None, params: Any = None, **kwargs: Any) -> None:
+        if not _observers or model is None:
+            return
+        service_model = model.service_model
+        call = ApiCall(role=current_role(), service=service_model.service_name,
+                       signing_name=service_model.signing_name or service_model.endpoint_prefix,
+                       operation=model.name, params=dict(params or {}), region=region)
+        for observer in list(_observers):
+            observer(call)
+    return handler
+
+
+def _error_code(response: Any) -> Optional[str]:
+    if not response:
+        return None
+    http, parsed = response
+    code = (parsed or {}).get("Error", {}).get("Code")
+    if code is None and getattr(http, "status_code", None) == 429:
+        return "TooManyRequestsException"
+    return code
+
+
+def _retry_throttling(response: Any = None, attempts: int = 1, operation: Any = None, **kwargs: Any) -> Optional[float]:
+    code = _error_code(response)
+    if code not in THROTTLING_CODES or attempts >= RETRY_POLICY.max_attempts:
+        return None
+    delay = RETRY_POLICY.delay(attempts)
+    log.info("AWS throttled %s (%s, attempt %d of %d); retrying in %.2fs",
+             getattr(operation, "name", "call"), code, attempts, RETRY_POLICY.max_attempts, delay)
+    return delay
+
+
+# -- client factory ------------------------------------------------------------------
+_lock = threading.Lock()
+_sessions: Dict[Tuple[Optional[str], str], Any] = {}
+_clients: Dict[Tuple[str, str, Optional[str], str], Any] = {}
+
+
+def _session(region: str, profile: Optional[str]):
+    import boto3
+
+    key = (profile, region)
+    if key not in _sessions:
+        try:
+            _sessions[key] = boto3.session.Session(profile_name=profile, region_name=region)
+        except Exception as error:  # botocore.exceptions.ProfileNotFound and friends
+            raise AwsError(f"cannot use AWS profile {profile!r}: {error}") from None
+    return _sessions[key]
+
+
+def client(service: str, region: str, profile: Optional[str] = None) -> Any:
+    """A cached boto3 client with our throttling retries and call observers attached."""
+    from botocore.config import Config
+
+    if not region:
+        raise AwsError("no AWS region configured: set 'region' in the stack config (e.g. us-west-2)")
+    key = (service, region, profile, os.environ.get("AWS_ENDPOINT_URL", ""))
+    with _lock:
+        if key not in _clients:
+            config = Config(user_agent_extra="churn-mlops", connect_timeout=10, read_timeout=90,
+                            max_pool_connections=32)
+            made = _session(region, profile).client(service, config=config)
+            made.meta.events.register("needs-retry", _retry_throttling)
+            made.meta.events.register("before-parameter-build", _observe(region))
+            _clients[key] = made
+        return _clients[key]
+
+
+def reset_clients() -> None:
+    """Forget cached sessions and clients (after credentials or endpoints changed)."""
+    with _lock:
+        _clients.clear()
+        _sessions.clear()
+
+
+def partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def account_from_arn(arn: str) -> str:
+    parts = arn.split(":")
+    if len(parts) < 6 or not re.fullmatch(r"\d{12}", parts[4]):
+        raise AwsError(f"{arn!r} is not an ARN with an account id")
+    return parts[4]
+
+
+# -- errors --------------------------------------------------------------------------
+class AwsError(RuntimeError):
+    """An AWS call that failed, explained in one line (credentials never included)."""
+
+
+_ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
+_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
+_SIGNATURE = re.compile(r"(Signature|X-Amz-Signature|X-Amz-Security-Token|Credential)=[^&\s,]+", re.I)
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like an AWS access key id, secret key, token or signature."""
+    text = _ACCESS_KEY.sub("[REDACTED-ACCESS-KEY]", str(text))
+    text = _SIGNATURE.sub(lambda m: f"{m.group(1)}=[REDACTED]", text)
+    return _SECRET.sub(lambda m: m.group(0) if m.group(0).isalnum() and m.group(0).islower() else "[REDACTED]", text)
+
+
+_HINTS = {
+    "AccessDenied": "the credentials/role lack this permission; compare with stacks/iam/execution_role_policy.json",
+    "AccessDeniedException": "the credentials/role lack this permission; compare with stacks/iam/execution_role_policy.json",
+    "UnrecognizedClientException": "the AWS credentials are not valid for this account/region",
+    "InvalidClientTokenId": "the AWS access key is not valid",
+    "ExpiredToken": "the AWS session credentials expired; refresh them (aws sso login / new role session)",
+    "ExpiredTokenException": "the AWS session credentials expired; refresh them (aws sso login / new role session)",
+    "NoSuchBucket": "the S3 bucket does not exist in this account/region; check 'bucket' in the stack config",
+}
+
+
+def explain(error: BaseException, doing: str) -> AwsError:
+    """Turn a botocore exception into an AwsError naming what we were doing and why it failed."""
+    from botocore import exceptions as bx
+
+    if isinstance(error, bx.NoCredentialsError):
+        return AwsError(f"{doing}: no AWS credentials found; set AWS_PROFILE, run `aws configure`/`aws sso login`, "
+                        "or run where a role is attached (credentials never go into config files)")
+    if isinstance(error, bx.EndpointConnectionError):
+        return AwsError(f"{doing}: cannot reach AWS ({redact(str(error))}); check the network and 'region'")
+    if isinstance(error, bx.ClientError):
+        details = error.response.get("Error", {})
+        code = details.get("Code", "Unknown")
+        message = redact(details.get("Message", "") or str(error))
+        hint = _HINTS.get(code)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in THROTTLING_CODES:
+            hint = f"still throttled after {RETRY_POLICY.max_attempts} attempts with backoff"
+        return AwsError(f"{doing}: {code}{f' (HTTP {status})' if status else ''}: {message}"
+                        + (f" -- {hint}" if hint else ""))
+    if isinstance(error, bx.BotoCoreError):
+        return AwsError(f"{doing}: {redact(str(error))}")
+    return AwsError(f"{doing}: {type(error).__name__}: {redact(str(error))}")
+
+
+def error_code(error: BaseException) -> Optional[str]:
+    response = getattr(error, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+@contextlib.contextmanager
+def aws_errors(doing: str, error_class: type = AwsError) -> Iterator[None]:
+    """Re-raise botocore errors inside as one-line ``error_class`` errors about ``doing``."""
+    from botocore import exceptions as bx
+
+    try:
+        yield
+    except (bx.BotoCoreError, bx.ClientError) as error:
+        raise error_class(str(explain(error, doing))) from None

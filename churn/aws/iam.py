@@ -1,0 +1,209 @@
+"""The IAM policy documents in ``stacks/iam`` and a small evaluator for them.
+
+Documents use ``{{Name}}`` placeholders (``{{Partition}}``, ``{{Region}}``,
+``{{AccountId}}``, ``{{Bucket}}``, ``{{Prefix}}``, ``{{FeatureGroup}}``,
+``{{ModelPackageGroup}}``, ``{{EndpointName}}``, ``{{EndpointPrefix}}``, ``{{SnsTopicArn}}``, ``{{RoleArn}}``,
+``{{AthenaWorkgroup}}``, ``{{AthenaResultsBucket}}``, ``{{AthenaResultsPrefix}}``) that
+``render_policy`` fills from the stack config, so no account id is in the repo.
+
+``permissions_for(call)`` turns one recorded API call into the IAM action(s) and
+resource ARN(s) it needs (including the implied ``iam:PassRole`` of calls that hand a
+role to SageMaker); ``is_allowed`` evaluates Allow/Deny statements with wildcards and
+the ``StringEquals``/``StringLike`` conditions we use. It is deliberately small: enough
+to prove our calls stay inside our documents, not a full IAM engine.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+from churn.aws.clients import ApiCall, partition
+
+POLICY_DIR = Path(__file__).resolve().parents[2] / "stacks" / "iam"
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+# API operation -> IAM action, where they differ (S3 mostly).
+S3_ACTIONS = {
+    "HeadObject": "GetObject", "ListObjectsV2": "ListBucket", "ListObjects": "ListBucket",
+    "HeadBucket": "ListBucket", "DeleteObjects": "DeleteObject", "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject", "CompleteMultipartUpload": "PutObject",
+}
+FREE_ACTIONS = {"sts:GetCallerIdentity"}  # needs no permission
+
+
+@dataclass(frozen=True)
+class Permission:
+    action: str
+    resource: str
+    context: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        extra = f" {dict(self.context)}" if self.context else ""
+        return f"{self.action} on {self.resource}{extra}"
+
+
+def policy_values(config: Mapping[str, Any]) -> Dict[str, str]:
+    """Placeholder values from a SageMaker stack config (see configs/sagemaker_stack.example.yaml)."""
+    from churn.aws.clients import account_from_arn
+    from churn.aws.s3 import parse_s3_uri
+
+    region = config["region"]
+    results = config.get("athena_query_results") or f"s3://{config['bucket']}/athena-query-results/"
+    results_bucket, results_prefix = parse_s3_uri(results)
+    return {
+        "Partition": partition(region), "Region": region, "AccountId": account_from_arn(config["role_arn"]),
+        "Bucket": config["bucket"], "Prefix": str(config.get("prefix", "mlops/classification_model")).strip("/"),
+        "FeatureGroup": str(config.get("feature_group_name", "mlops_poc_churn_classification_feature")).lower(),
+        "ModelPackageGroup": config.get("model_package_group", "classification-model-group"),
+        "EndpointName": config.get("endpoint_name", "classification-model-endpoint"),
+        "EndpointPrefix": str(config.get("endpoint_name", "classification-model-endpoint"))[:34].rstrip("-"),
+        "SnsTopicArn": config.get("sns_topic_arn") or f"arn:{partition(region)}:sns:{region}:"
+                                                          f"{account_from_arn(config['role_arn'])}:none",
+        "RoleArn": config["role_arn"], "AthenaWorkgroup": config.get("athena_workgroup", "primary"),
+        "AthenaResultsBucket": results_bucket, "AthenaResultsPrefix": results_prefix.strip("/"),
+    }
+
+
+def render_policy(name: str, values: Mapping[str, str]) -> dict:
+    """Load ``stacks/iam/<name>.json`` with its placeholders filled."""
+    text = (POLICY_DIR / f"{name}.json").read_text()
+    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    if missing:
+        raise KeyError(f"policy {name} needs values for {', '.join(missing)}")
+    return json.loads(_PLACEHOLDER.sub(lambda m: values[m.group(1)], text))
+
+
+def _as_list(value: Any) -> List[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            actual = context.get(key)
+            if actual is None:
+                return False
+            options = _as_list(expected)
+            if operator == "StringEquals" and actual not in options:
+                return False
+            if operator == "StringLike" and not any(fnmatch.fnmatchcase(actual, o) for o in options):
+                return False
+            if operator not in ("StringEquals", "StringLike"):
+                return False
+    return True
+
+
+def _statement_matches(statement: Mapping[str, Any], permission: Permission) -> bool:
+    actions = [a.lower() for a in _as_list(statement.get("Action", []))]
+    if not any(fnmatch.fnmatchcase(permission.action.lower(), a) for a in actions):
+        return False
+    resources = _as_list(statement.get("Resource", "*"))
+    resource = permission.resource
+    if permission.action.lower().startswith("sagemaker:"):  # SageMaker ARNs are case-insensitive
+        resources, resource = [r.lower() for r in resources], resource.lower()
+    if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
+        return False
+    return _condition_holds(statement.get("Condition", {}), permission.context)
+
+
+def is_allowed(policies: Iterable[Mapping[str, Any]], permission: Permission) -> bool:
+    """True when some Allow statement matches and no Deny does."""
+    if permission.action in FREE_ACTIONS:
+        return True
+    statements = [s for policy in policies for s in _as_list(policy.get("Statement", []))]
+    if any(s.get("Effect") == "Deny" and _statement_matches(s, permission) for s in statements):
+        return False
+    return any(s.get("Effect") == "Allow" and _statement_matches(s, permission) for s in statements)
+
+
+def permissions_for(call: ApiCall, account: str, workgroup: str = "primary") -> List[Permission]:
+    """The IAM permission(s) an API call needs."""
+    p, region, op, params = partition(call.region), call.region, call.operation, call.params
+    prefix = call.signing_name
+    if prefix == "s3":
+        action = f"s3:{S3_ACTIONS.get(op, op)}"
+        bucket, key = params.get("Bucket", ""), params.get("Key")
+        if op == "DeleteObjects":
+            return [Permission(action, f"arn:{p}:s3:::{bucket}/{o['Key']}") for o in params["Delete"]["Objects"]]
+        if key is not None:
+            return [Permission(action, f"arn:{p}:s3:::{bucket}/{key}")]
+        return [Permission(action, f"arn:{p}:s3:::{bucket}", {"s3:prefix": params.get("Prefix", "")})]
+    if prefix == "sagemaker":
+        return _sagemaker(op, params, f"arn:{p}:sagemaker:{region}:{account}")
+    if prefix == "athena":
+        return [Permission(f"athena:{op}", f"arn:{p}:athena:{region}:{account}:workgroup/{params.get('WorkGroup', workgroup)}")]
+    if prefix == "sns":
+        return [Permission(f"sns:{op}", params.get("TopicArn", "*"))]
+    if prefix == "scheduler":
+        name = params.get("Name")
+        resource = f"arn:{p}:scheduler:{region}:{account}:schedule/{params.get('GroupName', 'default')}/{name}" if name else "*"
+        return [Permission(f"scheduler:{op}", resource)]
+    if prefix == "events":
+        name = params.get("Name") or params.get("Rule")
+        return [Permission(f"events:{op}", f"arn:{p}:events:{region}:{account}:rule/{name}" if name else "*")]
+    return [Permission(f"{prefix}:{op}", "*")]
+
+
+def _sagemaker(op: str, params: Mapping[str, Any], base: str) -> List[Permission]:
+    def arn(kind: str, name: str) -> str:
+        return f"{base}:{kind}/{name}".lower() if not name.startswith("arn:") else name.lower()
+
+    action = f"sagemaker:{op}"
+    needed: List[Permission] = []
+    if "FeatureGroupName" in params:
+        needed.append(Permission(action, arn("feature-group", params["FeatureGroupName"])))
+    elif op in ("CreateModelPackage",):
+        needed.append(Permission(action, arn("model-package", params["ModelPackageGroupName"] + "/*")))
+    elif "ModelPackageGroupName" in params and op != "ListModelPackages":
+        needed.append(Permission(action, arn("model-package-group", params["ModelPackageGroupName"])))
+    elif "ModelPackageName" in params or "ModelPackageArn" in params:
+        needed.append(Permission(action, arn("model-package", params.get("ModelPackageName") or params["ModelPackageArn"])))
+    elif "EndpointName" in params:
+        needed.append(Permission(action, arn("endpoint", params["EndpointName"])))
+        if "EndpointConfigName" in params:
+            needed.append(Permission(action, arn("endpoint-config", params["EndpointConfigName"])))
+    elif "EndpointConfigName" in params:
+        needed.append(Permission(action, arn("endpoint-config", params["EndpointConfigName"])))
+    elif "ModelName" in params:
+        needed.append(Permission(action, arn("model", params["ModelName"])))
+    elif "PipelineName" in params:
+        needed.append(Permission(action, arn("pipeline", params["PipelineName"])))
+    elif "ResourceArn" in params:
+        needed.append(Permission(action, params["ResourceArn"].lower()))
+    else:
+        needed.append(Permission(action, "*"))
+    role = params.get("ExecutionRoleArn") or params.get("RoleArn")
+    if role:
+        needed.append(Permission("iam:PassRole", role, {"iam:PassedToService": "sagemaker.amazonaws.com"}))
+    return needed
+
+
+def violations(calls: Iterable[ApiCall], policies_by_role: Mapping[str, List[Mapping[str, Any]]],
+               account: str, workgroup: str = "primary") -> List[str]:
+    """One line per (role, permission) that the role's documents do not allow."""
+    problems: Dict[str, None] = {}
+    for call in calls:
+        policies = policies_by_role.get(call.role)
+        if policies is None:
+            problems[f"{call.role}: no policy document for this role ({call.service}.{call.operation})"] = None
+            continue
+        for permission in permissions_for(call, account, workgroup):
+            if not is_allowed(policies, permission):
+                problems[f"{call.role}: {permission} (from {call.service}.{call.operation})"] = None
+    return list(problems)
+
+
+def load_role_policies(values: Mapping[str, str]) -> Dict[str, List[dict]]:
+    """The documents per role: the execution role's, and the operator's (which also has the execution role's)."""
+    execution = render_policy("execution_role_policy", values)
+    operator = render_policy("operator_policy", values)
+    return {"execution": [execution], "operator": [execution, operator]}
+
+
+def describe_policy(policy: Mapping[str, Any]) -> Optional[str]:
+    """A one-line summary (statement ids) for logs."""
+    return ", ".join(s.get("Sid", "?") for s in _as_list(policy.get("Statement", [])))

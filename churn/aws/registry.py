@@ -1,0 +1,267 @@
+"""SageMaker Model Registry: model package groups and versioned model packages.
+
+A registered version is a model package with
+- InferenceSpecification: the region's scikit-learn serving image and model.tar.gz in S3
+  (bundle + ``code/``, see ``churn.aws.packaging``);
+- ModelMetrics: evaluation.json in S3 (accuracy, precision, ...);
+- CustomerMetadataProperties: the lineage (MLflow run id, ZenML run id, data fingerprint,
+  feature group and range, bundle sha256, ...). Values SageMaker cannot hold there (longer
+  than 256 characters or with characters outside its pattern, e.g. the feature query SQL)
+  go to metadata.json next to the model, named by the ``metadata_document`` property;
+- ModelApprovalStatus: Approved / PendingManualApproval / Rejected.
+
+Everything in S3 is written before the package is created and removed again if creating
+it fails: nothing is left half-registered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from churn.aws import packaging, s3
+from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
+
+APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
+_PROPERTY = re.compile(r"^[A-Za-z0-9 _.:/=+\-@]{1,256}$")
+_PROPERTY_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+\-@]{1,128}$")
+MAX_PROPERTIES = 50
+DEFAULT_INSTANCE_TYPES = ["ml.t2.medium", "ml.t3.medium", "ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]
+
+
+class RegistryError(AwsError):
+    """A registry operation that failed; nothing was left half-registered."""
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def split_properties(metadata: Mapping[str, Any]) -> tuple[Dict[str, str], Dict[str, str]]:
+    """(properties SageMaker can hold, everything else) from string-able metadata."""
+    fitting: Dict[str, str] = {}
+    for key, value in metadata.items():
+        text = "" if value is None else str(value)
+        if _PROPERTY_KEY.match(key) and _PROPERTY.match(text) and len(fitting) < MAX_PROPERTIES - 1:
+            fitting[key] = text
+    rest = {k: "" if v is None else str(v) for k, v in metadata.items() if k not in fitting}
+    return fitting, rest
+
+
+class SageMakerModelRegistry:
+    def __init__(self, region: str, bucket: str, prefix: str, *, image_uri: Optional[str] = None,
+                 framework_version: str = "1.2-1", instance_types: Optional[List[str]] = None,
+                 profile: Optional[str] = None, progress: Callable[[str], None] = _print):
+        self.region, self.bucket, self.prefix, self.profile = region, bucket, prefix.strip("/"), profile
+        self._image_uri, self.framework_version = image_uri, framework_version
+        self.instance_types = instance_types or DEFAULT_INSTANCE_TYPES
+        self.progress = progress
+
+    @property
+    def _sm(self):
+        return client("sagemaker", self.region, self.profile)
+
+    @property
+    def image_uri(self) -> str:
+        return self._image_uri or packaging.sklearn_image_uri(self.region, self.framework_version)
+
+    def _uri(self, *parts: str) -> str:
+        return s3.join(f"s3://{self.bucket}", self.prefix, *parts)
+
+    # -- groups ---------------------------------------------------------------------
+    def describe_group(self, group: str) -> Optional[dict]:
+        try:
+            return self._sm.describe_model_package_group(ModelPackageGroupName=group)
+        except Exception as error:  # noqa: BLE001
+            if error_code(error) == "ValidationException" and "does not exist" in str(error):
+                return None
+            raise RegistryError(str(explain(error, f"describing model package group '{group}'"))) from None
+
+    def ensure_group(self, group: str, description: Optional[str] = None) -> dict:
+        existing = self.describe_group(group)
+        if existing is not None:
+            return existing
+        self.progress(f"Creating model package group '{group}'")
+        with aws_errors(f"creating model package group '{group}'", RegistryError):
+            self._sm.create_model_package_group(
+                ModelPackageGroupName=group,
+                ModelPackageGroupDescription=(description or "churn-mlops models")[:1024],
+                Tags=[{"Key": "managed-by", "Value": "churn-mlops"}])
+        return self.describe_group(group) or {"ModelPackageGroupName": group}
+
+    def list_groups(self, name_contains: Optional[str] = None) -> List[dict]:
+        kwargs = {"NameContains": name_contains} if name_contains else {}
+        with aws_errors("listing model package groups", RegistryError):
+            return [g for page in self._sm.get_paginator("list_model_package_groups").paginate(**kwargs)
+                    for g in page["ModelPackageGroupSummaryList"]]
+
+    # -- register -------------------------------------------------------------------
+    def register(self, group: str, bundle_uri: str, bundle_sha256: str, metadata: Mapping[str, Any],
+                 approval_status: str = "PendingManualApproval", description: str = "",
+                 evaluation: Optional[Mapping[str, Any]] = None, generated_by: Optional[str] = None) -> dict:
+        """Package the bundle, upload it with its evaluation and metadata, create the package."""
+        if approval_status not in APPROVAL_STATUSES:
+            raise RegistryError(f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}, got {approval_status!r}")
+        self.ensure_group(group)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        folder = self._uri("registry", group, f"{stamp}-{(bundle_sha256 or uuid.uuid4().hex)[:12]}")
+        metrics = dict(evaluation or {k[len("metric_"):]: _number(v) for k, v in metadata.items() if k.startswith("metric_")})
+        uploaded: List[str] = []
+        try:
+            self.progress(f"Packaging bundle {bundle_uri} -> {folder}/model.tar.gz")
+            packaged = packaging.package_and_upload(bundle_uri, s3.join(folder, "model.tar.gz"), self.region,
+                                                    bundle_sha256 or None, self.profile)
+            bundle_sha256 = str(packaged["bundle_sha256"])
+            uploaded.append(packaged["model_data_url"])
+            evaluation_uri = s3.upload_bytes(json.dumps(metrics, indent=2, sort_keys=True).encode(),
+                                             s3.join(folder, "evaluation.json"), self.region, self.profile,
+                                             "application/json")
+            uploaded.append(evaluation_uri)
+            document_uri = s3.join(folder, "metadata.json")
+            full = {k: "" if v is None else str(v) for k, v in metadata.items()}
+            full.update(bundle_sha256=bundle_sha256, bundle_source_uri=bundle_uri,
+                        model_data_url=packaged["model_data_url"], evaluation_uri=evaluation_uri)
+            s3.upload_bytes(json.dumps(full, indent=2, sort_keys=True).encode(), document_uri, self.region,
+                            self.profile, "application/json")
+            uploaded.append(document_uri)
+            properties, _ = split_properties({**full, "metadata_document": document_uri})
+            properties["metadata_document"] = document_uri
+            with aws_errors(f"creating a model package in '{group}'", RegistryError):
+                arn = self._sm.create_model_package(
+                    ModelPackageGroupName=group,
+                    ModelPackageDescription=description[:1024],
+                    InferenceSpecification={
+                        "Containers": [{"Image": self.image_uri, "ModelDataUrl": packaged["model_data_url"],
+                                        "Environment": packaging.SERVING_ENVIRONMENT, "Framework": "SKLEARN"}],
+                        "SupportedContentTypes": ["text/csv", "application/json"],
+                        "SupportedResponseMIMETypes": ["text/csv", "application/json"],
+                        "SupportedRealtimeInferenceInstanceTypes": self.instance_types,
+                    },
+                    ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
+                                                                  "S3Uri": evaluation_uri}}},
+                    ModelApprovalStatus=approval_status,
+                    CustomerMetadataProperties=properties,
+                    MetadataProperties={"GeneratedBy": (generated_by or "churn-mlops")[:1024]},
+                    Domain="MACHINE_LEARNING", Task="CLASSIFICATION",
+                    ClientToken=uuid.uuid4().hex[:32],
+                )["ModelPackageArn"]
+        except BaseException as error:
+            for uri in uploaded:
+                try:
+                    bucket, key = s3.parse_s3_uri(uri)
+                    client("s3", self.region, self.profile).delete_object(Bucket=bucket, Key=key)
+                except Exception:  # noqa: BLE001 - the registration error is what matters
+                    pass
+            if isinstance(error, AwsError) and not isinstance(error, RegistryError):
+                raise RegistryError(str(error)) from None
+            raise
+        package = self.describe_package(arn)
+        registration = {"model_package_arn": arn, "model_package_group": group,
+                        "version": str(package.get("ModelPackageVersion")), "approval_status": approval_status,
+                        "model_data_url": packaged["model_data_url"], "evaluation_uri": evaluation_uri,
+                        "metadata_document": document_uri, "registered_at": stamp, "bundle_sha256": bundle_sha256}
+        for uri in (s3.join(folder, "registration.json"), self._uri("registration", "registration.json")):
+            s3.upload_bytes(json.dumps(registration, indent=2).encode(), uri, self.region, self.profile, "application/json")
+        self.progress(f"Registered {group} version {registration['version']} ({approval_status}): {arn}")
+        return package
+
+    # -- read -----------------------------------------------------------------------
+    def describe_package(self, arn: str) -> dict:
+        try:
+            return self._sm.describe_model_package(ModelPackageName=arn)
+        except Exception as error:  # noqa: BLE001
+            if error_code(error) == "ValidationException" and "not found" in str(error).lower():
+                raise KeyError(f"model package {arn} does not exist") from None
+            raise RegistryError(str(explain(error, f"describing model package {arn}"))) from None
+
+    def list_packages(self, group: str, status: Optional[str] = None, newest_first: bool = True,
+                      limit: Optional[int] = None) -> List[dict]:
+        """Package summaries of ``group`` (optionally only one approval status), newest first."""
+        if self.describe_group(group) is None:
+            raise KeyError(f"model package group '{group}' does not exist in {self.region}")
+        kwargs: Dict[str, Any] = {"ModelPackageGroupName": group, "SortBy": "CreationTime",
+                                  "SortOrder": "Descending" if newest_first else "Ascending"}
+        if status:
+            kwargs["ModelApprovalStatus"] = status
+        out: List[dict] = []
+        with aws_errors(f"listing model packages in '{group}'", RegistryError):
+            for page in self._sm.get_paginator("list_model_packages").paginate(**kwargs):
+                out.extend(page["ModelPackageSummaryList"])
+                if limit and len(out) >= limit:
+                    return out[:limit]
+        return out
+
+    def get_package(self, group: str, version: str | int) -> dict:
+        for summary in self.list_packages(group):
+            if str(summary.get("ModelPackageVersion")) == str(version):
+                return self.describe_package(summary["ModelPackageArn"])
+        raise KeyError(f"model package group '{group}' has no version {version}")
+
+    def latest_approved(self, group: str) -> Optional[dict]:
+        try:
+            newest = self.list_packages(group, status="Approved", limit=1)
+        except KeyError:
+            return None
+        return self.describe_package(newest[0]["ModelPackageArn"]) if newest else None
+
+    def metadata(self, package: Mapping[str, Any], resolve: bool = True) -> Dict[str, str]:
+        """The version's lineage: its properties, completed from metadata.json when ``resolve``."""
+        properties = dict(package.get("CustomerMetadataProperties") or {})
+        document = properties.get("metadata_document")
+        if resolve and document:
+            try:
+                properties = {**json.loads(s3.read_bytes(document, self.region, self.profile)), **properties}
+            except AwsError as error:
+                self.progress(f"warning: could not read {document}: {error}")
+        return properties
+
+    # -- update / delete ------------------------------------------------------------
+    def set_status(self, arn: str, status: str, description: Optional[str] = None) -> dict:
+        if status not in APPROVAL_STATUSES:
+            raise RegistryError(f"approval status must be one of {', '.join(APPROVAL_STATUSES)}, got {status!r}")
+        kwargs = {"ModelPackageArn": arn, "ModelApprovalStatus": status}
+        if description:
+            kwargs["ApprovalDescription"] = description[:1024]
+        with aws_errors(f"setting {arn} to {status}", RegistryError):
+            self._sm.update_model_package(**kwargs)
+        return self.describe_package(arn)
+
+    def update_properties(self, arn: str, properties: Mapping[str, str], remove: Optional[List[str]] = None) -> dict:
+        kwargs: Dict[str, Any] = {"ModelPackageArn": arn}
+        fitting, _ = split_properties(properties)
+        if fitting:
+            kwargs["CustomerMetadataProperties"] = fitting
+        if remove:
+            kwargs["CustomerMetadataPropertiesToRemove"] = list(remove)
+        with aws_errors(f"updating {arn}", RegistryError):
+            self._sm.update_model_package(**kwargs)
+        return self.describe_package(arn)
+
+    def delete_package(self, arn: str) -> None:
+        with aws_errors(f"deleting model package {arn}", RegistryError):
+            self._sm.delete_model_package(ModelPackageName=arn)
+
+    def delete_group(self, group: str) -> List[str]:
+        """Delete every package in ``group``, then the group; returns what was removed."""
+        removed = []
+        try:
+            packages = self.list_packages(group)
+        except KeyError:
+            return removed
+        for summary in packages:
+            self.delete_package(summary["ModelPackageArn"])
+            removed.append(summary["ModelPackageArn"])
+        with aws_errors(f"deleting model package group '{group}'", RegistryError):
+            self._sm.delete_model_package_group(ModelPackageGroupName=group)
+        removed.append(f"model package group {group}")
+        return removed
+
+
+def _number(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value

@@ -1,0 +1,143 @@
+"""SageMaker endpoint deployer flavor (ZenML ships none): create/update, roll back, autoscale.
+
+Same contract as the local deployer (``deploy_bundle``, ``endpoint_url``, ``invoke``,
+``list_endpoints``, ``delete_endpoint``). The model served is the registered model
+package's model.tar.gz when the registry is the SageMaker one; otherwise the deployer
+packages the bundle itself. The logic is in ``churn.aws.endpoint``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, List, Optional, Type
+
+from pydantic import model_validator
+from zenml.model_deployers.base_model_deployer import BaseModelDeployer, BaseModelDeployerConfig, BaseModelDeployerFlavor
+
+from churn.aws import endpoint as aws_endpoint
+from churn.aws.athena import Polling
+from churn.aws.clients import AwsError
+from churn.aws.settings import component_check
+from stacks.flavors import local_deployer
+
+FLAVOR = "churn_sagemaker_endpoint"
+
+
+class DeploymentError(aws_endpoint.DeploymentError, local_deployer.DeploymentError):
+    """A SageMaker deployment that did not happen; the previous endpoint config keeps serving.
+
+    Also a ``local_deployer.DeploymentError``, so callers handle both stacks alike.
+    """
+
+
+class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
+    """Spec keys: ``inference_instance_type``, ``enable_autoscaling``, ``autoscaling_min/max_capacity``.
+
+    ``role_arn`` is the execution role the endpoint's model runs with; ``bucket``/``prefix``
+    hold model.tar.gz when the deployer packages a bundle itself.
+    """
+
+    region: str
+    role_arn: str
+    bucket: str
+    prefix: str = "mlops/classification_model"
+    inference_instance_type: str = "ml.m5.xlarge"
+    initial_instance_count: int = 1
+    enable_autoscaling: bool = True
+    autoscaling_min_capacity: int = 1
+    autoscaling_max_capacity: int = 5
+    target_invocations_per_instance: float = 70.0
+    inference_image_uri: Optional[str] = None
+    sklearn_framework_version: str = "1.2-1"
+    deploy_timeout_seconds: float = 1800.0
+    poll_initial_seconds: float = 5.0
+    poll_max_seconds: float = 30.0
+    aws_profile: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, values: Any) -> Any:
+        values = component_check(values)
+        if isinstance(values, dict) and int(values.get("autoscaling_max_capacity", 5)) < int(values.get("autoscaling_min_capacity", 1)):
+            raise ValueError("autoscaling_max_capacity is below autoscaling_min_capacity")
+        return values
+
+
+class SageMakerEndpointDeployer(BaseModelDeployer):
+    NAME: ClassVar[str] = "Churn SageMaker endpoint"
+    FLAVOR: ClassVar[Type[BaseModelDeployerFlavor]]
+
+    @property
+    def config(self) -> SageMakerEndpointDeployerConfig:
+        return self._config  # type: ignore[return-value]
+
+    @property
+    def endpoints(self) -> aws_endpoint.SageMakerEndpoints:
+        c = self.config
+        return aws_endpoint.SageMakerEndpoints(aws_endpoint.EndpointSettings(
+            region=c.region, role_arn=c.role_arn, bucket=c.bucket, prefix=c.prefix,
+            instance_type=c.inference_instance_type, initial_instance_count=c.initial_instance_count,
+            enable_autoscaling=c.enable_autoscaling, min_capacity=c.autoscaling_min_capacity,
+            max_capacity=c.autoscaling_max_capacity, target_invocations_per_instance=c.target_invocations_per_instance,
+            image_uri=c.inference_image_uri, framework_version=c.sklearn_framework_version,
+            polling=Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.deploy_timeout_seconds),
+            profile=c.aws_profile))
+
+    # -- the deployer contract our deploy step uses -------------------------------------
+    def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
+                      sha256: str, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        try:
+            return self.endpoints.deploy(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata)
+        except AwsError as error:
+            raise DeploymentError(str(error)) from None
+
+    def endpoint_url(self, endpoint_name: str) -> Optional[str]:
+        status = self.endpoints.describe(endpoint_name)
+        return self.endpoints.runtime_url(endpoint_name) if status and status["EndpointStatus"] == "InService" else None
+
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv", accept: str = "text/csv",
+               probabilities: bool = False) -> aws_endpoint.InvocationResponse:
+        try:
+            return self.endpoints.invoke(endpoint_name, body, content_type, accept, probabilities)
+        except AwsError as error:
+            raise DeploymentError(str(error)) from None
+
+    def list_endpoints(self) -> List[Dict[str, Any]]:
+        return self.endpoints.list()
+
+    def stop_endpoint(self, endpoint_name: str) -> bool:
+        """A SageMaker endpoint cannot be paused: stopping it deletes it (billing stops)."""
+        return bool(self.delete_endpoint(endpoint_name))
+
+    def delete_endpoint(self, endpoint_name: str) -> List[str]:
+        return self.endpoints.delete(endpoint_name)
+
+    # -- ZenML's service-based deployer API: not used -----------------------------------
+    def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services")
+
+    @staticmethod
+    def get_model_server_info(service) -> Dict[str, Optional[str]]:  # type: ignore[no-untyped-def]
+        return {}
+
+    def perform_stop_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
+
+    def perform_start_model(self, service, timeout=0):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use deploy_bundle()")
+
+    def perform_delete_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
+
+
+class SageMakerEndpointDeployerFlavor(BaseModelDeployerFlavor):
+    @property
+    def name(self) -> str:
+        return FLAVOR
+
+    @property
+    def config_class(self) -> Type[SageMakerEndpointDeployerConfig]:
+        return SageMakerEndpointDeployerConfig
+
+    @property
+    def implementation_class(self) -> Type[SageMakerEndpointDeployer]:
+        return SageMakerEndpointDeployer

@@ -1,0 +1,107 @@
+"""SageMaker feature store flavor: PutRecord ingestion, offline-store reads through Athena.
+
+Same contract as the local flavor (``describe``, ``record_count``, ``ingest``, ``read``),
+so the steps do not know which one they talk to. The logic is in
+``churn.aws.feature_store``; this is the ZenML wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Type
+
+import pandas as pd
+from pydantic import model_validator
+from zenml.feature_stores.base_feature_store import BaseFeatureStore, BaseFeatureStoreConfig, BaseFeatureStoreFlavor
+
+from churn.aws.athena import Polling
+from churn.aws.feature_store import SageMakerFeatureStore as _Store
+from churn.aws.settings import component_check
+from churn.feature_query import FeatureQuery
+from churn.schema import ID_COLUMN
+
+FLAVOR = "churn_sagemaker_feature_store"
+
+
+class SageMakerFeatureStoreConfig(BaseFeatureStoreConfig):
+    """Where the feature groups live; credentials come from the environment/profile/role only.
+
+    ``offline_store_s3_uri``: S3 location new feature groups write their offline store to;
+    ``athena_query_results``: S3 location for Athena results (spec key of the same name).
+    """
+
+    region: str
+    role_arn: str
+    offline_store_s3_uri: str
+    athena_query_results: str
+    athena_workgroup: str = "primary"
+    enable_online_store: bool = True
+    ingest_max_workers: int = 8
+    query_timeout_seconds: float = 600.0
+    poll_initial_seconds: float = 0.5
+    poll_max_seconds: float = 5.0
+    aws_profile: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, values: Any) -> Any:
+        return component_check(values)
+
+
+class SageMakerFeatureStore(BaseFeatureStore):
+    @property
+    def config(self) -> SageMakerFeatureStoreConfig:
+        return self._config  # type: ignore[return-value]
+
+    @property
+    def store(self) -> _Store:
+        c = self.config
+        polling = Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.query_timeout_seconds)
+        create = Polling(initial=c.poll_initial_seconds, maximum=max(c.poll_max_seconds, 15.0), timeout=900.0)
+        return _Store(c.region, c.role_arn, c.offline_store_s3_uri, c.athena_query_results,
+                      athena_workgroup=c.athena_workgroup, enable_online_store=c.enable_online_store,
+                      max_workers=c.ingest_max_workers, query_polling=polling, create_polling=create,
+                      profile=c.aws_profile)
+
+    # -- the contract our steps use ---------------------------------------------------
+    def describe(self, feature_group: str) -> Optional[dict]:
+        return self.store.describe(feature_group)
+
+    def record_count(self, feature_group: str) -> int:
+        return self.store.record_count(feature_group)
+
+    def ingest(self, feature_group: str, frame: pd.DataFrame, target: str) -> Dict[str, Any]:
+        return self.store.ingest(feature_group, frame, target)
+
+    def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
+        return self.store.read(query)
+
+    # -- ZenML's generic feature-store API ---------------------------------------------
+    def get_historical_features(self, entity_df: Any, features: List[str], full_feature_names: bool = False) -> Any:
+        query = entity_df if isinstance(entity_df, FeatureQuery) else FeatureQuery(**entity_df)
+        frame, _ = self.read(query)
+        return frame[[c for c in frame.columns if c in set(features) | {ID_COLUMN}]] if features else frame
+
+    def get_online_features(self, entity_rows: List[Dict[str, Any]], features: List[str],
+                            full_feature_names: bool = False) -> Dict[str, Any]:
+        """Latest record per customer from the online store; ``features`` are ``group:column`` references."""
+        refs = [f.split(":", 1) for f in features]
+        groups = {ref[0] for ref in refs}
+        if len(groups) != 1 or any(len(ref) != 2 for ref in refs):
+            raise ValueError("features must be 'feature_group:column' references to one feature group")
+        columns = [ref[1] for ref in refs if ref[1] != ID_COLUMN]
+        records = self.store.get_records(groups.pop(), [str(r[ID_COLUMN]) for r in entity_rows], columns)
+        return {name: [record.get(name) for record in records] for name in [ID_COLUMN, *columns]}
+
+
+class SageMakerFeatureStoreFlavor(BaseFeatureStoreFlavor):
+    @property
+    def name(self) -> str:
+        return FLAVOR
+
+    @property
+    def config_class(self) -> Type[SageMakerFeatureStoreConfig]:
+        return SageMakerFeatureStoreConfig
+
+    @property
+    def implementation_class(self) -> Type[SageMakerFeatureStore]:
+        return SageMakerFeatureStore

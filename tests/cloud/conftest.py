@@ -1,0 +1,157 @@
+"""Cloud tests: our AWS backends against the AWS emulator (moto server mode) over real HTTP.
+
+Fixtures (other cloud tests use them too; keep the names):
+- ``moto_server`` (session): moto's ThreadedMotoServer on 127.0.0.1 and a free port, with the
+  in-process extensions of ``moto_extensions`` in front of it. It points every boto3 client
+  at it (AWS_ENDPOINT_URL), with fake credentials, region us-west-2 and AWS_MAX_ATTEMPTS=1
+  (moto answers unimplemented calls with a retryable 500). Yields the endpoint URL.
+- ``aws`` (function): resets the emulator (POST /moto-api/reset) and returns the endpoint URL.
+
+Every AWS API call our code (``churn.aws.clients``) makes during the session is recorded in
+``API_CALLS``; ``test_iam.py`` (ordered last) checks each against ``stacks/iam``'s policies.
+Test code itself uses plain boto3 clients (``boto``), which are not recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import List
+
+import pytest
+
+REGION = "us-west-2"
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ML-Role-Pipelines"
+BUCKET = "churn-mlops-test"
+PREFIX = "mlops/classification_model"
+API_CALLS: List = []
+_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION, "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
+_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the IAM check after every other cloud test, so it sees all their calls."""
+    iam = [item for item in items if item.nodeid.startswith("tests/cloud/test_iam.py")]
+    items[:] = [item for item in items if item not in iam] + iam
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    from churn.aws import clients
+    from tests.cloud import moto_extensions
+
+    server = moto_extensions.ExtendedMotoServer(port=_free_port())
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in (*_ENV, *_UNSET, "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE",
+                                                "AWS_SHARED_CREDENTIALS_FILE")}
+    os.environ.update(_ENV)
+    os.environ["AWS_ENDPOINT_URL"] = url
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    for key in _UNSET:
+        os.environ.pop(key, None)
+    clients.reset_clients()
+    policy = (clients.RETRY_POLICY.max_attempts, clients.RETRY_POLICY.base_seconds, clients.RETRY_POLICY.cap_seconds)
+    clients.configure_retries(max_attempts=6, base_seconds=0.01, cap_seconds=0.05)
+    remove = clients.add_call_observer(API_CALLS.append)
+    try:
+        yield url
+    finally:
+        remove()
+        clients.configure_retries(*policy)
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        clients.reset_clients()
+
+
+@pytest.fixture
+def aws(moto_server):
+    """A fresh emulator (all state reset); returns its endpoint URL."""
+    import requests
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=30).raise_for_status()
+    return moto_server
+
+
+def boto(service: str):
+    """A plain boto3 client on the emulator, for test setup/inspection (not recorded)."""
+    import boto3
+
+    return boto3.client(service, region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture
+def bucket(aws):
+    boto("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return BUCKET
+
+
+@pytest.fixture
+def sns_inbox(aws):
+    """An SNS topic with an SQS queue subscribed; returns (topic_arn, read_messages)."""
+    import json
+
+    sns, sqs = boto("sns"), boto("sqs")
+    topic = sns.create_topic(Name="ml-model-pipeline-failures")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    def read() -> list:
+        messages = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                messages.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    return topic, read
+
+
+def stack_config(**overrides) -> dict:
+    """A SageMaker stack config for the emulator (the example file's keys)."""
+    config = {"region": REGION, "bucket": BUCKET, "prefix": PREFIX, "role_arn": ROLE_ARN,
+              "sns_topic_arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:ml-model-pipeline-failures",
+              "endpoint_name": "classification-model-endpoint", "model_package_group": "classification-model-group",
+              "feature_group_name": "mlops_poc_churn_classification_feature",
+              "athena_query_results": f"s3://{BUCKET}/athena-query-results/", "inference_instance_type": "ml.m5.xlarge"}
+    config.update(overrides)
+    return config
+
+
+FAST = {"poll_initial_seconds": 0.01, "poll_max_seconds": 0.05}
+
+
+@pytest.fixture(scope="session")
+def sagemaker_stack(moto_server):
+    """A SageMaker stack (unique name) registered by our recipe, not activated; returns the ZenML Stack."""
+    import uuid
+    from pathlib import Path
+
+    from zenml.client import Client
+    from zenml.enums import StackComponentType as T
+    from zenml.stack import Stack
+    from zenml.utils import source_utils
+
+    from stacks.sagemaker import setup_sagemaker_stack
+
+    source_utils.set_custom_source_root(str(Path(__file__).resolve().parents[2]))
+    name = f"sagemaker-test-{uuid.uuid4().hex[:8]}"
+    setup_sagemaker_stack(stack_config(stack_name=name), activate=False,
+                          overrides={T.FEATURE_STORE: FAST, T.MODEL_DEPLOYER: {**FAST, "deploy_timeout_seconds": 30.0}})
+    return Stack.from_model(Client().get_stack(name))

@@ -1,0 +1,602 @@
+"""In-process additions to moto's server mode for what our AWS code needs and moto lacks.
+
+Pinned to moto 5.2.5 (requirements.lock): these handlers patch moto's SageMaker response
+class and read moto's backend objects, whose shapes change between versions, so a
+different moto version refuses to load here (re-check each handler when bumping moto).
+
+Added or fixed, all reached over real HTTP through a WSGI layer in front of moto's app:
+- SageMaker ``UpdateEndpoint`` (missing): switches the endpoint config; the endpoint is
+  ``Updating`` for one DescribeEndpoint, then ``InService`` (or ``Failed``, when a test
+  asked for it with ``fail_next_endpoint_change``). A Failed endpoint cannot be updated,
+  as on AWS. ``CreateEndpoint`` gets the same one-poll ``Creating`` state.
+- ``DeleteModelPackage`` / ``DeleteModelPackageGroup`` (missing).
+- ``DescribeFeatureGroup`` on a missing group: ResourceNotFound (moto answers HTTP 500);
+  ``CreateFeatureGroup`` keeps the Description (moto drops it).
+- ``UpdateModelPackage``: changes only the fields passed (moto wipes the others).
+- Application Auto Scaling ``DeregisterScalableTarget`` also deletes the target's policies, as on AWS.
+- Feature Store runtime ``PutRecord`` / ``GetRecord`` / ``DeleteRecord`` (missing): records
+  are checked against the group's feature definitions and kept in memory; ``offline_records``
+  returns them as the offline store's Glue table would hold them.
+- SageMaker runtime ``InvokeEndpoint`` (canned in moto): the endpoint's model.tar.gz is read
+  from moto's S3 and run the way the scikit-learn container does, in a separate Python
+  process that sees only the archive's ``code/`` (``inference.py`` -> model_fn, input_fn,
+  predict_fn, output_fn). That proves the archive is self-contained.
+- Fault injection: ``inject_throttling("sagemaker:CreateModel", times=2)`` answers the next
+  calls with the service's throttling error (``s3:PUT`` style keys for S3).
+- Athena runs no SQL in moto: ``queue_athena_result`` queues a result through moto's
+  ``/moto-api/static/athena/query-results``, formatted as Athena returns it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, unquote
+
+import moto
+
+PINNED_MOTO = "5.2.5"
+if moto.__version__ != PINNED_MOTO:
+    raise RuntimeError(f"tests/cloud/moto_extensions.py is written against moto {PINNED_MOTO}, found {moto.__version__}; "
+                       "re-check the patched handlers before changing the pin")
+
+from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app  # noqa: E402
+from moto.s3.models import s3_backends  # noqa: E402
+from moto.sagemaker.exceptions import ResourceNotFound, ValidationError  # noqa: E402
+from moto.sagemaker.models import sagemaker_backends  # noqa: E402
+from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+
+ACCOUNT = DEFAULT_ACCOUNT_ID
+QUERY_PROTOCOL = {"sns", "sqs", "sts", "iam", "cloudformation"}
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.records: Dict[Tuple[str, str], List[dict]] = defaultdict(list)
+            self.faults: Dict[str, int] = {}
+            self.faults_served: Dict[str, int] = defaultdict(int)
+            self.endpoint_failures: Dict[str, str] = {}
+            self.pending: Dict[str, list] = {}
+            for directory in getattr(self, "models", {}).values():
+                shutil.rmtree(directory, ignore_errors=True)
+            self.models: Dict[str, str] = {}
+            self.invocations: List[dict] = []
+
+
+STATE = _State()
+
+
+# -- test controls ----------------------------------------------------------------------
+def inject_throttling(key: str, times: int = 1) -> None:
+    """Answer the next ``times`` calls of ``key`` ("<service>:<Operation>", S3: "s3:<METHOD>") with throttling."""
+    with STATE.lock:
+        STATE.faults[key] = STATE.faults.get(key, 0) + times
+
+
+def faults_served() -> Dict[str, int]:
+    with STATE.lock:
+        return dict(STATE.faults_served)
+
+
+def faults_pending() -> Dict[str, int]:
+    with STATE.lock:
+        return {k: v for k, v in STATE.faults.items() if v}
+
+
+def fail_next_endpoint_change(endpoint_name: str, reason: str = "injected: the primary container did not pass the ping health check") -> None:
+    """The next CreateEndpoint/UpdateEndpoint of ``endpoint_name`` ends Failed with ``reason``."""
+    with STATE.lock:
+        STATE.endpoint_failures[endpoint_name] = reason
+
+
+def offline_records(group: str, region: str = "us-west-2"):
+    """The group's records as its offline store table holds them (typed columns + metadata)."""
+    import pandas as pd
+
+    backend = sagemaker_backends[ACCOUNT][region]
+    feature_group = _feature_group(backend, region, group)
+    kinds = {d["FeatureName"]: d["FeatureType"] for d in feature_group.feature_definitions}
+    with STATE.lock:
+        rows = [dict(r) for r in STATE.records[(region, group.lower())]]
+    frame = pd.DataFrame(rows, columns=[*kinds, "write_time", "api_invocation_time", "is_deleted"])
+    for name, kind in kinds.items():
+        if kind == "Integral":
+            frame[name] = pd.to_numeric(frame[name]).astype("Int64")
+        elif kind == "Fractional":
+            frame[name] = pd.to_numeric(frame[name]).astype("float64")
+    frame["is_deleted"] = frame["is_deleted"].astype(bool)
+    return frame
+
+
+def offline_table(group: str, region: str = "us-west-2") -> Tuple[str, str]:
+    """(Glue database, table) of the group's offline store, as DescribeFeatureGroup reports them."""
+    backend = sagemaker_backends[ACCOUNT][region]
+    catalog = _feature_group(backend, region, group).offline_store_config["DataCatalogConfig"]
+    return catalog["Database"], catalog["TableName"]
+
+
+def athena_rows(frame) -> dict:
+    """A DataFrame as an Athena SELECT result (header row, VarCharValue text, NULL = no value)."""
+    import pandas as pd
+
+    types = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double"}
+
+    def text(value: Any) -> dict:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return {}
+        if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+            return {"VarCharValue": "true" if value else "false"}
+        return {"VarCharValue": str(value)}
+
+    header = {"Data": [{"VarCharValue": str(c)} for c in frame.columns]}
+    rows = [header] + [{"Data": [text(v) for v in row]} for row in frame.itertuples(index=False, name=None)]
+    column_info = [{"CatalogName": "hive", "SchemaName": "", "TableName": "", "Name": str(c), "Label": str(c),
+                    "Type": types.get(getattr(frame[c].dtype, "kind", "O"), "varchar"), "Precision": 0, "Scale": 0,
+                    "Nullable": "UNKNOWN", "CaseSensitive": True} for c in frame.columns]
+    return {"rows": rows, "column_info": column_info}
+
+
+def queue_athena_result(endpoint_url: str, frame, region: str = "us-west-2") -> None:
+    """Queue ``frame`` as the result of the next Athena query (moto runs no SQL)."""
+    import requests
+
+    payload = {"account_id": ACCOUNT, "region": region, "results": [athena_rows(frame)]}
+    response = requests.post(f"{endpoint_url}/moto-api/static/athena/query-results", json=payload, timeout=30)
+    response.raise_for_status()
+
+
+def run_offline_query(sql: str, group: str, region: str = "us-west-2"):
+    """Run ``sql`` (written for the group's Glue table) with DuckDB over the records put so far."""
+    import duckdb
+
+    database, table = offline_table(group, region)
+    records = offline_records(group, region)
+    with duckdb.connect(":memory:") as connection:
+        connection.execute(f'CREATE SCHEMA "{database}"')
+        connection.register("records_view", records)
+        connection.execute(f'CREATE TABLE "{database}"."{table}" AS SELECT * FROM records_view')
+        return connection.execute(sql).df()
+
+
+def queue_latest_records(endpoint_url: str, query: Any, region: str = "us-west-2") -> str:
+    """Answer the next Athena query with what THE feature query returns over the records put so far.
+
+    Builds the SQL exactly as ``churn.feature_query.latest_records_sql`` does for the group's
+    Glue table, runs it with DuckDB, queues the result; returns the SQL (to compare with
+    what our code sent).
+    """
+    from churn.feature_query import latest_records_sql
+    from churn.schema import STORE_METADATA_COLUMNS
+
+    group = _feature_group(sagemaker_backends[ACCOUNT][region], region, query.feature_group)
+    database, table = offline_table(query.feature_group, region)
+    columns = [d["FeatureName"] for d in group.feature_definitions] + list(STORE_METADATA_COLUMNS)
+    sql = latest_records_sql(query, f'"{database}"."{table}"', columns)
+    queue_athena_result(endpoint_url, run_offline_query(sql, query.feature_group, region), region)
+    return sql
+
+
+def athena_queries(region: str = "us-west-2") -> List[str]:
+    """The SQL of every Athena query started so far, in order."""
+    from moto.athena.models import athena_backends
+
+    executions = athena_backends[ACCOUNT][region].executions.values()
+    return [e.query for e in sorted(executions, key=lambda e: e.start_time)]
+
+
+# -- SageMaker handlers patched onto moto's response class ------------------------------
+def _feature_group(backend: Any, region: str, name: str) -> Any:
+    arn = f"arn:aws:sagemaker:{region}:{backend.account_id}:feature-group/{name.lower()}"
+    group = backend.feature_groups.get(arn)
+    if group is None:
+        raise ResourceNotFound(message=f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name {name}")
+    return group
+
+
+def _describe_feature_group(self: SageMakerResponse) -> ActionResult:
+    group = _feature_group(self.sagemaker_backend, self.region, self._get_param("FeatureGroupName"))
+    described = group.describe()
+    if getattr(group, "description", None):
+        described["Description"] = group.description
+    return ActionResult(described)
+
+
+def _create_feature_group(self: SageMakerResponse) -> Any:
+    result = _ORIGINALS["create_feature_group"](self)
+    group = _feature_group(self.sagemaker_backend, self.region, self._get_param("FeatureGroupName"))
+    group.description = self._get_param("Description")  # moto drops it
+    return result
+
+
+def _schedule(endpoint: Any, transitional: str) -> None:
+    with STATE.lock:
+        reason = STATE.endpoint_failures.pop(endpoint.endpoint_name, None)
+        STATE.pending[endpoint.endpoint_name] = ["Failed" if reason else "InService", reason, 1]
+    endpoint.endpoint_status = transitional
+    endpoint.failure_reason = None
+
+
+def _create_endpoint(self: SageMakerResponse) -> Any:
+    result = _ORIGINALS["create_endpoint"](self)
+    _schedule(self.sagemaker_backend.endpoints[self._get_param("EndpointName")], "Creating")
+    return result
+
+
+def _update_endpoint(self: SageMakerResponse) -> ActionResult:
+    backend = self.sagemaker_backend
+    name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        raise ValidationError(message=f"Could not find endpoint \"arn:aws:sagemaker:{self.region}:{backend.account_id}:endpoint/{name}\".")
+    if endpoint.endpoint_status == "Failed":
+        raise ValidationError(message=f"Cannot update failed endpoint \"{endpoint.arn}\"; delete it and create it again.")
+    if endpoint.endpoint_status != "InService":
+        raise ValidationError(message=f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+    config = backend.describe_endpoint_config(config_name)
+    endpoint.endpoint_config_name = config_name
+    endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+    endpoint.last_modified_time = datetime.now(timezone.utc)
+    _schedule(endpoint, "Updating")
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _describe_endpoint(self: SageMakerResponse) -> Any:
+    name = self._get_param("EndpointName")
+    endpoint = self.sagemaker_backend.endpoints.get(name)
+    with STATE.lock:
+        pending = STATE.pending.get(name)
+        if endpoint is not None and pending is not None:
+            if pending[2] > 0:
+                pending[2] -= 1
+            else:
+                endpoint.endpoint_status, endpoint.failure_reason = pending[0], pending[1]
+                del STATE.pending[name]
+    return _ORIGINALS["describe_endpoint"](self)
+
+
+def _delete_endpoint(self: SageMakerResponse) -> Any:
+    with STATE.lock:
+        STATE.pending.pop(self._get_param("EndpointName"), None)
+    return _ORIGINALS["delete_endpoint"](self)
+
+
+def _package(backend: Any, name: str) -> Any:
+    arn = backend.model_package_name_mapping.get(name, name)
+    package = backend.model_packages.get(arn)
+    if package is None:
+        raise ValidationError(message=f"Model package {name} not found")
+    return package
+
+
+def _update_model_package(self: SageMakerResponse) -> ActionResult:
+    package = _package(self.sagemaker_backend, self._get_param("ModelPackageArn"))
+    if self._get_param("ModelApprovalStatus"):
+        package.set_model_approval_status(self._get_param("ModelApprovalStatus"))
+    if self._get_param("ApprovalDescription") is not None:
+        package.approval_description = self._get_param("ApprovalDescription")
+    if self._get_param("CustomerMetadataProperties"):
+        package.customer_metadata_properties = {**(package.customer_metadata_properties or {}),
+                                                **self._get_param("CustomerMetadataProperties")}
+    if self._get_param("CustomerMetadataPropertiesToRemove") and package.customer_metadata_properties:
+        package.remove_customer_metadata_property(self._get_param("CustomerMetadataPropertiesToRemove"))
+    if self._get_param("AdditionalInferenceSpecificationsToAdd"):
+        package.add_additional_inference_specifications(self._get_param("AdditionalInferenceSpecificationsToAdd"))
+    package.modifications_done()
+    return ActionResult({"ModelPackageArn": package.arn})
+
+
+def _delete_model_package(self: SageMakerResponse) -> EmptyResult:
+    backend = self.sagemaker_backend
+    package = _package(backend, self._get_param("ModelPackageName"))
+    backend.model_packages.pop(package.arn, None)
+    for key, value in list(backend.model_package_name_mapping.items()):
+        if value == package.arn:
+            del backend.model_package_name_mapping[key]
+    return EmptyResult()
+
+
+def _delete_model_package_group(self: SageMakerResponse) -> EmptyResult:
+    backend = self.sagemaker_backend
+    name = self._get_param("ModelPackageGroupName")
+    if name not in backend.model_package_groups:
+        raise ValidationError(message=f"ModelPackageGroup {name} does not exist.")
+    if any(p.model_package_group_name == name for p in backend.model_packages.values()):
+        raise ValidationError(message=f"Model Package Group {name} still has model packages; delete them first.")
+    del backend.model_package_groups[name]
+    return EmptyResult()
+
+
+_PATCHES: Dict[str, Callable] = {
+    "describe_feature_group": _describe_feature_group, "create_feature_group": _create_feature_group,
+    "create_endpoint": _create_endpoint,
+    "update_endpoint": _update_endpoint, "describe_endpoint": _describe_endpoint, "delete_endpoint": _delete_endpoint,
+    "update_model_package": _update_model_package, "delete_model_package": _delete_model_package,
+    "delete_model_package_group": _delete_model_package_group,
+}
+_ORIGINALS: Dict[str, Callable] = {}
+
+
+def _deregister_scalable_target(self: Any, namespace: str, r_id: str, dimension: str) -> None:
+    """As on AWS, deregistering a scalable target also deletes its scaling policies (moto keeps them)."""
+    _ORIGINAL_DEREGISTER[0](self, namespace, r_id, dimension)
+    for key, policy in list(self.policies.items()):
+        if (policy.service_namespace, policy.resource_id, policy.scalable_dimension) == (namespace, r_id, dimension):
+            del self.policies[key]
+
+
+_ORIGINAL_DEREGISTER: List[Callable] = []
+
+
+def install() -> None:
+    from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
+
+    if not _ORIGINAL_DEREGISTER:
+        _ORIGINAL_DEREGISTER.append(ApplicationAutoscalingBackend.deregister_scalable_target)
+        ApplicationAutoscalingBackend.deregister_scalable_target = _deregister_scalable_target
+    for name, handler in _PATCHES.items():
+        if name not in _ORIGINALS:
+            _ORIGINALS[name] = getattr(SageMakerResponse, name, None)  # type: ignore[assignment]
+            setattr(SageMakerResponse, name, handler)
+
+
+def uninstall() -> None:
+    from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
+
+    if _ORIGINAL_DEREGISTER:
+        ApplicationAutoscalingBackend.deregister_scalable_target = _ORIGINAL_DEREGISTER.pop()
+    for name, original in list(_ORIGINALS.items()):
+        if original is None:
+            delattr(SageMakerResponse, name)
+        else:
+            setattr(SageMakerResponse, name, original)
+        del _ORIGINALS[name]
+
+
+# -- the WSGI layer in front of moto ----------------------------------------------------
+def _json_response(start_response: Callable, status: int, body: Any, headers: Optional[Dict[str, str]] = None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 424: "Failed Dependency", 503: "Slow Down"}.get(status, "Error")
+    start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                                          *(headers or {}).items()])
+    return [data]
+
+
+def _rest_json_error(start_response: Callable, status: int, code: str, message: str, **extra: Any):
+    return _json_response(start_response, status, {"message": message, **extra}, {"x-amzn-ErrorType": code})
+
+
+def _body(environ: Dict[str, Any]) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    data = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(data)
+    return data
+
+
+def _scope(environ: Dict[str, Any]) -> Tuple[str, str]:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    match = re.search(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/aws4_request", auth)
+    return (match.group(2), match.group(1)) if match else ("", "us-east-1")
+
+
+def _operation(environ: Dict[str, Any], service: str, path: str, method: str) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.split(".")[-1]
+    if service == "sagemaker" and path.startswith("/FeatureGroup/"):
+        return {"PUT": "PutRecord", "GET": "GetRecord", "DELETE": "DeleteRecord"}.get(method, method)
+    if service == "sagemaker" and path.endswith("/invocations"):
+        return "InvokeEndpoint"
+    if service in QUERY_PROTOCOL and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return parse_qs(_body(environ).decode()).get("Action", [""])[0]
+    return method
+
+
+def _throttle(start_response: Callable, service: str, path: str):
+    if service == "s3":
+        data = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        start_response("503 Slow Down", [("Content-Type", "application/xml"), ("Content-Length", str(len(data)))])
+        return [data]
+    if service in QUERY_PROTOCOL:
+        data = (b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
+                b"</Error><RequestId>throttled</RequestId></ErrorResponse>")
+        start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+        return [data]
+    if path.startswith("/FeatureGroup/") or path.endswith("/invocations"):
+        return _rest_json_error(start_response, 400, "ThrottlingException", "Rate exceeded")
+    return _json_response(start_response, 400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+
+
+class ExtensionsApp:
+    """WSGI app in front of moto's: our handlers first, everything else to moto."""
+
+    def __init__(self, inner: Callable) -> None:
+        self.inner = inner
+
+    def __call__(self, environ: Dict[str, Any], start_response: Callable):
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path.startswith("/moto-api"):
+            if path.startswith("/moto-api/reset") and method == "POST":
+                STATE.reset()
+            return self.inner(environ, start_response)
+        service, region = _scope(environ)
+        operation = _operation(environ, service, path, method)
+        key = f"{service}:{operation}"
+        with STATE.lock:
+            if STATE.faults.get(key, 0) > 0:
+                STATE.faults[key] -= 1
+                STATE.faults_served[key] += 1
+                return _throttle(start_response, service, path)
+        if service == "sagemaker" and path.startswith("/FeatureGroup/"):
+            return self._feature_store(environ, start_response, region, unquote(path[len("/FeatureGroup/"):]), method)
+        match = re.match(r"^/endpoints/([^/]+)/invocations$", path)
+        if service == "sagemaker" and match:
+            return self._invoke(environ, start_response, region, unquote(match.group(1)))
+        return self.inner(environ, start_response)
+
+    # -- feature store runtime ------------------------------------------------------
+    def _feature_store(self, environ, start_response, region: str, group: str, method: str):
+        backend = sagemaker_backends[ACCOUNT][region]
+        try:
+            feature_group = _feature_group(backend, region, group)
+        except ResourceNotFound as error:
+            return _rest_json_error(start_response, 404, "ResourceNotFound", str(error.message))
+        kinds = {d["FeatureName"]: d["FeatureType"] for d in feature_group.feature_definitions}
+        record_id, event_time = feature_group.record_identifier_feature_name, feature_group.event_time_feature_name
+        key = (region, group.lower())
+        if method == "PUT":
+            body = json.loads(_body(environ) or b"{}")
+            record = {item["FeatureName"]: item["ValueAsString"] for item in body.get("Record", [])}
+            unknown = sorted(set(record) - set(kinds))
+            if unknown:
+                return _rest_json_error(start_response, 400, "ValidationError",
+                                        f"The feature(s) {', '.join(unknown)} are not defined in feature group {group}")
+            for required in (record_id, event_time):
+                if required not in record:
+                    return _rest_json_error(start_response, 400, "ValidationError", f"Record is missing {required}")
+            for name, value in record.items():
+                try:
+                    {"Integral": int, "Fractional": float}.get(kinds[name], str)(value)
+                except ValueError:
+                    return _rest_json_error(start_response, 400, "ValidationError",
+                                            f"Value {value!r} of {name} is not {kinds[name]}")
+            now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            with STATE.lock:
+                STATE.records[key].append({**record, "write_time": now, "api_invocation_time": now, "is_deleted": False})
+            return _json_response(start_response, 200, b"")
+        params = parse_qs(environ.get("QUERY_STRING", ""))
+        wanted = params.get("RecordIdentifierValueAsString", [""])[0]
+        with STATE.lock:
+            matching = [r for r in STATE.records[key] if r.get(record_id) == wanted]
+            if method == "DELETE":
+                now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                STATE.records[key].append({record_id: wanted, event_time: params.get("EventTime", [now])[0],
+                                           "write_time": now, "api_invocation_time": now, "is_deleted": True})
+                return _json_response(start_response, 200, b"")
+        latest = max(matching, key=lambda r: (r.get(event_time, ""), r["write_time"]), default=None)
+        if latest is None or latest["is_deleted"]:
+            return _rest_json_error(start_response, 404, "ResourceNotFound", f"Record {wanted} not found in {group}")
+        names = params.get("FeatureName") or list(kinds)
+        return _json_response(start_response, 200, {"Record": [
+            {"FeatureName": n, "ValueAsString": latest[n]} for n in names if n in latest and n in kinds]})
+
+    # -- the scikit-learn serving container, emulated ------------------------------------
+    def _invoke(self, environ, start_response, region: str, name: str):
+        backend = sagemaker_backends[ACCOUNT][region]
+        endpoint = backend.endpoints.get(name)
+        if endpoint is None:
+            return _rest_json_error(start_response, 400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+        if endpoint.endpoint_status != "InService":
+            return _rest_json_error(start_response, 400, "ValidationError",
+                                    f"Endpoint {name} is {endpoint.endpoint_status}, not InService.")
+        config = backend.endpoint_configs[endpoint.endpoint_config_name]
+        model = backend._models[config.production_variants[0]["ModelName"]]
+        url = model.primary_container["ModelDataUrl"]
+        body = _body(environ)
+        content_type = environ.get("CONTENT_TYPE", "text/csv")
+        accept = environ.get("HTTP_ACCEPT", "text/csv")
+        result = run_container(self._model_dir(url), body, content_type, accept)
+        with STATE.lock:
+            STATE.invocations.append({"endpoint": name, "model": model.model_name, "model_data_url": url,
+                                      "status": result["status"]})
+        if result["status"] != 200:
+            return _rest_json_error(start_response, 424, "ModelError", "Received client error from primary",
+                                    OriginalStatusCode=result["status"], OriginalMessage=result["message"],
+                                    LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}")
+        data = base64.b64decode(result["body"])
+        start_response("200 OK", [("Content-Type", result["content_type"]), ("Content-Length", str(len(data))),
+                                  ("x-Amzn-Invoked-Production-Variant", config.production_variants[0]["VariantName"])])
+        return [data]
+
+    def _model_dir(self, url: str) -> str:
+        from churn.aws.packaging import extract_model_tarball
+
+        with STATE.lock:
+            if url in STATE.models:
+                return STATE.models[url]
+            bucket, key = url[len("s3://"):].split("/", 1)
+            data = s3_backends[ACCOUNT]["aws"].get_object(bucket, key).value
+            directory = extract_model_tarball(data, tempfile.mkdtemp(prefix="moto-model-"))
+            STATE.models[url] = str(directory)
+            return str(directory)
+
+
+CONTAINER = r"""
+import base64, json, sys
+code_dir, model_dir = sys.argv[1], sys.argv[2]
+sys.path.insert(0, code_dir)
+request = json.loads(sys.stdin.read())
+import inference, churn
+if not churn.__file__.startswith(code_dir):
+    raise SystemExit("churn was imported from %s, not from the model's code/" % churn.__file__)
+model = inference.model_fn(model_dir)
+try:
+    data = inference.input_fn(base64.b64decode(request["body"]), request["content_type"])
+    body, content_type = inference.output_fn(inference.predict_fn(data, model), request["accept"])
+except Exception as error:
+    print(json.dumps({"status": getattr(error, "status", 500), "message": str(error)}))
+else:
+    body = body if isinstance(body, bytes) else body.encode()
+    print(json.dumps({"status": 200, "body": base64.b64encode(body).decode(), "content_type": content_type}))
+"""
+
+
+def run_container(model_dir: str, body: bytes, content_type: str, accept: str) -> dict:
+    """Score a request as the scikit-learn container would: a fresh process that sees only code/."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with tempfile.TemporaryDirectory(prefix="container-cwd-") as cwd:
+        process = subprocess.run(
+            [sys.executable, "-P", "-s", "-c", CONTAINER, os.path.join(model_dir, "code"), model_dir],
+            input=json.dumps({"body": base64.b64encode(body).decode(), "content_type": content_type, "accept": accept}),
+            capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+    if process.returncode != 0:
+        return {"status": 500, "message": f"container failed: {process.stderr.strip()[-2000:]}"}
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class ExtendedMotoServer(ThreadedMotoServer):
+    """moto's ThreadedMotoServer with the extensions above in front of it, and no request log."""
+
+    def __init__(self, port: int, ip_address: str = "127.0.0.1"):
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+
+    def _server_entry(self) -> None:
+        app = ExtensionsApp(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=QuietRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+    def start(self) -> None:
+        install()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        uninstall()
+        STATE.reset()

@@ -1,0 +1,101 @@
+"""SageMaker model registry flavor against the emulator: register, approve, latest approved, load."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata, ModelVersionStage
+
+from tests.cloud.conftest import BUCKET, PREFIX, REGION, boto
+
+GROUP = "classification-model-group"
+LONG_SQL = "SELECT " + ", ".join(f'"c{i}"' for i in range(60)) + " FROM (SELECT ...) WHERE _rank = 1 AND NOT is_deleted"
+
+
+def _metadata(sha256: str, status: str, run: str) -> ModelRegistryModelMetadata:
+    return ModelRegistryModelMetadata(
+        zenml_pipeline_name="churn_rf_training", zenml_pipeline_run_uuid=f"run-{run}", zenml_run_name=f"run {run}",
+        approval_status=status, bundle_sha256=sha256, mlflow_run_id=f"mlflow{run}", feature_group="fg",
+        customer_id_range="1-4000", data_fingerprint="f" * 64, feature_query_sql=LONG_SQL, metric_accuracy="0.812000")
+
+
+@pytest.fixture
+def saved_bundle(trained_bundle, tmp_path):
+    bundle, _ = trained_bundle
+    sha256 = bundle.save(tmp_path / "bundle")
+    return str(tmp_path / "bundle"), sha256
+
+
+def _register(registry, uri: str, sha256: str, status: str, run: str):
+    stage = {"Approved": ModelVersionStage.PRODUCTION, "PendingManualApproval": ModelVersionStage.STAGING}[status]
+    version = registry.register_model_version(name=GROUP, model_source_uri=uri, metadata=_metadata(sha256, status, run),
+                                              description="RandomForestClassifier; accuracy 0.8120 >= 0.5")
+    registry.update_model_version(name=GROUP, version=version.version, stage=stage)
+    return version
+
+
+def test_register_then_latest_approved(aws, bucket, sagemaker_stack, saved_bundle, trained_bundle):
+    registry = sagemaker_stack.model_registry
+    uri, sha256 = saved_bundle
+    assert registry.latest_approved(GROUP) is None
+
+    first = _register(registry, uri, sha256, "Approved", "1")
+    second = _register(registry, f"file://{uri}", sha256, "PendingManualApproval", "2")
+    assert (first.version, second.version) == ("1", "2")
+    assert registry.latest_approved(GROUP).version == "1"          # the pending one is not served
+    assert [v.version for v in registry.list_model_versions(GROUP)] == ["2", "1"]
+    assert [v.version for v in registry.list_model_versions(GROUP, stage=ModelVersionStage.STAGING)] == ["2"]
+
+    registry.approve(GROUP, "2")
+    assert registry.latest_approved(GROUP).version == "2"
+    registry.reject(GROUP, "2")
+    assert registry.latest_approved(GROUP).version == "1"
+    assert registry.get_model_version(GROUP, "2").stage == ModelVersionStage.ARCHIVED
+
+    # the package: serving image + model.tar.gz, metrics in S3, lineage in its properties
+    package = boto("sagemaker").describe_model_package(ModelPackageName=registry.get_model_version(GROUP, "1")
+                                                       .metadata.model_dump()["model_package_arn"])
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Image"] == "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    assert container["ModelDataUrl"].startswith(f"s3://{BUCKET}/{PREFIX}/registry/{GROUP}/")
+    properties = package["CustomerMetadataProperties"]
+    assert properties["mlflow_run_id"] == "mlflow1" and properties["zenml_pipeline_run_uuid"] == "run-1"
+    assert properties["data_fingerprint"] == "f" * 64 and properties["bundle_sha256"] == sha256
+    assert "feature_query_sql" not in properties                   # too long for SageMaker: in metadata.json
+    assert package["ModelApprovalStatus"] == "Approved"            # approving v2 did not wipe v1's fields
+    metrics_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    bucket_name, key = metrics_uri[len("s3://"):].split("/", 1)
+    assert json.loads(boto("s3").get_object(Bucket=bucket_name, Key=key)["Body"].read()) == {"accuracy": 0.812}
+    spec_registration = boto("s3").get_object(Bucket=BUCKET, Key=f"{PREFIX}/registration/registration.json")
+    assert json.loads(spec_registration["Body"].read())["version"] == "2"
+
+    archive = boto("s3").get_object(Bucket=BUCKET, Key=container["ModelDataUrl"].split(f"{BUCKET}/", 1)[1])["Body"].read()
+    names = tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz").getnames()
+    assert {"bundle.json", "estimator.joblib", "code/inference.py", "code/requirements.txt",
+            "code/churn/serving/sagemaker_entry.py"} <= set(names)
+    assert not any(name.startswith("code/churn/aws") for name in names)
+
+    # the full lineage comes back, including what did not fit in the properties
+    version = registry.get_model_version(GROUP, "1")
+    lineage = version.metadata.model_dump()
+    assert lineage["feature_query_sql"] == LONG_SQL and lineage["mlflow_run_id"] == "mlflow1"
+    assert version.model_source_uri == container["ModelDataUrl"]
+
+    bundle, split = trained_bundle
+    loaded = registry.load_model_version(GROUP, "1")
+    assert (loaded.predict(split.test) == bundle.predict(split.test)).all()
+
+
+def test_a_bundle_that_is_not_the_registered_one_is_refused(aws, bucket, sagemaker_stack, saved_bundle):
+    from churn.bundle import BundleError
+
+    registry = sagemaker_stack.model_registry
+    uri, _ = saved_bundle
+    with pytest.raises(BundleError, match="refusing to package"):
+        registry.register_model_version(name=GROUP, model_source_uri=uri, metadata=_metadata("0" * 64, "Approved", "x"))
+    assert boto("sagemaker").list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"] == []
+    keys = boto("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/registry/").get("Contents", [])
+    assert keys == []                                              # nothing half-registered

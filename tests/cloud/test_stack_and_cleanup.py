@@ -1,0 +1,107 @@
+"""The SageMaker stack recipe (idempotent, no credentials) and cleanup (spec: Clean Up)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from churn.aws.cleanup import cleanup, plan_cleanup
+from churn.config import ConfigError
+from tests.cloud.conftest import ACCOUNT, BUCKET, PREFIX, REGION, ROLE_ARN, boto, stack_config
+
+REPO = Path(__file__).resolve().parents[2]
+ENDPOINT = "classification-model-endpoint"
+MODEL = "classification-model-group"
+
+
+def test_recipe_is_idempotent_and_updates_changed_components(moto_server, sagemaker_stack):
+    from zenml.client import Client
+    from zenml.enums import StackComponentType as T
+
+    from stacks.sagemaker import setup_sagemaker_stack
+
+    name = f"recipe-{uuid.uuid4().hex[:8]}"
+    created = setup_sagemaker_stack(stack_config(stack_name=name), activate=False)
+    assert set(created) == {f"{name}-feature-store", f"{name}-model-registry", f"{name}-endpoint",
+                            f"{name}-sns-alerter", name}
+    assert setup_sagemaker_stack(stack_config(stack_name=name), activate=False) == {}
+    changed = setup_sagemaker_stack(stack_config(stack_name=name, inference_instance_type="ml.c5.xlarge"), activate=False)
+    assert changed == {f"{name}-endpoint": "updated"}
+    deployer = Client().get_stack_component(T.MODEL_DEPLOYER, f"{name}-endpoint")
+    assert deployer.configuration["inference_instance_type"] == "ml.c5.xlarge"
+    stack = Client().get_stack(name)
+    assert stack.components[T.EXPERIMENT_TRACKER][0].name == "mlflow_tracker"
+    assert stack.components[T.ORCHESTRATOR][0].name == "default"
+
+
+def test_config_refuses_credentials_placeholders_and_unknown_keys():
+    from stacks.sagemaker import stack_settings
+
+    with pytest.raises(ConfigError, match="config key 'bucket' looks like an AWS credential"):
+        stack_settings(stack_config(bucket="AKIA" + "IOSFODNN7EXAMPLE"))
+    with pytest.raises(ConfigError, match="config key 'aws_profile' looks like an AWS credential"):
+        stack_settings(stack_config(aws_profile="wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"))
+    with pytest.raises(ConfigError, match="unknown key 'aws_secret_access_key'"):
+        stack_settings(stack_config(aws_secret_access_key="x"))
+    with pytest.raises(ConfigError, match="key 'role_arn'"):
+        stack_settings(stack_config(role_arn="ML-Role-Pipelines"))
+
+    example = REPO / "configs" / "sagemaker_stack.example.yaml"
+    with pytest.raises(ConfigError, match=r"'role_arn' still holds a placeholder \(arn:aws:iam::ACCOUNT_ID:role/ML-Role-Pipelines\)"):
+        stack_settings(example)
+    filled = yaml.safe_load(example.read_text().replace("ACCOUNT_ID", ACCOUNT))
+    settings = stack_settings(filled)
+    assert settings.region == "us-west-2" and settings.athena_output == "s3://mlbucket-sagemaker/athena-query-results/"
+
+
+def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(aws, bucket, sagemaker_stack,
+                                                                               trained_bundle, tmp_path):
+    from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
+
+    from stacks.sagemaker import cleanup_settings, stack_settings
+
+    bundle, _ = trained_bundle
+    sha256 = bundle.save(tmp_path / "bundle")
+    version = sagemaker_stack.model_registry.register_model_version(
+        name=MODEL, model_source_uri=str(tmp_path / "bundle"),
+        metadata=ModelRegistryModelMetadata(approval_status="Approved", bundle_sha256=sha256))
+    deployer = sagemaker_stack.model_deployer
+    deployer.deploy_bundle(ENDPOINT, MODEL, version.version, str(tmp_path / "bundle"), sha256)
+    deployer.deploy_bundle(ENDPOINT, MODEL, version.version, str(tmp_path / "bundle"), sha256)
+    scheduler, events = boto("scheduler"), boto("events")
+    target = {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/churn-rf-training-x", "RoleArn": ROLE_ARN}
+    for schedule in ("churn-rf-training-0123456789abcdef", "someone-elses-schedule"):
+        scheduler.create_schedule(Name=schedule, ScheduleExpression="cron(0 3 1 * ? *)",
+                                  FlexibleTimeWindow={"Mode": "OFF"}, Target=target)
+    events.put_rule(Name="churn-rf-training-monthly", ScheduleExpression="cron(0 0 1 * ? *)")
+    events.put_targets(Rule="churn-rf-training-monthly", Targets=[{"Id": "training-poc-target", **target}])
+    boto("s3").put_object(Bucket=BUCKET, Key="elsewhere/keep.txt", Body=b"not ours")
+
+    settings = cleanup_settings(stack_settings(stack_config()))
+    planned = [str(r) for r in plan_cleanup(settings)]
+    assert f"endpoint {ENDPOINT}" in planned and "schedule churn-rf-training-0123456789abcdef" in planned
+    assert "eventbridge rule churn-rf-training-monthly" in planned
+    assert sum(line.startswith("endpoint config + model") for line in planned) == 2
+    assert not any("someone-elses" in line or "model package" in line or "s3" in line for line in planned)
+
+    removed = cleanup(settings, progress=lambda _: None)
+    assert f"autoscaling target of endpoint {ENDPOINT}" in removed and f"endpoint {ENDPOINT}" in removed
+    assert sum(line.startswith("endpoint config ") for line in removed) == 2
+    assert sum(line.startswith("model ") for line in removed) == 2
+    sagemaker = boto("sagemaker")
+    assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sagemaker.list_models()["Models"] == []
+    assert [s["Name"] for s in scheduler.list_schedules()["Schedules"]] == ["someone-elses-schedule"]
+    assert events.list_rules(NamePrefix="churn-")["Rules"] == []
+    assert len(sagemaker.list_model_packages(ModelPackageGroupName=MODEL)["ModelPackageSummaryList"]) == 1
+
+    everything = cleanup_settings(stack_settings(stack_config()), include_registry=True, include_s3=True)
+    removed = cleanup(everything, progress=lambda _: None)
+    assert f"model package group {MODEL}" in removed and any(line.endswith(f"under s3://{BUCKET}/{PREFIX}/") for line in removed)
+    assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    keys = [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert keys == ["elsewhere/keep.txt"]
+    assert cleanup(everything, progress=lambda _: None) == []       # nothing left: says so, removes nothing
