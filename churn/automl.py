@@ -19,8 +19,10 @@ objective with stratified cross-validation on the training rows, seeded. Its res
 plain scikit-learn-compatible model (no FLAML needed to load it):
 
 - ``mode: HYPERPARAMETER_TUNING``: the best model of the best family, refitted on all rows;
-- ``mode: ENSEMBLING`` (the spec's Autopilot mode, and ``AUTO``): a soft-voting
-  ``VotingClassifier`` over the best model of each of the top ``ensemble_size`` families.
+- ``mode: ENSEMBLING`` (the spec's Autopilot mode, and ``AUTO``): a weighted soft-voting
+  ``VotingClassifier`` over the best model of each of the top ``ensemble_size`` families,
+  weights from greedy ensemble selection on out-of-fold predictions (as AutoGluon, which
+  Autopilot's ensembling mode runs, does).
 
 Reproducibility: every model and the CV folds are seeded, but FLAML spends its budget by
 wall-clock time and picks the next family from measured trial times, so two runs with the
@@ -308,8 +310,8 @@ class FlamlEngine:
     """The local engine: FLAML in this process, seeded, within ``max_runtime_sec``."""
 
     name = "flaml"
-    # Budget kept back for the final refit / ensemble after the search: 10%, at most 15 s.
-    FINAL_FIT_SHARE, FINAL_FIT_MAX_SEC = 0.1, 15.0
+    # Budget kept back after the search for ensemble selection and the final fit: 15%, at most 30 s.
+    FINAL_FIT_SHARE, FINAL_FIT_MAX_SEC = 0.15, 30.0
 
     def train(self, train_frame: pd.DataFrame, preprocessor: Preprocessor, settings: AutoMLSettings) -> ModelBundle:
         from threadpoolctl import threadpool_limits
@@ -329,13 +331,15 @@ class FlamlEngine:
             warnings.simplefilter("ignore")
             search = self._search(X, y, categorical, settings, folds, deadline=started + settings.max_runtime_sec)
             final_started = time.perf_counter()
-            estimator, members = self._final_model(search, X, y, categorical, settings)
+            estimator, ensemble = self._final_model(search, X, y, categorical, settings, folds,
+                                                    deadline=started + settings.max_runtime_sec)
             search["summary"]["final_fit_seconds"] = round(time.perf_counter() - final_started, 3)
         seconds = time.perf_counter() - started
         info = {
             "model_type": "automl",
             "automl_engine": self.name,
-            "automl": {**search["summary"], "mode": settings.mode, "ensemble_members": members,
+            "automl": {**search["summary"], "mode": settings.mode, "ensemble_members": ensemble["members"],
+                       "ensemble_cv_score": ensemble["ensemble_cv_score"],
                        "settings": settings.to_dict(), "total_seconds": round(seconds, 3),
                        "library_versions": _library_versions()},
             "hyperparameters": {"best_family": search["summary"]["best_family"],
@@ -403,37 +407,75 @@ class FlamlEngine:
 
     # The final model ---------------------------------------------------------------
     def _final_model(self, search: Dict[str, Any], X: np.ndarray, y: np.ndarray, categorical: List[int],
-                     settings: AutoMLSettings) -> Tuple[Any, List[Dict[str, Any]]]:
-        automl = search["automl"]
-        summary = search["summary"]
-        ranked = sorted(((f, s["best_cv_loss"]) for f, s in summary["families"].items() if s["best_cv_loss"] is not None),
-                        key=lambda item: (item[1], item[0]))
+                     settings: AutoMLSettings, folds: int, deadline: float) -> Tuple[Any, Dict[str, Any]]:
+        """The best model (HYPERPARAMETER_TUNING), or a weighted soft-voting ensemble (ENSEMBLING, AUTO).
+
+        Ensemble weights come from greedy ensemble selection (Caruana et al., 2004, as
+        AutoGluon's weighted ensemble does) on out-of-fold predictions of the best model of
+        the top ``ensemble_size`` families; members whose weight is 0 are dropped.
+        """
+        from flaml.automl.task.factory import task_factory
+
+        automl, summary = search["automl"], search["summary"]
         best = summary["best_family"]
         best_model = automl.model.estimator  # refitted on all rows by FLAML (retrain_full)
-        if settings.mode == "HYPERPARAMETER_TUNING" or settings.ensemble_size == 1 or len(ranked) < 2:
-            return best_model, [{"family": best, "cv_loss": summary["families"][best]["best_cv_loss"], "weight": 1.0}]
+        ranked = sorted(((f, s["best_cv_loss"]) for f, s in summary["families"].items()
+                         if s["best_cv_loss"] is not None and f != best), key=lambda item: (item[1], item[0]))
+        families = [best] + [f for f, _ in ranked][: settings.ensemble_size - 1]
+        single = {"members": [{"family": best, "weight": 1.0}], "ensemble_cv_score": None}
+        if settings.mode == "HYPERPARAMETER_TUNING" or len(families) < 2:
+            return best_model, single
+
+        task = task_factory("binary")
+
+        def fit(family: str, X_fit: np.ndarray, y_fit: np.ndarray) -> Any:
+            """The family's best configuration, fitted on the given rows (the underlying model)."""
+            learner = _logistic_learner(categorical) if family == "logistic" else task.estimator_class_from_str(family)
+            config = summary["best_config"] if family == best else summary["families"][family]["best_config"]
+            wrapper = learner(task="binary", n_jobs=settings.n_jobs, **config)
+            wrapper.fit(X_fit, y_fit)
+            return wrapper.estimator
+
+        weights = self._selection_weights(families, fit, X, y, settings, folds, deadline)
+        if weights is None:  # out of time: equal weights
+            weights = {f: round(1.0 / len(families), 6) for f in families}
+            ensemble_score = None
+        else:
+            weights, ensemble_score = weights
+        members = [(f, best_model if f == best else fit(f, X, y)) for f in families if weights.get(f, 0) > 0]
+        if len(members) == 1:
+            return members[0][1], {"members": [{"family": members[0][0], "weight": 1.0}], "ensemble_cv_score": ensemble_score}
         from sklearn.ensemble import VotingClassifier
         from sklearn.frozen import FrozenEstimator
 
-        from flaml.automl.task.factory import task_factory
-
-        task = task_factory("binary")
-        chosen = [(best, summary["families"][best]["best_cv_loss"])] + [item for item in ranked if item[0] != best]
-        chosen = chosen[: settings.ensemble_size]
-        members = []
-        for family, _ in chosen:
-            if family == best:
-                model = best_model
-            else:  # the family's best configuration, refitted on all training rows
-                learner = _logistic_learner(categorical) if family == "logistic" else task.estimator_class_from_str(family)
-                wrapper = learner(task="binary", n_jobs=settings.n_jobs, **summary["families"][family]["best_config"])
-                wrapper.fit(X, y)
-                model = wrapper.estimator
-            members.append((family, model))
-        ensemble = VotingClassifier([(f, FrozenEstimator(_serving_threads(m))) for f, m in members], voting="soft")
+        ensemble = VotingClassifier([(f, FrozenEstimator(_serving_threads(m))) for f, m in members], voting="soft",
+                                    weights=[weights[f] for f, _ in members])
         ensemble.fit(X, y)  # frozen members are not refitted: this only records the classes
-        weights = round(1.0 / len(members), 6)
-        return ensemble, [{"family": f, "cv_loss": loss, "weight": weights} for f, loss in chosen]
+        return ensemble, {"members": [{"family": f, "weight": weights[f]} for f, _ in members],
+                          "ensemble_cv_score": ensemble_score}
+
+    @staticmethod
+    def _selection_weights(families: List[str], fit: Callable, X: np.ndarray, y: np.ndarray, settings: AutoMLSettings,
+                           folds: int, deadline: float, rounds: int = 20) -> Optional[Tuple[Dict[str, float], float]]:
+        """Greedy ensemble selection with replacement on out-of-fold probabilities (None if past the deadline)."""
+        from sklearn.model_selection import StratifiedKFold
+
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
+        oof = np.zeros((len(families), len(y)))
+        for i, family in enumerate(families):
+            for train_rows, valid_rows in splitter.split(X, y):
+                if time.perf_counter() > deadline:
+                    return None
+                oof[i, valid_rows] = _positive_proba(fit(family, X[train_rows], y[train_rows]), X[valid_rows])
+        counts = np.zeros(len(families))
+        blend = np.zeros(len(y))
+        for step in range(rounds):
+            scores = [objective_score(settings.objective, y, (blend * step + oof[i]) / (step + 1)) for i in range(len(families))]
+            chosen = int(np.argmax(scores))  # ties go to the better-ranked family
+            counts[chosen] += 1
+            blend = (blend * step + oof[chosen]) / (step + 1)
+        weights = {f: round(float(c / rounds), 6) for f, c in zip(families, counts) if c > 0}
+        return weights, round(objective_score(settings.objective, y, blend), 6)
 
 
 def _loss_to_score(objective: str, loss: float) -> Optional[float]:

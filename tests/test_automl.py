@@ -83,16 +83,17 @@ def small_split(demo_frame):
 @pytest.fixture(scope="module")
 def automl_bundle(small_split):
     split, pre = small_split
-    settings = AutoMLSettings(objective="AUC", max_runtime_sec=8, mode="ENSEMBLING", seed=7)
+    # bounded by candidates (~5 s idle) so ensemble selection always has time, even on a busy box
+    settings = AutoMLSettings(objective="AUC", max_runtime_sec=30, max_candidates=30, mode="ENSEMBLING", seed=7)
     started = time.perf_counter()
     bundle = train_automl(split.train, pre, settings, info={"lineage": "test"})
     return bundle, time.perf_counter() - started
 
 
-def test_engine_searches_several_families_within_the_budget(automl_bundle):
+def test_engine_searches_several_families_within_the_candidate_budget(automl_bundle):
     bundle, seconds = automl_bundle
     automl = bundle.info["automl"]
-    assert seconds < 8 + 4, f"search took {seconds:.1f}s for an 8s budget"
+    assert automl["trials"] <= 30 and seconds < 30 + 4
     tried = [f for f, s in automl["families"].items() if s["trials"] > 0]
     assert len(tried) >= 4, automl["families"]
     assert automl["trials"] == sum(s["trials"] for s in automl["families"].values())
@@ -102,15 +103,19 @@ def test_engine_searches_several_families_within_the_budget(automl_bundle):
     assert bundle.info["automl"]["settings"]["seed"] == 7 and "flaml" in automl["library_versions"]
 
 
-def test_ensembling_returns_a_plain_sklearn_bundle_that_scores_like_rf(automl_bundle, small_split):
+def test_ensembling_returns_a_plain_sklearn_bundle(automl_bundle, small_split):
     from sklearn.ensemble import VotingClassifier
 
     bundle, _ = automl_bundle
     split, _ = small_split
-    assert isinstance(bundle, ModelBundle) and isinstance(bundle.estimator, VotingClassifier)
-    members = bundle.info["automl"]["ensemble_members"]
-    assert len(members) == 3 and members[0]["family"] == bundle.info["automl"]["best_family"]
-    assert list(bundle.estimator.classes_) == [0, 1]
+    automl = bundle.info["automl"]
+    members = automl["ensemble_members"]
+    assert 1 <= len(members) <= 3 and sum(m["weight"] for m in members) == pytest.approx(1.0, abs=1e-5)
+    assert automl["ensemble_cv_score"] is not None  # the weights were selected on out-of-fold predictions
+    if len(members) > 1:
+        assert isinstance(bundle.estimator, VotingClassifier)
+        assert bundle.estimator.weights == [m["weight"] for m in members]
+    assert isinstance(bundle, ModelBundle) and list(bundle.estimator.classes_) == [0, 1]
     proba, unseen = bundle.predict_proba(split.test)
     assert proba.shape == (len(split.test),) and ((proba >= 0) & (proba <= 1)).all() and unseen == {}
     assert objective_score("AUC", split.test["churn"].to_numpy(), proba) > 0.7
@@ -136,13 +141,14 @@ def test_bundle_loads_and_predicts_without_flaml(automl_bundle, small_split, tmp
     np.testing.assert_allclose(json.loads(result.stdout), bundle.predict_proba(split.test)[0], rtol=1e-9)
 
 
-def test_hyperparameter_tuning_mode_returns_the_single_best_model(small_split):
+def test_hyperparameter_tuning_mode_returns_the_single_best_model_within_the_time_budget(small_split):
     split, pre = small_split
     settings = AutoMLSettings(objective="F1", max_runtime_sec=3, mode="HYPERPARAMETER_TUNING",
                               families=("lgbm", "logistic"), seed=1)
     bundle = FlamlEngine().train(split.train, pre, settings)
     automl = bundle.info["automl"]
-    assert automl["flaml_metric"] == "f1" and len(automl["ensemble_members"]) == 1
+    assert automl["search_seconds"] <= 3 + 2 and automl["total_seconds"] <= 3 + 4
+    assert automl["flaml_metric"] == "f1" and automl["ensemble_members"] == [{"family": automl["best_family"], "weight": 1.0}]
     assert type(bundle.estimator).__module__.split(".")[0] in ("lightgbm", "sklearn")
     assert list(bundle.estimator.classes_) == [0, 1]
 
