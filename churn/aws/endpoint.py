@@ -26,6 +26,7 @@ from churn.aws import packaging, s3
 from churn.aws.athena import Polling
 from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
 from churn.aws.registry import RegistryError, SageMakerModelRegistry
+from churn.bundle import BundleError
 
 log = logging.getLogger(__name__)
 VARIANT = "AllTraffic"
@@ -183,6 +184,10 @@ class SageMakerEndpoints:
         destination = s3.join(f"s3://{self.settings.bucket}", self.settings.prefix, "endpoints", endpoint_name,
                               sha256[:16], "model.tar.gz")
         packaged = packaging.package_and_upload(bundle_uri, destination, self.settings.region, sha256, self.settings.profile)
+        mismatch = None if self.settings.image_uri else packaging.image_mismatch(packaged["library_versions"],
+                                                                                 self.settings.framework_version)
+        if mismatch:
+            self.progress(mismatch)
         return {"image": self.registry.image_uri, "model_data_url": packaged["model_data_url"], "model_package_arn": None}
 
     def deploy(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str, sha256: str,
@@ -190,7 +195,10 @@ class SageMakerEndpoints:
         """Serve ``model_name`` ``version`` at ``endpoint_name``; roll back and raise if the update fails."""
         s = self.settings
         check_instance_type(s.instance_type)
-        artifact = self._artifact(endpoint_name, model_name, str(version), bundle_uri, sha256)
+        try:
+            artifact = self._artifact(endpoint_name, model_name, str(version), bundle_uri, sha256)
+        except BundleError as error:
+            raise DeploymentError(f"{model_name} v{version} was not deployed: {error}") from None
         name = unique_name(endpoint_name, str(version))
         tags = _tags({"managed-by": "churn-mlops", "churn:endpoint": endpoint_name, "churn:model-name": model_name,
                       "churn:model-version": version, "churn:bundle-sha256": sha256,
@@ -202,6 +210,7 @@ class SageMakerEndpoints:
                                   PrimaryContainer={"Image": artifact["image"], "ModelDataUrl": artifact["model_data_url"],
                                                     "Environment": environment})
         previous: Optional[str] = None
+        scaling_removed = False
         try:
             with aws_errors(f"creating endpoint config '{name}'", DeploymentError):
                 self._sm.create_endpoint_config(EndpointConfigName=name, Tags=tags, ProductionVariants=[{
@@ -223,14 +232,18 @@ class SageMakerEndpoints:
                         {"managed-by": "churn-mlops", "churn:endpoint": endpoint_name}))
             else:
                 previous = current["EndpointConfigName"]
+                scaling_removed, retain = self._prepare_update(endpoint_name, previous)
                 self.progress(f"Updating endpoint '{endpoint_name}': {previous} -> {name}")
                 with aws_errors(f"updating endpoint '{endpoint_name}'", DeploymentError):
-                    self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
+                    self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name,
+                                             RetainAllVariantProperties=retain)
             final = self.wait(endpoint_name, "deploying")
             if final is None or final["EndpointStatus"] != "InService" or final["EndpointConfigName"] != name:
                 reason = (final or {}).get("FailureReason") or f"status {(final or {}).get('EndpointStatus')}"
                 if previous is not None:
                     self._rollback(endpoint_name, previous)
+                    if scaling_removed:
+                        self._register_scaling(endpoint_name)
                     raise DeploymentError(
                         f"endpoint '{endpoint_name}' update to {model_name} v{version} failed ({reason}); rolled back to "
                         f"the previous endpoint config '{previous}', which is serving again")
@@ -249,6 +262,26 @@ class SageMakerEndpoints:
                 "model_data_url": artifact["model_data_url"], "model_package_arn": artifact["model_package_arn"] or "",
                 "instance_type": s.instance_type, "autoscaling": autoscaling}
 
+    def _prepare_update(self, endpoint_name: str, previous: str) -> Tuple[bool, bool]:
+        """Before UpdateEndpoint on an autoscaled endpoint: (autoscaling removed?, retain variant properties?).
+
+        SageMaker refuses an update that changes an autoscaled variant's instance type: the
+        target is deregistered first (and registered again after the update). A model-only
+        change keeps autoscaling and the instance count it chose (RetainAllVariantProperties).
+        """
+        resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
+        if not self._scaling_target(resource_id):
+            return False, False
+        with aws_errors(f"reading endpoint config '{previous}'", DeploymentError):
+            variants = self._sm.describe_endpoint_config(EndpointConfigName=previous)["ProductionVariants"]
+        current_type = variants[0].get("InstanceType") if variants else None
+        if current_type == self.settings.instance_type:
+            return False, True
+        self.progress(f"Instance type changes ({current_type} -> {self.settings.instance_type}): removing autoscaling "
+                      "before the update, as SageMaker requires")
+        self._deregister(resource_id)
+        return True, False
+
     def _rollback(self, endpoint_name: str, previous: str) -> None:
         status = self.describe(endpoint_name)
         if status and status["EndpointStatus"] == "InService" and status["EndpointConfigName"] == previous:
@@ -256,7 +289,8 @@ class SageMakerEndpoints:
             return
         self.progress(f"Rolling endpoint '{endpoint_name}' back to '{previous}'")
         try:
-            self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=previous)
+            self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=previous,
+                                     RetainAllVariantProperties=self._scaling_target(f"endpoint/{endpoint_name}/variant/{VARIANT}"))
         except Exception as error:  # noqa: BLE001 - a Failed endpoint cannot be updated: recreate it
             self.progress(f"  UpdateEndpoint refused ({error_code(error)}); recreating the endpoint on '{previous}'")
             self._delete_endpoint_and_wait(endpoint_name)
@@ -311,14 +345,18 @@ class SageMakerEndpoints:
 
     # -- autoscaling ----------------------------------------------------------------
     def configure_autoscaling(self, endpoint_name: str) -> Dict[str, Any]:
-        s = self.settings
-        enabled, reason = autoscaling_decision(s.instance_type, s.enable_autoscaling)
-        resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
+        """Register autoscaling for non-burstable instance types; otherwise log why not (and remove it)."""
+        enabled, reason = autoscaling_decision(self.settings.instance_type, self.settings.enable_autoscaling)
         if not enabled:
             log.warning("%s (endpoint %s)", reason, endpoint_name)
             self.progress(reason)
-            self._deregister(resource_id)
+            self._deregister(f"endpoint/{endpoint_name}/variant/{VARIANT}")
             return {"enabled": False, "reason": reason}
+        return {"enabled": True, "reason": reason, **self._register_scaling(endpoint_name)}
+
+    def _register_scaling(self, endpoint_name: str) -> Dict[str, Any]:
+        s = self.settings
+        resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
         policy = f"{endpoint_name}-invocations-per-instance"
         with aws_errors(f"configuring autoscaling for '{endpoint_name}'", DeploymentError):
             self._scaling.register_scalable_target(
@@ -333,15 +371,18 @@ class SageMakerEndpoints:
                     "ScaleInCooldown": s.scale_in_cooldown, "ScaleOutCooldown": s.scale_out_cooldown})
         self.progress(f"Autoscaling: {s.min_capacity}-{s.max_capacity} instances, target "
                       f"{s.target_invocations_per_instance:g} invocations/instance/minute")
-        return {"enabled": True, "reason": reason, "min_capacity": s.min_capacity, "max_capacity": s.max_capacity,
-                "policy_name": policy, "resource_id": resource_id}
+        return {"min_capacity": s.min_capacity, "max_capacity": s.max_capacity, "policy_name": policy,
+                "resource_id": resource_id}
+
+    def _scaling_target(self, resource_id: str) -> bool:
+        with aws_errors(f"checking autoscaling of {resource_id}", DeploymentError):
+            return bool(self._scaling.describe_scalable_targets(
+                ServiceNamespace="sagemaker", ResourceIds=[resource_id], ScalableDimension=SCALABLE_DIMENSION
+            )["ScalableTargets"])
 
     def _deregister(self, resource_id: str) -> bool:
-        with aws_errors(f"checking autoscaling of {resource_id}", DeploymentError):
-            targets = self._scaling.describe_scalable_targets(
-                ServiceNamespace="sagemaker", ResourceIds=[resource_id], ScalableDimension=SCALABLE_DIMENSION
-            )["ScalableTargets"]
-        if not targets:
+        """Remove the scalable target (SageMaker deletes its policies with it); True if there was one."""
+        if not self._scaling_target(resource_id):
             return False
         with aws_errors(f"removing autoscaling of {resource_id}", DeploymentError):
             self._scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
@@ -379,17 +420,16 @@ class SageMakerEndpoints:
             endpoints = [e for page in self._sm.get_paginator("list_endpoints").paginate() for e in page["Endpoints"]]
         for summary in endpoints:
             name = summary["EndpointName"]
-            status = self.describe(name)
-            if status is None:
-                continue
-            with aws_errors(f"reading endpoint config of '{name}'", DeploymentError):
-                try:
-                    config = self._sm.describe_endpoint_config(EndpointConfigName=status["EndpointConfigName"])
-                except Exception as error:  # noqa: BLE001
-                    if "could not find" in str(error).lower():
-                        continue
-                    raise
+            try:
+                status = self.describe(name)
+                if status is None:
+                    continue
+                config = self._sm.describe_endpoint_config(EndpointConfigName=status["EndpointConfigName"])
                 tags = {t["Key"]: t["Value"] for t in self._sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
+            except Exception as error:  # noqa: BLE001 - not ours (no permission) or gone meanwhile: skip it
+                if "AccessDenied" in str(error) or "could not find" in str(error).lower():
+                    continue
+                raise DeploymentError(str(explain(error, f"reading endpoint '{name}'"))) from None
             if tags.get("churn:endpoint") != name:
                 continue
             out.append({"endpoint_name": name, "running": status["EndpointStatus"] == "InService",

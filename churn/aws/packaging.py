@@ -102,7 +102,8 @@ def build_model_tarball(bundle_dir: str | os.PathLike, output: str | os.PathLike
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(members):
             _add(tar, name, members[name])
-    return {"path": str(output), "bundle_sha256": sha256, "members": sorted(members)}
+    versions = json.loads(members[BUNDLE_FILE]).get("info", {}).get("library_versions", {})
+    return {"path": str(output), "bundle_sha256": sha256, "members": sorted(members), "library_versions": versions}
 
 
 def package_and_upload(bundle_uri: str, destination_uri: str, region: str, expected_sha256: Optional[str] = None,
@@ -113,7 +114,8 @@ def package_and_upload(bundle_uri: str, destination_uri: str, region: str, expec
         bundle_dir = fetch_bundle(bundle_uri, workdir, region, profile)
         built = build_model_tarball(bundle_dir, Path(workdir) / "model.tar.gz", expected_sha256)
         s3.upload_file(built["path"], destination_uri, region, profile)
-        return {"model_data_url": destination_uri, "bundle_sha256": built["bundle_sha256"], "members": built["members"]}
+        return {"model_data_url": destination_uri, "bundle_sha256": built["bundle_sha256"], "members": built["members"],
+                "library_versions": built["library_versions"]}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -125,6 +127,17 @@ def extract_model_tarball(data: bytes, directory: str | os.PathLike) -> Path:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         tar.extractall(directory, filter="data")
     return directory
+
+
+def image_mismatch(library_versions: Dict[str, str], framework_version: str) -> Optional[str]:
+    """A warning when the AWS scikit-learn image's version differs from the bundle's scikit-learn."""
+    trained = library_versions.get("scikit-learn", "")
+    if trained and ".".join(trained.split(".")[:2]) != framework_version.split("-")[0]:
+        return (f"warning: the bundle was trained with scikit-learn {trained}, the serving image is the AWS "
+                f"scikit-learn {framework_version} container; code/requirements.txt asks it to install the trained "
+                "versions at start-up, which needs a container Python that supports them. For production set "
+                "'inference_image_uri' to an image built from requirements.lock")
+    return None
 
 
 def sklearn_image_uri(region: str, framework_version: str = "1.2-1") -> str:

@@ -115,6 +115,9 @@ class SageMakerModelRegistry:
             packaged = packaging.package_and_upload(bundle_uri, s3.join(folder, "model.tar.gz"), self.region,
                                                     bundle_sha256 or None, self.profile)
             bundle_sha256 = str(packaged["bundle_sha256"])
+            mismatch = None if self._image_uri else packaging.image_mismatch(packaged["library_versions"], self.framework_version)
+            if mismatch:
+                self.progress(mismatch)
             uploaded.append(packaged["model_data_url"])
             evaluation_uri = s3.upload_bytes(json.dumps(metrics, indent=2, sort_keys=True).encode(),
                                              s3.join(folder, "evaluation.json"), self.region, self.profile,

@@ -7,8 +7,10 @@ different moto version refuses to load here (re-check each handler when bumping 
 Added or fixed, all reached over real HTTP through a WSGI layer in front of moto's app:
 - SageMaker ``UpdateEndpoint`` (missing): switches the endpoint config; the endpoint is
   ``Updating`` for one DescribeEndpoint, then ``InService`` (or ``Failed``, when a test
-  asked for it with ``fail_next_endpoint_change``). A Failed endpoint cannot be updated,
-  as on AWS. ``CreateEndpoint`` gets the same one-poll ``Creating`` state.
+  asked for it with ``fail_next_endpoint_change``). As on AWS: a Failed endpoint cannot be
+  updated; an update that changes the instance type of a variant registered with
+  Application Auto Scaling is refused; ``RetainAllVariantProperties`` keeps the instance
+  count. ``CreateEndpoint`` gets the same one-poll ``Creating`` state.
 - ``DeleteModelPackage`` / ``DeleteModelPackageGroup`` (missing).
 - ``DescribeFeatureGroup`` on a missing group: ResourceNotFound (moto answers HTTP 500);
   ``CreateFeatureGroup`` keeps the Description (moto drops it).
@@ -52,6 +54,7 @@ if moto.__version__ != PINNED_MOTO:
     raise RuntimeError(f"tests/cloud/moto_extensions.py is written against moto {PINNED_MOTO}, found {moto.__version__}; "
                        "re-check the patched handlers before changing the pin")
 
+from moto.applicationautoscaling.models import applicationautoscaling_backends  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
 from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402
@@ -254,11 +257,31 @@ def _update_endpoint(self: SageMakerResponse) -> ActionResult:
     if endpoint.endpoint_status != "InService":
         raise ValidationError(message=f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
     config = backend.describe_endpoint_config(config_name)
+    old_types = _variant_types(backend, endpoint.endpoint_config_name)
+    scaling = applicationautoscaling_backends[backend.account_id][self.region]
+    for variant in config["ProductionVariants"]:
+        resource = f"endpoint/{name}/variant/{variant['VariantName']}"
+        changed = old_types.get(variant["VariantName"]) not in (None, variant.get("InstanceType"))
+        if changed and scaling._scalable_target_exists(resource, "sagemaker:variant:DesiredInstanceCount"):
+            raise ValidationError(message=(
+                f"The variant {variant['VariantName']} of endpoint {name} is registered with Application Auto Scaling; "
+                "deregister it before changing its instance type."))
+    retained = {v["VariantName"]: v for v in endpoint.production_variants}
     endpoint.endpoint_config_name = config_name
     endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+    if self._get_param("RetainAllVariantProperties"):
+        for variant in endpoint.production_variants:
+            for key in ("CurrentInstanceCount", "DesiredInstanceCount", "CurrentWeight", "DesiredWeight"):
+                if key in retained.get(variant["VariantName"], {}):
+                    variant[key] = retained[variant["VariantName"]][key]
     endpoint.last_modified_time = datetime.now(timezone.utc)
     _schedule(endpoint, "Updating")
     return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _variant_types(backend: Any, config_name: str) -> Dict[str, str]:
+    config = backend.endpoint_configs.get(config_name)
+    return {v["VariantName"]: v.get("InstanceType") for v in (config.production_variants if config else [])}
 
 
 def _describe_endpoint(self: SageMakerResponse) -> Any:

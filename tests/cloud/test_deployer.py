@@ -75,14 +75,19 @@ def test_create_then_update_to_a_new_version_with_autoscaling(aws, bucket, sagem
     bad = deployer.invoke(ENDPOINT, b"age\n", "text/csv", "text/csv")
     assert bad.status_code == 400 and "no data rows" in bad.text
 
-    # update to v2: same endpoint, new config; v1's config is kept for rollback, older ones pruned
+    # update to v2: same endpoint, new config; the instance count autoscaling chose is kept
+    boto("sagemaker").update_endpoint_weights_and_capacities(
+        EndpointName=ENDPOINT, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 3}])
     second = deployer.deploy_bundle(ENDPOINT, MODEL, "2", uri2, sha2)
     assert second["previous_endpoint_config"] == first["endpoint_config_name"]
-    assert boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == second["endpoint_config_name"]
+    described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == second["endpoint_config_name"]
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 3
     response = deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode(), "text/csv", "text/csv", probabilities=True)
     document = json.loads(response.text)
     assert response.status_code == 200 and document["predictions"] == bundle2.predict(rows).tolist()
     assert len(document["probabilities"]) == len(rows)
+    # v1's config was kept for a rollback; a third deployment prunes it
     third = deployer.deploy_bundle(ENDPOINT, MODEL, "1", uri1, sha1)
     names = {c["EndpointConfigName"] for c in boto("sagemaker").list_endpoint_configs()["EndpointConfigs"]}
     assert names == {third["endpoint_config_name"], second["endpoint_config_name"]}
@@ -105,6 +110,9 @@ def test_burstable_instances_skip_autoscaling_with_a_logged_reason(aws, bucket, 
 
     endpoints("ml.m5.large").deploy(ENDPOINT, MODEL, "1", uri1, sha1)
     assert len(_scaling()[0]) == 1
+    # another non-burstable type: SageMaker requires autoscaling off during the type change; it is back after
+    changed = endpoints("ml.c5.xlarge").deploy(ENDPOINT, MODEL, "1", uri1, sha1)
+    assert changed["autoscaling"]["enabled"] and len(_scaling()[0]) == 1 and len(_scaling()[1]) == 1
     with caplog.at_level(logging.WARNING, logger="churn.aws.endpoint"):
         result = endpoints("ml.t2.medium").deploy(ENDPOINT, MODEL, "1", uri1, sha1)
     assert not result["autoscaling"]["enabled"] and "ml.t2.medium is a burstable instance type" in caplog.text
