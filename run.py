@@ -49,16 +49,21 @@ def _stack_component(kind: str):
     return component
 
 
+def _training_pipeline(variant: str):
+    from pipelines.training import churn_automl_training, churn_rf_training
+
+    return {"rf": churn_rf_training, "automl": churn_automl_training}[variant]
+
+
 def _schedule(variant: str, config_path: str | None, config, cron: str, name: str) -> None:
     from churn.schedules import ScheduleError
-    from pipelines.training import churn_rf_training
     from stacks.scheduling import create_schedule
 
     command = [sys.executable, str(HERE / "run.py"), "--variant", variant]
     if config_path:
         command += ["--config", str(Path(config_path).resolve())]
     try:
-        click.echo(create_schedule(name, cron, command, churn_rf_training, config.model_dump()))
+        click.echo(create_schedule(name, cron, command, _training_pipeline(variant), config.model_dump()))
     except ScheduleError as error:
         _fail(str(error))
 
@@ -124,8 +129,6 @@ def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: boo
         cron: str | None, schedule_name: str | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    if variant == "automl":
-        _fail("the automl variant is not available yet (tracked in the AutoML issue); use --variant rf")
     config = _load_config(variant, config_path)
     _ensure_stack()
     if cron is not None:
@@ -137,9 +140,7 @@ def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: boo
         from pipelines.ingestion import churn_feature_ingestion
 
         churn_feature_ingestion(feature_group_name=config.feature_group_name, target_column=config.target_column)
-    from pipelines.training import churn_rf_training
-
-    pipeline = churn_rf_training.with_options(enable_cache=not no_cache)
+    pipeline = _training_pipeline(variant).with_options(enable_cache=not no_cache)
     try:
         run = pipeline(config=config.model_dump())
     except RuntimeError as error:  # the step's own error and the alert were already logged above
@@ -179,11 +180,12 @@ def ingest(csv_path, target, feature_group, config_path, customers, if_empty) ->
 
 @cli.command(help="Send a CSV (header row of raw features) to an endpoint and print the predictions.")
 @click.option("--csv", "csv_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--endpoint", default=None, help="Endpoint name (default: the config's endpoint_name).")
+@click.option("--endpoint", default=None, help="Endpoint name (default: the variant config's endpoint_name).")
+@click.option("--variant", type=click.Choice(["rf", "automl"]), default="rf", show_default=True)
 @click.option("--probabilities", is_flag=True, help="Also print the churn probability per row.")
 @click.option("--json", "as_json", is_flag=True, help="Ask for a JSON answer.")
-def predict(csv_path, endpoint, probabilities, as_json) -> None:
-    config = _load_config("rf", None)
+def predict(csv_path, endpoint, variant, probabilities, as_json) -> None:
+    config = _load_config(variant, None)
     deployer = _stack_component("model_deployer")
     try:
         response = deployer.invoke(endpoint or config.endpoint_name, Path(csv_path).read_bytes(), "text/csv",
