@@ -153,3 +153,87 @@ def settings_from_active_stack() -> SageMakerStackSettings:
     if alerter is not None and alerter.flavor == FLAVORS[T.ALERTER]:
         raw["sns_topic_arn"] = alerter.config.sns_topic_arn
     return parse_stack_settings(raw, f"stack '{stack.name}'")
+
+
+def run_cleanup(settings: SageMakerStackSettings, include_registry: bool, include_s3: bool, yes: bool,
+                echo=print, confirm=None) -> list:
+    """Plan, confirm (unless ``yes``), remove; returns what was removed. Used by the CLIs."""
+    from churn.aws.cleanup import cleanup, plan_cleanup
+
+    cleanup_config = cleanup_settings(settings, include_registry, include_s3)
+    planned = plan_cleanup(cleanup_config)
+    if not planned:
+        echo("Nothing to remove.")
+        return []
+    echo("Will remove:\n  " + "\n  ".join(str(r) for r in planned))
+    if not include_registry or not include_s3:
+        echo("(kept: " + ", ".join(x for x, flag in (("the model registry group (--include-registry)", include_registry),
+                                                     (f"s3://{settings.bucket}/{settings.prefix}/ (--include-s3)", include_s3))
+                                  if not flag) + ")")
+    if not yes and not (confirm or _confirm)("Remove these?"):
+        echo("Nothing removed.")
+        return []
+    removed = cleanup(cleanup_config, planned, progress=lambda line: echo(line))
+    echo(f"Removed {len(removed)} item(s).")
+    return removed
+
+
+def _confirm(question: str) -> bool:
+    import click
+
+    return click.confirm(question)
+
+
+def _cli():
+    import json
+
+    import click
+
+    from churn.aws.clients import AwsError
+
+    @click.group(help="The SageMaker stack: python -m stacks.sagemaker setup|cleanup|iam --config FILE")
+    def cli() -> None:
+        pass
+
+    def load(config_path: str) -> SageMakerStackSettings:
+        try:
+            return stack_settings(config_path)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+
+    @cli.command(help="Register the flavors, components and stack (idempotent) and activate it.")
+    @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+    def setup(config_path: str) -> None:
+        try:
+            changes = setup_sagemaker_stack(load(config_path), activate=True)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo("SageMaker stack is active" + (f"; {', '.join(f'{k} {v}' for k, v in changes.items())}" if changes else
+                                                   " (nothing changed)"))
+
+    @cli.command(help="Remove endpoint, endpoint configs, models, schedules (and with flags the registry group / S3 prefix).")
+    @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+    @click.option("--include-registry", is_flag=True, help="Also delete every model package and the model package group.")
+    @click.option("--include-s3", is_flag=True, help="Also delete everything under s3://<bucket>/<prefix>/.")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    def cleanup(config_path: str, include_registry: bool, include_s3: bool, yes: bool) -> None:
+        try:
+            run_cleanup(load(config_path), include_registry, include_s3, yes, echo=click.echo)
+        except AwsError as error:
+            raise click.ClickException(str(error)) from None
+
+    @cli.command(help="Print the execution role's policy (or --role operator / trust) with your values filled in.")
+    @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+    @click.option("--role", type=click.Choice(["execution", "operator", "trust"]), default="execution", show_default=True)
+    def iam(config_path: str, role: str) -> None:
+        from churn.aws.iam import policy_values, render_policy
+
+        names = {"execution": "execution_role_policy", "operator": "operator_policy", "trust": "trust_policy"}
+        values = policy_values(load(config_path).model_dump())
+        click.echo(json.dumps(render_policy(names[role], values), indent=2))
+
+    return cli
+
+
+if __name__ == "__main__":
+    _cli()()

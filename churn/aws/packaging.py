@@ -107,15 +107,23 @@ def build_model_tarball(bundle_dir: str | os.PathLike, output: str | os.PathLike
 
 
 def package_and_upload(bundle_uri: str, destination_uri: str, region: str, expected_sha256: Optional[str] = None,
-                       profile: Optional[str] = None) -> Dict[str, object]:
-    """Fetch the bundle, check its sha256, package it and upload model.tar.gz to ``destination_uri``."""
+                       profile: Optional[str] = None, bundle_copy_uri: Optional[str] = None) -> Dict[str, object]:
+    """Fetch the bundle, check its sha256, package it and upload model.tar.gz to ``destination_uri``.
+
+    With ``bundle_copy_uri`` the bundle's files are also uploaded there as a directory (what
+    registry readers such as batch inference load).
+    """
     workdir = tempfile.mkdtemp(prefix="churn-package-")
     try:
         bundle_dir = fetch_bundle(bundle_uri, workdir, region, profile)
         built = build_model_tarball(bundle_dir, Path(workdir) / "model.tar.gz", expected_sha256)
         s3.upload_file(built["path"], destination_uri, region, profile)
+        uploaded = [destination_uri]
+        if bundle_copy_uri:
+            for name in (BUNDLE_FILE, ESTIMATOR_FILE):
+                uploaded.append(s3.upload_file(bundle_dir / name, s3.join(bundle_copy_uri, name), region, profile))
         return {"model_data_url": destination_uri, "bundle_sha256": built["bundle_sha256"], "members": built["members"],
-                "library_versions": built["library_versions"]}
+                "library_versions": built["library_versions"], "bundle_uri": bundle_copy_uri, "uploaded": uploaded}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -2,7 +2,9 @@
 
 A registered version is a model package with
 - InferenceSpecification: the region's scikit-learn serving image and model.tar.gz in S3
-  (bundle + ``code/``, see ``churn.aws.packaging``);
+  (bundle + ``code/``, see ``churn.aws.packaging``); the bundle's files are also stored as a
+  directory next to it (``bundle_uri``), which is the version's ``model_source_uri`` as on
+  every other registry (batch inference loads it);
 - ModelMetrics: evaluation.json in S3 (accuracy, precision, ...);
 - CustomerMetadataProperties: the lineage (MLflow run id, ZenML run id, data fingerprint,
   feature group and range, bundle sha256, ...). Values SageMaker cannot hold there (longer
@@ -113,19 +115,19 @@ class SageMakerModelRegistry:
         try:
             self.progress(f"Packaging bundle {bundle_uri} -> {folder}/model.tar.gz")
             packaged = packaging.package_and_upload(bundle_uri, s3.join(folder, "model.tar.gz"), self.region,
-                                                    bundle_sha256 or None, self.profile)
+                                                    bundle_sha256 or None, self.profile, s3.join(folder, "bundle"))
+            uploaded.extend(packaged["uploaded"])
             bundle_sha256 = str(packaged["bundle_sha256"])
             mismatch = None if self._image_uri else packaging.image_mismatch(packaged["library_versions"], self.framework_version)
             if mismatch:
                 self.progress(mismatch)
-            uploaded.append(packaged["model_data_url"])
             evaluation_uri = s3.upload_bytes(json.dumps(metrics, indent=2, sort_keys=True).encode(),
                                              s3.join(folder, "evaluation.json"), self.region, self.profile,
                                              "application/json")
             uploaded.append(evaluation_uri)
             document_uri = s3.join(folder, "metadata.json")
             full = {k: "" if v is None else str(v) for k, v in metadata.items()}
-            full.update(bundle_sha256=bundle_sha256, bundle_source_uri=bundle_uri,
+            full.update(bundle_sha256=bundle_sha256, bundle_source_uri=bundle_uri, bundle_uri=packaged["bundle_uri"],
                         model_data_url=packaged["model_data_url"], evaluation_uri=evaluation_uri)
             s3.upload_bytes(json.dumps(full, indent=2, sort_keys=True).encode(), document_uri, self.region,
                             self.profile, "application/json")
@@ -164,7 +166,8 @@ class SageMakerModelRegistry:
         package = self.describe_package(arn)
         registration = {"model_package_arn": arn, "model_package_group": group,
                         "version": str(package.get("ModelPackageVersion")), "approval_status": approval_status,
-                        "model_data_url": packaged["model_data_url"], "evaluation_uri": evaluation_uri,
+                        "model_data_url": packaged["model_data_url"], "bundle_uri": packaged["bundle_uri"],
+                        "evaluation_uri": evaluation_uri,
                         "metadata_document": document_uri, "registered_at": stamp, "bundle_sha256": bundle_sha256}
         for uri in (s3.join(folder, "registration.json"), self._uri("registration", "registration.json")):
             s3.upload_bytes(json.dumps(registration, indent=2).encode(), uri, self.region, self.profile, "application/json")

@@ -1,7 +1,9 @@
 """SageMaker Model Registry flavor (ZenML ships none): model package groups and versions.
 
 Registered model = model package group; version = model package (SageMaker numbers
-them). Stages map to approval statuses: PRODUCTION = Approved, STAGING =
+them). A version's ``model_source_uri`` is its bundle directory in S3 (as on the MLflow
+registry); ``metadata["model_data_url"]`` is the model.tar.gz the endpoint serves, and
+``metadata["approval_status"]`` is SageMaker's live approval status. Stages map to approval statuses: PRODUCTION = Approved, STAGING =
 PendingManualApproval, ARCHIVED = Rejected. MLflow stays the experiment tracker: the
 package carries the MLflow run id, and the active MLflow run is tagged with the package
 ARN (``sagemaker_model_package_arn``). The logic is in ``churn.aws.registry``.
@@ -187,9 +189,10 @@ class SageMakerModelRegistry(BaseModelRegistry):
         """Versions of ``name`` (newest first unless ``order_by_date="asc"``); raises KeyError for an unknown group."""
         if name is None:
             raise ValueError("the SageMaker registry lists versions of one model package group: pass name=")
-        status = STAGE_TO_STATUS[stage] if stage is not None and stage != ModelVersionStage.NONE else None
-        summaries = self.registry.list_packages(name, status=status, newest_first=order_by_date != "asc")
         wanted = {k: str(v) for k, v in (metadata.model_dump() if metadata else {}).items()}
+        status = STAGE_TO_STATUS[stage] if stage is not None and stage != ModelVersionStage.NONE else None
+        status = status or (wanted["approval_status"] if wanted.get("approval_status") in APPROVAL_STATUSES else None)
+        summaries = self.registry.list_packages(name, status=status, newest_first=order_by_date != "asc")
         out: List[RegistryModelVersion] = []
         for summary in summaries:
             created = summary.get("CreationTime")
@@ -222,10 +225,10 @@ class SageMakerModelRegistry(BaseModelRegistry):
         from churn.bundle import ModelBundle
 
         model_version = self.get_model_version(name, version)
-        sha256 = (model_version.metadata.model_dump() if model_version.metadata else {}).get("bundle_sha256")
-        data = s3.read_bytes(model_version.model_source_uri, self.config.region, self.config.aws_profile)
+        lineage = model_version.metadata.model_dump() if model_version.metadata else {}
+        data = s3.read_bytes(lineage["model_data_url"], self.config.region, self.config.aws_profile)
         directory = extract_model_tarball(data, tempfile.mkdtemp(prefix="churn-model-"))
-        return ModelBundle.load(directory, expected_sha256=sha256 or None)
+        return ModelBundle.load(directory, expected_sha256=lineage.get("bundle_sha256") or None)
 
     def get_model_uri_artifact_store(self, model_version: RegistryModelVersion) -> str:
         return model_version.model_source_uri
@@ -235,12 +238,15 @@ class SageMakerModelRegistry(BaseModelRegistry):
             properties = self.registry.metadata(package, resolve=resolve)
         except AwsError:
             properties = dict(package.get("CustomerMetadataProperties") or {})
-        properties["model_package_arn"] = package["ModelPackageArn"]
-        properties["approval_status_current"] = package.get("ModelApprovalStatus", "")
         container = (package.get("InferenceSpecification") or {}).get("Containers", [{}])[0]
+        properties["model_package_arn"] = package["ModelPackageArn"]
+        properties["model_data_url"] = container.get("ModelDataUrl", "")
+        # the live approval status is SageMaker's; the one asked for at registration is kept beside it
+        properties["approval_status_registered"] = properties.get("approval_status", "")
+        properties["approval_status"] = package.get("ModelApprovalStatus", "")
         return RegistryModelVersion(
             version=str(package.get("ModelPackageVersion")),
-            model_source_uri=container.get("ModelDataUrl", ""),
+            model_source_uri=properties.get("bundle_uri") or container.get("ModelDataUrl", ""),
             model_format="churn_model_bundle (SageMaker scikit-learn container)",
             model_library="scikit-learn",
             registered_model=RegisteredModel(name=name),

@@ -37,7 +37,7 @@ def _out(run, step, name):
     return run.steps[step].outputs[name][0].load()
 
 
-def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox, active_stack):
+def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox, active_stack, tmp_path):
     from zenml.client import Client
 
     from churn.demo_data import generate_customers
@@ -64,7 +64,7 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     # registry version <-> MLflow run <-> ZenML run <-> data, both ways
     version = active_stack.model_registry.get_model_version(MODEL, "1")
     tags = version.metadata.model_dump()
-    assert version.stage.value == "Production" and tags["approval_status_current"] == "Approved"
+    assert version.stage.value == "Production" and tags["approval_status"] == "Approved"
     assert tags["zenml_pipeline_run_uuid"] == str(run.id) and tags["mlflow_run_id"] == registration["mlflow_run_id"]
     assert tags["feature_query_sql"] == expected_sql and tags["data_fingerprint"] == lineage["data_fingerprint"]
     mlflow.set_tracking_uri(active_stack.experiment_tracker.get_tracking_uri())
@@ -74,13 +74,22 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
 
     # the endpoint serves the registered package, and answers as the trained bundle predicts
     assert deployment["model_package_arn"] == tags["model_package_arn"]
-    assert deployment["model_data_url"] == version.model_source_uri
+    assert deployment["model_data_url"] == tags["model_data_url"]
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment["endpoint_config_name"]
     test_set, bundle = _out(run, "preprocess", "test_set"), _out(run, "train_rf", "model_bundle")
     response = active_stack.model_deployer.invoke(ENDPOINT, test_set.iloc[:20].to_csv(index=False).encode())
     assert response.text.splitlines() == [str(v) for v in bundle.predict(test_set.iloc[:20])]
     assert read_inbox() == []
+
+    # what batch inference does with the registry: newest Approved version, bundle loaded from its URI
+    from churn.batch import fetch_bundle
+    from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
+
+    [approved] = active_stack.model_registry.list_model_versions(
+        name=MODEL, metadata=ModelRegistryModelMetadata(approval_status="Approved"), order_by_date="desc", count=1)
+    loaded = fetch_bundle(approved.model_source_uri, tmp_path / "bundle", expected_sha256=tags["bundle_sha256"])
+    assert (loaded.predict(test_set) == bundle.predict(test_set)).all()
 
     # a second run whose endpoint update fails: rolled back, the step fails, one alert is sent
     emulator.fail_next_endpoint_change(ENDPOINT)

@@ -54,6 +54,8 @@ def test_register_then_latest_approved(aws, bucket, sagemaker_stack, saved_bundl
     registry.reject(GROUP, "2")
     assert registry.latest_approved(GROUP).version == "1"
     assert registry.get_model_version(GROUP, "2").stage == ModelVersionStage.ARCHIVED
+    approved = registry.list_model_versions(GROUP, metadata=ModelRegistryModelMetadata(approval_status="Approved"), count=1)
+    assert [v.version for v in approved] == ["1"]                   # the live status, not the one registered
 
     # the package: serving image + model.tar.gz, metrics in S3, lineage in its properties
     package = boto("sagemaker").describe_model_package(ModelPackageName=registry.get_model_version(GROUP, "1")
@@ -82,7 +84,8 @@ def test_register_then_latest_approved(aws, bucket, sagemaker_stack, saved_bundl
     version = registry.get_model_version(GROUP, "1")
     lineage = version.metadata.model_dump()
     assert lineage["feature_query_sql"] == LONG_SQL and lineage["mlflow_run_id"] == "mlflow1"
-    assert version.model_source_uri == container["ModelDataUrl"]
+    assert version.model_source_uri == container["ModelDataUrl"].replace("model.tar.gz", "bundle")
+    assert lineage["model_data_url"] == container["ModelDataUrl"] and lineage["approval_status"] == "Approved"
 
     bundle, split = trained_bundle
     loaded = registry.load_model_version(GROUP, "1")

@@ -105,3 +105,24 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
     keys = [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert keys == ["elsewhere/keep.txt"]
     assert cleanup(everything, progress=lambda _: None) == []       # nothing left: says so, removes nothing
+
+
+def test_cleanup_command_asks_first_and_tells_what_it_removed(aws, bucket, tmp_path):
+    from click.testing import CliRunner
+
+    from stacks.sagemaker import _cli
+
+    boto("events").put_rule(Name="churn-rf-training-monthly", ScheduleExpression="cron(0 0 1 * ? *)")
+    config = tmp_path / "stack.yaml"
+    config.write_text(yaml.safe_dump(stack_config()))
+    cli = _cli()
+    declined = CliRunner().invoke(cli, ["cleanup", "--config", str(config)], input="n\n")
+    assert declined.exit_code == 0 and "Will remove:\n  eventbridge rule churn-rf-training-monthly" in declined.output
+    assert "Nothing removed." in declined.output and boto("events").list_rules()["Rules"]
+    done = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--yes"])
+    assert done.exit_code == 0 and "Removed eventbridge rule churn-rf-training-monthly" in done.output
+    assert boto("events").list_rules()["Rules"] == []
+    again = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--yes"])
+    assert again.output.strip() == "Nothing to remove."
+    bad = CliRunner().invoke(cli, ["cleanup", "--config", str(REPO / "configs" / "sagemaker_stack.example.yaml")])
+    assert bad.exit_code != 0 and "still holds a placeholder" in bad.output and "Traceback" not in bad.output
