@@ -11,7 +11,7 @@ export ZENML_ENABLE_REPO_INIT_WARNINGS ?= false
 export SAGEMAKER_SUPPRESS_V2_WARNING ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run test lock bench clean-endpoints
+.PHONY: setup run test browser lock bench clean-endpoints
 
 setup: $(STAMP)
 
@@ -25,9 +25,12 @@ $(STAMP): requirements.lock
 run: setup
 	$(BIN)/python run.py --variant rf --demo-data-if-empty
 
-## The whole test suite (what CI runs).
-test: setup
+## The whole test suite (what CI runs). The browser test needs Debian's chromium.
+test: setup browser
 	$(BIN)/python -m pytest
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium missing and not root: the browser test will be skipped"
 
 ## Re-resolve the lock file from pyproject.toml (one set, resolved together).
 lock:

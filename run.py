@@ -113,7 +113,7 @@ def _print_summary(run) -> None:
     tracker = Client().active_stack.experiment_tracker
     if tracker is not None and hasattr(tracker, "get_tracking_uri"):
         click.echo(f"MLflow:   mlflow ui --backend-store-uri {tracker.get_tracking_uri()} --host 127.0.0.1")
-    click.echo("ZenML:    zenml login --local --ip-address 127.0.0.1   (dashboard)")
+    click.echo("ZenML:    .venv/bin/python run.py dashboard   (runs, steps, evaluation report, model card)")
     click.echo("=" * 72)
 
 
@@ -254,6 +254,26 @@ def schedule_delete(name: str) -> None:
         click.echo(delete_schedule(name))
     except ScheduleError as error:
         _fail(str(error))
+
+
+@cli.command(help="Start the ZenML dashboard on 127.0.0.1 (no browser pop-up, onboarding skipped) and print its URL.")
+@click.option("--port", default=8237, show_default=True)
+@click.option("--stop", is_flag=True, help="Stop the local dashboard server instead.")
+def dashboard(port: int, stop: bool) -> None:
+    from churn.dashboard import DashboardError, start_zenml_dashboard, stop_zenml_dashboard
+
+    try:
+        if stop:
+            stop_zenml_dashboard()
+            click.echo("Stopped the local ZenML dashboard.")
+            return
+        url = start_zenml_dashboard(port=port)
+    except DashboardError as error:
+        _fail(str(error))
+    _ensure_stack()  # `zenml login --local` may reset the active stack to ZenML's default
+    tracker = _stack_component("experiment_tracker")
+    click.echo(f"ZenML dashboard: {url}  (stop it with: python run.py dashboard --stop)")
+    click.echo(f"MLflow UI:       mlflow ui --backend-store-uri {tracker.get_tracking_uri()} --host 127.0.0.1")
 
 
 @cli.group(help="Stack recipes.")
