@@ -113,7 +113,8 @@ def _observe(region: str) -> Callable[..., None]:
         service_model = model.service_model
         call = ApiCall(role=current_role(), service=service_model.service_name,
                        signing_name=service_model.signing_name or service_model.endpoint_prefix,
-                       operation=model.name, params=dict(params or {}), region=region)
+                       operation=model.name, region=region,
+                       params={k: v for k, v in (params or {}).items() if k not in ("Body", "Record")})
         for observer in list(_observers):
             observer(call)
     return handler

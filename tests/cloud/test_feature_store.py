@@ -8,7 +8,7 @@ import pytest
 
 from churn.aws.athena import Polling, read_result, run_query
 from churn.aws.feature_store import SageMakerFeatureStore
-from churn.feature_query import FeatureQuery, latest_records_sql
+from churn.feature_query import FeatureQuery
 from churn.ingest import IngestError, prepare_records
 from churn.offline_store import FeatureStoreError, LocalOfflineStore
 from churn.schema import STORE_METADATA_COLUMNS

@@ -9,7 +9,7 @@ import tarfile
 import pytest
 from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata, ModelVersionStage
 
-from tests.cloud.conftest import BUCKET, PREFIX, REGION, boto
+from tests.cloud.conftest import BUCKET, PREFIX, boto
 
 GROUP = "classification-model-group"
 LONG_SQL = "SELECT " + ", ".join(f'"c{i}"' for i in range(60)) + " FROM (SELECT ...) WHERE _rank = 1 AND NOT is_deleted"
