@@ -82,7 +82,7 @@ def measure(name: str, budget: Any, bundle: ModelBundle, seconds: float, test) -
     automl = bundle.info.get("automl")
     if automl:
         row.update(trials=automl["trials"], best_family=automl["best_family"],
-                   model="+".join(m["family"] for m in automl["ensemble_members"]),
+                   model=" + ".join(f"{m['weight']:.2f} {m['family']}" for m in automl["ensemble_members"]),
                    cv_score=automl["best_cv_score"])
     print(f"  {name:<7} budget={budget!s:<5} acc={row['accuracy']:.4f} f1={row['f1']:.4f} auc={row['roc_auc']:.4f} "
           f"train={seconds:.1f}s predict={row['predict_1row_ms']:.2f}ms" + (f" model={row['model']} trials={row['trials']}" if automl else ""),

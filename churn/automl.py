@@ -296,6 +296,38 @@ def _library_versions() -> Dict[str, str]:
     return out
 
 
+def _model_objects(estimator: Any) -> List[Any]:
+    """``estimator`` and every model inside it (ensemble members, frozen wrappers, pipeline steps)."""
+    found, stack = [], [estimator]
+    while stack:
+        obj = stack.pop()
+        found.append(obj)
+        stack.extend(getattr(obj, "estimators_", None) or [])
+        if type(obj).__name__ == "FrozenEstimator":
+            stack.append(obj.estimator)
+        stack.extend(step for _, step in (getattr(obj, "steps", None) or []))
+    return found
+
+
+def serving_requirements(estimator: Any) -> Dict[str, str]:
+    """Distributions (pip name -> version) that loading ``estimator`` needs beyond scikit-learn/numpy.
+
+    E.g. ``{"lightgbm": "4.7.0", "xgboost-cpu": "2.1.4"}``: whatever serves the bundle (an
+    inference image's requirements) must install these. FLAML is never among them.
+    """
+    from importlib.metadata import packages_distributions, version
+
+    distributions = packages_distributions()
+    out: Dict[str, str] = {}
+    for obj in _model_objects(estimator):
+        module = type(obj).__module__.split(".")[0]
+        if module in ("sklearn", "numpy", "builtins", "churn"):
+            continue
+        for name in distributions.get(module, []):
+            out[name] = version(name)
+    return dict(sorted(out.items()))
+
+
 def _serving_threads(estimator: Any, n_jobs: int = 1) -> Any:
     """Set n_jobs on every model inside ``estimator`` (one-row scoring is fastest single-threaded)."""
     try:
@@ -344,6 +376,7 @@ class FlamlEngine:
                        "library_versions": _library_versions()},
             "hyperparameters": {"best_family": search["summary"]["best_family"],
                                 **{f"best_{k}": v for k, v in search["summary"]["best_config"].items()}},
+            "serving_requirements": serving_requirements(estimator),
             "random_state": settings.seed,
             "train_rows": int(len(train_frame)),
             "train_seconds": round(seconds, 3),

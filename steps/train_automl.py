@@ -46,18 +46,18 @@ def train_automl(
         "model_type": "automl", "automl_engine": bundle.info["automl_engine"], "objective_metric_name": settings.objective,
         "mode": settings.mode, "max_runtime_sec": settings.max_runtime_sec, "max_candidates": settings.max_candidates,
         "families": ",".join(settings.families), "best_family": automl["best_family"],
-        "ensemble": ",".join(m["family"] for m in automl["ensemble_members"]), "random_state": settings.seed,
+        "ensemble": ",".join(f"{m['family']}:{m['weight']}" for m in automl["ensemble_members"]), "random_state": settings.seed,
         "train_rows": len(train_set), "feature_group": feature_query["feature_group"],
         **{f"best_{k}": v for k, v in automl["best_config"].items()},
     })
     mlflow.log_metrics({"train_seconds": bundle.info["train_seconds"], "automl_trials": automl["trials"],
-                        **({"automl_best_cv_score": automl["best_cv_score"]} if automl["best_cv_score"] is not None else {}),
+                        **{f"automl_{k}": automl[k] for k in ("best_cv_score", "ensemble_cv_score") if automl[k] is not None},
                         **{f"automl_trials_{f}": s["trials"] for f, s in automl["families"].items()}})
     mlflow.set_tags({"data_fingerprint": feature_query["data_fingerprint"], "feature_query": feature_query["description"]})
     mlflow.log_dict(automl, "automl/search.json")
     mlflow.log_text(feature_query["sql"], "feature_query.sql")
     log_metadata(metadata={"automl": {k: automl[k] for k in ("best_family", "best_cv_score", "trials", "total_seconds")}})
-    members = ", ".join(m["family"] for m in automl["ensemble_members"])
+    members = " + ".join(f"{m['weight']:.2f} {m['family']}" for m in automl["ensemble_members"])
     print(f"AutoML ({bundle.info['automl_engine']}, {settings.objective}, {settings.mode}): {automl['trials']} candidates "
           f"in {automl['total_seconds']:.1f}s; best family {automl['best_family']} "
           f"(cv {settings.objective} {automl['best_cv_score']}); model: {members}")

@@ -116,6 +116,7 @@ def test_ensembling_returns_a_plain_sklearn_bundle(automl_bundle, small_split):
         assert isinstance(bundle.estimator, VotingClassifier)
         assert bundle.estimator.weights == [m["weight"] for m in members]
     assert isinstance(bundle, ModelBundle) and list(bundle.estimator.classes_) == [0, 1]
+    assert set(bundle.info["serving_requirements"]) <= {"lightgbm", "xgboost-cpu", "xgboost"}  # never flaml
     proba, unseen = bundle.predict_proba(split.test)
     assert proba.shape == (len(split.test),) and ((proba >= 0) & (proba <= 1)).all() and unseen == {}
     assert objective_score("AUC", split.test["churn"].to_numpy(), proba) > 0.7
