@@ -282,8 +282,23 @@ def stack() -> None:
 
 
 @stack.command("setup", help="Register our flavors, components and the stack (idempotent), and activate it.")
-@click.argument("name", type=click.Choice(["local"]))
-def stack_setup(name: str) -> None:
+@click.argument("name", type=click.Choice(["local", "sagemaker"]))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="sagemaker: the stack config (start from configs/sagemaker_stack.example.yaml).")
+def stack_setup(name: str, config_path: str | None) -> None:
+    if name == "sagemaker":
+        from churn.config import ConfigError
+        from stacks.sagemaker import setup_sagemaker_stack
+
+        if not config_path:
+            _fail("`stack setup sagemaker` needs --config FILE (start from configs/sagemaker_stack.example.yaml)")
+        try:
+            changes = setup_sagemaker_stack(config_path, activate=True)
+        except ConfigError as error:
+            _fail(str(error))
+        click.echo("Stack 'sagemaker' is active" + (f"; {', '.join(f'{k} {v}' for k, v in changes.items())}"
+                                                    if changes else " (nothing changed)"))
+        return
     from stacks.local import setup_local_stack
 
     created = setup_local_stack(activate=True)
@@ -297,10 +312,29 @@ def endpoints() -> None:
         click.echo(f"{entry['endpoint_name']}: {state} {entry.get('url') or ''} serving {entry['model_name']} v{entry['version']}")
 
 
-@cli.command(help="Stop and remove the active stack's endpoints.")
+@cli.command(help="Remove the active stack's endpoints. SageMaker: also endpoint configs, models and schedules; "
+                  "--include-registry / --include-s3 remove the registry group and the S3 prefix too.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def cleanup(yes: bool) -> None:
+@click.option("--include-registry", is_flag=True, help="SageMaker: also delete the model packages and their group.")
+@click.option("--include-s3", is_flag=True, help="SageMaker: also delete everything under s3://<bucket>/<prefix>/.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config (endpoint and group names).")
+def cleanup(yes: bool, include_registry: bool, include_s3: bool, config_path: str | None) -> None:
     deployer = _stack_component("model_deployer")
+    if deployer.flavor == "churn_sagemaker_endpoint":
+        from churn.aws.clients import AwsError
+        from churn.config import ConfigError
+        from stacks.sagemaker import run_cleanup, settings_from_active_stack
+
+        config = _load_config("rf", config_path)
+        try:
+            settings = settings_from_active_stack().model_copy(update={
+                "endpoint_name": config.endpoint_name, "model_package_group": config.model_package_group})
+            run_cleanup(settings, include_registry, include_s3, yes, echo=click.echo)
+        except (AwsError, ConfigError) as error:
+            _fail(str(error))
+        return
+    if include_registry or include_s3:
+        _fail("--include-registry / --include-s3 apply to the SageMaker stack only")
     names = [e["endpoint_name"] for e in deployer.list_endpoints()]
     if not names:
         click.echo("No endpoints to remove.")

@@ -11,7 +11,7 @@ from zenml.client import Client
 from churn.feature_query import FeatureQuery, fingerprint
 
 
-@step
+@step(enable_cache=False)  # always read the store: new ingests must be seen
 def source_features(
     feature_group_name: str, customer_id_start: int, customer_id_end: int, as_of: Optional[str] = None
 ) -> Tuple[Annotated[pd.DataFrame, "raw_features"], Annotated[dict, "feature_query"]]:
