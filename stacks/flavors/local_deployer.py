@@ -24,11 +24,12 @@ from urllib.parse import urlparse
 
 import requests
 from zenml.config.global_config import GlobalConfiguration
-from zenml.model_deployers.base_model_deployer import BaseModelDeployer, BaseModelDeployerConfig, BaseModelDeployerFlavor
+from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
 
 from churn.bundle import BundleError
 from churn.processes import pid_alive
 from churn.serving.server import POINTER_FILE, load_model
+from stacks.flavors.endpoint_deployer import EndpointDeployer
 
 FLAVOR = "churn_local_endpoint"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def _local_path(uri: str) -> Path:
     raise DeploymentError(f"the local endpoint deployer reads bundles from local paths, not {uri!r}")
 
 
-class LocalEndpointDeployer(BaseModelDeployer):
+class LocalEndpointDeployer(EndpointDeployer):
     """Serves model bundles through ``churn.serving.server`` daemons on this machine."""
 
     NAME: ClassVar[str] = "Churn local endpoint"
@@ -223,23 +224,6 @@ class LocalEndpointDeployer(BaseModelDeployer):
         for old in bundles[self.config.keep_versions:]:
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
-
-    # -- ZenML's service-based deployer API: not used; our endpoints are not ZenML services --
-    def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services")
-
-    @staticmethod
-    def get_model_server_info(service) -> Dict[str, Optional[str]]:  # type: ignore[no-untyped-def]
-        return {}
-
-    def perform_stop_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use stop_endpoint(endpoint_name) or `python run.py cleanup`")
-
-    def perform_start_model(self, service, timeout=0):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use deploy_bundle(); a redeploy restarts a stopped endpoint")
-
-    def perform_delete_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
 
 
 class LocalEndpointDeployerFlavor(BaseModelDeployerFlavor):

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Dict, List, Optional, Type
 
 from pydantic import model_validator
-from zenml.model_deployers.base_model_deployer import BaseModelDeployer, BaseModelDeployerConfig, BaseModelDeployerFlavor
+from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
 
 from churn.aws import endpoint as aws_endpoint
 from churn.aws.athena import Polling
 from churn.aws.clients import AwsError
 from churn.aws.settings import component_check
 from stacks.flavors import local_deployer
+from stacks.flavors.endpoint_deployer import EndpointDeployer
 
 FLAVOR = "churn_sagemaker_endpoint"
 
@@ -62,7 +63,7 @@ class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
         return values
 
 
-class SageMakerEndpointDeployer(BaseModelDeployer):
+class SageMakerEndpointDeployer(EndpointDeployer):
     NAME: ClassVar[str] = "Churn SageMaker endpoint"
     FLAVOR: ClassVar[Type[BaseModelDeployerFlavor]]
 
@@ -110,23 +111,6 @@ class SageMakerEndpointDeployer(BaseModelDeployer):
 
     def delete_endpoint(self, endpoint_name: str) -> List[str]:
         return self.endpoints.delete(endpoint_name)
-
-    # -- ZenML's service-based deployer API: not used -----------------------------------
-    def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services")
-
-    @staticmethod
-    def get_model_server_info(service) -> Dict[str, Optional[str]]:  # type: ignore[no-untyped-def]
-        return {}
-
-    def perform_stop_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
-
-    def perform_start_model(self, service, timeout=0):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use deploy_bundle()")
-
-    def perform_delete_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
 
 
 class SageMakerEndpointDeployerFlavor(BaseModelDeployerFlavor):

@@ -1,0 +1,54 @@
+"""The model-deployer contract our deploy step, predict client and cleanup use.
+
+Both our deployers (local daemon, SageMaker endpoint) manage endpoints by name rather
+than as ZenML services, so they share this base: the endpoint methods are abstract, and
+ZenML's service-based API is answered once, here, with a pointer to the real methods.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Dict, List, Optional
+
+from zenml.model_deployers.base_model_deployer import BaseModelDeployer
+
+
+class EndpointDeployer(BaseModelDeployer):
+    @abstractmethod
+    def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
+                      sha256: str, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Serve a registered bundle at ``endpoint_name``; the previous model keeps serving on failure."""
+
+    @abstractmethod
+    def endpoint_url(self, endpoint_name: str) -> Optional[str]:
+        """Where the endpoint answers, or None when it is not running."""
+
+    @abstractmethod
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv",
+               accept: str = "text/csv", probabilities: bool = False) -> Any:
+        """One request; the answer has ``status_code``, ``text`` and ``headers``."""
+
+    @abstractmethod
+    def list_endpoints(self) -> List[Dict[str, Any]]:
+        """The endpoints this deployer manages."""
+
+    @abstractmethod
+    def delete_endpoint(self, endpoint_name: str) -> Any:
+        """Stop and remove an endpoint."""
+
+    # -- ZenML's service-based deployer API: not used; our endpoints are not ZenML services --
+    def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services")
+
+    @staticmethod
+    def get_model_server_info(service) -> Dict[str, Optional[str]]:  # type: ignore[no-untyped-def]
+        return {}
+
+    def perform_stop_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
+
+    def perform_start_model(self, service, timeout=0):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use deploy_bundle()")
+
+    def perform_delete_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
