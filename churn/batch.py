@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from churn.bundle import ModelBundle
-from churn.config import ConfigError, _describe, _refuse_credentials
+from churn.config import ConfigError, _describe, _refuse_credentials, read_yaml_mapping
 from churn.schema import ID_COLUMN
 
 OUTPUT_COLUMNS = [ID_COLUMN, "prediction", "probability", "model_name", "model_version", "run_id"]
@@ -39,13 +38,7 @@ class BatchConfig(BaseModel):
 
 
 def load_batch_config(path: str | Path, **overrides: object) -> BatchConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw = read_yaml_mapping(path, overrides)
     _refuse_credentials(raw)
     try:
         config = BatchConfig(**raw)

@@ -165,18 +165,25 @@ def parse_config(raw: dict) -> PipelineConfig:
         raise ConfigError(_describe(error)) from None
 
 
-def load_config(path: str | Path, **overrides: object) -> PipelineConfig:
-    """Read a YAML config file and validate it (overrides win over the file)."""
+def read_yaml_mapping(path: str | Path, overrides: dict | None = None, what: str = "config file",
+                      hint: str = "") -> dict:
+    """A YAML file's top-level mapping with non-None ``overrides`` applied; ConfigError otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist{hint}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+        raise ConfigError(f"{what} {path} must hold a mapping of keys to values")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return raw
+
+
+def load_config(path: str | Path, **overrides: object) -> PipelineConfig:
+    """Read a YAML config file and validate it (overrides win over the file)."""
+    raw = read_yaml_mapping(path, overrides)
     try:
         return parse_config(raw)
     except ConfigError as error:

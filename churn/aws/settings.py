@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from churn.config import ConfigError, _describe, _refuse_credentials
+from churn.config import ConfigError, _describe, _refuse_credentials, read_yaml_mapping
 
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$"
@@ -148,16 +147,7 @@ def parse_stack_settings(raw: Mapping[str, Any], source: str = "stack config") -
 
 
 def load_stack_settings(path: str | Path, **overrides: Any) -> SageMakerStackSettings:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"stack config {path} does not exist (start from configs/sagemaker_stack.example.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"stack config {path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"stack config {path} must hold a mapping of keys to values")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw = read_yaml_mapping(path, overrides, what="stack config", hint=" (start from configs/sagemaker_stack.example.yaml)")
     return parse_stack_settings(raw, str(path))
 
 
