@@ -151,7 +151,8 @@ class AutoMLEngine(Protocol):
 # Engine name -> "module:attribute" of a zero-argument factory (a class). The stack names
 # the engine (label ``automl_engine``); the step never branches on the backend.
 DEFAULT_ENGINE = "flaml"
-ENGINES: Dict[str, str] = {"flaml": "churn.automl:FlamlEngine"}
+ENGINES: Dict[str, str] = {"flaml": "churn.automl:FlamlEngine",
+                           "sagemaker_autopilot": "churn.aws.autopilot:AutopilotEngine"}
 
 
 def register_engine(name: str, source: str) -> None:

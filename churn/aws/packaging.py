@@ -5,7 +5,8 @@ Layout (the container extracts it to /opt/ml/model)::
     bundle.json, estimator.joblib      the model bundle, as ``ModelBundle.save`` wrote it
     code/inference.py                  ``from churn.serving.sagemaker_entry import *``
     code/churn/...                     our ``churn`` package (without the AWS backends)
-    code/requirements.txt              the library versions the bundle was trained with
+    code/requirements.txt              the library versions the bundle was trained with, plus its
+                                       ``serving_requirements`` (e.g. lightgbm for an AutoML ensemble)
 
 The archive is deterministic (sorted members, zero mtimes), so the same bundle always
 gives the same bytes. The bundle's sha256 is checked before anything is packaged.
@@ -56,10 +57,18 @@ def fetch_bundle(uri: str, workdir: str | os.PathLike, region: str, profile: Opt
 
 
 def _requirements(bundle_dir: Path) -> str:
+    """Pins for the serving container: the bundle's core libraries, then its ``serving_requirements``.
+
+    ``serving_requirements`` (pip name -> version) names what loading the estimator needs beyond
+    scikit-learn/numpy, e.g. lightgbm or xgboost-cpu inside an AutoML ensemble.
+    """
     info = json.loads((bundle_dir / BUNDLE_FILE).read_text()).get("info", {})
     versions: Dict[str, str] = info.get("library_versions", {})
-    lines = [f"{pip_name}=={versions[name]}" for name, pip_name in REQUIREMENTS.items() if versions.get(name)]
-    return "\n".join(lines) + "\n"
+    pins = {pip_name: versions[name] for name, pip_name in REQUIREMENTS.items() if versions.get(name)}
+    for name, version in sorted((info.get("serving_requirements") or {}).items()):
+        if version and name not in pins:
+            pins[name] = str(version)
+    return "\n".join(f"{name}=={version}" for name, version in pins.items()) + "\n"
 
 
 def _code_files() -> List[Path]:

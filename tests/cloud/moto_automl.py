@@ -1,0 +1,348 @@
+"""In-process additions to moto's SageMaker for the Autopilot engine: AutoML V2 jobs that finish, batch transforms that score.
+
+Pinned to moto 5.2.5, like ``moto_extensions``: the handlers patch moto's SageMaker response
+class and read and change moto's backend objects (``AutoMLJob``, ``FakeTransformJob``,
+``Model``, S3 keys), whose shapes change between versions.
+
+moto 5.2.5 keeps every AutoML V2 job InProgress with a stub best candidate, has no
+ListCandidatesForAutoMLJob and marks a transform job Completed at once without writing
+anything. Here, reached over real HTTP through moto's server:
+
+- ``CreateAutoMLJobV2`` records the request (``job_requests()``). What the job then does is
+  scripted by the test with ``script_next_job``: after ``polls`` DescribeAutoMLJobV2 calls
+  (secondary status Starting -> AnalyzingData -> FeatureEngineering -> ModelTuning ...) it
+  ends ``Completed`` or ``Failed`` (with the FailureReason given). A job with no script
+  stays InProgress (ModelTuning) until it is stopped: the timeout case.
+- A Completed job "trains" a stand-in for Autopilot's ensemble: a seeded scikit-learn
+  logistic regression fitted on the CSV objects under the job's S3 input prefix (header
+  row, target = TargetAttributeName; so anything else under that prefix breaks it, as it
+  would Autopilot). It is stored as the candidate's model artifact in moto's S3, and the
+  best candidate has the ENSEMBLING shape: one inference container that declares
+  SAGEMAKER_INFERENCE_SUPPORTED. ``candidate_model(job)`` returns the fitted estimator.
+- ``ListCandidatesForAutoMLJob``: the completed job's candidates (best first).
+- ``CreateTransformJob``: InProgress for one DescribeTransformJob, then the emulated
+  container scores every input object (header-less CSV lines) with the model's last
+  container's artifact and writes ``<output path>/<input name>.out``, one line per row with
+  the container's SAGEMAKER_INFERENCE_OUTPUT keys, formatted as Autopilot's containers do
+  (``1,"[0.2, 0.8]","['0', '1']"``). Wrong column counts fail the job with a ClientError.
+  ``StopTransformJob`` is added. ``transform_requests()`` returns the requests.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional
+
+import moto
+
+PINNED_MOTO = "5.2.5"
+if moto.__version__ != PINNED_MOTO:
+    raise RuntimeError(f"tests/cloud/moto_automl.py is written against moto {PINNED_MOTO}, found {moto.__version__}; "
+                       "re-check the patched handlers before changing the pin")
+
+import numpy as np  # noqa: E402
+from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
+from moto.s3.models import s3_backends  # noqa: E402
+from moto.sagemaker.exceptions import ResourceNotFound, ValidationError  # noqa: E402
+from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
+
+ACCOUNT = DEFAULT_ACCOUNT_ID
+SECONDARY = ("Starting", "AnalyzingData", "FeatureEngineering", "ModelTuning", "GeneratingExplainabilityReport")
+SUPPORTED_KEYS = "predicted_label,probability,probabilities,labels"
+BEST = "WeightedEnsemble-L2-FULL-t1"
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.scripts: List[dict] = []
+            self.jobs: Dict[str, dict] = {}
+            self.transforms: Dict[str, dict] = {}
+            self.models: Dict[str, Any] = {}
+
+
+STATE = _State()
+
+
+# -- test controls ----------------------------------------------------------------------
+def reset() -> None:
+    STATE.reset()
+
+
+def script_next_job(outcome: str = "Completed", polls: int = 3, failure_reason: Optional[str] = None,
+                    candidates: int = 3) -> None:
+    """The next CreateAutoMLJobV2 ends ``outcome`` (Completed | Failed) after ``polls`` DescribeAutoMLJobV2 calls."""
+    if outcome not in ("Completed", "Failed"):
+        raise ValueError("outcome is Completed or Failed (an unscripted job stays InProgress)")
+    with STATE.lock:
+        STATE.scripts.append({"outcome": outcome, "polls": int(polls), "candidates": int(candidates),
+                              "failure_reason": failure_reason or "ClientError: injected failure"})
+
+
+def job_requests() -> List[dict]:
+    """Every CreateAutoMLJobV2 request so far, in order (as sent)."""
+    with STATE.lock:
+        return [dict(job["request"]) for job in STATE.jobs.values()]
+
+
+def job_status(name: str, region: str = "us-west-2") -> str:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[ACCOUNT][region].auto_ml_jobs[name].auto_ml_job_status
+
+
+def candidate_model(job_name: str) -> Any:
+    """The estimator the emulator fitted for a completed job (what its transforms score with)."""
+    with STATE.lock:
+        return STATE.models[STATE.jobs[job_name]["model_data_url"]]
+
+
+def transform_requests() -> List[dict]:
+    """Every CreateTransformJob request so far, in order, with ``Output`` (the .out URI) once it ran."""
+    with STATE.lock:
+        return [{**t["request"], "Output": t.get("output")} for t in STATE.transforms.values()]
+
+
+# -- S3 in moto ---------------------------------------------------------------------------
+def _split(uri: str) -> tuple:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def _objects(prefix_uri: str) -> Dict[str, bytes]:
+    bucket, prefix = _split(prefix_uri)
+    store = s3_backends[ACCOUNT]["aws"].get_bucket(bucket)
+    return {name: key.value for name, key in sorted(store.keys.items()) if name.startswith(prefix) and key is not None}
+
+
+def _put(uri: str, data: bytes) -> None:
+    bucket, key = _split(uri)
+    s3_backends[ACCOUNT]["aws"].put_object(bucket, key, data)
+
+
+def _get(uri: str) -> bytes:
+    bucket, key = _split(uri)
+    found = s3_backends[ACCOUNT]["aws"].get_object(bucket, key)
+    if found is None:
+        raise KeyError(uri)
+    return found.value
+
+
+# -- AutoML V2 ----------------------------------------------------------------------------
+def _create_auto_ml_job_v2(self: SageMakerResponse) -> Any:
+    result = _ORIGINALS["create_auto_ml_job_v2"](self)
+    name = self._get_param("AutoMLJobName")
+    job = self.sagemaker_backend.auto_ml_jobs[name]
+    job.auto_ml_job_status, job.auto_ml_job_secondary_status = "InProgress", "Starting"
+    with STATE.lock:
+        script = STATE.scripts.pop(0) if STATE.scripts else None
+        STATE.jobs[name] = {"request": json.loads(self.body), "script": script, "describes": 0, "model_data_url": None}
+    return result
+
+
+def _describe_auto_ml_job_v2(self: SageMakerResponse) -> Any:
+    name = self._get_param("AutoMLJobName")
+    job = self.sagemaker_backend.auto_ml_jobs.get(name)
+    with STATE.lock:
+        tracked = STATE.jobs.get(name)
+        if job is not None and tracked is not None and job.auto_ml_job_status == "InProgress":
+            tracked["describes"] += 1
+            script = tracked["script"]
+            if script is None or tracked["describes"] < script["polls"]:
+                job.auto_ml_job_secondary_status = SECONDARY[min(tracked["describes"], len(SECONDARY) - 1)]
+            elif script["outcome"] == "Failed":
+                job.auto_ml_job_status, job.auto_ml_job_secondary_status = "Failed", "Failed"
+                job.failure_reason = script["failure_reason"]
+                job.best_candidate = None
+                job.end_time = datetime.now(timezone.utc)
+            else:
+                _complete(job, tracked, self.region)
+    return _ORIGINALS["describe_auto_ml_job_v2"](self)
+
+
+def _fit_stand_in(job: Any) -> tuple:
+    """A seeded logistic regression on the job's input objects (CSV with header; target named by the job)."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    config = job.auto_ml_problem_type_config["TabularJobConfig"]
+    source = job.auto_ml_job_input_data_config[0]["DataSource"]["S3DataSource"]["S3Uri"]
+    frames = [pd.read_csv(io.BytesIO(data)) for data in _objects(source).values()]
+    frame = pd.concat(frames, ignore_index=True)
+    target = config["TargetAttributeName"]
+    X, y = frame.drop(columns=[target]).to_numpy(dtype=float), frame[target].to_numpy(dtype=int)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0)).fit(X, y)
+    return model, float(model.score(X, y))
+
+
+def _complete(job: Any, tracked: dict, region: str) -> None:
+    import joblib
+
+    model, score = _fit_stand_in(job)
+    output = job.output_data_config["S3OutputPath"].rstrip("/")
+    url = f"{output}/{job.auto_ml_job_name}/sagemaker-automl-candidates/{BEST}/model.joblib"
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    _put(url, buffer.getvalue())
+    STATE.models[url] = model
+    tracked["model_data_url"] = url
+    objective = (job.auto_ml_job_objective or {}).get("MetricName", "Accuracy")
+    now = datetime.now(timezone.utc)
+    job.best_candidate = {
+        "CandidateName": BEST,
+        "FinalAutoMLJobObjectiveMetric": {"Type": "Maximize", "MetricName": objective, "Value": round(score, 6),
+                                          "StandardMetricName": objective},
+        "ObjectiveStatus": "Succeeded",
+        "CandidateSteps": [{"CandidateStepType": "AWS::SageMaker::TrainingJob", "CandidateStepName": f"{job.auto_ml_job_name}-t1",
+                            "CandidateStepArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{job.auto_ml_job_name}-t1"}],
+        "CandidateStatus": "Completed",
+        "InferenceContainers": [{
+            "Image": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/autogluon-inference:1.1-cpu-py311",
+            "ModelDataUrl": url,
+            "Environment": {"SAGEMAKER_INFERENCE_SUPPORTED": SUPPORTED_KEYS, "SAGEMAKER_INFERENCE_OUTPUT": "predicted_label",
+                            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv", "MODEL_NAME": BEST}}],
+        "CreationTime": now, "EndTime": now, "LastModifiedTime": now,
+    }
+    job.auto_ml_job_status, job.auto_ml_job_secondary_status = "Completed", "Completed"
+    job.end_time = job.last_modified_time = now
+    tracked["candidates"] = tracked["script"]["candidates"]
+
+
+def _list_candidates_for_auto_ml_job(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("AutoMLJobName")
+    job = self.sagemaker_backend.auto_ml_jobs.get(name)
+    if job is None:
+        raise ResourceNotFound(f"Could not find AutoML job with name {name}.")
+    with STATE.lock:
+        count = STATE.jobs.get(name, {}).get("candidates", 0)
+    if job.auto_ml_job_status != "Completed" or not job.best_candidate:
+        return ActionResult({"Candidates": []})
+    others = [{**job.best_candidate, "CandidateName": f"{name}-candidate-{i}",
+               "FinalAutoMLJobObjectiveMetric": {**job.best_candidate["FinalAutoMLJobObjectiveMetric"],
+                                                 "Value": job.best_candidate["FinalAutoMLJobObjectiveMetric"]["Value"] - 0.01 * i}}
+              for i in range(1, count)]
+    return ActionResult({"Candidates": [job.best_candidate, *others][:count]})
+
+
+# -- batch transform ----------------------------------------------------------------------
+def _create_transform_job(self: SageMakerResponse) -> Any:
+    result = _ORIGINALS["create_transform_job"](self)
+    name = self._get_param("TransformJobName")
+    job = self.sagemaker_backend.transform_jobs[name]
+    job.transform_job_status = "InProgress"
+    with STATE.lock:
+        STATE.transforms[name] = {"request": json.loads(self.body), "polls": 1, "output": None}
+    return result
+
+
+def _describe_transform_job(self: SageMakerResponse) -> Any:
+    name = self._get_param("TransformJobName")
+    job = self.sagemaker_backend.transform_jobs.get(name)
+    with STATE.lock:
+        tracked = STATE.transforms.get(name)
+        if job is not None and tracked is not None and job.transform_job_status == "InProgress":
+            if tracked["polls"] > 0:
+                tracked["polls"] -= 1
+            else:
+                try:
+                    tracked["output"] = _run_transform(self.sagemaker_backend, job)
+                    job.transform_job_status = "Completed"
+                except _ClientError as error:
+                    job.transform_job_status, job.failure_reason = "Failed", f"ClientError: {error}"
+                job.transform_end_time = job.last_modified_time = datetime.now(timezone.utc)
+    return _ORIGINALS["describe_transform_job"](self)
+
+
+def _stop_transform_job(self: SageMakerResponse) -> EmptyResult:
+    name = self._get_param("TransformJobName")
+    job = self.sagemaker_backend.transform_jobs.get(name)
+    if job is None:
+        raise ValidationError(message=f"Could not find transform job '{name}'.")
+    job.transform_job_status = "Stopped"
+    return EmptyResult()
+
+
+class _ClientError(Exception):
+    pass
+
+
+def _format(keys: List[str], proba: np.ndarray) -> str:
+    """Lines as Autopilot's classification containers write them for ``keys``."""
+    lines = []
+    for p in proba:
+        label = "1" if p > 0.5 else "0"
+        values = {"predicted_label": label, "probability": repr(float(max(p, 1 - p))),
+                  "probabilities": f'"[{float(1 - p)!r}, {float(p)!r}]"', "labels": "\"['0', '1']\""}
+        lines.append(",".join(values[k] for k in keys))
+    return "\n".join(lines) + "\n"
+
+
+def _run_transform(backend: Any, job: Any) -> str:
+    """Score every input object with the model's last container; returns the (last) .out URI."""
+    import joblib
+
+    model = backend._models.get(job.model_name)
+    if model is None:
+        raise _ClientError(f"model {job.model_name} does not exist")
+    containers = model.containers or [model.primary_container]
+    last = containers[-1]
+    keys = (last.get("Environment") or {}).get("SAGEMAKER_INFERENCE_OUTPUT", "predicted_label").split(",")
+    try:
+        estimator = joblib.load(io.BytesIO(_get(last["ModelDataUrl"])))
+    except KeyError:
+        raise _ClientError(f"model artifact {last.get('ModelDataUrl')} not found") from None
+    source = job.transform_input["DataSource"]["S3DataSource"]["S3Uri"]
+    _, source_prefix = _split(source)
+    output = job.transform_output["S3OutputPath"].rstrip("/")
+    written = None
+    for key, data in _objects(source).items():
+        text = data.decode("utf-8")
+        try:
+            X = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2)
+        except ValueError as error:
+            raise _ClientError(f"{key} is not numeric CSV without a header: {error}") from None
+        if X.shape[1] != estimator.n_features_in_:
+            raise _ClientError(f"{key} has {X.shape[1]} columns; the model expects {estimator.n_features_in_}")
+        proba = estimator.predict_proba(X)[:, list(estimator.classes_).index(1)]
+        written = f"{output}/{key[len(source_prefix):].lstrip('/')}.out"
+        _put(written, _format(keys, proba).encode())
+    if written is None:
+        raise _ClientError(f"no input objects under {source}")
+    return written
+
+
+# -- install --------------------------------------------------------------------------------
+_PATCHES: Dict[str, Callable] = {
+    "create_auto_ml_job_v2": _create_auto_ml_job_v2, "describe_auto_ml_job_v2": _describe_auto_ml_job_v2,
+    "list_candidates_for_auto_ml_job": _list_candidates_for_auto_ml_job,
+    "create_transform_job": _create_transform_job, "describe_transform_job": _describe_transform_job,
+    "stop_transform_job": _stop_transform_job,
+}
+_ORIGINALS: Dict[str, Optional[Callable]] = {}
+
+
+def install() -> None:
+    for name, handler in _PATCHES.items():
+        if name not in _ORIGINALS:
+            _ORIGINALS[name] = getattr(SageMakerResponse, name, None)
+            setattr(SageMakerResponse, name, handler)
+
+
+def uninstall() -> None:
+    for name, original in list(_ORIGINALS.items()):
+        if original is None:
+            delattr(SageMakerResponse, name)
+        else:
+            setattr(SageMakerResponse, name, original)
+        del _ORIGINALS[name]
+    STATE.reset()
