@@ -2,9 +2,13 @@
 
 - local orchestrator (ZenML has no scheduler there): our local scheduler process
   (``churn.schedules``), started detached on demand; schedules persist as files.
-- SageMaker orchestrator: a ZenML ``Schedule`` with the AWS cron form (EventBridge
-  Scheduler); listing and deleting also remove the EventBridge schedule, which ZenML
-  cannot do itself.
+- SageMaker orchestrator: a ZenML ``Schedule`` with the AWS cron form. ZenML creates a
+  SageMaker pipeline and an EventBridge Scheduler schedule, both named after the
+  orchestrator run (``churn-rf-training-<32 hex>``), not after our schedule, and records
+  the schedule only as the ZenML schedule's ``trigger_url`` metadata. ``list`` reads the
+  EventBridge schedule back through that link; ``delete`` removes the EventBridge schedule,
+  the SageMaker pipeline it starts and the ZenML schedule (ZenML cannot delete SageMaker
+  schedules itself). The AWS calls are the operator's (stacks/iam/operator_policy.json).
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlparse
 
 from zenml.client import Client
 from zenml.config.global_config import GlobalConfiguration
+from zenml.enums import StackComponentType as T
 
 from churn.processes import pid_alive
-from churn.schedules import ScheduleError, ScheduleStore, to_aws_cron, validate_cron
+from churn.schedules import NAME, ScheduleError, ScheduleStore, to_aws_cron, validate_cron
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,9 +87,55 @@ def create_schedule(name: str, cron: str, run_command: List[str], pipeline: Any,
         return f"local schedule '{name}' ({validate_cron(cron)}) created; the local scheduler (pid {pid}) runs it"
     from zenml.config.schedule import Schedule
 
+    from stacks.sagemaker import configure_for_active_stack
+
     aws = to_aws_cron(cron)
-    pipeline.with_options(schedule=Schedule(name=name, cron_expression=aws))(config=config)
-    return f"schedule '{name}' created on the {Client().active_stack.orchestrator.flavor} orchestrator (AWS cron: {aws})"
+    if not NAME.match(name):
+        raise ScheduleError(f"schedule name {name!r} must be letters, digits, '-' or '_' (at most 64)")
+    client = Client()
+    orchestrator = client.active_stack.orchestrator
+    if not orchestrator.config.is_schedulable:
+        raise ScheduleError(f"the {orchestrator.flavor} orchestrator of stack '{client.active_stack.name}' cannot schedule runs")
+    if orchestrator.flavor == "sagemaker" and not orchestrator.config.scheduler_role:
+        raise ScheduleError("the SageMaker orchestrator needs a role for EventBridge Scheduler: set "
+                            "sagemaker_orchestrator.scheduler_role_arn in the stack config and run `python run.py "
+                            "stack setup sagemaker --config FILE` again")
+    try:
+        client.get_schedule(name, allow_name_prefix_match=False)
+    except KeyError:
+        pass
+    else:
+        raise ScheduleError(f"a schedule named '{name}' already exists; delete it first (python run.py schedule delete {name})")
+    configure_for_active_stack(pipeline).with_options(schedule=Schedule(name=name, cron_expression=aws))(config=config)
+    target = eventbridge_target(client.get_schedule(name, allow_name_prefix_match=False))
+    where = f"; EventBridge schedule {target[1]}/{target[2]} in {target[0]}" if target else ""
+    return f"schedule '{name}' created on the {orchestrator.flavor} orchestrator (AWS cron: {aws}{where})"
+
+
+def eventbridge_target(schedule: Any) -> Optional[Tuple[str, str, str]]:
+    """(region, group, name) of the EventBridge schedule ZenML made for a ZenML schedule, if it recorded one.
+
+    ZenML's SageMaker orchestrator stores only a console link as the schedule's metadata:
+    ``trigger_url = https://<region>.console.aws.amazon.com/scheduler/home?region=<region>#schedules/<group>/<name>``.
+    """
+    url = (getattr(schedule, "run_metadata", None) or {}).get("trigger_url")
+    if not isinstance(url, str) or "#schedules/" not in url:
+        return None
+    region = urlparse(url).hostname.split(".", 1)[0]
+    group, _, name = url.split("#schedules/", 1)[1].partition("/")
+    return (region, group, name) if name else (region, "default", group)
+
+
+def _orchestrator_config(client: Client, schedule: Any) -> Dict[str, Any]:
+    try:
+        return dict(client.get_stack_component(T.ORCHESTRATOR, schedule.orchestrator_id).configuration)
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
+def _cloud_schedules(client: Client) -> List[Any]:
+    orchestrator = client.active_stack.orchestrator
+    return list(client.list_schedules(orchestrator_id=orchestrator.id, size=1000).items)
 
 
 def list_schedules() -> List[Dict[str, Any]]:
@@ -91,8 +143,25 @@ def list_schedules() -> List[Dict[str, Any]]:
         running = local_scheduler_pid() is not None
         return [{"name": s.name, "cron": s.cron, "last_fire": s.last_fire, "last_status": s.last_status,
                  "where": f"local scheduler ({'running' if running else 'stopped'})"} for s in local_store().list()]
-    return [{"name": s.name, "cron": s.cron_expression, "last_fire": None, "last_status": None,
-             "where": Client().active_stack.orchestrator.flavor} for s in Client().list_schedules(size=1000).items]
+    client = Client()
+    flavor = client.active_stack.orchestrator.flavor
+    entries = []
+    for schedule in _cloud_schedules(client):
+        entry = {"name": schedule.name, "cron": schedule.cron_expression, "last_fire": None, "last_status": None,
+                 "where": flavor, "eventbridge": None, "state": None, "expression": None, "target": None}
+        target = eventbridge_target(schedule)
+        if target:
+            region, group, name = target
+            entry["eventbridge"] = f"{group}/{name}"
+            found = _get_eventbridge_schedule(region, group, name, _orchestrator_config(client, schedule).get("aws_profile"))
+            if found is None:
+                entry["state"] = "MISSING"
+            else:
+                entry.update(state=found.get("State"), expression=found.get("ScheduleExpression"),
+                             target=found.get("Target", {}).get("Arn"))
+            entry["where"] = f"{flavor} (EventBridge {entry['eventbridge']}: {entry['state']})"
+        entries.append(entry)
+    return entries
 
 
 def delete_schedule(name: str) -> str:
@@ -102,22 +171,63 @@ def delete_schedule(name: str) -> str:
         return f"deleted local schedule '{name}'"
     client = Client()
     try:
-        schedule = client.get_schedule(name)
+        schedule = client.get_schedule(name, allow_name_prefix_match=False)
     except KeyError:
         raise ScheduleError(f"no schedule named '{name}' on the active stack") from None
-    removed = _delete_eventbridge_schedule(name)
+    target = eventbridge_target(schedule)
+    removed = []
+    if target:
+        region, group, eventbridge_name = target
+        removed = _delete_eventbridge_schedule(region, group, eventbridge_name,
+                                               _orchestrator_config(client, schedule).get("aws_profile"))
     client.delete_schedule(schedule.id)
-    return f"deleted schedule '{name}'" + (" and its EventBridge schedule" if removed else "")
+    if not target:
+        return (f"deleted schedule '{name}' from ZenML; ZenML recorded no EventBridge schedule for it: check "
+                "`aws scheduler list-schedules --name-prefix churn-` (python run.py cleanup removes ours)")
+    return f"deleted schedule '{name}'" + (f" and {' and '.join(removed)}" if removed else
+                                           f" (its EventBridge schedule {target[1]}/{target[2]} was already gone)")
 
 
-def _delete_eventbridge_schedule(name: str) -> bool:
-    import boto3
-    from botocore.exceptions import ClientError
+def _aws_failure(error: BaseException, doing: str) -> ScheduleError:
+    from churn.aws.clients import explain
 
-    try:
-        boto3.client("scheduler").delete_schedule(Name=name)
-        return True
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return False
-        raise
+    return ScheduleError(str(explain(error, doing)))
+
+
+def _get_eventbridge_schedule(region: str, group: str, name: str, profile: Optional[str]) -> Optional[Dict[str, Any]]:
+    from churn.aws.clients import acting_as, client, error_code
+
+    with acting_as("operator"):
+        try:
+            return client("scheduler", region, profile).get_schedule(Name=name, GroupName=group)
+        except Exception as error:  # noqa: BLE001 - "not found" is an answer; anything else is explained
+            if error_code(error) == "ResourceNotFoundException":
+                return None
+            raise _aws_failure(error, f"reading EventBridge schedule {group}/{name}") from None
+
+
+def _delete_eventbridge_schedule(region: str, group: str, name: str, profile: Optional[str]) -> List[str]:
+    """Delete the EventBridge schedule and the SageMaker pipeline it starts; return what was removed."""
+    from churn.aws.clients import acting_as, client, error_code
+
+    found = _get_eventbridge_schedule(region, group, name, profile)
+    if found is None:
+        return []
+    removed = []
+    with acting_as("operator"):
+        try:
+            client("scheduler", region, profile).delete_schedule(Name=name, GroupName=group)
+            removed.append(f"its EventBridge schedule {group}/{name}")
+        except Exception as error:  # noqa: BLE001
+            if error_code(error) != "ResourceNotFoundException":
+                raise _aws_failure(error, f"deleting EventBridge schedule {group}/{name}") from None
+        arn = found.get("Target", {}).get("Arn", "")
+        if ":pipeline/" in arn:
+            pipeline = arn.split(":pipeline/", 1)[1]
+            try:
+                client("sagemaker", region, profile).delete_pipeline(PipelineName=pipeline)
+                removed.append(f"the SageMaker pipeline {pipeline}")
+            except Exception as error:  # noqa: BLE001
+                if error_code(error) not in ("ResourceNotFound", "ResourceNotFoundException"):
+                    raise _aws_failure(error, f"deleting SageMaker pipeline {pipeline}") from None
+    return removed

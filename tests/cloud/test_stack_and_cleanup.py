@@ -35,6 +35,84 @@ def test_recipe_is_idempotent_and_updates_changed_components(moto_server, sagema
     stack = Client().get_stack(name)
     assert stack.components[T.EXPERIMENT_TRACKER][0].name == "mlflow_tracker"
     assert stack.components[T.ORCHESTRATOR][0].name == "default"
+    assert stack.labels == {"automl_engine": "sagemaker_autopilot"}     # churn.automl picks SageMaker Autopilot
+    assert T.CONTAINER_REGISTRY not in stack.components and T.IMAGE_BUILDER not in stack.components
+
+
+def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server):
+    """The sagemaker_orchestrator block: orchestrator, S3 artifact store, registry, image path (no submission here)."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType as T
+
+    from pipelines.training import churn_automl_training, churn_rf_training
+    from stacks.sagemaker import configure_for_stack, pipeline_options, setup_sagemaker_stack
+    from tests.cloud.test_orchestrator_submission import IMAGE, REGISTRY, SCHEDULER_ROLE_ARN, remote_stack_config
+
+    name = f"remote-{uuid.uuid4().hex[:8]}"
+    tracker = f"mlflow-{name}"   # not the session's shared `mlflow_tracker`: the block points it at a tracking server
+    secret = f"mlflow-{name}"    # the tracking server's credentials: a ZenML secret, never the config
+
+    def config(**remote):
+        return {**remote_stack_config(name, **{"mlflow_tracking_secret": secret, **remote}), "experiment_tracker": tracker}
+
+    client = Client()
+    with pytest.raises(ConfigError, match=f"create it first: zenml secret create {secret} --username=... --password=..."):
+        setup_sagemaker_stack(config(), activate=False)
+    assert client.list_stacks(name=name).items == []                        # refused before registering anything
+    client.create_secret(secret, values={"username": "ci", "password": "test-only"})   # test values only
+
+    created = setup_sagemaker_stack(config(), activate=False)
+    assert created == {**{f"{name}-{part}": "created" for part in (
+        "feature-store", "model-registry", "endpoint", "sns-alerter", "orchestrator", "artifact-store",
+        "container-registry")}, tracker: "created", name: "created"}
+    assert setup_sagemaker_stack(config(), activate=False) == {}
+    stack = client.get_stack(name)
+    assert {kind: [(c.name, c.flavor_name) for c in items] for kind, items in stack.components.items()
+            if kind in (T.ORCHESTRATOR, T.ARTIFACT_STORE, T.CONTAINER_REGISTRY, T.IMAGE_BUILDER)} == {
+        T.ORCHESTRATOR: [(f"{name}-orchestrator", "sagemaker")], T.ARTIFACT_STORE: [(f"{name}-artifact-store", "s3")],
+        T.CONTAINER_REGISTRY: [(f"{name}-container-registry", "default")]}
+    orchestrator = client.get_stack_component(T.ORCHESTRATOR, f"{name}-orchestrator").configuration
+    assert {k: orchestrator.get(k) for k in ("execution_role", "scheduler_role", "region", "bucket", "instance_type",
+                                             "environment")} == {
+        "execution_role": ROLE_ARN, "scheduler_role": SCHEDULER_ROLE_ARN, "region": REGION, "bucket": BUCKET,
+        "instance_type": "ml.m5.large", "environment": {"CHURN_STACK": name}}
+    assert client.get_stack_component(T.ARTIFACT_STORE, f"{name}-artifact-store").configuration["path"] == \
+        f"s3://{BUCKET}/{PREFIX}/zenml"
+    assert client.get_stack_component(T.CONTAINER_REGISTRY, f"{name}-container-registry").configuration["uri"] == REGISTRY
+    mlflow = client.get_stack_component(T.EXPERIMENT_TRACKER, tracker).configuration
+    assert (mlflow["tracking_uri"], mlflow["tracking_username"], mlflow["tracking_password"]) == (
+        "https://mlflow.example.com", f"{{{{{secret}.username}}}}", f"{{{{{secret}.password}}}}")
+    assert stack.labels == {"automl_engine": "sagemaker_autopilot", "image_path": "prebuilt", "parent_image": IMAGE,
+                            "training_instance_type": "ml.c5.2xlarge"}
+
+    # what a run applies on this stack: the prebuilt image (no build), training steps on the training instance type
+    rf = pipeline_options(stack.labels, list(churn_rf_training.entrypoint.__code__.co_names))
+    docker = rf["settings"]["docker"]
+    assert (docker.skip_build, docker.parent_image, docker.allow_download_from_artifact_store) == (True, IMAGE, True)
+    assert rf["steps"] == {"train_rf": {"settings": {"orchestrator": {"instance_type": "ml.c5.2xlarge"}}}}
+    assert set(pipeline_options(stack.labels, list(churn_automl_training.entrypoint.__code__.co_names))["steps"]) == {
+        "train_automl"}
+    assert configure_for_stack(churn_rf_training, {"automl_engine": "sagemaker_autopilot"}) is churn_rf_training
+
+    # the image-builder path: ZenML builds from requirements.lock and pushes to ECR (aws registry flavor)
+    changed = setup_sagemaker_stack(config(image=None, image_builder="local"), activate=False)
+    assert changed == {f"{name}-ecr": "created", f"{name}-image-builder": "created", name: "updated"}
+    stack = client.get_stack(name)
+    assert [c.name for c in stack.components[T.CONTAINER_REGISTRY]] == [f"{name}-ecr"]
+    assert [(c.name, c.flavor_name) for c in stack.components[T.IMAGE_BUILDER]] == [(f"{name}-image-builder", "local")]
+    assert stack.labels["image_path"] == "build" and "parent_image" not in stack.labels
+    docker = pipeline_options(stack.labels)["settings"]["docker"]
+    assert not docker.skip_build and docker.requirements == "requirements.lock"
+    assert setup_sagemaker_stack(config(image=None, image_builder="local"), activate=False) == {}
+
+    # without the block: steps run here again, the remote-only components leave the stack
+    assert setup_sagemaker_stack({**stack_config(stack_name=name), "experiment_tracker": tracker},
+                                 activate=False) == {name: "updated"}
+    stack = client.get_stack(name)
+    assert [c.name for c in stack.components[T.ORCHESTRATOR]] == ["default"]
+    assert [c.name for c in stack.components[T.ARTIFACT_STORE]] == ["default"]
+    assert T.CONTAINER_REGISTRY not in stack.components and T.IMAGE_BUILDER not in stack.components
+    assert stack.labels == {"automl_engine": "sagemaker_autopilot"} and pipeline_options(stack.labels) == {}
 
 
 def test_config_refuses_credentials_placeholders_and_unknown_keys():
@@ -52,9 +130,17 @@ def test_config_refuses_credentials_placeholders_and_unknown_keys():
     example = REPO / "configs" / "sagemaker_stack.example.yaml"
     with pytest.raises(ConfigError, match=r"'role_arn' still holds a placeholder \(arn:aws:iam::ACCOUNT_ID:role/ML-Role-Pipelines\)"):
         stack_settings(example)
-    filled = yaml.safe_load(example.read_text().replace("ACCOUNT_ID", ACCOUNT))
+    with pytest.raises(ConfigError, match=r"'mlflow_tracking_uri' still holds a placeholder"):
+        stack_settings(yaml.safe_load(example.read_text().replace("ACCOUNT_ID", ACCOUNT)))
+    filled = yaml.safe_load(example.read_text().replace("ACCOUNT_ID", ACCOUNT)
+                            .replace("<your-mlflow-tracking-server>", "mlflow.example.com"))
     settings = stack_settings(filled)
     assert settings.region == "us-west-2" and settings.athena_output == "s3://mlbucket-sagemaker/athena-query-results/"
+    from stacks.sagemaker import load_recipe
+
+    _, remote = load_recipe(filled)    # the example runs the steps on SageMaker, prebuilt-image path
+    assert remote.image == f"{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/churn-mlops:1.0.0" and remote.image_builder is None
+    assert remote.scheduler_role_arn == f"arn:aws:iam::{ACCOUNT}:role/ML-Role-Scheduler"
 
 
 def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(aws, bucket, sagemaker_stack,
