@@ -90,6 +90,14 @@ def _print_summary(run) -> None:
     from zenml.client import Client
 
     run = Client().get_pipeline_run(run.id)
+    orchestrator = Client().active_stack.orchestrator.flavor
+    if run.status.value != "completed" and orchestrator != "local":
+        click.echo(f"\nRun {run.name}: {run.status.value} on the {orchestrator} orchestrator")
+        for key in ("orchestrator_url", "pipeline_execution_arn"):
+            if run.run_metadata.get(key):
+                click.echo(f"  {key}: {run.run_metadata[key]}")
+        click.echo("  metrics, registry and endpoint follow when the steps finish (ZenML dashboard / SageMaker console)")
+        return
     report = _output(run, "evaluate", "evaluation_report") or {}
     verdict = _output(run, "gate", "gate_verdict") or {}
     registration = _output(run, "register", "registration") or {}
@@ -134,17 +142,20 @@ def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: boo
     if cron is not None:
         _schedule(variant, config_path, config, cron, schedule_name or f"{variant}-training")
         return
+    from stacks.sagemaker import configure_for_active_stack
+
     store = _stack_component("feature_store")
     if demo_data_if_empty and store.record_count(config.feature_group_name) == 0:
         click.echo(f"Feature group '{config.feature_group_name}' is empty: ingesting the demo data first.")
         from pipelines.ingestion import churn_feature_ingestion
 
-        churn_feature_ingestion(feature_group_name=config.feature_group_name, target_column=config.target_column)
-    pipeline = _training_pipeline(variant).with_options(enable_cache=not no_cache)
+        configure_for_active_stack(churn_feature_ingestion)(feature_group_name=config.feature_group_name,
+                                                            target_column=config.target_column)
+    pipeline = configure_for_active_stack(_training_pipeline(variant).with_options(enable_cache=not no_cache))
     try:
         run = pipeline(config=config.model_dump())
     except RuntimeError as error:  # the step's own error and the alert were already logged above
-        _fail(f"{error}. The failure was sent to the stack's alerter; see the step log named in the alert.")
+        _fail(f"{error}. If a step failed, the stack's alerter was told; its message names the step log.")
     _print_summary(run)
 
 
@@ -174,8 +185,11 @@ def ingest(csv_path, target, feature_group, config_path, customers, if_empty) ->
             _fail(str(error))
     from pipelines.ingestion import churn_feature_ingestion
 
-    churn_feature_ingestion(feature_group_name=group, target_column=target,
-                            csv_path=str(Path(csv_path).resolve()) if csv_path else None, demo_customers=customers)
+    from stacks.sagemaker import configure_for_active_stack
+
+    configure_for_active_stack(churn_feature_ingestion)(
+        feature_group_name=group, target_column=target,
+        csv_path=str(Path(csv_path).resolve()) if csv_path else None, demo_customers=customers)
 
 
 @cli.command(help="Send a CSV (header row of raw features) to an endpoint and print the predictions.")
@@ -215,11 +229,12 @@ def batch(variant: str, config_path: str | None, output_uri: str | None) -> None
         _fail(str(error))
     _ensure_stack()
     from pipelines.batch_inference import churn_batch_inference
+    from stacks.sagemaker import configure_for_active_stack
 
     try:
-        run = churn_batch_inference(config=config.model_dump())
+        run = configure_for_active_stack(churn_batch_inference)(config=config.model_dump())
     except RuntimeError as error:
-        _fail(f"{error}. The failure was sent to the stack's alerter; see the step log named in the alert.")
+        _fail(f"{error}. If a step failed, the stack's alerter was told; its message names the step log.")
     from zenml.client import Client
 
     summary = _output(Client().get_pipeline_run(run.id), "batch_predict", "batch_summary") or {}
@@ -296,7 +311,10 @@ def stack_setup(name: str, config_path: str | None) -> None:
             changes = setup_sagemaker_stack(config_path, activate=True)
         except ConfigError as error:
             _fail(str(error))
-        click.echo("Stack 'sagemaker' is active" + (f"; {', '.join(f'{k} {v}' for k, v in changes.items())}"
+        from zenml.client import Client
+
+        active = Client().active_stack_model.name
+        click.echo(f"Stack '{active}' is active" + (f"; {', '.join(f'{k} {v}' for k, v in changes.items())}"
                                                     if changes else " (nothing changed)"))
         return
     from stacks.local import setup_local_stack
