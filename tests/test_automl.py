@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import assert_endpoint_serves_registered_bundle
+
 from churn.automl import (AutoMLError, AutoMLSettings, FAMILIES, FlamlEngine, flaml_metric, objective_score,
                           register_engine, resolve_engine, train_automl)
 from churn.bundle import ModelBundle
@@ -247,7 +249,6 @@ def _out(run, step, name):
 @pytest.mark.pipeline
 def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, automl_run):
     import mlflow
-    import requests
 
     assert automl_run.status.value == "completed"
     assert set(automl_run.steps) == {"source_features", "preprocess", "train_automl", "evaluate", "gate", "register", "deploy"}
@@ -270,12 +271,7 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
     # a real CSV request to the AutoML endpoint answers as the registered bundle predicts
     bundle = ModelBundle.load(registration["bundle_uri"].removeprefix("file://"), expected_sha256=registration["sha256"])
     assert bundle.info["automl"]["best_family"] == params["best_family"]
-    test_set = _out(automl_run, "preprocess", "test_set")
-    response = requests.post(deployment["invocations_url"], data=test_set.to_csv(index=False),
-                             headers={"Content-Type": "text/csv"}, timeout=30)
-    assert response.status_code == 200, response.text
-    assert response.text.splitlines() == [str(v) for v in bundle.predict(test_set)]
-    assert response.headers["X-Model-Version"] == registration["version"]
+    assert_endpoint_serves_registered_bundle(deployment["invocations_url"], registration, _out(automl_run, "preprocess", "test_set"))
 
 
 @pytest.mark.pipeline

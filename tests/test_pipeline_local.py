@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from churn.bundle import ModelBundle
 from churn.config import load_config
+from tests.conftest import assert_endpoint_serves_registered_bundle
 
 pytestmark = pytest.mark.pipeline
 MODEL = "classification-model-group"
@@ -101,13 +102,7 @@ def test_pipeline_registers_with_lineage_and_serves_the_csv_contract(stack, firs
     assert str(aliases.get("champion")) == registration["version"]
 
     # the endpoint answers raw-feature CSV exactly as the registered bundle predicts
-    bundle = ModelBundle.load(registration["bundle_uri"].removeprefix("file://"), expected_sha256=registration["sha256"])
-    test_set = _out(first_run, "preprocess", "test_set")
-    response = requests.post(deployment["invocations_url"], data=test_set.to_csv(index=False),
-                             headers={"Content-Type": "text/csv"}, timeout=30)
-    assert response.status_code == 200, response.text
-    assert response.text.splitlines() == [str(v) for v in bundle.predict(test_set)]
-    assert response.headers["X-Model-Version"] == registration["version"]
+    assert_endpoint_serves_registered_bundle(deployment["invocations_url"], registration, _out(first_run, "preprocess", "test_set"))
 
 
 def test_predict_command_prints_one_prediction_per_row(stack, first_run):
