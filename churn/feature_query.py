@@ -94,3 +94,9 @@ def fingerprint(frame) -> str:
     digest.update(",".join(f"{c}:{frame[c].dtype}" for c in frame.columns).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def training_lineage(feature_query: dict) -> dict:
+    """What a model bundle records about its training data (from the source step's lineage)."""
+    keys = ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")
+    return {"feature_query": {k: feature_query[k] for k in keys}, "data_fingerprint": feature_query["data_fingerprint"]}

@@ -11,6 +11,7 @@ from zenml.client import Client
 
 from churn.automl import AutoMLSettings, train_automl as run_automl
 from churn.bundle import ModelBundle
+from churn.feature_query import training_lineage
 from churn.preprocessing import Preprocessor
 from materializers.bundle_materializer import ModelBundleMaterializer
 from stacks.local import EXPERIMENT_TRACKER
@@ -38,8 +39,7 @@ def train_automl(
         feature_query: Lineage of the training data (feature group, range, fingerprint).
     """
     settings = AutoMLSettings.from_dict(automl_settings)
-    lineage = {"feature_query": {k: feature_query[k] for k in ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")},
-               "data_fingerprint": feature_query["data_fingerprint"]}
+    lineage = training_lineage(feature_query)
     bundle = run_automl(train_set, Preprocessor.from_dict(preprocessor), settings, engine=stack_automl_engine(), info=lineage)
     automl = bundle.info["automl"]
     mlflow.log_params({

@@ -9,6 +9,7 @@ import pandas as pd
 from zenml import step
 
 from churn.bundle import ModelBundle
+from churn.feature_query import training_lineage
 from churn.preprocessing import Preprocessor
 from churn.training import train_random_forest
 from materializers.bundle_materializer import ModelBundleMaterializer
@@ -20,8 +21,7 @@ def train_rf(
     train_set: pd.DataFrame, preprocessor: dict, hyperparameters: dict, random_state: int, feature_query: dict
 ) -> Annotated[ModelBundle, "model_bundle"]:
     """Fit RandomForest with the configured hyperparameters; the bundle carries the preprocessing."""
-    lineage = {"feature_query": {k: feature_query[k] for k in ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")},
-               "data_fingerprint": feature_query["data_fingerprint"]}
+    lineage = training_lineage(feature_query)
     bundle = train_random_forest(train_set, Preprocessor.from_dict(preprocessor), hyperparameters, random_state, lineage)
     mlflow.log_params({**hyperparameters, "model_type": "random_forest", "random_state": random_state,
                        "train_rows": len(train_set), "feature_group": feature_query["feature_group"]})
