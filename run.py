@@ -335,7 +335,7 @@ def endpoints() -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--include-registry", is_flag=True, help="SageMaker: also delete the model packages and their group.")
 @click.option("--include-s3", is_flag=True, help="SageMaker: also delete everything under s3://<bucket>/<prefix>/.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config (endpoint and group names).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config whose endpoint and group to remove (default: rf's and automl's).")
 def cleanup(yes: bool, include_registry: bool, include_s3: bool, config_path: str | None) -> None:
     deployer = _stack_component("model_deployer")
     if deployer.flavor == "churn_sagemaker_endpoint":
@@ -343,10 +343,12 @@ def cleanup(yes: bool, include_registry: bool, include_s3: bool, config_path: st
         from churn.config import ConfigError
         from stacks.sagemaker import run_cleanup, settings_from_active_stack
 
-        config = _load_config("rf", config_path)
+        # both variants' endpoints and groups, or only the one --config names
+        rf, automl = (_load_config("rf", config_path), _load_config("automl", config_path))
         try:
             settings = settings_from_active_stack().model_copy(update={
-                "endpoint_name": config.endpoint_name, "model_package_group": config.model_package_group})
+                "endpoint_name": rf.endpoint_name, "model_package_group": rf.model_package_group,
+                "automl_endpoint_name": automl.endpoint_name, "automl_model_package_group": automl.model_package_group})
             run_cleanup(settings, include_registry, include_s3, yes, echo=click.echo)
         except (AwsError, ConfigError) as error:
             _fail(str(error))

@@ -51,7 +51,12 @@ def load_batch_config(path: str | Path, **overrides: object) -> BatchConfig:
 
 def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, model_name: str,
                     model_version: str, run_id: str) -> Iterator[pd.DataFrame]:
-    """Predictions for ``frame`` one chunk at a time (customer_id, prediction, probability, lineage)."""
+    """Predictions for ``frame`` one chunk at a time (customer_id, prediction, probability, lineage).
+
+    An estimator with a ``batch_rows`` attribute (a remote model, e.g. Autopilot's batch
+    transform handle, where each call is a job) is given chunks of at least that many rows.
+    """
+    chunk_rows = max(chunk_rows, int(getattr(bundle.estimator, "batch_rows", 0) or 0))
     for start in range(0, len(frame), chunk_rows):
         chunk = frame.iloc[start:start + chunk_rows]
         proba, _ = bundle.predict_proba(chunk)

@@ -390,11 +390,14 @@ def configure_for_active_stack(pipeline: Any) -> Any:
 
 
 def cleanup_settings(settings: SageMakerStackSettings, include_registry: bool = False, include_s3: bool = False):
-    """What ``python run.py cleanup`` removes on this stack (see churn.aws.cleanup)."""
+    """What ``python run.py cleanup`` removes on this stack (see churn.aws.cleanup): both variants' endpoints
+    (and with ``include_registry`` their model package groups)."""
     from churn.aws.cleanup import CleanupSettings
 
     return CleanupSettings(region=settings.region, bucket=settings.bucket, prefix=settings.prefix,
-                           endpoint_names=[settings.endpoint_name], model_package_group=settings.model_package_group,
+                           endpoint_names=list(dict.fromkeys([settings.endpoint_name, settings.automl_endpoint_name])),
+                           model_package_groups=list(dict.fromkeys([settings.model_package_group,
+                                                                    settings.automl_model_package_group])),
                            include_registry=include_registry, include_s3=include_s3, profile=settings.aws_profile)
 
 
@@ -428,7 +431,7 @@ def run_cleanup(settings: SageMakerStackSettings, include_registry: bool, includ
         return []
     echo("Will remove:\n  " + "\n  ".join(str(r) for r in planned))
     if not include_registry or not include_s3:
-        echo("(kept: " + ", ".join(x for x, flag in (("the model registry group (--include-registry)", include_registry),
+        echo("(kept: " + ", ".join(x for x, flag in (("the model registry groups (--include-registry)", include_registry),
                                                      (f"s3://{settings.bucket}/{settings.prefix}/ (--include-s3)", include_s3))
                                   if not flag) + ")")
     if not yes and not (confirm or _confirm)("Remove these?"):

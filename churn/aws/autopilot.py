@@ -48,21 +48,21 @@ probability of class 1 from the ``probabilities``/``labels`` the containers retu
 evaluate step's metrics (accuracy, precision, recall, F1, ROC-AUC) are computed from the
 transform output on the test set, as the spec's EvaluateModel does.
 
+Online serving: the bundle keeps ``info["autopilot"]["inference_containers"]``. The
+SageMaker registry registers, and the deployer deploys, a serial inference pipeline around
+them (``churn.aws.packaging.serving_containers``): our scikit-learn container encodes the
+raw request exactly as training did, the candidate's containers score it, our container
+formats the answer in our contract (``churn.serving.inference_pipeline``). So the AutoML
+endpoint takes the same raw CSV/JSON as the rf endpoint and answers the same way.
+
 Limits, honestly:
-- Online serving. The register/deploy steps package a bundle into the scikit-learn serving
-  container (``churn.aws.packaging``); that archive carries ``churn`` without ``churn.aws``,
-  so it cannot unpickle this handle, and a handle that started a batch transform per
-  request would be the wrong design anyway. The endpoint that should serve an Autopilot
-  bundle is one on the Autopilot model itself (``model_info.json``'s ``model_name`` /
-  ``inference_containers``), which takes the same encoded, header-less CSV rows (as the
-  spec's test script sends). The registry and deployer do not do that yet: they would
-  register ``bundle.info["autopilot"]["inference_containers"]`` as the package's
-  InferenceSpecification and create the endpoint's model from them.
-- Every ``predict_proba`` call is one transform job (minutes on AWS, instance start-up
-  included): fine for evaluation, slow for chunked batch inference (one job per chunk).
+- Every ``predict_proba`` call on the handle is one transform job (minutes on AWS, instance
+  start-up included): right for evaluation and batch inference, which score many rows at
+  once (``batch_rows`` asks batch inference for one chunk), never for a single request.
 - The emulator tests (tests/cloud/test_autopilot.py) prove the requests, the S3 layout,
-  the polling/timeout/failure paths and the transform plumbing; moto trains nothing, so
-  the model there is a small stand-in that ``tests/cloud/moto_automl.py`` fits.
+  the polling/timeout/failure paths, the transform plumbing and the serving chain over
+  HTTP; moto trains nothing and runs no images, so the candidate there is a small
+  stand-in that ``tests/cloud/moto_automl.py`` fits and answers for.
 
 AWS settings come from the active stack's SageMaker endpoint deployer (region, role, bucket,
 prefix, profile, polling); these environment variables override the waits:
@@ -73,8 +73,6 @@ instance type when batch transform offers it, else ml.m5.large).
 
 from __future__ import annotations
 
-import ast
-import io
 import json
 import os
 import time
@@ -91,12 +89,14 @@ from churn.aws.athena import Polling
 from churn.aws.clients import AwsError, aws_errors, client, explain
 from churn.bundle import ModelBundle
 from churn.preprocessing import Preprocessor
+from churn.serving.inference_pipeline import CANDIDATE_KEYS, CandidateOutputError, rows_csv
+from churn.serving.inference_pipeline import positive_probabilities as _candidate_csv
 
 ENGINE_NAME = "sagemaker_autopilot"
 DEPLOYER_FLAVOR = "churn_sagemaker_endpoint"
 MODEL_NAME_PREFIX = "classification-model-automl"
 # What the inference containers are asked to return (SAGEMAKER_INFERENCE_OUTPUT).
-INFERENCE_KEYS = ("predicted_label", "probabilities", "labels")
+INFERENCE_KEYS = CANDIDATE_KEYS
 TERMINAL = ("Completed", "Failed", "Stopped")
 HEARTBEAT_SECONDS = 60.0
 ENV_GRACE = "CHURN_AUTOPILOT_TIMEOUT_GRACE_SEC"
@@ -175,70 +175,14 @@ class AutopilotConfig:
         return s3.join(f"s3://{self.bucket}", self.prefix, "automl", *parts)
 
 
-# -- CSV in and out -------------------------------------------------------------------
-
-def rows_csv(matrix: np.ndarray, header: Optional[Sequence[str]] = None) -> bytes:
-    """Numbers as CSV, one row a line (``%.17g``: exact floats, label codes as ``0``, ``1``)."""
-    buffer = io.StringIO()
-    if header is not None:
-        buffer.write(",".join(header) + "\n")
-    np.savetxt(buffer, np.asarray(matrix, dtype=np.float64), fmt="%.17g", delimiter=",")
-    return buffer.getvalue().encode()
-
-
-def _split_fields(line: str) -> List[str]:
-    """Split one output line on commas outside brackets and quotes (``1,"[0.2, 0.8]","['0', '1']"``)."""
-    fields, current, depth, quote = [], [], 0, None
-    for char in line:
-        if quote:
-            if char == quote:
-                quote = None
-            else:
-                current.append(char)
-            continue
-        if char == '"' and depth == 0:
-            quote = char
-        elif char == "," and depth == 0:
-            fields.append("".join(current).strip())
-            current = []
-        else:
-            depth += char == "["
-            depth -= char == "]"
-            current.append(char)
-    fields.append("".join(current).strip())
-    return fields
-
+# -- transform output -----------------------------------------------------------------
 
 def positive_probabilities(text: str, keys: Sequence[str] = INFERENCE_KEYS) -> np.ndarray:
-    """P(class 1) per line of a transform output holding ``keys`` (with ``probabilities`` and ``labels``)."""
-    if "probabilities" not in keys or "labels" not in keys:
-        raise AutopilotError(f"the transform output holds {', '.join(keys)}; probabilities and labels are needed")
-    out: List[float] = []
-    for number, line in enumerate(l for l in text.splitlines() if l.strip()):
-        fields = _split_fields(line)
-        if len(fields) != len(keys):
-            raise AutopilotError(f"transform output line {number + 1} has {len(fields)} fields, expected "
-                                 f"{len(keys)} ({', '.join(keys)}): {line[:200]!r}")
-        record = dict(zip(keys, fields))
-        try:
-            probabilities = [float(p) for p in ast.literal_eval(record["probabilities"])]
-            labels = [str(label) for label in ast.literal_eval(record["labels"])]
-        except (ValueError, SyntaxError, TypeError):
-            raise AutopilotError(f"transform output line {number + 1} is not predicted_label,probabilities,labels: "
-                                 f"{line[:200]!r}") from None
-        positive = [i for i, label in enumerate(labels) if _is_one(label)]
-        if len(positive) != 1 or len(probabilities) != len(labels):
-            raise AutopilotError(f"transform output line {number + 1}: labels {labels} do not hold class 1 once "
-                                 f"(probabilities {probabilities})")
-        out.append(probabilities[positive[0]])
-    return np.asarray(out, dtype=np.float64)
-
-
-def _is_one(label: str) -> bool:
+    """P(class 1) per line of a transform output holding ``keys`` (the serving code's parser)."""
     try:
-        return float(label) == 1.0
-    except ValueError:
-        return label.strip().lower() in ("true", "yes")
+        return _candidate_csv(text, keys)
+    except CandidateOutputError as error:
+        raise AutopilotError(f"transform {error}") from None
 
 
 def inference_containers(candidate_containers: Sequence[Mapping[str, Any]],
@@ -303,6 +247,10 @@ class AutopilotModel:
     an ``(n, 2)`` array for ``classes_`` ``[0, 1]``. Nothing AWS-side is held: clients are
     made on each call (from the environment, a profile or a role).
     """
+
+    # each call is a transform job: batch inference hands it chunks this large (SageMaker
+    # splits the input into <= 6 MB requests itself)
+    batch_rows = 1_000_000
 
     def __init__(self, model_name: str, region: str, bucket: str, prefix: str, job_name: str, n_features: int,
                  profile: Optional[str] = None, instance_type: str = "ml.m5.large", instance_count: int = 1,

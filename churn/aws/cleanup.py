@@ -32,7 +32,7 @@ class CleanupSettings:
     bucket: str
     prefix: str
     endpoint_names: Sequence[str] = ()
-    model_package_group: Optional[str] = None
+    model_package_groups: Sequence[str] = ()
     include_registry: bool = False
     include_s3: bool = False
     schedule_prefixes: Sequence[str] = DEFAULT_SCHEDULE_PREFIXES
@@ -85,15 +85,15 @@ def _plan(settings: CleanupSettings) -> List[Resource]:
             for page in sm.get_paginator("list_pipelines").paginate(PipelineNamePrefix=prefix):
                 found.extend(Resource("pipeline", p["PipelineName"]) for p in page["PipelineSummaries"]
                              if p["PipelineName"].startswith(prefix))
-    if settings.include_registry and settings.model_package_group:
+    if settings.include_registry:
         registry = SageMakerModelRegistry(region, settings.bucket, settings.prefix, profile=profile, progress=lambda _: None)
-        try:
-            packages = registry.list_packages(settings.model_package_group)
-        except KeyError:
-            packages = None
-        if packages is not None:
+        for group in settings.model_package_groups:
+            try:
+                packages = registry.list_packages(group)
+            except KeyError:
+                continue
             found.extend(Resource("model package", p["ModelPackageArn"]) for p in packages)
-            found.append(Resource("model package group", settings.model_package_group))
+            found.append(Resource("model package group", group))
     if settings.include_s3:
         uri = s3.join(f"s3://{settings.bucket}", settings.prefix) + "/"
         keys = s3.list_keys(uri, region, profile)

@@ -8,6 +8,9 @@ not end InService on the new config is rolled back to the previous endpoint conf
 and the deployment fails with a DeploymentError naming the reason; the new model and
 config are removed, so nothing half-deployed is left behind.
 
+The model's containers are the registered package's (``churn.aws.packaging.serving_containers``):
+one for a bundle that scores in process, a serial inference pipeline for an Autopilot bundle.
+
 Autoscaling (Application Auto Scaling, target tracking on
 SageMakerVariantInvocationsPerInstance) is configured only for non-burstable instance
 types; t2/t3/t3a/t4g are skipped with a logged reason, as the spec requires.
@@ -168,7 +171,7 @@ class SageMakerEndpoints:
 
     # -- deploy ---------------------------------------------------------------------
     def _artifact(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str, sha256: str) -> dict:
-        """The registered model package's container when it holds this bundle; else package the bundle."""
+        """The registered model package's containers when it holds this bundle; else package the bundle."""
         try:
             package = self.registry.get_package(model_name, version)
         except (KeyError, RegistryError):
@@ -176,8 +179,9 @@ class SageMakerEndpoints:
         if package is not None:
             properties = package.get("CustomerMetadataProperties") or {}
             if properties.get("bundle_sha256") == sha256:
-                container = package["InferenceSpecification"]["Containers"][0]
-                return {"image": container["Image"], "model_data_url": container["ModelDataUrl"],
+                containers = [{k: c[k] for k in ("Image", "ModelDataUrl", "Environment") if c.get(k)}
+                              for c in package["InferenceSpecification"]["Containers"]]
+                return {"containers": containers, "model_data_url": containers[0].get("ModelDataUrl", ""),
                         "model_package_arn": package["ModelPackageArn"]}
             self.progress(f"warning: model package {model_name} v{version} holds bundle "
                           f"{properties.get('bundle_sha256', '?')[:12]}, not {sha256[:12]}; packaging the bundle itself")
@@ -188,7 +192,9 @@ class SageMakerEndpoints:
                                                                                  self.settings.framework_version)
         if mismatch:
             self.progress(mismatch)
-        return {"image": self.registry.image_uri, "model_data_url": packaged["model_data_url"], "model_package_arn": None}
+        containers = packaging.serving_containers(packaged["info"], self.registry.image_uri, packaged["model_data_url"],
+                                                  {"SAGEMAKER_REGION": self.settings.region})
+        return {"containers": containers, "model_data_url": packaged["model_data_url"], "model_package_arn": None}
 
     def deploy(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str, sha256: str,
                metadata: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -203,12 +209,14 @@ class SageMakerEndpoints:
         tags = _tags({"managed-by": "churn-mlops", "churn:endpoint": endpoint_name, "churn:model-name": model_name,
                       "churn:model-version": version, "churn:bundle-sha256": sha256,
                       "churn:model-package-arn": artifact["model_package_arn"], **(metadata or {})})
-        environment = {**packaging.SERVING_ENVIRONMENT, "SAGEMAKER_REGION": s.region}
-        self.progress(f"Creating model and endpoint config '{name}' ({s.instance_type} x{s.initial_instance_count})")
+        containers = artifact["containers"]
+        # one container: the bundle serves itself; several: a serial inference pipeline (an Autopilot bundle)
+        layout = ({"PrimaryContainer": containers[0]} if len(containers) == 1 else
+                  {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}})
+        self.progress(f"Creating model and endpoint config '{name}' ({s.instance_type} x{s.initial_instance_count}"
+                      f"{f', {len(containers)} containers in series' if len(containers) > 1 else ''})")
         with aws_errors(f"creating SageMaker model '{name}'", DeploymentError):
-            self._sm.create_model(ModelName=name, ExecutionRoleArn=s.role_arn, Tags=tags,
-                                  PrimaryContainer={"Image": artifact["image"], "ModelDataUrl": artifact["model_data_url"],
-                                                    "Environment": environment})
+            self._sm.create_model(ModelName=name, ExecutionRoleArn=s.role_arn, Tags=tags, **layout)
         previous: Optional[str] = None
         scaling_removed = False
         try:
@@ -260,6 +268,7 @@ class SageMakerEndpoints:
                 "endpoint_config_name": name, "sagemaker_model_name": name, "previous_endpoint_config": previous or "",
                 "model_name": model_name, "version": str(version), "sha256": sha256,
                 "model_data_url": artifact["model_data_url"], "model_package_arn": artifact["model_package_arn"] or "",
+                "containers": [c["Image"] for c in containers],
                 "instance_type": s.instance_type, "autoscaling": autoscaling}
 
     def _prepare_update(self, endpoint_name: str, previous: str) -> Tuple[bool, bool]:

@@ -2,7 +2,8 @@
 
 Documents use ``{{Name}}`` placeholders (``{{Partition}}``, ``{{Region}}``,
 ``{{AccountId}}``, ``{{Bucket}}``, ``{{Prefix}}``, ``{{FeatureGroup}}``,
-``{{ModelPackageGroup}}``, ``{{EndpointName}}``, ``{{EndpointPrefix}}``, ``{{SnsTopicArn}}``, ``{{RoleArn}}``,
+``{{ModelPackageGroup}}``, ``{{EndpointName}}``, ``{{EndpointPrefix}}``, their ``{{AutoML...}}``
+counterparts for the AutoML variant, ``{{SnsTopicArn}}``, ``{{RoleArn}}``,
 ``{{AthenaWorkgroup}}``, ``{{AthenaResultsBucket}}``, ``{{AthenaResultsPrefix}}``) that
 ``render_policy`` fills from the stack config, so no account id is in the repo.
 
@@ -61,6 +62,9 @@ def policy_values(config: Mapping[str, Any]) -> Dict[str, str]:
         "ModelPackageGroup": config.get("model_package_group", "classification-model-group"),
         "EndpointName": config.get("endpoint_name", "classification-model-endpoint"),
         "EndpointPrefix": str(config.get("endpoint_name", "classification-model-endpoint"))[:34].rstrip("-"),
+        "AutoMLModelPackageGroup": config.get("automl_model_package_group", "classification-model-automl-group"),
+        "AutoMLEndpointName": config.get("automl_endpoint_name", "automl-classification-endpoint"),
+        "AutoMLEndpointPrefix": str(config.get("automl_endpoint_name", "automl-classification-endpoint"))[:34].rstrip("-"),
         "SnsTopicArn": config.get("sns_topic_arn") or f"arn:{partition(region)}:sns:{region}:"
                                                           f"{account_from_arn(config['role_arn'])}:none",
         "RoleArn": config["role_arn"], "AthenaWorkgroup": config.get("athena_workgroup", "primary"),

@@ -38,6 +38,7 @@ SERVING_ENVIRONMENT = {
     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
 }
+MAX_CONTAINERS = 15  # SageMaker's limit for one model / model package
 
 
 def fetch_bundle(uri: str, workdir: str | os.PathLike, region: str, profile: Optional[str] = None) -> Path:
@@ -111,8 +112,9 @@ def build_model_tarball(bundle_dir: str | os.PathLike, output: str | os.PathLike
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(members):
             _add(tar, name, members[name])
-    versions = json.loads(members[BUNDLE_FILE]).get("info", {}).get("library_versions", {})
-    return {"path": str(output), "bundle_sha256": sha256, "members": sorted(members), "library_versions": versions}
+    info = json.loads(members[BUNDLE_FILE]).get("info", {})
+    return {"path": str(output), "bundle_sha256": sha256, "members": sorted(members),
+            "library_versions": info.get("library_versions", {}), "info": info}
 
 
 def package_and_upload(bundle_uri: str, destination_uri: str, region: str, expected_sha256: Optional[str] = None,
@@ -132,9 +134,42 @@ def package_and_upload(bundle_uri: str, destination_uri: str, region: str, expec
             for name in (BUNDLE_FILE, ESTIMATOR_FILE):
                 uploaded.append(s3.upload_file(bundle_dir / name, s3.join(bundle_copy_uri, name), region, profile))
         return {"model_data_url": destination_uri, "bundle_sha256": built["bundle_sha256"], "members": built["members"],
-                "library_versions": built["library_versions"], "bundle_uri": bundle_copy_uri, "uploaded": uploaded}
+                "library_versions": built["library_versions"], "info": built["info"], "bundle_uri": bundle_copy_uri,
+                "uploaded": uploaded}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def serving_containers(info: Dict[str, object], image_uri: str, model_data_url: str,
+                       extra_environment: Optional[Dict[str, str]] = None) -> List[Dict[str, object]]:
+    """The containers, in order, that serve a bundle packaged at ``model_data_url``.
+
+    A bundle whose estimator runs in the process is served by our container alone. An
+    Autopilot bundle (``info["autopilot"]["inference_containers"]``: the best candidate's
+    containers, asked for probabilities) is a serial inference pipeline: our container
+    encoding the request, the candidate's containers, our container formatting the answer
+    (``churn.serving.inference_pipeline``). Both ends use the same archive and image.
+    """
+    from churn.serving.inference_pipeline import ENCODE, RESPOND, ROLE_ENV
+
+    def ours(role: Optional[str] = None) -> Dict[str, object]:
+        environment = {**SERVING_ENVIRONMENT, **(extra_environment or {}), **({ROLE_ENV: role} if role else {})}
+        return {"Image": image_uri, "ModelDataUrl": model_data_url, "Environment": environment}
+
+    autopilot = info.get("autopilot")
+    candidate = (autopilot.get("inference_containers") if isinstance(autopilot, dict) else None) or []
+    if not candidate:
+        return [ours()]
+    containers = [ours(ENCODE)]
+    for container in candidate:
+        if not container.get("Image"):
+            raise BundleError(f"the bundle's AutoML inference container {container} names no Image")
+        containers.append({k: v for k, v in (("Image", container["Image"]), ("ModelDataUrl", container.get("ModelDataUrl")),
+                                            ("Environment", dict(container.get("Environment") or {}))) if v})
+    containers.append(ours(RESPOND))
+    if len(containers) > MAX_CONTAINERS:
+        raise BundleError(f"{len(containers)} serving containers; SageMaker allows {MAX_CONTAINERS} per model")
+    return containers
 
 
 def extract_model_tarball(data: bytes, directory: str | os.PathLike) -> Path:

@@ -2,9 +2,12 @@
 
 A registered version is a model package with
 - InferenceSpecification: the region's scikit-learn serving image and model.tar.gz in S3
-  (bundle + ``code/``, see ``churn.aws.packaging``); the bundle's files are also stored as a
-  directory next to it (``bundle_uri``), which is the version's ``model_source_uri`` as on
-  every other registry (batch inference loads it);
+  (bundle + ``code/``, see ``churn.aws.packaging``); for an Autopilot bundle, the serial
+  inference pipeline ``packaging.serving_containers`` lays out (our container encoding,
+  the best candidate's containers, our container answering), so the package deploys as is.
+  The bundle's files are also stored as a directory next to the archive (``bundle_uri``),
+  which is the version's ``model_source_uri`` as on every other registry (batch inference
+  loads it);
 - ModelMetrics: evaluation.json in S3 (accuracy, precision, ...);
 - CustomerMetadataProperties: the lineage (MLflow run id, ZenML run id, data fingerprint,
   feature group and range, bundle sha256, ...). Values SageMaker cannot hold there (longer
@@ -118,6 +121,8 @@ class SageMakerModelRegistry:
                                                     bundle_sha256 or None, self.profile, s3.join(folder, "bundle"))
             uploaded.extend(packaged["uploaded"])
             bundle_sha256 = str(packaged["bundle_sha256"])
+            containers = packaging.serving_containers(packaged["info"], self.image_uri, packaged["model_data_url"],
+                                                      {"SAGEMAKER_REGION": self.region})
             mismatch = None if self._image_uri else packaging.image_mismatch(packaged["library_versions"], self.framework_version)
             if mismatch:
                 self.progress(mismatch)
@@ -128,7 +133,8 @@ class SageMakerModelRegistry:
             document_uri = s3.join(folder, "metadata.json")
             full = {k: "" if v is None else str(v) for k, v in metadata.items()}
             full.update(bundle_sha256=bundle_sha256, bundle_source_uri=bundle_uri, bundle_uri=packaged["bundle_uri"],
-                        model_data_url=packaged["model_data_url"], evaluation_uri=evaluation_uri)
+                        model_data_url=packaged["model_data_url"], evaluation_uri=evaluation_uri,
+                        serving_containers=" -> ".join(c["Image"].rsplit("/", 1)[-1] for c in containers))
             s3.upload_bytes(json.dumps(full, indent=2, sort_keys=True).encode(), document_uri, self.region,
                             self.profile, "application/json")
             uploaded.append(document_uri)
@@ -139,8 +145,8 @@ class SageMakerModelRegistry:
                     ModelPackageGroupName=group,
                     ModelPackageDescription=description[:1024],
                     InferenceSpecification={
-                        "Containers": [{"Image": self.image_uri, "ModelDataUrl": packaged["model_data_url"],
-                                        "Environment": packaging.SERVING_ENVIRONMENT, "Framework": "SKLEARN"}],
+                        "Containers": [{**c, "Framework": "SKLEARN"} if c["Image"] == self.image_uri else c
+                                       for c in containers],
                         "SupportedContentTypes": ["text/csv", "application/json"],
                         "SupportedResponseMIMETypes": ["text/csv", "application/json"],
                         "SupportedRealtimeInferenceInstanceTypes": self.instance_types,

@@ -55,11 +55,13 @@ class SageMakerStackSettings(BaseModel):
     autoscaling_max_capacity: int = Field(5, ge=1)
     target_invocations_per_instance: float = Field(70.0, gt=0)
     endpoint_name: str = Field("classification-model-endpoint", pattern=ENDPOINT_NAME)
+    automl_endpoint_name: str = Field("automl-classification-endpoint", pattern=ENDPOINT_NAME)
     inference_image_uri: Optional[str] = None
     sklearn_framework_version: str = "1.2-1"
     deploy_timeout_seconds: float = Field(1800.0, gt=0)
     # registry
     model_package_group: str = Field("classification-model-group", pattern=ENDPOINT_NAME)
+    automl_model_package_group: str = Field("classification-model-automl-group", pattern=ENDPOINT_NAME)
     approval_status: Literal["Approved", "PendingManualApproval", "Rejected"] = "PendingManualApproval"
     # feature store
     feature_group_name: str = Field("mlops_poc_churn_classification_feature",

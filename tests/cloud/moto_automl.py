@@ -26,6 +26,12 @@ anything. Here, reached over real HTTP through moto's server:
   the container's SAGEMAKER_INFERENCE_OUTPUT keys, formatted as Autopilot's containers do
   (``1,"[0.2, 0.8]","['0', '1']"``). Wrong column counts fail the job with a ClientError.
   ``StopTransformJob`` is added. ``transform_requests()`` returns the requests.
+- The candidate's container at an endpoint: ``candidate_container`` answers one real-time
+  request (header-less encoded CSV in; its keys out, as CSV or, for ``Accept:
+  application/json``, ``{"predictions": [...]}``). ``install`` registers it with
+  ``moto_extensions.CONTAINER_EMULATORS`` for the candidate's image, so an endpoint whose
+  model chains our containers around it answers over HTTP. It is a stand-in (Autopilot's
+  images cannot run here); everything else in the chain is our real code.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ ACCOUNT = DEFAULT_ACCOUNT_ID
 SECONDARY = ("Starting", "AnalyzingData", "FeatureEngineering", "ModelTuning", "GeneratingExplainabilityReport")
 SUPPORTED_KEYS = "predicted_label,probability,probabilities,labels"
 BEST = "WeightedEnsemble-L2-FULL-t1"
+IMAGE = "autogluon-inference"  # the best candidate's (emulated) inference image
 
 
 class _State:
@@ -207,7 +214,7 @@ def _complete(job: Any, tracked: dict, region: str) -> None:
                             "CandidateStepArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{job.auto_ml_job_name}-t1"}],
         "CandidateStatus": "Completed",
         "InferenceContainers": [{
-            "Image": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/autogluon-inference:1.1-cpu-py311",
+            "Image": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{IMAGE}:1.1-cpu-py311",
             "ModelDataUrl": url,
             "Environment": {"SAGEMAKER_INFERENCE_SUPPORTED": SUPPORTED_KEYS, "SAGEMAKER_INFERENCE_OUTPUT": "predicted_label",
                             "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv", "MODEL_NAME": BEST}}],
@@ -276,21 +283,47 @@ class _ClientError(Exception):
     pass
 
 
+def _values(keys: List[str], p: float) -> Dict[str, Any]:
+    label = "1" if p > 0.5 else "0"
+    values = {"predicted_label": label, "probability": float(max(p, 1 - p)),
+              "probabilities": [float(1 - p), float(p)], "labels": ["0", "1"]}
+    return {k: values[k] for k in keys}
+
+
 def _format(keys: List[str], proba: np.ndarray) -> str:
-    """Lines as Autopilot's classification containers write them for ``keys``."""
-    lines = []
-    for p in proba:
-        label = "1" if p > 0.5 else "0"
-        values = {"predicted_label": label, "probability": repr(float(max(p, 1 - p))),
-                  "probabilities": f'"[{float(1 - p)!r}, {float(p)!r}]"', "labels": "\"['0', '1']\""}
-        lines.append(",".join(values[k] for k in keys))
-    return "\n".join(lines) + "\n"
+    """CSV lines as Autopilot's classification containers write them for ``keys``."""
+    quoted = {"probabilities": lambda v: f'"[{v[0]!r}, {v[1]!r}]"', "labels": lambda v: "\"['0', '1']\"",
+              "probability": repr, "predicted_label": str}
+    return "".join(",".join(quoted[k](v) for k, v in _values(keys, p).items()) + "\n" for p in proba)
+
+
+def _format_json(keys: List[str], proba: np.ndarray) -> str:
+    """JSON as Autopilot's containers answer ``Accept: application/json``."""
+    return json.dumps({"predictions": [_values(keys, p) for p in proba]})
+
+
+def _estimator(url: str) -> Any:
+    import joblib
+
+    with STATE.lock:
+        if url not in STATE.models:
+            STATE.models[url] = joblib.load(io.BytesIO(_get(url)))
+        return STATE.models[url]
+
+
+def _score(estimator: Any, text: str, where: str) -> np.ndarray:
+    """P(class 1) for header-less numeric CSV rows, or a _ClientError naming what is wrong."""
+    try:
+        X = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2)
+    except ValueError as error:
+        raise _ClientError(f"{where} is not numeric CSV without a header: {error}") from None
+    if X.shape[1] != estimator.n_features_in_:
+        raise _ClientError(f"{where} has {X.shape[1]} columns; the model expects {estimator.n_features_in_}")
+    return estimator.predict_proba(X)[:, list(estimator.classes_).index(1)]
 
 
 def _run_transform(backend: Any, job: Any) -> str:
     """Score every input object with the model's last container; returns the (last) .out URI."""
-    import joblib
-
     model = backend._models.get(job.model_name)
     if model is None:
         raise _ClientError(f"model {job.model_name} does not exist")
@@ -298,7 +331,7 @@ def _run_transform(backend: Any, job: Any) -> str:
     last = containers[-1]
     keys = (last.get("Environment") or {}).get("SAGEMAKER_INFERENCE_OUTPUT", "predicted_label").split(",")
     try:
-        estimator = joblib.load(io.BytesIO(_get(last["ModelDataUrl"])))
+        estimator = _estimator(last["ModelDataUrl"])
     except KeyError:
         raise _ClientError(f"model artifact {last.get('ModelDataUrl')} not found") from None
     source = job.transform_input["DataSource"]["S3DataSource"]["S3Uri"]
@@ -306,19 +339,32 @@ def _run_transform(backend: Any, job: Any) -> str:
     output = job.transform_output["S3OutputPath"].rstrip("/")
     written = None
     for key, data in _objects(source).items():
-        text = data.decode("utf-8")
-        try:
-            X = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2)
-        except ValueError as error:
-            raise _ClientError(f"{key} is not numeric CSV without a header: {error}") from None
-        if X.shape[1] != estimator.n_features_in_:
-            raise _ClientError(f"{key} has {X.shape[1]} columns; the model expects {estimator.n_features_in_}")
-        proba = estimator.predict_proba(X)[:, list(estimator.classes_).index(1)]
+        proba = _score(estimator, data.decode("utf-8"), key)
         written = f"{output}/{key[len(source_prefix):].lstrip('/')}.out"
         _put(written, _format(keys, proba).encode())
     if written is None:
         raise _ClientError(f"no input objects under {source}")
     return written
+
+
+# -- the candidate's inference container, emulated (moto_extensions.CONTAINER_EMULATORS) -----
+def candidate_container(container: Dict[str, Any], body: bytes, content_type: str, accept: str) -> dict:
+    """One real-time request to the best candidate's container: encoded CSV rows in, its keys out."""
+    import base64
+
+    if (content_type or "").split(";")[0].strip() != "text/csv":
+        return {"status": 415, "message": f"Content type {content_type} is not supported; use text/csv"}
+    keys = (container.get("Environment") or {}).get("SAGEMAKER_INFERENCE_OUTPUT", "predicted_label").split(",")
+    try:
+        proba = _score(_estimator(container["ModelDataUrl"]), body.decode("utf-8"), "the request")
+    except KeyError:
+        return {"status": 500, "message": f"model artifact {container.get('ModelDataUrl')} not found"}
+    except _ClientError as error:
+        return {"status": 400, "message": str(error)}
+    if "application/json" in (accept or ""):
+        return {"status": 200, "body": base64.b64encode(_format_json(keys, proba).encode()).decode(),
+                "content_type": "application/json"}
+    return {"status": 200, "body": base64.b64encode(_format(keys, proba).encode()).decode(), "content_type": "text/csv"}
 
 
 # -- install --------------------------------------------------------------------------------
@@ -332,6 +378,9 @@ _ORIGINALS: Dict[str, Optional[Callable]] = {}
 
 
 def install() -> None:
+    from tests.cloud import moto_extensions
+
+    moto_extensions.CONTAINER_EMULATORS[IMAGE] = candidate_container
     for name, handler in _PATCHES.items():
         if name not in _ORIGINALS:
             _ORIGINALS[name] = getattr(SageMakerResponse, name, None)
@@ -339,6 +388,9 @@ def install() -> None:
 
 
 def uninstall() -> None:
+    from tests.cloud import moto_extensions
+
+    moto_extensions.CONTAINER_EMULATORS.pop(IMAGE, None)
     for name, original in list(_ORIGINALS.items()):
         if original is None:
             delattr(SageMakerResponse, name)

@@ -22,7 +22,10 @@ Added or fixed, all reached over real HTTP through a WSGI layer in front of moto
 - SageMaker runtime ``InvokeEndpoint`` (canned in moto): the endpoint's model.tar.gz is read
   from moto's S3 and run the way the scikit-learn container does, in a separate Python
   process that sees only the archive's ``code/`` (``inference.py`` -> model_fn, input_fn,
-  predict_fn, output_fn). That proves the archive is self-contained.
+  predict_fn, output_fn) and the container's Environment. That proves the archive is
+  self-contained. A model of several containers runs them in series, as an inference
+  pipeline does; images that are not ours run through a stand-in registered in
+  ``CONTAINER_EMULATORS`` (moto_automl registers Autopilot's).
 - Fault injection: ``inject_throttling("sagemaker:CreateModel", times=2)`` answers the next
   calls with the service's throttling error (``s3:PUT`` style keys for S3).
 - Athena runs no SQL in moto: ``queue_athena_result`` queues a result through moto's
@@ -91,6 +94,12 @@ STATE = _State()
 
 
 # -- test controls ----------------------------------------------------------------------
+def invocations() -> List[dict]:
+    """Every InvokeEndpoint so far: endpoint, model, containers (in the model), ran (how many ran), status."""
+    with STATE.lock:
+        return [dict(i) for i in STATE.invocations]
+
+
 def inject_throttling(key: str, times: int = 1) -> None:
     """Answer the next ``times`` calls of ``key`` ("<service>:<Operation>", S3: "s3:<METHOD>") with throttling."""
     with STATE.lock:
@@ -523,8 +532,14 @@ class ExtensionsApp:
         return _json_response(start_response, 200, {"Record": [
             {"FeatureName": n, "ValueAsString": latest[n]} for n in names if n in latest and n in kinds]})
 
-    # -- the scikit-learn serving container, emulated ------------------------------------
+    # -- the serving containers, emulated ----------------------------------------------
     def _invoke(self, environ, start_response, region: str, name: str):
+        """Run the endpoint's model: one container, or several in series (an inference pipeline).
+
+        As SageMaker does: the request's Content-Type goes to the first container, each
+        container's response Content-Type to the next, the Accept header to every one; a
+        container's error stops the request with a ModelError naming the container.
+        """
         backend = sagemaker_backends[ACCOUNT][region]
         endpoint = backend.endpoints.get(name)
         if endpoint is None:
@@ -534,22 +549,39 @@ class ExtensionsApp:
                                     f"Endpoint {name} is {endpoint.endpoint_status}, not InService.")
         config = backend.endpoint_configs[endpoint.endpoint_config_name]
         model = backend._models[config.production_variants[0]["ModelName"]]
-        url = model.primary_container["ModelDataUrl"]
-        body = _body(environ)
-        content_type = environ.get("CONTENT_TYPE", "text/csv")
+        containers = model.containers or [model.primary_container]
+        body, content_type = _body(environ), environ.get("CONTENT_TYPE", "text/csv")
         accept = environ.get("HTTP_ACCEPT", "text/csv")
-        result = run_container(self._model_dir(url), body, content_type, accept)
+        for index, container in enumerate(containers):
+            result = self._run(container, body, content_type, accept)
+            if result["status"] != 200:
+                break
+            body, content_type = base64.b64decode(result["body"]), result["content_type"]
         with STATE.lock:
-            STATE.invocations.append({"endpoint": name, "model": model.model_name, "model_data_url": url,
+            STATE.invocations.append({"endpoint": name, "model": model.model_name, "containers": len(containers),
+                                      "ran": index + 1, "model_data_url": containers[0].get("ModelDataUrl"),
                                       "status": result["status"]})
         if result["status"] != 200:
-            return _rest_json_error(start_response, 424, "ModelError", "Received client error from primary",
+            kind = "client" if 400 <= result["status"] < 500 else "server"
+            source = "primary" if len(containers) == 1 else f"container-{index + 1}"
+            return _rest_json_error(start_response, 424, "ModelError",
+                                    f"Received {kind} error ({result['status']}) from {source} with message "
+                                    f"\"{result['message']}\"",
                                     OriginalStatusCode=result["status"], OriginalMessage=result["message"],
                                     LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}")
-        data = base64.b64decode(result["body"])
-        start_response("200 OK", [("Content-Type", result["content_type"]), ("Content-Length", str(len(data))),
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
                                   ("x-Amzn-Invoked-Production-Variant", config.production_variants[0]["VariantName"])])
-        return [data]
+        return [body]
+
+    def _run(self, container: Dict[str, Any], body: bytes, content_type: str, accept: str) -> dict:
+        environment = dict(container.get("Environment") or {})
+        if "SAGEMAKER_PROGRAM" in environment:  # the scikit-learn container running our inference.py
+            return run_container(self._model_dir(container["ModelDataUrl"]), body, content_type, accept, environment)
+        image = container.get("Image", "")
+        handler = next((h for key, h in CONTAINER_EMULATORS.items() if key in image), None)
+        if handler is None:
+            return {"status": 500, "message": f"the emulator has no stand-in for image {image}"}
+        return handler(container, body, content_type, accept)
 
     def _model_dir(self, url: str) -> str:
         from churn.aws.packaging import extract_model_tarball
@@ -584,9 +616,13 @@ else:
 """
 
 
-def run_container(model_dir: str, body: bytes, content_type: str, accept: str) -> dict:
-    """Score a request as the scikit-learn container would: a fresh process that sees only code/."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+def run_container(model_dir: str, body: bytes, content_type: str, accept: str,
+                  environment: Optional[Dict[str, str]] = None) -> dict:
+    """Score a request as the scikit-learn container would: a fresh process that sees only code/.
+
+    ``environment`` is the container definition's Environment (e.g. CHURN_SERVING_ROLE).
+    """
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(environment or {})}
     with tempfile.TemporaryDirectory(prefix="container-cwd-") as cwd:
         process = subprocess.run(
             [sys.executable, "-P", "-s", "-c", CONTAINER, os.path.join(model_dir, "code"), model_dir],
@@ -595,6 +631,12 @@ def run_container(model_dir: str, body: bytes, content_type: str, accept: str) -
     if process.returncode != 0:
         return {"status": 500, "message": f"container failed: {process.stderr.strip()[-2000:]}"}
     return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+# Stand-ins for images that cannot run here (another model's containers, e.g. Autopilot's):
+# image substring -> handler(container, body, content_type, accept) returning
+# {"status", "body" (base64), "content_type"} or {"status", "message"}. moto_automl adds one.
+CONTAINER_EMULATORS: Dict[str, Callable[[Dict[str, Any], bytes, str, str], dict]] = {}
 
 
 class QuietRequestHandler(MotoRequestHandler):

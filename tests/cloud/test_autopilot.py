@@ -173,6 +173,38 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     assert deployment["deployed"] and deployment["endpoint_name"] == ENDPOINT
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment["endpoint_config_name"]
+
+    # the package and the endpoint's model are one serial pipeline: our container encoding the
+    # request, the best candidate's container, our container answering (same archive, two roles)
+    package = boto("sagemaker").describe_model_package(ModelPackageName=deployment["model_package_arn"])
+    chain = package["InferenceSpecification"]["Containers"]
+    served = boto("sagemaker").describe_model(ModelName=deployment["sagemaker_model_name"])["Containers"]
+    assert [c["Image"] for c in served] == [c["Image"] for c in chain] == deployment["containers"]
+    assert [c["Environment"].get("CHURN_SERVING_ROLE") for c in served] == ["encode", None, "respond"]
+    assert served[0]["ModelDataUrl"] == served[2]["ModelDataUrl"] == deployment["model_data_url"]
+    assert served[1]["ModelDataUrl"] == container["ModelDataUrl"]
+    assert served[1]["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == ",".join(INFERENCE_KEYS)
+
+    # raw rows with a header (ids and extra columns included) get the candidate's predictions
+    # back in our contract; JSON adds the probabilities; bad input is a 4xx naming the column
+    deployer = autopilot_stack.model_deployer
+    rows = test_set.iloc[:20]
+    candidate = moto_automl.candidate_model(job).predict_proba(bundle.preprocessor.transform(rows)[0])[:, 1]
+    response = deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode())
+    assert response.status_code == 200 and response.headers["Content-Type"] == "text/csv"
+    assert response.text.splitlines() == [str(int(p > 0.5)) for p in candidate]
+    answer = json.loads(deployer.invoke(ENDPOINT, rows.to_json(orient="records").encode(), "application/json",
+                                        probabilities=True).text)
+    assert answer["predictions"] == [int(p > 0.5) for p in candidate]
+    np.testing.assert_allclose(answer["probabilities"], candidate, rtol=0, atol=1e-9)
+    missing = deployer.invoke(ENDPOINT, rows.drop(columns=["tenure_months"]).to_csv(index=False).encode())
+    assert missing.status_code == 400 and "tenure_months" in missing.text
+    bad = rows.astype({"monthly_charges": object})
+    bad.iloc[3, bad.columns.get_loc("monthly_charges")] = "lots"
+    wrong = deployer.invoke(ENDPOINT, bad.to_csv(index=False).encode())
+    assert wrong.status_code == 400 and "monthly_charges" in wrong.text and "row 4" in wrong.text
+    calls = [(i["containers"], i["ran"], i["status"]) for i in emulator.invocations() if i["endpoint"] == ENDPOINT]
+    assert calls == [(3, 3, 200), (3, 3, 200), (3, 1, 400), (3, 1, 400)]  # bad input stops at the first container
     assert read_inbox() == []
 
 

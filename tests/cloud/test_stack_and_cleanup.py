@@ -15,6 +15,7 @@ from tests.cloud.conftest import ACCOUNT, BUCKET, PREFIX, REGION, ROLE_ARN, boto
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINT = "classification-model-endpoint"
 MODEL = "classification-model-group"
+AUTOML_ENDPOINT, AUTOML_MODEL = "automl-classification-endpoint", "classification-model-automl-group"
 
 
 def test_recipe_is_idempotent_and_updates_changed_components(moto_server, sagemaker_stack):
@@ -157,6 +158,10 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
     deployer = sagemaker_stack.model_deployer
     deployer.deploy_bundle(ENDPOINT, MODEL, version.version, str(tmp_path / "bundle"), sha256)
     deployer.deploy_bundle(ENDPOINT, MODEL, version.version, str(tmp_path / "bundle"), sha256)
+    automl_version = sagemaker_stack.model_registry.register_model_version(   # the AutoML variant's names
+        name=AUTOML_MODEL, model_source_uri=str(tmp_path / "bundle"),
+        metadata=ModelRegistryModelMetadata(approval_status="Approved", bundle_sha256=sha256))
+    deployer.deploy_bundle(AUTOML_ENDPOINT, AUTOML_MODEL, automl_version.version, str(tmp_path / "bundle"), sha256)
     scheduler, events = boto("scheduler"), boto("events")
     target = {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/churn-rf-training-x", "RoleArn": ROLE_ARN}
     for schedule in ("churn-rf-training-0123456789abcdef", "someone-elses-schedule"):
@@ -169,14 +174,16 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
     settings = cleanup_settings(stack_settings(stack_config()))
     planned = [str(r) for r in plan_cleanup(settings)]
     assert f"endpoint {ENDPOINT}" in planned and "schedule churn-rf-training-0123456789abcdef" in planned
+    assert f"endpoint {AUTOML_ENDPOINT}" in planned
     assert "eventbridge rule churn-rf-training-monthly" in planned
-    assert sum(line.startswith("endpoint config + model") for line in planned) == 2
+    assert sum(line.startswith("endpoint config + model") for line in planned) == 3
     assert not any("someone-elses" in line or "model package" in line or "s3" in line for line in planned)
 
     removed = cleanup(settings, progress=lambda _: None)
     assert f"autoscaling target of endpoint {ENDPOINT}" in removed and f"endpoint {ENDPOINT}" in removed
-    assert sum(line.startswith("endpoint config ") for line in removed) == 2
-    assert sum(line.startswith("model ") for line in removed) == 2
+    assert f"endpoint {AUTOML_ENDPOINT}" in removed
+    assert sum(line.startswith("endpoint config ") for line in removed) == 3
+    assert sum(line.startswith("model ") for line in removed) == 3
     sagemaker = boto("sagemaker")
     assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
     assert sagemaker.list_models()["Models"] == []
@@ -186,6 +193,7 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
 
     everything = cleanup_settings(stack_settings(stack_config()), include_registry=True, include_s3=True)
     removed = cleanup(everything, progress=lambda _: None)
+    assert f"model package group {AUTOML_MODEL}" in removed
     assert f"model package group {MODEL}" in removed and any(line.endswith(f"under s3://{BUCKET}/{PREFIX}/") for line in removed)
     assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
     keys = [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
