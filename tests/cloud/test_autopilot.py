@@ -99,7 +99,7 @@ def _run(endpoint_url: str, **overrides):
 # -- the pipeline on Autopilot ----------------------------------------------------------
 
 def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_registers_and_deploys(
-        autopilot, sns_inbox, autopilot_stack):
+        autopilot, sns_inbox, autopilot_stack, tmp_path):
     from churn.evaluation import classification_metrics
 
     _, read_inbox = sns_inbox
@@ -206,6 +206,17 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     calls = [(i["containers"], i["ran"], i["status"]) for i in emulator.invocations() if i["endpoint"] == ENDPOINT]
     assert calls == [(3, 3, 200), (3, 3, 200), (3, 1, 400), (3, 1, 400)]  # bad input stops at the first container
     assert read_inbox() == []
+
+    # batch inference with the registered version: its bundle from S3, scored by ONE transform job
+    from churn.batch import fetch_bundle, score_in_chunks
+
+    registered = fetch_bundle(version.model_source_uri, tmp_path / "registered",
+                              expected_sha256=version.metadata.model_dump()["bundle_sha256"])
+    before = len(moto_automl.transform_requests())
+    scored = pd.concat(score_in_chunks(registered, test_set, 25, GROUP, "1", "batch-run"))
+    assert len(moto_automl.transform_requests()) == before + 1
+    everything = moto_automl.candidate_model(job).predict_proba(matrix)[:, 1]
+    np.testing.assert_allclose(scored["probability"].to_numpy(), everything, rtol=0, atol=1e-12)
 
 
 def test_a_failed_autopilot_job_fails_the_step_with_its_reason_and_one_alert(autopilot, sns_inbox, autopilot_stack):
