@@ -8,13 +8,16 @@ and is reported. The state is plain data (JSON), so the endpoint needs no pickle
 
 ``transform`` takes a mapping of column -> values (a DataFrame, parsed CSV columns or
 JSON records), so training, evaluation, the endpoint and batch scoring share one code path.
+Large CSV batches arrive as ``ArrowColumns``; for those ``transform`` first tries a
+vectorised fast path and falls back to the per-value code, which alone defines results
+and error messages.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -66,6 +69,86 @@ def to_float(values: Sequence[Any], column: str) -> np.ndarray:
     return out
 
 
+# Bytes a plain decimal literal is made of ("-12.5e+3"): no whitespace, no letters but e/E
+# (so no 'nan', 'inf', '0x..'), no '_' (float() and numpy accept "1_0", Arrow does not).
+_DECIMAL_BYTES = np.zeros(256, dtype=bool)
+_DECIMAL_BYTES[list(b"0123456789+-.eE")] = True
+
+
+class ArrowColumns(Mapping):
+    """The columns of a pyarrow table of text (the large-CSV parser's result) as a mapping.
+
+    ``columns[name]`` is what the parser returned before: an object array of ``str`` (made
+    on first access). ``transform`` reads ``arrow(name)`` instead, which skips making a
+    Python string per cell.
+    """
+
+    def __init__(self, table: Any):
+        # table.column() per name, as the parser always did (a repeated name raises KeyError)
+        self._arrays = {name: table.column(name) for name in table.column_names}
+        self._numpy: Dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        values = self._numpy.get(name)
+        if values is None:
+            values = self._numpy[name] = self._arrays[name].to_numpy(zero_copy_only=False)
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._arrays
+
+    def arrow(self, name: str) -> Any:
+        """The column as a pyarrow ChunkedArray."""
+        return self._arrays[name]
+
+
+def _plain_text(array: Any) -> Any:
+    """One pyarrow StringArray without nulls, or None for anything else."""
+    import pyarrow as pa
+
+    if array.null_count or not pa.types.is_string(array.type):
+        return None
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _fast_float(array: Any) -> Optional[np.ndarray]:
+    """``to_float`` of a column of text cells that are all plain decimal literals or empty.
+
+    Arrow parses decimal literals correctly rounded, as float() and numpy do, so the numbers
+    are bit-for-bit those of ``to_float``; empty cells are missing (NaN) there too. Returns
+    None (use ``to_float``) for anything else: whitespace, other missing markers, text, NaN,
+    infinity, overflow.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = _plain_text(array)
+    if text is None:
+        return None
+    _, offset_buffer, data_buffer = text.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
+    if data_buffer is not None:
+        data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
+        if not _DECIMAL_BYTES[data].all():
+            return None
+    empty = offsets[1:] == offsets[:-1]
+    if empty.any():
+        text = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), text)
+    try:
+        numbers = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False, writable=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if np.isinf(numbers).any() or np.count_nonzero(np.isnan(numbers)) != np.count_nonzero(empty):
+        return None
+    return numbers
+
+
 @dataclass
 class Preprocessor:
     """Fitted preprocessing state: medians, category classes and feature order."""
@@ -107,10 +190,21 @@ class Preprocessor:
         missing = [c for c in self.feature_order if c not in columns]
         if missing:
             raise MissingColumnsError(missing)
-        n_rows = len(columns[self.feature_order[0]])
+        # Arrow columns (a large CSV batch) try the vectorised fast path first. It handles
+        # only input whose result it can match bit for bit and gives up on anything else,
+        # so the per-value code below stays the source of truth, and of every error message.
+        arrow = columns.arrow if isinstance(columns, ArrowColumns) else None
+        n_rows = len(arrow(self.feature_order[0]) if arrow is not None else columns[self.feature_order[0]])
         matrix = np.empty((n_rows, len(self.feature_order)), dtype=np.float64)
         unseen: Dict[str, List[str]] = {}
         for j, column in enumerate(self.feature_order):
+            if arrow is not None and len(arrow(column)) == n_rows:
+                fast = self._fast_column(column, arrow(column))
+                if fast is not None:
+                    matrix[:, j], novel = fast
+                    if novel:
+                        unseen[column] = novel
+                    continue
             values = columns[column]
             if len(values) != n_rows:
                 raise InputError(f"column '{column}' has {len(values)} values, expected {n_rows}")
@@ -127,6 +221,25 @@ class Preprocessor:
                 if novel:
                     unseen[column] = novel
         return matrix, unseen
+
+    def _fast_column(self, column: str, array: Any) -> Optional[Tuple[np.ndarray, List[str]]]:
+        """One column's values and unseen categories from Arrow text, or None to take the exact path."""
+        if column in self.medians:
+            numbers = _fast_float(array)
+            if numbers is None:
+                return None
+            numbers[np.isnan(numbers)] = self.medians[column]
+            if (np.abs(numbers) > _FLOAT32_MAX).any():
+                return None  # the exact path raises the out-of-range error
+            return numbers, []
+        text = _plain_text(array)
+        if text is None:
+            return None
+        # _encode on the distinct strings only, then spread to the rows: the same lookup
+        # per distinct value, and the same set of unseen ones, as _encode on every row
+        encoded = text.dictionary_encode()
+        codes, novel = self._encode(column, encoded.dictionary.to_numpy(zero_copy_only=False))
+        return codes[encoded.indices.to_numpy()], novel
 
     def _encode(self, column: str, values: Sequence[Any]) -> Tuple[np.ndarray, List[str]]:
         codes = {name: float(i) for i, name in enumerate(self.classes[column])}

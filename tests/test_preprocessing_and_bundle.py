@@ -1,3 +1,8 @@
+import csv
+import io
+import json
+import random
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,3 +87,172 @@ def test_out_of_range_numbers_and_non_scalars_are_input_errors():
         pre.transform({"age": ["1e309"], "plan": ["a"]})
     with pytest.raises(InputError, match="column 'plan' row 2: .* is not a single value"):
         pre.transform({"age": [1, 2], "plan": ["a", ["x"]]})
+
+
+# -- large CSV batches: the Arrow fast path equals the exact per-value path ------------------
+
+_NUMBER_CELLS = [
+    "", " ", "  7 ", "\t3", "nan", "NaN", "-nan", "NA", "null", "None", "?", "N/A", "1_000", "+5", "-0", "0", "007",
+    "1e3", "1E-3", ".5", "5.", "-.5e+2", "1e309", "-1e309", "1e-400", "5e-324", "3.4028234663852886e38", "3.4028235e38",
+    "-3.5e38", "123456789012345678901234567890", "0.1000000000000000055511151231257827021181583404541015625", "inf",
+    "-Infinity", "lots", "١٢", "1e", "--1", "1.5.2", "0x10", "2.5e-3", "1,5",
+]
+_CLEAN_NUMBER_CELLS = ["", "0", "-0", "12", "70.5", "+3", ".25", "1e3", "99999999999999999999", "4.4e-310", "0.30000000000000004"]
+_CATEGORY_CELLS = ["a", "b", " a", "A", "", " ", "NA", "na ", "nan", "null", "None", "?", "Unknown", "unknown", "zzz",
+                   "ünï", "b ", " c", "c", "x,y", 'q"uote']
+
+
+def _tricky_preprocessor() -> Preprocessor:
+    """Classes include a missing marker ('NA') and a padded name (' c'), which must not shortcut."""
+    frame = pd.DataFrame({"age": [30.0, None, 50, 70, 20, 40], "charges": [1.5, 2.5, None, 4.0, 5.0, 6.0],
+                          "plan": ["b", "a", None, "b", "NA", " c"], "churn": [0, 1, 0, 1, 0, 1]})
+    pre = Preprocessor.fit(frame, "churn")
+    assert pre.classes == {"plan": [" c", "NA", "Unknown", "a", "b"]}
+    return pre
+
+
+def _csv(header, rows) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def _outcome(pre, columns):
+    try:
+        matrix, unseen = pre.transform(columns)
+    except InputError as error:
+        return type(error), str(error)
+    return matrix.shape, matrix.tobytes(), unseen
+
+
+def _fast_and_exact(pre, body: bytes):
+    """transform of the large-CSV parse (fast path) and of the same cells as object arrays of str,
+    which is what that parser returned before (the exact path)."""
+    from churn.serving.protocol import _parse_large_csv
+
+    exact_columns = dict(_parse_large_csv(body).items())
+    return _outcome(pre, _parse_large_csv(body)), _outcome(pre, exact_columns)
+
+
+def test_large_csv_columns_read_as_before():
+    from churn.serving.protocol import _parse_large_csv
+
+    columns = _parse_large_csv(_csv(["age", "plan", "x"], [["1", "", " a "], ["", "NA", "2"]]))
+    assert list(columns) == ["age", "plan", "x"] and len(columns) == 3 and "plan" in columns and "y" not in columns
+    for name, expected in {"age": ["1", ""], "plan": ["", "NA"], "x": [" a ", "2"]}.items():
+        values = columns[name]
+        assert values.dtype == object and values.tolist() == expected and all(type(v) is str for v in values)
+
+
+def test_fast_path_equals_exact_path_on_tricky_cells():
+    pre = _tricky_preprocessor()
+    rng = random.Random(7)
+    fast_ok = 0
+    for _ in range(600):
+        clean = rng.random() < 0.5  # half the batches only hold cells the fast path takes
+        numbers = _CLEAN_NUMBER_CELLS if clean else _NUMBER_CELLS
+        categories = _CATEGORY_CELLS[:rng.randrange(1, len(_CATEGORY_CELLS) + 1)]
+        rows = [[rng.choice(numbers), rng.choice(_CLEAN_NUMBER_CELLS if rng.random() < 0.9 else numbers),
+                 rng.choice(categories), rng.choice(["x", "1"])] for _ in range(rng.randrange(1, 40))]
+        fast, exact = _fast_and_exact(pre, _csv(["age", "charges", "plan", "extra"], rows))
+        assert fast == exact, rows
+        fast_ok += len(fast) == 3
+    assert fast_ok > 200  # plenty of batches were scored, not only refused
+
+
+def test_fast_path_numbers_are_bit_identical_and_skip_python_objects(monkeypatch):
+    from churn.preprocessing import ArrowColumns
+    from churn.serving.protocol import _parse_large_csv
+
+    rng = random.Random(11)
+
+    def literal() -> str:  # decimal literals of all shapes, within float32 range
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(0, 21)))
+        fraction = "".join(rng.choice("0123456789") for _ in range(rng.randrange(0, 21)))
+        if not digits and not fraction:
+            return rng.choice(["", "0", "-0", "1."])
+        text = rng.choice(["", "-", "+"]) + digits + ("." + fraction if fraction or rng.random() < 0.2 else "")
+        if rng.random() < 0.5:
+            exponent = rng.choice(["", "+"]) + str(rng.randrange(16)) if rng.random() < 0.5 else "-" + str(rng.randrange(340))
+            text += rng.choice("eE") + exponent.zfill(rng.choice([1, 3]))
+        return text
+
+    cells = [literal() for _ in range(20_000)]
+    pre = _tricky_preprocessor()
+    body = _csv(["age", "charges", "plan"], [[c, "1", rng.choice(["a", "b", "", "NA", "new"])] for c in cells])
+    fast, exact = _fast_and_exact(pre, body)
+    assert fast == exact and len(fast) == 3
+    assert fast[2] == {"plan": ["new"]}
+    # and the fast path took every column: no object array of Python strings was made
+    monkeypatch.setattr(ArrowColumns, "__getitem__", lambda self, name: pytest.fail(f"exact path for {name}"))
+    assert _outcome(pre, _parse_large_csv(body)) == exact
+
+
+def test_large_csv_errors_and_predictions_are_unchanged(trained_bundle):
+    from churn.serving import protocol
+
+    bundle, split = trained_bundle
+    features = bundle.feature_order
+    frame = pd.concat([split.test[features]] * 2, ignore_index=True)
+    body = frame.to_csv(index=False).encode()
+    assert len(body) > protocol.LARGE_CSV_BYTES
+    columns = protocol.parse_request(body, "text/csv")
+    exact = {name: columns[name] for name in columns}  # object arrays of str, as the parser returned before
+    fast_proba, fast_unseen = bundle.predict_proba(protocol.parse_request(body, "text/csv"))
+    exact_proba, exact_unseen = bundle.predict_proba(exact)
+    assert fast_proba.tobytes() == exact_proba.tobytes() and fast_unseen == exact_unseen
+
+    def message(changed: pd.DataFrame) -> str:
+        with pytest.raises(protocol.RequestError) as error:
+            protocol.predict(bundle, protocol.parse_request(changed.to_csv(index=False).encode(), "text/csv"))
+        assert error.value.status == 400
+        return error.value.message
+
+    def with_cell(column: str, row: int, text: str) -> pd.DataFrame:
+        changed = frame.astype(object)
+        changed.loc[row, column] = text
+        return changed
+
+    assert message(with_cell("monthly_charges", 3, "lots")) == "column 'monthly_charges' row 4: 'lots' is not a number"
+    assert message(with_cell("age", 900, "1e309")) == "column 'age' row 901: '1e309' is out of range"
+    assert message(with_cell("tenure_months", 5, "-4e38")) == "column 'tenure_months' row 6: '-4e38' is out of range"
+    assert message(frame.drop(columns=["tech_support", "age"])) == "missing required column(s): age, tech_support"
+    # missing markers and unseen categories in a large batch: same numbers, same unseen report
+    odd = frame.astype(object).copy()
+    odd.loc[::7, "total_charges"] = ""
+    odd.loc[::11, "age"] = " NaN "
+    odd.loc[::13, "contract_type"] = "Weekly"
+    odd.loc[::17, "payment_method"] = "null"
+    odd.loc[::19, "internet_service"] = " DSL"
+    body = odd.to_csv(index=False).encode()
+    columns = protocol.parse_request(body, "text/csv")
+    exact = {name: columns[name] for name in columns}
+    fast_proba, fast_unseen = bundle.predict_proba(protocol.parse_request(body, "text/csv"))
+    exact_proba, exact_unseen = bundle.predict_proba(exact)
+    assert fast_proba.tobytes() == exact_proba.tobytes()
+    assert fast_unseen == exact_unseen == {"contract_type": ["Weekly"], "internet_service": [" DSL"]}
+
+
+def test_json_records_of_mixed_types_score_like_the_same_cells_in_a_large_csv():
+    from churn.serving.protocol import _parse_json, _parse_large_csv
+
+    pre = _tricky_preprocessor()
+    records = [{"age": 30, "charges": "2.5", "plan": "a"}, {"age": "40", "charges": None, "plan": None},
+               {"age": 50.5, "charges": "", "plan": "NA"}, {"age": None, "charges": " 7 ", "plan": " c"},
+               {"age": "", "charges": "nan", "plan": "zzz"}, {"age": 1e3, "charges": "1e3", "plan": ""},
+               {"age": -0.0, "charges": 12345678901234567890, "plan": "null"}]
+    cells = [["30", "2.5", "a"], ["40", "", ""], ["50.5", "", "NA"], ["", " 7 ", " c"], ["", "nan", "zzz"],
+             ["1000.0", "1e3", ""], ["-0.0", "12345678901234567890", "null"]]
+    from_json = _outcome(pre, _parse_json(json.dumps(records).encode()))
+    from_csv = _outcome(pre, _parse_large_csv(_csv(["age", "charges", "plan"], cells)))
+    assert from_json == from_csv
+    matrix = np.frombuffer(from_json[1]).reshape(from_json[0])
+    assert matrix.tolist() == [[30.0, 2.5, 3.0], [40.0, 4.0, 2.0], [50.5, 4.0, 2.0], [40.0, 7.0, 0.0],
+                               [40.0, 4.0, 0.0], [1000.0, 1000.0, 2.0], [-0.0, 12345678901234567890.0, 2.0]]
+    assert from_json[2] == {"plan": ["zzz"]}
+    # a non-scalar in a JSON record is still refused with the same message
+    records[2]["plan"] = ["x"]
+    assert _outcome(pre, _parse_json(json.dumps(records).encode())) == (
+        InputError, "column 'plan' row 3: \"['x']\" is not a single value")

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from churn.bundle import ModelBundle
-from churn.preprocessing import InputError
+from churn.preprocessing import ArrowColumns, InputError
 
 
 class RequestError(Exception):
@@ -41,8 +41,12 @@ class Prediction:
 LARGE_CSV_BYTES = 64 * 1024
 
 
-def _parse_large_csv(body: bytes) -> Dict[str, Any]:
-    """Arrow's C++ CSV reader for big batches: every column as text, as the small path."""
+def _parse_large_csv(body: bytes) -> ArrowColumns:
+    """Arrow's C++ CSV reader for big batches: every column as text, as the small path.
+
+    The columns stay Arrow arrays (``ArrowColumns``): the preprocessor encodes them without
+    a Python object per cell, and they become object arrays of str only when read as such.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -62,7 +66,7 @@ def _parse_large_csv(body: bytes) -> Dict[str, Any]:
         raise RequestError(400, f"malformed CSV: {str(error)[:300]}") from None
     if table.num_rows == 0:
         raise RequestError(400, "CSV has a header row but no data rows")
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    return ArrowColumns(table)
 
 
 def _check_header(names: List[str]) -> List[str]:
