@@ -70,6 +70,22 @@ def test_whole_test_set_matches_the_bundle_to_1e9(endpoint):
     assert body["predictions"] == bundle.label(expected).tolist()
 
 
+def test_large_batches_read_the_header_as_small_ones_do(endpoint):
+    from churn.serving.protocol import LARGE_CSV_BYTES
+
+    server, bundle, split, _ = endpoint
+    rows = pd.concat([split.test[FEATURES]] * 3, ignore_index=True)
+    body = rows.to_csv(index=False)
+    spaced = ", ".join(f" {name} " for name in FEATURES) + body[body.index("\n"):]
+    assert len(spaced.encode()) > LARGE_CSV_BYTES  # the Arrow path
+    response = post(server, spaced)
+    assert response.status_code == 200, response.text
+    assert response.text.splitlines() == [str(v) for v in bundle.predict(rows)]
+    spans = 'age,"tenure\nmonths",' + body[body.index(",", body.index("monthly")) + 1:]
+    refused = post(server, spans)
+    assert refused.status_code == 400 and "quoted header cell spans lines" in refused.text
+
+
 def test_json_records_and_dataframe_split(endpoint):
     server, bundle, split, _ = endpoint
     rows = split.test.iloc[:5][FEATURES]

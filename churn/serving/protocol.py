@@ -51,14 +51,16 @@ def _parse_large_csv(body: bytes) -> ArrowColumns:
     import pyarrow.csv as pacsv
 
     first_line = body.split(b"\n", 1)[0]
+    if first_line.count(b'"') % 2:
+        raise RequestError(400, "malformed CSV header: a quoted header cell spans lines")
     try:
         header = _check_header(next(csv.reader([first_line.decode("utf-8-sig")]), []))
     except (UnicodeDecodeError, csv.Error) as error:
         raise RequestError(400, f"malformed CSV header: {error}") from None
     try:
-        table = pacsv.read_csv(
+        table = pacsv.read_csv(  # the header as parsed above (names stripped, as the small path)
             io.BytesIO(body),
-            read_options=pacsv.ReadOptions(use_threads=False),
+            read_options=pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1),
             convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                                  strings_can_be_null=False),
         )
