@@ -139,6 +139,7 @@ def model_card_html(registration: Dict[str, Any], report: Dict[str, Any], verdic
          if registered else f"not registered: {registration.get('reason')}"),
         ("bundle sha256", registration.get("sha256", "-")),
         ("MLflow run", registration.get("mlflow_run_id", "-")),
+        ("trained in MLflow run", registration.get("trained_in_mlflow_run_id", "-")),
         ("ZenML run", registration.get("zenml_run_id", "-")),
     ]
     link = ""

@@ -13,9 +13,10 @@ from churn.evaluation import EvaluationReport, check_quality
 from churn.training import evaluate_bundle
 from materializers.evaluation_materializer import EvaluationReportMaterializer
 from stacks.local import EXPERIMENT_TRACKER
+from steps.caching import TRAINING_CACHE
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, output_materializers=EvaluationReportMaterializer)
+@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE, output_materializers=EvaluationReportMaterializer)
 def evaluate(
     model_bundle: ModelBundle, test_set: pd.DataFrame, gate_metric: Optional[str] = None, threshold: Optional[float] = None,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:

@@ -7,9 +7,10 @@ from typing import Annotated
 from zenml import log_metadata, step
 
 from churn.evaluation import check_quality
+from steps.caching import TRAINING_CACHE
 
 
-@step
+@step(cache_policy=TRAINING_CACHE)
 def gate(evaluation_report: dict, metric: str, threshold: float) -> Annotated[dict, "gate_verdict"]:
     """Pass when ``metric >= threshold`` (spec default: accuracy >= 0.5); register/deploy follow only then."""
     verdict = check_quality(evaluation_report, metric, threshold)

@@ -10,9 +10,10 @@ from zenml.types import HTMLString
 
 from churn.preprocessing import Preprocessor, split_train_test
 from churn.report_html import data_profile_html
+from steps.caching import TRAINING_CACHE
 
 
-@step
+@step(cache_policy=TRAINING_CACHE)
 def preprocess(
     raw_features: pd.DataFrame, target_column: str, test_size: float, random_state: int
 ) -> Tuple[

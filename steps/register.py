@@ -39,6 +39,10 @@ def register(
         return registration, HTMLString(model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info))
     context = get_step_context()
     run = mlflow.active_run()
+    trained_in = model_bundle.info.get("mlflow_run_id") or run.info.run_id
+    if trained_in != run.info.run_id:  # training reused from an earlier run (ZenML cache: same data and code)
+        mlflow.log_metrics({k: v for k, v in evaluation_report.items() if isinstance(v, float)})
+        print(f"Training and evaluation reused from MLflow run {trained_in} (unchanged data and code)")
     with tempfile.TemporaryDirectory() as tmp:
         sha256 = model_bundle.save(f"{tmp}/bundle")
         mlflow.log_artifacts(f"{tmp}/bundle", "bundle")
@@ -47,6 +51,7 @@ def register(
         "approval_status": approval_status,
         "bundle_sha256": sha256,
         "mlflow_run_id": run.info.run_id,
+        "trained_in_mlflow_run_id": trained_in,
         "feature_group": feature_query["feature_group"],
         "customer_id_range": f"{feature_query['customer_id_start']}-{feature_query['customer_id_end']}",
         "as_of": feature_query.get("as_of") or "",
@@ -66,10 +71,11 @@ def register(
     )
     registry.update_model_version(name=model_name, version=version.version, stage=APPROVAL_STAGES[approval_status])
     mlflow.set_tags({"registered_model": model_name, "registered_model_version": version.version,
-                     "approval_status": approval_status})
+                     "approval_status": approval_status, "trained_in_mlflow_run_id": trained_in})
     registration = {"registered": True, "model_name": model_name, "version": str(version.version),
                     "bundle_uri": bundle_uri, "sha256": sha256, "approval_status": approval_status,
-                    "mlflow_run_id": run.info.run_id, "zenml_run_id": str(context.pipeline_run.id)}
+                    "mlflow_run_id": run.info.run_id, "trained_in_mlflow_run_id": trained_in,
+                    "zenml_run_id": str(context.pipeline_run.id)}
     log_metadata(metadata={"registration": registration})
     print(f"Registered {model_name} version {version.version} ({approval_status})")
     card = model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info,

@@ -9,9 +9,12 @@ from zenml import step
 from zenml.client import Client
 
 from churn.feature_query import FeatureQuery, fingerprint
+from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
 
 
-@step(enable_cache=False)  # always read the store: new ingests must be seen
+# Always read the store (new ingests must be seen); the records carry a content hash, so the
+# steps after this one stay cached while the data is unchanged.
+@step(enable_cache=False, output_materializers={"raw_features": ContentHashedDataFrameMaterializer})
 def source_features(
     feature_group_name: str, customer_id_start: int, customer_id_end: int, as_of: Optional[str] = None
 ) -> Tuple[Annotated[pd.DataFrame, "raw_features"], Annotated[dict, "feature_query"]]:

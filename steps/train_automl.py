@@ -15,6 +15,7 @@ from churn.feature_query import training_lineage
 from churn.preprocessing import Preprocessor
 from materializers.bundle_materializer import ModelBundleMaterializer
 from stacks.local import EXPERIMENT_TRACKER
+from steps.caching import TRAINING_CACHE
 
 # The stack label naming the AutoML engine (absent: the local in-process engine).
 ENGINE_LABEL = "automl_engine"
@@ -26,7 +27,7 @@ def stack_automl_engine() -> Optional[str]:
     return labels.get(ENGINE_LABEL)
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, output_materializers=ModelBundleMaterializer)
+@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE, output_materializers=ModelBundleMaterializer)
 def train_automl(
     train_set: pd.DataFrame, preprocessor: dict, automl_settings: dict, feature_query: dict
 ) -> Annotated[ModelBundle, "model_bundle"]:
@@ -39,7 +40,7 @@ def train_automl(
         feature_query: Lineage of the training data (feature group, range, fingerprint).
     """
     settings = AutoMLSettings.from_dict(automl_settings)
-    lineage = training_lineage(feature_query)
+    lineage = training_lineage(feature_query, mlflow.active_run().info.run_id)
     bundle = run_automl(train_set, Preprocessor.from_dict(preprocessor), settings, engine=stack_automl_engine(), info=lineage)
     automl = bundle.info["automl"]
     mlflow.log_params({

@@ -14,14 +14,15 @@ from churn.preprocessing import Preprocessor
 from churn.training import train_random_forest
 from materializers.bundle_materializer import ModelBundleMaterializer
 from stacks.local import EXPERIMENT_TRACKER
+from steps.caching import TRAINING_CACHE
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, output_materializers=ModelBundleMaterializer)
+@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE, output_materializers=ModelBundleMaterializer)
 def train_rf(
     train_set: pd.DataFrame, preprocessor: dict, hyperparameters: dict, random_state: int, feature_query: dict
 ) -> Annotated[ModelBundle, "model_bundle"]:
     """Fit RandomForest with the configured hyperparameters; the bundle carries the preprocessing."""
-    lineage = training_lineage(feature_query)
+    lineage = training_lineage(feature_query, mlflow.active_run().info.run_id)
     bundle = train_random_forest(train_set, Preprocessor.from_dict(preprocessor), hyperparameters, random_state, lineage)
     mlflow.log_params({**hyperparameters, "model_type": "random_forest", "random_state": random_state,
                        "train_rows": len(train_set), "feature_group": feature_query["feature_group"]})

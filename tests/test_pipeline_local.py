@@ -142,6 +142,33 @@ def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, firs
     assert int(deployment["version"]) == int(_out(first_run, "register", "registration")["version"]) + 1
     assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == deployment["version"]
     assert failures == []
+    # the data did not change: training was reused (ZenML cache), lineage still names the run that trained
+    statuses = {name: second.steps[name].status.value for name in second.steps}
+    assert statuses == {"source_features": "completed", "preprocess": "cached", "train_rf": "cached",
+                        "evaluate": "cached", "gate": "cached", "register": "completed", "deploy": "completed"}
+    first_registration = _out(first_run, "register", "registration")
+    registration = _out(second, "register", "registration")
+    assert registration["trained_in_mlflow_run_id"] == first_registration["mlflow_run_id"]
+    assert registration["mlflow_run_id"] != first_registration["mlflow_run_id"]
+    mlflow.set_tracking_uri(stack.experiment_tracker.get_tracking_uri())
+    logged = mlflow.get_run(registration["mlflow_run_id"]).data  # the version's own run shows the metrics it was gated on
+    assert logged.metrics["accuracy"] == pytest.approx(_out(first_run, "evaluate", "evaluation_report")["accuracy"])
+    assert logged.tags["trained_in_mlflow_run_id"] == first_registration["mlflow_run_id"]
+
+
+def test_a_changed_record_invalidates_the_cached_training(stack, first_run):
+    from churn.demo_data import generate_customers
+
+    group = "mlops_poc_churn_classification_feature"
+    record = _out(first_run, "source_features", "raw_features").set_index("customer_id").loc[["CUST_000010"]]
+    changed = record.reset_index().assign(monthly_charges=record["monthly_charges"].iloc[0] + 1.0,
+                                          event_time=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"))
+    stack.feature_store.ingest(group, changed[generate_customers(1).columns.tolist()], "churn")
+    run = _run(_config())
+    assert {name: run.steps[name].status.value for name in ("preprocess", "train_rf", "evaluate", "gate")} == {
+        "preprocess": "completed", "train_rf": "completed", "evaluate": "completed", "gate": "completed"}
+    raw = _out(run, "source_features", "raw_features").set_index("customer_id")
+    assert raw.loc["CUST_000010", "monthly_charges"] == record["monthly_charges"].iloc[0] + 1.0
 
 
 def test_a_model_below_the_gate_is_neither_registered_nor_deployed(stack, first_run):
