@@ -161,6 +161,7 @@ def serving_containers(info: Dict[str, object], image_uri: str, model_data_url: 
     if not candidate:
         return [ours()]
     containers = [ours(ENCODE)]
+    containers[0]["Environment"]["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] = "text/csv"  # what the candidate reads
     for container in candidate:
         if not container.get("Image"):
             raise BundleError(f"the bundle's AutoML inference container {container} names no Image")

@@ -19,9 +19,11 @@ any bundle's; ``CHURN_SERVING_ROLE`` in the container's environment picks the ro
   made it write) becomes P(class 1) per row, and our response is formatted from it exactly
   as a single-container endpoint formats its own (CSV labels; JSON with probabilities).
 
-SageMaker passes the request's Accept header to every container of a serial pipeline and
-each container's response Content-Type to the next. Neither role needs the estimator, so
-they load only ``bundle.json`` (``load_preprocessing``).
+In a serial pipeline each container's response Content-Type goes to the next container.
+Which containers see the client's Accept is not documented; AWS's own chains set
+SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT on the inner containers, and so do we. So the encode
+role answers CSV whatever it is asked, and the respond role reads CSV or JSON. Neither role
+needs the estimator, so they load only ``bundle.json`` (``load_preprocessing``).
 """
 
 from __future__ import annotations

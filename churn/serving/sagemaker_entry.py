@@ -3,9 +3,20 @@
 The container calls ``model_fn(model_dir)`` once, then per request
 ``input_fn -> predict_fn -> output_fn``. They delegate to the same ``protocol`` module
 the local server uses, so both endpoints share one copy of parsing, preprocessing,
-prediction and formatting. A ``RequestError`` carries the HTTP status (4xx for bad input)
-and a message naming the problem; how it reaches the client is the container toolkit's
-business (our emulator answers ModelError with that status, as SageMaker does for 4xx).
+prediction and formatting.
+
+How the container's toolkit (sagemaker-containers 2.8, in AWS's scikit-learn 1.2 image)
+treats what these functions do, and so how they answer:
+- any exception raised here becomes HTTP 500, whatever its type: a refused request
+  (``protocol.RequestError``, 4xx, message naming the problem) is therefore carried to
+  ``output_fn`` as a ``Refusal`` and answered with a response object holding its status;
+- a ``(body, content_type)`` tuple gets ``; charset=utf-8`` appended to ``text/*`` types,
+  so the answer is a response object with the exact Content-Type (the next container of
+  a serial pipeline reads it);
+- the functions never see request headers, so ``CustomAttributes`` cannot ask for
+  probabilities here: they are returned when the client asks for JSON.
+Outside that container (tests, the emulator's harness without its toolkit stand-in) a
+refusal is raised as the ``RequestError`` and an answer is the plain tuple.
 
 The container's role comes from ``CHURN_SERVING_ROLE`` (``churn.serving.inference_pipeline``):
 ``predict`` (default) scores with the whole bundle; ``encode`` and ``respond`` are the two
@@ -19,7 +30,8 @@ churn.serving.sagemaker_entry import *``.
 from __future__ import annotations
 
 import os
-from typing import Any, Tuple
+from dataclasses import dataclass
+from typing import Any
 
 from churn.bundle import ModelBundle
 from churn.preprocessing import InputError
@@ -29,6 +41,13 @@ from churn.serving import protocol
 __all__ = ["model_fn", "input_fn", "predict_fn", "output_fn"]
 
 
+@dataclass
+class Refusal:
+    """A request refused before scoring, passed through to ``output_fn`` (see the module docstring)."""
+
+    error: protocol.RequestError
+
+
 def _role() -> str:
     role = os.environ.get(pipeline.ROLE_ENV, pipeline.PREDICT).strip().lower() or pipeline.PREDICT
     if role not in pipeline.ROLES:
@@ -36,8 +55,15 @@ def _role() -> str:
     return role
 
 
-def _bytes(request_body: Any) -> bytes:
-    return request_body.encode() if isinstance(request_body, str) else bytes(request_body)
+def _answer(body: bytes, content_type: str, status: int = 200) -> Any:
+    """The container's response: status and Content-Type exactly as given."""
+    try:
+        from sagemaker_containers.beta.framework import worker  # AWS's scikit-learn container toolkit
+    except ImportError:
+        if status != 200:
+            raise protocol.RequestError(status, body.decode("utf-8", "replace")) from None
+        return body, content_type
+    return worker.Response(response=body, status=status, headers={"Content-Type": content_type})
 
 
 def model_fn(model_dir: str) -> Any:
@@ -47,30 +73,38 @@ def model_fn(model_dir: str) -> Any:
 
 
 def input_fn(request_body: Any, request_content_type: str) -> Any:
-    body = _bytes(request_body)
-    if _role() != pipeline.RESPOND:
-        return protocol.parse_request(body, request_content_type)
+    body = request_body.encode() if isinstance(request_body, str) else bytes(request_body)
     try:
-        return pipeline.candidate_probabilities(body, request_content_type)
-    except pipeline.CandidateOutputError as error:
-        raise protocol.RequestError(500, f"the AutoML model's answer could not be read: {error}") from None
+        if _role() != pipeline.RESPOND:
+            return protocol.parse_request(body, request_content_type)
+        try:
+            return pipeline.candidate_probabilities(body, request_content_type)
+        except pipeline.CandidateOutputError as error:
+            raise protocol.RequestError(500, f"the AutoML model's answer could not be read: {error}") from None
+    except protocol.RequestError as error:
+        return Refusal(error)
 
 
 def predict_fn(input_data: Any, model: Any) -> Any:
+    if isinstance(input_data, Refusal):
+        return input_data
     role = _role()
-    if role == pipeline.PREDICT:
-        return protocol.predict(model, input_data)
-    if role == pipeline.ENCODE:
-        try:
-            return pipeline.encode(model, input_data)
-        except InputError as error:
-            raise protocol.RequestError(400, str(error)) from None
+    try:
+        if role == pipeline.PREDICT:
+            return protocol.predict(model, input_data)
+        if role == pipeline.ENCODE:
+            try:
+                return pipeline.encode(model, input_data)
+            except InputError as error:
+                raise protocol.RequestError(400, str(error)) from None
+    except protocol.RequestError as error:
+        return Refusal(error)
     return protocol.Prediction(labels=ModelBundle.label(input_data), proba=input_data)
 
 
-def output_fn(prediction: Any, accept: str) -> Tuple[bytes, str]:
+def output_fn(prediction: Any, accept: str) -> Any:
+    if isinstance(prediction, Refusal):
+        return _answer(prediction.error.message.encode(), "text/plain", prediction.error.status)
     if _role() == pipeline.ENCODE:
-        return prediction, "text/csv"  # the candidate's input, whatever the client accepts
-    # SageMaker passes CustomAttributes only to the container's handler; probabilities
-    # are returned when the client asks for JSON, where they cannot be mistaken for labels.
-    return protocol.format_response(prediction, accept, probabilities=protocol.wants_json(accept))
+        return _answer(prediction, "text/csv")  # the candidate's input, whatever the client accepts
+    return _answer(*protocol.format_response(prediction, accept, probabilities=protocol.wants_json(accept)))

@@ -352,7 +352,7 @@ def candidate_container(container: Dict[str, Any], body: bytes, content_type: st
     """One real-time request to the best candidate's container: encoded CSV rows in, its keys out."""
     import base64
 
-    if (content_type or "").split(";")[0].strip() != "text/csv":
+    if content_type != "text/csv":  # exactly: whether Autopilot's container takes a charset is not documented
         return {"status": 415, "message": f"Content type {content_type} is not supported; use text/csv"}
     keys = (container.get("Environment") or {}).get("SAGEMAKER_INFERENCE_OUTPUT", "predicted_label").split(",")
     try:

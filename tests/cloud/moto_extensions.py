@@ -23,7 +23,10 @@ Added or fixed, all reached over real HTTP through a WSGI layer in front of moto
   from moto's S3 and run the way the scikit-learn container does, in a separate Python
   process that sees only the archive's ``code/`` (``inference.py`` -> model_fn, input_fn,
   predict_fn, output_fn) and the container's Environment. That proves the archive is
-  self-contained. A model of several containers runs them in series, as an inference
+  self-contained. The harness behaves as AWS's toolkit (sagemaker-containers 2.8) does: any
+  exception in those functions is a 500, a returned ``worker.Response`` (a stand-in for the
+  toolkit's class) sets status and Content-Type, a ``(body, content_type)`` tuple is a 200
+  with ``; charset=utf-8`` added to ``text/*``. A model of several containers runs them in series, as an inference
   pipeline does; images that are not ours run through a stand-in registered in
   ``CONTAINER_EMULATORS`` (moto_automl registers Autopilot's).
 - Fault injection: ``inject_throttling("sagemaker:CreateModel", times=2)`` answers the next
@@ -537,8 +540,9 @@ class ExtensionsApp:
         """Run the endpoint's model: one container, or several in series (an inference pipeline).
 
         As SageMaker does: the request's Content-Type goes to the first container, each
-        container's response Content-Type to the next, the Accept header to every one; a
-        container's error stops the request with a ModelError naming the container.
+        container's response Content-Type to the next; the client's Accept reaches the last
+        container only; a container's error stops the request with a ModelError naming the
+        container.
         """
         backend = sagemaker_backends[ACCOUNT][region]
         endpoint = backend.endpoints.get(name)
@@ -553,7 +557,12 @@ class ExtensionsApp:
         body, content_type = _body(environ), environ.get("CONTENT_TYPE", "text/csv")
         accept = environ.get("HTTP_ACCEPT", "text/csv")
         for index, container in enumerate(containers):
-            result = self._run(container, body, content_type, accept)
+            # only the last container sees the client's Accept; the others answer in their
+            # default (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT), as Autopilot's chains rely on
+            last = index == len(containers) - 1
+            wanted = accept if last else (container.get("Environment") or {}).get(
+                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+            result = self._run(container, body, content_type, wanted)
             if result["status"] != 200:
                 break
             body, content_type = base64.b64decode(result["body"]), result["content_type"]
@@ -597,22 +606,51 @@ class ExtensionsApp:
 
 
 CONTAINER = r"""
-import base64, json, sys
+import base64, json, sys, types
 code_dir, model_dir = sys.argv[1], sys.argv[2]
 sys.path.insert(0, code_dir)
 request = json.loads(sys.stdin.read())
+
+
+class Response:
+    # Stand-in for AWS's container toolkit (sagemaker-containers' worker.Response, a Flask
+    # response), which is not installable here: output_fn may return one to set the status
+    # and the exact Content-Type.
+    def __init__(self, response=b"", status=200, headers=None, mimetype=None):
+        self.body = response if isinstance(response, bytes) else str(response).encode()
+        self.status = int(status)
+        self.content_type = dict(headers or {}).get("Content-Type") or mimetype or "text/html; charset=utf-8"
+
+
+for name in ("sagemaker_containers", "sagemaker_containers.beta", "sagemaker_containers.beta.framework"):
+    sys.modules[name] = types.ModuleType(name)
+worker = types.ModuleType("sagemaker_containers.beta.framework.worker")
+worker.Response = Response
+sys.modules["sagemaker_containers.beta.framework"].worker = worker
+sys.modules[worker.__name__] = worker
+
 import inference, churn
 if not churn.__file__.startswith(code_dir):
     raise SystemExit("churn was imported from %s, not from the model's code/" % churn.__file__)
 model = inference.model_fn(model_dir)
 try:
     data = inference.input_fn(base64.b64decode(request["body"]), request["content_type"])
-    body, content_type = inference.output_fn(inference.predict_fn(data, model), request["accept"])
-except Exception as error:
-    print(json.dumps({"status": getattr(error, "status", 500), "message": str(error)}))
+    result = inference.output_fn(inference.predict_fn(data, model), request["accept"])
+except Exception as error:  # as the toolkit's error_wrapper: any exception is a 500
+    print(json.dumps({"status": 500, "message": "%s: %s" % (type(error).__name__, error)}))
 else:
-    body = body if isinstance(body, bytes) else body.encode()
-    print(json.dumps({"status": 200, "body": base64.b64encode(body).decode(), "content_type": content_type}))
+    if isinstance(result, Response):
+        status, body, content_type = result.status, result.body, result.content_type
+    else:  # a (body, content_type) tuple: 200, and Flask appends a charset to text/* types
+        body, content_type = result
+        body = body if isinstance(body, bytes) else body.encode()
+        status = 200
+        if content_type.startswith("text/") and "charset" not in content_type:
+            content_type += "; charset=utf-8"
+    if status != 200:
+        print(json.dumps({"status": status, "message": body.decode("utf-8", "replace")}))
+    else:
+        print(json.dumps({"status": 200, "body": base64.b64encode(body).decode(), "content_type": content_type}))
 """
 
 
