@@ -109,8 +109,11 @@ def _print_summary(run) -> None:
     if verdict:
         click.echo(f"Gate:     {verdict['message']}")
     if registration.get("registered"):
+        trained_in = registration.get("trained_in_mlflow_run_id") or registration["mlflow_run_id"]
         click.echo(f"Registry: {registration['model_name']} version {registration['version']} ({registration['approval_status']}), "
-                   f"MLflow run {registration['mlflow_run_id']}")
+                   f"MLflow run {registration['mlflow_run_id']}"
+                   + ("" if trained_in == registration["mlflow_run_id"] else
+                      f"\n          data and code unchanged: training reused from MLflow run {trained_in} (--no-cache retrains)"))
     else:
         click.echo(f"Registry: nothing registered ({registration.get('reason', 'see above')})")
     if deployment.get("deployed"):
