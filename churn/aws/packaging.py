@@ -152,16 +152,16 @@ def serving_containers(info: Dict[str, object], image_uri: str, model_data_url: 
     """
     from churn.serving.inference_pipeline import ENCODE, RESPOND, ROLE_ENV
 
-    def ours(role: Optional[str] = None) -> Dict[str, object]:
-        environment = {**SERVING_ENVIRONMENT, **(extra_environment or {}), **({ROLE_ENV: role} if role else {})}
+    def ours(role: Optional[str] = None, **environment: str) -> Dict[str, object]:
+        environment = {**SERVING_ENVIRONMENT, **(extra_environment or {}), **environment,
+                       **({ROLE_ENV: role} if role else {})}
         return {"Image": image_uri, "ModelDataUrl": model_data_url, "Environment": environment}
 
     autopilot = info.get("autopilot")
     candidate = (autopilot.get("inference_containers") if isinstance(autopilot, dict) else None) or []
     if not candidate:
         return [ours()]
-    containers = [ours(ENCODE)]
-    containers[0]["Environment"]["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] = "text/csv"  # what the candidate reads
+    containers = [ours(ENCODE, SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv")]  # what the candidate reads
     for container in candidate:
         if not container.get("Image"):
             raise BundleError(f"the bundle's AutoML inference container {container} names no Image")

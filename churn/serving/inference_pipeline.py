@@ -15,8 +15,8 @@ any bundle's; ``CHURN_SERVING_ROLE`` in the container's environment picks the ro
 - ``encode``: the request is parsed and checked by the same ``protocol`` code (bad input
   is a 4xx naming the column), the bundle's preprocessor encodes it, and the rows go on as
   header-less CSV in ``feature_order``, formatted by ``rows_csv`` as the training rows were.
-- ``respond``: the candidate's answer (CSV lines or JSON, whichever the client's Accept
-  made it write) becomes P(class 1) per row, and our response is formatted from it exactly
+- ``respond``: the candidate's answer (CSV lines or JSON, whichever it wrote) becomes
+  P(class 1) per row, and our response is formatted from it exactly
   as a single-container endpoint formats its own (CSV labels; JSON with probabilities).
 
 In a serial pipeline each container's response Content-Type goes to the next container.
@@ -59,12 +59,14 @@ class Preprocessing:
 
 
 def load_preprocessing(model_dir: str | Path) -> Preprocessing:
-    from churn.bundle import BUNDLE_FILE, BundleError
+    from churn.bundle import BUNDLE_FILE, FORMAT_VERSION, BundleError
 
     path = Path(model_dir) / BUNDLE_FILE
     if not path.is_file():
         raise BundleError(f"{model_dir} is not a model bundle: {BUNDLE_FILE} is missing")
     document = json.loads(path.read_text())
+    if document.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{model_dir}: unsupported bundle format {document.get('format_version')!r}")
     return Preprocessing(Preprocessor.from_dict(document["preprocessor"]), document.get("info", {}))
 
 
