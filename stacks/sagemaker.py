@@ -493,7 +493,11 @@ def _cli():
         from churn.aws.iam import policy_values, render_policy
 
         names = {"execution": "execution_role_policy", "operator": "operator_policy", "trust": "trust_policy"}
-        values = policy_values(load(config_path).model_dump())
+        try:
+            settings, remote = load_recipe(config_path)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+        values = policy_values({**settings.model_dump(), "scheduler_role_arn": remote.scheduler_role_arn if remote else None})
         click.echo(json.dumps(render_policy(names[role], values), indent=2))
 
     return cli

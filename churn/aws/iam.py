@@ -3,7 +3,7 @@
 Documents use ``{{Name}}`` placeholders (``{{Partition}}``, ``{{Region}}``,
 ``{{AccountId}}``, ``{{Bucket}}``, ``{{Prefix}}``, ``{{FeatureGroup}}``,
 ``{{ModelPackageGroup}}``, ``{{EndpointName}}``, ``{{EndpointPrefix}}``, their ``{{AutoML...}}``
-counterparts for the AutoML variant, ``{{SnsTopicArn}}``, ``{{RoleArn}}``,
+counterparts for the AutoML variant, ``{{SnsTopicArn}}``, ``{{RoleArn}}``, ``{{SchedulerRoleArn}}``,
 ``{{AthenaWorkgroup}}``, ``{{AthenaResultsBucket}}``, ``{{AthenaResultsPrefix}}``) that
 ``render_policy`` fills from the stack config, so no account id is in the repo.
 
@@ -68,6 +68,9 @@ def policy_values(config: Mapping[str, Any]) -> Dict[str, str]:
         "SnsTopicArn": config.get("sns_topic_arn") or f"arn:{partition(region)}:sns:{region}:"
                                                           f"{account_from_arn(config['role_arn'])}:none",
         "RoleArn": config["role_arn"], "AthenaWorkgroup": config.get("athena_workgroup", "primary"),
+        # the role EventBridge Scheduler starts scheduled runs as (sagemaker_orchestrator block); none: nothing to pass
+        "SchedulerRoleArn": (config.get("scheduler_role_arn") or (config.get("sagemaker_orchestrator") or {}).get(
+            "scheduler_role_arn") or f"arn:{partition(region)}:iam::{account_from_arn(config['role_arn'])}:role/none"),
         "AthenaResultsBucket": results_bucket, "AthenaResultsPrefix": results_prefix.strip("/"),
     }
 
@@ -129,6 +132,8 @@ def permissions_for(call: ApiCall, account: str, workgroup: str = "primary") -> 
     p, region, op, params = partition(call.region), call.region, call.operation, call.params
     prefix = call.signing_name
     if prefix == "s3":
+        if op == "ListBuckets":
+            return [Permission("s3:ListAllMyBuckets", "*")]
         action = f"s3:{S3_ACTIONS.get(op, op)}"
         bucket, key = params.get("Bucket", ""), params.get("Key")
         if op == "DeleteObjects":
@@ -145,7 +150,11 @@ def permissions_for(call: ApiCall, account: str, workgroup: str = "primary") -> 
     if prefix == "scheduler":
         name = params.get("Name")
         resource = f"arn:{p}:scheduler:{region}:{account}:schedule/{params.get('GroupName', 'default')}/{name}" if name else "*"
-        return [Permission(f"scheduler:{op}", resource)]
+        needed = [Permission(f"scheduler:{op}", resource)]
+        role = (params.get("Target") or {}).get("RoleArn")
+        if role:  # the schedule's target runs as this role
+            needed.append(Permission("iam:PassRole", role, {"iam:PassedToService": "scheduler.amazonaws.com"}))
+        return needed
     if prefix == "events":
         name = params.get("Name") or params.get("Rule")
         return [Permission(f"events:{op}", f"arn:{p}:events:{region}:{account}:rule/{name}" if name else "*")]
@@ -176,6 +185,8 @@ def _sagemaker(op: str, params: Mapping[str, Any], base: str) -> List[Permission
         needed.append(Permission(action, arn("model", params["ModelName"])))
     elif "PipelineName" in params:
         needed.append(Permission(action, arn("pipeline", params["PipelineName"])))
+    elif "PipelineExecutionArn" in params:
+        needed.append(Permission(action, params["PipelineExecutionArn"].lower()))
     elif "ResourceArn" in params:
         needed.append(Permission(action, params["ResourceArn"].lower()))
     else:

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 from tests.cloud.conftest import ACCOUNT, REGION, ROLE_ARN, boto
 from tests.cloud.test_orchestrator_submission import (  # noqa: F401 - fixtures
-    SCHEDULER_ROLE_ARN, driver, remote_stack_config, remote_zenml, setup_remote_stack)
+    SCHEDULER_ROLE_ARN, assert_operator_policy_allows, driver, remote_stack_config, remote_zenml, setup_remote_stack)
 
 SCHEDULE = "churn-weekly"
 GENERATED = re.compile(r"^churn-rf-training-[0-9a-f]{32}$")
@@ -82,6 +82,8 @@ result = {{"cron": s.cron_expression, "active": s.active, "trigger_url": s.run_m
     assert recreated["exit_code"] == 0 and "(AWS cron: 30 2 1 * ? *;" in recreated["output"], recreated["output"]
     assert driver.cli(["schedule", "delete", SCHEDULE])["exit_code"] == 0
     assert scheduler.list_schedules()["Schedules"] == []
+    assert {c.operation for c in assert_operator_policy_allows(driver, remote_stack_config(name))} >= {
+        "CreatePipeline", "CreateSchedule", "DeleteSchedule", "DeletePipeline"}
 
     # a SageMaker orchestrator without a scheduler role cannot schedule: said before anything is created
     no_role = setup_remote_stack(driver, remote_stack_config(f"{name}-norole", scheduler_role_arn=None),

@@ -132,7 +132,38 @@ def remote_zenml(moto_server):
 
 # -- run.py and Python in one client process connected to that server ----------------------
 _DRIVER = r"""
-import json, sys, traceback
+import json, os, sys, traceback
+import botocore.client
+
+# every AWS call this client process makes (ZenML's orchestrator and the SageMaker SDK included),
+# for the IAM check of the operator's policy
+_make_api_call = botocore.client.BaseClient._make_api_call
+
+
+def _record(client, operation_name, api_params):
+    model = client.meta.service_model
+    with open(os.environ["CHURN_TEST_AWS_CALLS"], "a") as calls:
+        calls.write(json.dumps({"service": model.service_name, "signing_name": model.signing_name,
+                                "operation": operation_name, "params": api_params,
+                                "region": client.meta.region_name}, default=str) + "\n")
+
+
+def _recorded(self, operation_name, api_params):
+    _record(self, operation_name, api_params)
+    return _make_api_call(self, operation_name, api_params)
+
+
+botocore.client.BaseClient._make_api_call = _recorded
+import aiobotocore.client  # the S3 artifact store goes through s3fs, i.e. aiobotocore
+_make_async_call = aiobotocore.client.AioBaseClient._make_api_call
+
+
+async def _recorded_async(self, operation_name, api_params):
+    _record(self, operation_name, api_params)
+    return await _make_async_call(self, operation_name, api_params)
+
+
+aiobotocore.client.AioBaseClient._make_api_call = _recorded_async
 from zenml.utils import source_utils
 source_utils.set_custom_source_root(sys.argv[1])
 from click.testing import CliRunner
@@ -171,8 +202,11 @@ class DriverProcess:
         client_dir.mkdir()
         self.log_path = workdir / "driver.log"
         self.log: List[str] = []
+        self.calls_path = workdir / "aws-calls.jsonl"
+        self.calls_path.touch()
         self.process = subprocess.Popen([sys.executable, "-c", _DRIVER, str(REPO)], cwd=str(REPO),
-                                        env=server.client_env(str(client_dir), str(sagemaker_config)),
+                                        env={**server.client_env(str(client_dir), str(sagemaker_config)),
+                                             "CHURN_TEST_AWS_CALLS": str(self.calls_path)},
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, start_new_session=True)
 
@@ -211,6 +245,17 @@ def driver(remote_zenml, tmp_path):
     process = DriverProcess(remote_zenml, tmp_path)
     yield process
     process.close()
+
+
+def assert_operator_policy_allows(driver: DriverProcess, config: dict) -> list:
+    """Every AWS call the driver made (as the person operating the stack) is allowed by stacks/iam."""
+    from churn.aws.clients import ApiCall
+    from churn.aws.iam import load_role_policies, policy_values, violations
+
+    calls = [ApiCall(role="operator", **json.loads(line)) for line in driver.calls_path.read_text().splitlines()]
+    problems = violations(calls, load_role_policies(policy_values(config)), ACCOUNT)
+    assert not problems, "not allowed by stacks/iam:\n" + "\n".join(problems)
+    return calls
 
 
 def setup_remote_stack(driver: DriverProcess, config: dict, path: Path) -> List[dict]:
@@ -291,6 +336,10 @@ result = {"status": run.status.value, "metadata": {k: str(v) for k, v in run.run
     assert submitted["status"] in ("initializing", "provisioning", "running")   # no job runs on the emulator
     keys = [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/zenml/").get("Contents", [])]
     assert any(k.startswith(f"{PREFIX}/zenml/code_uploads/") and k.endswith(".tar.gz") for k in keys), keys
+
+    # everything the person submitting did in AWS is allowed by the operator's documents (stacks/iam)
+    calls = assert_operator_policy_allows(driver, remote_stack_config(name))
+    assert {c.operation for c in calls} >= {"CreatePipeline", "StartPipelineExecution", "PutObject"}
 
 
 def test_recipe_refuses_an_incomplete_remote_block():
