@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 from zenml import log_metadata, step
 from zenml.client import Client
+from zenml.config.cache_policy import CachePolicy
 
 from churn.automl import AutoMLSettings, train_automl as run_automl
 from churn.bundle import ModelBundle
@@ -15,7 +16,7 @@ from churn.feature_query import training_lineage
 from churn.preprocessing import Preprocessor
 from materializers.bundle_materializer import ModelBundleMaterializer
 from stacks.local import EXPERIMENT_TRACKER
-from steps.caching import TRAINING_CACHE
+from steps.caching import churn_code_hash
 
 # The stack label naming the AutoML engine (absent: the local in-process engine).
 ENGINE_LABEL = "automl_engine"
@@ -27,7 +28,13 @@ def stack_automl_engine() -> Optional[str]:
     return labels.get(ENGINE_LABEL)
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE, output_materializers=ModelBundleMaterializer)
+def automl_cache_key() -> str:
+    """The training cache key's extra part: our code, and the engine the active stack names."""
+    return f"{churn_code_hash()}:{stack_automl_engine() or 'default'}"
+
+
+@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=CachePolicy(cache_func=automl_cache_key),
+      output_materializers=ModelBundleMaterializer)
 def train_automl(
     train_set: pd.DataFrame, preprocessor: dict, automl_settings: dict, feature_query: dict
 ) -> Annotated[ModelBundle, "model_bundle"]:

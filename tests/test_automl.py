@@ -278,13 +278,15 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
 def test_the_engine_follows_the_active_stack(stack):
     from zenml.client import Client
 
-    from steps.train_automl import ENGINE_LABEL, stack_automl_engine
+    from steps.train_automl import ENGINE_LABEL, automl_cache_key, stack_automl_engine
 
     client = Client()
     before = dict(client.active_stack_model.labels or {})
     assert stack_automl_engine() == before.get(ENGINE_LABEL)  # the local stack: the default engine
+    key = automl_cache_key()
     try:
         client.update_stack(client.active_stack_model.id, labels={**before, ENGINE_LABEL: "fake"})
         assert stack_automl_engine() == "fake"
+        assert automl_cache_key() != key  # another engine never reuses a cached search
     finally:
         client.update_stack(client.active_stack_model.id, labels={**before, ENGINE_LABEL: before.get(ENGINE_LABEL)})
