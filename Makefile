@@ -15,8 +15,8 @@ export OMP_NUM_THREADS ?= 1
 
 setup: $(STAMP)
 
-# --compile-bytecode: Python only reads .pyc files when PYTHONDONTWRITEBYTECODE is set (it is on
-# some machines, CI's included); without them every process compiles ~2,700 modules (~7 s).
+# --compile-bytecode: PYTHONDONTWRITEBYTECODE (set on some machines, CI's included) stops Python
+# writing .pyc files, so without precompiled ones every process recompiles ~2,700 modules (~7 s).
 $(STAMP): requirements.lock Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)

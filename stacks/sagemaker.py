@@ -439,6 +439,8 @@ def run_cleanup(settings: SageMakerStackSettings, include_registry: bool, includ
         return []
     removed = cleanup(cleanup_config, planned, progress=lambda line: echo(line))
     echo(f"Removed {len(removed)} item(s).")
+    if any(" S3 objects under " in line for line in removed):
+        echo("The artifacts ZenML's cache points to are gone: run the next training with --no-cache.")
     return removed
 
 

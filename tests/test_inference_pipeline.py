@@ -95,6 +95,7 @@ def test_encode_and_respond_do_not_load_the_estimator(monkeypatch, saved_bundle,
     (b"1\n", "text/csv", "output line 1 has 1 fields"),
     (b'1,"[0.2, 0.8]","[\'0\', \'2\']"\n', "text/csv", "do not hold class 1"),
     (b'{"predictions": [{"predicted_label": "1"}]}', "application/json", "prediction 1 has no probabilities or labels"),
+    (b'{"predicted_label": "1"}', "application/jsonlines", "prediction 1 has no probabilities or labels"),
     (b'{"predictions": 3}', "application/json", "no list of prediction records"),
 ])
 def test_respond_names_what_is_wrong_with_the_candidates_answer(monkeypatch, saved_bundle, body, content_type, problem):
@@ -115,7 +116,7 @@ def test_serving_containers_wrap_an_autopilot_candidate_in_our_two_roles():
     assert serving_containers({}, "sk:1", "s3://b/m.tar.gz") == [{
         "Image": "sk:1", "ModelDataUrl": "s3://b/m.tar.gz", "Environment": {
             "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}}]
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}}]
     candidate = [{"Image": "fe"}, {"Image": "algo", "ModelDataUrl": "s3://b/algo.tar.gz",
                                    "Environment": {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,probabilities,labels"}}]
     chain = serving_containers({"autopilot": {"inference_containers": candidate}}, "sk:1", "s3://b/m.tar.gz",

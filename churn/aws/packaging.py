@@ -37,6 +37,8 @@ SERVING_ENVIRONMENT = {
     "SAGEMAKER_PROGRAM": "inference.py",
     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    # a request without Accept (or */*) gets CSV, our contract's default; the toolkit's own is JSON
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
 }
 MAX_CONTAINERS = 15  # SageMaker's limit for one model / model package
 
@@ -161,7 +163,7 @@ def serving_containers(info: Dict[str, object], image_uri: str, model_data_url: 
     candidate = (autopilot.get("inference_containers") if isinstance(autopilot, dict) else None) or []
     if not candidate:
         return [ours()]
-    containers = [ours(ENCODE, SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv")]  # what the candidate reads
+    containers = [ours(ENCODE)]
     for container in candidate:
         if not container.get("Image"):
             raise BundleError(f"the bundle's AutoML inference container {container} names no Image")

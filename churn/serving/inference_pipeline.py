@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from churn.preprocessing import InputError, Preprocessor
+from churn.preprocessing import Preprocessor
 
 ROLE_ENV = "CHURN_SERVING_ROLE"
 PREDICT, ENCODE, RESPOND = "predict", "encode", "respond"
@@ -184,7 +184,9 @@ def candidate_probabilities(body: bytes, content_type: str, keys: Sequence[str] 
             document = [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as error:
             raise CandidateOutputError(f"the candidate's JSON answer is malformed: {error}") from None
-    records = document.get("predictions") if isinstance(document, dict) else document
+    if isinstance(document, dict):  # {"predictions": [...]}, or one JSON-lines record
+        document = document["predictions"] if "predictions" in document else [document]
+    records = document
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise CandidateOutputError(f"the candidate's JSON answer holds no list of prediction records: {text[:200]!r}")
     return np.asarray([_positive(r, f"prediction {i + 1}") for i, r in enumerate(records)], dtype=np.float64)

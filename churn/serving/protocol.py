@@ -9,6 +9,7 @@ class probabilities when asked.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -50,13 +51,16 @@ def _parse_large_csv(body: bytes) -> ArrowColumns:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    first_line = body.split(b"\n", 1)[0]
-    if first_line.count(b'"') % 2:
-        raise RequestError(400, "malformed CSV header: a quoted header cell spans lines")
+    body = body[len(codecs.BOM_UTF8):] if body.startswith(codecs.BOM_UTF8) else body
+    body = body.lstrip(b"\r\n")  # blank lines before the header, skipped as the small path does
+    first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
     try:
-        header = _check_header(next(csv.reader([first_line.decode("utf-8-sig")]), []))
-    except (UnicodeDecodeError, csv.Error) as error:
+        header = _check_header(next(csv.reader([first_line.decode("utf-8")], strict=True), []))
+    except UnicodeDecodeError as error:
         raise RequestError(400, f"malformed CSV header: {error}") from None
+    except csv.Error as error:
+        spans = "unexpected end of data" in str(error)  # a quote left open at the end of the first line
+        raise RequestError(400, "malformed CSV header: " + ("a quoted header cell spans lines" if spans else str(error))) from None
     try:
         table = pacsv.read_csv(  # the header as parsed above (names stripped, as the small path)
             io.BytesIO(body),

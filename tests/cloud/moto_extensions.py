@@ -91,12 +91,19 @@ class _State:
                 shutil.rmtree(directory, ignore_errors=True)
             self.models: Dict[str, str] = {}
             self.invocations: List[dict] = []
+            self.execution_modes: Dict[str, Optional[str]] = {}
 
 
 STATE = _State()
 
 
 # -- test controls ----------------------------------------------------------------------
+def execution_mode(model_name: str) -> Optional[str]:
+    """The InferenceExecutionConfig Mode a model was created with (None: not given)."""
+    with STATE.lock:
+        return STATE.execution_modes.get(model_name)
+
+
 def invocations() -> List[dict]:
     """Every InvokeEndpoint so far: endpoint, model, containers (in the model), ran (how many ran), status."""
     with STATE.lock:
@@ -252,6 +259,15 @@ def _schedule(endpoint: Any, transitional: str) -> None:
     endpoint.failure_reason = None
 
 
+def _create_model(self: SageMakerResponse) -> Any:
+    """moto drops InferenceExecutionConfig: kept here (``execution_mode``) and checked when invoked."""
+    result = _ORIGINALS["create_model"](self)
+    mode = (self._get_param("InferenceExecutionConfig") or {}).get("Mode")
+    with STATE.lock:
+        STATE.execution_modes[self._get_param("ModelName")] = mode
+    return result
+
+
 def _create_endpoint(self: SageMakerResponse) -> Any:
     result = _ORIGINALS["create_endpoint"](self)
     _schedule(self.sagemaker_backend.endpoints[self._get_param("EndpointName")], "Creating")
@@ -364,7 +380,7 @@ def _delete_model_package_group(self: SageMakerResponse) -> EmptyResult:
 
 _PATCHES: Dict[str, Callable] = {
     "describe_feature_group": _describe_feature_group, "create_feature_group": _create_feature_group,
-    "create_endpoint": _create_endpoint,
+    "create_endpoint": _create_endpoint, "create_model": _create_model,
     "update_endpoint": _update_endpoint, "describe_endpoint": _describe_endpoint, "delete_endpoint": _delete_endpoint,
     "update_model_package": _update_model_package, "delete_model_package": _delete_model_package,
     "delete_model_package_group": _delete_model_package_group,
@@ -541,8 +557,10 @@ class ExtensionsApp:
 
         As SageMaker does: the request's Content-Type goes to the first container, each
         container's response Content-Type to the next; the client's Accept reaches the last
-        container only; a container's error stops the request with a ModelError naming the
-        container.
+        container only (without one, each container's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
+        else JSON, as the toolkit does); a container's error stops the request with a
+        ModelError naming the container. Several containers need InferenceExecutionConfig
+        Mode Serial.
         """
         backend = sagemaker_backends[ACCOUNT][region]
         endpoint = backend.endpoints.get(name)
@@ -554,14 +572,20 @@ class ExtensionsApp:
         config = backend.endpoint_configs[endpoint.endpoint_config_name]
         model = backend._models[config.production_variants[0]["ModelName"]]
         containers = model.containers or [model.primary_container]
+        with STATE.lock:
+            mode = STATE.execution_modes.get(model.model_name)
+        if len(containers) > 1 and mode != "Serial":  # Direct (or none): one container per request, named by the caller
+            return _rest_json_error(start_response, 400, "ValidationError",
+                                    f"Model {model.model_name} has {len(containers)} containers in mode {mode}: "
+                                    "invoke needs TargetContainerHostname")
         body, content_type = _body(environ), environ.get("CONTENT_TYPE", "text/csv")
-        accept = environ.get("HTTP_ACCEPT", "text/csv")
+        accept = environ.get("HTTP_ACCEPT", "")
         for index, container in enumerate(containers):
-            # only the last container sees the client's Accept; the others answer in their
-            # default (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT), as Autopilot's chains rely on
+            # only the last container sees the client's Accept; the others, and the last one when the
+            # client sent none (or */*), answer in their default, as the container toolkit does
+            default = (container.get("Environment") or {}).get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
             last = index == len(containers) - 1
-            wanted = accept if last else (container.get("Environment") or {}).get(
-                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+            wanted = accept if last and accept not in ("", "*/*") else default
             result = self._run(container, body, content_type, wanted)
             if result["status"] != 200:
                 break

@@ -180,6 +180,7 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     chain = package["InferenceSpecification"]["Containers"]
     served = boto("sagemaker").describe_model(ModelName=deployment["sagemaker_model_name"])["Containers"]
     assert [c["Image"] for c in served] == [c["Image"] for c in chain] == deployment["containers"]
+    assert emulator.execution_mode(deployment["sagemaker_model_name"]) == "Serial"
     assert [c["Environment"].get("CHURN_SERVING_ROLE") for c in served] == ["encode", None, "respond"]
     assert served[0]["ModelDataUrl"] == served[2]["ModelDataUrl"] == deployment["model_data_url"]
     assert served[1]["ModelDataUrl"] == container["ModelDataUrl"]
@@ -193,6 +194,9 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     response = deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode())
     assert response.status_code == 200 and response.headers["Content-Type"] == "text/csv"
     assert response.text.splitlines() == [str(int(p > 0.5)) for p in candidate]
+    bare = boto("sagemaker-runtime").invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv",  # no Accept: CSV
+                                                      Body=rows.to_csv(index=False).encode())
+    assert bare["ContentType"] == "text/csv" and bare["Body"].read().decode() == response.text
     answer = json.loads(deployer.invoke(ENDPOINT, rows.to_json(orient="records").encode(), "application/json",
                                         probabilities=True).text)
     assert answer["predictions"] == [int(p > 0.5) for p in candidate]
@@ -204,7 +208,7 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     wrong = deployer.invoke(ENDPOINT, bad.to_csv(index=False).encode())
     assert wrong.status_code == 400 and "monthly_charges" in wrong.text and "row 4" in wrong.text
     calls = [(i["containers"], i["ran"], i["status"]) for i in emulator.invocations() if i["endpoint"] == ENDPOINT]
-    assert calls == [(3, 3, 200), (3, 3, 200), (3, 1, 400), (3, 1, 400)]  # bad input stops at the first container
+    assert calls == [(3, 3, 200), (3, 3, 200), (3, 3, 200), (3, 1, 400), (3, 1, 400)]  # bad input stops at container 1
     assert read_inbox() == []
 
     # batch inference with the registered version: its bundle from S3, scored by ONE transform job

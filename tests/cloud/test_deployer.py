@@ -72,6 +72,9 @@ def test_create_then_update_to_a_new_version_with_autoscaling(aws, bucket, sagem
     response = deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode(), "text/csv", "text/csv")
     assert response.status_code == 200 and response.headers["Content-Type"] == "text/csv", response.text
     assert response.text.splitlines() == [str(v) for v in bundle1.predict(rows)]
+    bare = boto("sagemaker-runtime").invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv",  # no Accept: CSV
+                                                      Body=rows.to_csv(index=False).encode())
+    assert bare["ContentType"] == "text/csv" and bare["Body"].read().decode() == response.text
     bad = deployer.invoke(ENDPOINT, b"age\n", "text/csv", "text/csv")  # a 4xx, although the toolkit makes exceptions 500s
     assert bad.status_code == 400 and "no data rows" in bad.text
 

@@ -215,7 +215,10 @@ def test_cleanup_command_asks_first_and_tells_what_it_removed(aws, bucket, tmp_p
     assert "Nothing removed." in declined.output and boto("events").list_rules()["Rules"]
     done = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--yes"])
     assert done.exit_code == 0 and "Removed eventbridge rule churn-rf-training-monthly" in done.output
-    assert boto("events").list_rules()["Rules"] == []
+    assert boto("events").list_rules()["Rules"] == [] and "--no-cache" not in done.output
+    boto("s3").put_object(Bucket=BUCKET, Key=f"{PREFIX}/zenml/artifact", Body=b"x")
+    wiped = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--include-s3", "--yes"])
+    assert wiped.exit_code == 0 and "run the next training with --no-cache" in wiped.output, wiped.output
     again = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--yes"])
     assert again.output.strip() == "Nothing to remove."
     bad = CliRunner().invoke(cli, ["cleanup", "--config", str(REPO / "configs" / "sagemaker_stack.example.yaml")])
