@@ -559,8 +559,8 @@ class ExtensionsApp:
         container's response Content-Type to the next; the client's Accept reaches the last
         container only (without one, each container's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
         else JSON, as the toolkit does); a container's error stops the request with a
-        ModelError naming the container. Several containers need InferenceExecutionConfig
-        Mode Serial.
+        ModelError naming the container. A model created with InferenceExecutionConfig Mode
+        Direct is refused (it needs TargetContainerHostname, which we never send).
         """
         backend = sagemaker_backends[ACCOUNT][region]
         endpoint = backend.endpoints.get(name)
@@ -573,8 +573,8 @@ class ExtensionsApp:
         model = backend._models[config.production_variants[0]["ModelName"]]
         containers = model.containers or [model.primary_container]
         with STATE.lock:
-            mode = STATE.execution_modes.get(model.model_name)
-        if len(containers) > 1 and mode != "Serial":  # Direct (or none): one container per request, named by the caller
+            mode = STATE.execution_modes.get(model.model_name) or "Serial"  # SageMaker's default
+        if len(containers) > 1 and mode != "Serial":  # Direct: one container per request, named by the caller
             return _rest_json_error(start_response, 400, "ValidationError",
                                     f"Model {model.model_name} has {len(containers)} containers in mode {mode}: "
                                     "invoke needs TargetContainerHostname")
