@@ -6,28 +6,21 @@ hash, so every step after it would re-run even when the records are exactly the 
 With this one, the cache key of ``preprocess`` (and through it train/evaluate/gate)
 depends on the records' values: a re-run on unchanged data reuses the earlier results
 (the lineage then points at the run that trained the model), and any new, changed or
-deleted record re-runs them.
+deleted record re-runs them. The hash is the data fingerprint the lineage records.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Optional
 
 import pandas as pd
 from zenml.integrations.pandas.materializers.pandas_materializer import PandasMaterializer
 
-
-def frame_content_hash(frame: pd.DataFrame) -> str:
-    """SHA-256 over column names, dtypes and every value (row order included)."""
-    digest = hashlib.sha256()
-    digest.update(repr([(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-    return digest.hexdigest()
+from churn.feature_query import fingerprint
 
 
 class ContentHashedDataFrameMaterializer(PandasMaterializer):
     """ZenML's PandasMaterializer (same files, same visualizations) plus a content hash."""
 
     def compute_content_hash(self, data: Any) -> Optional[str]:
-        return frame_content_hash(data) if isinstance(data, pd.DataFrame) else None
+        return fingerprint(data) if isinstance(data, pd.DataFrame) else None
