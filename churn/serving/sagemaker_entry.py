@@ -77,12 +77,11 @@ def input_fn(request_body: Any, request_content_type: str) -> Any:
     try:
         if _role() != pipeline.RESPOND:
             return protocol.parse_request(body, request_content_type)
-        try:
-            return pipeline.candidate_probabilities(body, request_content_type)
-        except pipeline.CandidateOutputError as error:
-            raise protocol.RequestError(500, f"the AutoML model's answer could not be read: {error}") from None
+        return pipeline.candidate_probabilities(body, request_content_type)
     except protocol.RequestError as error:
         return Refusal(error)
+    except pipeline.CandidateOutputError as error:
+        return Refusal(protocol.RequestError(500, f"the AutoML model's answer could not be read: {error}"))
 
 
 def predict_fn(input_data: Any, model: Any) -> Any:
@@ -93,12 +92,11 @@ def predict_fn(input_data: Any, model: Any) -> Any:
         if role == pipeline.PREDICT:
             return protocol.predict(model, input_data)
         if role == pipeline.ENCODE:
-            try:
-                return pipeline.encode(model, input_data)
-            except InputError as error:
-                raise protocol.RequestError(400, str(error)) from None
+            return pipeline.encode(model, input_data)
     except protocol.RequestError as error:
         return Refusal(error)
+    except InputError as error:
+        return Refusal(protocol.RequestError(400, str(error)))
     return protocol.Prediction(labels=ModelBundle.label(input_data), proba=input_data)
 
 
