@@ -561,8 +561,9 @@ class ExtensionsApp:
 
         As SageMaker does: the request's Content-Type goes to the first container, each
         container's response Content-Type to the next; the client's Accept reaches the last
-        container only (without one, each container's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
-        else JSON, as the toolkit does); a container's error stops the request with a
+        container only (without one: ours get no Accept and answer CSV; a stand-in gets its
+        SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else JSON, as AWS's toolkit does); the client's
+        CustomAttributes reach our containers; a container's error stops the request with a
         ModelError naming the container. A model created with InferenceExecutionConfig Mode
         Direct is refused (it needs TargetContainerHostname, which we never send).
         """
