@@ -282,3 +282,47 @@ def test_the_automl_serial_chain_through_real_containers(containers, registered,
         assert unreadable.status_code == 500 and "output line 1 has 1 fields" in unreadable.text
     finally:
         candidate.stop()
+
+
+# -- the tag and the image names (no Docker needed) -------------------------------------------
+def test_the_tag_follows_the_lock_file_and_the_code(tmp_path):
+    from churn.image import CODE, IMAGE_FILES, LOCK, REPO, content_tag
+
+    for name in IMAGE_FILES + (LOCK,) + CODE:
+        source, target = REPO / name, tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+    first = content_tag(tmp_path)
+    assert first == content_tag(REPO)                     # the same content, the same tag, wherever it lies
+    (tmp_path / "churn" / "serving" / "__pycache__").mkdir(exist_ok=True)
+    (tmp_path / "churn" / "serving" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    assert content_tag(tmp_path) == first                 # bytecode is not content
+    with open(tmp_path / "churn" / "serving" / "container.py", "a") as handle:
+        handle.write("\n# changed\n")
+    code_changed = content_tag(tmp_path)
+    assert code_changed != first and code_changed.split("-")[0] == first.split("-")[0]
+    with open(tmp_path / LOCK, "a") as handle:
+        handle.write("\n")
+    assert content_tag(tmp_path).split("-")[0] != first.split("-")[0]
+    shutil.rmtree(tmp_path / "docker")
+    with pytest.raises(image.ImageError, match="holds no requirements.lock and docker/Dockerfile"):
+        content_tag(tmp_path)
+
+
+def test_image_names_resolve_to_this_codes_tag(monkeypatch):
+    monkeypatch.delenv(image.TAG_ENV, raising=False)
+    repo = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn-mlops"
+    assert image.resolve_image_uri(f"{repo}:1.0.0", "eu-west-1") == f"{repo}:1.0.0"       # a tag: as given
+    assert image.resolve_image_uri(f"{repo}@sha256:{'a' * 64}", "eu-west-1") == f"{repo}@sha256:{'a' * 64}"
+    assert image.resolve_image_uri(repo, "eu-west-1") == f"{repo}:{image.content_tag()}"   # none: this code's
+    assert image.resolve_image_uri("localhost:5000/churn", "eu-west-1").endswith(f"churn:{image.content_tag()}")
+    monkeypatch.setenv(image.TAG_ENV, "built-tag")                                        # inside the image
+    assert image.resolve_image_uri(repo, "eu-west-1") == f"{repo}:built-tag"
+    assert image.ecr_repository("123456789012", "cn-north-1").endswith(".amazonaws.com.cn/churn-mlops")
+
+
+def test_the_build_uses_the_machines_index_settings_but_not_its_local_files(monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", "https://pypi.example.org/simple")
+    monkeypatch.setenv("UV_DEFAULT_INDEX", "file:///opt/pypi/simple")   # a local directory: not in the build
+    monkeypatch.delenv("UV_INDEX_URL", raising=False)
+    assert image.index_build_args() == {"PIP_INDEX_URL": "https://pypi.example.org/simple"}
