@@ -11,7 +11,7 @@ export ZENML_ENABLE_REPO_INIT_WARNINGS ?= false
 export SAGEMAKER_SUPPRESS_V2_WARNING ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run test browser lock bench clean-endpoints
+.PHONY: setup run test browser docker image lock bench clean-endpoints
 
 setup: $(STAMP)
 
@@ -27,12 +27,25 @@ $(STAMP): requirements.lock Makefile
 run: setup
 	$(BIN)/python run.py --variant rf --demo-data-if-empty
 
-## The whole test suite (what CI runs). The browser test needs Debian's chromium.
-test: setup browser
+## The whole test suite (what CI runs). The browser test needs Debian's chromium; tests/container needs Docker.
+test: setup browser docker
 	$(BIN)/python -m pytest
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium missing and not root: the browser test will be skipped"
+
+# Docker for tests/container: installs docker.io + debootstrap if missing (root), starts dockerd if no daemon
+# answers (and leaves a note with its pid in /tmp/churn-dockerd/NOTE), builds the base image
+# local/python:3.11-slim from Debian packages once (Docker Hub is unreachable in CI). If this fails, the
+# container tests fail and say why.
+CHURN_BASE_IMAGE ?= local/python:3.11-slim
+export CHURN_BASE_IMAGE
+docker:
+	@CHURN_BASE_IMAGE=$(CHURN_BASE_IMAGE) docker/ensure-docker.sh || echo "Docker is not available: tests/container will fail and say why"
+
+## Build our SageMaker image (docker/Dockerfile) on the local base image; `run.py image build --push` pushes it.
+image: setup docker
+	$(BIN)/python run.py image build --base-image $(CHURN_BASE_IMAGE)
 
 ## Re-resolve the lock file from pyproject.toml (one set, resolved together).
 lock:

@@ -4,6 +4,7 @@
     python run.py ingest [--csv FILE --target COL] [--if-empty]  feature ingestion
     python run.py predict --csv FILE [--endpoint NAME] [--probabilities]
     python run.py stack setup local                              register the local stack
+    python run.py image build [--push]                           the SageMaker image (docker/Dockerfile)
     python run.py endpoints | cleanup [--yes]                    list / stop local endpoints
 """
 
@@ -324,6 +325,42 @@ def stack_setup(name: str, config_path: str | None) -> None:
 
     created = setup_local_stack(activate=True)
     click.echo(f"Stack '{name}' is active" + (f"; registered: {', '.join(created)}" if created else " (nothing new to register)"))
+
+
+@cli.group(help="Our image (docker/Dockerfile): SageMaker endpoints, AutoML pipelines, batch and steps run in it.")
+def image() -> None:
+    pass
+
+
+@image.command("build", help="Build the image, tagged with the content hash of requirements.lock and the code; "
+                             "--push also pushes it to the stack's ECR repository.")
+@click.option("--base-image", default=None, help="Base image with Python 3.11 (default: python:3.11-slim, "
+                                                 "or $CHURN_BASE_IMAGE).")
+@click.option("--push", is_flag=True, help="Push to the stack's ECR repository (image_uri, default <account>.dkr.ecr."
+                                           "<region>.amazonaws.com/churn-mlops), creating it if missing.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="--push: the SageMaker stack config (default: the active stack's).")
+def image_build(base_image: str | None, push: bool, config_path: str | None) -> None:
+    from churn import image as churn_image
+
+    try:
+        reference = churn_image.build(base_image or os.environ.get("CHURN_BASE_IMAGE") or churn_image.DEFAULT_BASE_IMAGE)
+        click.echo(f"Built {reference}")
+        if push:
+            from churn.aws.clients import AwsError
+            from churn.config import ConfigError
+            from stacks.sagemaker import settings_from_active_stack, stack_settings
+
+            try:
+                settings = stack_settings(config_path) if config_path else settings_from_active_stack()
+            except (AwsError, ConfigError) as error:
+                _fail(str(error))
+            pushed = churn_image.push(reference, settings.region, settings.aws_profile, settings.image_uri)
+            click.echo(f"Pushed {pushed}")
+            if settings.image_uri and churn_image.is_tagged(settings.image_uri) and settings.image_uri != pushed:
+                click.echo(f"note: the stack config names {settings.image_uri}; drop its tag to use the pushed image")
+    except churn_image.ImageError as error:
+        _fail(str(error))
 
 
 @cli.command(help="List the active stack's endpoints.")

@@ -50,8 +50,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from zenml.client import Client
 from zenml.enums import StackComponentType as T
 
-from churn.aws.settings import (INSTANCE_TYPE, ROLE_ARN, S3_URI, SageMakerStackSettings, parse_stack_settings,
-                                refuse_credentials)
+from churn.aws.settings import (IMAGE_URI as IMAGE, INSTANCE_TYPE, ROLE_ARN, S3_URI, SageMakerStackSettings,
+                                parse_stack_settings, refuse_credentials)
 from churn.config import ConfigError, _describe, read_yaml_mapping
 from stacks.local import register_flavors
 
@@ -73,7 +73,6 @@ DEFAULT_TRAINING_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_PROCESSING_INSTANCE_TYPE = "ml.m5.large"
 LABELS = ("automl_engine", "image_path", "parent_image", "training_instance_type")
 ECR_REGISTRY = r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
-IMAGE = r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[A-Za-z0-9_.\-]{1,128}|@sha256:[a-f0-9]{64})?$"
 _PLACEHOLDER = re.compile(r"ACCOUNT_ID|<[^>]+>")
 MANAGED = (T.ORCHESTRATOR, T.ARTIFACT_STORE, T.CONTAINER_REGISTRY, T.IMAGE_BUILDER)
 
@@ -81,9 +80,11 @@ MANAGED = (T.ORCHESTRATOR, T.ARTIFACT_STORE, T.CONTAINER_REGISTRY, T.IMAGE_BUILD
 class RemoteExecution(BaseModel):
     """The ``sagemaker_orchestrator:`` block: run the steps as SageMaker pipeline jobs.
 
-    Image: either ``image`` (prebuilt: an image with requirements.lock installed; no build, the
-    code travels through the artifact store) or ``image_builder`` (``local`` Docker or ``aws``
-    CodeBuild builds an image from requirements.lock and pushes it to ``container_registry_uri``).
+    Image: either prebuilt (``image``, default: the stack's ``image_uri``, else
+    ``<container_registry_uri>/churn-mlops``; our image from docker/Dockerfile, pushed by ``run.py
+    image build --push``; without a tag the content tag of requirements.lock + code is used; no
+    build, the code travels through the artifact store) or ``image_builder`` (``local`` Docker or
+    ``aws`` CodeBuild builds an image from requirements.lock and pushes it to ``container_registry_uri``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -105,9 +106,10 @@ class RemoteExecution(BaseModel):
 
     @model_validator(mode="after")
     def _one_image_path(self) -> "RemoteExecution":
-        if bool(self.image) == bool(self.image_builder):
-            raise ValueError("set exactly one of 'image' (a prebuilt image: DockerSettings(skip_build=True, "
-                             "parent_image=image)) and 'image_builder' (local or aws: build the image)")
+        if self.image and self.image_builder:
+            raise ValueError("set at most one of 'image' (a prebuilt image: DockerSettings(skip_build=True, "
+                             "parent_image=image); default: the stack's image_uri) and 'image_builder' "
+                             "(local or aws: build the image)")
         if self.image_builder == "aws" and not self.code_build_project:
             raise ValueError("image_builder 'aws' needs 'code_build_project' (an AWS CodeBuild project)")
         if self.image and not self.image.startswith(self.container_registry_uri + "/"):
@@ -214,7 +216,7 @@ def remote_plan(settings: SageMakerStackSettings, remote: RemoteExecution) -> Di
         T.ORCHESTRATOR: (f"{stack}-orchestrator", "sagemaker", orchestrator),
         T.ARTIFACT_STORE: (f"{stack}-artifact-store", "s3", {"path": path.rstrip("/")}),
     }
-    if remote.image:   # nothing is pushed: the default flavor holds the ECR URI for the stack validation
+    if not remote.image_builder:   # nothing is pushed: the default flavor holds the ECR URI for the stack validation
         plan[T.CONTAINER_REGISTRY] = (f"{stack}-container-registry", "default", {"uri": remote.container_registry_uri})
     else:              # ZenML logs Docker (or CodeBuild) into ECR to push the image it builds
         plan[T.CONTAINER_REGISTRY] = (f"{stack}-ecr", "aws", {"uri": remote.container_registry_uri})
@@ -237,13 +239,20 @@ def tracker_config(settings: SageMakerStackSettings, remote: Optional[RemoteExec
     return configuration
 
 
+def default_step_image(settings: SageMakerStackSettings, remote: RemoteExecution) -> str:
+    """The prebuilt image the steps run in: ``image``, else the stack's ``image_uri``, else our ECR repository."""
+    from churn.image import DEFAULT_REPOSITORY
+
+    return remote.image or settings.image_uri or f"{remote.container_registry_uri}/{DEFAULT_REPOSITORY}"
+
+
 def stack_labels(settings: SageMakerStackSettings, remote: Optional[RemoteExecution]) -> Dict[str, Any]:
     """The labels the recipe sets (None: remove the label)."""
     labels: Dict[str, Any] = {key: None for key in LABELS}
     labels["automl_engine"] = AUTOML_ENGINE
     if remote is not None:
-        labels["image_path"] = "prebuilt" if remote.image else "build"
-        labels["parent_image"] = remote.image
+        labels["image_path"] = "build" if remote.image_builder else "prebuilt"
+        labels["parent_image"] = None if remote.image_builder else default_step_image(settings, remote)
         labels["training_instance_type"] = settings.training_instance_type or DEFAULT_TRAINING_INSTANCE_TYPE
     return labels
 
@@ -363,7 +372,10 @@ def pipeline_options(labels: Optional[Mapping[str, Any]], step_names: Optional[L
     if path not in ("prebuilt", "build"):
         return {}
     if path == "prebuilt":
-        docker = DockerSettings(skip_build=True, parent_image=labels["parent_image"],
+        from churn.image import current_tag, is_tagged
+
+        image = labels["parent_image"]   # untagged: the image `run.py image build --push` pushes from this code
+        docker = DockerSettings(skip_build=True, parent_image=image if is_tagged(image) else f"{image}:{current_tag()}",
                                 allow_download_from_artifact_store=True)
     else:
         docker = DockerSettings(requirements="requirements.lock", python_package_installer="uv",
@@ -411,7 +423,7 @@ def settings_from_active_stack() -> SageMakerStackSettings:
     d = deployer.config
     raw: Dict[str, Any] = {"stack_name": stack.name, "region": d.region, "bucket": d.bucket, "prefix": d.prefix,
                            "role_arn": d.role_arn, "aws_profile": d.aws_profile,
-                           "inference_instance_type": d.inference_instance_type}
+                           "inference_instance_type": d.inference_instance_type, "image_uri": d.image_uri}
     if registry is not None and registry.flavor == FLAVORS[T.MODEL_REGISTRY]:
         raw["approval_status"] = registry.config.approval_status
     if alerter is not None and alerter.flavor == FLAVORS[T.ALERTER]:

@@ -1,7 +1,8 @@
 """Our container's roles around another model's containers (churn.serving.inference_pipeline).
 
-The SageMaker entry points run in-process here with the role set as the container's
-Environment sets it. The candidate in the middle is the bundle's own estimator answering
+Each role's request handling (``churn.serving.container.handle``, what our image's ``serve``
+runs per request) is called in-process here; tests/container runs the same chain through real
+containers. The candidate in the middle is the bundle's own estimator answering
 in Autopilot's output format, so the chain must answer exactly as the bundle alone does.
 """
 
@@ -17,15 +18,17 @@ import pytest
 from churn.aws.packaging import serving_containers
 from churn.bundle import BundleError
 from churn.serving import inference_pipeline as pipeline
-from churn.serving import protocol, sagemaker_entry
+from churn.serving import container, protocol
 
 
 def _call(monkeypatch, role: str, model_dir, body: bytes, content_type: str, accept: str):
-    """One request through one container of the given role (model_fn, input_fn, predict_fn, output_fn)."""
+    """One request through one container of the given role, as its Environment sets the role.
+
+    JSON requests ask for probabilities (CustomAttributes ``probabilities=true``)."""
     monkeypatch.setenv(pipeline.ROLE_ENV, role)
-    model = sagemaker_entry.model_fn(str(model_dir))
-    data = sagemaker_entry.input_fn(body, content_type)
-    return sagemaker_entry.output_fn(sagemaker_entry.predict_fn(data, model), accept)
+    role = container.role_from_env()
+    model = container.load(role, str(model_dir))
+    return container.handle(role, model, body, content_type, accept, probabilities=protocol.wants_json(accept))
 
 
 def _candidate(estimator, body: bytes, accept: str):
@@ -108,27 +111,31 @@ def test_respond_names_what_is_wrong_with_the_candidates_answer(monkeypatch, sav
 def test_an_unknown_role_is_refused(monkeypatch, saved_bundle):
     *_, directory = saved_bundle
     monkeypatch.setenv(pipeline.ROLE_ENV, "transform")
-    with pytest.raises(RuntimeError, match="CHURN_SERVING_ROLE='transform': expected one of predict, encode, respond"):
-        sagemaker_entry.model_fn(str(directory))
+    with pytest.raises(container.RefusedToStart,
+                       match="CHURN_SERVING_ROLE='transform': expected one of predict, encode, respond"):
+        container.role_from_env()
 
 
 def test_serving_containers_wrap_an_autopilot_candidate_in_our_two_roles():
-    assert serving_containers({}, "sk:1", "s3://b/m.tar.gz") == [{
-        "Image": "sk:1", "ModelDataUrl": "s3://b/m.tar.gz", "Environment": {
-            "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}}]
+    sha = "ab" * 32
+    assert serving_containers({}, "sk:1", "s3://b/m.tar.gz", sha) == [{
+        "Image": "sk:1", "ModelDataUrl": "s3://b/m.tar.gz", "Environment": {"CHURN_BUNDLE_SHA256": sha}}]
     candidate = [{"Image": "fe"}, {"Image": "algo", "ModelDataUrl": "s3://b/algo.tar.gz",
                                    "Environment": {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,probabilities,labels"}}]
-    chain = serving_containers({"autopilot": {"inference_containers": candidate}}, "sk:1", "s3://b/m.tar.gz",
+    chain = serving_containers({"autopilot": {"inference_containers": candidate}}, "sk:1", "s3://b/m.tar.gz", sha,
                                {"SAGEMAKER_REGION": "us-west-2"})
     assert [c["Image"] for c in chain] == ["sk:1", "fe", "algo", "sk:1"]
     assert [c.get("Environment", {}).get(pipeline.ROLE_ENV) for c in chain] == ["encode", None, None, "respond"]
     assert chain[0]["Environment"]["SAGEMAKER_REGION"] == "us-west-2" and "SAGEMAKER_REGION" not in chain[2]["Environment"]
+    assert chain[0]["Environment"]["CHURN_BUNDLE_SHA256"] == chain[3]["Environment"]["CHURN_BUNDLE_SHA256"] == sha
+    assert "CHURN_BUNDLE_SHA256" not in chain[1].get("Environment", {})
     assert chain[2]["ModelDataUrl"] == "s3://b/algo.tar.gz" and "ModelDataUrl" not in chain[1]
     with pytest.raises(BundleError, match="SageMaker allows 15"):
-        serving_containers({"autopilot": {"inference_containers": [{"Image": "x"}] * 14}}, "sk:1", "s3://b/m")
+        serving_containers({"autopilot": {"inference_containers": [{"Image": "x"}] * 14}}, "sk:1", "s3://b/m", sha)
     with pytest.raises(BundleError, match="names no Image"):
-        serving_containers({"autopilot": {"inference_containers": [{"ModelDataUrl": "s3://b/x"}]}}, "sk:1", "s3://b/m")
+        serving_containers({"autopilot": {"inference_containers": [{"ModelDataUrl": "s3://b/x"}]}}, "sk:1", "s3://b/m", sha)
+    with pytest.raises(BundleError, match="sha256 is needed"):
+        serving_containers({}, "sk:1", "s3://b/m", "")
 
 
 def test_batch_inference_gives_a_remote_model_one_large_chunk(trained_bundle):

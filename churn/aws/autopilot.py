@@ -50,7 +50,7 @@ transform output on the test set, as the spec's EvaluateModel does.
 
 Online serving: the bundle keeps ``info["autopilot"]["inference_containers"]``. The
 SageMaker registry registers, and the deployer deploys, a serial inference pipeline around
-them (``churn.aws.packaging.serving_containers``): our scikit-learn container encodes the
+them (``churn.aws.packaging.serving_containers``): our container (our image, ``serve``) encodes the
 raw request exactly as training did, the candidate's containers score it, our container
 formats the answer in our contract (``churn.serving.inference_pipeline``). So the AutoML
 endpoint takes the same raw CSV/JSON as the rf endpoint and answers the same way.

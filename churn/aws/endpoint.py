@@ -56,8 +56,7 @@ class EndpointSettings:
     target_invocations_per_instance: float = 70.0
     scale_in_cooldown: int = 300
     scale_out_cooldown: int = 60
-    image_uri: Optional[str] = None
-    framework_version: str = "1.2-1"
+    image_uri: Optional[str] = None   # None: churn.image's default (the stack's ECR repository)
     polling: Polling = field(default_factory=lambda: Polling(initial=5.0, factor=1.5, maximum=30.0, timeout=1800.0))
     keep_previous: int = 1
     profile: Optional[str] = None
@@ -131,8 +130,8 @@ class SageMakerEndpoints:
     @property
     def registry(self) -> SageMakerModelRegistry:
         s = self.settings
-        return SageMakerModelRegistry(s.region, s.bucket, s.prefix, image_uri=s.image_uri,
-                                      framework_version=s.framework_version, profile=s.profile, progress=self.progress)
+        return SageMakerModelRegistry(s.region, s.bucket, s.prefix, image_uri=s.image_uri, profile=s.profile,
+                                      progress=self.progress)
 
     def runtime_url(self, endpoint_name: str) -> str:
         domain = "amazonaws.com.cn" if self.settings.region.startswith("cn-") else "amazonaws.com"
@@ -188,12 +187,8 @@ class SageMakerEndpoints:
         destination = s3.join(f"s3://{self.settings.bucket}", self.settings.prefix, "endpoints", endpoint_name,
                               sha256[:16], "model.tar.gz")
         packaged = packaging.package_and_upload(bundle_uri, destination, self.settings.region, sha256, self.settings.profile)
-        mismatch = None if self.settings.image_uri else packaging.image_mismatch(packaged["library_versions"],
-                                                                                 self.settings.framework_version)
-        if mismatch:
-            self.progress(mismatch)
         containers = packaging.serving_containers(packaged["info"], self.registry.image_uri, packaged["model_data_url"],
-                                                  {"SAGEMAKER_REGION": self.settings.region})
+                                                  str(packaged["bundle_sha256"]), {"SAGEMAKER_REGION": self.settings.region})
         return {"containers": containers, "model_data_url": packaged["model_data_url"], "model_package_arn": None}
 
     def deploy(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str, sha256: str,

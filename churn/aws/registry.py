@@ -1,8 +1,9 @@
 """SageMaker Model Registry: model package groups and versioned model packages.
 
 A registered version is a model package with
-- InferenceSpecification: the region's scikit-learn serving image and model.tar.gz in S3
-  (bundle + ``code/``, see ``churn.aws.packaging``); for an Autopilot bundle, the serial
+- InferenceSpecification: our image (``churn.image``: built from requirements.lock, started
+  as ``serve``) and model.tar.gz in S3 (the bundle, see ``churn.aws.packaging``), the
+  bundle's sha256 in the container Environment; for an Autopilot bundle, the serial
   inference pipeline ``packaging.serving_containers`` lays out (our container encoding,
   the best candidate's containers, our container answering), so the package deploys as is.
   The bundle's files are also stored as a directory next to the archive (``bundle_uri``),
@@ -58,10 +59,10 @@ def split_properties(metadata: Mapping[str, Any]) -> tuple[Dict[str, str], Dict[
 
 class SageMakerModelRegistry:
     def __init__(self, region: str, bucket: str, prefix: str, *, image_uri: Optional[str] = None,
-                 framework_version: str = "1.2-1", instance_types: Optional[List[str]] = None,
+                 instance_types: Optional[List[str]] = None,
                  profile: Optional[str] = None, progress: Callable[[str], None] = _print):
         self.region, self.bucket, self.prefix, self.profile = region, bucket, prefix.strip("/"), profile
-        self._image_uri, self.framework_version = image_uri, framework_version
+        self._image_uri = image_uri
         self.instance_types = instance_types or DEFAULT_INSTANCE_TYPES
         self.progress = progress
 
@@ -71,7 +72,10 @@ class SageMakerModelRegistry:
 
     @property
     def image_uri(self) -> str:
-        return self._image_uri or packaging.sklearn_image_uri(self.region, self.framework_version)
+        """Our serving image (``churn.image.resolve_image_uri``: the configured one, or the stack's ECR default)."""
+        from churn.image import resolve_image_uri
+
+        return resolve_image_uri(self._image_uri, self.region, self.profile)
 
     def _uri(self, *parts: str) -> str:
         return s3.join(f"s3://{self.bucket}", self.prefix, *parts)
@@ -122,10 +126,7 @@ class SageMakerModelRegistry:
             uploaded.extend(packaged["uploaded"])
             bundle_sha256 = str(packaged["bundle_sha256"])
             containers = packaging.serving_containers(packaged["info"], self.image_uri, packaged["model_data_url"],
-                                                      {"SAGEMAKER_REGION": self.region})
-            mismatch = None if self._image_uri else packaging.image_mismatch(packaged["library_versions"], self.framework_version)
-            if mismatch:
-                self.progress(mismatch)
+                                                      bundle_sha256, {"SAGEMAKER_REGION": self.region})
             evaluation_uri = s3.upload_bytes(json.dumps(metrics, indent=2, sort_keys=True).encode(),
                                              s3.join(folder, "evaluation.json"), self.region, self.profile,
                                              "application/json")
@@ -145,8 +146,7 @@ class SageMakerModelRegistry:
                     ModelPackageGroupName=group,
                     ModelPackageDescription=description[:1024],
                     InferenceSpecification={
-                        "Containers": [{**c, "Framework": "SKLEARN"} if c["Image"] == self.image_uri else c
-                                       for c in containers],
+                        "Containers": containers,
                         "SupportedContentTypes": ["text/csv", "application/json"],
                         "SupportedResponseMIMETypes": ["text/csv", "application/json"],
                         "SupportedRealtimeInferenceInstanceTypes": self.instance_types,

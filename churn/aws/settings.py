@@ -22,6 +22,7 @@ S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
 SNS_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$"
 ENDPOINT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+IMAGE_URI = r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[A-Za-z0-9_.\-]{1,128}|@sha256:[a-f0-9]{64})?$"
 _PLACEHOLDER = re.compile(r"ACCOUNT_ID|<[^>]+>")
 
 
@@ -56,8 +57,9 @@ class SageMakerStackSettings(BaseModel):
     target_invocations_per_instance: float = Field(70.0, gt=0)
     endpoint_name: str = Field("classification-model-endpoint", pattern=ENDPOINT_NAME)
     automl_endpoint_name: str = Field("automl-classification-endpoint", pattern=ENDPOINT_NAME)
-    inference_image_uri: Optional[str] = None
-    sklearn_framework_version: str = "1.2-1"
+    # our image (docker/Dockerfile) for endpoints, AutoML pipelines, batch and the steps; no tag: the content tag
+    # of requirements.lock + code (churn.image); null: <account>.dkr.ecr.<region>.amazonaws.com/churn-mlops
+    image_uri: Optional[str] = Field(None, pattern=IMAGE_URI)
     deploy_timeout_seconds: float = Field(1800.0, gt=0)
     # registry
     model_package_group: str = Field("classification-model-group", pattern=ENDPOINT_NAME)
@@ -115,8 +117,7 @@ class SageMakerStackSettings(BaseModel):
 
     def registry_config(self) -> Dict[str, Any]:
         return {**self.common(), "bucket": self.bucket, "prefix": self.prefix, "approval_status": self.approval_status,
-                "inference_image_uri": self.inference_image_uri,
-                "sklearn_framework_version": self.sklearn_framework_version}
+                "image_uri": self.image_uri}
 
     def deployer_config(self) -> Dict[str, Any]:
         return {**self.common(), "role_arn": self.role_arn, "bucket": self.bucket, "prefix": self.prefix,
@@ -126,8 +127,7 @@ class SageMakerStackSettings(BaseModel):
                 "autoscaling_min_capacity": self.autoscaling_min_capacity,
                 "autoscaling_max_capacity": self.autoscaling_max_capacity,
                 "target_invocations_per_instance": self.target_invocations_per_instance,
-                "inference_image_uri": self.inference_image_uri,
-                "sklearn_framework_version": self.sklearn_framework_version,
+                "image_uri": self.image_uri,
                 "deploy_timeout_seconds": self.deploy_timeout_seconds}
 
     def alerter_config(self) -> Dict[str, Any]:

@@ -7,9 +7,9 @@ endpoint of an Autopilot bundle is a serial inference pipeline of one model::
 
     [our container, role "encode"] -> [Autopilot's container(s)] -> [our container, role "respond"]
 
-Both our containers are the same scikit-learn serving image and the same model.tar.gz as
-any bundle's; ``CHURN_SERVING_ROLE`` in the container's environment picks the role
-(``churn.serving.sagemaker_entry``):
+Both our containers are our image (``docker/Dockerfile``, started as ``serve``) and the same
+model.tar.gz as any bundle's; ``CHURN_SERVING_ROLE`` in the container's environment picks the
+role (``churn.serving.container``):
 
 - ``predict`` (default, a single-container endpoint): the whole bundle scores the request.
 - ``encode``: the request is parsed and checked by the same ``protocol`` code (bad input
@@ -17,12 +17,12 @@ any bundle's; ``CHURN_SERVING_ROLE`` in the container's environment picks the ro
   header-less CSV in ``feature_order``, formatted by ``rows_csv`` as the training rows were.
 - ``respond``: the candidate's answer (CSV lines or JSON, whichever it wrote) becomes
   P(class 1) per row, and our response is formatted from it exactly
-  as a single-container endpoint formats its own (CSV labels; JSON with probabilities).
+  as a single-container endpoint formats its own (CSV labels; probabilities when asked).
 
 In a serial pipeline each container's response Content-Type goes to the next container.
-Which containers see the client's Accept is not documented; AWS's own chains set
-SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT on the inner containers, and so do we. So the encode
-role answers CSV whatever it is asked, and the respond role reads CSV or JSON. Neither role
+Which containers see the client's Accept (and CustomAttributes) is not documented; our
+containers answer CSV when no Accept is given. So the encode role answers CSV whatever it
+is asked, and the respond role reads CSV or JSON. Neither role
 needs the estimator, so they load only ``bundle.json`` (``load_preprocessing``).
 """
 

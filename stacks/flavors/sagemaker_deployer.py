@@ -47,8 +47,7 @@ class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
     autoscaling_min_capacity: int = 1
     autoscaling_max_capacity: int = 5
     target_invocations_per_instance: float = 70.0
-    inference_image_uri: Optional[str] = None
-    sklearn_framework_version: str = "1.2-1"
+    image_uri: Optional[str] = None   # our image (churn.image); None: the stack's ECR default
     deploy_timeout_seconds: float = 1800.0
     poll_initial_seconds: float = 5.0
     poll_max_seconds: float = 30.0
@@ -79,7 +78,7 @@ class SageMakerEndpointDeployer(EndpointDeployer):
             instance_type=c.inference_instance_type, initial_instance_count=c.initial_instance_count,
             enable_autoscaling=c.enable_autoscaling, min_capacity=c.autoscaling_min_capacity,
             max_capacity=c.autoscaling_max_capacity, target_invocations_per_instance=c.target_invocations_per_instance,
-            image_uri=c.inference_image_uri, framework_version=c.sklearn_framework_version,
+            image_uri=c.image_uri,
             polling=Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.deploy_timeout_seconds),
             profile=c.aws_profile))
 

@@ -53,8 +53,7 @@ class SageMakerModelRegistryConfig(BaseModelRegistryConfig):
     bucket: str
     prefix: str = "mlops/classification_model"
     approval_status: str = "PendingManualApproval"
-    inference_image_uri: Optional[str] = None
-    sklearn_framework_version: str = "1.2-1"
+    image_uri: Optional[str] = None   # our image (churn.image); None: the stack's ECR default
     aws_profile: Optional[str] = None
 
     @model_validator(mode="before")
@@ -74,8 +73,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
     @property
     def registry(self) -> _Registry:
         c = self.config
-        return _Registry(c.region, c.bucket, c.prefix, image_uri=c.inference_image_uri,
-                         framework_version=c.sklearn_framework_version, profile=c.aws_profile)
+        return _Registry(c.region, c.bucket, c.prefix, image_uri=c.image_uri, profile=c.aws_profile)
 
     # -- registered models = model package groups ---------------------------------------
     def register_model(self, name: str, description: Optional[str] = None,
@@ -247,7 +245,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
         return RegistryModelVersion(
             version=str(package.get("ModelPackageVersion")),
             model_source_uri=properties.get("bundle_uri") or container.get("ModelDataUrl", ""),
-            model_format="churn_model_bundle (SageMaker scikit-learn container)",
+            model_format="churn_model_bundle (churn-mlops serving image)",
             model_library="scikit-learn",
             registered_model=RegisteredModel(name=name),
             description=package.get("ModelPackageDescription"),

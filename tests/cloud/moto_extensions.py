@@ -19,16 +19,17 @@ Added or fixed, all reached over real HTTP through a WSGI layer in front of moto
 - Feature Store runtime ``PutRecord`` / ``GetRecord`` / ``DeleteRecord`` (missing): records
   are checked against the group's feature definitions and kept in memory; ``offline_records``
   returns them as the offline store's Glue table would hold them.
-- SageMaker runtime ``InvokeEndpoint`` (canned in moto): the endpoint's model.tar.gz is read
-  from moto's S3 and run the way the scikit-learn container does, in a separate Python
-  process that sees only the archive's ``code/`` (``inference.py`` -> model_fn, input_fn,
-  predict_fn, output_fn) and the container's Environment. That proves the archive is
-  self-contained. The harness behaves as AWS's toolkit (sagemaker-containers 2.8) does: any
-  exception in those functions is a 500, a returned ``worker.Response`` (a stand-in for the
-  toolkit's class) sets status and Content-Type, a ``(body, content_type)`` tuple is a 200
-  with ``; charset=utf-8`` added to ``text/*``. A model of several containers runs them in series, as an inference
-  pipeline does; images that are not ours run through a stand-in registered in
-  ``CONTAINER_EMULATORS`` (moto_automl registers Autopilot's).
+- SageMaker runtime ``InvokeEndpoint`` (canned in moto): each of the endpoint's containers that
+  is ours runs as SageMaker runs our image: a process of its own started with ``serve``
+  (``churn.serving.container``), the model.tar.gz read from moto's S3 and extracted as its
+  model directory (``CHURN_MODEL_DIR``, /opt/ml/model in the image), the container's
+  Environment, and a port of its own (``SAGEMAKER_BIND_TO_PORT``) on 127.0.0.1. It is started
+  on the first request and waited for on ``/ping``; requests go to ``/invocations`` over HTTP
+  with the Content-Type, Accept and CustomAttributes SageMaker passes. The processes are
+  stopped (by pid) on reset and when the server stops. A model of several containers runs
+  them in series, as an inference pipeline does; images that are not ours run through a
+  stand-in registered in ``CONTAINER_EMULATORS`` (moto_automl registers Autopilot's).
+  tests/container runs the same ``serve`` in the real image with Docker.
 - Fault injection: ``inject_throttling("sagemaker:CreateModel", times=2)`` answers the next
   calls with the service's throttling error (``s3:PUT`` style keys for S3).
 - Athena runs no SQL in moto: ``queue_athena_result`` queues a result through moto's
@@ -87,6 +88,9 @@ class _State:
             self.faults_served: Dict[str, int] = defaultdict(int)
             self.endpoint_failures: Dict[str, str] = {}
             self.pending: Dict[str, list] = {}
+            for serving in getattr(self, "serving", {}).values():
+                serving.stop()
+            self.serving: Dict[tuple, "ServingContainer"] = {}
             for directory in getattr(self, "models", {}).values():
                 shutil.rmtree(directory, ignore_errors=True)
             self.models: Dict[str, str] = {}
@@ -557,8 +561,9 @@ class ExtensionsApp:
 
         As SageMaker does: the request's Content-Type goes to the first container, each
         container's response Content-Type to the next; the client's Accept reaches the last
-        container only (without one, each container's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
-        else JSON, as the toolkit does); a container's error stops the request with a
+        container only (without one: ours get no Accept and answer CSV; a stand-in gets its
+        SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else JSON, as AWS's toolkit does); the client's
+        CustomAttributes reach our containers; a container's error stops the request with a
         ModelError naming the container. A model created with InferenceExecutionConfig Mode
         Direct is refused (it needs TargetContainerHostname, which we never send).
         """
@@ -580,13 +585,17 @@ class ExtensionsApp:
                                     "invoke needs TargetContainerHostname")
         body, content_type = _body(environ), environ.get("CONTENT_TYPE", "text/csv")
         accept = environ.get("HTTP_ACCEPT", "")
+        attributes = environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES", "")
         for index, container in enumerate(containers):
             # only the last container sees the client's Accept; the others, and the last one when the
-            # client sent none (or */*), answer in their default, as the container toolkit does
-            default = (container.get("Environment") or {}).get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+            # client sent none (or */*), answer in their default (a stand-in's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
+            # else JSON as AWS's toolkit does; ours: CSV)
+            ours = _is_ours(container)
+            default = "" if ours else (container.get("Environment") or {}).get(
+                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
             last = index == len(containers) - 1
             wanted = accept if last and accept not in ("", "*/*") else default
-            result = self._run(container, body, content_type, wanted)
+            result = self._run(container, body, content_type, wanted, attributes)
             if result["status"] != 200:
                 break
             body, content_type = base64.b64decode(result["body"]), result["content_type"]
@@ -606,15 +615,21 @@ class ExtensionsApp:
                                   ("x-Amzn-Invoked-Production-Variant", config.production_variants[0]["VariantName"])])
         return [body]
 
-    def _run(self, container: Dict[str, Any], body: bytes, content_type: str, accept: str) -> dict:
-        environment = dict(container.get("Environment") or {})
-        if "SAGEMAKER_PROGRAM" in environment:  # the scikit-learn container running our inference.py
-            return run_container(self._model_dir(container["ModelDataUrl"]), body, content_type, accept, environment)
+    def _run(self, container: Dict[str, Any], body: bytes, content_type: str, accept: str,
+             custom_attributes: str = "") -> dict:
+        if _is_ours(container):
+            return self._serving(container).invoke(body, content_type, accept, custom_attributes)
         image = container.get("Image", "")
         handler = next((h for key, h in CONTAINER_EMULATORS.items() if key in image), None)
-        if handler is None:
-            return {"status": 500, "message": f"the emulator has no stand-in for image {image}"}
         return handler(container, body, content_type, accept)
+
+    def _serving(self, container: Dict[str, Any]) -> "ServingContainer":
+        environment = dict(container.get("Environment") or {})
+        key = (container.get("Image", ""), container.get("ModelDataUrl", ""), tuple(sorted(environment.items())))
+        with STATE.lock:
+            if key not in STATE.serving:
+                STATE.serving[key] = ServingContainer(self._model_dir(container["ModelDataUrl"]), environment)
+            return STATE.serving[key]
 
     def _model_dir(self, url: str) -> str:
         from churn.aws.packaging import extract_model_tarball
@@ -629,70 +644,100 @@ class ExtensionsApp:
             return str(directory)
 
 
-CONTAINER = r"""
-import base64, json, sys, types
-code_dir, model_dir = sys.argv[1], sys.argv[2]
-sys.path.insert(0, code_dir)
-request = json.loads(sys.stdin.read())
+def _is_ours(container: Dict[str, Any]) -> bool:
+    """Our image: every container that no stand-in in CONTAINER_EMULATORS claims."""
+    return not any(key in container.get("Image", "") for key in CONTAINER_EMULATORS)
 
 
-class Response:
-    # Stand-in for AWS's container toolkit (sagemaker-containers' worker.Response, a Flask
-    # response), which is not installable here: output_fn may return one to set the status
-    # and the exact Content-Type.
-    def __init__(self, response=b"", status=200, headers=None, mimetype=None):
-        self.body = response if isinstance(response, bytes) else str(response).encode()
-        self.status = int(status)
-        self.content_type = dict(headers or {}).get("Content-Type") or mimetype or "text/html; charset=utf-8"
+class ServingContainer:
+    """One of our containers as SageMaker runs it: ``serve`` in a process of its own, on a port of its own.
 
-
-for name in ("sagemaker_containers", "sagemaker_containers.beta", "sagemaker_containers.beta.framework"):
-    sys.modules[name] = types.ModuleType(name)
-worker = types.ModuleType("sagemaker_containers.beta.framework.worker")
-worker.Response = Response
-sys.modules["sagemaker_containers.beta.framework"].worker = worker
-sys.modules[worker.__name__] = worker
-
-import inference, churn
-if not churn.__file__.startswith(code_dir):
-    raise SystemExit("churn was imported from %s, not from the model's code/" % churn.__file__)
-model = inference.model_fn(model_dir)
-try:
-    data = inference.input_fn(base64.b64decode(request["body"]), request["content_type"])
-    result = inference.output_fn(inference.predict_fn(data, model), request["accept"])
-except Exception as error:  # as the toolkit's error_wrapper: any exception is a 500
-    print(json.dumps({"status": 500, "message": "%s: %s" % (type(error).__name__, error)}))
-else:
-    if isinstance(result, Response):
-        status, body, content_type = result.status, result.body, result.content_type
-    else:  # a (body, content_type) tuple: 200, and Flask appends a charset to text/* types
-        body, content_type = result
-        body = body if isinstance(body, bytes) else body.encode()
-        status = 200
-        if content_type.startswith("text/") and "charset" not in content_type:
-            content_type += "; charset=utf-8"
-    if status != 200:
-        print(json.dumps({"status": status, "message": body.decode("utf-8", "replace")}))
-    else:
-        print(json.dumps({"status": 200, "body": base64.b64encode(body).decode(), "content_type": content_type}))
-"""
-
-
-def run_container(model_dir: str, body: bytes, content_type: str, accept: str,
-                  environment: Optional[Dict[str, str]] = None) -> dict:
-    """Score a request as the scikit-learn container would: a fresh process that sees only code/.
-
-    ``environment`` is the container definition's Environment (e.g. CHURN_SERVING_ROLE).
+    The process sees the container's Environment, its model directory (the extracted archive)
+    and SAGEMAKER_BIND_TO_PORT, as the image does (where CHURN_MODEL_DIR is /opt/ml/model), and
+    binds 127.0.0.1. A container that refuses to start (a bundle that fails its SHA-256 check,
+    say) answers every request with a 500 carrying its log, as a failed health check would.
     """
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(environment or {})}
-    with tempfile.TemporaryDirectory(prefix="container-cwd-") as cwd:
-        process = subprocess.run(
-            [sys.executable, "-P", "-s", "-c", CONTAINER, os.path.join(model_dir, "code"), model_dir],
-            input=json.dumps({"body": base64.b64encode(body).decode(), "content_type": content_type, "accept": accept}),
-            capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
-    if process.returncode != 0:
-        return {"status": 500, "message": f"container failed: {process.stderr.strip()[-2000:]}"}
-    return json.loads(process.stdout.strip().splitlines()[-1])
+
+    START_SECONDS = 120.0   # generous: two shared cores, a cold import of pandas and scikit-learn
+
+    def __init__(self, model_dir: str, environment: Dict[str, str]) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(model_dir, f"serve-{self.port}.log")
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "SAGEMAKER_"))},
+               **environment, "CHURN_MODEL_DIR": model_dir, "SAGEMAKER_BIND_TO_PORT": str(self.port),
+               "CHURN_SERVING_HOST": "127.0.0.1", "PYTHONPATH": repo}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "churn.serving.container", "serve"], cwd=repo,
+                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.ready: Optional[bool] = None
+        self.lock = threading.Lock()
+
+    def _log(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                return handle.read()[-2000:].strip()
+        except OSError:
+            return ""
+
+    def _wait_ready(self) -> bool:
+        import time
+
+        import requests
+
+        with self.lock:
+            deadline = time.monotonic() + self.START_SECONDS
+            while self.ready is None:
+                if self.process.poll() is not None:
+                    self.ready = False
+                    break
+                try:
+                    if requests.get(self.url + "/ping", timeout=2).status_code == 200:
+                        self.ready = True
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    self.ready = False
+                    break
+                time.sleep(0.05)
+            return bool(self.ready)
+
+    def invoke(self, body: bytes, content_type: str, accept: str, custom_attributes: str = "") -> dict:
+        import requests
+
+        if not self._wait_ready():
+            return {"status": 500, "message": f"the container did not pass its /ping health check "
+                                              f"(exit code {self.process.poll()}): {self._log()}"}
+        headers = {"Content-Type": content_type}
+        if accept:
+            headers["Accept"] = accept
+        if custom_attributes:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
+        try:
+            response = requests.post(self.url + "/invocations", data=body, headers=headers, timeout=60)
+        except requests.RequestException as error:
+            return {"status": 500, "message": f"the container did not answer: {error}"}
+        if response.status_code != 200:
+            return {"status": response.status_code, "message": response.text.strip()}
+        return {"status": 200, "body": base64.b64encode(response.content).decode(),
+                "content_type": response.headers.get("Content-Type", "")}
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 # Stand-ins for images that cannot run here (another model's containers, e.g. Autopilot's):

@@ -319,23 +319,28 @@ def test_inference_containers_are_asked_for_probabilities_as_the_sdk_does():
         inference_containers([{"Image": "x", "Environment": {"SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label"}}])
 
 
-def test_model_archive_requirements_include_the_bundles_serving_requirements(tmp_path):
+def test_a_bundle_needing_a_library_the_image_lacks_is_not_packaged(tmp_path):
     import tarfile
 
     from sklearn.linear_model import LogisticRegression
 
     from churn.aws.packaging import build_model_tarball
-    from churn.bundle import ModelBundle
+    from churn.bundle import BundleError, ModelBundle
     from churn.demo_data import generate_customers
+    from churn.image import locked_versions
     from churn.preprocessing import Preprocessor
 
     frame = generate_customers(60, seed=3)
     preprocessor = Preprocessor.fit(frame, "churn")
     estimator = LogisticRegression(max_iter=500).fit(preprocessor.transform(frame)[0], frame["churn"])
-    bundle = ModelBundle(estimator, preprocessor, {"serving_requirements": {"xgboost-cpu": "2.1.4", "lightgbm": "4.6.0"}})
-    bundle.save(tmp_path / "bundle")
-    built = build_model_tarball(tmp_path / "bundle", tmp_path / "model.tar.gz")
+    locked = locked_versions()
+    fits = {"xgboost-cpu": locked["xgboost-cpu"], "lightgbm": locked["lightgbm"]}   # what the image holds
+    ModelBundle(estimator, preprocessor, {"serving_requirements": fits}).save(tmp_path / "ok")
+    built = build_model_tarball(tmp_path / "ok", tmp_path / "ok.tar.gz")
     with tarfile.open(built["path"]) as tar:
-        lines = tar.extractfile("code/requirements.txt").read().decode().splitlines()
-    assert lines[-2:] == ["lightgbm==4.6.0", "xgboost-cpu==2.1.4"]
-    assert {line.split("==")[0] for line in lines} == {"scikit-learn", "numpy", "pandas", "joblib", "lightgbm", "xgboost-cpu"}
+        assert sorted(tar.getnames()) == ["bundle.json", "estimator.joblib"]   # the libraries are the image's
+    needs = {"lightgbm": "0.1.0", "catboost": "1.2"}
+    ModelBundle(estimator, preprocessor, {"serving_requirements": needs}).save(tmp_path / "bad")
+    with pytest.raises(BundleError, match=r"catboost==1.2 \(not in requirements.lock\), lightgbm==0.1.0 "
+                                          r"\(requirements.lock has " + locked["lightgbm"]):
+        build_model_tarball(tmp_path / "bad", tmp_path / "bad.tar.gz")

@@ -346,8 +346,15 @@ def test_recipe_refuses_an_incomplete_remote_block():
     from churn.config import ConfigError
     from stacks.sagemaker import load_recipe
 
-    with pytest.raises(ConfigError, match="set exactly one of 'image'"):
-        load_recipe(remote_stack_config("x", image=None))
+    from stacks.sagemaker import pipeline_options, stack_labels
+
+    labels = stack_labels(*load_recipe(remote_stack_config("x", image=None)))   # no image: our image in the registry
+    assert (labels["image_path"], labels["parent_image"]) == ("prebuilt", f"{REGISTRY}/churn-mlops")
+    from churn.image import content_tag
+
+    assert pipeline_options(labels)["settings"]["docker"].parent_image == f"{REGISTRY}/churn-mlops:{content_tag()}"
+    with pytest.raises(ConfigError, match="set at most one of 'image'"):
+        load_recipe(remote_stack_config("x", image_builder="local"))
     with pytest.raises(ConfigError, match="image_builder 'aws' needs 'code_build_project'"):
         load_recipe(remote_stack_config("x", image=None, image_builder="aws"))
     with pytest.raises(ConfigError, match="is not in container_registry_uri"):

@@ -139,8 +139,11 @@ def test_config_refuses_credentials_placeholders_and_unknown_keys():
     assert settings.region == "us-west-2" and settings.athena_output == "s3://mlbucket-sagemaker/athena-query-results/"
     from stacks.sagemaker import load_recipe
 
-    _, remote = load_recipe(filled)    # the example runs the steps on SageMaker, prebuilt-image path
-    assert remote.image == f"{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/churn-mlops:1.0.0" and remote.image_builder is None
+    from stacks.sagemaker import default_step_image
+
+    settings, remote = load_recipe(filled)    # the example runs the steps in our image, prebuilt-image path
+    assert remote.image is None and remote.image_builder is None
+    assert default_step_image(settings, remote) == f"{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/churn-mlops"
     assert remote.scheduler_role_arn == f"arn:aws:iam::{ACCOUNT}:role/ML-Role-Scheduler"
 
 

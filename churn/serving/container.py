@@ -1,0 +1,190 @@
+"""``serve``: our image's SageMaker entry point (bring-your-own-container contract).
+
+SageMaker starts the container as ``docker run IMAGE serve`` with the model archive
+extracted to ``/opt/ml/model`` and expects ``GET /ping`` and ``POST /invocations`` on port
+8080 (``SAGEMAKER_BIND_TO_PORT`` in a serial inference pipeline). The container's
+Environment (set by ``churn.aws.packaging.serving_containers``) says what to serve:
+
+- ``CHURN_BUNDLE_SHA256``: the SHA-256 the registry recorded for the bundle. Before
+  loading anything the bundle in the model directory is hashed (``churn.bundle.bundle_sha256``)
+  and compared; when the variable is missing or the hash differs, ``serve`` logs why and
+  exits non-zero, so the endpoint fails its health check instead of serving an unverified model.
+- ``CHURN_SERVING_ROLE`` (``churn.serving.inference_pipeline``): ``predict`` (default) is the
+  local endpoint's own server (``churn.serving.server``: same parsing, prediction, formatting,
+  limits and errors); ``encode`` and ``respond`` are the two ends of the serial pipeline
+  around an Autopilot candidate (:func:`handle`).
+
+Other variables: ``CHURN_MODEL_DIR`` (default /opt/ml/model), ``CHURN_SERVING_HOST`` (default
+127.0.0.1; the image sets 0.0.0.0, its own network namespace that SageMaker publishes),
+``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1), ``CHURN_MODEL_VERSION`` (reported by /ping).
+Probabilities are returned as the local endpoint returns them: when asked with
+``CustomAttributes: probabilities=true`` (or ``?probabilities=true``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from churn.bundle import BundleError, bundle_sha256
+from churn.preprocessing import InputError
+from churn.serving import inference_pipeline as pipeline
+from churn.serving import protocol
+
+log = logging.getLogger("churn.serving.container")
+MODEL_DIR = "/opt/ml/model"
+SHA_ENV = "CHURN_BUNDLE_SHA256"
+PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
+DEFAULT_PORT = 8080
+
+
+class RefusedToStart(RuntimeError):
+    """The container cannot serve (the message is logged before it exits non-zero)."""
+
+
+def role_from_env(environ=os.environ) -> str:
+    role = environ.get(pipeline.ROLE_ENV, pipeline.PREDICT).strip().lower() or pipeline.PREDICT
+    if role not in pipeline.ROLES:
+        raise RefusedToStart(f"{pipeline.ROLE_ENV}={role!r}: expected one of {', '.join(pipeline.ROLES)}")
+    return role
+
+
+def verify_bundle(model_dir: str | os.PathLike, expected: Optional[str]) -> str:
+    """The bundle's SHA-256 when it is the one the registry recorded; else RefusedToStart."""
+    if not expected or not expected.strip():
+        raise RefusedToStart(f"{SHA_ENV} is not set: the registry's SHA-256 of the bundle is needed to verify "
+                             f"{model_dir} before loading it (register or deploy the model with churn-mlops)")
+    try:
+        actual = bundle_sha256(model_dir)
+    except OSError as error:
+        raise RefusedToStart(f"{model_dir} holds no readable model bundle: {error}") from None
+    if actual != expected.strip().lower():
+        raise RefusedToStart(f"the bundle in {model_dir} has SHA-256 {actual}, but the registry recorded "
+                             f"{expected.strip()}: refusing to serve a bundle that is not the registered one")
+    return actual
+
+
+def load(role: str, model_dir: str | os.PathLike) -> Any:
+    """What a role serves with: the bundle (predict) or its preprocessing only (encode, respond)."""
+    if role == pipeline.PREDICT:
+        from churn.bundle import ModelBundle
+
+        return ModelBundle.load(model_dir)
+    return pipeline.load_preprocessing(model_dir)
+
+
+def handle(role: str, model: Any, body: bytes, content_type: str, accept: str,
+           probabilities: bool = False) -> Tuple[bytes, str]:
+    """One request through one container of ``role``: (body, content type); refusals raise RequestError.
+
+    ``encode`` answers header-less encoded CSV whatever is accepted (the candidate reads it);
+    ``respond`` reads the candidate's answer and formats ours as a single container does.
+    """
+    if role == pipeline.ENCODE:
+        columns = protocol.parse_request(body, content_type)
+        try:
+            return pipeline.encode(model, columns), "text/csv"
+        except InputError as error:
+            raise protocol.RequestError(400, str(error)) from None
+    if role == pipeline.RESPOND:
+        try:
+            proba = pipeline.candidate_probabilities(body, content_type)
+        except (pipeline.CandidateOutputError, UnicodeDecodeError) as error:
+            raise protocol.RequestError(500, f"the AutoML model's answer could not be read: {error}") from None
+        from churn.bundle import ModelBundle
+
+        prediction = protocol.Prediction(labels=ModelBundle.label(proba), proba=proba)
+        return protocol.format_response(prediction, accept, probabilities)
+    prediction = protocol.predict(model, protocol.parse_request(body, content_type))
+    return protocol.format_response(prediction, accept, probabilities)
+
+
+def role_app(role: str, model: Any, max_body_bytes: int):
+    """The encode/respond container's HTTP app (the predict role is ``churn.serving.server``'s)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def ping(request: Request) -> Response:
+        return Response(status_code=200, headers={"X-Serving-Role": role})
+
+    async def invocations(request: Request) -> Response:
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > max_body_bytes:
+                return PlainTextResponse(f"request body is over the {max_body_bytes}-byte limit\n", 413)
+        wants = protocol.probabilities_requested(request.query_params.get("probabilities"),
+                                                 request.headers.get("x-amzn-sagemaker-custom-attributes"))
+        try:
+            content, media_type = await run_in_threadpool(
+                handle, role, model, bytes(body), request.headers.get("content-type", ""),
+                request.headers.get("accept", ""), wants)
+        except protocol.RequestError as error:
+            return PlainTextResponse(error.message + "\n", error.status)
+        # exactly this Content-Type (no charset added): the next container of the pipeline reads it
+        return Response(content, headers={"Content-Type": media_type})
+
+    return Starlette(routes=[Route("/ping", ping, methods=["GET"]),
+                             Route("/invocations", invocations, methods=["POST"])])
+
+
+def serve(environ=os.environ) -> None:
+    """Verify the bundle, then serve it until stopped (raises RefusedToStart)."""
+    import uvicorn
+
+    from churn.serving import server
+
+    model_dir = environ.get("CHURN_MODEL_DIR", MODEL_DIR)
+    role = role_from_env(environ)
+    sha256 = verify_bundle(model_dir, environ.get(SHA_ENV))
+    host = environ.get("CHURN_SERVING_HOST", "127.0.0.1")
+    port = int(environ.get(PORT_ENV) or DEFAULT_PORT)
+    workers = max(1, int(environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or 1))
+    max_body = int(environ.get("CHURN_MAX_BODY_BYTES") or server.DEFAULT_MAX_BODY)
+    options = dict(host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    if role == pipeline.PREDICT:
+        # the local endpoint's server, pointed at the verified bundle (it checks the hash again on load)
+        endpoint_dir = Path(tempfile.mkdtemp(prefix="churn-endpoint-"))
+        record = {"bundle_dir": str(Path(model_dir).resolve()), "sha256": sha256,
+                  "version": environ.get("CHURN_MODEL_VERSION", "")}
+        try:
+            server.load_model(record)
+        except (BundleError, OSError, ValueError) as error:
+            raise RefusedToStart(f"the bundle in {model_dir} does not load: {error}") from None
+        (endpoint_dir / server.POINTER_FILE).write_text(json.dumps(record))
+        os.environ["CHURN_ENDPOINT_DIR"] = str(endpoint_dir)
+        os.environ["CHURN_MAX_BODY_BYTES"] = str(max_body)
+        log.info("serving bundle %s from %s on %s:%d (%d worker(s))", sha256[:12], model_dir, host, port, workers)
+        uvicorn.run("churn.serving.server:app_from_env", factory=True, workers=workers, **options)
+        return
+    try:
+        model = load(role, model_dir)
+    except (BundleError, OSError, ValueError) as error:
+        raise RefusedToStart(f"the bundle in {model_dir} does not load: {error}") from None
+    log.info("serving role %s of bundle %s from %s on %s:%d", role, sha256[:12], model_dir, host, port)
+    uvicorn.run(role_app(role, model, max_body), **options)
+
+
+def main(argv: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description="churn-mlops container entry point (SageMaker: `serve`)")
+    parser.add_argument("command", choices=["serve"])
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        serve()
+    except RefusedToStart as error:
+        log.error("refusing to start: %s", error)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
