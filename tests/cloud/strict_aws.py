@@ -295,7 +295,13 @@ class StrictApp:
         if environ.get("PATH_INFO", "").startswith("/moto-api") or "HTTP_AUTHORIZATION" not in environ:
             return self.inner(environ, start_response)  # the emulator's own control API, unsigned test fetches
         body = _read_body(environ)
-        service, operation, params, protocol = identify(environ, body)
+        try:
+            service, operation, params, protocol = identify(environ, body)
+        except Exception as error:  # moto's parser refused the request: say so, let moto answer it
+            violation = Violation(_signing_name(environ) or "<unsigned>", environ.get("PATH_INFO", ""), "",
+                                  f"the strict emulator could not parse the request: {error!r}")
+            _record([violation], violation.service, "<unparsed>")
+            return self.inner(environ, start_response)
         if operation is None:
             violations = [Violation(service, environ.get("REQUEST_METHOD", "") + " " + environ.get("PATH_INFO", ""), "",
                                     "the strict emulator does not know this service/operation (add it to "
