@@ -71,7 +71,7 @@ AUTOML_ENGINE = "sagemaker_autopilot"
 TRAINING_STEPS = ("train_rf", "train_automl")          # run on training_instance_type
 DEFAULT_TRAINING_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_PROCESSING_INSTANCE_TYPE = "ml.m5.large"
-LABELS = ("automl_engine", "image_path", "parent_image", "training_instance_type")
+LABELS = ("automl_engine", "image_path", "parent_image", "training_instance_type", "job_output_uri")
 ECR_REGISTRY = r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
 _PLACEHOLDER = re.compile(r"ACCOUNT_ID|<[^>]+>")
 MANAGED = (T.ORCHESTRATOR, T.ARTIFACT_STORE, T.CONTAINER_REGISTRY, T.IMAGE_BUILDER)
@@ -254,7 +254,14 @@ def stack_labels(settings: SageMakerStackSettings, remote: Optional[RemoteExecut
         labels["image_path"] = "build" if remote.image_builder else "prebuilt"
         labels["parent_image"] = None if remote.image_builder else default_step_image(settings, remote)
         labels["training_instance_type"] = settings.training_instance_type or DEFAULT_TRAINING_INSTANCE_TYPE
+        labels["job_output_uri"] = job_output_uri(settings.bucket, settings.prefix)
     return labels
+
+
+def job_output_uri(bucket: str, prefix: str) -> str:
+    """Where the steps' SageMaker jobs write (the SDK adds ``<job>/output/``, ``<job>/debug-output/``, ...):
+    under the stack's prefix, which the execution role may write (stacks/iam), not the bucket's root."""
+    return f"s3://{bucket}/{prefix.strip('/')}/sagemaker-jobs"
 
 
 def _ensure_component(client: Client, kind: T, name: str, flavor: str, configuration: Dict[str, Any]) -> Optional[str]:
@@ -363,7 +370,8 @@ def pipeline_options(labels: Optional[Mapping[str, Any]], step_names: Optional[L
 
     prebuilt image: ``DockerSettings(skip_build=True, parent_image=...)``, the code is archived to
     the artifact store; build: an image from requirements.lock. Training steps (those of
-    ``step_names`` in TRAINING_STEPS) run on the ``training_instance_type``.
+    ``step_names`` in TRAINING_STEPS) run on the ``training_instance_type``. Every step's job writes its
+    output (and the SDK's debugger/profiler output) under ``job_output_uri``.
     """
     from zenml.config import DockerSettings
 
@@ -381,6 +389,8 @@ def pipeline_options(labels: Optional[Mapping[str, Any]], step_names: Optional[L
         docker = DockerSettings(requirements="requirements.lock", python_package_installer="uv",
                                 allow_download_from_artifact_store=True)
     options: Dict[str, Any] = {"settings": {"docker": docker}}
+    if labels.get("job_output_uri"):
+        options["settings"]["orchestrator"] = {"output_data_s3_uri": labels["job_output_uri"]}
     training = [name for name in TRAINING_STEPS if step_names is None or name in step_names]
     if labels.get("training_instance_type") and training:
         options["steps"] = {name: {"settings": {"orchestrator": {"instance_type": labels["training_instance_type"]}}}
@@ -502,11 +512,13 @@ def _cli():
 
     @cli.command(help="Print the execution role's policy (or --role operator / trust) with your values filled in.")
     @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
-    @click.option("--role", type=click.Choice(["execution", "operator", "trust"]), default="execution", show_default=True)
+    @click.option("--role", type=click.Choice(["execution", "operator", "trust", "scheduler", "scheduler-trust"]),
+                  default="execution", show_default=True)
     def iam(config_path: str, role: str) -> None:
         from churn.aws.iam import policy_values, render_policy
 
-        names = {"execution": "execution_role_policy", "operator": "operator_policy", "trust": "trust_policy"}
+        names = {"execution": "execution_role_policy", "operator": "operator_policy", "trust": "trust_policy",
+                 "scheduler": "scheduler_role_policy", "scheduler-trust": "scheduler_trust_policy"}
         try:
             settings, remote = load_recipe(config_path)
         except ConfigError as error:

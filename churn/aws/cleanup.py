@@ -82,7 +82,8 @@ def _plan(settings: CleanupSettings) -> List[Resource]:
         with aws_errors(f"listing EventBridge rules named {prefix}*"):
             found.extend(Resource("eventbridge rule", r["Name"]) for r in events.list_rules(NamePrefix=prefix)["Rules"])
         with aws_errors(f"listing SageMaker pipelines named {prefix}*"):
-            for page in sm.get_paginator("list_pipelines").paginate(PipelineNamePrefix=prefix):
+            # PipelineNamePrefix has PipelineName's pattern (no trailing hyphen); the exact prefix is checked below
+            for page in sm.get_paginator("list_pipelines").paginate(PipelineNamePrefix=prefix.rstrip("-")):
                 found.extend(Resource("pipeline", p["PipelineName"]) for p in page["PipelineSummaries"]
                              if p["PipelineName"].startswith(prefix))
     if settings.include_registry:

@@ -10,13 +10,18 @@ counterparts for the AutoML variant, ``{{SnsTopicArn}}``, ``{{RoleArn}}``, ``{{S
 ``permissions_for(call)`` turns one recorded API call into the IAM action(s) and
 resource ARN(s) it needs (including the implied ``iam:PassRole`` of calls that hand a
 role to SageMaker); ``is_allowed`` evaluates Allow/Deny statements with wildcards and
-the ``StringEquals``/``StringLike`` conditions we use. It is deliberately small: enough
+the ``StringEquals``/``StringLike`` conditions we use. As in IAM, action names match
+case-insensitively and resource ARNs case-sensitively (SageMaker writes names into its ARNs
+in lowercase, so ``permissions_for`` and ``policy_values`` lowercase SageMaker names the way
+SageMaker does); the only wildcards are ``*`` and ``?``. It is deliberately small: enough
 to prove our calls stay inside our documents, not a full IAM engine.
+
+``unmet_requirements`` checks the permissions AWS services exercise on our behalf, listed with
+their documentation in ``stacks/iam/REQUIREMENTS.md``, against the documents.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -59,12 +64,13 @@ def policy_values(config: Mapping[str, Any]) -> Dict[str, str]:
         "Partition": partition(region), "Region": region, "AccountId": account_from_arn(config["role_arn"]),
         "Bucket": config["bucket"], "Prefix": str(config.get("prefix", "mlops/classification_model")).strip("/"),
         "FeatureGroup": str(config.get("feature_group_name", "mlops_poc_churn_classification_feature")).lower(),
-        "ModelPackageGroup": config.get("model_package_group", "classification-model-group"),
-        "EndpointName": config.get("endpoint_name", "classification-model-endpoint"),
-        "EndpointPrefix": str(config.get("endpoint_name", "classification-model-endpoint"))[:34].rstrip("-"),
-        "AutoMLModelPackageGroup": config.get("automl_model_package_group", "classification-model-automl-group"),
-        "AutoMLEndpointName": config.get("automl_endpoint_name", "automl-classification-endpoint"),
-        "AutoMLEndpointPrefix": str(config.get("automl_endpoint_name", "automl-classification-endpoint"))[:34].rstrip("-"),
+        # SageMaker names appear in its ARNs in lowercase, and IAM compares ARNs case-sensitively
+        "ModelPackageGroup": str(config.get("model_package_group", "classification-model-group")).lower(),
+        "EndpointName": str(config.get("endpoint_name", "classification-model-endpoint")).lower(),
+        "EndpointPrefix": str(config.get("endpoint_name", "classification-model-endpoint"))[:34].rstrip("-").lower(),
+        "AutoMLModelPackageGroup": str(config.get("automl_model_package_group", "classification-model-automl-group")).lower(),
+        "AutoMLEndpointName": str(config.get("automl_endpoint_name", "automl-classification-endpoint")).lower(),
+        "AutoMLEndpointPrefix": str(config.get("automl_endpoint_name", "automl-classification-endpoint"))[:34].rstrip("-").lower(),
         "SnsTopicArn": config.get("sns_topic_arn") or f"arn:{partition(region)}:sns:{region}:"
                                                           f"{account_from_arn(config['role_arn'])}:none",
         "RoleArn": config["role_arn"], "AthenaWorkgroup": config.get("athena_workgroup", "primary"),
@@ -88,6 +94,13 @@ def _as_list(value: Any) -> List[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def wildcard_match(pattern: str, value: str, case_sensitive: bool = True) -> bool:
+    """IAM's matching: ``*`` any run of characters, ``?`` one character, everything else literal."""
+    flags = 0 if case_sensitive else re.IGNORECASE
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(body, value, flags | re.DOTALL) is not None
+
+
 def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
     for operator, tests in condition.items():
         for key, expected in tests.items():
@@ -97,7 +110,7 @@ def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mappin
             options = _as_list(expected)
             if operator == "StringEquals" and actual not in options:
                 return False
-            if operator == "StringLike" and not any(fnmatch.fnmatchcase(actual, o) for o in options):
+            if operator == "StringLike" and not any(wildcard_match(o, actual) for o in options):
                 return False
             if operator not in ("StringEquals", "StringLike"):
                 return False
@@ -105,14 +118,10 @@ def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mappin
 
 
 def _statement_matches(statement: Mapping[str, Any], permission: Permission) -> bool:
-    actions = [a.lower() for a in _as_list(statement.get("Action", []))]
-    if not any(fnmatch.fnmatchcase(permission.action.lower(), a) for a in actions):
+    # action names are case-insensitive, resource ARNs case-sensitive (as IAM evaluates them)
+    if not any(wildcard_match(a, permission.action, case_sensitive=False) for a in _as_list(statement.get("Action", []))):
         return False
-    resources = _as_list(statement.get("Resource", "*"))
-    resource = permission.resource
-    if permission.action.lower().startswith("sagemaker:"):  # SageMaker ARNs are case-insensitive
-        resources, resource = [r.lower() for r in resources], resource.lower()
-    if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
+    if not any(wildcard_match(r, permission.resource) for r in _as_list(statement.get("Resource", "*"))):
         return False
     return _condition_holds(statement.get("Condition", {}), permission.context)
 
@@ -213,12 +222,67 @@ def violations(calls: Iterable[ApiCall], policies_by_role: Mapping[str, List[Map
 
 
 def load_role_policies(values: Mapping[str, str]) -> Dict[str, List[dict]]:
-    """The documents per role: the execution role's, and the operator's (which also has the execution role's)."""
+    """The documents per role: the execution role's, the operator's (which also has the execution role's),
+    and the scheduler role's."""
     execution = render_policy("execution_role_policy", values)
     operator = render_policy("operator_policy", values)
-    return {"execution": [execution], "operator": [execution, operator]}
+    return {"execution": [execution], "operator": [execution, operator],
+            "scheduler": [render_policy("scheduler_role_policy", values)]}
 
 
-def describe_policy(policy: Mapping[str, Any]) -> Optional[str]:
-    """A one-line summary (statement ids) for logs."""
-    return ", ".join(s.get("Sid", "?") for s in _as_list(policy.get("Statement", [])))
+# requirement role -> the document that must grant it (trust documents: who may assume the role)
+REQUIREMENT_DOCUMENTS = {"execution": "execution_role_policy", "scheduler": "scheduler_role_policy",
+                         "execution-trust": "trust_policy", "scheduler-trust": "scheduler_trust_policy"}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One row of stacks/iam/REQUIREMENTS.md: a permission an AWS service exercises on our behalf."""
+    id: str
+    role: str
+    permission: Permission
+    why: str
+    source: str
+
+
+def load_requirements(values: Mapping[str, str], path: Optional[Path] = None) -> List[Requirement]:
+    """The requirements table, placeholders filled."""
+    rows = []
+    for line in (path or POLICY_DIR / "REQUIREMENTS.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) != 7 or cells[0] in ("id", "---"):
+            continue
+        id_, role, action, resource, context, why, source = cells
+        fill = lambda text: _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)  # noqa: E731
+        pairs = dict(item.split("=", 1) for item in context.split(",")) if context != "-" else {}
+        rows.append(Requirement(id_, role, Permission(action, fill(resource), {k.strip(): fill(v.strip()) for k, v in
+                                                                              pairs.items()}), why, source))
+    return rows
+
+
+def _trusts(document: Mapping[str, Any], service: str) -> bool:
+    return any(s.get("Effect") == "Allow" and "sts:AssumeRole" in _as_list(s.get("Action", []))
+               and service in _as_list((s.get("Principal") or {}).get("Service", []))
+               for s in _as_list(document.get("Statement", [])))
+
+
+def unmet_requirements(values: Mapping[str, str], documents: Optional[Mapping[str, Mapping[str, Any]]] = None) -> List[str]:
+    """One line per requirement of stacks/iam/REQUIREMENTS.md that its document does not grant.
+
+    ``documents``: document name -> rendered document (default: the ones in stacks/iam, rendered with ``values``).
+    """
+    documents = documents or {name: render_policy(name, values) for name in REQUIREMENT_DOCUMENTS.values()}
+    problems = []
+    for requirement in load_requirements(values):
+        name = REQUIREMENT_DOCUMENTS.get(requirement.role)
+        if name is None:
+            problems.append(f"{requirement.id}: unknown role {requirement.role!r}")
+            continue
+        if requirement.role.endswith("-trust"):
+            granted = _trusts(documents[name], requirement.permission.resource)
+        else:
+            granted = is_allowed([documents[name]], requirement.permission)
+        if not granted:
+            problems.append(f"{requirement.id}: {requirement.role} lacks {requirement.permission} "
+                            f"({requirement.why}; {requirement.source})")
+    return problems

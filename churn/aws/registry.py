@@ -35,7 +35,8 @@ APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
 _PROPERTY = re.compile(r"^[A-Za-z0-9 _.:/=+\-@]{1,256}$")
 _PROPERTY_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+\-@]{1,128}$")
 MAX_PROPERTIES = 50
-DEFAULT_INSTANCE_TYPES = ["ml.t2.medium", "ml.t3.medium", "ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]
+# members of ProductionVariantInstanceType (real-time hosting): its only burstables are ml.t2.*, there is no ml.t3
+DEFAULT_INSTANCE_TYPES = ["ml.t2.medium", "ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]
 
 
 class RegistryError(AwsError):

@@ -7,6 +7,12 @@ Fixtures (other cloud tests use them too; keep the names):
   (moto answers unimplemented calls with a retryable 500). Yields the endpoint URL.
 - ``aws`` (function): resets the emulator (POST /moto-api/reset) and returns the endpoint URL.
 
+Every request that reaches the emulator (from our code, ZenML, the SageMaker SDK or the tests)
+first passes ``strict_aws.StrictApp``, which validates it against botocore's service model
+(enums, patterns, lengths, item counts, ranges) and refuses it as AWS would; the autouse
+fixture ``strict_aws_requests`` fails any test during which such a violation was recorded,
+even when the caller swallowed the error.
+
 Every AWS API call our code (``churn.aws.clients``) makes during the session is recorded in
 ``API_CALLS``; ``test_iam.py`` (ordered last) checks each against ``stacks/iam``'s policies.
 Test code itself uses plain boto3 clients (``boto``), which are not recorded.
@@ -46,9 +52,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def moto_server():
     from churn.aws import clients
-    from tests.cloud import moto_extensions
+    from tests.cloud import moto_extensions, strict_aws
 
-    server = moto_extensions.ExtendedMotoServer(port=_free_port())
+    server = moto_extensions.ExtendedMotoServer(port=_free_port(), middleware=strict_aws.StrictApp)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
@@ -66,6 +72,9 @@ def moto_server():
     try:
         yield url
     finally:
+        if os.environ.get("STRICT_AWS_SEEN"):  # which operations the session sent, for coverage review
+            with open(os.environ["STRICT_AWS_SEEN"], "a") as out:
+                out.writelines(f"{s} {o} {n}\n" for (s, o), n in sorted(strict_aws.operations_seen().items()))
         remove()
         clients.configure_retries(*policy)
         server.stop()
@@ -75,6 +84,22 @@ def moto_server():
             else:
                 os.environ[key] = value
         clients.reset_clients()
+
+
+@pytest.fixture(autouse=True)
+def strict_aws_requests():
+    """Fail the test if any request that reached the emulator broke the AWS service model.
+
+    Collected after the test (its session fixtures' set-up included), so a violation fails the
+    test even when the code under test caught the ValidationException.
+    """
+    from tests.cloud import strict_aws
+
+    yield
+    violations = strict_aws.take_violations()
+    if violations:
+        pytest.fail("requests that AWS would refuse (strict emulator):\n  " + "\n  ".join(map(str, violations)),
+                    pytrace=False)
 
 
 @pytest.fixture

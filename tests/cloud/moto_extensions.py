@@ -754,11 +754,12 @@ class QuietRequestHandler(MotoRequestHandler):
 class ExtendedMotoServer(ThreadedMotoServer):
     """moto's ThreadedMotoServer with the extensions above in front of it, and no request log."""
 
-    def __init__(self, port: int, ip_address: str = "127.0.0.1"):
+    def __init__(self, port: int, ip_address: str = "127.0.0.1", middleware: Callable[[Callable], Callable] = lambda app: app):
         super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self._middleware = middleware  # wraps the whole app (strict_aws validates requests there)
 
     def _server_entry(self) -> None:
-        app = ExtensionsApp(DomainDispatcherApplication(create_backend_app))
+        app = self._middleware(ExtensionsApp(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=QuietRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()

@@ -13,7 +13,8 @@ import re
 import pytest
 
 from churn.aws.clients import ApiCall
-from churn.aws.iam import POLICY_DIR, Permission, is_allowed, load_role_policies, permissions_for, policy_values, violations
+from churn.aws.iam import (POLICY_DIR, Permission, is_allowed, load_requirements, load_role_policies, permissions_for,
+                           policy_values, render_policy, unmet_requirements, violations)
 from tests.cloud.conftest import ACCOUNT, API_CALLS, REGION, ROLE_ARN, stack_config
 
 VALUES = policy_values(stack_config())
@@ -64,7 +65,8 @@ def test_the_policies_are_least_privilege():
 
 def test_policy_documents_hold_no_account_ids_and_cover_the_spec_sections():
     documents = {path.name: path.read_text() for path in POLICY_DIR.glob("*.json")}
-    assert set(documents) == {"execution_role_policy.json", "operator_policy.json", "trust_policy.json"}
+    assert set(documents) == {"execution_role_policy.json", "operator_policy.json", "trust_policy.json",
+                              "scheduler_role_policy.json", "scheduler_trust_policy.json"}
     for name, text in documents.items():
         assert not re.search(r"\b\d{12}\b", text), f"{name} holds an account id"
         json.loads(text)
@@ -78,3 +80,57 @@ def test_policy_documents_hold_no_account_ids_and_cover_the_spec_sections():
             "application-autoscaling:DescribeScalableTargets", "iam:PassRole", "sagemaker:CreateModelPackage",
             "sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup", "sagemaker:CreatePipeline"}
     assert spec <= actions, sorted(spec - actions)
+
+
+def test_the_policies_grant_what_aws_services_need():
+    """stacks/iam/REQUIREMENTS.md: what AWS services do with our roles (job outputs and code, Application Auto
+    Scaling's checks and service-linked role, Autopilot's own jobs and models, Feature Store's offline store and
+    Glue table, the scheduler role's trust and StartPipelineExecution), each granted by its document."""
+    from stacks.sagemaker import job_output_uri
+
+    requirements = load_requirements(VALUES)
+    assert {"job-output", "processing-output", "job-code", "scaling-update-capacity", "scaling-linked-role",
+            "autopilot-transform", "autopilot-models", "autopilot-pass-role", "offline-store-write",
+            "offline-store-glue-create", "scheduler-assume", "scheduler-start-rf"} <= {r.id for r in requirements}
+    assert all(r.source.startswith("https://docs.aws.amazon.com/") for r in requirements)
+    assert unmet_requirements(VALUES) == []
+    # the rows' job output paths are where the stack's run options send the jobs' output
+    output = job_output_uri(VALUES["Bucket"], VALUES["Prefix"]).replace("s3://", f"arn:aws:s3:::") + "/"
+    assert all(r.permission.resource.startswith(output) for r in requirements if r.id.endswith("output")
+               and r.id.startswith(("job", "processing")))
+
+
+def test_a_requirement_the_documents_miss_is_reported():
+    names = ("execution_role_policy", "scheduler_role_policy", "trust_policy", "scheduler_trust_policy")
+    documents = {name: render_policy(name, VALUES) for name in names}
+    documents["execution_role_policy"] = render_policy("execution_role_policy", {**VALUES, "EndpointName": "another"})
+    documents["scheduler_trust_policy"] = documents["trust_policy"]   # trusts SageMaker, not the scheduler
+    problems = unmet_requirements(VALUES, documents)
+    assert [p.split(":")[0] for p in problems] == ["scaling-describe-endpoint", "scaling-update-capacity",
+                                                   "scheduler-assume"], problems
+    assert problems[1].startswith("scaling-update-capacity: execution lacks sagemaker:UpdateEndpointWeightsAndCapacities on "
+                                  f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/classification-model-endpoint")
+    assert "endpoint-auto-scaling-prerequisites.html" in problems[1]
+
+
+def test_arns_match_case_sensitively_and_actions_do_not():
+    bucket, prefix = VALUES["Bucket"], VALUES["Prefix"]
+    execution = POLICIES["execution"]
+    assert is_allowed(execution, Permission("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix}/data.csv"))
+    assert is_allowed(execution, Permission("S3:getobject", f"arn:aws:s3:::{bucket}/{prefix}/data.csv"))  # actions: any case
+    assert not is_allowed(execution, Permission("s3:GetObject", f"arn:aws:s3:::{bucket.upper()}/{prefix}/data.csv"))
+    assert not is_allowed(execution, Permission("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix.upper()}/data.csv"))
+    assert not is_allowed(execution, Permission("sns:Publish", VALUES["SnsTopicArn"].upper()))
+    # only * and ? are wildcards: a bracket in a policy is literal (fnmatch would read it as a character class)
+    assert not is_allowed([{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/[ab]"}]}],
+                          Permission("s3:GetObject", "arn:aws:s3:::b/a"))
+    # SageMaker writes names into its ARNs in lowercase: a stack whose names have capitals still gets a policy that matches
+    values = policy_values(stack_config(endpoint_name="Churn-Endpoint", model_package_group="Churn-Group"))
+    policies = load_role_policies(values)
+    create = _call("CreateEndpoint", {"EndpointName": "Churn-Endpoint", "EndpointConfigName": "Churn-Endpoint-v1-x"})
+    assert permissions_for(create, ACCOUNT)[0].resource == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/churn-endpoint"
+    assert violations([create, _call("CreateModelPackage", {"ModelPackageGroupName": "Churn-Group"})], policies, ACCOUNT) == []
+    mixed_case_policy = [{"Statement": [{"Effect": "Allow", "Action": "sagemaker:CreateEndpoint",
+                                         "Resource": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/Churn-Endpoint"}]}]
+    assert violations([_call("CreateEndpoint", {"EndpointName": "Churn-Endpoint"})], {"execution": mixed_case_policy},
+                      ACCOUNT) != []   # as on AWS: that policy never matches SageMaker's lowercase ARN

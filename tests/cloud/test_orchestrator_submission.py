@@ -44,6 +44,7 @@ SCHEDULER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ML-Role-Scheduler"
 TRAINING_INSTANCE, PROCESSING_INSTANCE = "ml.c5.2xlarge", "ml.m5.large"
 RF_STEPS = ["source_features", "preprocess", "train_rf", "evaluate", "gate", "register", "deploy"]
 MLFLOW_SECRET = "mlflow_tracking"
+JOB_OUTPUT = f"s3://{BUCKET}/{PREFIX}/sagemaker-jobs"
 # run.py applies the stack's run options (image, instance types) once it calls configure_for_active_stack;
 # until then the test makes the same pipeline call itself (run.py alone would try to build an image).
 RUN_PY_APPLIES_STACK_OPTIONS = "configure_for_active_stack" in (REPO / "run.py").read_text()
@@ -291,7 +292,7 @@ result = {"store": client.zen_store.type.value, "local_store": client.zen_store.
 """)
     assert stack["store"] == "rest" and stack["local_store"] is False and stack["name"] == name
     assert stack["labels"] == {"automl_engine": "sagemaker_autopilot", "image_path": "prebuilt", "parent_image": IMAGE,
-                               "training_instance_type": TRAINING_INSTANCE}
+                               "training_instance_type": TRAINING_INSTANCE, "job_output_uri": JOB_OUTPUT}
     assert stack["components"]["orchestrator"] == [[f"{name}-orchestrator", "sagemaker"]]
     assert stack["components"]["artifact_store"] == [[f"{name}-artifact-store", "s3"]]
     assert stack["components"]["container_registry"] == [[f"{name}-container-registry", "default"]]
@@ -328,6 +329,10 @@ result = {"status": run.status.value, "metadata": {k: str(v) for k, v in run.run
         assert arguments["AlgorithmSpecification"]["ContainerArguments"][-2:] == ["--step_name", step["Name"]]
         expected = TRAINING_INSTANCE if step["Name"] == "train_rf" else PROCESSING_INSTANCE
         assert arguments["ResourceConfig"]["InstanceType"] == expected, step["Name"]
+        # the job writes under the stack's prefix, where the execution role may write (not s3://bucket/<job>/)
+        outputs = {"OutputDataConfig": arguments["OutputDataConfig"]["S3OutputPath"],
+                   **{key: arguments[key]["S3OutputPath"] for key in ("DebugHookConfig", "ProfilerConfig") if key in arguments}}
+        assert all(uri.startswith(JOB_OUTPUT) for uri in outputs.values()), (step["Name"], outputs)
         environment = arguments["Environment"]
         assert environment["ZENML_STORE_URL"] == remote_zenml.url and environment["CHURN_STACK"] == name
     [execution] = sagemaker.list_pipeline_executions(PipelineName=pipeline_name)["PipelineExecutionSummaries"]

@@ -84,13 +84,14 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
     assert (mlflow["tracking_uri"], mlflow["tracking_username"], mlflow["tracking_password"]) == (
         "https://mlflow.example.com", f"{{{{{secret}.username}}}}", f"{{{{{secret}.password}}}}")
     assert stack.labels == {"automl_engine": "sagemaker_autopilot", "image_path": "prebuilt", "parent_image": IMAGE,
-                            "training_instance_type": "ml.c5.2xlarge"}
+                            "training_instance_type": "ml.c5.2xlarge", "job_output_uri": f"s3://{BUCKET}/{PREFIX}/sagemaker-jobs"}
 
     # what a run applies on this stack: the prebuilt image (no build), training steps on the training instance type
     rf = pipeline_options(stack.labels, list(churn_rf_training.entrypoint.__code__.co_names))
     docker = rf["settings"]["docker"]
     assert (docker.skip_build, docker.parent_image, docker.allow_download_from_artifact_store) == (True, IMAGE, True)
     assert rf["steps"] == {"train_rf": {"settings": {"orchestrator": {"instance_type": "ml.c5.2xlarge"}}}}
+    assert rf["settings"]["orchestrator"] == {"output_data_s3_uri": f"s3://{BUCKET}/{PREFIX}/sagemaker-jobs"}
     assert set(pipeline_options(stack.labels, list(churn_automl_training.entrypoint.__code__.co_names))["steps"]) == {
         "train_automl"}
     assert configure_for_stack(churn_rf_training, {"automl_engine": "sagemaker_autopilot"}) is churn_rf_training
