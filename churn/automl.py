@@ -80,7 +80,8 @@ class AutoMLSettings:
     target: str = "churn"
     problem_type: str = "BinaryClassification"
     objective: str = "Accuracy"
-    max_runtime_sec: float = 300.0
+    max_runtime_sec: float = 300.0             # the local engine's budget
+    autopilot_max_runtime_sec: float = 3600.0  # the SageMaker Autopilot job's budget (spec default)
     max_candidates: Optional[int] = None
     max_runtime_per_candidate_sec: Optional[float] = None
     mode: str = "ENSEMBLING"
@@ -100,8 +101,9 @@ class AutoMLSettings:
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
             raise ValueError(f"families must be a non-empty subset of {', '.join(FAMILIES)}; unknown: {unknown}")
-        if self.max_runtime_sec <= 0:
-            raise ValueError(f"max_runtime_sec must be positive, got {self.max_runtime_sec}")
+        if self.max_runtime_sec <= 0 or self.autopilot_max_runtime_sec <= 0:
+            raise ValueError(f"max_runtime_sec and autopilot_max_runtime_sec must be positive, got "
+                             f"{self.max_runtime_sec} and {self.autopilot_max_runtime_sec}")
         if self.max_candidates is not None and self.max_candidates < 1:
             raise ValueError(f"max_candidates must be at least 1, got {self.max_candidates}")
         if self.ensemble_size < 1 or self.cv_folds < 2 or self.n_jobs < 1:
@@ -117,6 +119,7 @@ class AutoMLSettings:
             problem_type=config.get("problem_type", "BinaryClassification"),
             objective=config.get("objective_metric_name", "Accuracy"),
             max_runtime_sec=float(config.get("max_runtime_sec", 300)),
+            autopilot_max_runtime_sec=float(config.get("autopilot_max_runtime_sec", 3600)),
             max_candidates=config.get("max_candidates"),
             max_runtime_per_candidate_sec=config.get("max_runtime_per_training_job_sec"),
             mode=config.get("mode", "ENSEMBLING"),

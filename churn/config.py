@@ -1,21 +1,51 @@
 """Pipeline configuration: the spec's pipeline_config.yaml keys, validated up front.
 
 An unknown key or an out-of-range value is refused before anything runs, with a
-message that names the key (``ConfigError``).
+message that names the key (``ConfigError``). So are a file that is not UTF-8 text and a
+key written twice in one mapping (YAML would let the last one win silently).
+
+Where each setting lives (declared once):
+- per-pipeline settings, the endpoint's included (``DeploySettings``: instance type,
+  autoscaling), in the pipeline config (configs/rf.yaml, configs/automl.yaml); the deploy
+  step hands them to the active stack's model deployer;
+- account-level settings (region, bucket, prefix, roles, topic, image) in the stack config
+  (churn.aws.settings, configs/sagemaker_stack.example.yaml). The spec's pipeline_config.yaml
+  also lists some of those; here they are accepted (so the spec's file loads) and reported as
+  having no effect (``ineffective_keys``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Any, Dict, List, Literal, Mapping, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# A value that looks like an AWS credential must never be in a config file.
+from churn.feature_query import _TIMESTAMP
+
+log = logging.getLogger(__name__)
+
+# A value that looks like an AWS credential must never be in a config file. A secret access key
+# is 40 random base64 characters: mixed case with digits, often a '/' or '+'. An S3 bucket name
+# (lowercase letters, digits, '.', '-') of the same length is not one.
 _ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
 _SECRET_KEY = re.compile(r"^[A-Za-z0-9/+=]{40}$")
+
+
+def _looks_like_secret_key(value: str) -> bool:
+    if not _SECRET_KEY.match(value):
+        return False
+    mixed = any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)
+    return mixed or "/" in value or "+" in value
+
+
+INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+CUSTOMER_ID_MAX = 999_999     # customer ids are CUST_000000..CUST_999999 (churn.schema.customer_key)
+SEED_MAX = 2**32 - 1          # numpy's and scikit-learn's seed range
 
 
 class ConfigError(ValueError):
@@ -36,20 +66,64 @@ class RandomForestParams(_Strict):
     class_weight: Optional[Literal["balanced", "balanced_subsample"]] = None
 
 
-class PipelineConfig(_Strict):
-    """Keys of the spec's pipeline_config.yaml, plus the few we add (gate_metric, ...)."""
+class DeploySettings(_Strict):
+    """How one pipeline's endpoint is served (the spec's deploy keys): declared here, once.
+
+    They are part of the pipeline config (``PipelineConfig`` inherits them, same flat keys);
+    the deploy step passes them to the active stack's model deployer
+    (``stacks.flavors.endpoint_deployer.EndpointDeployer.deploy_bundle``). A deployer says which
+    of them it honours (``EndpointDeployer.HONOURED_SETTINGS``); the deploy step warns, by name,
+    about the others (the local endpoint is one process on this machine: no instance type, no
+    autoscaling).
+    """
+
+    inference_instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE)
+    initial_instance_count: int = Field(1, ge=1, le=100)
+    enable_autoscaling: bool = True
+    autoscaling_min_capacity: int = Field(1, ge=1)
+    autoscaling_max_capacity: int = Field(5, ge=1)
+    target_invocations_per_instance: float = Field(70.0, gt=0)   # target tracking, per instance per minute
+
+    @model_validator(mode="after")
+    def _capacity(self) -> "DeploySettings":
+        if self.autoscaling_max_capacity < self.autoscaling_min_capacity:
+            raise ValueError(
+                f"autoscaling_max_capacity ({self.autoscaling_max_capacity}) is below "
+                f"autoscaling_min_capacity ({self.autoscaling_min_capacity})"
+            )
+        return self
+
+
+DEPLOY_KEYS = tuple(DeploySettings.model_fields)
+
+
+def deploy_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The deploy keys of a PipelineConfig dump (what the pipelines pass to the deploy step)."""
+    return {key: config[key] for key in DEPLOY_KEYS if key in config}
+
+
+# Keys of the spec's pipeline_config.yaml that are account-level (or set per stack): the stack
+# config sets them. They are accepted here so that the spec's file loads, and reported by name.
+STACK_LEVEL_KEYS = ("region", "bucket", "prefix", "role_arn", "sns_topic_arn", "notification_email",
+                    "athena_query_results", "training_instance_type", "processing_instance_type")
+
+
+class PipelineConfig(DeploySettings):
+    """Keys of the spec's pipeline_config.yaml, plus the few we add (gate_metric, ...).
+
+    The deploy keys (inference_instance_type, enable_autoscaling, ...) are ``DeploySettings``'.
+    """
 
     variant: Literal["rf", "automl"] = "rf"
     project_name: str = "classification-model-mlops"
     pipeline_name: str = "classification-model-pipeline"
-    # Cloud keys: used by the SageMaker stack; harmless locally.
+    # Account-level keys of the spec's file (STACK_LEVEL_KEYS): the stack config sets them; no effect here.
     region: Optional[str] = None
     bucket: Optional[str] = None
-    prefix: str = "mlops/classification_model"
+    prefix: Optional[str] = None
     role_arn: Optional[str] = None
-    training_instance_type: str = "ml.m5.xlarge"
-    processing_instance_type: str = "ml.m5.xlarge"
-    inference_instance_type: str = "ml.m5.xlarge"
+    training_instance_type: Optional[str] = None
+    processing_instance_type: Optional[str] = None
     sns_topic_arn: Optional[str] = None
     notification_email: Optional[str] = None
     athena_query_results: Optional[str] = None
@@ -61,24 +135,26 @@ class PipelineConfig(_Strict):
     # Deployment
     endpoint_name: str = Field("classification-model-endpoint", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
     deploy: bool = True
-    enable_autoscaling: bool = True
-    autoscaling_min_capacity: int = Field(1, ge=1)
-    autoscaling_max_capacity: int = Field(5, ge=1)
+    # (inference_instance_type, enable_autoscaling, autoscaling_min/max_capacity, ...: DeploySettings)
     # Feature store
     feature_group_name: str = Field("mlops_poc_churn_classification_feature", pattern=r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
-    customer_id_start: int = Field(1, ge=0, le=999_999)
-    customer_id_end: int = Field(4000, ge=0, le=999_999)
-    as_of: Optional[str] = None
+    customer_id_start: int = 1
+    customer_id_end: int = 4000
+    as_of: Optional[str] = None       # point-in-time read: an ISO-8601 UTC timestamp, e.g. 2026-01-31T00:00:00Z
     target_column: str = "churn"
     # Preprocessing / training
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
-    random_state: int = 42
+    random_state: int = Field(42, ge=0, le=SEED_MAX)
     hyperparameters: RandomForestParams = RandomForestParams()
     # AutoML variant (spec: automl_training_pipeline.md); the rf variant ignores these keys.
     target_attribute_name: Optional[str] = None  # the spec's name for target_column (kept equal)
     problem_type: str = "BinaryClassification"
     objective_metric_name: Literal["Accuracy", "AUC", "F1", "Precision", "Recall", "BalancedAccuracy", "LogLoss"] = "Accuracy"
-    max_runtime_sec: int = Field(3600, ge=1, le=30 * 86400)  # the whole AutoML search
+    # The AutoML budgets, one per engine: the local engine (FLAML, in process) searches for at most
+    # max_runtime_sec; the SageMaker Autopilot job gets autopilot_max_runtime_sec
+    # (MaxAutoMLJobRuntimeInSeconds; the spec's 3600 s by default).
+    max_runtime_sec: int = Field(300, ge=1, le=30 * 86400)  # the local engine's whole search
+    autopilot_max_runtime_sec: int = Field(3600, ge=1, le=30 * 86400)  # the Autopilot job's whole search
     max_runtime_per_training_job_sec: Optional[int] = Field(None, ge=1)  # one candidate
     max_candidates: Optional[int] = Field(None, ge=1, le=10_000)
     mode: Literal["ENSEMBLING", "HYPERPARAMETER_TUNING", "AUTO"] = "ENSEMBLING"
@@ -100,6 +176,28 @@ class PipelineConfig(_Strict):
                                  f"({data['target_column']!r}) must name the same column")
         return data
 
+    @field_validator("customer_id_start", "customer_id_end")
+    @classmethod
+    def _customer_id(cls, value: int) -> int:
+        if not 0 <= value <= CUSTOMER_ID_MAX:
+            raise ValueError(f"customer ids are 0-{CUSTOMER_ID_MAX:,} (CUST_000000..CUST_999999, six digits)")
+        return value
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _as_of(cls, value: object) -> object:
+        """An unquoted YAML timestamp arrives as a datetime: taken as UTC (YAML's rule for no zone)."""
+        if isinstance(value, datetime):
+            moment = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+            text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+            return text + (f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else "") + "Z"
+        if isinstance(value, date):
+            raise ValueError(f"as_of is a date ({value.isoformat()}); give the moment, e.g. "
+                             f"'{value.isoformat()}T00:00:00Z' (UTC)")
+        if isinstance(value, str) and not _TIMESTAMP.match(value):
+            raise ValueError("as_of must be an ISO-8601 UTC timestamp like 2026-01-31T00:00:00Z")
+        return value
+
     @field_validator("problem_type")
     @classmethod
     def _binary_only(cls, value: str) -> str:
@@ -114,17 +212,17 @@ class PipelineConfig(_Strict):
                 f"customer_id_end ({self.customer_id_end}) is below customer_id_start "
                 f"({self.customer_id_start})"
             )
-        if self.autoscaling_max_capacity < self.autoscaling_min_capacity:
-            raise ValueError(
-                f"autoscaling_max_capacity ({self.autoscaling_max_capacity}) is below "
-                f"autoscaling_min_capacity ({self.autoscaling_min_capacity})"
-            )
-        if self.max_runtime_per_training_job_sec is not None and self.max_runtime_per_training_job_sec > self.max_runtime_sec:
-            raise ValueError(
-                f"max_runtime_per_training_job_sec ({self.max_runtime_per_training_job_sec}) is above "
-                f"max_runtime_sec ({self.max_runtime_sec})"
-            )
+        for budget in ("max_runtime_sec", "autopilot_max_runtime_sec"):
+            if self.max_runtime_per_training_job_sec is not None and self.max_runtime_per_training_job_sec > getattr(self, budget):
+                raise ValueError(
+                    f"max_runtime_per_training_job_sec ({self.max_runtime_per_training_job_sec}) is above "
+                    f"{budget} ({getattr(self, budget)})"
+                )
         return self
+
+    def ineffective_keys(self) -> List[str]:
+        """Keys set in the config that no stack reads from it (STACK_LEVEL_KEYS: the stack config sets them)."""
+        return [key for key in STACK_LEVEL_KEYS if key in self.model_fields_set and getattr(self, key) is not None]
 
 
 def _refuse_credentials(node: object, path: str = "") -> None:
@@ -134,7 +232,7 @@ def _refuse_credentials(node: object, path: str = "") -> None:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             _refuse_credentials(value, f"{path}[{i}]")
-    elif isinstance(node, str) and (_ACCESS_KEY.search(node) or _SECRET_KEY.match(node)):
+    elif isinstance(node, str) and (_ACCESS_KEY.search(node) or _looks_like_secret_key(node)):
         raise ConfigError(
             f"config key '{path}' looks like an AWS credential; credentials come from the "
             "environment, a profile or a role, never from a config file"
@@ -150,7 +248,8 @@ def _describe(error: ValidationError) -> str:
         else:
             value = item.get("input")
             shown = "" if isinstance(value, dict) else f" (got {value!r})"
-            lines.append(f"key '{key}': {item['msg']}{shown}")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"key '{key}': {message}{shown}")
     return "; ".join(lines)
 
 
@@ -165,14 +264,54 @@ def parse_config(raw: dict) -> PipelineConfig:
         raise ConfigError(_describe(error)) from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (YAML lets the last one win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: Dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:   # an unhashable key: SafeLoader refuses it with its own message
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise _DuplicateKey(f"key '{key}' appears twice (lines {first} and {key_node.start_mark.line + 1}); "
+                                    "keep one (YAML would silently use the last)")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _text(path: Path, what: str) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); "
+                          "save it as UTF-8") from None
+
+
 def read_yaml_mapping(path: str | Path, overrides: dict | None = None, what: str = "config file",
                       hint: str = "") -> dict:
-    """A YAML file's top-level mapping with non-None ``overrides`` applied; ConfigError otherwise."""
+    """A YAML file's top-level mapping with non-None ``overrides`` applied; ConfigError otherwise.
+
+    Refused with a message: a missing file, a file that is not UTF-8, invalid YAML, a key
+    written twice in one mapping, anything but a mapping at the top.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist{hint}")
+    text = _text(path, what)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as error:
+        raise ConfigError(f"{what} {path}: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{what} {path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -185,6 +324,11 @@ def load_config(path: str | Path, **overrides: object) -> PipelineConfig:
     """Read a YAML config file and validate it (overrides win over the file)."""
     raw = read_yaml_mapping(path, overrides)
     try:
-        return parse_config(raw)
+        config = parse_config(raw)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    ineffective = config.ineffective_keys()
+    if ineffective:
+        log.warning("%s: %s have no effect in a pipeline config; the stack config sets them "
+                    "(configs/sagemaker_stack.example.yaml)", path, ", ".join(ineffective))
+    return config

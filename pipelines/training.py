@@ -5,6 +5,7 @@ from __future__ import annotations
 from zenml import pipeline
 
 from churn.automl import AutoMLSettings
+from churn.config import deploy_settings
 from steps.alert import notify_failure
 from steps.deploy import deploy
 from steps.evaluate import evaluate
@@ -27,7 +28,7 @@ def churn_rf_training(config: dict) -> None:
     report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
     verdict = gate(report, config["gate_metric"], config["accuracy_threshold"])
     registration, _ = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
-    deploy(registration, config["endpoint_name"], config["deploy"])
+    deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))
 
 
 @pipeline(on_failure=notify_failure)
@@ -45,4 +46,4 @@ def churn_automl_training(config: dict) -> None:
     report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
     verdict = gate(report, config["gate_metric"], config["accuracy_threshold"])
     registration, _ = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
-    deploy(registration, config["endpoint_name"], config["deploy"])
+    deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))

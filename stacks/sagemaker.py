@@ -50,9 +50,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from zenml.client import Client
 from zenml.enums import StackComponentType as T
 
-from churn.aws.settings import (IMAGE_URI as IMAGE, INSTANCE_TYPE, ROLE_ARN, S3_URI, SageMakerStackSettings,
+from churn.aws.settings import (IMAGE_URI as IMAGE, ROLE_ARN, S3_URI, SageMakerStackSettings,
                                 parse_stack_settings, refuse_credentials)
-from churn.config import ConfigError, _describe, read_yaml_mapping
+from churn.config import INSTANCE_TYPE, ConfigError, _describe, read_yaml_mapping
 from stacks.local import register_flavors
 
 FLAVOR_SOURCES = {
@@ -432,8 +432,7 @@ def settings_from_active_stack() -> SageMakerStackSettings:
                           f"{getattr(deployer, 'flavor', None)!r}); run `zenml stack set sagemaker`")
     d = deployer.config
     raw: Dict[str, Any] = {"stack_name": stack.name, "region": d.region, "bucket": d.bucket, "prefix": d.prefix,
-                           "role_arn": d.role_arn, "aws_profile": d.aws_profile,
-                           "inference_instance_type": d.inference_instance_type, "image_uri": d.image_uri}
+                           "role_arn": d.role_arn, "aws_profile": d.aws_profile, "image_uri": d.image_uri}
     if registry is not None and registry.flavor == FLAVORS[T.MODEL_REGISTRY]:
         raw["approval_status"] = registry.config.approval_status
     if alerter is not None and alerter.flavor == FLAVORS[T.ALERTER]:

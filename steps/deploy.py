@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 from zenml import log_metadata, step
 from zenml.client import Client
 
+from churn.config import DeploySettings
+
 
 @step(enable_cache=False)
-def deploy(registration: dict, endpoint_name: str, deploy_enabled: bool = True) -> Annotated[dict, "deployment"]:
+def deploy(registration: dict, endpoint_name: str, deploy_enabled: bool = True,
+           deploy_settings: Optional[dict] = None) -> Annotated[dict, "deployment"]:
     """Create or update the endpoint with the version just registered, if it is approved.
 
     Only approved models are deployed (spec, Model Approval Workflow). A failed
     deployment raises (and alerts); the previously deployed model keeps serving.
+    ``deploy_settings``: the pipeline config's deploy keys (``churn.config.deploy_settings``).
     """
     if not registration.get("registered"):
         print(f"Not deployed: {registration.get('reason', 'no model was registered')}")
@@ -27,10 +31,14 @@ def deploy(registration: dict, endpoint_name: str, deploy_enabled: bool = True) 
     deployer = Client().active_stack.model_deployer
     if deployer is None:
         raise RuntimeError("the active stack has no model deployer; run `python run.py stack setup local`")
+    settings = DeploySettings(**(deploy_settings or {}))
+    unused = deployer.unused_settings()
+    if unused:
+        print(f"note: {', '.join(unused)} have no effect on this stack's model deployer ({deployer.flavor})")
     endpoint = deployer.deploy_bundle(
         endpoint_name=endpoint_name, model_name=registration["model_name"], version=registration["version"],
         bundle_uri=registration["bundle_uri"], sha256=registration["sha256"],
-        metadata={k: registration[k] for k in ("mlflow_run_id", "zenml_run_id")},
+        metadata={k: registration[k] for k in ("mlflow_run_id", "zenml_run_id")}, settings=settings,
     )
     deployment = {"deployed": True, **endpoint}
     log_metadata(metadata={"deployment": deployment})

@@ -28,10 +28,10 @@ What one ``train`` call does (spec, automl_training_pipeline.md, steps 3 and 4):
    a second encoding path to keep in step; the spec trains on encoded rows.)
 2. Starts ``CreateAutoMLJobV2`` with a TabularJobConfig from the settings: Mode (the spec's
    ENSEMBLING), ProblemType, TargetAttributeName, CompletionCriteria
-   (MaxAutoMLJobRuntimeInSeconds = ``max_runtime_sec``, MaxRuntimePerTrainingJobInSeconds,
+   (MaxAutoMLJobRuntimeInSeconds = ``autopilot_max_runtime_sec``, MaxRuntimePerTrainingJobInSeconds,
    MaxCandidates) and AutoMLJobObjective = ``objective_metric_name``.
 3. Polls ``DescribeAutoMLJobV2`` with backoff, printing a line when the (secondary) status
-   changes and a heartbeat every minute. The wait is bounded by ``max_runtime_sec`` plus a
+   changes and a heartbeat every minute. The wait is bounded by ``autopilot_max_runtime_sec`` plus a
    grace period (Autopilot finishes explainability and reports after the search); past it
    the job is stopped (``StopAutoMLJob``) and an ``AutopilotError`` says so. A Failed or
    Stopped job raises an ``AutopilotError`` naming the job and its FailureReason.
@@ -163,8 +163,9 @@ class AutopilotConfig:
                 "region, execution role, bucket and prefix); set up the stack with `python -m stacks.sagemaker setup`")
         d = deployer.config
         offered = _botocore_enum("TransformInstanceType")
-        instance = os.environ.get(ENV_TRANSFORM_INSTANCE) or (
-            d.inference_instance_type if d.inference_instance_type in offered else "ml.m5.large")
+        instance = os.environ.get(ENV_TRANSFORM_INSTANCE) or "ml.m5.large"
+        if instance not in offered:
+            raise AutopilotError(f"{ENV_TRANSFORM_INSTANCE}={instance} is not a batch transform instance type")
         return cls(region=d.region, role_arn=d.role_arn, bucket=d.bucket, prefix=d.prefix, profile=d.aws_profile,
                    transform_instance_type=instance, poll_initial_seconds=d.poll_initial_seconds,
                    poll_max_seconds=d.poll_max_seconds,
@@ -364,7 +365,7 @@ class AutopilotEngine:
         locations = self._upload(job, X, y, preprocessor, settings, config)
         request = self.job_request(job, settings, preprocessor.target, locations, config)
         self.progress(f"Starting Autopilot job {job} ({settings.mode}, {settings.problem_type}, objective "
-                      f"{settings.objective}, at most {int(settings.max_runtime_sec)}s) on {locations['train_uri']}")
+                      f"{settings.objective}, at most {int(settings.autopilot_max_runtime_sec)}s: autopilot_max_runtime_sec) on {locations['train_uri']}")
         sm = client("sagemaker", config.region, config.profile)
         with aws_errors(f"starting Autopilot job '{job}'", AutopilotError):
             arn = sm.create_auto_ml_job_v2(**request)["AutoMLJobArn"]
@@ -449,7 +450,7 @@ class AutopilotEngine:
     def job_request(job: str, settings: AutoMLSettings, target: str, locations: Mapping[str, str],
                     config: AutopilotConfig) -> Dict[str, Any]:
         """The CreateAutoMLJobV2 request for ``settings`` (the spec's keys -> Autopilot's fields)."""
-        criteria: Dict[str, int] = {"MaxAutoMLJobRuntimeInSeconds": int(settings.max_runtime_sec)}
+        criteria: Dict[str, int] = {"MaxAutoMLJobRuntimeInSeconds": int(settings.autopilot_max_runtime_sec)}
         if settings.max_runtime_per_candidate_sec is not None:
             criteria["MaxRuntimePerTrainingJobInSeconds"] = int(settings.max_runtime_per_candidate_sec)
         if settings.max_candidates is not None:
@@ -470,7 +471,7 @@ class AutopilotEngine:
 
     def _wait_for_job(self, job: str, settings: AutoMLSettings, config: AutopilotConfig) -> dict:
         sm = client("sagemaker", config.region, config.profile)
-        timeout = float(settings.max_runtime_sec) + config.timeout_grace_seconds
+        timeout = float(settings.autopilot_max_runtime_sec) + config.timeout_grace_seconds
         polling = Polling(initial=config.poll_initial_seconds, factor=1.5, maximum=config.poll_max_seconds, timeout=timeout)
 
         def describe() -> dict:
@@ -483,9 +484,9 @@ class AutopilotEngine:
         if final is None:
             stopped = _stop(lambda: sm.stop_auto_ml_job(AutoMLJobName=job), f"Autopilot job '{job}'")
             raise AutopilotError(
-                f"Autopilot job '{job}' did not finish within {timeout:.0f}s (max_runtime_sec "
-                f"{int(settings.max_runtime_sec)} + {config.timeout_grace_seconds:.0f}s grace); {stopped}. Raise "
-                f"max_runtime_sec (or {ENV_GRACE}), or look at the job: {console}")
+                f"Autopilot job '{job}' did not finish within {timeout:.0f}s (autopilot_max_runtime_sec "
+                f"{int(settings.autopilot_max_runtime_sec)} + {config.timeout_grace_seconds:.0f}s grace); {stopped}. Raise "
+                f"autopilot_max_runtime_sec (or {ENV_GRACE}), or look at the job: {console}")
         status = final["AutoMLJobStatus"]
         if status != "Completed":
             partial = [p.get("PartialFailureMessage") for p in final.get("PartialFailureReasons") or []

@@ -30,6 +30,7 @@ from churn.aws.athena import Polling
 from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
 from churn.aws.registry import RegistryError, SageMakerModelRegistry
 from churn.bundle import BundleError
+from churn.config import DeploySettings
 
 log = logging.getLogger(__name__)
 VARIANT = "AllTraffic"
@@ -44,16 +45,13 @@ class DeploymentError(AwsError):
 
 @dataclass
 class EndpointSettings:
+    """Where and as whom endpoints are created (account level). How one endpoint is served
+    (instance type, autoscaling) is the pipeline's ``DeploySettings``, passed to ``deploy``."""
+
     region: str
     role_arn: str
     bucket: str
     prefix: str = "mlops/classification_model"
-    instance_type: str = "ml.m5.xlarge"
-    initial_instance_count: int = 1
-    enable_autoscaling: bool = True
-    min_capacity: int = 1
-    max_capacity: int = 5
-    target_invocations_per_instance: float = 70.0
     scale_in_cooldown: int = 300
     scale_out_cooldown: int = 60
     image_uri: Optional[str] = None   # None: churn.image's default (the stack's ECR repository)
@@ -192,81 +190,113 @@ class SageMakerEndpoints:
         return {"containers": containers, "model_data_url": packaged["model_data_url"], "model_package_arn": None}
 
     def deploy(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str, sha256: str,
-               metadata: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """Serve ``model_name`` ``version`` at ``endpoint_name``; roll back and raise if the update fails."""
-        s = self.settings
-        check_instance_type(s.instance_type)
-        try:
-            artifact = self._artifact(endpoint_name, model_name, str(version), bundle_uri, sha256)
-        except BundleError as error:
-            raise DeploymentError(f"{model_name} v{version} was not deployed: {error}") from None
-        name = unique_name(endpoint_name, str(version))
+               metadata: Optional[Mapping[str, Any]] = None, settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
+        """Serve ``model_name`` ``version`` at ``endpoint_name`` as ``settings`` say (the pipeline's deploy keys).
+
+        Phases: check, model + endpoint config, endpoint create/update, wait (rolling back a
+        failed update), autoscaling, prune. A failure before the endpoint serves the new config
+        removes the new model and config.
+        """
+        settings = settings or DeploySettings()
+        version = str(version)
+        check_instance_type(settings.inference_instance_type)
+        artifact = self._artifact_or_refuse(endpoint_name, model_name, version, bundle_uri, sha256)
+        name = unique_name(endpoint_name, version)
         tags = _tags({"managed-by": "churn-mlops", "churn:endpoint": endpoint_name, "churn:model-name": model_name,
                       "churn:model-version": version, "churn:bundle-sha256": sha256,
                       "churn:model-package-arn": artifact["model_package_arn"], **(metadata or {})})
-        containers = artifact["containers"]
-        # one container: the bundle serves itself; several: a serial inference pipeline (an Autopilot bundle)
-        layout = ({"PrimaryContainer": containers[0]} if len(containers) == 1 else
-                  {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}})
-        self.progress(f"Creating model and endpoint config '{name}' ({s.instance_type} x{s.initial_instance_count}"
-                      f"{f', {len(containers)} containers in series' if len(containers) > 1 else ''})")
-        with aws_errors(f"creating SageMaker model '{name}'", DeploymentError):
-            self._sm.create_model(ModelName=name, ExecutionRoleArn=s.role_arn, Tags=tags, **layout)
+        self._create_model(name, artifact["containers"], tags, settings)
         previous: Optional[str] = None
-        scaling_removed = False
         try:
-            with aws_errors(f"creating endpoint config '{name}'", DeploymentError):
-                self._sm.create_endpoint_config(EndpointConfigName=name, Tags=tags, ProductionVariants=[{
-                    "VariantName": VARIANT, "ModelName": name, "InstanceType": s.instance_type,
-                    "InitialInstanceCount": s.initial_instance_count, "InitialVariantWeight": 1.0}])
-            current = self.describe(endpoint_name)
-            if current is not None and current["EndpointStatus"] in TRANSITIONAL:
-                self.progress(f"Endpoint '{endpoint_name}' is {current['EndpointStatus']}; waiting before updating it")
-                current = self.wait(endpoint_name, "waiting for an earlier change to finish")
-            if current is not None and current["EndpointStatus"] in ("Failed", "UpdateRollbackFailed", "OutOfService"):
-                self.progress(f"Endpoint '{endpoint_name}' is {current['EndpointStatus']} "
-                              f"({current.get('FailureReason', 'no reason given')}); replacing it")
-                self._delete_endpoint_and_wait(endpoint_name)
-                current = None
-            if current is None:
-                self.progress(f"Creating endpoint '{endpoint_name}'")
-                with aws_errors(f"creating endpoint '{endpoint_name}'", DeploymentError):
-                    self._sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name, Tags=_tags(
-                        {"managed-by": "churn-mlops", "churn:endpoint": endpoint_name}))
-            else:
-                previous = current["EndpointConfigName"]
-                scaling_removed, retain = self._prepare_update(endpoint_name, previous)
-                self.progress(f"Updating endpoint '{endpoint_name}': {previous} -> {name}")
-                with aws_errors(f"updating endpoint '{endpoint_name}'", DeploymentError):
-                    self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name,
-                                             RetainAllVariantProperties=retain)
-            final = self.wait(endpoint_name, "deploying")
-            if final is None or final["EndpointStatus"] != "InService" or final["EndpointConfigName"] != name:
-                reason = (final or {}).get("FailureReason") or f"status {(final or {}).get('EndpointStatus')}"
-                if previous is not None:
-                    self._rollback(endpoint_name, previous)
-                    if scaling_removed:
-                        self._register_scaling(endpoint_name)
-                    raise DeploymentError(
-                        f"endpoint '{endpoint_name}' update to {model_name} v{version} failed ({reason}); rolled back to "
-                        f"the previous endpoint config '{previous}', which is serving again")
-                self._delete_endpoint_and_wait(endpoint_name)
-                raise DeploymentError(f"endpoint '{endpoint_name}' could not be created with {model_name} v{version} "
-                                      f"({reason}); the failed endpoint was deleted")
+            self._create_endpoint_config(name, tags, settings)
+            current = self._ready_for_change(endpoint_name)
+            previous, scaling_removed = self._switch(endpoint_name, name, current, settings)
+            final = self._await_serving(endpoint_name, name, previous, scaling_removed, f"{model_name} v{version}", settings)
         except BaseException:
             self._discard_unused(endpoint_name, name)
             raise
-        autoscaling = self.configure_autoscaling(endpoint_name)
-        self._prune(endpoint_name, keep={name, previous} if s.keep_previous else {name})
+        autoscaling = self.configure_autoscaling(endpoint_name, settings)
+        self._prune(endpoint_name, keep={name, previous} if self.settings.keep_previous else {name})
         return {"endpoint_name": endpoint_name, "url": self.console_url(endpoint_name),
                 "invocations_url": self.runtime_url(endpoint_name), "endpoint_arn": final["EndpointArn"],
                 "endpoint_config_name": name, "sagemaker_model_name": name, "previous_endpoint_config": previous or "",
-                "model_name": model_name, "version": str(version), "sha256": sha256,
+                "model_name": model_name, "version": version, "sha256": sha256,
                 "model_data_url": artifact["model_data_url"], "model_package_arn": artifact["model_package_arn"] or "",
-                "containers": [c["Image"] for c in containers],
-                "instance_type": s.instance_type, "autoscaling": autoscaling}
+                "containers": [c["Image"] for c in artifact["containers"]],
+                "instance_type": settings.inference_instance_type, "autoscaling": autoscaling}
 
-    def _prepare_update(self, endpoint_name: str, previous: str) -> Tuple[bool, bool]:
+    def _artifact_or_refuse(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
+                            sha256: str) -> dict:
+        try:
+            return self._artifact(endpoint_name, model_name, version, bundle_uri, sha256)
+        except BundleError as error:
+            raise DeploymentError(f"{model_name} v{version} was not deployed: {error}") from None
+
+    def _create_model(self, name: str, containers: List[dict], tags: List[Dict[str, str]],
+                      settings: DeploySettings) -> None:
+        """One container: the bundle serves itself; several: a serial inference pipeline (an Autopilot bundle)."""
+        layout = ({"PrimaryContainer": containers[0]} if len(containers) == 1 else
+                  {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}})
+        self.progress(f"Creating model and endpoint config '{name}' ({settings.inference_instance_type} "
+                      f"x{settings.initial_instance_count}"
+                      f"{f', {len(containers)} containers in series' if len(containers) > 1 else ''})")
+        with aws_errors(f"creating SageMaker model '{name}'", DeploymentError):
+            self._sm.create_model(ModelName=name, ExecutionRoleArn=self.settings.role_arn, Tags=tags, **layout)
+
+    def _create_endpoint_config(self, name: str, tags: List[Dict[str, str]], settings: DeploySettings) -> None:
+        with aws_errors(f"creating endpoint config '{name}'", DeploymentError):
+            self._sm.create_endpoint_config(EndpointConfigName=name, Tags=tags, ProductionVariants=[{
+                "VariantName": VARIANT, "ModelName": name, "InstanceType": settings.inference_instance_type,
+                "InitialInstanceCount": settings.initial_instance_count, "InitialVariantWeight": 1.0}])
+
+    def _ready_for_change(self, endpoint_name: str) -> Optional[dict]:
+        """The endpoint once no earlier change is in progress; None if absent (a broken one is deleted)."""
+        current = self.describe(endpoint_name)
+        if current is not None and current["EndpointStatus"] in TRANSITIONAL:
+            self.progress(f"Endpoint '{endpoint_name}' is {current['EndpointStatus']}; waiting before updating it")
+            current = self.wait(endpoint_name, "waiting for an earlier change to finish")
+        if current is not None and current["EndpointStatus"] in ("Failed", "UpdateRollbackFailed", "OutOfService"):
+            self.progress(f"Endpoint '{endpoint_name}' is {current['EndpointStatus']} "
+                          f"({current.get('FailureReason', 'no reason given')}); replacing it")
+            self._delete_endpoint_and_wait(endpoint_name)
+            current = None
+        return current
+
+    def _switch(self, endpoint_name: str, name: str, current: Optional[dict],
+                settings: DeploySettings) -> Tuple[Optional[str], bool]:
+        """Create the endpoint on config ``name``, or update it; (previous config, autoscaling removed?)."""
+        if current is None:
+            self.progress(f"Creating endpoint '{endpoint_name}'")
+            with aws_errors(f"creating endpoint '{endpoint_name}'", DeploymentError):
+                self._sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name, Tags=_tags(
+                    {"managed-by": "churn-mlops", "churn:endpoint": endpoint_name}))
+            return None, False
+        previous = current["EndpointConfigName"]
+        scaling_removed, retain = self._prepare_update(endpoint_name, previous, settings.inference_instance_type)
+        self.progress(f"Updating endpoint '{endpoint_name}': {previous} -> {name}")
+        with aws_errors(f"updating endpoint '{endpoint_name}'", DeploymentError):
+            self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name,
+                                     RetainAllVariantProperties=retain)
+        return previous, scaling_removed
+
+    def _await_serving(self, endpoint_name: str, name: str, previous: Optional[str], scaling_removed: bool,
+                       what: str, settings: DeploySettings) -> dict:
+        """Wait until the endpoint serves ``name``; otherwise roll back (or delete a new endpoint) and raise."""
+        final = self.wait(endpoint_name, "deploying")
+        if final is not None and final["EndpointStatus"] == "InService" and final["EndpointConfigName"] == name:
+            return final
+        reason = (final or {}).get("FailureReason") or f"status {(final or {}).get('EndpointStatus')}"
+        if previous is not None:
+            self._rollback(endpoint_name, previous)
+            if scaling_removed:
+                self._register_scaling(endpoint_name, settings)
+            raise DeploymentError(f"endpoint '{endpoint_name}' update to {what} failed ({reason}); rolled back to "
+                                  f"the previous endpoint config '{previous}', which is serving again")
+        self._delete_endpoint_and_wait(endpoint_name)
+        raise DeploymentError(f"endpoint '{endpoint_name}' could not be created with {what} "
+                              f"({reason}); the failed endpoint was deleted")
+
+    def _prepare_update(self, endpoint_name: str, previous: str, instance_type: str) -> Tuple[bool, bool]:
         """Before UpdateEndpoint on an autoscaled endpoint: (autoscaling removed?, retain variant properties?).
 
         SageMaker refuses an update that changes an autoscaled variant's instance type: the
@@ -279,9 +309,9 @@ class SageMakerEndpoints:
         with aws_errors(f"reading endpoint config '{previous}'", DeploymentError):
             variants = self._sm.describe_endpoint_config(EndpointConfigName=previous)["ProductionVariants"]
         current_type = variants[0].get("InstanceType") if variants else None
-        if current_type == self.settings.instance_type:
+        if current_type == instance_type:
             return False, True
-        self.progress(f"Instance type changes ({current_type} -> {self.settings.instance_type}): removing autoscaling "
+        self.progress(f"Instance type changes ({current_type} -> {instance_type}): removing autoscaling "
                       "before the update, as SageMaker requires")
         self._deregister(resource_id)
         return True, False
@@ -348,34 +378,35 @@ class SageMakerEndpoints:
                 self._delete_config_and_model(config["EndpointConfigName"])
 
     # -- autoscaling ----------------------------------------------------------------
-    def configure_autoscaling(self, endpoint_name: str) -> Dict[str, Any]:
+    def configure_autoscaling(self, endpoint_name: str, settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
         """Register autoscaling for non-burstable instance types; otherwise log why not (and remove it)."""
-        enabled, reason = autoscaling_decision(self.settings.instance_type, self.settings.enable_autoscaling)
+        settings = settings or DeploySettings()
+        enabled, reason = autoscaling_decision(settings.inference_instance_type, settings.enable_autoscaling)
         if not enabled:
             log.warning("%s (endpoint %s)", reason, endpoint_name)
             self.progress(reason)
             self._deregister(f"endpoint/{endpoint_name}/variant/{VARIANT}")
             return {"enabled": False, "reason": reason}
-        return {"enabled": True, "reason": reason, **self._register_scaling(endpoint_name)}
+        return {"enabled": True, "reason": reason, **self._register_scaling(endpoint_name, settings)}
 
-    def _register_scaling(self, endpoint_name: str) -> Dict[str, Any]:
-        s = self.settings
+    def _register_scaling(self, endpoint_name: str, s: DeploySettings) -> Dict[str, Any]:
         resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
         policy = f"{endpoint_name}-invocations-per-instance"
         with aws_errors(f"configuring autoscaling for '{endpoint_name}'", DeploymentError):
             self._scaling.register_scalable_target(
                 ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION,
-                MinCapacity=s.min_capacity, MaxCapacity=s.max_capacity)
+                MinCapacity=s.autoscaling_min_capacity, MaxCapacity=s.autoscaling_max_capacity)
             self._scaling.put_scaling_policy(
                 PolicyName=policy, ServiceNamespace="sagemaker", ResourceId=resource_id,
                 ScalableDimension=SCALABLE_DIMENSION, PolicyType="TargetTrackingScaling",
                 TargetTrackingScalingPolicyConfiguration={
                     "TargetValue": float(s.target_invocations_per_instance),
                     "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-                    "ScaleInCooldown": s.scale_in_cooldown, "ScaleOutCooldown": s.scale_out_cooldown})
-        self.progress(f"Autoscaling: {s.min_capacity}-{s.max_capacity} instances, target "
+                    "ScaleInCooldown": self.settings.scale_in_cooldown,
+                    "ScaleOutCooldown": self.settings.scale_out_cooldown})
+        self.progress(f"Autoscaling: {s.autoscaling_min_capacity}-{s.autoscaling_max_capacity} instances, target "
                       f"{s.target_invocations_per_instance:g} invocations/instance/minute")
-        return {"min_capacity": s.min_capacity, "max_capacity": s.max_capacity, "policy_name": policy,
+        return {"min_capacity": s.autoscaling_min_capacity, "max_capacity": s.autoscaling_max_capacity, "policy_name": policy,
                 "resource_id": resource_id}
 
     def _scaling_target(self, resource_id: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from churn.config import ConfigError, _describe, _refuse_credentials, read_yaml_mapping
+from churn.config import DEPLOY_KEYS, INSTANCE_TYPE, ConfigError, _describe, _refuse_credentials, read_yaml_mapping
 
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$"
@@ -21,7 +21,6 @@ BUCKET = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
 SNS_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$"
 ENDPOINT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
-INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 IMAGE_URI = r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[A-Za-z0-9_.\-]{1,128}|@sha256:[a-f0-9]{64})?$"
 _PLACEHOLDER = re.compile(r"ACCOUNT_ID|<[^>]+>")
 
@@ -30,6 +29,10 @@ def refuse_credentials(values: Any) -> Any:
     """pydantic ``mode="before"`` validator: no credential-looking value, no unfilled placeholder."""
     if isinstance(values, dict):
         _refuse_credentials(values)
+        misplaced = [key for key in DEPLOY_KEYS if key in values]
+        if misplaced:
+            raise ConfigError(f"{', '.join(misplaced)}: per-pipeline deploy settings, which the stack config does "
+                              "not set; put them in the pipeline config (configs/rf.yaml, configs/automl.yaml)")
         for key, value in values.items():
             if isinstance(value, str) and _PLACEHOLDER.search(value):
                 raise ConfigError(f"'{key}' still holds a placeholder ({value}); put your own value in your copy "
@@ -38,7 +41,11 @@ def refuse_credentials(values: Any) -> Any:
 
 
 class SageMakerStackSettings(BaseModel):
-    """Keys of the spec's pipeline_config.yaml that the cloud stack needs, plus a few of ours."""
+    """Account-level settings of the cloud stack (region, bucket, prefix, roles, topic, image), plus a few of ours.
+
+    How an endpoint is served (inference_instance_type, autoscaling, ...) is per pipeline:
+    ``churn.config.DeploySettings``, in the pipeline config; such a key here is refused by name.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,13 +55,7 @@ class SageMakerStackSettings(BaseModel):
     prefix: str = "mlops/classification_model"
     role_arn: str = Field(pattern=ROLE_ARN)
     aws_profile: Optional[str] = None
-    # model deployment
-    inference_instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE)
-    initial_instance_count: int = Field(1, ge=1)
-    enable_autoscaling: bool = True
-    autoscaling_min_capacity: int = Field(1, ge=1)
-    autoscaling_max_capacity: int = Field(5, ge=1)
-    target_invocations_per_instance: float = Field(70.0, gt=0)
+    # model deployment (names scope the IAM policy and cleanup; how endpoints are served: the pipeline config)
     endpoint_name: str = Field("classification-model-endpoint", pattern=ENDPOINT_NAME)
     automl_endpoint_name: str = Field("automl-classification-endpoint", pattern=ENDPOINT_NAME)
     # our image (docker/Dockerfile) for endpoints, AutoML pipelines, batch and the steps; no tag: the content tag
@@ -91,13 +92,6 @@ class SageMakerStackSettings(BaseModel):
     def _no_credentials(cls, values: Any) -> Any:
         return refuse_credentials(values)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "SageMakerStackSettings":
-        if self.autoscaling_max_capacity < self.autoscaling_min_capacity:
-            raise ValueError(f"autoscaling_max_capacity ({self.autoscaling_max_capacity}) is below "
-                             f"autoscaling_min_capacity ({self.autoscaling_min_capacity})")
-        return self
-
     @property
     def athena_output(self) -> str:
         return self.athena_query_results or f"s3://{self.bucket}/athena-query-results/"
@@ -121,12 +115,6 @@ class SageMakerStackSettings(BaseModel):
 
     def deployer_config(self) -> Dict[str, Any]:
         return {**self.common(), "role_arn": self.role_arn, "bucket": self.bucket, "prefix": self.prefix,
-                "inference_instance_type": self.inference_instance_type,
-                "initial_instance_count": self.initial_instance_count,
-                "enable_autoscaling": self.enable_autoscaling,
-                "autoscaling_min_capacity": self.autoscaling_min_capacity,
-                "autoscaling_max_capacity": self.autoscaling_max_capacity,
-                "target_invocations_per_instance": self.target_invocations_per_instance,
                 "image_uri": self.image_uri,
                 "deploy_timeout_seconds": self.deploy_timeout_seconds}
 

@@ -3,21 +3,36 @@
 Both our deployers (local daemon, SageMaker endpoint) manage endpoints by name rather
 than as ZenML services, so they share this base: the endpoint methods are abstract, and
 ZenML's service-based API is answered once, here, with a pointer to the real methods.
+
+How an endpoint is served is the pipeline's ``churn.config.DeploySettings`` (instance type,
+autoscaling: the spec's deploy keys), passed to ``deploy_bundle``. Each deployer names the
+settings it applies (``HONOURED_SETTINGS``); ``unused_settings`` lists the others, which the
+deploy step reports by name (the same pipeline config serves every stack).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from zenml.model_deployers.base_model_deployer import BaseModelDeployer
 
+from churn.config import DEPLOY_KEYS, DeploySettings
+
 
 class EndpointDeployer(BaseModelDeployer):
+    HONOURED_SETTINGS: ClassVar[Tuple[str, ...]] = ()   # the DeploySettings keys this deployer applies
+
     @abstractmethod
     def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                      sha256: str, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """Serve a registered bundle at ``endpoint_name``; the previous model keeps serving on failure."""
+                      sha256: str, metadata: Optional[Dict[str, Any]] = None,
+                      settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
+        """Serve a registered bundle at ``endpoint_name`` as ``settings`` say (defaults when None);
+        the previous model keeps serving on failure."""
+
+    def unused_settings(self) -> List[str]:
+        """The deploy settings this deployer does not apply (they have no effect on this stack)."""
+        return [key for key in DEPLOY_KEYS if key not in self.HONOURED_SETTINGS]
 
     @abstractmethod
     def endpoint_url(self, endpoint_name: str) -> Optional[str]:

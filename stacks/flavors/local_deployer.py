@@ -104,8 +104,11 @@ class LocalEndpointDeployer(EndpointDeployer):
 
     # -- the deployer contract our deploy step uses (shared with the SageMaker flavor) --
     def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                      sha256: str, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """Serve ``bundle_uri`` (registered as ``model_name`` ``version``) at ``endpoint_name``."""
+                      sha256: str, metadata: Optional[Dict[str, Any]] = None, settings: Any = None) -> Dict[str, Any]:
+        """Serve ``bundle_uri`` (registered as ``model_name`` ``version``) at ``endpoint_name``.
+
+        ``settings`` (DeploySettings: instance type, autoscaling) do not apply to one local process.
+        """
         directory = self._dir(endpoint_name)
         (directory / "bundles").mkdir(parents=True, exist_ok=True)
         bundle_dir = directory / "bundles" / f"v{version}-{sha256[:12]}"

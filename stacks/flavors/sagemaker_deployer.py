@@ -8,7 +8,7 @@ packages the bundle itself. The logic is in ``churn.aws.endpoint``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Optional, Type
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 
 from pydantic import model_validator
 from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
@@ -17,6 +17,7 @@ from churn.aws import endpoint as aws_endpoint
 from churn.aws.athena import Polling
 from churn.aws.clients import AwsError
 from churn.aws.settings import component_check
+from churn.config import DEPLOY_KEYS, DeploySettings
 from stacks.flavors import local_deployer
 from stacks.flavors.endpoint_deployer import EndpointDeployer
 
@@ -31,22 +32,17 @@ class DeploymentError(aws_endpoint.DeploymentError, local_deployer.DeploymentErr
 
 
 class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
-    """Spec keys: ``inference_instance_type``, ``enable_autoscaling``, ``autoscaling_min/max_capacity``.
-
-    ``role_arn`` is the execution role the endpoint's model runs with; ``bucket``/``prefix``
+    """Account-level: ``role_arn`` is the execution role the endpoint's model runs with; ``bucket``/``prefix``
     hold model.tar.gz when the deployer packages a bundle itself.
+
+    How an endpoint is served (instance type, autoscaling) is not here: each deployment gets the
+    pipeline's ``DeploySettings`` (``deploy_bundle(..., settings=...)``).
     """
 
     region: str
     role_arn: str
     bucket: str
     prefix: str = "mlops/classification_model"
-    inference_instance_type: str = "ml.m5.xlarge"
-    initial_instance_count: int = 1
-    enable_autoscaling: bool = True
-    autoscaling_min_capacity: int = 1
-    autoscaling_max_capacity: int = 5
-    target_invocations_per_instance: float = 70.0
     image_uri: Optional[str] = None   # our image (churn.image); None: the stack's ECR default
     deploy_timeout_seconds: float = 1800.0
     poll_initial_seconds: float = 5.0
@@ -56,15 +52,13 @@ class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
     @model_validator(mode="before")
     @classmethod
     def _check(cls, values: Any) -> Any:
-        values = component_check(values)
-        if isinstance(values, dict) and int(values.get("autoscaling_max_capacity", 5)) < int(values.get("autoscaling_min_capacity", 1)):
-            raise ValueError("autoscaling_max_capacity is below autoscaling_min_capacity")
-        return values
+        return component_check(values)
 
 
 class SageMakerEndpointDeployer(EndpointDeployer):
     NAME: ClassVar[str] = "Churn SageMaker endpoint"
     FLAVOR: ClassVar[Type[BaseModelDeployerFlavor]]
+    HONOURED_SETTINGS: ClassVar[Tuple[str, ...]] = DEPLOY_KEYS
 
     @property
     def config(self) -> SageMakerEndpointDeployerConfig:
@@ -74,19 +68,17 @@ class SageMakerEndpointDeployer(EndpointDeployer):
     def endpoints(self) -> aws_endpoint.SageMakerEndpoints:
         c = self.config
         return aws_endpoint.SageMakerEndpoints(aws_endpoint.EndpointSettings(
-            region=c.region, role_arn=c.role_arn, bucket=c.bucket, prefix=c.prefix,
-            instance_type=c.inference_instance_type, initial_instance_count=c.initial_instance_count,
-            enable_autoscaling=c.enable_autoscaling, min_capacity=c.autoscaling_min_capacity,
-            max_capacity=c.autoscaling_max_capacity, target_invocations_per_instance=c.target_invocations_per_instance,
-            image_uri=c.image_uri,
+            region=c.region, role_arn=c.role_arn, bucket=c.bucket, prefix=c.prefix, image_uri=c.image_uri,
             polling=Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.deploy_timeout_seconds),
             profile=c.aws_profile))
 
     # -- the deployer contract our deploy step uses -------------------------------------
     def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                      sha256: str, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                      sha256: str, metadata: Optional[Dict[str, Any]] = None,
+                      settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
         try:
-            return self.endpoints.deploy(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata)
+            return self.endpoints.deploy(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata,
+                                         settings or DeploySettings())
         except AwsError as error:
             raise DeploymentError(str(error)) from None
 

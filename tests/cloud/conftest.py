@@ -154,7 +154,7 @@ def stack_config(**overrides) -> dict:
               "sns_topic_arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:ml-model-pipeline-failures",
               "endpoint_name": "classification-model-endpoint", "model_package_group": "classification-model-group",
               "feature_group_name": "mlops_poc_churn_classification_feature",
-              "athena_query_results": f"s3://{BUCKET}/athena-query-results/", "inference_instance_type": "ml.m5.xlarge"}
+              "athena_query_results": f"s3://{BUCKET}/athena-query-results/"}
     config.update(overrides)
     return config
 

@@ -105,7 +105,7 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     _, read_inbox = sns_inbox
     _ingest(autopilot_stack)
     moto_automl.script_next_job("Completed", polls=3, candidates=4)
-    run, config = _run(autopilot, max_runtime_sec=900)
+    run, config = _run(autopilot, autopilot_max_runtime_sec=900)
     assert run.status.value == "completed"
 
     # the job request carries the configured settings
@@ -229,7 +229,7 @@ def test_a_failed_autopilot_job_fails_the_step_with_its_reason_and_one_alert(aut
     reason = "ClientError: The target attribute churn has fewer than 2 unique values in the validation split"
     moto_automl.script_next_job("Failed", polls=2, failure_reason=reason)
     with pytest.raises(RuntimeError):
-        _run(autopilot, max_runtime_sec=900, max_runtime_per_training_job_sec=120, max_candidates=5)
+        _run(autopilot, autopilot_max_runtime_sec=900, max_runtime_per_training_job_sec=120, max_candidates=5)
     [request] = moto_automl.job_requests()
     job = request["AutoMLJobName"]
     assert request["AutoMLProblemTypeConfig"]["TabularJobConfig"]["CompletionCriteria"] == {
@@ -246,9 +246,9 @@ def test_an_autopilot_job_past_its_time_is_stopped_and_fails_the_step_with_one_a
         autopilot, sns_inbox, autopilot_stack, monkeypatch):
     _, read_inbox = sns_inbox
     _ingest(autopilot_stack)
-    monkeypatch.setenv(ENV_GRACE, "0")  # the wait is max_runtime_sec + grace; the emulated job never finishes
+    monkeypatch.setenv(ENV_GRACE, "0")  # the wait is autopilot_max_runtime_sec + grace; the emulated job never finishes
     with pytest.raises(RuntimeError):
-        _run(autopilot, max_runtime_sec=2)
+        _run(autopilot, autopilot_max_runtime_sec=2)
     [request] = moto_automl.job_requests()
     job = request["AutoMLJobName"]
     assert moto_automl.job_status(job) == "Stopped"

@@ -9,6 +9,7 @@ import pytest
 
 from churn.aws.athena import Polling
 from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints, autoscaling_decision
+from churn.config import DeploySettings
 from tests.cloud import moto_extensions as emulator
 from tests.cloud.conftest import BUCKET, PREFIX, REGION, ROLE_ARN, boto
 
@@ -108,23 +109,25 @@ def test_burstable_instances_skip_autoscaling_with_a_logged_reason(aws, bucket, 
     settings = dict(region=REGION, role_arn=ROLE_ARN, bucket=BUCKET, prefix=PREFIX,
                     polling=Polling(initial=0.01, maximum=0.05, timeout=30))
 
-    def endpoints(instance_type: str) -> SageMakerEndpoints:
-        return SageMakerEndpoints(EndpointSettings(instance_type=instance_type, **settings), progress=lambda _: None)
+    endpoints = SageMakerEndpoints(EndpointSettings(**settings), progress=lambda _: None)
 
-    endpoints("ml.m5.large").deploy(ENDPOINT, MODEL, "1", uri1, sha1)
+    def on(instance_type: str) -> DeploySettings:
+        return DeploySettings(inference_instance_type=instance_type)
+
+    endpoints.deploy(ENDPOINT, MODEL, "1", uri1, sha1, settings=on("ml.m5.large"))
     assert len(_scaling()[0]) == 1
     # another non-burstable type: SageMaker requires autoscaling off during the type change; it is back after
-    changed = endpoints("ml.c5.xlarge").deploy(ENDPOINT, MODEL, "1", uri1, sha1)
+    changed = endpoints.deploy(ENDPOINT, MODEL, "1", uri1, sha1, settings=on("ml.c5.xlarge"))
     assert changed["autoscaling"]["enabled"] and len(_scaling()[0]) == 1 and len(_scaling()[1]) == 1
     with caplog.at_level(logging.WARNING, logger="churn.aws.endpoint"):
-        result = endpoints("ml.t2.medium").deploy(ENDPOINT, MODEL, "1", uri1, sha1)
+        result = endpoints.deploy(ENDPOINT, MODEL, "1", uri1, sha1, settings=on("ml.t2.medium"))
     assert not result["autoscaling"]["enabled"] and "ml.t2.medium is a burstable instance type" in caplog.text
     assert _scaling() == ([], [])                                  # the m5 target was removed
 
-    endpoints("ml.m5.large").configure_autoscaling(ENDPOINT)
+    endpoints.configure_autoscaling(ENDPOINT, on("ml.m5.large"))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="churn.aws.endpoint"):
-        skipped = endpoints("ml.t3.medium").configure_autoscaling(ENDPOINT)
+        skipped = endpoints.configure_autoscaling(ENDPOINT, on("ml.t3.medium"))
     assert not skipped["enabled"] and "autoscaling skipped: ml.t3.medium is a burstable instance type" in caplog.text
     assert _scaling() == ([], [])
     for kind in ("ml.t2.medium", "ml.t3.medium", "ml.t3a.large", "ml.t4g.small"):
@@ -134,7 +137,7 @@ def test_burstable_instances_skip_autoscaling_with_a_logged_reason(aws, bucket, 
     # SageMaker real-time hosting offers no ml.t3: refused up front, with the alternatives, nothing created
     configs = boto("sagemaker").list_endpoint_configs()["EndpointConfigs"]
     with pytest.raises(DeploymentError, match=r"ml.t3.medium is not an instance type .*\(ml.t2.medium"):
-        endpoints("ml.t3.medium").deploy(ENDPOINT, MODEL, "1", uri1, sha1)
+        endpoints.deploy(ENDPOINT, MODEL, "1", uri1, sha1, settings=on("ml.t3.medium"))
     assert boto("sagemaker").list_endpoint_configs()["EndpointConfigs"] == configs
 
 
@@ -167,3 +170,20 @@ def test_a_failed_first_deployment_leaves_nothing_behind(aws, bucket, sagemaker_
     assert boto("sagemaker").list_endpoints()["Endpoints"] == []
     assert boto("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []
     assert boto("sagemaker").list_models()["Models"] == []
+
+
+def test_the_deploy_settings_passed_in_are_the_ones_applied(aws, bucket, sagemaker_stack, bundles):
+    """The deployer has no instance type or autoscaling of its own: each deployment says (DeploySettings)."""
+    deployer = sagemaker_stack.model_deployer
+    assert deployer.unused_settings() == []                      # the SageMaker deployer applies every deploy key
+    (uri1, sha1, _) = bundles[0]["1"]
+    settings = DeploySettings(inference_instance_type="ml.c5.large", initial_instance_count=2,
+                              autoscaling_min_capacity=2, autoscaling_max_capacity=4)
+    deployed = deployer.deploy_bundle(ENDPOINT, MODEL, "1", uri1, sha1, settings=settings)
+    [variant] = boto("sagemaker").describe_endpoint_config(EndpointConfigName=deployed["endpoint_config_name"])[
+        "ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.large", 2)
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in _scaling()[0]] == [(2, 4)]
+    off = deployer.deploy_bundle(ENDPOINT, MODEL, "1", uri1, sha1,
+                                 settings=settings.model_copy(update={"enable_autoscaling": False}))
+    assert not off["autoscaling"]["enabled"] and _scaling() == ([], [])

@@ -51,7 +51,10 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     assert summary["created"] and summary["records"] == CUSTOMERS
     query = FeatureQuery(GROUP, 1, TRAIN_END)
     expected_sql = emulator.queue_latest_records(aws, query, REGION)
-    config = load_config("configs/rf.yaml", customer_id_end=TRAIN_END).model_dump()
+    # the pipeline config's deploy keys are what the SageMaker endpoint gets (not the stack's or a default)
+    config = load_config("configs/rf.yaml", customer_id_end=TRAIN_END, inference_instance_type="ml.c5.large",
+                         autoscaling_min_capacity=2, autoscaling_max_capacity=3,
+                         target_invocations_per_instance=50).model_dump()
 
     run = Client().get_pipeline_run(churn_rf_training.with_options(enable_cache=False)(config=config).id)
 
@@ -77,6 +80,15 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     assert deployment["model_data_url"] == tags["model_data_url"]
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment["endpoint_config_name"]
+    [variant] = boto("sagemaker").describe_endpoint_config(EndpointConfigName=deployment["endpoint_config_name"])[
+        "ProductionVariants"]
+    assert variant["InstanceType"] == "ml.c5.large" == deployment["instance_type"]
+    scaling = boto("application-autoscaling")
+    resource = f"endpoint/{ENDPOINT}/variant/AllTraffic"
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 3)
+    [policy] = scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 50
     test_set, bundle = _out(run, "preprocess", "test_set"), _out(run, "train_rf", "model_bundle")
     response = active_stack.model_deployer.invoke(ENDPOINT, test_set.iloc[:20].to_csv(index=False).encode())
     assert response.text.splitlines() == [str(v) for v in bundle.predict(test_set.iloc[:20])]

@@ -29,10 +29,15 @@ def test_recipe_is_idempotent_and_updates_changed_components(moto_server, sagema
     assert set(created) == {f"{name}-feature-store", f"{name}-model-registry", f"{name}-endpoint",
                             f"{name}-sns-alerter", name}
     assert setup_sagemaker_stack(stack_config(stack_name=name), activate=False) == {}
-    changed = setup_sagemaker_stack(stack_config(stack_name=name, inference_instance_type="ml.c5.xlarge"), activate=False)
+    changed = setup_sagemaker_stack(stack_config(stack_name=name, deploy_timeout_seconds=600), activate=False)
     assert changed == {f"{name}-endpoint": "updated"}
     deployer = Client().get_stack_component(T.MODEL_DEPLOYER, f"{name}-endpoint")
-    assert deployer.configuration["inference_instance_type"] == "ml.c5.xlarge"
+    assert deployer.configuration["deploy_timeout_seconds"] == 600
+    # how an endpoint is served is the pipeline config's (DeploySettings): refused here, by name
+    with pytest.raises(ConfigError, match="inference_instance_type, autoscaling_max_capacity: per-pipeline deploy "
+                                          r"settings.*pipeline config \(configs/rf.yaml"):
+        setup_sagemaker_stack(stack_config(stack_name=name, inference_instance_type="ml.c5.xlarge",
+                                           autoscaling_max_capacity=3), activate=False)
     stack = Client().get_stack(name)
     assert stack.components[T.EXPERIMENT_TRACKER][0].name == "mlflow_tracker"
     assert stack.components[T.ORCHESTRATOR][0].name == "default"
