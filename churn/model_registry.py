@@ -113,3 +113,18 @@ def register_all_or_nothing(
         log.error("registration of %s version %s failed after it was created; version %s", name, version.version, outcome)
         raise
     return committed, result
+
+
+def withdraw_run_registrations(registry: BaseModelRegistry, name: str, run_id: str, step_name: str) -> list:
+    """Withdraw the versions of ``name`` that step ``step_name`` of run ``run_id`` registered.
+
+    The failure hook calls this: a step that registered a version and then failed (its
+    outputs could not be saved, say) leaves nothing registered. Returns what was withdrawn.
+    """
+    try:
+        versions = registry.list_model_versions(name=name, metadata=ModelRegistryModelMetadata(
+            zenml_pipeline_run_uuid=run_id, zenml_step_name=step_name)) or []
+    except KeyError:
+        return []
+    return [(str(v.version), withdraw(registry, name, str(v.version), f"step {step_name} of run {run_id} failed"))
+            for v in versions]

@@ -49,11 +49,28 @@ def notify_failure(exception: BaseException) -> None:
         f"Pipeline: {params.pipeline}\nStep: {params.step}\nRun: {params.run_name} ({params.run_id})\n"
         f"Error: {params.error}\nLogs: {params.logs}"
     )
+    _withdraw_what_the_step_registered(context)
     alerter = Client().active_stack.alerter
     if alerter is None:
         log.error("step failed and the active stack has no alerter: %s", message)
         return
     alerter.post(message, params=params)
+
+
+def _withdraw_what_the_step_registered(context: Any) -> None:
+    """A failed step that registered a model version (e.g. register, whose outputs then failed to save) withdraws it."""
+    try:
+        model_name = (context.step_run.config.parameters or {}).get("model_name")
+        registry = Client().active_stack.model_registry
+        if not model_name or registry is None:
+            return
+        from churn.model_registry import withdraw_run_registrations
+
+        for version, outcome in withdraw_run_registrations(registry, str(model_name), str(context.pipeline_run.id),
+                                                           context.step_name):
+            log.error("step %s failed after registering %s version %s: %s", context.step_name, model_name, version, outcome)
+    except Exception as error:  # noqa: BLE001 - the alert must still go out
+        log.error("could not check what the failed step registered: %s", redact(error))
 
 
 def _fire_failure_hook(runner: Any, error: BaseException) -> None:

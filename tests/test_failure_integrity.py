@@ -188,3 +188,35 @@ def test_an_approved_version_without_a_recorded_hash_is_refused(stack, bundle_di
             approved_version(registry, MODEL)
     finally:
         registry.delete_model_version(name=MODEL, version=bare.version)
+
+
+@step(enable_cache=False, output_materializers=BrittleMaterializer)
+def register_then_fail_to_save(model_name: str, uri: str, sha256: str) -> Brittle:
+    """Registers (and approves) a version like the register step, then its output cannot be saved."""
+    from zenml import get_step_context
+    from zenml.client import Client
+
+    context = get_step_context()
+    lineage = {**_lineage(sha256, "x"), "zenml_pipeline_run_uuid": str(context.pipeline_run.id),
+               "zenml_step_name": context.step_name}
+    register_all_or_nothing(Client().active_stack.model_registry, model_name, uri, lineage, "Approved")
+    return Brittle("fail-save")
+
+
+@pipeline(on_failure=notify_failure, enable_cache=False)
+def register_pipeline(model_name: str, uri: str, sha256: str) -> None:
+    register_then_fail_to_save(model_name, uri, sha256)
+
+
+def test_a_step_that_registered_and_then_failed_to_save_its_outputs_leaves_nothing_registered(stack, bundle_dir):
+    registry = stack.model_registry
+    uri, sha256 = bundle_dir
+    name = MODEL + "-step"
+    first, _ = register_all_or_nothing(registry, name, uri, _lineage(sha256, "1"), "Approved")
+    before = len(_alerts(stack))
+    with pytest.raises(Exception):
+        register_pipeline(model_name=name, uri=uri, sha256=sha256)
+    assert [v.version for v in registry.list_model_versions(name=name)] == [first.version]
+    assert approved_version(registry, name).version == first.version
+    new = _alerts(stack)[before:]
+    assert len(new) == 1 and new[0]["step"] == "register_then_fail_to_save"

@@ -249,7 +249,26 @@ class SageMakerModelRegistry:
             kwargs["ApprovalDescription"] = description[:1024]
         with aws_errors(f"setting {arn} to {status}", RegistryError):
             self._sm.update_model_package(**kwargs)
+        self._record_status(arn, status)
         return self.describe_package(arn)
+
+    def _record_status(self, arn: str, status: str) -> None:
+        """Keep the registration records (registration.json, the spec's file) in step with the live status."""
+        latest = self._uri("registration", "registration.json")
+        try:
+            record = json.loads(s3.read_bytes(latest, self.region, self.profile))
+        except (AwsError, ValueError):
+            return
+        if record.get("model_package_arn") != arn or record.get("approval_status") == status:
+            return
+        record["approval_status"] = status
+        body = json.dumps(record, indent=2).encode()
+        folder_copy = str(record.get("metadata_document", "")).rsplit("/", 1)[0] + "/registration.json"
+        for uri in (folder_copy, latest):
+            try:
+                s3.upload_bytes(body, uri, self.region, self.profile, "application/json")
+            except AwsError as error:
+                self.progress(f"warning: could not update {uri} to {status}: {error}")
 
     def update_properties(self, arn: str, properties: Mapping[str, str], remove: Optional[List[str]] = None) -> dict:
         kwargs: Dict[str, Any] = {"ModelPackageArn": arn}

@@ -150,6 +150,8 @@ def test_register_all_or_nothing_approves_last_and_withdraws_on_failure(aws, buc
     first, result = register_all_or_nothing(registry, GROUP, uri, lineage, "Approved", then=record)
     assert result == "recorded" and seen == ["PendingManualApproval"]   # not selectable while the lineage is written
     assert _approved(registry) == first.version == "1"
+    spec_registration = json.loads(boto("s3").get_object(Bucket=BUCKET, Key=f"{PREFIX}/registration/registration.json")["Body"].read())
+    assert spec_registration["approval_status"] == "Approved"         # the record follows the approval made last
 
     def fail(version):
         raise RuntimeError("injected: MLflow tagging failed after the package was created")
