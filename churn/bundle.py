@@ -4,15 +4,21 @@ On disk it is a directory of two files, readable without ZenML or MLflow:
 - ``bundle.json``: preprocessing state, feature order, target, library versions and
   training info (human-readable, diffable);
 - ``estimator.joblib``: the fitted scikit-learn-compatible classifier.
-``sha256`` covers both files; the registry records it and the server checks it.
+``sha256`` covers both files; the registry records it and every loader checks it.
+
+Integrity fails closed: :func:`load_verified` refuses a bundle when no hash was recorded
+or the hash differs, and it hashes the very bytes it then deserializes (the files are read
+once), so a file swapped between the check and the load cannot slip through.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -113,28 +119,95 @@ class ModelBundle:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, expected_sha256: str | None = None) -> "ModelBundle":
-        """Load a bundle; with ``expected_sha256`` refuse one whose content differs."""
+        """Load a bundle; with ``expected_sha256`` refuse one whose content differs.
+
+        Without a hash nothing is verified: only for a bundle this process just wrote or a
+        caller trusts otherwise. Everything loading a *registered* bundle uses
+        :func:`load_verified`, which refuses a missing hash.
+        """
+        files = read_bundle_files(directory)
+        if expected_sha256 is not None:
+            _check_digest(directory, files, expected_sha256)
+        return cls.from_files(files, directory)
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], where: str | os.PathLike = "bundle") -> "ModelBundle":
+        """The bundle from its files' bytes (as :func:`read_bundle_files` returns them)."""
         import joblib
 
-        directory = Path(directory)
-        for name in (BUNDLE_FILE, ESTIMATOR_FILE):
-            if not (directory / name).is_file():
-                raise BundleError(f"{directory} is not a model bundle: {name} is missing")
-        if expected_sha256 is not None:
-            actual = bundle_sha256(directory)
-            if actual != expected_sha256:
-                raise BundleError(
-                    f"bundle {directory} has sha256 {actual}, but the registry recorded "
-                    f"{expected_sha256}: refusing to load a bundle that is not the registered one"
-                )
-        document = json.loads((directory / BUNDLE_FILE).read_text())
-        if document.get("format_version") != FORMAT_VERSION:
-            raise BundleError(f"{directory}: unsupported bundle format {document.get('format_version')!r}")
+        try:
+            document = json.loads(files[BUNDLE_FILE].decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            raise BundleError(f"{where}: {BUNDLE_FILE} is not valid JSON ({error})") from None
+        if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+            version = document.get("format_version") if isinstance(document, dict) else None
+            raise BundleError(f"{where}: unsupported bundle format {version!r}")
         return cls(
-            estimator=joblib.load(directory / ESTIMATOR_FILE),
+            estimator=joblib.load(io.BytesIO(files[ESTIMATOR_FILE])),
             preprocessor=Preprocessor.from_dict(document["preprocessor"]),
             info=document.get("info", {}),
         )
+
+
+def read_bundle_files(directory: str | os.PathLike) -> Dict[str, bytes]:
+    """The bundle's files' bytes, each read once; BundleError when one is missing."""
+    directory = Path(directory)
+    files: Dict[str, bytes] = {}
+    for name in (BUNDLE_FILE, ESTIMATOR_FILE):
+        try:
+            files[name] = (directory / name).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise BundleError(f"{directory} is not a model bundle: {name} is missing") from None
+    return files
+
+
+def files_sha256(files: Mapping[str, bytes]) -> str:
+    """SHA-256 over the bundle's files (names and bytes, in name order): :func:`bundle_sha256` of bytes in hand."""
+    digest = hashlib.sha256()
+    for name in (BUNDLE_FILE, ESTIMATOR_FILE):
+        digest.update(name.encode() + b"\0")
+        digest.update(files[name])
+    return digest.hexdigest()
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def require_recorded_sha256(expected_sha256: object, source: str = "the registry") -> str:
+    """The recorded hash, normalized; BundleError when it is missing or not a sha256 digest."""
+    text = "" if expected_sha256 is None else str(expected_sha256).strip().lower()
+    if not text:
+        raise BundleError(f"no bundle sha256 is recorded in {source}: refusing to load a bundle that cannot be "
+                          "verified (re-register the model, e.g. `python run.py --variant rf`)")
+    if not _SHA256.fullmatch(text):
+        raise BundleError(f"the bundle sha256 recorded in {source} ({str(expected_sha256)[:80]!r}) is not a "
+                          "64-character hex digest: refusing to load the bundle")
+    return text
+
+
+def _check_digest(where: str | os.PathLike, files: Mapping[str, bytes], expected_sha256: str) -> None:
+    expected = require_recorded_sha256(expected_sha256)
+    actual = files_sha256(files)
+    if actual != expected:
+        raise BundleError(
+            f"bundle {where} has sha256 {actual}, but the registry recorded "
+            f"{expected}: refusing to load a bundle that is not the registered one"
+        )
+
+
+def load_verified(directory: str | os.PathLike, expected_sha256: Optional[str],
+                  source: str = "the registry") -> ModelBundle:
+    """Load the bundle at ``directory`` only if its bytes hash to ``expected_sha256``.
+
+    Fails closed: BundleError when no hash is recorded (``None`` or empty), when the
+    recorded value is not a sha256 digest, or when the bytes differ. The files are read
+    once; the hash is computed over exactly the bytes that are deserialized.
+    ``source`` names where the hash came from, for the message.
+    """
+    expected = require_recorded_sha256(expected_sha256, source)
+    files = read_bundle_files(directory)
+    _check_digest(directory, files, expected)
+    return ModelBundle.from_files(files, directory)
 
 
 def bundle_sha256(directory: str | os.PathLike) -> str:

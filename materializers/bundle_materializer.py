@@ -1,4 +1,10 @@
-"""Materializer for ModelBundle: the bundle directory as is, plus a model card for the dashboard."""
+"""Materializer for ModelBundle: the bundle directory as is, plus a model card for the dashboard.
+
+The bundle's sha256 is recorded in ZenML's store (the artifact version's metadata,
+``bundle_sha256``), not beside the files, and ``load`` verifies the files against it
+(``churn.bundle.load_verified``): an artifact whose files were changed or replaced in the
+artifact store, or one with no recorded hash, is refused.
+"""
 
 from __future__ import annotations
 
@@ -10,35 +16,41 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from churn.bundle import BUNDLE_FILE, ESTIMATOR_FILE, ModelBundle, bundle_sha256
+from churn.bundle import BUNDLE_FILE, ESTIMATOR_FILE, BundleError, ModelBundle, load_verified
+
+SHA256_KEY = "bundle_sha256"
 
 
 class ModelBundleMaterializer(BaseMaterializer):
     ASSOCIATED_TYPES: ClassVar[Tuple[Type[Any], ...]] = (ModelBundle,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
 
+    _saved_sha256: str = ""
+
     def load(self, data_type: Type[Any]) -> ModelBundle:
+        expected = recorded_sha256(self.uri)
         with tempfile.TemporaryDirectory() as tmp:
             for name in (BUNDLE_FILE, ESTIMATOR_FILE):
                 fileio.copy(os.path.join(self.uri, name), os.path.join(tmp, name))
-            return ModelBundle.load(tmp)
+            return load_verified(tmp, expected, source=f"the metadata of ZenML artifact {self.uri}")
 
     def save(self, data: ModelBundle) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, "bundle")
-            data.save(local)
+            self._saved_sha256 = data.save(local)
             fileio.makedirs(self.uri)
             for name in (BUNDLE_FILE, ESTIMATOR_FILE):
                 fileio.copy(os.path.join(local, name), os.path.join(self.uri, name), overwrite=True)
 
     def extract_metadata(self, data: ModelBundle) -> Dict[str, Any]:
-        with tempfile.TemporaryDirectory() as tmp:
-            sha = data.save(os.path.join(tmp, "bundle"))
+        if not self._saved_sha256:  # ZenML calls save() first; this is for a materializer used on its own
+            with tempfile.TemporaryDirectory() as tmp:
+                self._saved_sha256 = data.save(os.path.join(tmp, "bundle"))
         return {
             "estimator": type(data.estimator).__name__,
             "n_features": len(data.feature_order),
             "target": data.target,
-            "bundle_sha256_at_save": sha,
+            SHA256_KEY: self._saved_sha256,
         }
 
     def save_visualizations(self, data: ModelBundle) -> Dict[str, VisualizationType]:
@@ -46,6 +58,21 @@ class ModelBundleMaterializer(BaseMaterializer):
         with fileio.open(path, "w") as card:
             card.write(model_card_markdown(data))
         return {path: VisualizationType.MARKDOWN}
+
+
+def recorded_sha256(uri: str) -> str:
+    """The sha256 ZenML's store recorded for the bundle artifact at ``uri``; BundleError when there is none."""
+    from zenml.client import Client
+
+    versions = Client().list_artifact_versions(uri=uri, hydrate=True, size=2)
+    if not versions.items:
+        raise BundleError(f"no ZenML artifact is recorded at {uri}: refusing to load a model bundle that cannot be verified")
+    metadata = versions.items[0].run_metadata or {}
+    sha = metadata.get(SHA256_KEY) or metadata.get("bundle_sha256_at_save")  # the key before this version
+    if not sha:
+        raise BundleError(f"ZenML artifact {uri} has no recorded {SHA256_KEY}: refusing to load a model bundle "
+                          "that cannot be verified (re-run the step that produced it with --no-cache)")
+    return str(sha)
 
 
 def model_card_markdown(bundle: ModelBundle) -> str:

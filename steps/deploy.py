@@ -8,6 +8,7 @@ from zenml import log_metadata, step
 from zenml.client import Client
 
 from churn.config import DeploySettings
+from churn.model_registry import approved_version
 
 
 @step(enable_cache=False)
@@ -22,8 +23,12 @@ def deploy(registration: dict, endpoint_name: str, deploy_enabled: bool = True,
     if not registration.get("registered"):
         print(f"Not deployed: {registration.get('reason', 'no model was registered')}")
         return {"deployed": False, "reason": registration.get("reason", "not registered")}
-    if registration["approval_status"] != "Approved":
-        reason = f"version {registration['version']} is {registration['approval_status']}; only Approved models are deployed"
+    approved = approved_version(Client().active_stack.model_registry, registration["model_name"])  # batch's rule too
+    if approved is None or str(approved.version) != str(registration["version"]):
+        reason = (f"version {registration['version']} is {registration['approval_status']}; only Approved models are deployed"
+                  if registration["approval_status"] != "Approved" or approved is None else
+                  f"version {registration['version']} is not the approved model (version {approved.version} is); "
+                  "the approved model is the one deployed")
         print(f"Not deployed: {reason}")
         return {"deployed": False, "reason": reason}
     if not deploy_enabled:

@@ -1,4 +1,4 @@
-"""Load the latest Approved model version from the active stack's model registry."""
+"""Load the approved model from the active stack's model registry, verified against its recorded SHA-256."""
 
 from __future__ import annotations
 
@@ -7,29 +7,31 @@ from typing import Annotated, Tuple
 
 from zenml import log_metadata, step
 from zenml.client import Client
-from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
 
 from churn.batch import fetch_bundle
-from churn.bundle import ModelBundle
+from churn.bundle import ModelBundle, require_recorded_sha256
+from churn.model_registry import approved_version
 from materializers.bundle_materializer import ModelBundleMaterializer
 
 
 @step(enable_cache=False, output_materializers={"model_bundle": ModelBundleMaterializer})
 def load_approved_model(model_name: str) -> Tuple[Annotated[ModelBundle, "model_bundle"], Annotated[dict, "model_version"]]:
-    """The newest version whose approval_status is Approved, its bundle checked against the recorded SHA-256."""
+    """The approved model (``churn.model_registry.approved_version``: the rule deploy uses too).
+
+    Its bundle is refused when the registry recorded no SHA-256 or the bytes differ.
+    """
     registry = Client().active_stack.model_registry
     if registry is None:
         raise RuntimeError("the active stack has no model registry")
-    versions = registry.list_model_versions(
-        name=model_name, metadata=ModelRegistryModelMetadata(approval_status="Approved"), order_by_date="desc", count=1)
-    if not versions:
+    version = approved_version(registry, model_name)
+    if version is None:
         raise RuntimeError(f"model '{model_name}' has no Approved version in the registry; train one with `python run.py --variant rf`")
-    version = versions[0]
     tags = version.metadata.model_dump() if version.metadata else {}
+    sha256 = require_recorded_sha256(tags.get("bundle_sha256"), f"the registry's record of {model_name} version {version.version}")
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = fetch_bundle(version.model_source_uri, f"{tmp}/bundle", expected_sha256=tags.get("bundle_sha256"))
+        bundle = fetch_bundle(version.model_source_uri, f"{tmp}/bundle", expected_sha256=sha256)
     info = {"model_name": model_name, "version": str(version.version), "model_source_uri": version.model_source_uri,
-            "bundle_sha256": tags.get("bundle_sha256"), "mlflow_run_id": tags.get("mlflow_run_id"),
+            "bundle_sha256": sha256, "mlflow_run_id": tags.get("mlflow_run_id"),
             "zenml_pipeline_run_uuid": tags.get("zenml_pipeline_run_uuid")}
     log_metadata(metadata={"model_version": info})
     print(f"Scoring with {model_name} version {version.version}")

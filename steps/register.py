@@ -1,4 +1,9 @@
-"""RegisterModel: a new version in the stack's model registry, with full lineage."""
+"""RegisterModel: a new version in the stack's model registry, with full lineage.
+
+All or nothing (``churn.model_registry.register_all_or_nothing``): the version is created
+pending, the lineage is recorded, and only then is it given its approval status; a
+failure in between withdraws the version.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,12 @@ import mlflow
 import zenml
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
-from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata, ModelVersionStage
 from zenml.types import HTMLString
 
 from churn.bundle import ModelBundle
+from churn.model_registry import register_all_or_nothing
 from churn.report_html import model_card_html
 from stacks.local import EXPERIMENT_TRACKER
-
-# Spec approval statuses -> registry stages (MLflow 3 aliases: champion / staging / archived).
-APPROVAL_STAGES = {
-    "Approved": ModelVersionStage.PRODUCTION,
-    "PendingManualApproval": ModelVersionStage.STAGING,
-    "Rejected": ModelVersionStage.ARCHIVED,
-}
 
 
 @step(experiment_tracker=EXPERIMENT_TRACKER, enable_cache=False)
@@ -59,24 +57,26 @@ def register(
         "feature_query_sql": feature_query["sql"],
         **{f"metric_{k}": f"{v:.6f}" for k, v in evaluation_report.items() if isinstance(v, float)},
     }
-    metadata = ModelRegistryModelMetadata(
+    metadata = dict(
         zenml_version=zenml.__version__, zenml_run_name=context.pipeline_run.name,
         zenml_pipeline_name=context.pipeline.name, zenml_pipeline_run_uuid=str(context.pipeline_run.id),
         zenml_step_name=context.step_name, zenml_project=str(context.pipeline_run.project_id), **tags,
     )
-    registry = Client().active_stack.model_registry
-    version = registry.register_model_version(
-        name=model_name, model_source_uri=bundle_uri, metadata=metadata,
-        description=f"{type(model_bundle.estimator).__name__}; {gate_verdict['message']}",
+
+    def record_lineage(version) -> dict:  # runs before the version is approved; a failure here withdraws it
+        mlflow.set_tags({"registered_model": model_name, "registered_model_version": version.version,
+                         "approval_status": approval_status, "trained_in_mlflow_run_id": trained_in})
+        registration = {"registered": True, "model_name": model_name, "version": str(version.version),
+                        "bundle_uri": bundle_uri, "sha256": sha256, "approval_status": approval_status,
+                        "mlflow_run_id": run.info.run_id, "trained_in_mlflow_run_id": trained_in,
+                        "zenml_run_id": str(context.pipeline_run.id)}
+        log_metadata(metadata={"registration": registration})
+        return registration
+
+    version, registration = register_all_or_nothing(
+        Client().active_stack.model_registry, model_name, bundle_uri, metadata, approval_status,
+        description=f"{type(model_bundle.estimator).__name__}; {gate_verdict['message']}", then=record_lineage,
     )
-    registry.update_model_version(name=model_name, version=version.version, stage=APPROVAL_STAGES[approval_status])
-    mlflow.set_tags({"registered_model": model_name, "registered_model_version": version.version,
-                     "approval_status": approval_status, "trained_in_mlflow_run_id": trained_in})
-    registration = {"registered": True, "model_name": model_name, "version": str(version.version),
-                    "bundle_uri": bundle_uri, "sha256": sha256, "approval_status": approval_status,
-                    "mlflow_run_id": run.info.run_id, "trained_in_mlflow_run_id": trained_in,
-                    "zenml_run_id": str(context.pipeline_run.id)}
-    log_metadata(metadata={"registration": registration})
     print(f"Registered {model_name} version {version.version} ({approval_status})")
     card = model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info,
                            mlflow_tracking_uri=mlflow.get_tracking_uri())

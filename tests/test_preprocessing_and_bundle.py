@@ -256,3 +256,39 @@ def test_json_records_of_mixed_types_score_like_the_same_cells_in_a_large_csv():
     records[2]["plan"] = ["x"]
     assert _outcome(pre, _parse_json(json.dumps(records).encode())) == (
         InputError, "column 'plan' row 3: \"['x']\" is not a single value")
+
+
+def test_load_verified_fails_closed_without_a_recorded_hash(trained_bundle, tmp_path):
+    from churn.bundle import load_verified
+
+    bundle, split = trained_bundle
+    sha = bundle.save(tmp_path / "b")
+    for missing in (None, "", "  "):
+        with pytest.raises(BundleError, match="no bundle sha256 is recorded in the registry: refusing"):
+            load_verified(tmp_path / "b", missing)
+    with pytest.raises(BundleError, match="is not a 64-character hex digest"):
+        load_verified(tmp_path / "b", "sha256:abc")
+    with pytest.raises(BundleError, match="refusing to load a bundle that is not the registered one"):
+        load_verified(tmp_path / "b", "0" * 64)
+    loaded = load_verified(tmp_path / "b", sha.upper())  # the digest's case does not matter
+    assert np.array_equal(loaded.predict_proba(split.test)[0], bundle.predict_proba(split.test)[0])
+
+
+def test_the_hash_covers_the_bytes_that_are_loaded(trained_bundle, tmp_path, monkeypatch):
+    """A file swapped after hashing cannot be loaded: the bytes are read once, hashed, then deserialized."""
+    import churn.bundle as bundle_module
+    from churn.bundle import load_verified
+
+    bundle, _ = trained_bundle
+    sha = bundle.save(tmp_path / "b")
+    other = bundle_module.ModelBundle(estimator={"not": "the model"}, preprocessor=bundle.preprocessor)
+    other.save(tmp_path / "evil")
+    real_check = bundle_module._check_digest
+
+    def swap_after_check(where, files, expected):  # an attacker replacing the file between check and load
+        real_check(where, files, expected)
+        (tmp_path / "b" / "estimator.joblib").write_bytes((tmp_path / "evil" / "estimator.joblib").read_bytes())
+
+    monkeypatch.setattr(bundle_module, "_check_digest", swap_after_check)
+    loaded = load_verified(tmp_path / "b", sha)
+    assert type(loaded.estimator) is type(bundle.estimator)  # what was verified is what was loaded

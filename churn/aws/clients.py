@@ -24,6 +24,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from churn.redaction import redact  # noqa: F401 - one redaction for every backend; kept importable here
+
 log = logging.getLogger(__name__)
 
 THROTTLING_CODES = frozenset({
@@ -201,18 +203,6 @@ def account_from_arn(arn: str) -> str:
 # -- errors --------------------------------------------------------------------------
 class AwsError(RuntimeError):
     """An AWS call that failed, explained in one line (credentials never included)."""
-
-
-_ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
-_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
-_SIGNATURE = re.compile(r"(Signature|X-Amz-Signature|X-Amz-Security-Token|Credential)=[^&\s,]+", re.I)
-
-
-def redact(text: str) -> str:
-    """Mask anything that looks like an AWS access key id, secret key, token or signature."""
-    text = _ACCESS_KEY.sub("[REDACTED-ACCESS-KEY]", str(text))
-    text = _SIGNATURE.sub(lambda m: f"{m.group(1)}=[REDACTED]", text)
-    return _SECRET.sub(lambda m: m.group(0) if m.group(0).isalnum() and m.group(0).islower() else "[REDACTED]", text)
 
 
 _HINTS = {

@@ -17,7 +17,11 @@ A registered version is a model package with
 - ModelApprovalStatus: Approved / PendingManualApproval / Rejected.
 
 Everything in S3 is written before the package is created and removed again if creating
-it fails: nothing is left half-registered.
+it fails; a failure after the package exists (describing it, writing registration.json)
+withdraws the package (deleted, or Rejected when it cannot be deleted): nothing is left
+half-registered. Callers that must do more after creation (the ZenML flavor, the register
+step) create the package PendingManualApproval and approve it as their last act
+(``churn.model_registry.register_all_or_nothing``).
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ class SageMakerModelRegistry:
         folder = self._uri("registry", group, f"{stamp}-{(bundle_sha256 or uuid.uuid4().hex)[:12]}")
         metrics = dict(evaluation or {k[len("metric_"):]: _number(v) for k, v in metadata.items() if k.startswith("metric_")})
         uploaded: List[str] = []
+        arn = ""
         try:
             self.progress(f"Packaging bundle {bundle_uri} -> {folder}/model.tar.gz")
             packaged = packaging.package_and_upload(bundle_uri, s3.join(folder, "model.tar.gz"), self.region,
@@ -160,7 +165,20 @@ class SageMakerModelRegistry:
                     Domain="MACHINE_LEARNING", Task="CLASSIFICATION",
                     ClientToken=uuid.uuid4().hex[:32],
                 )["ModelPackageArn"]
+            package = self.describe_package(arn)
+            registration = {"model_package_arn": arn, "model_package_group": group,
+                            "version": str(package.get("ModelPackageVersion")), "approval_status": approval_status,
+                            "model_data_url": packaged["model_data_url"], "bundle_uri": packaged["bundle_uri"],
+                            "evaluation_uri": evaluation_uri,
+                            "metadata_document": document_uri, "registered_at": stamp, "bundle_sha256": bundle_sha256}
+            for uri in (s3.join(folder, "registration.json"), self._uri("registration", "registration.json")):
+                s3.upload_bytes(json.dumps(registration, indent=2).encode(), uri, self.region, self.profile,
+                                "application/json")
+                if uri.startswith(folder):
+                    uploaded.append(uri)
         except BaseException as error:
+            if arn:  # created, but what follows failed: withdraw the package, so nothing is half-registered
+                self.withdraw(arn, f"registration did not complete: {type(error).__name__}")
             for uri in uploaded:
                 try:
                     bucket, key = s3.parse_s3_uri(uri)
@@ -170,14 +188,6 @@ class SageMakerModelRegistry:
             if isinstance(error, AwsError) and not isinstance(error, RegistryError):
                 raise RegistryError(str(error)) from None
             raise
-        package = self.describe_package(arn)
-        registration = {"model_package_arn": arn, "model_package_group": group,
-                        "version": str(package.get("ModelPackageVersion")), "approval_status": approval_status,
-                        "model_data_url": packaged["model_data_url"], "bundle_uri": packaged["bundle_uri"],
-                        "evaluation_uri": evaluation_uri,
-                        "metadata_document": document_uri, "registered_at": stamp, "bundle_sha256": bundle_sha256}
-        for uri in (s3.join(folder, "registration.json"), self._uri("registration", "registration.json")):
-            s3.upload_bytes(json.dumps(registration, indent=2).encode(), uri, self.region, self.profile, "application/json")
         self.progress(f"Registered {group} version {registration['version']} ({approval_status}): {arn}")
         return package
 
@@ -240,7 +250,26 @@ class SageMakerModelRegistry:
             kwargs["ApprovalDescription"] = description[:1024]
         with aws_errors(f"setting {arn} to {status}", RegistryError):
             self._sm.update_model_package(**kwargs)
+        self._record_status(arn, status)
         return self.describe_package(arn)
+
+    def _record_status(self, arn: str, status: str) -> None:
+        """Keep the registration records (registration.json, the spec's file) in step with the live status."""
+        latest = self._uri("registration", "registration.json")
+        try:
+            record = json.loads(s3.read_bytes(latest, self.region, self.profile))
+        except (AwsError, ValueError):
+            return
+        if record.get("model_package_arn") != arn or record.get("approval_status") == status:
+            return
+        record["approval_status"] = status
+        body = json.dumps(record, indent=2).encode()
+        folder_copy = str(record.get("metadata_document", "")).rsplit("/", 1)[0] + "/registration.json"
+        for uri in (folder_copy, latest):
+            try:
+                s3.upload_bytes(body, uri, self.region, self.profile, "application/json")
+            except AwsError as error:
+                self.progress(f"warning: could not update {uri} to {status}: {error}")
 
     def update_properties(self, arn: str, properties: Mapping[str, str], remove: Optional[List[str]] = None) -> dict:
         kwargs: Dict[str, Any] = {"ModelPackageArn": arn}
@@ -256,6 +285,26 @@ class SageMakerModelRegistry:
     def delete_package(self, arn: str) -> None:
         with aws_errors(f"deleting model package {arn}", RegistryError):
             self._sm.delete_model_package(ModelPackageName=arn)
+
+    def withdraw(self, arn: str, reason: str) -> str:
+        """Remove a package whose registration failed; if it cannot be deleted, reject it.
+
+        Returns what was done ("deleted", "rejected" or "left pending"); never raises, so
+        the registration's own error is what surfaces.
+        """
+        try:
+            self.delete_package(arn)
+            self.progress(f"Withdrew {arn}: deleted ({reason})")
+            return "deleted"
+        except Exception as error:  # noqa: BLE001
+            self.progress(f"warning: could not delete {arn} ({error}); rejecting it instead")
+        try:
+            self.set_status(arn, "Rejected", reason)
+            return "rejected"
+        except Exception as error:  # noqa: BLE001
+            self.progress(f"warning: could not reject {arn} either ({error}); it is not Approved unless it was "
+                          "registered so: check it with `aws sagemaker describe-model-package`")
+            return "left pending"
 
     def delete_group(self, group: str) -> List[str]:
         """Delete every package in ``group``, then the group; returns what was removed."""

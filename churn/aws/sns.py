@@ -1,7 +1,8 @@
 """Failure notifications through SNS (email subscribers get subject + body).
 
 Subjects follow SNS's rules: at most 100 characters, printable ASCII, no line breaks.
-Subject and body are redacted, so nothing that looks like an AWS credential is sent.
+Subject and body are redacted (``churn.redaction``) before they are cut to SNS's limits, so
+no credential-shaped string is sent, whole or in part.
 When the step runs as a SageMaker job, the body names its CloudWatch log group/stream.
 """
 
@@ -13,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from churn.aws.clients import aws_errors, client, redact
+from churn.aws.clients import aws_errors, client
+from churn.redaction import redact
 
 MAX_SUBJECT = 100
 MAX_MESSAGE_BYTES = 256 * 1024 - 1024

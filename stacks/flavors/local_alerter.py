@@ -1,4 +1,7 @@
-"""Local alerter flavor: every alert goes to the log and to a JSON-lines outbox file."""
+"""Local alerter flavor: every alert goes to the log and to a JSON-lines outbox file.
+
+Everything written (message and structured fields) is redacted first (``churn.redaction``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from typing import Optional, Type
 
 from zenml.alerter.base_alerter import BaseAlerter, BaseAlerterConfig, BaseAlerterFlavor, BaseAlerterStepParameters
 from zenml.config.global_config import GlobalConfiguration
+
+from churn.redaction import redact
 
 FLAVOR = "churn_local_outbox"
 log = logging.getLogger(__name__)
@@ -50,9 +55,11 @@ class LocalAlerter(BaseAlerter):
         return self.config.outbox or os.path.join(GlobalConfiguration().local_stores_path, "alerts", "outbox.jsonl")
 
     def post(self, message: str, params: Optional[BaseAlerterStepParameters] = None) -> bool:
+        message = redact(message)
         entry = {"time": datetime.now(timezone.utc).isoformat(), "message": message}
         if isinstance(params, FailureAlertParams):
-            entry.update(subject=params.subject, **params.model_dump())
+            entry.update({k: redact(v) if isinstance(v, str) else v
+                          for k, v in {"subject": params.subject, **params.model_dump()}.items()})
         log.error("ALERT: %s", message)
         os.makedirs(os.path.dirname(self.outbox_path), exist_ok=True)
         with open(self.outbox_path, "a", encoding="utf-8") as outbox:

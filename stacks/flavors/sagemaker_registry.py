@@ -140,8 +140,12 @@ class SageMakerModelRegistry(BaseModelRegistry):
         package = self.registry.register(name, model_source_uri, properties.get("bundle_sha256", ""), properties,
                                          approval_status=status, description=description or "",
                                          evaluation=kwargs.get("evaluation"), generated_by=generated_by)
-        self._link_mlflow_run(properties.get("mlflow_run_id"), package["ModelPackageArn"])
-        return self._version(name, package, resolve=True)
+        try:
+            self._link_mlflow_run(properties.get("mlflow_run_id"), package["ModelPackageArn"])
+            return self._version(name, package, resolve=True)
+        except BaseException as error:  # created but not reported back: withdraw it, nothing half-registered
+            self.registry.withdraw(package["ModelPackageArn"], f"registration did not complete: {type(error).__name__}")
+            raise
 
     def _link_mlflow_run(self, run_id: Optional[str], arn: str) -> None:
         """Tag the MLflow run with the package ARN (the package already carries the run id)."""
@@ -213,20 +217,27 @@ class SageMakerModelRegistry(BaseModelRegistry):
         return self._version(name, self.registry.get_package(name, version), resolve=True)
 
     def latest_approved(self, name: str) -> Optional[RegistryModelVersion]:
-        """The newest Approved version of ``name`` (what the endpoint should serve), or None."""
-        package = self.registry.latest_approved(name)
-        return self._version(name, package, resolve=True) if package else None
+        """The approved model of ``name`` by the one rule batch and deploy use, or None.
+
+        See ``churn.model_registry.approved_version``: the newest version SageMaker lists as
+        Approved; BundleError when that version has no recorded bundle sha256.
+        """
+        from churn.model_registry import approved_version
+
+        return approved_version(self, name)
 
     def load_model_version(self, name: str, version: str, **kwargs: Any) -> Any:
         """The version's ModelBundle, loaded from its model.tar.gz (sha256 checked)."""
         from churn.aws.packaging import extract_model_tarball
-        from churn.bundle import ModelBundle
+        from churn.bundle import load_verified, require_recorded_sha256
 
         model_version = self.get_model_version(name, version)
         lineage = model_version.metadata.model_dump() if model_version.metadata else {}
+        where = f"model package {name} version {version}"
+        expected = require_recorded_sha256(lineage.get("bundle_sha256"), where)  # refuse before downloading
         data = s3.read_bytes(lineage["model_data_url"], self.config.region, self.config.aws_profile)
         directory = extract_model_tarball(data, tempfile.mkdtemp(prefix="churn-model-"))
-        return ModelBundle.load(directory, expected_sha256=lineage.get("bundle_sha256") or None)
+        return load_verified(directory, expected, where)
 
     def get_model_uri_artifact_store(self, model_version: RegistryModelVersion) -> str:
         return model_version.model_source_uri

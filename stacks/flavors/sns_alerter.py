@@ -15,7 +15,8 @@ from typing import Any, Optional, Type
 from pydantic import model_validator
 from zenml.alerter.base_alerter import BaseAlerter, BaseAlerterConfig, BaseAlerterFlavor, BaseAlerterStepParameters
 
-from churn.aws.clients import AwsError, redact
+from churn.aws.clients import AwsError
+from churn.redaction import redact
 from churn.aws.settings import component_check
 from churn.aws.sns import cloudwatch_log_location, publish
 from stacks.flavors.local_alerter import FailureAlertParams

@@ -105,3 +105,60 @@ def test_a_bundle_that_is_not_the_registered_one_is_refused(aws, bucket, sagemak
     assert boto("sagemaker").list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"] == []
     keys = boto("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/registry/").get("Contents", [])
     assert keys == []                                              # nothing half-registered
+
+
+def _approved(registry):
+    from churn.model_registry import approved_version
+
+    version = approved_version(registry, GROUP)
+    return version.version if version else None
+
+
+def test_a_failure_after_create_model_package_withdraws_the_package(aws, bucket, sagemaker_stack, saved_bundle, monkeypatch):
+    """Fault injected (a patched S3 write, standing in for S3 failing) after CreateModelPackage succeeded."""
+    from churn.aws import s3
+    from churn.aws.clients import AwsError
+    from churn.aws.registry import RegistryError
+
+    registry = sagemaker_stack.model_registry
+    uri, sha256 = saved_bundle
+    _register(registry, uri, sha256, "Approved", "1")
+    real_upload = s3.upload_bytes
+
+    def failing_upload(data, target, *args, **kwargs):
+        if target.endswith("registration.json"):
+            raise AwsError("writing registration.json: injected S3 failure")
+        return real_upload(data, target, *args, **kwargs)
+
+    monkeypatch.setattr(s3, "upload_bytes", failing_upload)
+    with pytest.raises(RegistryError, match="injected S3 failure"):
+        registry.register_model_version(name=GROUP, model_source_uri=uri, metadata=_metadata(sha256, "Approved", "2"))
+    monkeypatch.setattr(s3, "upload_bytes", real_upload)
+    assert [v.version for v in registry.list_model_versions(GROUP)] == ["1"]   # version 2 was deleted
+    assert _approved(registry) == "1"                                           # batch and deploy still use 1
+
+
+def test_register_all_or_nothing_approves_last_and_withdraws_on_failure(aws, bucket, sagemaker_stack, saved_bundle):
+    from churn.model_registry import register_all_or_nothing
+
+    registry = sagemaker_stack.model_registry
+    uri, sha256 = saved_bundle
+    lineage = _metadata(sha256, "Approved", "1").model_dump()
+    seen = []
+
+    def record(version):
+        seen.append(registry.get_model_version(GROUP, version.version).metadata.model_dump()["approval_status"])
+        return "recorded"
+
+    first, result = register_all_or_nothing(registry, GROUP, uri, lineage, "Approved", then=record)
+    assert result == "recorded" and seen == ["PendingManualApproval"]   # not selectable while the lineage is written
+    assert _approved(registry) == first.version == "1"
+    spec_registration = json.loads(boto("s3").get_object(Bucket=BUCKET, Key=f"{PREFIX}/registration/registration.json")["Body"].read())
+    assert spec_registration["approval_status"] == "Approved"         # the record follows the approval made last
+
+    def fail(version):
+        raise RuntimeError("injected: MLflow tagging failed after the package was created")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        register_all_or_nothing(registry, GROUP, uri, _metadata(sha256, "Approved", "2").model_dump(), "Approved", then=fail)
+    assert [v.version for v in registry.list_model_versions(GROUP)] == ["1"] and _approved(registry) == "1"
