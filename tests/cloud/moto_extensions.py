@@ -17,7 +17,8 @@ Added or fixed, all reached over real HTTP through a WSGI layer in front of moto
 - ``UpdateModelPackage``: changes only the fields passed (moto wipes the others).
 - Application Auto Scaling ``DeregisterScalableTarget`` also deletes the target's policies, as on AWS.
 - Feature Store runtime ``PutRecord`` / ``GetRecord`` / ``DeleteRecord`` (missing): records
-  are checked against the group's feature definitions and kept in memory; ``offline_records``
+  are checked against the group's feature definitions (a String event time must have one of
+  the two documented formats, seconds or milliseconds) and kept in memory; ``offline_records``
   returns them as the offline store's Glue table would hold them.
 - SageMaker runtime ``InvokeEndpoint`` (canned in moto): the endpoint's model.tar.gz is read
   from moto's S3 and run the way the scikit-learn container does, in a separate Python
@@ -73,6 +74,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 QUERY_PROTOCOL = {"sns", "sqs", "sts", "iam", "cloudformation"}
+EVENT_TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
 
 
 class _State:
@@ -531,6 +533,11 @@ class ExtensionsApp:
                 except ValueError:
                     return _rest_json_error(start_response, 400, "ValidationError",
                                             f"Value {value!r} of {name} is not {kinds[name]}")
+            if kinds[event_time] == "String" and not EVENT_TIME_TEXT.match(record[event_time]):
+                # CreateFeatureGroup's documented EventTime formats; PutRecord refuses any other
+                return _rest_json_error(start_response, 400, "ValidationError",
+                                        f"EventTime {record[event_time]!r} is not yyyy-MM-dd'T'HH:mm:ssZ or "
+                                        "yyyy-MM-dd'T'HH:mm:ss.SSSZ")
             now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             with STATE.lock:
                 STATE.records[key].append({**record, "write_time": now, "api_invocation_time": now, "is_deleted": False})
