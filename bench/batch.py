@@ -1,6 +1,6 @@
 """Benchmark: batch scoring rows/s and peak memory, up to a million customers (999,999: the CUST_XXXXXX id space).
 
-    python bench/batch.py [--rows 1000000] [--chunk-rows 50000]
+    python bench/batch.py [--rows 1000000] [--chunk-rows 50000] [--unstreamed]
 
 Writes --rows demo customers to a throwaway local offline store, trains the spec's RF on
 customers 1-4000, then times the batch path the pipeline uses (DuckDB read of the
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,10 +25,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=999_999)  # CUST_XXXXXX holds at most 999,999 ids
     parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--unstreamed", action="store_true", help="hold every scored chunk, then write (the old way)")
+    parser.add_argument("--prepare-only", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import pandas as pd
 
-    from churn.batch import score_to
+    from churn.batch import score_in_chunks, score_to, write_chunks
     from churn.demo_data import generate_customers
     from churn.feature_query import FeatureQuery
     from churn.ingest import prepare_records
@@ -34,15 +38,18 @@ def main() -> None:
     from churn.preprocessing import Preprocessor, split_train_test
     from churn.training import train_random_forest
 
+    if args.prepare_only:
+        records, definitions = prepare_records(generate_customers(args.rows, seed=7), "churn", "bench")
+        store = LocalOfflineStore(args.prepare_only)
+        store.create_group("bench", definitions, "churn")
+        store.put_records("bench", records)
+        return
     work = Path(tempfile.mkdtemp(prefix="churn-bench-batch-"))
     store = LocalOfflineStore(work / "store")
     started = time.perf_counter()
-    data = generate_customers(args.rows, seed=7)
-    records, definitions = prepare_records(data, "churn", "bench")
-    store.create_group("bench", definitions, "churn")
-    store.put_records("bench", records)
-    print(f"prepared {args.rows:,} customers in {time.perf_counter() - started:.1f}s")
-    del data, records
+    # the store is written by a child process, so this process's peak RSS is the batch path's own
+    subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--prepare-only", str(work / "store")], check=True)
+    print(f"prepared {args.rows:,} customers in {time.perf_counter() - started:.1f}s (in a child process)")
     train, _ = store.read_latest(FeatureQuery("bench", 1, 4000))
     split = split_train_test(train, "churn", 0.2, 42)
     bundle = train_random_forest(split.train, Preprocessor.fit(split.train, "churn"), {"n_estimators": 100, "max_depth": 10}, 42)
@@ -51,8 +58,14 @@ def main() -> None:
     frame, _ = store.read_latest(FeatureQuery("bench", 1, args.rows))
     t1 = time.perf_counter()
     before_scoring = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = score_to(bundle, frame, str(work / "predictions.parquet"), "parquet", args.chunk_rows, "bench", "1", "bench",
-                    progress=lambda _: None)["rows"]
+    if args.unstreamed:
+        held = list(score_in_chunks(bundle, frame, args.chunk_rows, "bench", "1", "bench"))
+        predictions = pd.concat(held, ignore_index=True)
+        rows = write_chunks(iter(held), str(work / "predictions.parquet"))["rows"]
+        del predictions, held
+    else:
+        rows = score_to(bundle, frame, str(work / "predictions.parquet"), "parquet", args.chunk_rows, "bench", "1",
+                        "bench", progress=lambda _: None)["rows"]
     t2 = time.perf_counter()
     check = pd.read_parquet(work / "predictions.parquet", columns=["customer_id"])
     assert rows == len(check) == args.rows
@@ -60,8 +73,9 @@ def main() -> None:
     print(f"\nread latest records: {t1 - t0:6.1f}s  ({args.rows / (t1 - t0):,.0f} rows/s)")
     print(f"score + write:       {t2 - t1:6.1f}s  ({rows / (t2 - t1):,.0f} rows/s, chunks of {args.chunk_rows:,})")
     print(f"end to end:          {t2 - t0:6.1f}s  ({rows / (t2 - t0):,.0f} rows/s)")
-    print(f"peak RSS: {peak:,.0f} MiB (before scoring, after the read: {before_scoring:,.0f} MiB; "
-          "scoring streams each chunk to the output, so it adds about one chunk)")
+    print(f"peak RSS: {peak:,.0f} MiB ({'unstreamed' if args.unstreamed else 'streamed'} output; "
+          f"{before_scoring:,.0f} MiB after the read and training, before scoring)")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
