@@ -15,10 +15,29 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _rss_mib() -> float:
+    """This process's current resident set (Linux /proc), in MiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _RssSampler(threading.Thread):
+    """The highest current RSS seen while scoring (ru_maxrss is the process's lifetime peak, set by the read)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.highest, self.done = _rss_mib(), threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.highest = max(self.highest, _rss_mib())
 
 
 def main() -> None:
@@ -57,7 +76,9 @@ def main() -> None:
     t0 = time.perf_counter()
     frame, _ = store.read_latest(FeatureQuery("bench", 1, args.rows))
     t1 = time.perf_counter()
-    before_scoring = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before_scoring = _rss_mib()
+    sampler = _RssSampler()
+    sampler.start()
     if args.unstreamed:
         held = list(score_in_chunks(bundle, frame, args.chunk_rows, "bench", "1", "bench"))
         predictions = pd.concat(held, ignore_index=True)
@@ -67,14 +88,17 @@ def main() -> None:
         rows = score_to(bundle, frame, str(work / "predictions.parquet"), "parquet", args.chunk_rows, "bench", "1",
                         "bench", progress=lambda _: None)["rows"]
     t2 = time.perf_counter()
+    sampler.done.set()
+    sampler.join()
     check = pd.read_parquet(work / "predictions.parquet", columns=["customer_id"])
     assert rows == len(check) == args.rows
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nread latest records: {t1 - t0:6.1f}s  ({args.rows / (t1 - t0):,.0f} rows/s)")
     print(f"score + write:       {t2 - t1:6.1f}s  ({rows / (t2 - t1):,.0f} rows/s, chunks of {args.chunk_rows:,})")
     print(f"end to end:          {t2 - t0:6.1f}s  ({rows / (t2 - t0):,.0f} rows/s)")
-    print(f"peak RSS: {peak:,.0f} MiB ({'unstreamed' if args.unstreamed else 'streamed'} output; "
-          f"{before_scoring:,.0f} MiB after the read and training, before scoring)")
+    print(f"peak RSS: {peak:,.0f} MiB (the whole batch path; set by the feature read)")
+    print(f"scoring ({'unstreamed' if args.unstreamed else 'streamed'} output): RSS {before_scoring:,.0f} MiB before, "
+          f"highest {sampler.highest:,.0f} MiB during (+{sampler.highest - before_scoring:,.0f} MiB)")
     shutil.rmtree(work, ignore_errors=True)
 
 

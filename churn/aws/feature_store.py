@@ -10,7 +10,7 @@ the CSV result from S3 with the dtypes the feature definitions say.
 
 The offline store lags PutRecord by up to ~15 minutes, so a read right after an ingestion
 can find only part of it. Each ingestion therefore leaves a small manifest in S3 (beside
-the offline store, under ``<offline store S3 URI>/churn-ingestions/<group>/``: how many
+the offline store, under ``<offline store S3 URI>/churn-ingestions/<group>-<created>/``: how many
 records, which customer ids as ranges, the event times); a read counts what those
 manifests say was ingested in its id range (and before its ``as_of``) and stops with a
 FeatureStoreError when Athena returned fewer customers, instead of training on a partial
@@ -189,9 +189,13 @@ class SageMakerFeatureStore:
 
     # -- ingestion manifests (what the offline store should hold once it caught up) -----
     def _manifest_prefix(self, group: str) -> str:
+        """``<offline store root>/churn-ingestions/<group>-<creation time>/``: a group deleted and created
+        again (same name) starts with no manifests, as SageMaker names its offline-store folder."""
         raw = self.describe_raw(group) or {}
         root = raw.get("OfflineStoreConfig", {}).get("S3StorageConfig", {}).get("S3Uri") or self.offline_store_s3_uri
-        return s3.join(root, MANIFEST_FOLDER, group) + "/"
+        created = raw.get("CreationTime")
+        stamp = f"-{int(created.timestamp())}" if hasattr(created, "timestamp") else ""
+        return s3.join(root, MANIFEST_FOLDER, f"{group}{stamp}") + "/"
 
     def record_ingestion(self, group: str, records: pd.DataFrame) -> str:
         """Write the manifest of one completed ingestion (after every PutRecord succeeded); returns its URI."""

@@ -10,8 +10,8 @@ joined back to the customer ids in input order (SageMaker keeps one ``.out`` per
 object) and streamed to the output with ``churn.batch.write_chunks``: the same columns,
 written atomically, as the in-process path.
 
-Layout: ``s3://<bucket>/<prefix>/batch/<job>/{input,output}/``; both are removed once the
-output is written (they hold customer data); the job's model is deleted when the job ends.
+Layout: ``s3://<bucket>/<prefix>/batch/<job>/{input,output}/``; both are removed when the
+job ends, whether it succeeded or not (they hold customer data), and so is the job's model.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class BatchTransform:
                                   location, output_format, region=s.region, profile=s.profile)
         finally:
             self._delete_model(name)
-        s3.delete_prefix(root + "/", s.region, s.profile)
+            self._delete_prefix(root + "/")
         self.progress(f"Batch transform {name}: {counts['rows']:,} predictions written to {location}")
         return {"rows": counts["rows"], "location": location, "scored_by": f"SageMaker Batch Transform {name}",
                 "transform_job_name": name, "instance_type": instance_type, "instance_count": int(instance_count),
@@ -190,6 +190,12 @@ class BatchTransform:
             ids = features[ID_COLUMN].iloc[part["start"]:part["start"] + part["rows"]].to_numpy()
             yield pd.DataFrame({ID_COLUMN: ids, "prediction": labels, "probability": proba, "model_name": model_name,
                                 "model_version": version, "run_id": run_id})
+
+    def _delete_prefix(self, uri: str) -> None:
+        try:
+            s3.delete_prefix(uri, self.settings.region, self.settings.profile)
+        except AwsError as error:  # the job's outcome is what to report
+            self.progress(f"warning: {error}; the batch's input and output copies are still under {uri}")
 
     def _delete_model(self, name: str) -> None:
         try:

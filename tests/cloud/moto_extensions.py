@@ -12,6 +12,7 @@ Added or fixed, all reached over real HTTP through a WSGI layer in front of moto
   Application Auto Scaling is refused; ``RetainAllVariantProperties`` keeps the instance
   count. ``CreateEndpoint`` gets the same one-poll ``Creating`` state.
 - ``DeleteModelPackage`` / ``DeleteModelPackageGroup`` (missing).
+- ``DeleteFeatureGroup`` (missing): the group and its records go.
 - ``DescribeFeatureGroup`` on a missing group: ResourceNotFound (moto answers HTTP 500);
   ``CreateFeatureGroup`` keeps the Description (moto drops it).
 - ``UpdateModelPackage``: changes only the fields passed (moto wipes the others).
@@ -157,6 +158,14 @@ def offline_records(group: str, region: str = "us-west-2"):
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
     frame["is_deleted"] = frame["is_deleted"].astype(bool)
     return frame
+
+
+def forget_feature_group(group: str, region: str = "us-west-2") -> None:
+    """What DeleteFeatureGroup does (moto 5.2.5 refuses it as not implemented): the group and its records go."""
+    backend = sagemaker_backends[ACCOUNT][region]
+    del backend.feature_groups[_feature_group(backend, region, group).arn]
+    with STATE.lock:
+        STATE.records.pop((region, group.lower()), None)
 
 
 def offline_table(group: str, region: str = "us-west-2") -> Tuple[str, str]:

@@ -96,7 +96,7 @@ def test_a_failed_transform_stops_the_batch_and_writes_nothing(aws, bucket, sage
     with pytest.raises(DeploymentError, match=r"batch transform '.*-batch-.*' Failed: ClientError: .*answered 400"):
         sagemaker_stack.model_deployer.batch_predict(features.drop(columns=["age"]), bundle, version, location,
                                                      "parquet", 50, "run-x")
-    assert _keys(f"{PREFIX}/predictions/") == []
+    assert _keys(f"{PREFIX}/predictions/") == [] and _keys(f"{PREFIX}/batch/") == []
     with pytest.raises(DeploymentError, match="not a Batch Transform instance type"):
         sagemaker_stack.model_deployer.batch_predict(features, bundle, version, location, "parquet", 50, "run-x",
                                                      instance_type="ml.t3.medium")

@@ -149,7 +149,7 @@ def test_event_times_are_written_with_millisecond_precision(aws, bucket, custome
 def test_a_read_that_finds_fewer_customers_than_were_ingested_stops(aws, bucket, customers):
     store = make_store()
     summary = store.ingest(GROUP, customers, "churn")
-    assert summary["manifest"].startswith(f"s3://{BUCKET}/{PREFIX}/feature-store/churn-ingestions/{GROUP}/")
+    assert summary["manifest"].startswith(f"s3://{BUCKET}/{PREFIX}/feature-store/churn-ingestions/{GROUP}-")
     query = FeatureQuery(GROUP, 1, 40)
     database, table = emulator.offline_table(GROUP)
     full = emulator.run_offline_query(latest_records_sql_for(query), GROUP)
@@ -188,6 +188,21 @@ def test_the_completeness_check_counts_each_customer_once_and_respects_as_of(aws
     queue_latest(aws, query)
     frame, sql = store.read(query)
     assert len(frame) == 30 and "event_time <= '2026-01-15T00:00:00.000Z'" in sql
+
+
+def test_a_group_created_again_does_not_inherit_the_old_groups_ingestions(aws, bucket, customers):
+    store = make_store()
+    store.ingest(GROUP, customers, "churn")                                   # 60 customers
+    emulator.forget_feature_group(GROUP)                                      # DeleteFeatureGroup (moto lacks it)
+    import time
+
+    time.sleep(1.1)                                                           # a later CreationTime (seconds)
+    store.ingest(GROUP, customers.iloc[:20], "churn")                         # the new group holds 20
+    assert [m["records"] for m in store.ingested(GROUP)] == [20]
+    query = FeatureQuery(GROUP, 1, 60)
+    queue_latest(aws, query)
+    frame, _ = store.read(query)
+    assert len(frame) == 20
 
 
 def latest_records_sql_for(query: FeatureQuery) -> str:
