@@ -1,32 +1,55 @@
 """Benchmark: batch scoring rows/s and peak memory, up to a million customers (999,999: the CUST_XXXXXX id space).
 
-    python bench/batch.py [--rows 1000000] [--chunk-rows 50000]
+    python bench/batch.py [--rows 1000000] [--chunk-rows 50000] [--unstreamed]
 
 Writes --rows demo customers to a throwaway local offline store, trains the spec's RF on
 customers 1-4000, then times the batch path the pipeline uses (DuckDB read of the
-latest records, chunked scoring, parquet write) and prints rows/s and peak RSS.
+latest records, chunked scoring streamed to a parquet file) and prints rows/s and peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _rss_mib() -> float:
+    """This process's current resident set (Linux /proc), in MiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _RssSampler(threading.Thread):
+    """The highest current RSS seen while scoring (ru_maxrss is the process's lifetime peak, set by the read)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.highest, self.done = _rss_mib(), threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.highest = max(self.highest, _rss_mib())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=999_999)  # CUST_XXXXXX holds at most 999,999 ids
     parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--unstreamed", action="store_true", help="hold every scored chunk, then write (the old way)")
+    parser.add_argument("--prepare-only", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import pandas as pd
 
-    from churn.batch import score_in_chunks, write_chunks
+    from churn.batch import score_in_chunks, score_to, write_chunks
     from churn.demo_data import generate_customers
     from churn.feature_query import FeatureQuery
     from churn.ingest import prepare_records
@@ -34,15 +57,18 @@ def main() -> None:
     from churn.preprocessing import Preprocessor, split_train_test
     from churn.training import train_random_forest
 
+    if args.prepare_only:
+        records, definitions = prepare_records(generate_customers(args.rows, seed=7), "churn", "bench")
+        store = LocalOfflineStore(args.prepare_only)
+        store.create_group("bench", definitions, "churn")
+        store.put_records("bench", records)
+        return
     work = Path(tempfile.mkdtemp(prefix="churn-bench-batch-"))
     store = LocalOfflineStore(work / "store")
     started = time.perf_counter()
-    data = generate_customers(args.rows, seed=7)
-    records, definitions = prepare_records(data, "churn", "bench")
-    store.create_group("bench", definitions, "churn")
-    store.put_records("bench", records)
-    print(f"prepared {args.rows:,} customers in {time.perf_counter() - started:.1f}s")
-    del data, records
+    # the store is written by a child process, so this process's peak RSS is the batch path's own
+    subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--prepare-only", str(work / "store")], check=True)
+    print(f"prepared {args.rows:,} customers in {time.perf_counter() - started:.1f}s (in a child process)")
     train, _ = store.read_latest(FeatureQuery("bench", 1, 4000))
     split = split_train_test(train, "churn", 0.2, 42)
     bundle = train_random_forest(split.train, Preprocessor.fit(split.train, "churn"), {"n_estimators": 100, "max_depth": 10}, 42)
@@ -50,15 +76,30 @@ def main() -> None:
     t0 = time.perf_counter()
     frame, _ = store.read_latest(FeatureQuery("bench", 1, args.rows))
     t1 = time.perf_counter()
-    rows = write_chunks(score_in_chunks(bundle, frame, args.chunk_rows, "bench", "1", "bench"), str(work / "predictions.parquet"))
+    before_scoring = _rss_mib()
+    sampler = _RssSampler()
+    sampler.start()
+    if args.unstreamed:
+        held = list(score_in_chunks(bundle, frame, args.chunk_rows, "bench", "1", "bench"))
+        predictions = pd.concat(held, ignore_index=True)
+        rows = write_chunks(iter(held), str(work / "predictions.parquet"))["rows"]
+        del predictions, held
+    else:
+        rows = score_to(bundle, frame, str(work / "predictions.parquet"), "parquet", args.chunk_rows, "bench", "1",
+                        "bench", progress=lambda _: None)["rows"]
     t2 = time.perf_counter()
+    sampler.done.set()
+    sampler.join()
     check = pd.read_parquet(work / "predictions.parquet", columns=["customer_id"])
     assert rows == len(check) == args.rows
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nread latest records: {t1 - t0:6.1f}s  ({args.rows / (t1 - t0):,.0f} rows/s)")
     print(f"score + write:       {t2 - t1:6.1f}s  ({rows / (t2 - t1):,.0f} rows/s, chunks of {args.chunk_rows:,})")
     print(f"end to end:          {t2 - t0:6.1f}s  ({rows / (t2 - t0):,.0f} rows/s)")
-    print(f"peak RSS: {peak:,.0f} MiB")
+    print(f"peak RSS: {peak:,.0f} MiB (the whole batch path; set by the feature read)")
+    print(f"scoring ({'unstreamed' if args.unstreamed else 'streamed'} output): RSS {before_scoring:,.0f} MiB before, "
+          f"highest {sampler.highest:,.0f} MiB during (+{sampler.highest - before_scoring:,.0f} MiB)")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,23 @@
 """Batch inference (the spec's batch_inference_poc) as plain functions.
 
-Scores a frame of feature-store records in fixed-size chunks, so memory stays bounded by
-the chunk size plus the input, and writes customer_id, prediction, probability, model
-version and run id to parquet (local path or s3:// via fsspec) without ever leaving a
-half-written file: the output goes to a temporary name and is renamed when complete.
+Scores a frame of feature-store records in fixed-size chunks and streams each chunk to the
+output as it is scored (parquet row groups or CSV appends), so memory stays bounded by the
+input plus one chunk. It writes customer_id, prediction, probability, model name and
+version and run id, and never leaves a half-written output: locally a temporary name
+renamed when complete, on S3 a multipart upload completed only on success.
+
+Where scoring happens is the stack's business: the model deployer's ``batch_predict``
+(``stacks.flavors.endpoint_deployer``) scores in this process by default (``score_to``);
+the SageMaker deployer runs a Batch Transform job with the serving image instead.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import uuid
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +42,9 @@ class BatchConfig(BaseModel):
     output_uri: Optional[str] = None  # default: <zenml local stores>/batch_predictions
     output_format: str = Field("parquet", pattern="^(parquet|csv)$")
     chunk_rows: int = Field(50_000, ge=1)
+    # SageMaker stack: the Batch Transform job's instances (the local stack scores in process)
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = Field(1, ge=1, le=100)
 
 
 def load_batch_config(path: str | Path, **overrides: object) -> BatchConfig:
@@ -70,37 +80,105 @@ def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, m
         })
 
 
-def write_chunks(chunks: Iterator[pd.DataFrame], uri: str, output_format: str = "parquet") -> int:
-    """Write chunks to ``uri`` (a file path or s3:// URI), atomically for local paths; returns rows."""
-    import fsspec
+def write_chunks(chunks: Iterable[pd.DataFrame], uri: str, output_format: str = "parquet", *,
+                 region: Optional[str] = None, profile: Optional[str] = None,
+                 progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
+    """Stream chunks to ``uri`` (a path, file:// or s3:// URI) as they come; nothing is held but one chunk.
+
+    The output appears only when every chunk is written: locally a hidden temporary file
+    renamed into place, on S3 a multipart upload completed at the end. When scoring or
+    writing fails, the temporary file is removed or the upload aborted, so the final
+    name holds the previous output or nothing, never a partial one. Returns
+    ``{"rows", "positives"}``; ``progress(rows_so_far)`` is called after each chunk.
+    """
+    if output_format not in ("parquet", "csv"):
+        raise ValueError(f"output_format must be parquet or csv, got {output_format!r}")
+    if uri.startswith("s3://"):
+        from churn.aws.s3 import AtomicS3Writer
+
+        content_type = "text/csv" if output_format == "csv" else "application/vnd.apache.parquet"
+        with AtomicS3Writer(uri, region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
+                            profile, content_type=content_type) as handle:
+            counts = _write(chunks, _Unclosable(handle), output_format, progress)
+        return counts
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"batch output {uri!r}: use a local path, file:// or s3:// URI")
+    final = uri.removeprefix("file://")
+    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    target = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with open(target, "wb") as handle:
+            counts = _write(chunks, handle, output_format, progress)
+        os.replace(target, final)
+    except BaseException:
+        if os.path.exists(target):
+            os.remove(target)
+        raise
+    return counts
+
+
+class _Unclosable(io.RawIOBase):
+    """Lets a parquet writer close "its" file without closing (and so aborting) the upload under it."""
+
+    def __init__(self, inner: Any):
+        super().__init__()
+        self.inner = inner
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        return self.inner.write(data)
+
+    def tell(self) -> int:
+        return self.inner.tell()
+
+
+def _write(chunks: Iterable[pd.DataFrame], handle: Any, output_format: str,
+           progress: Optional[Callable[[int], None]]) -> Dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    local = "://" not in uri or uri.startswith("file://")
-    final = uri.removeprefix("file://")
-    target = f"{os.path.dirname(final)}/.{os.path.basename(final)}.partial" if local else uri
-    if local:
-        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-    rows, writer = 0, None
+    rows, positives, writer = 0, 0, None
     try:
-        with fsspec.open(target, "wb") as handle:
-            for chunk in chunks:
-                if output_format == "csv":
-                    handle.write(chunk.to_csv(index=False, header=rows == 0).encode())
-                else:
-                    table = pa.Table.from_pandas(chunk, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(handle, table.schema)
-                    writer.write_table(table)
-                rows += len(chunk)
-            if writer is not None:
-                writer.close()
-        if local:
-            os.replace(target, final)
+        for chunk in chunks:
+            if output_format == "csv":
+                handle.write(chunk.to_csv(index=False, header=rows == 0).encode())
+            else:
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                writer = writer or pq.ParquetWriter(handle, table.schema)
+                writer.write_table(table)
+            rows += len(chunk)
+            positives += int(chunk["prediction"].sum()) if "prediction" in chunk else 0
+            if progress:
+                progress(rows)
     except BaseException:
-        if local and os.path.exists(target):
-            os.remove(target)
+        if writer is not None:  # finish the writer into the output that is being discarded anyway
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the scoring error is the one to report
+                pass
         raise
-    return rows
+    if writer is not None:
+        writer.close()
+    elif output_format == "parquet":  # no rows: still a valid parquet file with our columns
+        pq.write_table(pa.Table.from_pandas(pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})), handle)
+    return {"rows": rows, "positives": positives}
+
+
+def score_to(bundle: ModelBundle, frame: pd.DataFrame, location: str, output_format: str, chunk_rows: int,
+             model_name: str, model_version: str, run_id: str, *, region: Optional[str] = None,
+             profile: Optional[str] = None, progress: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Score ``frame`` in chunks streamed to ``location`` (in this process); returns the batch summary."""
+    total = len(frame)
+
+    def report(done: int) -> None:
+        progress(f"  scored {done:,}/{total:,} rows ({done / max(total, 1):.0%})")
+
+    counts = write_chunks(score_in_chunks(bundle, frame, chunk_rows, model_name, model_version, run_id), location,
+                          output_format, region=region, profile=profile, progress=report)
+    return {"rows": counts["rows"], "location": location, "scored_by": "in-process chunks",
+            "positive_rate": counts["positives"] / counts["rows"] if counts["rows"] else 0.0}
 
 
 def fetch_bundle(uri: str, destination: str | Path, expected_sha256: Optional[str] = None) -> ModelBundle:

@@ -4,8 +4,14 @@ Semantics, the same on both stores:
 - records whose customer_id lies in [CUST_<start>, CUST_<end>] (fixed-width ids, so
   string order is numeric order);
 - optionally only records with event_time <= as_of (point-in-time read);
-- per customer the latest record wins (event_time, then write_time, descending);
+- per customer the latest record wins: event_time, then api_invocation_time, then
+  write_time, descending (the order AWS's offline-store sample queries use, so two records
+  with the same event time resolve to the one Feature Store received last);
 - a customer whose latest record is a delete (is_deleted) is left out.
+
+Event times are ISO-8601 UTC with millisecond precision (``yyyy-MM-dd'T'HH:mm:ss.SSSZ``),
+the finest String format PutRecord accepts; every event time is written in that one
+fixed-width form, so comparing them as text is comparing them as times.
 """
 
 from __future__ import annotations
@@ -65,13 +71,13 @@ def latest_records_sql(query: FeatureQuery, table: str, columns: Sequence[str]) 
         f"AND '{customer_key(query.customer_id_end)}'"
     ]
     if query.as_of is not None:
-        conditions.append(f"{EVENT_TIME} <= '{query.as_of}'")
+        conditions.append(f"{EVENT_TIME} <= '{iso_millis(query.as_of)}'")
     where = "\n      AND ".join(conditions)
     selected = ", ".join(f'"{c}"' for c in columns)
     return (
         f"SELECT {selected} FROM (\n"
         f"  SELECT {selected}, ROW_NUMBER() OVER (\n"
-        f"    PARTITION BY {ID_COLUMN} ORDER BY {EVENT_TIME} DESC, write_time DESC\n"
+        f"    PARTITION BY {ID_COLUMN} ORDER BY {EVENT_TIME} DESC, api_invocation_time DESC, write_time DESC\n"
         "  ) AS _rank\n"
         f"  FROM {table}\n"
         f"  WHERE {where}\n"
@@ -81,9 +87,23 @@ def latest_records_sql(query: FeatureQuery, table: str, columns: Sequence[str]) 
     )
 
 
+EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # cut to milliseconds, then "Z": yyyy-MM-dd'T'HH:mm:ss.SSSZ
+
+
 def utc_now_iso() -> str:
-    """Current UTC time in the feature store's event_time format."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Current UTC time in the feature store's event_time format (millisecond precision)."""
+    return datetime.now(timezone.utc).strftime(EVENT_TIME_FORMAT)[:-3] + "Z"
+
+
+def iso_millis(value: str) -> str:
+    """An ISO-8601 UTC timestamp text as ``yyyy-MM-ddTHH:mm:ss.SSSZ`` (finer digits are cut, not rounded)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return parsed.strftime(EVENT_TIME_FORMAT)[:-3] + "Z"
+
+
+def event_times_text(parsed):
+    """A pandas Series of UTC datetimes as event_time texts (millisecond precision, fixed width)."""
+    return parsed.dt.strftime(EVENT_TIME_FORMAT).str.slice(0, 23) + "Z"
 
 
 def fingerprint(frame) -> str:

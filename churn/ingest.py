@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import pandas as pd
 
-from churn.feature_query import utc_now_iso
+from churn.feature_query import event_times_text, utc_now_iso
 from churn.preprocessing import InputError, validate_target
 from churn.schema import EVENT_TIME, ID_COLUMN, STORE_METADATA_COLUMNS, customer_key
 
@@ -117,7 +117,7 @@ def prepare_records(
         if parsed.isna().any():
             row = int(parsed.isna().to_numpy().argmax())
             raise IngestError(f"column '{EVENT_TIME}' row {row + 1}: {records[EVENT_TIME].iloc[row]!r} is not a timestamp")
-        records[EVENT_TIME] = parsed.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        records[EVENT_TIME] = event_times_text(parsed)
     records[EVENT_TIME] = records[EVENT_TIME].astype(str)
     definitions = infer_feature_definitions(records)
     if existing_definitions is not None:

@@ -64,4 +64,33 @@ def test_query_validates_its_inputs():
     with pytest.raises(ValueError, match="as_of must be an ISO-8601"):
         FeatureQuery("g", 1, 5, as_of="yesterday'; DROP TABLE x; --")
     sql = latest_records_sql(FeatureQuery("g", 1, 5, "2026-01-01T00:00:00Z"), '"db"."tbl"', ["customer_id", "x"])
-    assert "event_time <= '2026-01-01T00:00:00Z'" in sql and 'FROM "db"."tbl"' in sql
+    assert "event_time <= '2026-01-01T00:00:00.000Z'" in sql and 'FROM "db"."tbl"' in sql
+
+
+def test_ties_on_event_time_go_to_the_record_feature_store_received_last(tmp_path):
+    # same event time twice: AWS orders by api_invocation_time before write_time (a record can reach
+    # the offline store, write_time, after a later PutRecord's did)
+    store = _store(tmp_path, [{"customer_id": 1, "x": 1.0, "churn": 0, "event_time": "2026-01-01T00:00:00Z"}])
+    definitions = store.describe("g")["FeatureDefinitions"]
+    row = [{"customer_id": 1, "x": 0.0, "churn": 0, "event_time": "2026-01-02T00:00:00Z"}]
+    received_last, _ = prepare_records(pd.DataFrame(row).assign(x=2.0), "churn", "g", definitions)
+    received_first, _ = prepare_records(pd.DataFrame(row).assign(x=3.0), "churn", "g", definitions)
+    store.put_records("g", received_last.assign(api_invocation_time="2026-01-02T00:00:05.000Z",
+                                                write_time="2026-01-02T00:01:00.000Z"))
+    store.put_records("g", received_first.assign(api_invocation_time="2026-01-02T00:00:01.000Z",
+                                                 write_time="2026-01-02T00:09:00.000Z"))
+    frame, sql = store.read_latest(FeatureQuery("g", 1, 1))
+    assert frame["x"].tolist() == [2.0]
+    assert "ORDER BY event_time DESC, api_invocation_time DESC, write_time DESC" in sql
+
+
+def test_event_times_and_as_of_compare_at_millisecond_precision(tmp_path):
+    store = _store(tmp_path, [
+        {"customer_id": 1, "x": 1.0, "churn": 0, "event_time": "2026-01-01T00:00:00.400Z"},
+        {"customer_id": 2, "x": 2.0, "churn": 1, "event_time": "2026-01-01T00:00:00.000123Z"},
+    ])
+    frame, _ = store.read_latest(FeatureQuery("g", 1, 2))
+    assert frame["event_time"].tolist() == ["2026-01-01T00:00:00.400Z", "2026-01-01T00:00:00.000Z"]
+    # as_of without fractions means .000: a record 400 ms later is not "as of" it
+    past, _ = store.read_latest(FeatureQuery("g", 1, 2, as_of="2026-01-01T00:00:00Z"))
+    assert past["customer_id"].tolist() == ["CUST_000002"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -93,3 +94,83 @@ def delete_prefix(uri: str, region: str, profile: Optional[str] = None,
             if progress:
                 progress(f"deleted {start + len(chunk)}/{len(keys)} objects under {uri}")
     return len(keys)
+
+
+class AtomicS3Writer(io.RawIOBase):
+    """A write-only file on S3 that appears at its key only when complete.
+
+    A multipart upload: bytes are buffered into parts of ``part_bytes`` (S3's minimum is
+    5 MiB, except for the last part) and uploaded as they fill; ``commit()`` completes the
+    upload, which is when the object appears, whole. ``abort()`` (or leaving the ``with``
+    block with an exception) aborts it: nothing is left at the key, no parts are billed.
+    Memory stays at one part, whatever the object's size.
+    """
+
+    MIN_PART = 5 * 1024 * 1024
+
+    def __init__(self, uri: str, region: str, profile: Optional[str] = None, part_bytes: int = 8 * 1024 * 1024,
+                 content_type: str = "application/octet-stream"):
+        super().__init__()
+        self.uri, self.bucket, self.key = uri, *parse_s3_uri(uri)
+        self._s3 = client("s3", region, profile)
+        self.part_bytes = max(self.MIN_PART, int(part_bytes))
+        self._buffer = bytearray()
+        self._parts: List[dict] = []
+        self._position = 0
+        with aws_errors(f"starting the upload of {uri}"):
+            self._upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=self.key,
+                                                               ContentType=content_type)["UploadId"]
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def write(self, data) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError(f"write to {self.uri} after it was committed or aborted")
+        view = memoryview(data).cast("B")
+        self._buffer += view
+        self._position += len(view)
+        while len(self._buffer) >= self.part_bytes:
+            self._upload(bytes(self._buffer[:self.part_bytes]))
+            del self._buffer[:self.part_bytes]
+        return len(view)
+
+    def _upload(self, body: bytes) -> None:
+        number = len(self._parts) + 1
+        with aws_errors(f"uploading part {number} of {self.uri}"):
+            etag = self._s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                                        PartNumber=number, Body=body)["ETag"]
+        self._parts.append({"ETag": etag, "PartNumber": number})
+
+    def commit(self) -> None:
+        """Upload what is buffered and complete the upload: the object appears at its key."""
+        if self._buffer or not self._parts:
+            self._upload(bytes(self._buffer))
+            self._buffer.clear()
+        with aws_errors(f"completing the upload of {self.uri}"):
+            self._s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                                               MultipartUpload={"Parts": self._parts})
+        super().close()
+
+    def abort(self) -> None:
+        """Drop the upload: nothing appears at the key."""
+        if self.closed:
+            return
+        self._buffer.clear()
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+        finally:
+            super().close()
+
+    def close(self) -> None:
+        """Closing without commit() aborts: only an explicit commit publishes the object."""
+        self.abort()
+
+    def __exit__(self, kind, value, traceback) -> None:  # type: ignore[override]
+        if kind is None and not self.closed:
+            self.commit()
+        else:
+            self.abort()

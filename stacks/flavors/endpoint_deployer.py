@@ -51,6 +51,22 @@ class EndpointDeployer(BaseModelDeployer):
     def delete_endpoint(self, endpoint_name: str) -> Any:
         """Stop and remove an endpoint."""
 
+    def batch_predict(self, features: Any, bundle: Any, model_version: Dict[str, Any], location: str,
+                      output_format: str, chunk_rows: int, run_id: str, *, instance_type: Optional[str] = None,
+                      instance_count: int = 1) -> Dict[str, Any]:
+        """Score ``features`` with ``bundle`` and write ``churn.batch.OUTPUT_COLUMNS`` to ``location``, atomically.
+
+        ``model_version`` is the registry's (``model_name``, ``version``, ``model_source_uri``,
+        ``bundle_sha256``). Returns ``{"rows", "location", "positive_rate", "scored_by", ...}``.
+        This default scores in the step's process, in chunks streamed to the output;
+        a deployer whose platform has a batch service overrides it (SageMaker: Batch
+        Transform), and ignores nothing it is given: instance_type/instance_count are for those.
+        """
+        from churn.batch import score_to
+
+        return score_to(bundle, features, location, output_format, chunk_rows, model_version["model_name"],
+                        str(model_version["version"]), run_id)
+
     # -- ZenML's service-based deployer API: not used; our endpoints are not ZenML services --
     def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
         raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services")

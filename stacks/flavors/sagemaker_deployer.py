@@ -1,7 +1,7 @@
 """SageMaker endpoint deployer flavor (ZenML ships none): create/update, roll back, autoscale.
 
 Same contract as the local deployer (``deploy_bundle``, ``endpoint_url``, ``invoke``,
-``list_endpoints``, ``delete_endpoint``). The model served is the registered model
+``list_endpoints``, ``delete_endpoint``, ``batch_predict``: here a Batch Transform job). The model served is the registered model
 package's model.tar.gz when the registry is the SageMaker one; otherwise the deployer
 packages the bundle itself. The logic is in ``churn.aws.endpoint``.
 """
@@ -45,6 +45,7 @@ class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
     prefix: str = "mlops/classification_model"
     image_uri: Optional[str] = None   # our image (churn.image); None: the stack's ECR default
     deploy_timeout_seconds: float = 1800.0
+    batch_timeout_seconds: float = 6 * 3600.0
     poll_initial_seconds: float = 5.0
     poll_max_seconds: float = 30.0
     aws_profile: Optional[str] = None
@@ -95,6 +96,21 @@ class SageMakerEndpointDeployer(EndpointDeployer):
 
     def list_endpoints(self) -> List[Dict[str, Any]]:
         return self.endpoints.list()
+
+    def batch_predict(self, features: Any, bundle: Any, model_version: Dict[str, Any], location: str,
+                      output_format: str, chunk_rows: int, run_id: str, *, instance_type: Optional[str] = None,
+                      instance_count: int = 1) -> Dict[str, Any]:
+        """A SageMaker Batch Transform job with the serving containers (``churn.aws.transform``), not in-process scoring."""
+        from churn.aws.transform import BatchTransform
+
+        c = self.config
+        polling = Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.batch_timeout_seconds)
+        try:
+            return BatchTransform(self.endpoints, polling).run(
+                features, bundle.preprocessor.target, model_version, location, output_format, chunk_rows, run_id,
+                instance_type or "ml.m5.xlarge", instance_count)
+        except AwsError as error:
+            raise DeploymentError(str(error)) from None
 
     def stop_endpoint(self, endpoint_name: str) -> bool:
         """A SageMaker endpoint cannot be paused: stopping it deletes it (billing stops)."""

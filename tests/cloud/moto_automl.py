@@ -20,12 +20,12 @@ anything. Here, reached over real HTTP through moto's server:
   best candidate has the ENSEMBLING shape: one inference container that declares
   SAGEMAKER_INFERENCE_SUPPORTED. ``candidate_model(job)`` returns the fitted estimator.
 - ``ListCandidatesForAutoMLJob``: the completed job's candidates (best first).
-- ``CreateTransformJob``: InProgress for one DescribeTransformJob, then the emulated
-  container scores every input object (header-less CSV lines) with the model's last
-  container's artifact and writes ``<output path>/<input name>.out``, one line per row with
-  the container's SAGEMAKER_INFERENCE_OUTPUT keys, formatted as Autopilot's containers do
+- Batch transforms run in ``moto_extensions`` (any model, through its containers): a model
+  of the candidate's image is scored by the stand-in below, so an Autopilot transform
+  writes ``<output path>/<input name>.out``, one line per row with the container's
+  SAGEMAKER_INFERENCE_OUTPUT keys, formatted as Autopilot's containers do
   (``1,"[0.2, 0.8]","['0', '1']"``). Wrong column counts fail the job with a ClientError.
-  ``StopTransformJob`` is added. ``transform_requests()`` returns the requests.
+  ``transform_requests()`` returns the requests.
 - The candidate's container at an endpoint: ``candidate_container`` answers one real-time
   request (header-less encoded CSV in; its keys out, as CSV or, for ``Accept:
   application/json``, ``{"predictions": [...]}``). ``install`` registers it with
@@ -51,9 +51,9 @@ if moto.__version__ != PINNED_MOTO:
 
 import numpy as np  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
-from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
 from moto.s3.models import s3_backends  # noqa: E402
-from moto.sagemaker.exceptions import ResourceNotFound, ValidationError  # noqa: E402
+from moto.sagemaker.exceptions import ResourceNotFound  # noqa: E402
 from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
@@ -72,7 +72,6 @@ class _State:
         with self.lock:
             self.scripts: List[dict] = []
             self.jobs: Dict[str, dict] = {}
-            self.transforms: Dict[str, dict] = {}
             self.models: Dict[str, Any] = {}
 
 
@@ -114,8 +113,9 @@ def candidate_model(job_name: str) -> Any:
 
 def transform_requests() -> List[dict]:
     """Every CreateTransformJob request so far, in order, with ``Output`` (the .out URI) once it ran."""
-    with STATE.lock:
-        return [{**t["request"], "Output": t.get("output")} for t in STATE.transforms.values()]
+    from tests.cloud import moto_extensions
+
+    return moto_extensions.transform_requests()
 
 
 # -- S3 in moto ---------------------------------------------------------------------------
@@ -241,44 +241,6 @@ def _list_candidates_for_auto_ml_job(self: SageMakerResponse) -> ActionResult:
     return ActionResult({"Candidates": [job.best_candidate, *others][:count]})
 
 
-# -- batch transform ----------------------------------------------------------------------
-def _create_transform_job(self: SageMakerResponse) -> Any:
-    result = _ORIGINALS["create_transform_job"](self)
-    name = self._get_param("TransformJobName")
-    job = self.sagemaker_backend.transform_jobs[name]
-    job.transform_job_status = "InProgress"
-    with STATE.lock:
-        STATE.transforms[name] = {"request": json.loads(self.body), "polls": 1, "output": None}
-    return result
-
-
-def _describe_transform_job(self: SageMakerResponse) -> Any:
-    name = self._get_param("TransformJobName")
-    job = self.sagemaker_backend.transform_jobs.get(name)
-    with STATE.lock:
-        tracked = STATE.transforms.get(name)
-        if job is not None and tracked is not None and job.transform_job_status == "InProgress":
-            if tracked["polls"] > 0:
-                tracked["polls"] -= 1
-            else:
-                try:
-                    tracked["output"] = _run_transform(self.sagemaker_backend, job)
-                    job.transform_job_status = "Completed"
-                except _ClientError as error:
-                    job.transform_job_status, job.failure_reason = "Failed", f"ClientError: {error}"
-                job.transform_end_time = job.last_modified_time = datetime.now(timezone.utc)
-    return _ORIGINALS["describe_transform_job"](self)
-
-
-def _stop_transform_job(self: SageMakerResponse) -> EmptyResult:
-    name = self._get_param("TransformJobName")
-    job = self.sagemaker_backend.transform_jobs.get(name)
-    if job is None:
-        raise ValidationError(message=f"Could not find transform job '{name}'.")
-    job.transform_job_status = "Stopped"
-    return EmptyResult()
-
-
 class _ClientError(Exception):
     pass
 
@@ -322,31 +284,6 @@ def _score(estimator: Any, text: str, where: str) -> np.ndarray:
     return estimator.predict_proba(X)[:, list(estimator.classes_).index(1)]
 
 
-def _run_transform(backend: Any, job: Any) -> str:
-    """Score every input object with the model's last container; returns the (last) .out URI."""
-    model = backend._models.get(job.model_name)
-    if model is None:
-        raise _ClientError(f"model {job.model_name} does not exist")
-    containers = model.containers or [model.primary_container]
-    last = containers[-1]
-    keys = (last.get("Environment") or {}).get("SAGEMAKER_INFERENCE_OUTPUT", "predicted_label").split(",")
-    try:
-        estimator = _estimator(last["ModelDataUrl"])
-    except KeyError:
-        raise _ClientError(f"model artifact {last.get('ModelDataUrl')} not found") from None
-    source = job.transform_input["DataSource"]["S3DataSource"]["S3Uri"]
-    _, source_prefix = _split(source)
-    output = job.transform_output["S3OutputPath"].rstrip("/")
-    written = None
-    for key, data in _objects(source).items():
-        proba = _score(estimator, data.decode("utf-8"), key)
-        written = f"{output}/{key[len(source_prefix):].lstrip('/')}.out"
-        _put(written, _format(keys, proba).encode())
-    if written is None:
-        raise _ClientError(f"no input objects under {source}")
-    return written
-
-
 # -- the candidate's inference container, emulated (moto_extensions.CONTAINER_EMULATORS) -----
 def candidate_container(container: Dict[str, Any], body: bytes, content_type: str, accept: str) -> dict:
     """One real-time request to the best candidate's container: encoded CSV rows in, its keys out."""
@@ -371,8 +308,6 @@ def candidate_container(container: Dict[str, Any], body: bytes, content_type: st
 _PATCHES: Dict[str, Callable] = {
     "create_auto_ml_job_v2": _create_auto_ml_job_v2, "describe_auto_ml_job_v2": _describe_auto_ml_job_v2,
     "list_candidates_for_auto_ml_job": _list_candidates_for_auto_ml_job,
-    "create_transform_job": _create_transform_job, "describe_transform_job": _describe_transform_job,
-    "stop_transform_job": _stop_transform_job,
 }
 _ORIGINALS: Dict[str, Optional[Callable]] = {}
 

@@ -12,12 +12,14 @@ Added or fixed, all reached over real HTTP through a WSGI layer in front of moto
   Application Auto Scaling is refused; ``RetainAllVariantProperties`` keeps the instance
   count. ``CreateEndpoint`` gets the same one-poll ``Creating`` state.
 - ``DeleteModelPackage`` / ``DeleteModelPackageGroup`` (missing).
+- ``DeleteFeatureGroup`` (missing): the group and its records go.
 - ``DescribeFeatureGroup`` on a missing group: ResourceNotFound (moto answers HTTP 500);
   ``CreateFeatureGroup`` keeps the Description (moto drops it).
 - ``UpdateModelPackage``: changes only the fields passed (moto wipes the others).
 - Application Auto Scaling ``DeregisterScalableTarget`` also deletes the target's policies, as on AWS.
 - Feature Store runtime ``PutRecord`` / ``GetRecord`` / ``DeleteRecord`` (missing): records
-  are checked against the group's feature definitions and kept in memory; ``offline_records``
+  are checked against the group's feature definitions (a String event time must have one of
+  the two documented formats, seconds or milliseconds) and kept in memory; ``offline_records``
   returns them as the offline store's Glue table would hold them.
 - SageMaker runtime ``InvokeEndpoint`` (canned in moto): each of the endpoint's containers that
   is ours runs as SageMaker runs our image: a process of its own started with ``serve``
@@ -30,6 +32,11 @@ Added or fixed, all reached over real HTTP through a WSGI layer in front of moto
   them in series, as an inference pipeline does; images that are not ours run through a
   stand-in registered in ``CONTAINER_EMULATORS`` (moto_automl registers Autopilot's).
   tests/container runs the same ``serve`` in the real image with Docker.
+- Batch transform (moto completes jobs at once, writing nothing): ``CreateTransformJob`` is
+  InProgress for one DescribeTransformJob, then each input object is split as the request
+  says and sent through the model's containers (``run_chain``, the same path as
+  InvokeEndpoint), the answers assembled into ``<output>/<object>.out``; ``StopTransformJob``
+  is added; ``transform_requests()`` returns the requests.
 - Fault injection: ``inject_throttling("sagemaker:CreateModel", times=2)`` answers the next
   calls with the service's throttling error (``s3:PUT`` style keys for S3).
 - Athena runs no SQL in moto: ``queue_athena_result`` queues a result through moto's
@@ -74,6 +81,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 QUERY_PROTOCOL = {"sns", "sqs", "sts", "iam", "cloudformation"}
+EVENT_TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
 
 
 class _State:
@@ -96,6 +104,7 @@ class _State:
             self.models: Dict[str, str] = {}
             self.invocations: List[dict] = []
             self.execution_modes: Dict[str, Optional[str]] = {}
+            self.transforms: Dict[str, dict] = {}
 
 
 STATE = _State()
@@ -153,6 +162,14 @@ def offline_records(group: str, region: str = "us-west-2"):
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
     frame["is_deleted"] = frame["is_deleted"].astype(bool)
     return frame
+
+
+def forget_feature_group(group: str, region: str = "us-west-2") -> None:
+    """What DeleteFeatureGroup does (moto 5.2.5 refuses it as not implemented): the group and its records go."""
+    backend = sagemaker_backends[ACCOUNT][region]
+    del backend.feature_groups[_feature_group(backend, region, group).arn]
+    with STATE.lock:
+        STATE.records.pop((region, group.lower()), None)
 
 
 def offline_table(group: str, region: str = "us-west-2") -> Tuple[str, str]:
@@ -535,6 +552,11 @@ class ExtensionsApp:
                 except ValueError:
                     return _rest_json_error(start_response, 400, "ValidationError",
                                             f"Value {value!r} of {name} is not {kinds[name]}")
+            if kinds[event_time] == "String" and not EVENT_TIME_TEXT.match(record[event_time]):
+                # CreateFeatureGroup's documented EventTime formats; PutRecord refuses any other
+                return _rest_json_error(start_response, 400, "ValidationError",
+                                        f"EventTime {record[event_time]!r} is not yyyy-MM-dd'T'HH:mm:ssZ or "
+                                        "yyyy-MM-dd'T'HH:mm:ss.SSSZ")
             now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             with STATE.lock:
                 STATE.records[key].append({**record, "write_time": now, "api_invocation_time": now, "is_deleted": False})
@@ -583,22 +605,9 @@ class ExtensionsApp:
             return _rest_json_error(start_response, 400, "ValidationError",
                                     f"Model {model.model_name} has {len(containers)} containers in mode {mode}: "
                                     "invoke needs TargetContainerHostname")
-        body, content_type = _body(environ), environ.get("CONTENT_TYPE", "text/csv")
-        accept = environ.get("HTTP_ACCEPT", "")
-        attributes = environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES", "")
-        for index, container in enumerate(containers):
-            # only the last container sees the client's Accept; the others, and the last one when the
-            # client sent none (or */*), answer in their default (a stand-in's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
-            # else JSON as AWS's toolkit does; ours: CSV)
-            ours = _is_ours(container)
-            default = "" if ours else (container.get("Environment") or {}).get(
-                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
-            last = index == len(containers) - 1
-            wanted = accept if last and accept not in ("", "*/*") else default
-            result = self._run(container, body, content_type, wanted, attributes)
-            if result["status"] != 200:
-                break
-            body, content_type = base64.b64decode(result["body"]), result["content_type"]
+        result, index = run_chain(containers, _body(environ), environ.get("CONTENT_TYPE", "text/csv"),
+                                  environ.get("HTTP_ACCEPT", ""),
+                                  environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES", ""))
         with STATE.lock:
             STATE.invocations.append({"endpoint": name, "model": model.model_name, "containers": len(containers),
                                       "ran": index + 1, "model_data_url": containers[0].get("ModelDataUrl"),
@@ -611,27 +620,31 @@ class ExtensionsApp:
                                     f"\"{result['message']}\"",
                                     OriginalStatusCode=result["status"], OriginalMessage=result["message"],
                                     LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}")
+        body, content_type = base64.b64decode(result["body"]), result["content_type"]
         start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
                                   ("x-Amzn-Invoked-Production-Variant", config.production_variants[0]["VariantName"])])
         return [body]
 
-    def _run(self, container: Dict[str, Any], body: bytes, content_type: str, accept: str,
+    @staticmethod
+    def _run(container: Dict[str, Any], body: bytes, content_type: str, accept: str,
              custom_attributes: str = "") -> dict:
         if _is_ours(container):
-            return self._serving(container).invoke(body, content_type, accept, custom_attributes)
+            return ExtensionsApp._serving(container).invoke(body, content_type, accept, custom_attributes)
         image = container.get("Image", "")
         handler = next((h for key, h in CONTAINER_EMULATORS.items() if key in image), None)
         return handler(container, body, content_type, accept)
 
-    def _serving(self, container: Dict[str, Any]) -> "ServingContainer":
+    @staticmethod
+    def _serving(container: Dict[str, Any]) -> "ServingContainer":
         environment = dict(container.get("Environment") or {})
         key = (container.get("Image", ""), container.get("ModelDataUrl", ""), tuple(sorted(environment.items())))
         with STATE.lock:
             if key not in STATE.serving:
-                STATE.serving[key] = ServingContainer(self._model_dir(container["ModelDataUrl"]), environment)
+                STATE.serving[key] = ServingContainer(ExtensionsApp._model_dir(container["ModelDataUrl"]), environment)
             return STATE.serving[key]
 
-    def _model_dir(self, url: str) -> str:
+    @staticmethod
+    def _model_dir(url: str) -> str:
         from churn.aws.packaging import extract_model_tarball
 
         with STATE.lock:
@@ -647,6 +660,147 @@ class ExtensionsApp:
 def _is_ours(container: Dict[str, Any]) -> bool:
     """Our image: every container that no stand-in in CONTAINER_EMULATORS claims."""
     return not any(key in container.get("Image", "") for key in CONTAINER_EMULATORS)
+
+
+def run_chain(containers: List[Dict[str, Any]], body: bytes, content_type: str, accept: str,
+              custom_attributes: str = "") -> Tuple[dict, int]:
+    """One request through a model's containers in series, as SageMaker runs a model; (last result, its index).
+
+    The request's Content-Type goes to the first container, each container's response
+    Content-Type to the next; only the last container sees the caller's Accept (without
+    one, or ``*/*``, each container answers in its SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
+    else JSON, as the container toolkit does). A container's error stops the chain.
+    """
+    result: dict = {"status": 500, "message": "the model has no containers"}
+    index = 0
+    for index, container in enumerate(containers):
+        # ours answer in their own default (CSV); a stand-in in its SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else JSON
+        default = "" if _is_ours(container) else (container.get("Environment") or {}).get(
+            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+        last = index == len(containers) - 1
+        wanted = accept if last and accept not in ("", "*/*") else default
+        result = ExtensionsApp._run(container, body, content_type, wanted, custom_attributes)
+        if result["status"] != 200:
+            break
+        body, content_type = base64.b64decode(result["body"]), result["content_type"]
+    return result, index
+
+
+# -- batch transform --------------------------------------------------------------------
+# moto 5.2.5 marks a transform job Completed at once and writes nothing. Here CreateTransformJob
+# is InProgress for one DescribeTransformJob; then every input object under the S3 prefix is
+# sent through the job's model (``run_chain``: the same containers an endpoint runs) the way
+# the request says: SplitType None -> the object is one request; Line -> its lines, grouped
+# (MultiRecord) into requests of at most MaxPayloadInMB, or one line each (SingleRecord).
+# Each object's answers are assembled (AssembleWith Line: one per line; None: concatenated)
+# into ``<S3OutputPath>/<object name>.out``. A request larger than MaxPayloadInMB, or a
+# container error, fails the job with a ClientError naming the object, as SageMaker does.
+def transform_requests() -> List[dict]:
+    """Every CreateTransformJob request so far, in order, with ``Output`` (the last .out URI) once it ran."""
+    with STATE.lock:
+        return [{**t["request"], "Output": t.get("output")} for t in STATE.transforms.values()]
+
+
+class TransformClientError(Exception):
+    pass
+
+
+def _transform_requests(data: bytes, transform_input: Dict[str, Any], strategy: str, max_bytes: int) -> List[bytes]:
+    if transform_input.get("SplitType", "None") == "None":
+        return [data]
+    lines = [line + b"\n" for line in data.split(b"\n") if line.strip()]
+    if strategy == "SingleRecord":
+        return lines
+    requests_, current = [], b""
+    for line in lines:
+        if current and len(current) + len(line) > max_bytes:
+            requests_.append(current)
+            current = b""
+        current += line
+    return requests_ + ([current] if current else [])
+
+
+def run_transform(backend: Any, job: Any, request: Dict[str, Any]) -> str:
+    """Score every input object with the job's model; returns the last .out URI written."""
+    model = backend._models.get(job.model_name)
+    if model is None:
+        raise TransformClientError(f"model {job.model_name} does not exist")
+    containers = model.containers or [model.primary_container]
+    transform_input = request["TransformInput"]
+    source = transform_input["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket, prefix = source[len("s3://"):].split("/", 1) if "/" in source[len("s3://"):] else (source[5:], "")
+    output = request["TransformOutput"]["S3OutputPath"].rstrip("/")
+    accept = request["TransformOutput"].get("Accept", "")
+    assemble = request["TransformOutput"].get("AssembleWith", "None")
+    max_bytes = int(request.get("MaxPayloadInMB", 6)) * 1024 * 1024
+    strategy = request.get("BatchStrategy", "MultiRecord")
+    store = s3_backends[ACCOUNT]["aws"].get_bucket(bucket)
+    objects = {name: key.value for name, key in sorted(store.keys.items()) if name.startswith(prefix) and key is not None}
+    if not objects:
+        raise TransformClientError(f"no input objects under {source}")
+    written = None
+    for name, data in objects.items():
+        answers = []
+        for body in _transform_requests(data, transform_input, strategy, max_bytes):
+            if len(body) > max_bytes:
+                raise TransformClientError(f"s3://{bucket}/{name}: a request of {len(body)} bytes exceeds "
+                                           f"MaxPayloadInMB {max_bytes // (1024 * 1024)}")
+            result, index = run_chain(containers, body, transform_input.get("ContentType", ""), accept)
+            if result["status"] != 200:
+                raise TransformClientError(f"s3://{bucket}/{name}: container {index + 1} answered "
+                                           f"{result['status']}: {result.get('message')}")
+            answers.append(base64.b64decode(result["body"]))
+        if assemble == "Line":
+            out = b"".join(a if a.endswith(b"\n") else a + b"\n" for a in answers)
+        else:
+            out = b"".join(answers)
+        written = f"{output}/{name[len(prefix):].lstrip('/')}.out"
+        out_bucket, out_key = written[len("s3://"):].split("/", 1)
+        s3_backends[ACCOUNT]["aws"].put_object(out_bucket, out_key, out)
+    return written  # type: ignore[return-value]
+
+
+def _create_transform_job(self: SageMakerResponse) -> Any:
+    result = _ORIGINALS["create_transform_job"](self)
+    name = self._get_param("TransformJobName")
+    job = self.sagemaker_backend.transform_jobs[name]
+    job.transform_job_status = "InProgress"
+    with STATE.lock:
+        STATE.transforms[name] = {"request": json.loads(self.body), "polls": 1, "output": None}
+    return result
+
+
+def _describe_transform_job(self: SageMakerResponse) -> Any:
+    name = self._get_param("TransformJobName")
+    job = self.sagemaker_backend.transform_jobs.get(name)
+    with STATE.lock:
+        tracked = STATE.transforms.get(name)
+        if job is not None and tracked is not None and job.transform_job_status == "InProgress":
+            if tracked["polls"] > 0:
+                tracked["polls"] -= 1
+            else:
+                try:
+                    tracked["output"] = run_transform(self.sagemaker_backend, job, tracked["request"])
+                    job.transform_job_status = "Completed"
+                except TransformClientError as error:
+                    job.transform_job_status, job.failure_reason = "Failed", f"ClientError: {error}"
+                job.transform_end_time = job.last_modified_time = datetime.now(timezone.utc)
+    return _ORIGINALS["describe_transform_job"](self)
+
+
+def _stop_transform_job(self: SageMakerResponse) -> EmptyResult:
+    name = self._get_param("TransformJobName")
+    job = self.sagemaker_backend.transform_jobs.get(name)
+    if job is None:
+        raise ValidationError(message=f"Could not find transform job '{name}'.")
+    job.transform_job_status = "Stopped"
+    return EmptyResult()
+
+
+_PATCHES.update({"create_transform_job": _create_transform_job, "describe_transform_job": _describe_transform_job,
+                 "stop_transform_job": _stop_transform_job})
+
+
 
 
 class ServingContainer:

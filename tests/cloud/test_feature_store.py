@@ -132,3 +132,82 @@ def test_athena_result_with_missing_integers_and_a_query_that_times_out(aws, buc
     with pytest.raises(QueryError, match=r"counting did not finish within 0s .*it was stopped"):
         run_query("SELECT 1", "sagemaker_featurestore", f"s3://{BUCKET}/athena-query-results/", REGION,
                   polling=Polling(timeout=0.0), what="counting")
+
+
+def test_event_times_are_written_with_millisecond_precision(aws, bucket, customers):
+    # the emulator refuses what PutRecord refuses: a String event time other than ...ss'Z' or ...ss.SSS'Z'
+    store = make_store()
+    given = customers.iloc[:3].assign(event_time=["2026-03-01T10:00:00.123456Z", "2026-03-01T10:00:00.000001Z",
+                                                  "2026-03-01T12:00:00.500000+02:00"])
+    store.ingest(GROUP, given, "churn")
+    held = emulator.offline_records(GROUP).sort_values("customer_id")["event_time"]   # puts run concurrently
+    assert held.tolist() == ["2026-03-01T10:00:00.123Z", "2026-03-01T10:00:00.000Z", "2026-03-01T10:00:00.500Z"]
+    store.ingest(GROUP, customers.iloc[3:5], "churn")        # no event_time column: the ingestion time
+    assert all(emulator.EVENT_TIME_TEXT.match(t) and len(t) == 24 for t in emulator.offline_records(GROUP)["event_time"])
+
+
+def test_a_read_that_finds_fewer_customers_than_were_ingested_stops(aws, bucket, customers):
+    store = make_store()
+    summary = store.ingest(GROUP, customers, "churn")
+    assert summary["manifest"].startswith(f"s3://{BUCKET}/{PREFIX}/feature-store/churn-ingestions/{GROUP}-")
+    query = FeatureQuery(GROUP, 1, 40)
+    database, table = emulator.offline_table(GROUP)
+    full = emulator.run_offline_query(latest_records_sql_for(query), GROUP)
+    assert len(full) == 40
+
+    # the offline store has not received the last 15 records of the range yet (it lags PutRecord)
+    emulator.queue_athena_result(aws, full.iloc[:25])
+    with pytest.raises(FeatureStoreError, match=rf"returned 25 of the 40 customers ingested for feature group "
+                                                rf"'{GROUP}', customer_id CUST_000001..CUST_000040 .*15 minutes"):
+        store.read(query)
+
+    # once it caught up, the same read succeeds
+    emulator.queue_athena_result(aws, full)
+    frame, _ = store.read(query)
+    assert len(frame) == 40
+
+    # nothing in the range yet at all: the lag is named, not "no records"
+    emulator.queue_athena_result(aws, full.iloc[:0])
+    with pytest.raises(FeatureStoreError, match=r"returned 0 of the 40 customers ingested"):
+        store.read(query)
+
+
+def test_the_completeness_check_counts_each_customer_once_and_respects_as_of(aws, bucket, customers):
+    store = make_store()
+    store.ingest(GROUP, customers.iloc[:30].assign(event_time="2026-01-01T00:00:00Z"), "churn")
+    store.ingest(GROUP, customers.iloc[10:50].assign(event_time="2026-02-01T00:00:00Z"), "churn")  # overlaps 11-30
+    manifests = store.ingested(GROUP)
+    assert [m["id_ranges"] for m in manifests] == [[[1, 30]], [[11, 50]]]
+    from churn.aws.feature_store import expected_customers
+
+    assert expected_customers(FeatureQuery(GROUP, 1, 60), manifests)[0] == 50
+    assert expected_customers(FeatureQuery(GROUP, 21, 40), manifests)[0] == 20
+    # as of January only the first ingestion's customers can be there
+    assert expected_customers(FeatureQuery(GROUP, 1, 60, as_of="2026-01-15T00:00:00Z"), manifests)[0] == 30
+    query = FeatureQuery(GROUP, 1, 60, as_of="2026-01-15T00:00:00Z")
+    queue_latest(aws, query)
+    frame, sql = store.read(query)
+    assert len(frame) == 30 and "event_time <= '2026-01-15T00:00:00.000Z'" in sql
+
+
+def test_a_group_created_again_does_not_inherit_the_old_groups_ingestions(aws, bucket, customers):
+    store = make_store()
+    store.ingest(GROUP, customers, "churn")                                   # 60 customers
+    emulator.forget_feature_group(GROUP)                                      # DeleteFeatureGroup (moto lacks it)
+    import time
+
+    time.sleep(1.1)                                                           # a later CreationTime (seconds)
+    store.ingest(GROUP, customers.iloc[:20], "churn")                         # the new group holds 20
+    assert [m["records"] for m in store.ingested(GROUP)] == [20]
+    query = FeatureQuery(GROUP, 1, 60)
+    queue_latest(aws, query)
+    frame, _ = store.read(query)
+    assert len(frame) == 20
+
+
+def latest_records_sql_for(query: FeatureQuery) -> str:
+    from churn.feature_query import latest_records_sql
+
+    database, table = emulator.offline_table(query.feature_group)
+    columns = list(make_store().describe(query.feature_group)["FeatureDefinitions"]) + list(STORE_METADATA_COLUMNS)
+    return latest_records_sql(query, f'"{database}"."{table}"', columns)
