@@ -81,7 +81,7 @@ class Prediction:
 LARGE_CSV_BYTES = 64 * 1024
 
 
-def _parse_large_csv(body: bytes, limits: Limits) -> ArrowColumns:
+def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColumns:
     """Arrow's C++ CSV reader for big batches: every column as text, as the small path.
 
     The columns stay Arrow arrays (``ArrowColumns``): the preprocessor encodes them without
@@ -122,7 +122,7 @@ def _parse_large_csv(body: bytes, limits: Limits) -> ArrowColumns:
     return ArrowColumns(table)
 
 
-def _check_header(names: List[str], limits: Limits) -> List[str]:
+def _check_header(names: List[str], limits: Limits = DEFAULT_LIMITS) -> List[str]:
     if len(names) > limits.max_columns:
         raise limits.refuse(f"CSV header has {len(names)} columns", "max_columns")
     header = [name.strip() for name in names]
@@ -139,7 +139,7 @@ def _check_header(names: List[str], limits: Limits) -> List[str]:
     return header
 
 
-def _parse_csv(body: bytes, limits: Limits) -> Dict[str, List[str]]:
+def _parse_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Dict[str, List[str]]:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -171,8 +171,8 @@ _SCALARS = (str, int, float, bool, type(None))
 _FLOAT_MAX_BITS = 1024  # an integer this long has no float64 value
 
 
-def _check_cell(value: Any, where: str, limits: Limits) -> None:
-    if not isinstance(value, _SCALARS):
+def _check_cell(value: Any, where: str, limits: Limits, scalar: bool = True) -> None:
+    if scalar and not isinstance(value, _SCALARS):
         raise RequestError(400, f"{where}: a cell must be one value (string, number, boolean or null), "
                                 f"not {'an object' if isinstance(value, dict) else 'a list'}")
     if isinstance(value, str):
@@ -186,7 +186,7 @@ class RecordColumns(Mapping):
     """JSON records read as columns, built per column on first access.
 
     Reading every record once costs O(cells); a column (only the model's features are ever
-    asked for) costs O(rows). Records with many distinct keys therefore stay linear, where a
+    asked for) costs O(rows), and refuses a non-scalar cell (InputError naming column and row). Records with many distinct keys therefore stay linear, where a
     dense table of every key would be rows x keys.
     """
 
@@ -198,7 +198,11 @@ class RecordColumns(Mapping):
             raise KeyError(name)
         values = self._built.get(name)
         if values is None:
-            values = self._built[name] = [record.get(name) for record in self._records]
+            values = [record.get(name) for record in self._records]
+            for row, value in enumerate(values):
+                if not isinstance(value, _SCALARS):  # the message transform gives a categorical column
+                    raise InputError(f"column '{name}' row {row + 1}: {str(value)[:50]!r} is not a single value")
+            self._built[name] = values
         return values
 
     def __iter__(self) -> Iterator[str]:
@@ -227,7 +231,7 @@ def _records_to_columns(records: Sequence[Any], limits: Limits = DEFAULT_LIMITS)
                 if len(name) > limits.max_cell_bytes:
                     raise limits.refuse(f"JSON record {number} has a key of {len(name)} characters", "max_cell_bytes")
                 names[name] = None
-            _check_cell(value, f"JSON record {number} key '{name[:50]}'", limits)
+            _check_cell(value, f"JSON record {number} key '{name[:50]}'", limits, scalar=False)  # see RecordColumns
     return RecordColumns(records, names)
 
 

@@ -327,11 +327,15 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
-    parser.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES)
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="requests scored at once")
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="requests waiting; beyond: 503")
-    parser.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT)
+    env = os.environ.get  # every option can also come from the environment (the container's way)
+    parser.add_argument("--max-body-bytes", type=int, default=int(env("CHURN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)))
+    parser.add_argument("--max-header-bytes", type=int, default=int(env("CHURN_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)))
+    parser.add_argument("--threads", type=int, default=int(env("CHURN_THREADS", DEFAULT_THREADS)),
+                        help="requests scored at once")
+    parser.add_argument("--max-queue", type=int, default=int(env("CHURN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
+                        help="requests waiting for a thread; beyond: 503")
+    parser.add_argument("--body-timeout", type=float, default=float(env("CHURN_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)),
+                        help="seconds to receive a request body; then 408")
     args = parser.parse_args(argv)
     try:
         protocol.Limits.from_env()
