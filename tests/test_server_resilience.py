@@ -219,7 +219,10 @@ def test_limits_are_named_in_the_refusal(server):
 
 
 def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tmp_path):
-    """One scoring thread, no queue: while a slow request is scored, another is turned away."""
+    """One scoring thread, no queue: while a slow request is scored, /ping answers and another
+    request that needs a thread (over INLINE_BODY_BYTES) is turned away."""
+    from churn.serving.server import INLINE_BODY_BYTES
+
     bundle, split = trained_bundle
     publish(tmp_path, bundle, "1")
     with pytest.MonkeyPatch.context() as patch:
@@ -233,16 +236,20 @@ def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tm
         answers = []
         slow_thread = threading.Thread(target=lambda: answers.append(send_attack(process.url, slow.encode(), "application/json")))
         slow_thread.start()
-        busy = None
+        second = json.dumps([GOOD_ROW] * 100)
+        assert len(second) > INLINE_BODY_BYTES
+        busy, pings = None, []
         deadline = time.monotonic() + 30
         while busy is None and slow_thread.is_alive() and time.monotonic() < deadline:
-            response = requests.post(process.url + "/invocations", data=json.dumps([GOOD_ROW]),
+            response = requests.post(process.url + "/invocations", data=second,
                                      headers={"Content-Type": "application/json"}, timeout=30)
             if response.status_code == 503:
                 busy = response
+                pings.append(requests.get(process.url + "/ping", timeout=PING_BOUND).status_code)
         slow_thread.join()
         assert busy is not None, "no request was turned away while the only thread was busy"
         assert busy.headers["Retry-After"] == "1" and "busy" in busy.text
+        assert pings == [200]  # answered while the only scoring thread was busy
         assert answers[0].startswith("HTTP 200")
         assert requests.get(process.url + "/ping", timeout=5).status_code == 200
     finally:

@@ -56,6 +56,8 @@ DEFAULT_THREADS = 2          # requests parsed/scored at once (off the event loo
 DEFAULT_MAX_QUEUE = 64       # requests waiting for a thread; beyond: 503 + Retry-After
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+INLINE_BODY_BYTES = 8 * 1024  # a body this small is scored on the event loop: bounded by the
+                              # linear, capped parse to a few ms, and a thread hop would cost more
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,9 @@ class Scorer:
         self.max_queue = max_queue
         self.pending = 0
 
-    async def run(self, function, *args):
+    async def run(self, function, *args, inline: bool = False):
+        if inline:
+            return function(*args)
         if self.pending >= self.limiter.total_tokens + self.max_queue:
             raise Busy()
         self.pending += 1
@@ -265,7 +269,7 @@ def create_app(endpoint_dir: str | os.PathLike, max_body_bytes: int = DEFAULT_MA
             body = await read_body(request)
             content, media_type, unseen = await scorer.run(
                 _score, model.bundle, body, request.headers.get("content-type", ""),
-                request.headers.get("accept", ""), wants_proba, limits)
+                request.headers.get("accept", ""), wants_proba, limits, inline=len(body) <= INLINE_BODY_BYTES)
         except protocol.RequestError as error:
             headers = _model_headers(model)
             if error.status in (408, 413):
