@@ -13,9 +13,12 @@ import codecs
 import csv
 import io
 import json
+import os
+import re
+from collections import Counter
 from urllib.parse import quote
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +35,42 @@ class RequestError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one request may hold; each refusal names the limit and its setting.
+
+    Every check is linear in the body size. Settable per server (``Limits.from_env``:
+    ``CHURN_MAX_COLUMNS``, ``CHURN_MAX_ROWS``, ``CHURN_MAX_JSON_DEPTH``, ``CHURN_MAX_CELL_BYTES``).
+    """
+
+    max_columns: int = 1_000      # CSV header fields, JSON distinct keys, dataframe_split columns
+    max_rows: int = 200_000       # CSV data rows, JSON records
+    max_json_depth: int = 20      # nesting of JSON arrays/objects (a record list is 2 deep)
+    max_cell_bytes: int = 10_000  # one CSV cell, JSON string or key
+
+    ENV = {"max_columns": "CHURN_MAX_COLUMNS", "max_rows": "CHURN_MAX_ROWS",
+           "max_json_depth": "CHURN_MAX_JSON_DEPTH", "max_cell_bytes": "CHURN_MAX_CELL_BYTES"}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Limits":
+        values = {}
+        for name, variable in cls.ENV.items():
+            if environ.get(variable):
+                try:
+                    values[name] = int(environ[variable])
+                except ValueError:
+                    raise ValueError(f"{variable}={environ[variable]!r} is not an integer") from None
+                if values[name] < 1:
+                    raise ValueError(f"{variable}={environ[variable]!r} must be at least 1")
+        return cls(**values)
+
+    def refuse(self, what: str, name: str, status: int = 413) -> "RequestError":
+        return RequestError(status, f"{what}: over the limit of {getattr(self, name)} ({self.ENV[name]})")
+
+
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass
 class Prediction:
     labels: np.ndarray
@@ -42,7 +81,7 @@ class Prediction:
 LARGE_CSV_BYTES = 64 * 1024
 
 
-def _parse_large_csv(body: bytes) -> ArrowColumns:
+def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColumns:
     """Arrow's C++ CSV reader for big batches: every column as text, as the small path.
 
     The columns stay Arrow arrays (``ArrowColumns``): the preprocessor encodes them without
@@ -55,7 +94,7 @@ def _parse_large_csv(body: bytes) -> ArrowColumns:
     body = body.lstrip(b"\r\n")  # blank lines before the header, skipped as the small path does
     first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
     try:
-        header = _check_header(next(csv.reader([first_line.decode("utf-8")], strict=True), []))
+        header = _check_header(next(csv.reader([first_line.decode("utf-8")], strict=True), []), limits)
     except UnicodeDecodeError as error:
         raise RequestError(400, f"malformed CSV header: {error}") from None
     except csv.Error as error:
@@ -72,20 +111,35 @@ def _parse_large_csv(body: bytes) -> ArrowColumns:
         raise RequestError(400, f"malformed CSV: {str(error)[:300]}") from None
     if table.num_rows == 0:
         raise RequestError(400, "CSV has a header row but no data rows")
+    if table.num_rows > limits.max_rows:
+        raise limits.refuse(f"CSV has {table.num_rows} data rows", "max_rows")
+    import pyarrow.compute as pc
+
+    for name, column in zip(header, table.columns):
+        longest = pc.max(pc.binary_length(column)).as_py() if len(column) else 0
+        if longest and longest > limits.max_cell_bytes:
+            raise limits.refuse(f"column '{name[:50]}' has a cell of {longest} bytes", "max_cell_bytes")
     return ArrowColumns(table)
 
 
-def _check_header(names: List[str]) -> List[str]:
+def _check_header(names: List[str], limits: Limits = DEFAULT_LIMITS) -> List[str]:
+    if len(names) > limits.max_columns:
+        raise limits.refuse(f"CSV header has {len(names)} columns", "max_columns")
     header = [name.strip() for name in names]
     if not any(header):
         raise RequestError(400, "CSV header row is empty: the first line must name the feature columns")
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        raise RequestError(400, f"CSV header repeats column(s): {', '.join(dupes)}")
+    for name in header:
+        if len(name) > limits.max_cell_bytes:
+            raise limits.refuse(f"CSV header name {name[:50]!r}... is {len(name)} characters", "max_cell_bytes")
+    counts = Counter(header)  # linear: the header can be as wide as the limit allows
+    if len(counts) != len(header):
+        dupes = sorted(name for name, count in counts.items() if count > 1)
+        shown = ", ".join(d[:50] for d in dupes[:10]) + (f" and {len(dupes) - 10} more" if len(dupes) > 10 else "")
+        raise RequestError(400, f"CSV header repeats column(s): {shown}")
     return header
 
 
-def _parse_csv(body: bytes) -> Dict[str, List[str]]:
+def _parse_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Dict[str, List[str]]:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -96,47 +150,145 @@ def _parse_csv(body: bytes) -> Dict[str, List[str]]:
         raise RequestError(400, f"malformed CSV: {error}") from None
     if not rows:
         raise RequestError(400, "empty CSV body: send a header row of feature names and at least one data row")
-    header = _check_header(rows[0])
+    header = _check_header(rows[0], limits)
     if len(rows) == 1:
         raise RequestError(400, "CSV has a header row but no data rows")
+    if len(rows) - 1 > limits.max_rows:
+        raise limits.refuse(f"CSV has {len(rows) - 1} data rows", "max_rows")
     width = len(header)
     for number, row in enumerate(rows[1:], start=1):
         if len(row) != width:
             raise RequestError(400, f"CSV row {number} has {len(row)} fields, the header has {width}")
+        for i, cell in enumerate(row):
+            if len(cell) > limits.max_cell_bytes:
+                raise limits.refuse(f"CSV row {number} column '{header[i][:50]}' has a cell of {len(cell)} characters",
+                                    "max_cell_bytes")
     data = rows[1:]
     return {name: [row[i] for row in data] for i, name in enumerate(header)}
 
 
-def _records_to_columns(records: Sequence[Any]) -> Dict[str, List[Any]]:
+_SCALARS = (str, int, float, bool, type(None))
+_FLOAT_MAX_BITS = 1024  # an integer this long has no float64 value
+
+
+def _check_cell(value: Any, where: str, limits: Limits, scalar: bool = True) -> None:
+    if scalar and not isinstance(value, _SCALARS):
+        raise RequestError(400, f"{where}: a cell must be one value (string, number, boolean or null), "
+                                f"not {'an object' if isinstance(value, dict) else 'a list'}")
+    if isinstance(value, str):
+        if len(value) > limits.max_cell_bytes:
+            raise limits.refuse(f"{where}: a string of {len(value)} characters", "max_cell_bytes")
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _FLOAT_MAX_BITS:
+        raise RequestError(400, f"{where}: the integer is too large to be a number")
+
+
+class RecordColumns(Mapping):
+    """JSON records read as columns, built per column on first access.
+
+    Reading every record once costs O(cells); a column (only the model's features are ever
+    asked for) costs O(rows), and refuses a non-scalar cell (InputError naming column and row). Records with many distinct keys therefore stay linear, where a
+    dense table of every key would be rows x keys.
+    """
+
+    def __init__(self, records: Sequence[dict], names: Dict[str, None]):
+        self._records, self._names, self._built = records, names, {}
+
+    def __getitem__(self, name: str) -> List[Any]:
+        if name not in self._names:
+            raise KeyError(name)
+        values = self._built.get(name)
+        if values is None:
+            values = [record.get(name) for record in self._records]
+            for row, value in enumerate(values):
+                if not isinstance(value, _SCALARS):  # the message transform gives a categorical column
+                    raise InputError(f"column '{name}' row {row + 1}: {str(value)[:50]!r} is not a single value")
+            self._built[name] = values
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
+def _records_to_columns(records: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Mapping[str, List[Any]]:
     if not records:
         raise RequestError(400, "JSON body holds no records")
-    columns: Dict[str, List[Any]] = {}
+    if len(records) > limits.max_rows:
+        raise limits.refuse(f"JSON body has {len(records)} records", "max_rows")
+    names: Dict[str, None] = {}
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise RequestError(400, f"JSON record {number} is not an object of feature: value")
-        for name in record:
-            columns.setdefault(name, [None] * (number - 1))
-        for name, values in columns.items():
-            values.append(record.get(name))
-    return columns
+        for name, value in record.items():
+            if name not in names:
+                if len(names) >= limits.max_columns:
+                    raise limits.refuse(f"JSON records have more than {limits.max_columns} distinct keys", "max_columns")
+                if len(name) > limits.max_cell_bytes:
+                    raise limits.refuse(f"JSON record {number} has a key of {len(name)} characters", "max_cell_bytes")
+                names[name] = None
+            _check_cell(value, f"JSON record {number} key '{name[:50]}'", limits, scalar=False)  # see RecordColumns
+    return RecordColumns(records, names)
 
 
-def _parse_json(body: bytes) -> Dict[str, List[Any]]:
+# A JSON string (escapes included), removed before counting brackets; written unrolled so
+# the regular expression engine runs over a string in one step per character class run.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json_depth(body: bytes) -> int:
+    """Deepest nesting of arrays/objects in a JSON text, in linear time without parsing it."""
+    import numpy as np
+
+    if b"\\" in body:
+        outside = _JSON_STRING.sub(b"", body)
+    else:  # no escapes: every other piece between quotes is outside a string (much faster)
+        outside = b"".join(body.split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps).max())
+
+
+def _parse_json(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Mapping[str, Sequence[Any]]:
+    depth = _json_depth(body)
+    if depth > limits.max_json_depth:
+        raise limits.refuse(f"JSON nested {depth} deep", "max_json_depth", status=400)
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise RequestError(400, f"malformed JSON: {error}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise RequestError(400, f"malformed JSON: {str(error)[:300]}") from None
     if isinstance(payload, dict) and "dataframe_split" in payload:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(split.get("data"), list):
             raise RequestError(400, "dataframe_split needs 'columns' (list) and 'data' (list of rows)")
         names, rows = split["columns"], split["data"]
+        if len(names) > limits.max_columns:
+            raise limits.refuse(f"dataframe_split has {len(names)} columns", "max_columns")
         if not rows:
             raise RequestError(400, "dataframe_split holds no rows")
+        if len(rows) > limits.max_rows:
+            raise limits.refuse(f"dataframe_split has {len(rows)} rows", "max_rows")
+        for i, name in enumerate(names):
+            _check_cell(name, f"dataframe_split column {i + 1}", limits)
+        header = [str(name) for name in names]
+        counts = Counter(header)
+        if len(counts) != len(header):
+            dupes = sorted(name for name, count in counts.items() if count > 1)
+            raise RequestError(400, f"dataframe_split repeats column(s): {', '.join(d[:50] for d in dupes[:10])}")
         for number, row in enumerate(rows, start=1):
             if not isinstance(row, list) or len(row) != len(names):
                 raise RequestError(400, f"dataframe_split row {number} does not have {len(names)} values")
-        return {str(name): [row[i] for row in rows] for i, name in enumerate(names)}
+            for i, value in enumerate(row):
+                _check_cell(value, f"dataframe_split row {number} column '{header[i][:50]}'", limits)
+        return {name: [row[i] for row in rows] for i, name in enumerate(header)}
     if isinstance(payload, dict) and "dataframe_records" in payload:
         payload = payload["dataframe_records"]
     elif isinstance(payload, dict) and "instances" in payload:
@@ -145,18 +297,18 @@ def _parse_json(body: bytes) -> Dict[str, List[Any]]:
         payload = [payload]
     if not isinstance(payload, list):
         raise RequestError(400, "JSON body must be a list of records or {'dataframe_split': ...}")
-    return _records_to_columns(payload)
+    return _records_to_columns(payload, limits)
 
 
-def parse_request(body: bytes, content_type: str) -> Mapping[str, Sequence[Any]]:
-    """Columns of raw feature values from a request body."""
+def parse_request(body: bytes, content_type: str, limits: Limits = DEFAULT_LIMITS) -> Mapping[str, Sequence[Any]]:
+    """Columns of raw feature values from a request body (refused with a 4xx past ``limits``)."""
     kind = (content_type or "").split(";")[0].strip().lower()
     if not body or not body.strip():
         raise RequestError(400, "empty request body: send CSV with a header row, or JSON records")
     if kind in ("text/csv", "application/csv"):
-        return _parse_large_csv(body) if len(body) > LARGE_CSV_BYTES else _parse_csv(body)
+        return _parse_large_csv(body, limits) if len(body) > LARGE_CSV_BYTES else _parse_csv(body, limits)
     if kind in ("application/json",):
-        return _parse_json(body)
+        return _parse_json(body, limits)
     raise RequestError(415, f"unsupported content type {content_type!r}: use text/csv or application/json")
 
 
@@ -165,6 +317,8 @@ def predict(bundle: ModelBundle, columns: Mapping[str, Sequence[Any]]) -> Predic
         proba, unseen = bundle.predict_proba(columns)
     except InputError as error:
         raise RequestError(400, str(error)) from None
+    except OverflowError as error:  # a number no float holds, from any input path
+        raise RequestError(400, f"a value is out of range: {error}") from None
     return Prediction(labels=bundle.label(proba), proba=proba, unseen=unseen)
 
 

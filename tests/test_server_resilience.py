@@ -1,0 +1,322 @@
+"""Hostile input against a real server process: it stays live and refuses with a 4xx.
+
+While each attack runs, another thread polls ``/ping``; every poll must be answered 200
+within PING_BOUND seconds (a liveness bound, generous on purpose: the server answers in
+milliseconds; the worst latency is measured by ``bench/serving.py``). Every attack must be
+answered with a 4xx or have its connection closed by the server, never a 5xx.
+
+The watcher tests corrupt the endpoint's pointer and bundle in the ways a disk, an operator
+or an attacker might, and check the server keeps serving, says what went wrong, and swaps
+once a good version appears.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.conftest import ServerProcess
+
+PING_BOUND = 2.0  # seconds: each /ping during an attack must be answered within this
+BODY_TIMEOUT = 3.0  # the server's body-read deadline in these tests (CHURN_BODY_TIMEOUT)
+FEATURES = ["age", "tenure_months", "monthly_charges", "total_charges", "contract_type", "payment_method",
+            "internet_service", "phone_service", "multiple_lines", "online_security", "tech_support", "device_protection"]
+GOOD_ROW = dict(zip(FEATURES, [35, 12, 70.5, 840.0, "Month-to-month", "Electronic check", "DSL", "Yes", "No", "Yes", "No", "No"]))
+
+
+def publish(endpoint_dir, bundle, version: str) -> dict:
+    """What the model deployer does: bundle on disk, then the pointer the server watches."""
+    bundle_dir = endpoint_dir / "bundles" / f"v{version}"
+    record = {"version": version, "sha256": bundle.save(bundle_dir), "bundle_dir": str(bundle_dir)}
+    write_pointer(endpoint_dir, record)
+    return record
+
+
+def write_pointer(endpoint_dir, record) -> None:
+    tmp = endpoint_dir / ".current.json.tmp"
+    tmp.write_text(record if isinstance(record, str) else json.dumps(record))
+    tmp.replace(endpoint_dir / "current.json")
+
+
+def wide_csv(columns: int) -> bytes:
+    """A header of ``columns`` names, one of them repeated, and one data row."""
+    names = FEATURES + [f"extra_{i}" for i in range(columns - len(FEATURES) - 1)] + ["extra_7"]
+    return (",".join(names) + "\n" + ",".join(["1"] * len(names)) + "\n").encode()
+
+
+def _json(payload) -> tuple[bytes, str]:
+    return json.dumps(payload).encode(), "application/json"
+
+
+def attacks() -> dict:
+    """name -> (body, content type): each a request the server must refuse without stalling."""
+    return {
+        "json nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        "json object nested 100,000 deep": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "application/json"),
+        "huge integer (1,000 digits)": _json([{**GOOD_ROW, "age": 10 ** 1000}]),
+        "huge integer (5,000 digits)": (json.dumps([GOOD_ROW]).replace("35", "9" * 5000, 1).encode(), "application/json"),
+        "huge integer in CSV": ((",".join(FEATURES) + "\n" + "9" * 5000 + ",12,70.5,840.0,Month-to-month,"
+                                 "Electronic check,DSL,Yes,No,Yes,No,No\n").encode(), "text/csv"),
+        "non-scalar cell (list)": _json([{**GOOD_ROW, "age": [1, 2, 3]}]),
+        "non-scalar cell (object)": _json([{**GOOD_ROW, "contract_type": {"a": 1}}]),
+        "5,000 records with distinct keys": _json([{f"key_{i}": i} for i in range(5000)]),
+        "dataframe_split 100,000 columns": _json({"dataframe_split": {"columns": [f"c{i}" for i in range(100_000)],
+                                                                      "data": [[1] * 100_000]}}),
+        "CSV header 20,000 columns with a duplicate": (wide_csv(20_000), "text/csv"),
+        "CSV header 100,000 columns with a duplicate": (wide_csv(100_000), "text/csv"),
+        "CSV cell of 1 MB": ((",".join(FEATURES) + "\n35,12,70.5,840.0," + "x" * 1_000_000
+                              + ",Electronic check,DSL,Yes,No,Yes,No,No\n").encode(), "text/csv"),
+    }
+
+
+class PingWatch:
+    """Polls /ping from its own thread; records every answer's status and latency."""
+
+    def __init__(self, url: str):
+        self.url, self.samples, self.failures = url + "/ping", [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                status = requests.get(self.url, timeout=PING_BOUND).status_code
+            except requests.RequestException as error:
+                status = repr(error)
+            elapsed = time.perf_counter() - started
+            self.samples.append(elapsed)
+            if status != 200 or elapsed > PING_BOUND:
+                self.failures.append((status, round(elapsed, 3)))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> "PingWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def send_attack(url: str, body: bytes, content_type: str) -> str:
+    """The server's answer: 'HTTP <status>' or 'closed' (it hung up on us)."""
+    try:
+        response = requests.post(url + "/invocations", data=body, headers={"Content-Type": content_type}, timeout=60)
+    except requests.ConnectionError:
+        return "closed"
+    return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def send_huge_header(port: int, size: int = 10 * 1024 * 1024) -> str:
+    """A request whose headers are ``size`` bytes, sent on a raw socket."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        try:
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Padding: ")
+            chunk = b"a" * 65536
+            for _ in range(size // len(chunk)):
+                sock.sendall(chunk)
+            sock.sendall(b"\r\nContent-Length: 0\r\n\r\n")
+        except OSError:  # the server closed the connection while we were still sending
+            pass
+        try:
+            answer = sock.recv(200)
+        except OSError:
+            return "closed"
+    return f"HTTP {answer.split(b' ')[1].decode()}" if answer.startswith(b"HTTP/1.1 ") else "closed"
+
+
+def open_half_open(port: int, count: int = 50) -> list:
+    """``count`` connections that start a request and never finish it (half headers or half a body)."""
+    sockets = []
+    for i in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        if i % 2:
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Len")
+        else:
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                         b"Content-Length: 100000\r\n\r\nage,tenure")
+        sockets.append(sock)
+    return sockets
+
+
+def refused(answer: str) -> bool:
+    return answer == "closed" or answer.startswith("HTTP 4")
+
+
+def run_attacks(url: str, port: int) -> dict:
+    """Every attack once (the body attacks, the 10 MB header, 50 half-open connections): name -> answer."""
+    answers = {name: send_attack(url, body, content_type) for name, (body, content_type) in attacks().items()}
+    answers["HTTP headers of 10 MB"] = send_huge_header(port)
+    sockets = open_half_open(port)
+    try:
+        # while the 50 connections hang, a real request and /ping still get through
+        good = requests.post(url + "/invocations", data=json.dumps([GOOD_ROW]),
+                             headers={"Content-Type": "application/json"}, timeout=30)
+        answers["a good request beside 50 half-open connections"] = f"HTTP {good.status_code}"
+        time.sleep(BODY_TIMEOUT + 1)  # past the body deadline: the half bodies are answered 408
+        sockets[0].settimeout(5)
+        first = sockets[0].recv(200)
+        answers["half-open body after the deadline"] = f"HTTP {first.split(b' ')[1].decode()}" if first else "closed"
+    finally:
+        for sock in sockets:
+            sock.close()
+    return answers
+
+
+@pytest.fixture(scope="module")
+def server(trained_bundle, tmp_path_factory):
+    bundle, _ = trained_bundle
+    endpoint_dir = tmp_path_factory.mktemp("resilience")
+    publish(endpoint_dir, bundle, "1")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHURN_BODY_TIMEOUT", str(BODY_TIMEOUT))
+        process = ServerProcess(endpoint_dir)
+    try:
+        process.wait_ready()
+        yield process, endpoint_dir
+    finally:
+        process.stop()
+
+
+def test_hostile_input_is_refused_and_ping_stays_live(server):
+    process, _ = server
+    with PingWatch(process.url) as watch:
+        answers = run_attacks(process.url, process.port)
+    not_refused = {name: answer for name, answer in answers.items() if not refused(answer)
+                   and name not in ("a good request beside 50 half-open connections", "half-open body after the deadline")}
+    assert not_refused == {}
+    assert answers["a good request beside 50 half-open connections"] == "HTTP 200"
+    assert answers["half-open body after the deadline"] in ("HTTP 408", "closed")
+    assert watch.failures == [], f"/ping not answered within {PING_BOUND}s: {watch.failures[:5]}"
+    assert len(watch.samples) > 20  # it really was polled throughout
+
+
+def test_limits_are_named_in_the_refusal(server):
+    process, _ = server
+    cases = {
+        "json nested 100,000 deep": "over the limit of 20 (CHURN_MAX_JSON_DEPTH)",
+        "CSV header 100,000 columns with a duplicate": "CSV header has 100000 columns: over the limit of 1000 (CHURN_MAX_COLUMNS)",
+        "CSV header 20,000 columns with a duplicate": "CHURN_MAX_COLUMNS",
+        "5,000 records with distinct keys": "more than 1000 distinct keys",
+        "non-scalar cell (list)": "column 'age' row 1: '[1, 2, 3]' is not a single value",
+        "non-scalar cell (object)": "column 'contract_type' row 1: \"{'a': 1}\" is not a single value",
+        "huge integer (1,000 digits)": "JSON record 1 key 'age': the integer is too large",
+        "CSV cell of 1 MB": "CHURN_MAX_CELL_BYTES",
+    }
+    bodies = attacks()
+    for name, message in cases.items():
+        answer = send_attack(process.url, *bodies[name])
+        assert answer.startswith("HTTP 4") and message in answer, (name, answer)
+    duplicate = (",".join(FEATURES + ["extra", "extra"]) + "\n" + ",".join(["1"] * 14) + "\n").encode()
+    assert "CSV header repeats column(s): extra" in send_attack(process.url, duplicate, "text/csv")
+
+
+def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tmp_path):
+    """One scoring thread, no queue: while a slow request is scored, /ping answers and another
+    request that needs a thread (over INLINE_BODY_BYTES) is turned away."""
+    from churn.serving.server import INLINE_BODY_BYTES
+
+    bundle, split = trained_bundle
+    publish(tmp_path, bundle, "1")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHURN_THREADS", "1")
+        patch.setenv("CHURN_MAX_QUEUE", "0")
+        process = ServerProcess(tmp_path)
+    try:
+        process.wait_ready()
+        rows = split.test[FEATURES]
+        slow = json.dumps(json.loads(rows.to_json(orient="records")) * 40)  # ~32k records: a second or more
+        answers = []
+        slow_thread = threading.Thread(target=lambda: answers.append(send_attack(process.url, slow.encode(), "application/json")))
+        slow_thread.start()
+        second = json.dumps([GOOD_ROW] * 100)
+        assert len(second) > INLINE_BODY_BYTES
+        busy, pings = None, []
+        deadline = time.monotonic() + 30
+        while busy is None and slow_thread.is_alive() and time.monotonic() < deadline:
+            response = requests.post(process.url + "/invocations", data=second,
+                                     headers={"Content-Type": "application/json"}, timeout=30)
+            if response.status_code == 503:
+                busy = response
+                pings.append(requests.get(process.url + "/ping", timeout=PING_BOUND).status_code)
+        slow_thread.join()
+        assert busy is not None, "no request was turned away while the only thread was busy"
+        assert busy.headers["Retry-After"] == "1" and "busy" in busy.text
+        assert pings == [200]  # answered while the only scoring thread was busy
+        assert answers[0].startswith("HTTP 200")
+        assert requests.get(process.url + "/ping", timeout=5).status_code == 200
+    finally:
+        process.stop()
+
+
+def _wait_for(url: str, condition, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        ping = requests.get(url + "/ping", timeout=5)
+        status = ping.json() if ping.status_code == 200 else {}
+        if condition(status):
+            return status
+        assert time.monotonic() < deadline, f"condition not met; /ping says {status}"
+        time.sleep(0.1)
+
+
+def test_watcher_survives_bad_pointers_and_bundles_and_swaps_to_a_good_one(trained_bundle, tmp_path):
+    bundle, split = trained_bundle
+    good = publish(tmp_path, bundle, "1")
+    process = ServerProcess(tmp_path)
+    try:
+        process.wait_ready()
+        score = lambda: requests.post(process.url + "/invocations", data=split.test[FEATURES].iloc[:3].to_csv(index=False),
+                                      headers={"Content-Type": "text/csv"}, timeout=30)
+        bad_dir = tmp_path / "bundles" / "v2"
+        shutil.copytree(good["bundle_dir"], bad_dir)
+        (bad_dir / "estimator.joblib").write_bytes(b"not a pickle")
+        from churn.bundle import bundle_sha256
+
+        corruptions = {
+            "not JSON": ("{ half a pointer", "JSONDecodeError"),
+            "a JSON list": ("[1, 2]", "names no bundle_dir"),
+            "no sha256": ({"version": "2", "bundle_dir": good["bundle_dir"]}, "records no sha256"),
+            "tampered bundle": ({"version": "2", "sha256": good["sha256"], "bundle_dir": str(bad_dir)}, "refusing to load"),
+            "unloadable bundle, matching hash": ({"version": "2", "sha256": bundle_sha256(bad_dir), "bundle_dir": str(bad_dir)},
+                                                 "does not load and score"),
+            "missing bundle": ({"version": "2", "sha256": good["sha256"], "bundle_dir": str(tmp_path / "nowhere")},
+                               "is missing"),
+        }
+        for name, (pointer, message) in corruptions.items():
+            write_pointer(tmp_path, pointer)
+            status = _wait_for(process.url, lambda s: message in (s.get("last_swap_error") or ""))
+            assert status["version"] == "1", name
+            assert score().status_code == 200, name
+        log = (tmp_path / "test-server.log").read_text()
+        assert "new model not switched in, still serving 1" in log and "records no sha256" in log
+        publish(tmp_path, bundle, "3")
+        status = _wait_for(process.url, lambda s: s.get("version") == "3")
+        assert status["last_swap_error"] is None
+        assert score().headers["X-Model-Version"] == "3"
+    finally:
+        process.stop()
+
+
+def test_a_bundle_repaired_in_place_is_picked_up(trained_bundle, tmp_path):
+    """The pointer is unchanged; its bundle was incomplete and then completed: the watcher retries."""
+    bundle, _ = trained_bundle
+    publish(tmp_path, bundle, "1")
+    process = ServerProcess(tmp_path)
+    try:
+        process.wait_ready()
+        target = tmp_path / "bundles" / "v2"
+        sha = bundle.save(tmp_path / "staging")
+        write_pointer(tmp_path, {"version": "2", "sha256": sha, "bundle_dir": str(target)})
+        _wait_for(process.url, lambda s: "is missing" in (s.get("last_swap_error") or ""))
+        (tmp_path / "staging").rename(target)
+        assert _wait_for(process.url, lambda s: s.get("version") == "2", timeout=60)["last_swap_error"] is None
+    finally:
+        process.stop()
