@@ -32,6 +32,8 @@ from churn.aws.endpoint import SageMakerEndpoints, _tags
 from churn.batch import write_chunks
 from churn.schema import ID_COLUMN, NON_FEATURE_COLUMNS
 
+# JSON with probabilities: a transform job sends no query string or CustomAttributes, so it asks in Accept
+ACCEPT = "application/json; probabilities=true"
 MAX_PAYLOAD_MB = 100  # SageMaker's limit for one transform request (MaxPayloadInMB)
 
 
@@ -144,7 +146,7 @@ class BatchTransform:
                     ModelClientConfig={"InvocationsTimeoutInSeconds": 3600, "InvocationsMaxRetries": 1},
                     TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_prefix}},
                                     "ContentType": "text/csv", "SplitType": "None", "CompressionType": "None"},
-                    TransformOutput={"S3OutputPath": output_prefix, "Accept": "application/json", "AssembleWith": "None"},
+                    TransformOutput={"S3OutputPath": output_prefix, "Accept": ACCEPT, "AssembleWith": "None"},
                     TransformResources={"InstanceType": instance_type, "InstanceCount": int(instance_count)},
                     Tags=tags)
             self._wait(name)

@@ -123,7 +123,8 @@ def role_app(role: str, model: Any, max_body_bytes: int):
             if len(body) > max_body_bytes:
                 return PlainTextResponse(f"request body is over the {max_body_bytes}-byte limit\n", 413)
         wants = protocol.probabilities_requested(request.query_params.get("probabilities"),
-                                                 request.headers.get("x-amzn-sagemaker-custom-attributes"))
+                                                 request.headers.get("x-amzn-sagemaker-custom-attributes"),
+                                                 request.headers.get("accept"))
         try:
             content, media_type = await run_in_threadpool(
                 handle, role, model, bytes(body), request.headers.get("content-type", ""),
@@ -150,7 +151,10 @@ def serve(environ=os.environ) -> None:
     port = int(environ.get(PORT_ENV) or DEFAULT_PORT)
     workers = max(1, int(environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or 1))
     max_body = int(environ.get("CHURN_MAX_BODY_BYTES") or server.DEFAULT_MAX_BODY)
-    options = dict(host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    max_header = int(environ.get("CHURN_MAX_HEADER_BYTES") or server.DEFAULT_MAX_HEADER_BYTES)
+    # the server's connection-level defences (h11 header cap, keep-alive timeout, connection cap) apply here too
+    options = dict(host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                   **server.uvicorn_options(max_header))
     if role == pipeline.PREDICT:
         # the local endpoint's server, pointed at the verified bundle (it checks the hash again on load)
         endpoint_dir = Path(tempfile.mkdtemp(prefix="churn-endpoint-"))

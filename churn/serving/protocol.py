@@ -352,12 +352,18 @@ def unseen_header(unseen: Dict[str, List[str]]) -> str:
     return ";".join(parts)[:2000]
 
 
-def probabilities_requested(query_value: str | None, custom_attributes: str | None) -> bool:
-    """True for ``?probabilities=true`` or SageMaker CustomAttributes ``probabilities=true``."""
-    if query_value is not None and query_value.lower() in ("1", "true", "yes"):
+def probabilities_requested(query_value: str | None, custom_attributes: str | None, accept: str | None = None) -> bool:
+    """True for ``?probabilities=true``, SageMaker CustomAttributes ``probabilities=true``, or an
+    Accept parameter ``probabilities=true`` (``application/json; probabilities=true``: the one way a
+    Batch Transform job, which sends neither a query string nor CustomAttributes, can ask)."""
+    def yes(value: str) -> bool:
+        return value.strip().strip('"').lower() in ("1", "true", "yes")
+
+    if query_value is not None and yes(query_value):
         return True
-    for part in (custom_attributes or "").split(","):
+    parameters = [p for media in (accept or "").split(",") for p in media.split(";")[1:]]
+    for part in (custom_attributes or "").split(",") + parameters:
         key, _, value = part.partition("=")
-        if key.strip().lower() == "probabilities" and value.strip().lower() in ("1", "true", "yes"):
+        if key.strip().lower() == "probabilities" and yes(value):
             return True
     return False

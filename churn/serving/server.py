@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import io
 import json
 import logging
 import os
@@ -45,8 +43,7 @@ from starlette.routing import Route
 import anyio
 import anyio.to_thread
 
-from churn.bundle import BUNDLE_FILE, ESTIMATOR_FILE, FORMAT_VERSION, BundleError, ModelBundle
-from churn.preprocessing import Preprocessor
+from churn.bundle import BundleError, ModelBundle, load_verified
 from churn.serving import protocol
 
 log = logging.getLogger("churn.serving")
@@ -70,47 +67,18 @@ class LoadedModel:
         return str(self.record.get("version", ""))
 
 
-def _read_verified(bundle_dir: Path, expected_sha256: str) -> dict:
-    """The bundle's files as bytes, read once and checked against the registry's sha256.
-
-    The digest is ``churn.bundle.bundle_sha256``'s (names and bytes, in name order), taken
-    over the very bytes that are then loaded: a file swapped after the check is never read.
-    """
-    contents, digest = {}, hashlib.sha256()
-    for name in (BUNDLE_FILE, ESTIMATOR_FILE):
-        try:
-            contents[name] = (bundle_dir / name).read_bytes()
-        except FileNotFoundError:
-            raise BundleError(f"{bundle_dir} is not a model bundle: {name} is missing") from None
-        digest.update(name.encode() + b"\0")
-        digest.update(contents[name])
-    if digest.hexdigest() != expected_sha256:
-        raise BundleError(f"bundle {bundle_dir} has sha256 {digest.hexdigest()}, but the registry recorded "
-                          f"{expected_sha256}: refusing to load a bundle that is not the registered one")
-    return contents
-
-
 def load_model(record: dict) -> LoadedModel:
     """Load and smoke-test the bundle a pointer record names (raises BundleError).
 
     The record is the deployer's copy of the registry's: ``sha256`` is required (no hash,
     no load), and the bundle is loaded from the bytes that were hashed.
     """
-    import joblib
-
     if not isinstance(record, dict) or not record.get("bundle_dir"):
         raise BundleError("the endpoint's pointer names no bundle_dir")
-    expected = record.get("sha256")
-    if not isinstance(expected, str) or len(expected) != 64:
-        raise BundleError(f"the pointer to {record['bundle_dir']} records no sha256 from the registry: "
-                          "refusing to load an unverified bundle")
-    contents = _read_verified(Path(record["bundle_dir"]), expected)
+    # fails closed: no sha256, a malformed one, or other bytes than the registry's -> BundleError;
+    # the bundle is built from exactly the bytes that were hashed
     try:
-        document = json.loads(contents[BUNDLE_FILE])
-        if document.get("format_version") != FORMAT_VERSION:
-            raise BundleError(f"{record['bundle_dir']}: unsupported bundle format {document.get('format_version')!r}")
-        bundle = ModelBundle(estimator=joblib.load(io.BytesIO(contents[ESTIMATOR_FILE])),
-                             preprocessor=Preprocessor.from_dict(document["preprocessor"]), info=document.get("info", {}))
+        bundle = load_verified(record["bundle_dir"], record.get("sha256"), "the endpoint's pointer (the registry's hash)")
         probe = {name: [None] for name in bundle.feature_order}
         bundle.predict_proba(probe)  # all-missing row: exercises imputation and the estimator
     except BundleError:
@@ -264,6 +232,7 @@ def create_app(endpoint_dir: str | os.PathLike, max_body_bytes: int = DEFAULT_MA
         wants_proba = protocol.probabilities_requested(
             request.query_params.get("probabilities"),
             request.headers.get("x-amzn-sagemaker-custom-attributes"),
+            request.headers.get("accept"),
         )
         try:
             body = await read_body(request)
