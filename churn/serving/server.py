@@ -35,6 +35,7 @@ from churn.serving import protocol
 
 log = logging.getLogger("churn.serving")
 POINTER_FILE = "current.json"
+SERVER_LOCK = "server.lock"  # held by the live server process (churn.processes)
 DEFAULT_MAX_BODY = 50 * 1024 * 1024
 
 
@@ -179,6 +180,10 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     args = parser.parse_args(argv)
+    from churn.processes import hold_lock  # one server per endpoint; the held lock is its liveness
+
+    if hold_lock(Path(args.endpoint_dir) / SERVER_LOCK, {"host": args.host, "port": args.port}) is None:
+        raise SystemExit(f"refusing to start: another server holds {Path(args.endpoint_dir) / SERVER_LOCK}")
     pointer = Path(args.endpoint_dir) / POINTER_FILE
     if pointer.is_file():  # refuse to start on a bundle that is not the registered one
         try:
