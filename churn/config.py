@@ -100,6 +100,15 @@ class PipelineConfig(_Strict):
                                  f"({data['target_column']!r}) must name the same column")
         return data
 
+    @field_validator("feature_group_name", "endpoint_name", "model_package_group", "target_column")
+    @classmethod
+    def _names(cls, value: str, info) -> str:  # SageMaker's naming rules, declared in churn.names
+        from churn import names
+
+        rule = {"feature_group_name": names.FEATURE_GROUP, "endpoint_name": names.ENDPOINT,
+                "model_package_group": names.MODEL_PACKAGE_GROUP, "target_column": names.FEATURE}[info.field_name]
+        return rule.check(value)
+
     @field_validator("problem_type")
     @classmethod
     def _binary_only(cls, value: str) -> str:

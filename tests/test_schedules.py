@@ -77,7 +77,7 @@ def test_schedule_names_and_duplicates(tmp_path):
     store.add("a", "* * * * *", ["true"])
     with pytest.raises(ScheduleError, match="already exists"):
         store.add("a", "* * * * *", ["true"])
-    with pytest.raises(ScheduleError, match="must be letters"):
+    with pytest.raises(ScheduleError, match="schedule .bad name!. is not a valid name"):
         store.add("bad name!", "* * * * *", ["true"])
     assert [s.name for s in store.list()] == ["a"] and store.delete("a") and not store.delete("a")
 
