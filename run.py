@@ -3,6 +3,7 @@
     python run.py --variant rf [--config FILE] [--no-cache]     train, gate, register, deploy
     python run.py ingest [--csv FILE --target COL] [--if-empty]  feature ingestion
     python run.py predict --csv FILE [--endpoint NAME] [--probabilities]
+    python run.py schedule list | status | start | stop | delete NAME   scheduled runs (times in UTC)
     python run.py stack setup local                              register the local stack
     python run.py image build [--push]                           the SageMaker image (docker/Dockerfile)
     python run.py endpoints | cleanup [--yes]                    list / stop local endpoints
@@ -67,6 +68,19 @@ def _schedule(variant: str, config_path: str | None, config, cron: str, name: st
         click.echo(create_schedule(name, cron, command, _training_pipeline(variant), config.model_dump()))
     except ScheduleError as error:
         _fail(str(error))
+
+
+def _revive_scheduler() -> None:
+    """Any command restarts a local scheduler that died while schedules exist, and says so."""
+    try:
+        from stacks.scheduling import revive_local_scheduler
+
+        message = revive_local_scheduler()
+    except Exception as error:  # noqa: BLE001 - never let this stop the command the user asked for
+        click.echo(f"warning: could not check or restart the local scheduler: {error}", err=True)
+        return
+    if message:
+        click.echo(message, err=True)
 
 
 def _ensure_stack() -> None:
@@ -139,6 +153,8 @@ def _print_summary(run) -> None:
 @click.pass_context
 def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: bool, demo_data_if_empty: bool,
         cron: str | None, schedule_name: str | None) -> None:
+    if ctx.invoked_subcommand != "schedule":
+        _revive_scheduler()
     if ctx.invoked_subcommand is not None:
         return
     config = _load_config(variant, config_path)
@@ -168,14 +184,21 @@ def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: boo
 @click.option("--target", default=None, help="Target column of the CSV (default: the config's target_column).")
 @click.option("--feature-group", default=None, help="Feature group (default: the config's feature_group_name).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False))
-@click.option("--customers", default=5000, show_default=True, help="Demo data: number of customers.")
+@click.option("--customers", default=5000, show_default=True, type=click.IntRange(1, 999_999),
+              help="Demo data: number of customers (ids CUST_000001 onwards).")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the feature group already has records.")
 def ingest(csv_path, target, feature_group, config_path, customers, if_empty) -> None:
+    from churn import names
     from churn.ingest import IngestError, prepare_records, read_csv
 
     config = _load_config("rf", config_path)
     group = feature_group or config.feature_group_name
     target = target or config.target_column
+    try:
+        names.feature_group(group)
+        names.feature(target)
+    except names.InvalidName as error:
+        _fail(str(error))
     _ensure_stack()
     store = _stack_component("feature_store")
     if if_empty and store.record_count(group) > 0:
@@ -258,9 +281,48 @@ def schedule_list() -> None:
     entries = list_schedules()
     if not entries:
         click.echo("No schedules.")
+        return
+    click.echo("(cron and last-run times are UTC)")
     for entry in entries:
         last = f", last run {entry['last_fire']} ({entry['last_status']})" if entry["last_fire"] else ""
         click.echo(f"{entry['name']}: '{entry['cron']}' on {entry['where']}{last}")
+
+
+@schedule.command("status", help="Whether the local scheduler is running, and each local schedule's next run (UTC).")
+def schedule_status() -> None:
+    from datetime import datetime, timezone
+
+    from stacks.scheduling import local_scheduler_status
+
+    status = local_scheduler_status()
+    running = f" (pid {status['pid']})" if status["pid"] else ""
+    click.echo(f"Local scheduler: {status['state']}{running}; {len(status['schedules'])} schedule(s); log {status['log']}")
+    now = datetime.now(timezone.utc)
+    for entry in status["schedules"]:
+        last = f", last run {entry.last_fire} ({entry.last_status})" if entry.last_fire else ""
+        click.echo(f"  {entry.name}: '{entry.cron}' UTC, next {entry.next_fire(now).strftime('%Y-%m-%d %H:%M')} UTC{last}")
+    for file_name, message in status["errors"].items():
+        click.echo(f"  {file_name}: {message}")
+
+
+@schedule.command("start", help="Start the local scheduler (runs the local schedules; cron times are UTC).")
+def schedule_start() -> None:
+    from churn.schedules import ScheduleError
+    from stacks.scheduling import ensure_local_scheduler, local_scheduler_pid
+
+    was = local_scheduler_pid()
+    try:
+        pid = ensure_local_scheduler()
+    except ScheduleError as error:
+        _fail(str(error))
+    click.echo(f"Local scheduler {'already running' if was else 'started'} (pid {pid}); cron times are UTC")
+
+
+@schedule.command("stop", help="Stop the local scheduler; it stays stopped until `schedule start`.")
+def schedule_stop() -> None:
+    from stacks.scheduling import stop_local_scheduler
+
+    click.echo("Stopped the local scheduler." if stop_local_scheduler() else "The local scheduler was not running.")
 
 
 @schedule.command("delete", help="Delete a schedule (on SageMaker also its EventBridge schedule).")

@@ -198,6 +198,15 @@ class PipelineConfig(DeploySettings):
             raise ValueError("as_of must be an ISO-8601 UTC timestamp like 2026-01-31T00:00:00Z")
         return value
 
+    @field_validator("feature_group_name", "endpoint_name", "model_package_group", "target_column")
+    @classmethod
+    def _names(cls, value: str, info) -> str:  # SageMaker's naming rules, declared in churn.names
+        from churn import names
+
+        rule = {"feature_group_name": names.FEATURE_GROUP, "endpoint_name": names.ENDPOINT,
+                "model_package_group": names.MODEL_PACKAGE_GROUP, "target_column": names.FEATURE}[info.field_name]
+        return rule.check(value)
+
     @field_validator("problem_type")
     @classmethod
     def _binary_only(cls, value: str) -> str:

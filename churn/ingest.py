@@ -1,8 +1,11 @@
 """Validation of records before they enter the feature store.
 
 Everything is checked before anything is written: a file with no id column, no or a
-non-binary target, no rows, duplicate ids, or columns that conflict with the existing
-feature group stops with an IngestError that names the problem.
+non-binary target, no rows, duplicate ids or column names, ids outside CUST_000000..999999,
+a column name SageMaker would refuse, or columns that conflict with the existing feature
+group stops with an IngestError that names the problem. Integer ``event_time`` values
+are read as Unix epoch seconds (below 10^11) or milliseconds (10^11 to 10^14); other
+magnitudes are refused rather than guessed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Dict, Optional
 
 import pandas as pd
 
+from churn import names
 from churn.feature_query import event_times_text, utc_now_iso
 from churn.preprocessing import InputError, validate_target
 from churn.schema import EVENT_TIME, ID_COLUMN, STORE_METADATA_COLUMNS, customer_key
@@ -38,6 +42,10 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         raise IngestError(f"{path} is not a readable CSV file: {error}") from None
     if frame.empty:
         raise IngestError(f"{path} has a header but no rows")
+    header = [str(c) for c in pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]]
+    repeated = sorted({c for c in header if header.count(c) > 1}) if len(set(header)) < len(header) else []
+    if repeated:
+        raise IngestError(f"{path}: column(s) {', '.join(repr(c) for c in repeated)} appear more than once in the header")
     return frame
 
 
@@ -59,13 +67,17 @@ def infer_feature_definitions(frame: pd.DataFrame) -> Dict[str, str]:
 
 def _normalise_ids(ids: pd.Series) -> pd.Series:
     if pd.api.types.is_integer_dtype(ids):
+        outside = ids[(ids < 0) | (ids > 999_999)]
+        if len(outside):
+            raise IngestError(f"column '{ID_COLUMN}' row {ids.index.get_loc(outside.index[0]) + 1} has {outside.iloc[0]}, "
+                              "outside the customer id range 0..999999 (CUST_000000..CUST_999999)")
         return ids.map(customer_key)
     text = ids.astype(str)
     bad = text[~text.str.match(_CUSTOMER_KEY.pattern)]
     if len(bad):
         raise IngestError(
-            f"column '{ID_COLUMN}' must hold ids like CUST_000001 or plain numbers; "
-            f"row {bad.index[0] + 1} has {bad.iloc[0]!r}"
+            f"column '{ID_COLUMN}' must hold ids like CUST_000001 or plain numbers 0..999999; "
+            f"row {ids.index.get_loc(bad.index[0]) + 1} has {bad.iloc[0]!r}"
         )
     return text
 
@@ -84,6 +96,33 @@ def _check_compatible(definitions: Dict[str, str], existing: Dict[str, str], gro
         raise IngestError(f"schema conflicts with feature group '{group}': " + "; ".join(problems))
 
 
+_EPOCH_MS_FROM, _EPOCH_MS_TO = 10**11, 10**14  # 10^11 s is year 5138; 10^14 ms is year 5138
+
+
+def _parse_event_times(values: pd.Series) -> pd.Series:
+    """Timestamps as UTC datetimes: ISO-8601 text, or integer epoch seconds / milliseconds."""
+    if pd.api.types.is_bool_dtype(values):
+        raise IngestError(f"column '{EVENT_TIME}' holds true/false values, not timestamps")
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values)
+        if numbers.isna().any():
+            row = int(numbers.isna().to_numpy().argmax())
+            raise IngestError(f"column '{EVENT_TIME}' row {row + 1} is empty")
+        seconds = numbers < _EPOCH_MS_FROM
+        bad = (numbers < 0) | (numbers >= _EPOCH_MS_TO) | (numbers % 1 != 0) & ~seconds
+        if bad.any() or (seconds.any() and not seconds.all()):
+            row = int(bad.to_numpy().argmax()) if bad.any() else int((seconds != seconds.iloc[0]).to_numpy().argmax())
+            raise IngestError(
+                f"column '{EVENT_TIME}' row {row + 1}: {values.iloc[row]!r} is not a Unix epoch time this store reads "
+                f"(whole column in seconds below 10^11, or in milliseconds from 10^11 to 10^14; or ISO-8601 text)")
+        return pd.to_datetime(numbers, unit="s" if seconds.all() else "ms", utc=True)
+    parsed = pd.to_datetime(values, utc=True, errors="coerce")
+    if parsed.isna().any():
+        row = int(parsed.isna().to_numpy().argmax())
+        raise IngestError(f"column '{EVENT_TIME}' row {row + 1}: {values.iloc[row]!r} is not a timestamp")
+    return parsed
+
+
 def prepare_records(
     frame: pd.DataFrame,
     target: str,
@@ -94,6 +133,15 @@ def prepare_records(
     """Validate ``frame`` and return (records with store metadata, feature definitions)."""
     if frame.empty:
         raise IngestError("no rows to ingest")
+    columns = [str(c) for c in frame.columns]
+    repeated = sorted({c for c in columns if columns.count(c) > 1}) if len(set(columns)) < len(columns) else []
+    if repeated:
+        raise IngestError(f"column(s) {', '.join(repr(c) for c in repeated)} appear more than once")
+    for column in columns:
+        try:
+            names.feature(column)
+        except names.InvalidName as error:
+            raise IngestError(str(error)) from None
     if ID_COLUMN not in frame.columns:
         raise IngestError(f"no '{ID_COLUMN}' column (columns: {', '.join(map(str, frame.columns))})")
     reserved = [c for c in STORE_METADATA_COLUMNS if c in frame.columns]
@@ -113,10 +161,7 @@ def prepare_records(
     if EVENT_TIME not in records.columns:
         records[EVENT_TIME] = now
     else:
-        parsed = pd.to_datetime(records[EVENT_TIME], utc=True, errors="coerce")
-        if parsed.isna().any():
-            row = int(parsed.isna().to_numpy().argmax())
-            raise IngestError(f"column '{EVENT_TIME}' row {row + 1}: {records[EVENT_TIME].iloc[row]!r} is not a timestamp")
+        parsed = _parse_event_times(records[EVENT_TIME])
         records[EVENT_TIME] = event_times_text(parsed)
     records[EVENT_TIME] = records[EVENT_TIME].astype(str)
     definitions = infer_feature_definitions(records)

@@ -7,19 +7,29 @@ Layout under ``root``::
 
 Records are only ever appended (as SageMaker's offline store does); reads pick the
 latest non-deleted record per customer with the shared SQL in ``feature_query``.
+
+Concurrency: ``ingest`` holds a per-feature-group lock (``.<group>.lock`` beside the
+group) while it checks the schema, creates the group and appends, so two first ingests
+cannot both create it; the loser is checked against the winner's schema. Every file
+is written under a unique temporary name and renamed into place, and a new group's
+definition is written last: a writer killed at any point leaves the store reading as
+before (leftover ``.tmp`` files are never read).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pandas as pd
+from filelock import FileLock
 
+from churn import names
 from churn.feature_query import FeatureQuery, latest_records_sql
 from churn.schema import EVENT_TIME, ID_COLUMN, STORE_METADATA_COLUMNS
 
@@ -35,7 +45,12 @@ class LocalOfflineStore:
         self.root = Path(root)
 
     def _group_dir(self, group: str) -> Path:
-        return self.root / group
+        return self.root / names.feature_group(group)
+
+    def lock(self, group: str, timeout: float = 600) -> FileLock:
+        """The per-feature-group lock (held while creating, checking the schema and writing)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / f".{names.feature_group(group)}.lock"), timeout=timeout)
 
     def list_groups(self) -> List[str]:
         if not self.root.is_dir():
@@ -56,6 +71,8 @@ class LocalOfflineStore:
             "CreationTime": datetime.now(timezone.utc).isoformat(),
             "OfflineStoreConfig": {"S3Uri": str(self._group_dir(group) / "data")},
         }
+        for column in feature_definitions:
+            names.feature(column)
         directory = self._group_dir(group)
         directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(directory / DEFINITION_FILE, json.dumps(definition, indent=2).encode())
@@ -65,14 +82,36 @@ class LocalOfflineStore:
         """Append records as one parquet file (written to a temp name, then renamed)."""
         if self.describe(group) is None:
             raise FeatureStoreError(f"feature group '{group}' does not exist")
+        return self._append(group, records)
+
+    def _append(self, group: str, records: pd.DataFrame) -> Path:
         now = datetime.now(timezone.utc)
         partition = self._group_dir(group) / "data" / now.strftime("year=%Y/month=%m/day=%d/hour=%H")
         partition.mkdir(parents=True, exist_ok=True)
         target = partition / f"{now.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex[:12]}.parquet"
-        tmp = partition / f".{target.name}.tmp"
-        records.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
+        tmp = partition / f".{target.name}.{os.getpid()}.tmp"
+        try:
+            records.to_parquet(tmp, index=False)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return target
+
+    def ingest(self, group: str, frame: pd.DataFrame, target: str) -> Dict[str, object]:
+        """Validate ``frame`` against the group (created if missing) and append it, under the group's lock."""
+        from churn.ingest import prepare_records
+
+        with self.lock(group):
+            existing = self.describe(group)
+            records, definitions = prepare_records(frame, target, group, existing["FeatureDefinitions"] if existing else None)
+            if existing is None:  # data from a first ingest killed before its definition was written is not ours
+                shutil.rmtree(self._group_dir(group) / "data", ignore_errors=True)
+                path = self._append(group, records)
+                self.create_group(group, definitions, target)  # the definition last: it makes the group exist
+            else:
+                path = self.put_records(group, records)
+        return {"feature_group": group, "records": len(records), "created": existing is None,
+                "location": str(path), "feature_definitions": definitions}
 
     def data_glob(self, group: str) -> str:
         return str(self._group_dir(group) / "data" / "**" / "*.parquet")
@@ -89,7 +128,7 @@ class LocalOfflineStore:
                 f"(feature groups: {known}); run `python run.py ingest` first"
             )
         columns = list(definition["FeatureDefinitions"]) + list(STORE_METADATA_COLUMNS)
-        table = f"read_parquet('{self.data_glob(query.feature_group)}', union_by_name = true)"
+        table = parquet_table(self.data_glob(query.feature_group))
         sql = latest_records_sql(query, table, columns)
         if not list(self._group_dir(query.feature_group).glob("data/**/*.parquet")):
             frame = pd.DataFrame(columns=columns)
@@ -101,7 +140,15 @@ class LocalOfflineStore:
         return frame, sql
 
 
+def parquet_table(glob: str) -> str:
+    """DuckDB's table function over the parquet files matching ``glob`` (the path quoted as a literal)."""
+    return "read_parquet(" + "'" + glob.replace("'", "''") + "'" + ", union_by_name = true)"
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -5,7 +5,11 @@ Policies of the local scheduler (ZenML's local orchestrator has none):
 - a run never overlaps the previous run of the same schedule: a fire time that comes
   while the previous run is still going is skipped (and logged);
 - missed runs (the scheduler was down): on start, fire times missed since the last run are
-  coalesced into ONE catch-up run, then the schedule continues normally.
+  coalesced into ONE catch-up run, then the schedule continues normally;
+- cron times are UTC;
+- one bad schedule (an unreadable file, a command that cannot start) is reported and
+  skipped; the others keep running, and so does the scheduler;
+- liveness: the scheduler holds ``scheduler.lock`` (churn.processes) while it lives.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+from churn import names
+
+NAME = re.compile(r"^" + names.SCHEDULE.pattern + r"$")  # kept for callers; the rule lives in churn.names
+LOCK_FILE = "scheduler.lock"
 _DOW_NAMES = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"}
 
 
@@ -102,6 +109,18 @@ class Schedule:
         return croniter(self.cron, after).get_next(datetime)
 
 
+def _read_schedule(path: Path) -> Schedule:
+    try:
+        schedule = Schedule(**json.loads(path.read_text()))
+        validate_cron(schedule.cron)
+        if schedule.name != path.stem or not isinstance(schedule.command, list) or not schedule.command:
+            raise ValueError("its name must match the file name and its command must be a non-empty list")
+        _utc(schedule.last_fire or schedule.created_at)
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        raise ScheduleError(f"schedule file {path} cannot be used: {type(error).__name__}: {error}") from None
+    return schedule
+
+
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(timezone.utc)
 
@@ -113,11 +132,12 @@ class ScheduleStore:
         self.root = Path(root)
 
     def _path(self, name: str) -> Path:
-        return self.root / f"{name}.json"
+        try:
+            return self.root / f"{names.schedule(name)}.json"
+        except names.InvalidName as error:
+            raise ScheduleError(str(error)) from None
 
     def add(self, name: str, cron: str, command: List[str], now: Optional[datetime] = None) -> Schedule:
-        if not NAME.match(name):
-            raise ScheduleError(f"schedule name {name!r} must be letters, digits, '-' or '_' (at most 64)")
         if self._path(name).exists():
             raise ScheduleError(f"a schedule named '{name}' already exists; delete it first")
         now = now or datetime.now(timezone.utc)
@@ -127,18 +147,30 @@ class ScheduleStore:
 
     def save(self, schedule: Schedule) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self._path(schedule.name).with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(schedule), indent=2))
-        os.replace(tmp, self._path(schedule.name))
+        target = self._path(schedule.name)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(asdict(schedule), indent=2))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
-    def list(self) -> List[Schedule]:
+    def list(self, errors: Optional[Dict[str, str]] = None) -> List[Schedule]:
+        """The readable schedules; an unreadable file is skipped (and named in ``errors``, when given)."""
         if not self.root.is_dir():
             return []
-        return [Schedule(**json.loads(p.read_text())) for p in sorted(self.root.glob("*.json"))]
+        schedules = []
+        for path in sorted(self.root.glob("*.json")):
+            try:
+                schedules.append(_read_schedule(path))
+            except ScheduleError as error:
+                if errors is not None:
+                    errors[path.name] = str(error)
+        return schedules
 
     def get(self, name: str) -> Optional[Schedule]:
         path = self._path(name)
-        return Schedule(**json.loads(path.read_text())) if path.is_file() else None
+        return _read_schedule(path) if path.is_file() else None
 
     def delete(self, name: str) -> bool:
         try:
@@ -157,6 +189,7 @@ class LocalScheduler:
     def __init__(self, store: ScheduleStore, launch: Callable[[Schedule], "subprocess.Popen"], log: Callable[[str], None] = print):
         self.store, self.launch, self.log = store, launch, log
         self.running: Dict[str, "subprocess.Popen"] = {}
+        self.reported: Dict[str, str] = {}
 
     def due(self, schedule: Schedule, now: datetime) -> bool:
         since = _utc(schedule.last_fire or schedule.created_at)
@@ -169,39 +202,67 @@ class LocalScheduler:
         for name, process in list(self.running.items()):
             if process.poll() is not None:
                 del self.running[name]
-                schedule = self.store.get(name)
-                if schedule is not None:
-                    schedule.last_status = "succeeded" if process.returncode == 0 else f"failed (exit {process.returncode})"
-                    schedule.history = (schedule.history + [{"finished": now.isoformat(), "status": schedule.last_status}])[-20:]
+                try:
+                    schedule = self.store.get(name)
+                    if schedule is not None:
+                        schedule.last_status = "succeeded" if process.returncode == 0 else f"failed (exit {process.returncode})"
+                        schedule.history = (schedule.history + [{"finished": now.isoformat(), "status": schedule.last_status}])[-20:]
+                        self.store.save(schedule)
+                except (ScheduleError, OSError) as error:
+                    self.log(f"schedule {name}: run finished (exit {process.returncode}) but its status was not saved: {error}")
+        errors: Dict[str, str] = {}
+        for schedule in self.store.list(errors):
+            try:
+                if self._fire(schedule, now):
+                    started.append(schedule.name)
+            except Exception as error:  # noqa: BLE001 - one bad schedule must not stop the others
+                self._report(schedule.name, f"schedule {schedule.name}: not run: {type(error).__name__}: {error}")
+                try:
+                    schedule.last_fire, schedule.last_status = now.isoformat(), f"failed to start: {error}"[:500]
                     self.store.save(schedule)
-        for schedule in self.store.list():
-            if not self.due(schedule, now):
-                continue
-            if schedule.name in self.running:
-                self.log(f"schedule {schedule.name}: fire time reached while the previous run is still going; skipped")
-                schedule.last_fire = now.isoformat()  # the skipped fire is consumed, not queued
-                self.store.save(schedule)
-                continue
-            missed = schedule.last_fire is not None and schedule.next_fire(schedule.next_fire(_utc(schedule.last_fire))) <= now
-            self.log(f"schedule {schedule.name}: starting run" + (" (catch-up for missed fire times)" if missed else ""))
-            self.running[schedule.name] = self.launch(schedule)
-            schedule.last_fire, schedule.last_status = now.isoformat(), "running"
-            self.store.save(schedule)
-            started.append(schedule.name)
+                except (ScheduleError, OSError):
+                    pass
+        for file_name, message in errors.items():
+            self._report(file_name, message)
         return started
+
+    def _report(self, key: str, message: str) -> None:
+        """Log a failure once per distinct message (a bad file is not re-reported every tick)."""
+        if self.reported.get(key) != message:
+            self.reported[key] = message
+            self.log(message)
+
+    def _fire(self, schedule: Schedule, now: datetime) -> bool:
+        if not self.due(schedule, now):
+            return False
+        if schedule.name in self.running:
+            self.log(f"schedule {schedule.name}: fire time reached while the previous run is still going; skipped")
+            schedule.last_fire = now.isoformat()  # the skipped fire is consumed, not queued
+            self.store.save(schedule)
+            return False
+        missed = schedule.last_fire is not None and schedule.next_fire(schedule.next_fire(_utc(schedule.last_fire))) <= now
+        self.log(f"schedule {schedule.name}: starting run" + (" (catch-up for missed fire times)" if missed else ""))
+        self.running[schedule.name] = self.launch(schedule)
+        schedule.last_fire, schedule.last_status = now.isoformat(), "running"
+        self.store.save(schedule)
+        return True
 
     def serve(self, poll_seconds: float = 5.0, stop: Callable[[], bool] = lambda: False) -> None:
         while not stop():
-            self.tick()
+            try:
+                self.tick()
+            except Exception as error:  # noqa: BLE001 - the scheduler outlives any one failure
+                self._report("(tick)", f"scheduler tick failed, retrying: {type(error).__name__}: {error}")
             time.sleep(poll_seconds)
 
 
 def _daemon_main() -> None:
     """``python -m churn.schedules --root DIR``: the local scheduler process (one per root)."""
     import argparse
-    import fcntl
     import signal
     import sys
+
+    from churn.processes import hold_lock
 
     parser = argparse.ArgumentParser(description="churn-mlops local scheduler")
     parser.add_argument("--root", required=True)
@@ -209,12 +270,8 @@ def _daemon_main() -> None:
     args = parser.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    lock = open(root / "scheduler.lock", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if hold_lock(root / LOCK_FILE) is None:
         sys.exit(f"a scheduler is already running for {root}")
-    (root / "scheduler.pid").write_text(str(os.getpid()))
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     stopping = []
@@ -228,7 +285,7 @@ def _daemon_main() -> None:
     def log(message: str) -> None:
         print(f"{datetime.now(timezone.utc).isoformat()} {message}", flush=True)
 
-    log(f"scheduler started for {root}")
+    log(f"scheduler started for {root} (cron times are UTC)")
     LocalScheduler(ScheduleStore(root / "schedules"), launch, log).serve(args.poll_seconds, stop=lambda: bool(stopping))
     log("scheduler stopped")
 

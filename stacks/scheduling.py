@@ -26,8 +26,9 @@ from zenml.client import Client
 from zenml.config.global_config import GlobalConfiguration
 from zenml.enums import StackComponentType as T
 
-from churn.processes import pid_alive
-from churn.schedules import NAME, ScheduleError, ScheduleStore, to_aws_cron, validate_cron
+from churn import names
+from churn.processes import holder_pid
+from churn.schedules import LOCK_FILE, ScheduleError, ScheduleStore, to_aws_cron, validate_cron
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,39 +45,70 @@ def local_store() -> ScheduleStore:
     return ScheduleStore(local_root() / "schedules")
 
 
+STOPPED_MARKER = "scheduler.stopped"  # written by `schedule stop`: do not revive until `schedule start`
+
+
 def local_scheduler_pid() -> int | None:
-    try:
-        pid = int((local_root() / "scheduler.pid").read_text())
-    except (OSError, ValueError):
-        return None
-    return pid if pid_alive(pid) else None
+    """The pid of the live local scheduler (the process holding its lock), or None."""
+    return holder_pid(local_root() / LOCK_FILE)
 
 
 def ensure_local_scheduler() -> int:
     """Start the local scheduler process if it is not running; return its pid."""
+    root = local_root()
+    (root / STOPPED_MARKER).unlink(missing_ok=True)
     pid = local_scheduler_pid()
     if pid:
         return pid
-    root = local_root()
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with open(root / "scheduler.log", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "churn.schedules", "--root", str(root)], cwd=str(REPO), env=env,
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30
-    while local_scheduler_pid() != process.pid:  # started once it holds the lock and wrote its pid
+    while local_scheduler_pid() != process.pid:  # started once it holds its lock
         if process.poll() is not None or time.monotonic() > deadline:
             raise ScheduleError(f"the local scheduler did not start; see {root / 'scheduler.log'}")
         time.sleep(0.1)
     return process.pid
 
 
-def stop_local_scheduler() -> bool:
+def stop_local_scheduler(timeout: float = 30.0) -> bool:
+    """Stop the local scheduler (signalled by the pid of its lock's live holder); True if one was running.
+
+    It stays stopped (no automatic revival) until ``schedule start`` or a new schedule.
+    """
+    root = local_root()
+    if root.is_dir():
+        (root / STOPPED_MARKER).write_text("stopped by `run.py schedule stop`\n")
     pid = local_scheduler_pid()
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        return True
-    return False
+    if not pid:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while local_scheduler_pid() == pid and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return True
+
+
+def revive_local_scheduler() -> Optional[str]:
+    """Restart the local scheduler if local schedules exist but it is dead (not stopped on purpose).
+
+    Returns a sentence saying so, or None when nothing was done.
+    """
+    root = local_root()
+    if (root / STOPPED_MARKER).exists() or not local_store().list() or local_scheduler_pid():
+        return None
+    pid = ensure_local_scheduler()
+    return f"The local scheduler was not running though schedules exist: restarted it (pid {pid})."
+
+
+def local_scheduler_status() -> Dict[str, Any]:
+    errors: Dict[str, str] = {}
+    schedules = local_store().list(errors)
+    pid = local_scheduler_pid()
+    state = "running" if pid else ("stopped" if (local_root() / STOPPED_MARKER).exists() else "not running")
+    return {"pid": pid, "state": state, "schedules": schedules, "errors": errors, "log": str(local_root() / "scheduler.log")}
 
 
 def create_schedule(name: str, cron: str, run_command: List[str], pipeline: Any, config: Dict[str, Any]) -> str:
@@ -84,14 +116,16 @@ def create_schedule(name: str, cron: str, run_command: List[str], pipeline: Any,
     if is_local_orchestrator():
         local_store().add(name, cron, run_command)
         pid = ensure_local_scheduler()
-        return f"local schedule '{name}' ({validate_cron(cron)}) created; the local scheduler (pid {pid}) runs it"
+        return f"local schedule '{name}' ({validate_cron(cron)}) created, times in UTC; the local scheduler (pid {pid}) runs it"
     from zenml.config.schedule import Schedule
 
     from stacks.sagemaker import configure_for_active_stack
 
     aws = to_aws_cron(cron)
-    if not NAME.match(name):
-        raise ScheduleError(f"schedule name {name!r} must be letters, digits, '-' or '_' (at most 64)")
+    try:
+        names.schedule(name)
+    except names.InvalidName as error:
+        raise ScheduleError(str(error)) from None
     client = Client()
     orchestrator = client.active_stack.orchestrator
     if not orchestrator.config.is_schedulable:
@@ -109,7 +143,7 @@ def create_schedule(name: str, cron: str, run_command: List[str], pipeline: Any,
     configure_for_active_stack(pipeline).with_options(schedule=Schedule(name=name, cron_expression=aws))(config=config)
     target = eventbridge_target(client.get_schedule(name, allow_name_prefix_match=False))
     where = f"; EventBridge schedule {target[1]}/{target[2]} in {target[0]}" if target else ""
-    return f"schedule '{name}' created on the {orchestrator.flavor} orchestrator (AWS cron: {aws}{where})"
+    return f"schedule '{name}' created on the {orchestrator.flavor} orchestrator (AWS cron: {aws}, times in UTC{where})"
 
 
 def eventbridge_target(schedule: Any) -> Optional[Tuple[str, str, str]]:
@@ -165,6 +199,10 @@ def list_schedules() -> List[Dict[str, Any]]:
 
 
 def delete_schedule(name: str) -> str:
+    try:
+        names.schedule(name)
+    except names.InvalidName as error:
+        raise ScheduleError(str(error)) from None
     if is_local_orchestrator():
         if not local_store().delete(name):
             raise ScheduleError(f"no local schedule named '{name}'")

@@ -77,7 +77,7 @@ def test_schedule_names_and_duplicates(tmp_path):
     store.add("a", "* * * * *", ["true"])
     with pytest.raises(ScheduleError, match="already exists"):
         store.add("a", "* * * * *", ["true"])
-    with pytest.raises(ScheduleError, match="must be letters"):
+    with pytest.raises(ScheduleError, match="schedule .bad name!. is not a valid name"):
         store.add("bad name!", "* * * * *", ["true"])
     assert [s.name for s in store.list()] == ["a"] and store.delete("a") and not store.delete("a")
 
@@ -108,3 +108,43 @@ def test_scheduler_process_runs_a_missed_schedule_once_and_survives_restart(tmp_
         daemon.wait(10)
     reloaded = ScheduleStore(tmp_path / "schedules").get("every-minute")
     assert reloaded.last_fire is not None and reloaded.cron == "* * * * *"
+
+
+def test_one_bad_schedule_is_reported_and_the_others_still_run(tmp_path):
+    store = ScheduleStore(tmp_path)
+    store.add("good", "* * * * *", ["true"], now=T0)
+    store.add("unlaunchable", "* * * * *", ["/no/such/program"], now=T0)
+    (tmp_path / "broken.json").write_text("{not json")
+    messages, runs = [], []
+
+    def launch(schedule):
+        if schedule.command[0].startswith("/no/"):
+            raise FileNotFoundError(schedule.command[0])
+        runs.append(FakeRun())
+        return runs[-1]
+
+    scheduler = LocalScheduler(store, launch, messages.append)
+    assert scheduler.tick(T0 + timedelta(minutes=2)) == ["good"]
+    assert any("broken.json" in m and "cannot be used" in m for m in messages)
+    assert any("schedule unlaunchable: not run: FileNotFoundError" in m for m in messages)
+    assert store.get("unlaunchable").last_status.startswith("failed to start")
+    reported = len(messages)
+    runs[0].returncode = 0
+    scheduler.tick(T0 + timedelta(minutes=4))  # keeps going; the broken file is not re-reported every tick
+    assert len(runs) == 2 and not any("broken.json" in m for m in messages[reported:])
+
+
+def test_a_dead_scheduler_is_revived_when_schedules_exist_unless_stopped_on_purpose():
+    from stacks.scheduling import local_scheduler_pid, local_store, revive_local_scheduler, stop_local_scheduler
+
+    local_store().add("revive-me", "0 3 * * *", ["true"])
+    try:
+        assert local_scheduler_pid() is None
+        message = revive_local_scheduler()
+        assert message and "restarted it" in message and local_scheduler_pid() is not None
+        assert revive_local_scheduler() is None  # already running
+        assert stop_local_scheduler() and local_scheduler_pid() is None
+        assert revive_local_scheduler() is None  # stopped on purpose stays stopped
+    finally:
+        stop_local_scheduler()
+        local_store().delete("revive-me")

@@ -48,6 +48,7 @@ from churn.serving import protocol
 
 log = logging.getLogger("churn.serving")
 POINTER_FILE = "current.json"
+SERVER_LOCK = "server.lock"  # held by the live server process (churn.processes)
 DEFAULT_MAX_BODY = 50 * 1024 * 1024
 DEFAULT_THREADS = 2          # requests parsed/scored at once (off the event loop)
 DEFAULT_MAX_QUEUE = 64       # requests waiting for a thread; beyond: 503 + Retry-After
@@ -314,6 +315,10 @@ def main(argv: Optional[list] = None) -> None:
         protocol.Limits.from_env()
     except ValueError as error:
         raise SystemExit(f"refusing to start: {error}")
+    from churn.processes import hold_lock  # one server per endpoint; the held lock is its liveness
+
+    if hold_lock(Path(args.endpoint_dir) / SERVER_LOCK, {"host": args.host, "port": args.port}) is None:
+        raise SystemExit(f"refusing to start: another server holds {Path(args.endpoint_dir) / SERVER_LOCK}")
     pointer = Path(args.endpoint_dir) / POINTER_FILE
     if pointer.is_file():  # refuse to start on a bundle that is not the registered one
         try:

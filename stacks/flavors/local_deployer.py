@@ -6,6 +6,15 @@ registry's URI), ``current.json`` (what to serve; the server hot-swaps on change
 in the running server: the URL stays the same and no request is dropped. A bundle
 that fails to load, or a server that does not report the new version in time, is
 not switched in: the previous model keeps serving and the deploy fails.
+
+Concurrency: a per-endpoint lock (``deploy.lock``, filelock) covers the whole deploy,
+rollback and stop, so two runs deploying one endpoint take turns. A deploy never
+replaces a newer version of the same registered model (the later-registered model
+wins, whichever run finishes first). Rollback is compare-and-swap: the previous
+pointer is put back only if the pointer is still the one this deploy wrote. Pointer
+and state files are written under unique temporary names and renamed into place. One
+server per endpoint: the server holds ``server.lock`` while it lives (the liveness we
+check before using or signalling its pid), and a second server for the directory exits.
 """
 
 from __future__ import annotations
@@ -18,17 +27,20 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional, Type
 from urllib.parse import urlparse
 
 import requests
+from filelock import FileLock
 from zenml.config.global_config import GlobalConfiguration
 from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
 
+from churn import names
 from churn.bundle import BundleError
-from churn.processes import pid_alive
-from churn.serving.server import POINTER_FILE, load_model
+from churn.processes import holder_pid, pid_alive
+from churn.serving.server import POINTER_FILE, SERVER_LOCK, load_model
 from stacks.flavors.endpoint_deployer import EndpointDeployer
 
 FLAVOR = "churn_local_endpoint"
@@ -55,9 +67,27 @@ class LocalEndpointDeployerConfig(BaseModelDeployerConfig):
 
 
 def _atomic_json(path: Path, document: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(json.dumps(document, indent=2))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _newer(served: Optional[dict], model_name: str, version: str) -> bool:
+    """True if ``served`` is a later registered version of the same model than ``version``."""
+    if not served or served.get("model_name") != model_name:
+        return False
+    current = str(served.get("version", ""))
+    return current.isdigit() and str(version).isdigit() and int(current) > int(version)
 
 
 def _free_port(host: str) -> int:
@@ -96,7 +126,16 @@ class LocalEndpointDeployer(EndpointDeployer):
         return Path(self.config.root or os.path.join(GlobalConfiguration().local_stores_path, "endpoints", str(self.id)))
 
     def _dir(self, endpoint_name: str) -> Path:
-        return self.root / endpoint_name
+        return self.root / names.endpoint(endpoint_name)
+
+    def _lock(self, endpoint_name: str) -> FileLock:
+        directory = self._dir(endpoint_name)
+        directory.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(directory / "deploy.lock"), timeout=max(600.0, 3 * self.config.start_timeout))
+
+    def _server_pid(self, endpoint_name: str) -> Optional[int]:
+        """The pid of the live server of this endpoint (it holds server.lock), or None."""
+        return holder_pid(self._dir(endpoint_name) / SERVER_LOCK)
 
     def _state(self, endpoint_name: str) -> dict:
         path = self._dir(endpoint_name) / "state.json"
@@ -109,14 +148,31 @@ class LocalEndpointDeployer(EndpointDeployer):
 
         ``settings`` (DeploySettings: instance type, autoscaling) do not apply to one local process.
         """
+        with self._lock(endpoint_name):
+            return self._deploy_locked(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata)
+
+    def _deploy_locked(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
+                       sha256: str, metadata: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         directory = self._dir(endpoint_name)
+        pointer = directory / POINTER_FILE
+        served = _read_json(pointer)
+        if _newer(served, model_name, version):
+            print(f"Endpoint '{endpoint_name}' already serves {model_name} v{served['version']}, registered after "
+                  f"v{version}: not replacing it with the older version")
+            state = self._ensure_server(endpoint_name)
+            self._wait_for_version(state, str(served["version"]), str(served.get("sha256")))
+            return {"endpoint_name": endpoint_name, "url": state["url"], "invocations_url": state["url"] + "/invocations",
+                    "pid": state["pid"], "model_name": model_name, "version": str(served["version"]),
+                    "sha256": served.get("sha256"), "superseded": str(version)}
         (directory / "bundles").mkdir(parents=True, exist_ok=True)
         bundle_dir = directory / "bundles" / f"v{version}-{sha256[:12]}"
         if not bundle_dir.exists():
-            staging = directory / "bundles" / f".staging-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(_local_path(bundle_uri), staging)
-            os.replace(staging, bundle_dir)
+            staging = directory / "bundles" / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            try:
+                shutil.copytree(_local_path(bundle_uri), staging)
+                os.replace(staging, bundle_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         record = {"endpoint_name": endpoint_name, "model_name": model_name, "version": str(version),
                   "sha256": sha256, "bundle_uri": bundle_uri, "bundle_dir": str(bundle_dir),
                   "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(metadata or {})}
@@ -124,24 +180,22 @@ class LocalEndpointDeployer(EndpointDeployer):
             load_model(record)  # the same check the server makes: sha256, load, score a row
         except (BundleError, OSError, ValueError) as error:
             raise DeploymentError(f"model {model_name} v{version} failed its health check and was not deployed: {error}") from None
-        pointer = directory / POINTER_FILE
-        previous = pointer.read_text() if pointer.is_file() else None
         print(f"Deploying {model_name} v{version} to endpoint '{endpoint_name}' (waiting for /ping to report it)")
         _atomic_json(pointer, record)
-        state = self._ensure_server(endpoint_name)
         try:
+            state = self._ensure_server(endpoint_name)
             self._wait_for_version(state, str(version), sha256)
         except DeploymentError:
-            if previous is not None:
-                pointer.write_text(previous)
+            # compare-and-swap: put the previous pointer back only if the pointer is still ours
+            if served is not None and _read_json(pointer) == record:
+                _atomic_json(pointer, served)
             raise
         self._prune(directory, keep={bundle_dir.name})
         return {"endpoint_name": endpoint_name, "url": state["url"], "invocations_url": state["url"] + "/invocations",
                 "pid": state["pid"], "model_name": model_name, "version": str(version), "sha256": sha256}
 
     def endpoint_url(self, endpoint_name: str) -> Optional[str]:
-        state = self._state(endpoint_name)
-        return state.get("url") if pid_alive(state.get("pid")) else None
+        return self._state(endpoint_name).get("url") if self._server_pid(endpoint_name) else None
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv",
                accept: str = "text/csv", probabilities: bool = False) -> requests.Response:
@@ -159,23 +213,26 @@ class LocalEndpointDeployer(EndpointDeployer):
         out = []
         for directory in sorted(p for p in self.root.iterdir() if (p / POINTER_FILE).is_file()):
             state, record = self._state(directory.name), json.loads((directory / POINTER_FILE).read_text())
-            out.append({"endpoint_name": directory.name, "running": pid_alive(state.get("pid")),
-                        "url": state.get("url"), "pid": state.get("pid"), **record})
+            pid = self._server_pid(directory.name)
+            out.append({"endpoint_name": directory.name, "running": pid is not None,
+                        "url": state.get("url"), "pid": pid, **record})
         return out
 
     def stop_endpoint(self, endpoint_name: str, timeout: float = 10.0) -> bool:
-        """Stop the endpoint's server process (by its pid); True if one was running."""
-        state = self._state(endpoint_name)
-        pid = state.get("pid")
-        if not pid_alive(pid):
-            return False
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        return True
+        """Stop the endpoint's server process (by the pid of the lock's live holder); True if one was running."""
+        with self._lock(endpoint_name):
+            pid = self._server_pid(endpoint_name)
+            if pid is None:
+                return False
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self._server_pid(endpoint_name) == pid and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self._server_pid(endpoint_name) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            while pid_alive(pid) and time.monotonic() < deadline + timeout:
+                time.sleep(0.05)
+            return True
 
     def delete_endpoint(self, endpoint_name: str) -> bool:
         stopped = self.stop_endpoint(endpoint_name)
@@ -186,8 +243,9 @@ class LocalEndpointDeployer(EndpointDeployer):
     def _ensure_server(self, endpoint_name: str) -> dict:
         directory = self._dir(endpoint_name)
         state = self._state(endpoint_name)
-        if pid_alive(state.get("pid")):
-            return state
+        pid = self._server_pid(endpoint_name)
+        if pid is not None and state.get("url"):
+            return {**state, "pid": pid}
         port = state.get("port") or self.config.port or _free_port(self.config.host)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         with open(directory / "server.log", "ab") as log_file:
@@ -197,6 +255,15 @@ class LocalEndpointDeployer(EndpointDeployer):
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=str(REPO_ROOT), env=env, start_new_session=True,
             )
+        deadline = time.monotonic() + self.config.start_timeout
+        while self._server_pid(endpoint_name) != process.pid:  # started once it holds the endpoint's server lock
+            if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                raise DeploymentError(f"the endpoint server for '{endpoint_name}' did not start: "
+                                      f"{_log_tail(str(directory / 'server.log'))}")
+            time.sleep(0.05)
         state = {"pid": process.pid, "host": self.config.host, "port": port,
                  "url": f"http://{self.config.host}:{port}", "log": str(directory / "server.log")}
         _atomic_json(directory / "state.json", state)
@@ -205,7 +272,7 @@ class LocalEndpointDeployer(EndpointDeployer):
     def _wait_for_version(self, state: dict, version: str, sha256: str) -> None:
         url, deadline, last = state["url"], time.monotonic() + self.config.start_timeout, "no answer"
         while time.monotonic() < deadline:
-            if not pid_alive(state["pid"]):
+            if holder_pid(Path(state["log"]).parent / SERVER_LOCK) != state["pid"]:
                 raise DeploymentError(f"the endpoint server at {url} exited: {_log_tail(state['log'])}")
             try:
                 response = requests.get(url + "/ping", timeout=2)

@@ -10,8 +10,7 @@ from zenml.config.global_config import GlobalConfiguration
 from zenml.feature_stores.base_feature_store import BaseFeatureStore, BaseFeatureStoreConfig, BaseFeatureStoreFlavor
 
 from churn.feature_query import FeatureQuery
-from churn.ingest import prepare_records
-from churn.offline_store import LocalOfflineStore
+from churn.offline_store import LocalOfflineStore, parquet_table
 
 FLAVOR = "churn_local_offline"
 
@@ -47,20 +46,12 @@ class LocalFeatureStore(BaseFeatureStore):
         if self.describe(feature_group) is None or not any(self.store.root.glob(f"{feature_group}/data/**/*.parquet")):
             return 0
         with duckdb.connect(":memory:") as con:
-            sql = f"SELECT count(DISTINCT customer_id) FROM read_parquet('{self.store.data_glob(feature_group)}', union_by_name = true)"
+            sql = f"SELECT count(DISTINCT customer_id) FROM {parquet_table(self.store.data_glob(feature_group))}"
             return int(con.execute(sql).fetchone()[0])
 
     def ingest(self, feature_group: str, frame: pd.DataFrame, target: str) -> Dict[str, Any]:
-        """Validate everything, then create the group if missing and append the records."""
-        existing = self.describe(feature_group)
-        records, definitions = prepare_records(
-            frame, target, feature_group, existing["FeatureDefinitions"] if existing else None
-        )
-        if existing is None:
-            self.store.create_group(feature_group, definitions, target)
-        path = self.store.put_records(feature_group, records)
-        return {"feature_group": feature_group, "records": len(records), "created": existing is None,
-                "location": str(path), "feature_definitions": definitions}
+        """Validate everything, then create the group if missing and append the records (under the group's lock)."""
+        return self.store.ingest(feature_group, frame, target)
 
     def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
         """Latest non-deleted record per customer in range; returns (frame, the SQL run)."""
