@@ -58,7 +58,7 @@ def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(aws, bucke
     # one transform job: the registered package's serving container, 3 instances, 3 whole-CSV requests
     [job] = emulator.transform_requests()
     assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 3}
-    assert job["TransformInput"]["SplitType"] == "None" and job["TransformOutput"]["Accept"] == "application/json"
+    assert job["TransformInput"]["SplitType"] == "None" and job["TransformOutput"]["Accept"] == "application/json; probabilities=true"
     package = active_stack.model_registry.registry.get_package(MODEL, "1")
     served = package["InferenceSpecification"]["Containers"][0]
     assert job["ModelName"].startswith(f"{MODEL}-batch-") and job["ModelName"] == job["TransformJobName"]
