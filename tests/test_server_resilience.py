@@ -232,7 +232,7 @@ def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tm
     try:
         process.wait_ready()
         rows = split.test[FEATURES]
-        slow = json.dumps(json.loads(rows.to_json(orient="records")) * 40)  # ~32k records: a second or more
+        slow = json.dumps(json.loads(rows.to_json(orient="records")) * 100)  # ~80k records: seconds of scoring on one thread
         answers = []
         slow_thread = threading.Thread(target=lambda: answers.append(send_attack(process.url, slow.encode(), "application/json")))
         slow_thread.start()
@@ -283,7 +283,7 @@ def test_watcher_survives_bad_pointers_and_bundles_and_swaps_to_a_good_one(train
         corruptions = {
             "not JSON": ("{ half a pointer", "JSONDecodeError"),
             "a JSON list": ("[1, 2]", "names no bundle_dir"),
-            "no sha256": ({"version": "2", "bundle_dir": good["bundle_dir"]}, "records no sha256"),
+            "no sha256": ({"version": "2", "bundle_dir": good["bundle_dir"]}, "no bundle sha256 is recorded"),
             "tampered bundle": ({"version": "2", "sha256": good["sha256"], "bundle_dir": str(bad_dir)}, "refusing to load"),
             "unloadable bundle, matching hash": ({"version": "2", "sha256": bundle_sha256(bad_dir), "bundle_dir": str(bad_dir)},
                                                  "does not load and score"),
@@ -296,7 +296,7 @@ def test_watcher_survives_bad_pointers_and_bundles_and_swaps_to_a_good_one(train
             assert status["version"] == "1", name
             assert score().status_code == 200, name
         log = (tmp_path / "test-server.log").read_text()
-        assert "new model not switched in, still serving 1" in log and "records no sha256" in log
+        assert "new model not switched in, still serving 1" in log and "no bundle sha256 is recorded" in log
         publish(tmp_path, bundle, "3")
         status = _wait_for(process.url, lambda s: s.get("version") == "3")
         assert status["last_swap_error"] is None
