@@ -41,7 +41,7 @@ class BatchConfig(BaseModel):
     model_package_group: str = "classification-model-group"
     output_uri: Optional[str] = None  # default: <zenml local stores>/batch_predictions
     output_format: str = Field("parquet", pattern="^(parquet|csv)$")
-    chunk_rows: int = Field(50_000, ge=1)
+    chunk_rows: int = Field(50_000, ge=1, le=200_000)  # le: the serving limit on rows per request (protocol.Limits)
     # SageMaker stack: the Batch Transform job's instances (the local stack scores in process)
     instance_type: str = "ml.m5.xlarge"
     instance_count: int = Field(1, ge=1, le=100)

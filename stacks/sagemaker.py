@@ -240,7 +240,11 @@ def tracker_config(settings: SageMakerStackSettings, remote: Optional[RemoteExec
 
 
 def default_step_image(settings: SageMakerStackSettings, remote: RemoteExecution) -> str:
-    """The prebuilt image the steps run in: ``image``, else the stack's ``image_uri``, else our ECR repository."""
+    """The prebuilt image the steps run in: ``image``, else the stack's ``image_uri``, else our ECR repository.
+
+    An untagged name gets this code's content tag when a run is submitted (``pipeline_options``), the
+    tag ``run.py image build --push`` pushes.
+    """
     from churn.image import DEFAULT_REPOSITORY
 
     return remote.image or settings.image_uri or f"{remote.container_registry_uri}/{DEFAULT_REPOSITORY}"

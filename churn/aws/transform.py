@@ -34,7 +34,9 @@ from churn.schema import ID_COLUMN, NON_FEATURE_COLUMNS
 
 # JSON with probabilities: a transform job sends no query string or CustomAttributes, so it asks in Accept
 ACCEPT = "application/json; probabilities=true"
-MAX_PAYLOAD_MB = 100  # SageMaker's limit for one transform request (MaxPayloadInMB)
+# what one transform request may carry: the serving container's body limit (churn.serving.server.DEFAULT_MAX_BODY,
+# 50 MB), which is below SageMaker's own MaxPayloadInMB ceiling of 100
+MAX_PAYLOAD_MB = 50
 
 
 class TransformError(AwsError):
@@ -46,9 +48,13 @@ def _print(message: str) -> None:
 
 
 def job_name(model_package_group: str) -> str:
-    """``<group>-batch-<utc stamp>-<rand>``: unique, within SageMaker's 63 characters and name pattern."""
+    """``<group>-batch-<utc stamp>-<rand>``: unique, within SageMaker's 63 characters and name pattern.
+
+    The suffix takes 24 characters, so a group name of up to 39 characters is kept whole, which is
+    what the execution role's ``{{ModelPackageGroup}}-batch-*`` grant matches.
+    """
     stamp = time.strftime("%y%m%d%H%M%S", time.gmtime())
-    return f"{model_package_group[:30].rstrip('-')}-batch-{stamp}-{uuid.uuid4().hex[:4]}"
+    return f"{model_package_group[:39].rstrip('-')}-batch-{stamp}-{uuid.uuid4().hex[:4]}"
 
 
 def check_instance_type(instance_type: str) -> None:

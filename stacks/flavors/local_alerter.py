@@ -32,7 +32,7 @@ class FailureAlertParams(BaseAlerterStepParameters):
 
     @property
     def subject(self) -> str:
-        return f"[Pipeline Failed] {self.pipeline}.{self.step}"[:100]
+        return redact(f"[Pipeline Failed] {self.pipeline}.{self.step}")[:100]  # redacted, then cut
 
 
 class LocalAlerterConfig(BaseAlerterConfig):

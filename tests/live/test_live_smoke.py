@@ -97,11 +97,11 @@ def test_ingest_register_deploy_invoke_and_remove_on_a_sandbox_account(tmp_path:
     store = SageMakerFeatureStore(region, settings.role_arn, offline, settings.athena_output,
                                   athena_workgroup=settings.athena_workgroup, enable_online_store=True, max_workers=2,
                                   profile=profile)
-    registry = SageMakerModelRegistry(region, settings.bucket, prefix, image_uri=settings.inference_image_uri,
-                                      framework_version=settings.sklearn_framework_version, profile=profile)
+    registry = SageMakerModelRegistry(region, settings.bucket, prefix, image_uri=settings.image_uri,
+                                      profile=profile)
     endpoints = SageMakerEndpoints(EndpointSettings(
         region=region, role_arn=settings.role_arn, bucket=settings.bucket, prefix=prefix,
-        image_uri=settings.inference_image_uri, framework_version=settings.sklearn_framework_version,
+        image_uri=settings.image_uri,
         polling=Polling(initial=15.0, maximum=30.0, timeout=settings.deploy_timeout_seconds), profile=profile))
     frame = generate_customers(40, seed=7)
     failures: List[str] = []
