@@ -135,8 +135,11 @@ def test_one_bad_schedule_is_reported_and_the_others_still_run(tmp_path):
 
 
 def test_a_dead_scheduler_is_revived_when_schedules_exist_unless_stopped_on_purpose():
-    from stacks.scheduling import local_scheduler_pid, local_store, revive_local_scheduler, stop_local_scheduler
+    from stacks.scheduling import (STOPPED_MARKER, local_root, local_scheduler_pid, local_store,
+                                   revive_local_scheduler, stop_local_scheduler)
 
+    stop_local_scheduler()  # earlier tests of this session may have left one running, or stopped on purpose
+    (local_root() / STOPPED_MARKER).unlink(missing_ok=True)  # now: dead, not stopped on purpose
     local_store().add("revive-me", "0 3 * * *", ["true"])
     try:
         assert local_scheduler_pid() is None

@@ -29,7 +29,7 @@ def test_cloud_schedule_create_list_delete(aws, bucket, driver, tmp_path):
 
     created = driver.cli(["--variant", "rf", "--schedule", "0 3 * * 1", "--schedule-name", SCHEDULE])
     assert created["exit_code"] == 0, created["output"]
-    assert f"schedule '{SCHEDULE}' created on the sagemaker orchestrator (AWS cron: 0 3 ? * 2 *;" in created["output"]
+    assert f"schedule '{SCHEDULE}' created on the sagemaker orchestrator (AWS cron: 0 3 ? * 2 *, times in UTC;" in created["output"]
 
     # EventBridge Scheduler: the converted cron, starting the SageMaker pipeline ZenML created, as the scheduler role
     scheduler, sagemaker = boto("scheduler"), boto("sagemaker")
@@ -79,7 +79,7 @@ result = {{"cron": s.cron_expression, "active": s.active, "trigger_url": s.run_m
 
     # the name is free again (ZenML archives deleted schedules under another name)
     recreated = driver.cli(["--variant", "rf", "--schedule", "30 2 1 * *", "--schedule-name", SCHEDULE])
-    assert recreated["exit_code"] == 0 and "(AWS cron: 30 2 1 * ? *;" in recreated["output"], recreated["output"]
+    assert recreated["exit_code"] == 0 and "(AWS cron: 30 2 1 * ? *, times in UTC;" in recreated["output"], recreated["output"]
     assert driver.cli(["schedule", "delete", SCHEDULE])["exit_code"] == 0
     assert scheduler.list_schedules()["Schedules"] == []
     assert {c.operation for c in assert_operator_policy_allows(driver, remote_stack_config(name))} >= {
