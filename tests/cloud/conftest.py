@@ -180,3 +180,15 @@ def sagemaker_stack(moto_server):
     setup_sagemaker_stack(stack_config(stack_name=name), activate=False,
                           overrides={T.FEATURE_STORE: FAST, T.MODEL_DEPLOYER: {**FAST, "deploy_timeout_seconds": 30.0}})
     return Stack.from_model(Client().get_stack(name))
+
+
+@pytest.fixture
+def active_stack(sagemaker_stack):
+    """The SageMaker stack active for one test; the stack active before is restored."""
+    from zenml.client import Client
+
+    client = Client()
+    before = client.active_stack_model.name
+    client.activate_stack(sagemaker_stack.name)
+    yield client.active_stack
+    client.activate_stack(before)

@@ -19,17 +19,6 @@ GROUP = "mlops_poc_churn_classification_feature"
 MODEL = "classification-model-group"
 
 
-@pytest.fixture
-def active_stack(sagemaker_stack):
-    from zenml.client import Client
-
-    client = Client()
-    before = client.active_stack_model.name
-    client.activate_stack(sagemaker_stack.name)
-    yield client.active_stack
-    client.activate_stack(before)
-
-
 def _keys(prefix: str) -> list:
     return [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
 

@@ -22,17 +22,6 @@ ENDPOINT = "classification-model-endpoint"
 CUSTOMERS, TRAIN_END = 1000, 800
 
 
-@pytest.fixture
-def active_stack(sagemaker_stack):
-    from zenml.client import Client
-
-    client = Client()
-    before = client.active_stack_model.name
-    client.activate_stack(sagemaker_stack.name)
-    yield client.active_stack
-    client.activate_stack(before)
-
-
 def _out(run, step, name):
     return run.steps[step].outputs[name][0].load()
 
