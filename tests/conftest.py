@@ -6,6 +6,7 @@ user's ~/.config/zenml or any network.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -75,14 +76,33 @@ class ServerProcess:
         raise TimeoutError("server did not become ready")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
         self.log.close()
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a process started with start_new_session=True, and its children: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def publish(endpoint_dir, bundle, version: str) -> dict:
+    """What the model deployer does: bundle on disk, then the pointer the server watches."""
+    bundle_dir = endpoint_dir / "bundles" / f"v{version}"
+    record = {"version": version, "sha256": bundle.save(bundle_dir), "bundle_dir": str(bundle_dir)}
+    write_pointer(endpoint_dir, record)
+    return record
+
+
+def write_pointer(endpoint_dir, record) -> None:
+    tmp = endpoint_dir / ".current.json.tmp"
+    tmp.write_text(record if isinstance(record, str) else json.dumps(record))
+    tmp.replace(endpoint_dir / "current.json")
 
 
 @pytest.fixture(scope="session")

@@ -12,18 +12,10 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, publish
 
 FEATURES = ["age", "tenure_months", "monthly_charges", "total_charges", "contract_type", "payment_method",
             "internet_service", "phone_service", "multiple_lines", "online_security", "tech_support", "device_protection"]
-
-
-def publish(endpoint_dir, bundle, version: str) -> str:
-    """What the model deployer does: bundle on disk, then the pointer the server watches."""
-    bundle_dir = endpoint_dir / "bundles" / f"v{version}"
-    sha = bundle.save(bundle_dir)
-    (endpoint_dir / "current.json").write_text(json.dumps({"version": version, "sha256": sha, "bundle_dir": str(bundle_dir)}))
-    return sha
 
 
 @pytest.fixture(scope="module")

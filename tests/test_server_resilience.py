@@ -21,27 +21,13 @@ import time
 import pytest
 import requests
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, publish, write_pointer
 
 PING_BOUND = 2.0  # seconds: each /ping during an attack must be answered within this
 BODY_TIMEOUT = 3.0  # the server's body-read deadline in these tests (CHURN_BODY_TIMEOUT)
 FEATURES = ["age", "tenure_months", "monthly_charges", "total_charges", "contract_type", "payment_method",
             "internet_service", "phone_service", "multiple_lines", "online_security", "tech_support", "device_protection"]
 GOOD_ROW = dict(zip(FEATURES, [35, 12, 70.5, 840.0, "Month-to-month", "Electronic check", "DSL", "Yes", "No", "Yes", "No", "No"]))
-
-
-def publish(endpoint_dir, bundle, version: str) -> dict:
-    """What the model deployer does: bundle on disk, then the pointer the server watches."""
-    bundle_dir = endpoint_dir / "bundles" / f"v{version}"
-    record = {"version": version, "sha256": bundle.save(bundle_dir), "bundle_dir": str(bundle_dir)}
-    write_pointer(endpoint_dir, record)
-    return record
-
-
-def write_pointer(endpoint_dir, record) -> None:
-    tmp = endpoint_dir / ".current.json.tmp"
-    tmp.write_text(record if isinstance(record, str) else json.dumps(record))
-    tmp.replace(endpoint_dir / "current.json")
 
 
 def wide_csv(columns: int) -> bytes:

@@ -883,15 +883,9 @@ class ServingContainer:
                 "content_type": response.headers.get("Content-Type", "")}
 
     def stop(self) -> None:
-        import signal
+        from tests.conftest import stop_process_group
 
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
 
 
 # Stand-ins for images that cannot run here (another model's containers, e.g. Autopilot's):
