@@ -100,8 +100,16 @@ def register_all_or_nothing(
         raise ValueError(f"approval_status must be one of {', '.join(APPROVAL_STAGES)}, got {approval_status!r}")
     require_recorded_sha256(metadata.get("bundle_sha256"), "the registration's metadata")
     staged = ModelRegistryModelMetadata(**{**metadata, "approval_status": PENDING})
-    version = registry.register_model_version(name=name, model_source_uri=model_source_uri, metadata=staged,
-                                              description=description)
+    try:
+        version = registry.register_model_version(name=name, model_source_uri=model_source_uri, metadata=staged,
+                                                  description=description)
+    except RuntimeError as error:
+        if "already exists" not in str(error):
+            raise
+        # two first registrations at once: the other run created the registered model between the registry's
+        # existence check and its create, so it exists now; no version was created by the failed call
+        version = registry.register_model_version(name=name, model_source_uri=model_source_uri, metadata=staged,
+                                                  description=description)
     try:
         result = then(version) if then is not None else None
         # the stage first, the approval_status last: that write is what makes the version selectable
