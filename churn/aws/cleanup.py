@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 from churn.aws import s3
 from churn.aws.clients import acting_as, aws_errors, client, error_code
 from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints
-from churn.aws.registry import SageMakerModelRegistry
+from churn.aws.registry import ModelPackageClient
 
 # ZenML names SageMaker pipelines and schedules "<pipeline name with - for _>-<32 hex>".
 DEFAULT_SCHEDULE_PREFIXES = ("churn-rf-training-", "churn-automl-training-", "churn-feature-ingestion-")
@@ -87,7 +87,7 @@ def _plan(settings: CleanupSettings) -> List[Resource]:
                 found.extend(Resource("pipeline", p["PipelineName"]) for p in page["PipelineSummaries"]
                              if p["PipelineName"].startswith(prefix))
     if settings.include_registry:
-        registry = SageMakerModelRegistry(region, settings.bucket, settings.prefix, profile=profile, progress=lambda _: None)
+        registry = ModelPackageClient(region, settings.bucket, settings.prefix, profile=profile, progress=lambda _: None)
         for group in settings.model_package_groups:
             try:
                 packages = registry.list_packages(group)

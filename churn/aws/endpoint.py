@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from churn.aws import packaging, s3
 from churn.aws.athena import Polling
 from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
-from churn.aws.registry import RegistryError, SageMakerModelRegistry
+from churn.aws.registry import RegistryError, ModelPackageClient
 from churn.bundle import BundleError
 from churn.config import DeploySettings
 
@@ -126,10 +126,10 @@ class SageMakerEndpoints:
         return client("application-autoscaling", self.settings.region, self.settings.profile)
 
     @property
-    def registry(self) -> SageMakerModelRegistry:
+    def registry(self) -> ModelPackageClient:
         s = self.settings
-        return SageMakerModelRegistry(s.region, s.bucket, s.prefix, image_uri=s.image_uri, profile=s.profile,
-                                      progress=self.progress)
+        return ModelPackageClient(s.region, s.bucket, s.prefix, image_uri=s.image_uri, profile=s.profile,
+                                  progress=self.progress)
 
     def runtime_url(self, endpoint_name: str) -> str:
         domain = "amazonaws.com.cn" if self.settings.region.startswith("cn-") else "amazonaws.com"

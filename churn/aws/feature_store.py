@@ -47,7 +47,7 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-class SageMakerFeatureStore:
+class FeatureGroupClient:
     """One region's SageMaker Feature Store, as our feature-store contract needs it."""
 
     def __init__(self, region: str, role_arn: str, offline_store_s3_uri: str, athena_output: str, *,

@@ -62,7 +62,7 @@ def split_properties(metadata: Mapping[str, Any]) -> tuple[Dict[str, str], Dict[
     return fitting, rest
 
 
-class SageMakerModelRegistry:
+class ModelPackageClient:
     def __init__(self, region: str, bucket: str, prefix: str, *, image_uri: Optional[str] = None,
                  instance_types: Optional[List[str]] = None,
                  profile: Optional[str] = None, progress: Callable[[str], None] = _print):

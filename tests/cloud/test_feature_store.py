@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from churn.aws.athena import Polling, read_result, run_query
-from churn.aws.feature_store import SageMakerFeatureStore
+from churn.aws.feature_store import FeatureGroupClient
 from churn.feature_query import FeatureQuery
 from churn.ingest import IngestError, prepare_records
 from churn.offline_store import FeatureStoreError, LocalOfflineStore
@@ -19,10 +19,10 @@ GROUP = "mlops_poc_churn_classification_feature"
 FAST = Polling(initial=0.01, maximum=0.05, timeout=20)
 
 
-def make_store(**kwargs) -> SageMakerFeatureStore:
-    return SageMakerFeatureStore(REGION, ROLE_ARN, f"s3://{BUCKET}/{PREFIX}/feature-store",
-                                 f"s3://{BUCKET}/athena-query-results/", query_polling=FAST, create_polling=FAST,
-                                 max_workers=4, progress=lambda _: None, **kwargs)
+def make_store(**kwargs) -> FeatureGroupClient:
+    return FeatureGroupClient(REGION, ROLE_ARN, f"s3://{BUCKET}/{PREFIX}/feature-store",
+                              f"s3://{BUCKET}/athena-query-results/", query_polling=FAST, create_polling=FAST,
+                              max_workers=4, progress=lambda _: None, **kwargs)
 
 
 def queue_latest(aws, query: FeatureQuery) -> str:
