@@ -178,7 +178,7 @@ def test_the_completeness_check_counts_each_customer_once_and_respects_as_of(aws
     store.ingest(GROUP, customers.iloc[10:50].assign(event_time="2026-02-01T00:00:00Z"), "churn")  # overlaps 11-30
     manifests = store.ingested(GROUP)
     assert [m["id_ranges"] for m in manifests] == [[[1, 30]], [[11, 50]]]
-    from churn.aws.feature_store import expected_customers
+    from churn.aws.ingestion_manifests import expected_customers
 
     assert expected_customers(FeatureQuery(GROUP, 1, 60), manifests)[0] == 50
     assert expected_customers(FeatureQuery(GROUP, 21, 40), manifests)[0] == 20
