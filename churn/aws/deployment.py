@@ -12,7 +12,7 @@ This module builds on ``churn.aws.endpoint`` (which imports it only inside ``dep
 5. ``wait_in_service``: poll until the endpoint serves the new config; otherwise ``rollback_on_failure``
    puts the previous config back (UpdateEndpoint, or delete + create when SageMaker refuses to update a
    Failed endpoint) or deletes a new endpoint, and raises a DeploymentError naming the reason;
-6. autoscaling, then ``prune`` the configs and models older than the previous one.
+6. ``attach_autoscaling``, then ``prune`` the configs and models older than the previous one.
 
 A failure before the endpoint serves the new config removes the new model and config
 (``discard_unused``), so nothing half-deployed is left behind.
@@ -86,7 +86,7 @@ class EndpointDeployment:
         except BaseException:
             self.discard_unused()
             raise
-        autoscaling = self.endpoints.autoscaling.configure(self.endpoint_name, self.settings)
+        autoscaling = self.attach_autoscaling()
         self.prune()
         return self.record(final, artifact, autoscaling)
 
@@ -210,6 +210,10 @@ class EndpointDeployment:
         if restored is None or restored["EndpointStatus"] != "InService":
             raise DeploymentError(f"endpoint '{endpoint_name}' failed and rolling back to '{previous}' failed too "
                                   f"({(restored or {}).get('FailureReason', 'unknown')}); it is not serving")
+
+    def attach_autoscaling(self) -> Dict[str, Any]:
+        """Autoscaling as ``settings`` say (``churn.aws.autoscaling``); what was configured, or why not."""
+        return self.endpoints.autoscaling.configure(self.endpoint_name, self.settings)
 
     def discard_unused(self) -> None:
         """Delete the new model/config after a failed deployment, unless the endpoint still uses it."""

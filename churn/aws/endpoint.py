@@ -92,6 +92,8 @@ def tag_list(values: Mapping[str, Any]) -> List[Dict[str, str]]:
 
 
 class SageMakerEndpoints:
+    """One region's SageMaker real-time endpoints that we create: status, deploy, invoke, list, delete."""
+
     def __init__(self, settings: EndpointSettings, progress: Callable[[str], None] = _print):
         self.settings = settings
         self.progress = progress
