@@ -11,7 +11,7 @@ interface::
 so evaluation, the gate, the registry, the server and batch scoring are the same code for
 every engine. Engines register by name in ``ENGINES`` as ``"module:attribute"`` sources
 (imported on first use): ``flaml`` here; a SageMaker Autopilot engine can be added as
-``"churn.aws.autopilot:AutopilotEngine"`` without touching this module's callers.
+``"churn.aws.autopilot_job:AutopilotEngine"`` without touching this module's callers.
 
 The local engine, ``FlamlEngine``, runs FLAML in process (sequential trials, ``n_jobs``
 threads per model, 1 by default for a shared 2-core box), optimizing the configured
@@ -155,7 +155,7 @@ class AutoMLEngine(Protocol):
 # the engine (label ``automl_engine``); the step never branches on the backend.
 DEFAULT_ENGINE = "flaml"
 ENGINES: Dict[str, str] = {"flaml": "churn.automl:FlamlEngine",
-                           "sagemaker_autopilot": "churn.aws.autopilot:AutopilotEngine"}
+                           "sagemaker_autopilot": "churn.aws.autopilot_job:AutopilotEngine"}
 
 
 def register_engine(name: str, source: str) -> None:

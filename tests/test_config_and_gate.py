@@ -128,7 +128,7 @@ def test_the_budgets_of_the_two_automl_engines_are_separate():
     config = load_config("configs/automl.yaml")
     assert config.max_runtime_sec == 300 and config.autopilot_max_runtime_sec == 3600
     from churn.automl import AutoMLSettings
-    from churn.aws.autopilot import AutopilotConfig, AutopilotEngine
+    from churn.aws.autopilot_job import AutopilotConfig, AutopilotEngine
 
     settings = AutoMLSettings.from_config(config.model_dump())
     assert settings.max_runtime_sec == 300 and settings.autopilot_max_runtime_sec == 3600

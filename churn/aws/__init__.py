@@ -2,12 +2,19 @@
 
 - ``clients``: boto3 clients from the environment/profile/role (``AWS_ENDPOINT_URL`` is
   honoured), bounded retries with backoff for throttling, error translation, redaction;
-- ``feature_store`` + ``athena``: SageMaker Feature Store ingest and the offline-store read;
+- ``feature_store`` (``FeatureGroupClient``) + ``athena``: SageMaker Feature Store ingest and the
+  offline-store read; ``ingestion_manifests``: what each ingestion put, so a read can tell when the
+  offline store has not caught up;
 - ``packaging``: the model.tar.gz our image serves, and the containers that serve it;
-- ``registry``: SageMaker Model Registry (model package groups and packages);
-- ``endpoint``: SageMaker endpoints, rollback and Application Auto Scaling;
+- ``registry`` (``ModelPackageClient``): SageMaker Model Registry (model package groups and packages);
+- ``endpoint`` (``SageMakerEndpoints``): SageMaker endpoints; ``deployment``: one deployment's phases
+  (create or update, wait, roll back); ``autoscaling``: Application Auto Scaling for an endpoint;
+- ``transform``: batch inference as a SageMaker Batch Transform job;
+- ``autopilot_job``: SageMaker Autopilot (AutoML V2) as an AutoML engine; ``autopilot_transform``:
+  what its best candidate becomes (containers, model, the batch-transform handle);
 - ``sns``: failure alerts; ``cleanup``: removing what the stack created; ``iam``: the
-  policy documents in ``stacks/iam`` and a small evaluator for them.
+  policy documents in ``stacks/iam`` and a small evaluator for them; ``settings``: the stack config.
 
-The ZenML flavors in ``stacks/flavors/`` are thin wrappers around these modules.
+The ZenML flavors in ``stacks/flavors/`` are thin wrappers around these modules; the classes here are
+named after what they wrap, so no name is a flavor's too.
 """

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 from churn.aws import s3
 from churn.aws.clients import acting_as, aws_errors, client, error_code
 from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints
-from churn.aws.registry import SageMakerModelRegistry
+from churn.aws.registry import ModelPackageClient
 
 # ZenML names SageMaker pipelines and schedules "<pipeline name with - for _>-<32 hex>".
 DEFAULT_SCHEDULE_PREFIXES = ("churn-rf-training-", "churn-automl-training-", "churn-feature-ingestion-")
@@ -71,7 +71,7 @@ def _plan(settings: CleanupSettings) -> List[Resource]:
     for name in settings.endpoint_names:
         if endpoints.describe(name) is not None:
             found.append(Resource("endpoint", name))
-        for config in endpoints._own_configs(name):
+        for config in endpoints.own_configs(name):
             found.append(Resource("endpoint config + model", config["EndpointConfigName"], {"endpoint": name}))
     scheduler, events, sm = client("scheduler", region, profile), client("events", region, profile), client("sagemaker", region, profile)
     for prefix in settings.schedule_prefixes:
@@ -87,7 +87,7 @@ def _plan(settings: CleanupSettings) -> List[Resource]:
                 found.extend(Resource("pipeline", p["PipelineName"]) for p in page["PipelineSummaries"]
                              if p["PipelineName"].startswith(prefix))
     if settings.include_registry:
-        registry = SageMakerModelRegistry(region, settings.bucket, settings.prefix, profile=profile, progress=lambda _: None)
+        registry = ModelPackageClient(region, settings.bucket, settings.prefix, profile=profile, progress=lambda _: None)
         for group in settings.model_package_groups:
             try:
                 packages = registry.list_packages(group)
@@ -122,12 +122,12 @@ def _remove(settings: CleanupSettings, resources: List[Resource], progress: Call
 
     for resource in resources:
         if resource.kind == "endpoint":
-            if endpoints._deregister(f"endpoint/{resource.name}/variant/AllTraffic"):
+            if endpoints.autoscaling.deregister(resource.name):
                 done(f"autoscaling target of endpoint {resource.name}")
-            endpoints._delete_endpoint_and_wait(resource.name)
+            endpoints.delete_endpoint_and_wait(resource.name)
             done(str(resource))
         elif resource.kind == "endpoint config + model":
-            for line in endpoints._delete_config_and_model(resource.name):
+            for line in endpoints.delete_config_and_model(resource.name):
                 done(line)
         elif resource.kind == "schedule":
             with aws_errors(f"deleting schedule {resource.name}"):

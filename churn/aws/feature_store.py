@@ -8,21 +8,15 @@ the clients' backoff policy. Read describes the group to find its Glue database 
 table, runs THE query from ``churn.feature_query.latest_records_sql`` on Athena and reads
 the CSV result from S3 with the dtypes the feature definitions say.
 
-The offline store lags PutRecord by up to ~15 minutes, so a read right after an ingestion
-can find only part of it. Each ingestion therefore leaves a small manifest in S3 (beside
-the offline store, under ``<offline store S3 URI>/churn-ingestions/<group>-<created>/``: how many
-records, which customer ids as ranges, the event times); a read counts what those
-manifests say was ingested in its id range (and before its ``as_of``) and stops with a
-FeatureStoreError when Athena returned fewer customers, instead of training on a partial
-set. Groups ingested by other tools have no manifest and are read unchecked.
+The offline store lags PutRecord by up to ~15 minutes, so each ingestion leaves a manifest
+and a read stops when Athena returned fewer customers than the manifests say were ingested
+(``churn.aws.ingestion_manifests``), instead of training on a partial set.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import uuid
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -30,24 +24,24 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
-from churn.aws import athena, s3
+from churn.aws import athena
+from churn.aws import ingestion_manifests as manifests
 from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
-from churn.feature_query import FeatureQuery, iso_millis, latest_records_sql, utc_now_iso
+from churn.aws.ingestion_manifests import OFFLINE_STORE_LAG
+from churn.feature_query import FeatureQuery, latest_records_sql
 from churn.ingest import FRACTIONAL, INTEGRAL, prepare_records
 from churn.offline_store import FeatureStoreError
 from churn.schema import EVENT_TIME, ID_COLUMN, STORE_METADATA_COLUMNS
 
 METADATA_TYPES = {"write_time": "String", "api_invocation_time": "String", "is_deleted": "Boolean"}
 _TARGET_NOTE = re.compile(r"target column: (\S+)")
-OFFLINE_STORE_LAG = "records reach the offline store (and Athena) up to ~15 minutes after ingestion"
-MANIFEST_FOLDER = "churn-ingestions"
 
 
 def _print(message: str) -> None:
     print(message, flush=True)
 
 
-class SageMakerFeatureStore:
+class FeatureGroupClient:
     """One region's SageMaker Feature Store, as our feature-store contract needs it."""
 
     def __init__(self, region: str, role_arn: str, offline_store_s3_uri: str, athena_output: str, *,
@@ -187,32 +181,17 @@ class SageMakerFeatureStore:
                 "Re-running the ingestion is safe: the latest record per customer wins")
         return done
 
-    # -- ingestion manifests (what the offline store should hold once it caught up) -----
+    # -- ingestion manifests (churn.aws.ingestion_manifests) --------------------------
     def _manifest_prefix(self, group: str) -> str:
-        """``<offline store root>/churn-ingestions/<group>-<creation time>/``: a group deleted and created
-        again (same name) starts with no manifests, as SageMaker names its offline-store folder."""
-        raw = self.describe_raw(group) or {}
-        root = raw.get("OfflineStoreConfig", {}).get("S3StorageConfig", {}).get("S3Uri") or self.offline_store_s3_uri
-        created = raw.get("CreationTime")
-        stamp = f"-{int(created.timestamp())}" if hasattr(created, "timestamp") else ""
-        return s3.join(root, MANIFEST_FOLDER, f"{group}{stamp}") + "/"
+        return manifests.manifest_prefix(self.describe_raw(group) or {}, group, self.offline_store_s3_uri)
 
     def record_ingestion(self, group: str, records: pd.DataFrame) -> str:
         """Write the manifest of one completed ingestion (after every PutRecord succeeded); returns its URI."""
-        manifest = ingestion_manifest(group, records)
-        uri = f"{self._manifest_prefix(group)}{manifest['finished_at'].replace(':', '')}-{uuid.uuid4().hex[:8]}.json"
-        s3.upload_bytes(json.dumps(manifest).encode(), uri, self.region, self.profile, "application/json")
-        return uri
+        return manifests.write_manifest(self._manifest_prefix(group), group, records, self.region, self.profile)
 
     def ingested(self, group: str) -> List[dict]:
         """Every ingestion manifest of the group (oldest first)."""
-        prefix = self._manifest_prefix(group)
-        bucket, _ = s3.parse_s3_uri(prefix)
-        try:
-            keys = sorted(k for k in s3.list_keys(prefix, self.region, self.profile) if k.endswith(".json"))
-            return [json.loads(s3.read_bytes(f"s3://{bucket}/{key}", self.region, self.profile)) for key in keys]
-        except (AwsError, ValueError) as error:
-            raise FeatureStoreError(f"reading the ingestion manifests of '{group}' under {prefix} failed: {error}") from None
+        return manifests.read_manifests(self._manifest_prefix(group), group, self.region, self.profile)
 
     # -- read -----------------------------------------------------------------------
     def _table(self, group: str) -> Tuple[dict, str]:
@@ -240,7 +219,7 @@ class SageMakerFeatureStore:
             frame = athena.read_result(execution, types, self.region, self.profile)
         except AwsError as error:
             raise FeatureStoreError(f"reading {query.describe()} failed: {error}") from None
-        check_complete(query, len(frame), self.ingested(query.feature_group),
+        manifests.check_complete(query, len(frame), self.ingested(query.feature_group),
                        f"Athena execution {execution['QueryExecutionId']}")
         if frame.empty:
             raise FeatureStoreError(f"no records found for {query.describe()} in {table} "
@@ -282,62 +261,6 @@ class SageMakerFeatureStore:
             out.append({item["FeatureName"]: _typed(item["ValueAsString"], types.get(item["FeatureName"]))
                         for item in record})
         return out
-
-
-def _id_ranges(ids: pd.Series) -> List[List[int]]:
-    """Customer ids (CUST_XXXXXX) as sorted, merged [first, last] number ranges (small for contiguous ids)."""
-    numbers = sorted(set(int(text[5:]) for text in ids.astype(str)))
-    ranges: List[List[int]] = []
-    for number in numbers:
-        if ranges and number == ranges[-1][1] + 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    return ranges
-
-
-def ingestion_manifest(group: str, records: pd.DataFrame) -> Dict[str, Any]:
-    """What one ingestion put: record count, customer id ranges, event-time bounds, when it finished."""
-    times = records[EVENT_TIME].astype(str)
-    return {"feature_group": group, "records": int(len(records)), "id_ranges": _id_ranges(records[ID_COLUMN]),
-            "min_event_time": iso_millis(times.min()), "max_event_time": iso_millis(times.max()),
-            "finished_at": utc_now_iso()}
-
-
-def expected_customers(query: FeatureQuery, manifests: Iterable[dict]) -> Tuple[int, Optional[str]]:
-    """(customers the manifests say were ingested in the query's id range, the last such ingestion's finish time).
-
-    With ``as_of``, only ingestions whose records all lie at or before it count (one with
-    later event times may have replaced an earlier record, which the offline store keeps
-    but a manifest cannot tell), so the check never asks for more than the store can hold.
-    """
-    start, end = query.customer_id_start, query.customer_id_end
-    cutoff = iso_millis(query.as_of) if query.as_of else None
-    covered: List[Tuple[int, int]] = []
-    last = None
-    for manifest in manifests:
-        if cutoff is not None and manifest["max_event_time"] > cutoff:
-            continue
-        clipped = [(max(a, start), min(b, end)) for a, b in manifest["id_ranges"] if b >= start and a <= end]
-        if clipped:
-            covered.extend(clipped)
-            last = max(last or "", manifest["finished_at"])
-    total, reach = 0, -1
-    for a, b in sorted(covered):
-        if b > reach:
-            total += b - max(a, reach + 1) + 1
-            reach = b
-    return total, last
-
-
-def check_complete(query: FeatureQuery, found: int, manifests: Iterable[dict], where: str) -> None:
-    """Raise when the read found fewer customers than were ingested in its range (the offline store lags)."""
-    expected, last = expected_customers(query, manifests)
-    if found < expected:
-        raise FeatureStoreError(
-            f"the offline store returned {found} of the {expected} customers ingested for {query.describe()} "
-            f"({where}; the last ingestion into this range finished at {last}). {OFFLINE_STORE_LAG}: wait and run "
-            "again; nothing was trained or scored on the partial set")
 
 
 def _record(row: tuple, columns: List[str], definitions: Dict[str, str]) -> List[Dict[str, str]]:

@@ -22,6 +22,11 @@ withdraws the package (deleted, or Rejected when it cannot be deleted): nothing 
 half-registered. Callers that must do more after creation (the ZenML flavor, the register
 step) create the package PendingManualApproval and approve it as their last act
 (``churn.model_registry.register_all_or_nothing``).
+
+Length: about 370 lines, one class for one API family (model package groups and packages:
+create, read, update, withdraw, delete); ``register`` is one all-or-nothing transaction in
+named phases (stage, create, write registration.json, undo). Splitting it from the reads and
+deletes it calls would scatter one resource's rules over two files.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def split_properties(metadata: Mapping[str, Any]) -> tuple[Dict[str, str], Dict[
     return fitting, rest
 
 
-class SageMakerModelRegistry:
+class ModelPackageClient:
     def __init__(self, region: str, bucket: str, prefix: str, *, image_uri: Optional[str] = None,
                  instance_types: Optional[List[str]] = None,
                  profile: Optional[str] = None, progress: Callable[[str], None] = _print):
@@ -116,80 +121,124 @@ class SageMakerModelRegistry:
     def register(self, group: str, bundle_uri: str, bundle_sha256: str, metadata: Mapping[str, Any],
                  approval_status: str = "PendingManualApproval", description: str = "",
                  evaluation: Optional[Mapping[str, Any]] = None, generated_by: Optional[str] = None) -> dict:
-        """Package the bundle, upload it with its evaluation and metadata, create the package."""
+        """Package the bundle, upload it with its evaluation and metadata, create the package; all or nothing.
+
+        Args:
+            group: the model package group (created when missing).
+            bundle_uri: where the bundle is.
+            bundle_sha256: its sha256 (empty: not checked); the packaged bundle must have it.
+            metadata: the version's lineage; ``metric_*`` keys are the evaluation when ``evaluation`` is None.
+            approval_status: one of ``APPROVAL_STATUSES``.
+            description: the package's description.
+            evaluation: the metrics for evaluation.json.
+            generated_by: MetadataProperties.GeneratedBy (default ``churn-mlops``).
+
+        Returns:
+            DescribeModelPackage's answer for the new package.
+
+        Raises:
+            RegistryError: a bad approval status, or an AWS call failed (what was written is removed again).
+            BundleError: the bundle is not the one ``bundle_sha256`` names, or our image cannot serve it.
+        """
         if approval_status not in APPROVAL_STATUSES:
             raise RegistryError(f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}, got {approval_status!r}")
         self.ensure_group(group)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         folder = self._uri("registry", group, f"{stamp}-{(bundle_sha256 or uuid.uuid4().hex)[:12]}")
         metrics = dict(evaluation or {k[len("metric_"):]: _number(v) for k, v in metadata.items() if k.startswith("metric_")})
-        uploaded: List[str] = []
+        uploaded: List[str] = []  # what to remove again when the registration fails
         arn = ""
         try:
-            self.progress(f"Packaging bundle {bundle_uri} -> {folder}/model.tar.gz")
-            packaged = packaging.package_and_upload(bundle_uri, s3.join(folder, "model.tar.gz"), self.region,
-                                                    bundle_sha256 or None, self.profile, s3.join(folder, "bundle"))
-            uploaded.extend(packaged["uploaded"])
-            bundle_sha256 = str(packaged["bundle_sha256"])
-            containers = packaging.serving_containers(packaged["info"], self.image_uri, packaged["model_data_url"],
-                                                      bundle_sha256, {"SAGEMAKER_REGION": self.region})
-            evaluation_uri = s3.upload_bytes(json.dumps(metrics, indent=2, sort_keys=True).encode(),
-                                             s3.join(folder, "evaluation.json"), self.region, self.profile,
-                                             "application/json")
-            uploaded.append(evaluation_uri)
-            document_uri = s3.join(folder, "metadata.json")
-            full = {k: "" if v is None else str(v) for k, v in metadata.items()}
-            full.update(bundle_sha256=bundle_sha256, bundle_source_uri=bundle_uri, bundle_uri=packaged["bundle_uri"],
-                        model_data_url=packaged["model_data_url"], evaluation_uri=evaluation_uri,
-                        serving_containers=" -> ".join(c["Image"].rsplit("/", 1)[-1] for c in containers))
-            s3.upload_bytes(json.dumps(full, indent=2, sort_keys=True).encode(), document_uri, self.region,
-                            self.profile, "application/json")
-            uploaded.append(document_uri)
-            properties, _ = split_properties({**full, "metadata_document": document_uri})
-            properties["metadata_document"] = document_uri
-            with aws_errors(f"creating a model package in '{group}'", RegistryError):
-                arn = self._sm.create_model_package(
-                    ModelPackageGroupName=group,
-                    ModelPackageDescription=description[:1024],
-                    InferenceSpecification={
-                        "Containers": containers,
-                        "SupportedContentTypes": ["text/csv", "application/json"],
-                        "SupportedResponseMIMETypes": ["text/csv", "application/json"],
-                        "SupportedRealtimeInferenceInstanceTypes": self.instance_types,
-                    },
-                    ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                                  "S3Uri": evaluation_uri}}},
-                    ModelApprovalStatus=approval_status,
-                    CustomerMetadataProperties=properties,
-                    MetadataProperties={"GeneratedBy": (generated_by or "churn-mlops")[:1024]},
-                    Domain="MACHINE_LEARNING", Task="CLASSIFICATION",
-                    ClientToken=uuid.uuid4().hex[:32],
-                )["ModelPackageArn"]
+            staged = self._stage(folder, bundle_uri, bundle_sha256, metadata, metrics, uploaded)
+            arn = self._create_package(group, staged, approval_status, description, generated_by)
             package = self.describe_package(arn)
-            registration = {"model_package_arn": arn, "model_package_group": group,
-                            "version": str(package.get("ModelPackageVersion")), "approval_status": approval_status,
-                            "model_data_url": packaged["model_data_url"], "bundle_uri": packaged["bundle_uri"],
-                            "evaluation_uri": evaluation_uri,
-                            "metadata_document": document_uri, "registered_at": stamp, "bundle_sha256": bundle_sha256}
-            for uri in (s3.join(folder, "registration.json"), self._uri("registration", "registration.json")):
-                s3.upload_bytes(json.dumps(registration, indent=2).encode(), uri, self.region, self.profile,
-                                "application/json")
-                if uri.startswith(folder):
-                    uploaded.append(uri)
+            registration = self._write_registration(folder, group, arn, package, staged, approval_status, stamp,
+                                                    uploaded)
         except BaseException as error:
-            if arn:  # created, but what follows failed: withdraw the package, so nothing is half-registered
-                self.withdraw(arn, f"registration did not complete: {type(error).__name__}")
-            for uri in uploaded:
-                try:
-                    bucket, key = s3.parse_s3_uri(uri)
-                    client("s3", self.region, self.profile).delete_object(Bucket=bucket, Key=key)
-                except Exception:  # noqa: BLE001 - the registration error is what matters
-                    pass
+            self._undo(arn, uploaded, error)
             if isinstance(error, AwsError) and not isinstance(error, RegistryError):
                 raise RegistryError(str(error)) from None
             raise
         self.progress(f"Registered {group} version {registration['version']} ({approval_status}): {arn}")
         return package
+
+    def _stage(self, folder: str, bundle_uri: str, bundle_sha256: str, metadata: Mapping[str, Any],
+               metrics: Dict[str, Any], uploaded: List[str]) -> Dict[str, Any]:
+        """Upload model.tar.gz, the bundle, evaluation.json and metadata.json under ``folder`` (each into
+        ``uploaded`` once written); the containers, URIs and properties the package is created with."""
+        self.progress(f"Packaging bundle {bundle_uri} -> {folder}/model.tar.gz")
+        packaged = packaging.package_and_upload(bundle_uri, s3.join(folder, "model.tar.gz"), self.region,
+                                                bundle_sha256 or None, self.profile, s3.join(folder, "bundle"))
+        uploaded.extend(packaged["uploaded"])
+        bundle_sha256 = str(packaged["bundle_sha256"])
+        containers = packaging.serving_containers(packaged["info"], self.image_uri, packaged["model_data_url"],
+                                                  bundle_sha256, {"SAGEMAKER_REGION": self.region})
+        evaluation_uri = s3.upload_bytes(json.dumps(metrics, indent=2, sort_keys=True).encode(),
+                                         s3.join(folder, "evaluation.json"), self.region, self.profile,
+                                         "application/json")
+        uploaded.append(evaluation_uri)
+        document_uri = s3.join(folder, "metadata.json")
+        full = {k: "" if v is None else str(v) for k, v in metadata.items()}
+        full.update(bundle_sha256=bundle_sha256, bundle_source_uri=bundle_uri, bundle_uri=packaged["bundle_uri"],
+                    model_data_url=packaged["model_data_url"], evaluation_uri=evaluation_uri,
+                    serving_containers=" -> ".join(c["Image"].rsplit("/", 1)[-1] for c in containers))
+        s3.upload_bytes(json.dumps(full, indent=2, sort_keys=True).encode(), document_uri, self.region,
+                        self.profile, "application/json")
+        uploaded.append(document_uri)
+        properties, _ = split_properties({**full, "metadata_document": document_uri})
+        properties["metadata_document"] = document_uri
+        return {"containers": containers, "bundle_sha256": bundle_sha256, "model_data_url": packaged["model_data_url"],
+                "bundle_uri": packaged["bundle_uri"], "evaluation_uri": evaluation_uri, "document_uri": document_uri,
+                "properties": properties}
+
+    def _create_package(self, group: str, staged: Mapping[str, Any], approval_status: str, description: str,
+                        generated_by: Optional[str]) -> str:
+        """CreateModelPackage from what ``_stage`` uploaded; the package's ARN."""
+        with aws_errors(f"creating a model package in '{group}'", RegistryError):
+            return self._sm.create_model_package(
+                ModelPackageGroupName=group,
+                ModelPackageDescription=description[:1024],
+                InferenceSpecification={
+                    "Containers": staged["containers"],
+                    "SupportedContentTypes": ["text/csv", "application/json"],
+                    "SupportedResponseMIMETypes": ["text/csv", "application/json"],
+                    "SupportedRealtimeInferenceInstanceTypes": self.instance_types,
+                },
+                ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
+                                                              "S3Uri": staged["evaluation_uri"]}}},
+                ModelApprovalStatus=approval_status,
+                CustomerMetadataProperties=staged["properties"],
+                MetadataProperties={"GeneratedBy": (generated_by or "churn-mlops")[:1024]},
+                Domain="MACHINE_LEARNING", Task="CLASSIFICATION",
+                ClientToken=uuid.uuid4().hex[:32],
+            )["ModelPackageArn"]
+
+    def _write_registration(self, folder: str, group: str, arn: str, package: Mapping[str, Any],
+                            staged: Mapping[str, Any], approval_status: str, stamp: str,
+                            uploaded: List[str]) -> Dict[str, str]:
+        """registration.json (the spec's file) in ``folder`` and as the group-wide latest; the record."""
+        registration = {"model_package_arn": arn, "model_package_group": group,
+                        "version": str(package.get("ModelPackageVersion")), "approval_status": approval_status,
+                        "model_data_url": staged["model_data_url"], "bundle_uri": staged["bundle_uri"],
+                        "evaluation_uri": staged["evaluation_uri"], "metadata_document": staged["document_uri"],
+                        "registered_at": stamp, "bundle_sha256": staged["bundle_sha256"]}
+        for uri in (s3.join(folder, "registration.json"), self._uri("registration", "registration.json")):
+            s3.upload_bytes(json.dumps(registration, indent=2).encode(), uri, self.region, self.profile,
+                            "application/json")
+            if uri.startswith(folder):
+                uploaded.append(uri)
+        return registration
+
+    def _undo(self, arn: str, uploaded: List[str], error: BaseException) -> None:
+        """After a failed registration: withdraw a created package, delete what was uploaded (never raises)."""
+        if arn:  # created, but what follows failed: withdraw the package, so nothing is half-registered
+            self.withdraw(arn, f"registration did not complete: {type(error).__name__}")
+        for uri in uploaded:
+            try:
+                bucket, key = s3.parse_s3_uri(uri)
+                client("s3", self.region, self.profile).delete_object(Bucket=bucket, Key=key)
+            except Exception:  # noqa: BLE001 - the registration error is what matters
+                pass
 
     # -- read -----------------------------------------------------------------------
     def describe_package(self, arn: str) -> dict:

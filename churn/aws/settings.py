@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from churn.config import DEPLOY_KEYS, INSTANCE_TYPE, ConfigError, _describe, _refuse_credentials, read_yaml_mapping
+from churn.config import DEPLOY_KEYS, ConfigError, _describe, _refuse_credentials, read_yaml_mapping
 
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$"

@@ -28,7 +28,7 @@ import pandas as pd
 from churn.aws import s3
 from churn.aws.athena import Polling
 from churn.aws.clients import AwsError, aws_errors, client, explain
-from churn.aws.endpoint import SageMakerEndpoints, _tags
+from churn.aws.endpoint import SageMakerEndpoints, tag_list
 from churn.batch import write_chunks
 from churn.schema import ID_COLUMN, NON_FEATURE_COLUMNS
 
@@ -123,7 +123,7 @@ class BatchTransform:
         if features.empty:
             raise TransformError("no records to score")
         model_name, version = model_version["model_name"], str(model_version["version"])
-        artifact = self.endpoints._artifact("batch", model_name, version, model_version["model_source_uri"],
+        artifact = self.endpoints.serving_artifact("batch", model_name, version, model_version["model_source_uri"],
                                             model_version["bundle_sha256"])
         containers = artifact["containers"]
         name = job_name(model_name)
@@ -136,7 +136,7 @@ class BatchTransform:
             s3.delete_prefix(root + "/", s.region, s.profile)
             raise TransformError(f"a chunk of {chunk_rows} rows is {largest / 2**20:.0f} MB as CSV, above SageMaker's "
                                  f"{MAX_PAYLOAD_MB} MB per transform request; lower chunk_rows in configs/batch.yaml")
-        tags = _tags({"managed-by": "churn-mlops", "churn:model-name": model_name, "churn:model-version": version,
+        tags = tag_list({"managed-by": "churn-mlops", "churn:model-name": model_name, "churn:model-version": version,
                       "churn:run-id": run_id, "churn:model-package-arn": artifact["model_package_arn"]})
         layout = ({"PrimaryContainer": containers[0]} if len(containers) == 1 else
                   {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}})

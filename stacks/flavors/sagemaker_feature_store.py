@@ -14,7 +14,7 @@ from pydantic import model_validator
 from zenml.feature_stores.base_feature_store import BaseFeatureStore, BaseFeatureStoreConfig, BaseFeatureStoreFlavor
 
 from churn.aws.athena import Polling
-from churn.aws.feature_store import SageMakerFeatureStore as _Store
+from churn.aws.feature_store import FeatureGroupClient as _Store
 from churn.aws.settings import component_check
 from churn.feature_query import FeatureQuery
 from churn.schema import ID_COLUMN

@@ -29,7 +29,7 @@ from zenml.model_registries.base_model_registry import (
 
 from churn.aws import s3
 from churn.aws.clients import AwsError, aws_errors, client
-from churn.aws.registry import APPROVAL_STATUSES, RegistryError, SageMakerModelRegistry as _Registry
+from churn.aws.registry import APPROVAL_STATUSES, RegistryError, ModelPackageClient as _Registry
 from churn.aws.settings import component_check
 
 FLAVOR = "churn_sagemaker_registry"

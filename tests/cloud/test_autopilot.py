@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn.aws.autopilot import (ENV_GRACE, INFERENCE_KEYS, AutopilotConfig, AutopilotEngine, AutopilotError,
-                                 inference_containers, positive_probabilities)
+from churn.aws.autopilot_job import ENV_GRACE, AutopilotConfig, AutopilotEngine
+from churn.aws.autopilot_transform import INFERENCE_KEYS, AutopilotError, inference_containers, positive_probabilities
 from churn.config import load_config
 from churn.feature_query import FeatureQuery
 from tests.cloud import moto_automl, moto_extensions as emulator

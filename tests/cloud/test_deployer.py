@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from churn.aws.athena import Polling
-from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints, autoscaling_decision
+from churn.aws.autoscaling import autoscaling_decision
+from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints
 from churn.config import DeploySettings
 from tests.cloud import moto_extensions as emulator
 from tests.cloud.conftest import BUCKET, PREFIX, REGION, ROLE_ARN, boto
@@ -119,15 +120,15 @@ def test_burstable_instances_skip_autoscaling_with_a_logged_reason(aws, bucket, 
     # another non-burstable type: SageMaker requires autoscaling off during the type change; it is back after
     changed = endpoints.deploy(ENDPOINT, MODEL, "1", uri1, sha1, settings=on("ml.c5.xlarge"))
     assert changed["autoscaling"]["enabled"] and len(_scaling()[0]) == 1 and len(_scaling()[1]) == 1
-    with caplog.at_level(logging.WARNING, logger="churn.aws.endpoint"):
+    with caplog.at_level(logging.WARNING, logger="churn.aws.autoscaling"):
         result = endpoints.deploy(ENDPOINT, MODEL, "1", uri1, sha1, settings=on("ml.t2.medium"))
     assert not result["autoscaling"]["enabled"] and "ml.t2.medium is a burstable instance type" in caplog.text
     assert _scaling() == ([], [])                                  # the m5 target was removed
 
-    endpoints.configure_autoscaling(ENDPOINT, on("ml.m5.large"))
+    endpoints.autoscaling.configure(ENDPOINT, on("ml.m5.large"))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="churn.aws.endpoint"):
-        skipped = endpoints.configure_autoscaling(ENDPOINT, on("ml.t3.medium"))
+    with caplog.at_level(logging.WARNING, logger="churn.aws.autoscaling"):
+        skipped = endpoints.autoscaling.configure(ENDPOINT, on("ml.t3.medium"))
     assert not skipped["enabled"] and "autoscaling skipped: ml.t3.medium is a burstable instance type" in caplog.text
     assert _scaling() == ([], [])
     for kind in ("ml.t2.medium", "ml.t3.medium", "ml.t3a.large", "ml.t4g.small"):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from churn.aws.athena import Polling, read_result, run_query
-from churn.aws.feature_store import SageMakerFeatureStore
+from churn.aws.feature_store import FeatureGroupClient
 from churn.feature_query import FeatureQuery
 from churn.ingest import IngestError, prepare_records
 from churn.offline_store import FeatureStoreError, LocalOfflineStore
@@ -19,10 +19,10 @@ GROUP = "mlops_poc_churn_classification_feature"
 FAST = Polling(initial=0.01, maximum=0.05, timeout=20)
 
 
-def make_store(**kwargs) -> SageMakerFeatureStore:
-    return SageMakerFeatureStore(REGION, ROLE_ARN, f"s3://{BUCKET}/{PREFIX}/feature-store",
-                                 f"s3://{BUCKET}/athena-query-results/", query_polling=FAST, create_polling=FAST,
-                                 max_workers=4, progress=lambda _: None, **kwargs)
+def make_store(**kwargs) -> FeatureGroupClient:
+    return FeatureGroupClient(REGION, ROLE_ARN, f"s3://{BUCKET}/{PREFIX}/feature-store",
+                              f"s3://{BUCKET}/athena-query-results/", query_polling=FAST, create_polling=FAST,
+                              max_workers=4, progress=lambda _: None, **kwargs)
 
 
 def queue_latest(aws, query: FeatureQuery) -> str:
@@ -178,7 +178,7 @@ def test_the_completeness_check_counts_each_customer_once_and_respects_as_of(aws
     store.ingest(GROUP, customers.iloc[10:50].assign(event_time="2026-02-01T00:00:00Z"), "churn")  # overlaps 11-30
     manifests = store.ingested(GROUP)
     assert [m["id_ranges"] for m in manifests] == [[[1, 30]], [[11, 50]]]
-    from churn.aws.feature_store import expected_customers
+    from churn.aws.ingestion_manifests import expected_customers
 
     assert expected_customers(FeatureQuery(GROUP, 1, 60), manifests)[0] == 50
     assert expected_customers(FeatureQuery(GROUP, 21, 40), manifests)[0] == 20

@@ -10,9 +10,9 @@ CHURN_LIVE_INSTANCE_TYPE (default ml.m5.large; must be non-burstable, e.g. ml.c5
 
 What it does, with the product's own functions (churn.aws.*, the ones the emulator tests run):
 1. ingest: creates a feature group ``churn-live-<id>`` and ingests a handful of demo records
-   (``churn.aws.feature_store.SageMakerFeatureStore.ingest``);
+   (``churn.aws.feature_store.FeatureGroupClient.ingest``);
 2. register: trains a tiny RandomForest on them and registers it in a model package group
-   ``churn-live-<id>`` as Approved (``churn.aws.registry.SageMakerModelRegistry.register``);
+   ``churn-live-<id>`` as Approved (``churn.aws.registry.ModelPackageClient.register``);
 3. deploy: serves it at endpoint ``churn-live-<id>`` on one small non-burstable instance, autoscaling 1-1
    (``churn.aws.endpoint.SageMakerEndpoints.deploy``) and invokes it with CSV;
 4. removes everything it created, in ``finally`` (endpoint, configs, models, autoscaling target,
@@ -77,8 +77,8 @@ def test_ingest_register_deploy_invoke_and_remove_on_a_sandbox_account(tmp_path:
     from churn.aws.athena import Polling
     from churn.aws.clients import client
     from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints
-    from churn.aws.feature_store import SageMakerFeatureStore
-    from churn.aws.registry import SageMakerModelRegistry
+    from churn.aws.feature_store import FeatureGroupClient
+    from churn.aws.registry import ModelPackageClient
     from churn.config import DeploySettings
     from churn.demo_data import generate_customers
     from churn.preprocessing import Preprocessor
@@ -94,11 +94,11 @@ def test_ingest_register_deploy_invoke_and_remove_on_a_sandbox_account(tmp_path:
     offline = f"{root}/feature-store"
     phases = Phases()
     region, profile = settings.region, settings.aws_profile
-    store = SageMakerFeatureStore(region, settings.role_arn, offline, settings.athena_output,
-                                  athena_workgroup=settings.athena_workgroup, enable_online_store=True, max_workers=2,
+    store = FeatureGroupClient(region, settings.role_arn, offline, settings.athena_output,
+                               athena_workgroup=settings.athena_workgroup, enable_online_store=True, max_workers=2,
+                               profile=profile)
+    registry = ModelPackageClient(region, settings.bucket, prefix, image_uri=settings.image_uri,
                                   profile=profile)
-    registry = SageMakerModelRegistry(region, settings.bucket, prefix, image_uri=settings.image_uri,
-                                      profile=profile)
     endpoints = SageMakerEndpoints(EndpointSettings(
         region=region, role_arn=settings.role_arn, bucket=settings.bucket, prefix=prefix,
         image_uri=settings.image_uri,
