@@ -130,7 +130,7 @@ class PipelineConfig(DeploySettings):
     # Model registry
     model_package_group: str = "classification-model-group"
     accuracy_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    gate_metric: Literal["accuracy", "precision", "recall", "f1_score", "roc_auc"] = "accuracy"
+    gate_metric: str = "accuracy"  # a gate metric of churn.metrics
     approval_status: Literal["Approved", "PendingManualApproval", "Rejected"] = "Approved"
     # Deployment
     endpoint_name: str = Field("classification-model-endpoint", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -175,6 +175,15 @@ class PipelineConfig(DeploySettings):
                 raise ValueError(f"target_attribute_name ({name!r}) and target_column "
                                  f"({data['target_column']!r}) must name the same column")
         return data
+
+    @field_validator("gate_metric")
+    @classmethod
+    def _gate_metric(cls, value: str) -> str:
+        from churn.metrics import gate_metric_names
+
+        if value not in gate_metric_names():
+            raise ValueError(f"gate_metric must be one of {', '.join(gate_metric_names())}")
+        return value
 
     @field_validator("customer_id_start", "customer_id_end")
     @classmethod
