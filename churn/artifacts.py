@@ -76,7 +76,8 @@ class FeatureLineage(TypedArtifact):
     def bundle_info(self, mlflow_run_id: Optional[str] = None) -> Dict[str, Any]:
         """What a model bundle records about its training data and, when given, the MLflow run it was logged to."""
         keys = ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")
-        info: Dict[str, Any] = {"feature_query": self.model_dump(include=set(keys)), "data_fingerprint": self.data_fingerprint}
+        info: Dict[str, Any] = {"feature_query": self.model_dump(include=set(keys)),
+                                "data_fingerprint": self.data_fingerprint}
         return {**info, "mlflow_run_id": mlflow_run_id} if mlflow_run_id else info
 
     def registry_tags(self) -> Dict[str, str]:
@@ -86,8 +87,10 @@ class FeatureLineage(TypedArtifact):
                 "as_of": self.as_of or "", "data_fingerprint": self.data_fingerprint, "feature_query_sql": self.sql}
 
     def markdown(self) -> str:
-        rows = [("feature group", self.feature_group), ("customer ids", f"{self.customer_id_start}-{self.customer_id_end}"),
-                ("as of", self.as_of or "latest"), ("rows read", self.rows), ("data fingerprint", self.data_fingerprint)]
+        rows = [("feature group", self.feature_group),
+                ("customer ids", f"{self.customer_id_start}-{self.customer_id_end}"),
+                ("as of", self.as_of or "latest"), ("rows read", self.rows),
+                ("data fingerprint", self.data_fingerprint)]
         return markdown_table("Feature lineage", rows, self.description) + f"\n```sql\n{self.sql}\n```\n"
 
 
@@ -105,9 +108,10 @@ class GateVerdict(TypedArtifact):
     def message(self) -> str:
         """One line saying what was compared and what follows from it."""
         shown = "n/a" if self.value is None else f"{self.value:.4f}"
+        passing, failing = (">=", "<") if self.higher_is_better else ("<=", ">")
         if self.passed:
-            return f"quality gate passed: {self.metric} {shown} {'>=' if self.higher_is_better else '<='} {self.threshold}"
-        return (f"quality gate FAILED: {self.metric} {shown} {'<' if self.higher_is_better else '>'} {self.threshold}; "
+            return f"quality gate passed: {self.metric} {shown} {passing} {self.threshold}"
+        return (f"quality gate FAILED: {self.metric} {shown} {failing} {self.threshold}; "
                 "the model is not registered and not deployed")
 
     def markdown(self) -> str:

@@ -138,7 +138,8 @@ def withdraw_run_registrations(registry: BaseModelRegistry, name: str, run_id: s
             for v in versions]
 
 
-def not_the_approved_model(version: str, approval_status: str, approved: Optional[RegistryModelVersion]) -> Optional[str]:
+def not_the_approved_model(version: str, approval_status: str,
+                           approved: Optional[RegistryModelVersion]) -> Optional[str]:
     """Why ``version`` (just registered as ``approval_status``) must not be deployed, or None when it may.
 
     Only the approved model (:func:`approved_version`, the newest Approved version) is served.

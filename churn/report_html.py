@@ -128,7 +128,8 @@ def data_profile_html(frame: pd.DataFrame, target: str, title: str = "Training d
 
 
 def model_card_html(registration: Registration, report: Dict[str, Any], verdict: GateVerdict,
-                    lineage: FeatureLineage, model_info: Dict[str, Any], mlflow_tracking_uri: Optional[str] = None) -> str:
+                    lineage: FeatureLineage, model_info: Dict[str, Any],
+                    mlflow_tracking_uri: Optional[str] = None) -> str:
     """What was trained on which data, its metrics, the gate, and links to MLflow and the registry."""
     rows = [
         ("feature group", lineage.feature_group),
@@ -145,7 +146,8 @@ def model_card_html(registration: Registration, report: Dict[str, Any], verdict:
     ]
     link = ""
     if mlflow_tracking_uri and registration.mlflow_run_id:
-        link = (f"<p>Open in MLflow: <code>mlflow ui --backend-store-uri {html.escape(mlflow_tracking_uri)} --host 127.0.0.1</code>, "
+        link = (f"<p>Open in MLflow: <code>mlflow ui --backend-store-uri {html.escape(mlflow_tracking_uri)} "
+                "--host 127.0.0.1</code>, "
                 f"then Models &rarr; {html.escape(str(registration.model_name))} &rarr; version "
                 f"{html.escape(str(registration.version))}, or run {html.escape(str(registration.mlflow_run_id))}</p>")
     params = ", ".join(f"{k}={v}" for k, v in sorted((model_info.get("hyperparameters") or {}).items()))

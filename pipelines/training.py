@@ -31,11 +31,13 @@ def _train_gate_register_deploy(config: dict, train: TrainStep) -> None:
     raw, feature_query = source_features(
         config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
     )
-    train_set, test_set, preprocessor, _ = preprocess(raw, config["target_column"], config["test_size"], config["random_state"])
+    train_set, test_set, preprocessor, _ = preprocess(
+        raw, config["target_column"], config["test_size"], config["random_state"])
     bundle = train(train_set, preprocessor, feature_query)
     report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
     verdict = gate(report)
-    registration, _ = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
+    registration, _ = register(
+        bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
     deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))
 
 

@@ -52,7 +52,8 @@ def deploy(registration: Registration, endpoint_name: str, deploy_enabled: bool 
         print(f"note: {', '.join(unused)} have no effect on this stack's model deployer ({deployer.flavor})")
     endpoint = deployer.deploy_bundle(
         endpoint_name=endpoint_name, model_name=registration.model_name, version=registration.version,
-        bundle_uri=registration.bundle_uri, sha256=registration.sha256, settings=DeploySettings(**(deploy_settings or {})),
+        bundle_uri=registration.bundle_uri, sha256=registration.sha256,
+        settings=DeploySettings(**(deploy_settings or {})),
         metadata={"mlflow_run_id": registration.mlflow_run_id, "zenml_run_id": registration.zenml_run_id},
     )
     deployment = Deployment.of_endpoint(endpoint)

@@ -14,7 +14,7 @@ from steps.caching import TRAINING_CACHE
 
 @step(cache_policy=TRAINING_CACHE, output_materializers=TypedArtifactMaterializer)
 def gate(evaluation_report: EvaluationReport) -> Annotated[GateVerdict, "gate_verdict"]:
-    """Pass when the gate metric reaches its threshold (spec default: accuracy >= 0.5); register/deploy follow only then.
+    """Pass when the gate metric reaches its threshold (spec default: accuracy >= 0.5): only then register/deploy.
 
     The verdict was computed once, by EvaluateModel on the same report (``churn.evaluation.check_quality``);
     this step publishes it as the run's gate artifact.

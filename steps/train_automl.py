@@ -23,13 +23,21 @@ ENGINE_LABEL = "automl_engine"
 
 
 def stack_automl_engine() -> Optional[str]:
-    """The AutoML engine the active stack names in its labels (None: the default engine)."""
+    """The AutoML engine the active stack names in its labels.
+
+    Returns:
+        The engine's name, or None for the default (local, in-process) engine.
+    """
     labels = Client().active_stack_model.labels or {}
     return labels.get(ENGINE_LABEL)
 
 
 def automl_cache_key() -> str:
-    """The training cache key's extra part: our code, and the engine the active stack names."""
+    """The training cache key's extra part: our code, and the engine the active stack names.
+
+    Returns:
+        ``<code hash>:<engine or "default">``.
+    """
     return f"{churn_code_hash()}:{stack_automl_engine() or 'default'}"
 
 

@@ -87,9 +87,10 @@ def test_registration_and_deployment_refuse_incomplete_records():
     with pytest.raises(ValueError, match="must say why"):
         Registration(registered=False)
     deployment = Deployment.of_endpoint({"endpoint_name": "e", "model_name": "m", "version": 3, "sha256": "s",
-                                         "url": "http://127.0.0.1:1", "invocations_url": "http://127.0.0.1:1/invocations",
-                                         "pid": 42, "endpoint_arn": "arn:x"})
-    assert deployment.deployed and deployment.version == "3" and deployment.details == {"pid": 42, "endpoint_arn": "arn:x"}
+                                         "url": "http://127.0.0.1:1", "pid": 42, "endpoint_arn": "arn:x",
+                                         "invocations_url": "http://127.0.0.1:1/invocations"})
+    assert deployment.deployed and deployment.version == "3"
+    assert deployment.details == {"pid": 42, "endpoint_arn": "arn:x"}
 
 
 def _materialize(materializer_class, value):
