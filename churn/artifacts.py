@@ -27,7 +27,7 @@ def _cell(value: Any) -> str:
 
 def markdown_table(title: str, rows: Iterable[Tuple[str, Any]], note: str = "") -> str:
     """A two-column Markdown table under a heading (the dashboard view of a typed artifact)."""
-    lines = [f"### {title}", "", *([note, ""] if note else []), "| | |", "|---|---|"]
+    lines = [f"### {title}", "", *([note, ""] if note else []), "| what | value |", "|---|---|"]
     lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows]
     return "\n".join(lines) + "\n"
 
