@@ -1,19 +1,29 @@
-"""Evaluation metrics (spec: evaluation.json) and the quality gate."""
+"""Evaluation metrics (spec: evaluation.json) and the quality gate.
+
+Which metrics there are, and how each is computed, shown and compared, is ``churn.metrics``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Mapping, Sequence
 
 import numpy as np
 
-HIGHER_IS_BETTER = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+from churn import metrics as registry
+from churn.artifacts import GateVerdict
 
 
 def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dict[str, Any]:
-    """The spec's evaluation.json: accuracy, precision, recall, f1_score, roc_auc (+ confusion matrix).
+    """The spec's evaluation.json: every metric of ``churn.metrics`` (+ confusion matrix and curves).
 
     ``roc_auc`` is None when the test set holds a single class ("if applicable").
+
+    Args:
+        y_true: The 0/1 labels of the test rows.
+        proba: The model's churn probability per row (predicted class: ``proba > 0.5``).
+
+    Returns:
+        The report: metric name -> value, ``confusion_matrix``, ``n_test``, ``positive_rate``, ``curves``.
     """
     from sklearn import metrics
 
@@ -29,11 +39,7 @@ def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dic
         curves = {"roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
                   "pr": {"recall": _thin(recall), "precision": _thin(precision)}}
     return {
-        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
-        "precision": float(metrics.precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(metrics.recall_score(y_true, y_pred, zero_division=0)),
-        "f1_score": float(metrics.f1_score(y_true, y_pred, zero_division=0)),
-        "roc_auc": float(metrics.roc_auc_score(y_true, proba)) if both_classes else None,
+        **registry.compute_all(y_true, y_pred, proba),
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
         "n_test": int(len(y_true)),
         "positive_rate": float(y_true.mean()) if len(y_true) else 0.0,
@@ -48,40 +54,41 @@ def _thin(values: np.ndarray, points: int = 200) -> list:
     return [round(float(v), 6) for v in values]
 
 
-@dataclass(frozen=True)
-class GateVerdict:
-    """Outcome of CheckModelQuality: register and deploy only when ``passed``."""
+def check_quality(metrics: Mapping[str, Any], metric: str, threshold: float) -> GateVerdict:
+    """The quality gate: compare ``metrics[metric]`` with ``threshold`` in the metric's direction.
 
-    passed: bool
-    metric: str
-    value: float | None
-    threshold: float
+    Args:
+        metrics: The evaluation report (metric name -> value); a missing or None value fails the gate.
+        metric: The gate metric (a ``churn.metrics`` entry with ``gate=True``).
+        threshold: The value it must reach (``>=`` when higher is better, else ``<=``).
 
-    @property
-    def message(self) -> str:
-        shown = "n/a" if self.value is None else f"{self.value:.4f}"
-        if self.passed:
-            return f"quality gate passed: {self.metric} {shown} >= {self.threshold}"
-        return (
-            f"quality gate FAILED: {self.metric} {shown} < {self.threshold}; "
-            "the model is not registered and not deployed"
-        )
+    Returns:
+        The verdict.
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {**asdict(self), "message": self.message}
-
-
-def check_quality(metrics: Dict[str, Any], metric: str, threshold: float) -> GateVerdict:
-    """Compare ``metrics[metric]`` with ``threshold`` (>=); a missing value fails the gate."""
-    if metric not in HIGHER_IS_BETTER:
-        raise ValueError(f"gate metric must be one of {', '.join(HIGHER_IS_BETTER)}, got {metric!r}")
+    Raises:
+        ValueError: ``metric`` is not a gate metric (the message lists the choices).
+    """
+    spec = registry.gate_metric(metric)
     value = metrics.get(metric)
-    passed = value is not None and float(value) >= threshold
-    return GateVerdict(passed=passed, metric=metric, value=None if value is None else float(value), threshold=threshold)
+    value = None if value is None else float(value)
+    return GateVerdict(passed=spec.passes(value, threshold), metric=metric, value=value, threshold=threshold,
+                       higher_is_better=spec.higher_is_better)
 
 
 class EvaluationReport(dict):
     """The evaluation report (the spec's evaluation.json keys and more) as its own artifact type.
 
-    A plain dict to every consumer; its own type so its materializer can draw it.
+    A plain dict to every consumer; its own type so its materializer can draw it. EvaluateModel
+    puts the gate's verdict under ``"gate"`` (the one place it is computed); CheckModelQuality
+    publishes it (:meth:`verdict`).
     """
+
+    def verdict(self) -> GateVerdict:
+        """The gate verdict the report carries.
+
+        Raises:
+            ValueError: The report was made without the gate's metric and threshold.
+        """
+        if not self.get("gate"):
+            raise ValueError("the evaluation report carries no gate verdict (evaluated without gate_metric/threshold)")
+        return GateVerdict.model_validate(self["gate"])

@@ -115,10 +115,3 @@ def fingerprint(frame) -> str:
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
-
-def training_lineage(feature_query: dict, mlflow_run_id: Optional[str] = None) -> dict:
-    """What a model bundle records about its training data (from the source step's lineage)
-    and, when given, the MLflow run its training was logged to."""
-    keys = ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")
-    lineage = {"feature_query": {k: feature_query[k] for k in keys}, "data_fingerprint": feature_query["data_fingerprint"]}
-    return {**lineage, "mlflow_run_id": mlflow_run_id} if mlflow_run_id else lineage

@@ -136,3 +136,17 @@ def withdraw_run_registrations(registry: BaseModelRegistry, name: str, run_id: s
         return []
     return [(str(v.version), withdraw(registry, name, str(v.version), f"step {step_name} of run {run_id} failed"))
             for v in versions]
+
+
+def not_the_approved_model(version: str, approval_status: str,
+                           approved: Optional[RegistryModelVersion]) -> Optional[str]:
+    """Why ``version`` (just registered as ``approval_status``) must not be deployed, or None when it may.
+
+    Only the approved model (:func:`approved_version`, the newest Approved version) is served.
+    """
+    if approved is not None and str(approved.version) == str(version):
+        return None
+    if approval_status != APPROVED or approved is None:
+        return f"version {version} is {approval_status}; only Approved models are deployed"
+    return (f"version {version} is not the approved model (version {approved.version} is); "
+            "the approved model is the one deployed")

@@ -13,6 +13,9 @@ from typing import Any, Dict, Optional
 
 import pandas as pd
 
+from churn.artifacts import FeatureLineage, GateVerdict, Registration
+from churn.metrics import metric_rows
+
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:16px;color:#1f2933}
 h1{font-size:20px;margin:0 0 12px} h2{font-size:16px;margin:18px 0 8px}
@@ -55,9 +58,8 @@ def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, floa
     gate = report.get("gate")
     if gate:
         parts.append(f'<div class="{"pass" if gate["passed"] else "fail"}"><b>Gate verdict:</b> {html.escape(gate["message"])}</div>')
-    names = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
     parts.append("<h2>Metrics (test set)</h2>" + _table(
-        [(n, "n/a" if report.get(n) is None else f"{report[n]:.4f}") for n in names] +
+        metric_rows(report) +
         [("test rows", report.get("n_test")), ("positive rate", f"{report.get('positive_rate', 0):.3f}")], ["metric", "value"]))
     charts = []
     curves = report.get("curves") or {}
@@ -125,35 +127,35 @@ def data_profile_html(frame: pd.DataFrame, target: str, title: str = "Training d
     return "\n".join(parts)
 
 
-def model_card_html(registration: Dict[str, Any], report: Dict[str, Any], verdict: Dict[str, Any],
-                    feature_query: Dict[str, Any], model_info: Dict[str, Any], mlflow_tracking_uri: Optional[str] = None) -> str:
+def model_card_html(registration: Registration, report: Dict[str, Any], verdict: GateVerdict,
+                    lineage: FeatureLineage, model_info: Dict[str, Any],
+                    mlflow_tracking_uri: Optional[str] = None) -> str:
     """What was trained on which data, its metrics, the gate, and links to MLflow and the registry."""
-    registered = registration.get("registered")
-    lineage = [
-        ("feature group", feature_query.get("feature_group")),
-        ("customer ids", f"{feature_query.get('customer_id_start')}-{feature_query.get('customer_id_end')}"),
-        ("as of", feature_query.get("as_of") or "latest"),
-        ("rows read", feature_query.get("rows")),
-        ("data fingerprint", feature_query.get("data_fingerprint")),
-        ("registry", f"{registration.get('model_name')} v{registration.get('version')} ({registration.get('approval_status')})"
-         if registered else f"not registered: {registration.get('reason')}"),
-        ("bundle sha256", registration.get("sha256", "-")),
-        ("MLflow run", registration.get("mlflow_run_id", "-")),
-        ("trained in MLflow run", registration.get("trained_in_mlflow_run_id", "-")),
-        ("ZenML run", registration.get("zenml_run_id", "-")),
+    rows = [
+        ("feature group", lineage.feature_group),
+        ("customer ids", f"{lineage.customer_id_start}-{lineage.customer_id_end}"),
+        ("as of", lineage.as_of or "latest"),
+        ("rows read", lineage.rows),
+        ("data fingerprint", lineage.data_fingerprint),
+        ("registry", f"{registration.model_name} v{registration.version} ({registration.approval_status})"
+         if registration.registered else f"not registered: {registration.reason}"),
+        ("bundle sha256", registration.sha256 or "-"),
+        ("MLflow run", registration.mlflow_run_id or "-"),
+        ("trained in MLflow run", registration.trained_in_mlflow_run_id or "-"),
+        ("ZenML run", registration.zenml_run_id or "-"),
     ]
     link = ""
-    if mlflow_tracking_uri and registration.get("mlflow_run_id"):
-        link = (f"<p>Open in MLflow: <code>mlflow ui --backend-store-uri {html.escape(mlflow_tracking_uri)} --host 127.0.0.1</code>, "
-                f"then Models &rarr; {html.escape(str(registration.get('model_name')))} &rarr; version "
-                f"{html.escape(str(registration.get('version')))}, or run {html.escape(str(registration.get('mlflow_run_id')))}</p>")
+    if mlflow_tracking_uri and registration.mlflow_run_id:
+        link = (f"<p>Open in MLflow: <code>mlflow ui --backend-store-uri {html.escape(mlflow_tracking_uri)} "
+                "--host 127.0.0.1</code>, "
+                f"then Models &rarr; {html.escape(str(registration.model_name))} &rarr; version "
+                f"{html.escape(str(registration.version))}, or run {html.escape(str(registration.mlflow_run_id))}</p>")
     params = ", ".join(f"{k}={v}" for k, v in sorted((model_info.get("hyperparameters") or {}).items()))
     return "\n".join([
         STYLE, f"<h1>Model card: {html.escape(str(model_info.get('model_type', 'model')))}</h1>",
-        f'<div class="{"pass" if verdict.get("passed") else "fail"}">{html.escape(verdict.get("message", ""))}</div>',
+        f'<div class="{"pass" if verdict.passed else "fail"}">{html.escape(verdict.message)}</div>',
         f"<p>Trained on {model_info.get('train_rows')} rows; {html.escape(params)}</p>",
-        "<h2>Metrics</h2>" + _table([(n, "n/a" if report.get(n) is None else f"{report[n]:.4f}")
-                                     for n in ("accuracy", "precision", "recall", "f1_score", "roc_auc")], ["metric", "value"]),
-        "<h2>Lineage</h2>" + _table(lineage, ["what", "value"]), link,
-        "<h2>Feature query</h2><pre>" + html.escape(str(feature_query.get("sql", ""))) + "</pre>",
+        "<h2>Metrics</h2>" + _table(metric_rows(report), ["metric", "value"]),
+        "<h2>Lineage</h2>" + _table(rows, ["what", "value"]), link,
+        "<h2>Feature query</h2><pre>" + html.escape(lineage.sql) + "</pre>",
     ])

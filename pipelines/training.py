@@ -1,6 +1,12 @@
-"""The training pipelines: DataSource -> Preprocess -> Train -> Evaluate -> Gate -> Register -> Deploy."""
+"""The training pipelines: DataSource -> Preprocess -> Train -> Evaluate -> Gate -> Register -> Deploy.
+
+The two variants differ only in their train step; everything around it is :func:`_train_gate_register_deploy`,
+written once and called inside both ``@pipeline`` bodies.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 from zenml import pipeline
 
@@ -16,19 +22,30 @@ from steps.source import source_features
 from steps.train_automl import train_automl
 from steps.train_rf import train_rf
 
+# (train_set, preprocessor, feature_query) -> the model_bundle step output
+TrainStep = Callable[[Any, Any, Any], Any]
+
+
+def _train_gate_register_deploy(config: dict, train: TrainStep) -> None:
+    """The steps both variants share, around ``train`` (``config`` is a validated PipelineConfig dump)."""
+    raw, feature_query = source_features(
+        config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
+    )
+    train_set, test_set, preprocessor, _ = preprocess(
+        raw, config["target_column"], config["test_size"], config["random_state"])
+    bundle = train(train_set, preprocessor, feature_query)
+    report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
+    verdict = gate(report)
+    registration, _ = register(
+        bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
+    deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))
+
 
 @pipeline(on_failure=notify_failure)
 def churn_rf_training(config: dict) -> None:
     """The spec's RandomForest training pipeline; ``config`` is a validated PipelineConfig dump."""
-    raw, feature_query = source_features(
-        config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
-    )
-    train_set, test_set, preprocessor, _ = preprocess(raw, config["target_column"], config["test_size"], config["random_state"])
-    bundle = train_rf(train_set, preprocessor, config["hyperparameters"], config["random_state"], feature_query)
-    report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
-    verdict = gate(report, config["gate_metric"], config["accuracy_threshold"])
-    registration, _ = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
-    deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))
+    _train_gate_register_deploy(config, lambda train_set, preprocessor, feature_query: train_rf(
+        train_set, preprocessor, config["hyperparameters"], config["random_state"], feature_query))
 
 
 @pipeline(on_failure=notify_failure)
@@ -38,12 +55,6 @@ def churn_automl_training(config: dict) -> None:
     Which AutoML engine runs follows the active stack (local: FLAML in process); it
     registers into ``model_package_group`` and deploys to ``endpoint_name`` from the config.
     """
-    raw, feature_query = source_features(
-        config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
-    )
-    train_set, test_set, preprocessor, _ = preprocess(raw, config["target_column"], config["test_size"], config["random_state"])
-    bundle = train_automl(train_set, preprocessor, AutoMLSettings.from_config(config).to_dict(), feature_query)
-    report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
-    verdict = gate(report, config["gate_metric"], config["accuracy_threshold"])
-    registration, _ = register(bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"])
-    deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))
+    settings = AutoMLSettings.from_config(config)
+    _train_gate_register_deploy(config, lambda train_set, preprocessor, feature_query: train_automl(
+        train_set, preprocessor, settings, feature_query))

@@ -23,6 +23,22 @@ def batch_predict(
 
     The active stack's model deployer decides where scoring runs: in this process on the
     local stack, a SageMaker Batch Transform job with the serving image on the SageMaker stack.
+
+    Args:
+        raw_features: The records to score (from ``source_features``).
+        model_bundle: The approved model (from ``load_approved_model``).
+        model_version: Which version it is (from ``load_approved_model``).
+        output_uri: Folder or S3 prefix for the predictions (None: the local stores' batch_predictions).
+        output_format: ``parquet`` or ``csv``.
+        chunk_rows: Rows scored per chunk.
+        instance_type: SageMaker stack: the transform job's instance type.
+        instance_count: SageMaker stack: the transform job's instance count.
+
+    Returns:
+        Where the predictions are and how many rows (plus the model name and version).
+
+    Raises:
+        RuntimeError: The active stack has no model deployer.
     """
     run = get_step_context().pipeline_run
     base = output_uri or os.path.join(GlobalConfiguration().local_stores_path, "batch_predictions")

@@ -1,8 +1,8 @@
-"""EvaluateModel: the spec's metrics on the held-out test set (evaluation.json)."""
+"""EvaluateModel: the spec's metrics on the held-out test set (evaluation.json), and the gate's verdict on them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import mlflow
 import pandas as pd
@@ -10,27 +10,41 @@ from zenml import log_metadata, step
 
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport, check_quality
+from churn.metrics import summary_line
 from churn.training import evaluate_bundle
 from materializers.evaluation_materializer import EvaluationReportMaterializer
 from stacks.local import EXPERIMENT_TRACKER
 from steps.caching import TRAINING_CACHE
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE, output_materializers=EvaluationReportMaterializer)
+@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE,
+      output_materializers=EvaluationReportMaterializer)
 def evaluate(
-    model_bundle: ModelBundle, test_set: pd.DataFrame, gate_metric: Optional[str] = None, threshold: Optional[float] = None,
+    model_bundle: ModelBundle, test_set: pd.DataFrame, gate_metric: str, threshold: float,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
-    """Accuracy, precision, recall, F1, ROC-AUC, curves and the confusion matrix on the test split.
+    """The metrics of ``churn.metrics``, curves and the confusion matrix on the test split, with the gate's verdict.
 
-    With the gate's metric and threshold, the report also shows the verdict the gate step will reach.
+    The verdict is computed here, once (``churn.evaluation.check_quality``), so the report shows it;
+    CheckModelQuality publishes it.
+
+    Args:
+        model_bundle: The trained model with its preprocessing.
+        test_set: The held-out rows (features + target).
+        gate_metric: The gate's metric (the config's ``gate_metric``).
+        threshold: The value it must reach (the config's ``accuracy_threshold``).
+
+    Returns:
+        The report (the spec's evaluation.json keys, ``gate`` and ``feature_importances``).
+
+    Raises:
+        ValueError: ``gate_metric`` is not a gate metric.
     """
     report = EvaluationReport(evaluate_bundle(model_bundle, test_set))
     report["feature_importances"] = model_bundle.info.get("feature_importances") or {}
-    if gate_metric is not None and threshold is not None:
-        report["gate"] = check_quality(report, gate_metric, threshold).to_dict()
+    report["gate"] = check_quality(report, gate_metric, threshold).model_dump(mode="json")
     scalar = {k: v for k, v in report.items() if isinstance(v, float)}
     mlflow.log_metrics(scalar)
     mlflow.log_dict({k: v for k, v in report.items() if k != "curves"}, "evaluation/evaluation.json")
     log_metadata(metadata={"metrics": scalar})
-    print("Evaluation: " + ", ".join(f"{k}={v:.4f}" for k, v in scalar.items() if k != "positive_rate"))
+    print("Evaluation: " + summary_line(report))
     return report

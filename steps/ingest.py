@@ -20,6 +20,20 @@ def ingest_features(
 
     Everything is validated before anything is written; the feature group is created
     (schema inferred and recorded) if it does not exist.
+
+    Args:
+        feature_group_name: The feature group to write.
+        target_column: The binary target column of the records.
+        csv_path: A CSV to ingest (None: the seeded demo data).
+        demo_customers: Demo data: number of customers.
+        demo_seed: Demo data: the seed.
+
+    Returns:
+        What was ingested (records, whether the group was created, its feature definitions, the source).
+
+    Raises:
+        RuntimeError: The active stack has no feature store.
+        churn.ingest.IngestError: The records are invalid (nothing is written).
     """
     frame = read_csv(csv_path) if csv_path else generate_customers(demo_customers, demo_seed)
     feature_store = Client().active_stack.feature_store

@@ -19,6 +19,16 @@ def load_approved_model(model_name: str) -> Tuple[Annotated[ModelBundle, "model_
     """The approved model (``churn.model_registry.approved_version``: the rule deploy uses too).
 
     Its bundle is refused when the registry recorded no SHA-256 or the bytes differ.
+
+    Args:
+        model_name: The registered model (the batch config's ``model_package_group``).
+
+    Returns:
+        The verified bundle, and the version it is (name, version, source URI, sha256, MLflow and ZenML runs).
+
+    Raises:
+        RuntimeError: The stack has no model registry, or the model has no Approved version.
+        churn.bundle.BundleError: No SHA-256 was recorded, or the bundle's bytes differ from it.
     """
     registry = Client().active_stack.model_registry
     if registry is None:

@@ -16,25 +16,42 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.types import HTMLString
 
+from churn.artifacts import FeatureLineage, GateVerdict, Registration
 from churn.bundle import ModelBundle
+from churn.evaluation import EvaluationReport
 from churn.model_registry import register_all_or_nothing
 from churn.report_html import model_card_html
+from materializers.artifact_materializer import TypedArtifactMaterializer
 from stacks.local import EXPERIMENT_TRACKER
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, enable_cache=False)
+@step(experiment_tracker=EXPERIMENT_TRACKER, enable_cache=False,
+      output_materializers={"registration": TypedArtifactMaterializer})
 def register(
-    model_bundle: ModelBundle, evaluation_report: dict, gate_verdict: dict, feature_query: dict,
-    model_name: str, approval_status: str,
-) -> Tuple[Annotated[dict, "registration"], Annotated[HTMLString, "model_card"]]:
+    model_bundle: ModelBundle, evaluation_report: EvaluationReport, gate_verdict: GateVerdict,
+    feature_query: FeatureLineage, model_name: str, approval_status: str,
+) -> Tuple[Annotated[Registration, "registration"], Annotated[HTMLString, "model_card"]]:
     """Register the bundle when the gate passed; otherwise register nothing and say why.
 
-    Returns the registration record and a model card (data, metrics, gate, lineage).
+    Args:
+        model_bundle: The trained model with its preprocessing.
+        evaluation_report: Its metrics (recorded on the version and, when training was reused, logged again).
+        gate_verdict: CheckModelQuality's verdict; nothing is registered unless it passed.
+        feature_query: Lineage of the training data (recorded on the version).
+        model_name: The registered model (the config's ``model_package_group``).
+        approval_status: The status the version gets once registration completed.
+
+    Returns:
+        The registration record and a model card (data, metrics, gate, lineage).
+
+    Raises:
+        Exception: The registry's or MLflow's error, re-raised after the half-made version was withdrawn.
     """
-    if not gate_verdict["passed"]:
-        print(f"Not registered: {gate_verdict['message']}")
-        registration = {"registered": False, "reason": gate_verdict["message"]}
-        return registration, HTMLString(model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info))
+    if not gate_verdict.passed:
+        print(f"Not registered: {gate_verdict.message}")
+        registration = Registration.refused(gate_verdict.message)
+        return registration, HTMLString(model_card_html(registration, evaluation_report, gate_verdict, feature_query,
+                                                        model_bundle.info))
     context = get_step_context()
     run = mlflow.active_run()
     trained_in = model_bundle.info.get("mlflow_run_id") or run.info.run_id
@@ -50,11 +67,7 @@ def register(
         "bundle_sha256": sha256,
         "mlflow_run_id": run.info.run_id,
         "trained_in_mlflow_run_id": trained_in,
-        "feature_group": feature_query["feature_group"],
-        "customer_id_range": f"{feature_query['customer_id_start']}-{feature_query['customer_id_end']}",
-        "as_of": feature_query.get("as_of") or "",
-        "data_fingerprint": feature_query["data_fingerprint"],
-        "feature_query_sql": feature_query["sql"],
+        **feature_query.registry_tags(),
         **{f"metric_{k}": f"{v:.6f}" for k, v in evaluation_report.items() if isinstance(v, float)},
     }
     metadata = dict(
@@ -63,19 +76,19 @@ def register(
         zenml_step_name=context.step_name, zenml_project=str(context.pipeline_run.project_id), **tags,
     )
 
-    def record_lineage(version) -> dict:  # runs before the version is approved; a failure here withdraws it
+    def record_lineage(version) -> Registration:  # runs before the version is approved; a failure here withdraws it
         mlflow.set_tags({"registered_model": model_name, "registered_model_version": version.version,
                          "approval_status": approval_status, "trained_in_mlflow_run_id": trained_in})
-        registration = {"registered": True, "model_name": model_name, "version": str(version.version),
-                        "bundle_uri": bundle_uri, "sha256": sha256, "approval_status": approval_status,
-                        "mlflow_run_id": run.info.run_id, "trained_in_mlflow_run_id": trained_in,
-                        "zenml_run_id": str(context.pipeline_run.id)}
-        log_metadata(metadata={"registration": registration})
+        registration = Registration(registered=True, model_name=model_name, version=str(version.version),
+                                    bundle_uri=bundle_uri, sha256=sha256, approval_status=approval_status,
+                                    mlflow_run_id=run.info.run_id, trained_in_mlflow_run_id=trained_in,
+                                    zenml_run_id=str(context.pipeline_run.id))
+        log_metadata(metadata={"registration": registration.model_dump(mode="json", exclude_none=True)})
         return registration
 
     version, registration = register_all_or_nothing(
         Client().active_stack.model_registry, model_name, bundle_uri, metadata, approval_status,
-        description=f"{type(model_bundle.estimator).__name__}; {gate_verdict['message']}", then=record_lineage,
+        description=f"{type(model_bundle.estimator).__name__}; {gate_verdict.message}", then=record_lineage,
     )
     print(f"Registered {model_name} version {version.version} ({approval_status})")
     card = model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info,

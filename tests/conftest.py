@@ -124,14 +124,14 @@ def trained_bundle(demo_frame):
     return bundle, split
 
 
-def assert_endpoint_serves_registered_bundle(invocations_url: str, registration: dict, rows) -> None:
+def assert_endpoint_serves_registered_bundle(invocations_url: str, registration, rows) -> None:
     """A real CSV request answers exactly as the registered bundle (sha-checked) predicts."""
     import requests
 
     from churn.bundle import ModelBundle
 
-    bundle = ModelBundle.load(registration["bundle_uri"].removeprefix("file://"), expected_sha256=registration["sha256"])
+    bundle = ModelBundle.load(registration.bundle_uri.removeprefix("file://"), expected_sha256=registration.sha256)
     response = requests.post(invocations_url, data=rows.to_csv(index=False), headers={"Content-Type": "text/csv"}, timeout=30)
     assert response.status_code == 200, response.text
     assert response.text.splitlines() == [str(v) for v in bundle.predict(rows)]
-    assert response.headers["X-Model-Version"] == registration["version"]
+    assert response.headers["X-Model-Version"] == registration.version

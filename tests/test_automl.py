@@ -256,10 +256,10 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
     assert report["accuracy"] >= 0.5 and report["roc_auc"] > 0.7
     registration = _out(automl_run, "register", "registration")
     deployment = _out(automl_run, "deploy", "deployment")
-    assert registration["registered"] and registration["model_name"] == GROUP
-    assert deployment["deployed"] and deployment["endpoint_name"] == ENDPOINT
+    assert registration.registered and registration.model_name == GROUP
+    assert deployment.deployed and deployment.endpoint_name == ENDPOINT
 
-    version = stack.model_registry.get_model_version(GROUP, registration["version"])
+    version = stack.model_registry.get_model_version(GROUP, registration.version)
     tags = version.metadata.model_dump()
     assert tags["zenml_pipeline_run_uuid"] == str(automl_run.id) and tags["approval_status"] == "Approved"
     mlflow.set_tracking_uri(stack.experiment_tracker.get_tracking_uri())
@@ -269,9 +269,9 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
     assert params["max_runtime_sec"] == "6.0"
 
     # a real CSV request to the AutoML endpoint answers as the registered bundle predicts
-    bundle = ModelBundle.load(registration["bundle_uri"].removeprefix("file://"), expected_sha256=registration["sha256"])
+    bundle = ModelBundle.load(registration.bundle_uri.removeprefix("file://"), expected_sha256=registration.sha256)
     assert bundle.info["automl"]["best_family"] == params["best_family"]
-    assert_endpoint_serves_registered_bundle(deployment["invocations_url"], registration, _out(automl_run, "preprocess", "test_set"))
+    assert_endpoint_serves_registered_bundle(deployment.invocations_url, registration, _out(automl_run, "preprocess", "test_set"))
 
 
 @pytest.mark.pipeline

@@ -84,25 +84,25 @@ def test_pipeline_registers_with_lineage_and_serves_the_csv_contract(stack, firs
     assert 0.7 < report["accuracy"] < 0.9 and 0.75 < report["roc_auc"] < 0.95
     registration = _out(first_run, "register", "registration")
     deployment = _out(first_run, "deploy", "deployment")
-    assert registration["registered"] and deployment["deployed"]
+    assert registration.registered and deployment.deployed
 
     # registry version -> ZenML run, MLflow run and the data
-    version = stack.model_registry.get_model_version(MODEL, registration["version"])
+    version = stack.model_registry.get_model_version(MODEL, registration.version)
     tags = version.metadata.model_dump()
     assert tags["zenml_pipeline_run_uuid"] == str(first_run.id)
     assert tags["feature_group"] == "mlops_poc_churn_classification_feature" and tags["customer_id_range"] == "1-4000"
-    assert tags["data_fingerprint"] == _out(first_run, "source_features", "feature_query")["data_fingerprint"]
+    assert tags["data_fingerprint"] == _out(first_run, "source_features", "feature_query").data_fingerprint
     assert "ROW_NUMBER()" in tags["feature_query_sql"] and tags["approval_status"] == "Approved"
     mlflow.set_tracking_uri(stack.experiment_tracker.get_tracking_uri())
     mlflow_run = mlflow.get_run(tags["mlflow_run_id"])
     assert mlflow_run.data.metrics["accuracy"] == pytest.approx(report["accuracy"])
     assert mlflow_run.data.params["n_estimators"] == "100"
-    assert mlflow_run.data.tags["registered_model_version"] == registration["version"]  # run -> registry
+    assert mlflow_run.data.tags["registered_model_version"] == registration.version  # run -> registry
     aliases = mlflow.MlflowClient().get_registered_model(MODEL).aliases
-    assert str(aliases.get("champion")) == registration["version"]
+    assert str(aliases.get("champion")) == registration.version
 
     # the endpoint answers raw-feature CSV exactly as the registered bundle predicts
-    assert_endpoint_serves_registered_bundle(deployment["invocations_url"], registration, _out(first_run, "preprocess", "test_set"))
+    assert_endpoint_serves_registered_bundle(deployment.invocations_url, registration, _out(first_run, "preprocess", "test_set"))
 
 
 def test_predict_command_prints_one_prediction_per_row(stack, first_run):
@@ -114,7 +114,7 @@ def test_predict_command_prints_one_prediction_per_row(stack, first_run):
 
 
 def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, first_run):
-    url = _out(first_run, "deploy", "deployment")["url"]
+    url = _out(first_run, "deploy", "deployment").url
     failures, stop = [], threading.Event()
     body = "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,phone_service," \
            "multiple_lines,online_security,tech_support,device_protection\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n"
@@ -138,9 +138,9 @@ def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, firs
         stop.set()
         thread.join()
     deployment = _out(second, "deploy", "deployment")
-    assert deployment["deployed"] and deployment["url"] == url  # same endpoint, same address
-    assert int(deployment["version"]) == int(_out(first_run, "register", "registration")["version"]) + 1
-    assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == deployment["version"]
+    assert deployment.deployed and deployment.url == url  # same endpoint, same address
+    assert int(deployment.version) == int(_out(first_run, "register", "registration").version) + 1
+    assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == deployment.version
     assert failures == []
     # the data did not change: training was reused (ZenML cache), lineage still names the run that trained
     statuses = {name: second.steps[name].status.value for name in second.steps}
@@ -148,12 +148,12 @@ def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, firs
                         "evaluate": "cached", "gate": "cached", "register": "completed", "deploy": "completed"}
     first_registration = _out(first_run, "register", "registration")
     registration = _out(second, "register", "registration")
-    assert registration["trained_in_mlflow_run_id"] == first_registration["mlflow_run_id"]
-    assert registration["mlflow_run_id"] != first_registration["mlflow_run_id"]
+    assert registration.trained_in_mlflow_run_id == first_registration.mlflow_run_id
+    assert registration.mlflow_run_id != first_registration.mlflow_run_id
     mlflow.set_tracking_uri(stack.experiment_tracker.get_tracking_uri())
-    logged = mlflow.get_run(registration["mlflow_run_id"]).data  # the version's own run shows the metrics it was gated on
+    logged = mlflow.get_run(registration.mlflow_run_id).data  # the version's own run shows the metrics it was gated on
     assert logged.metrics["accuracy"] == pytest.approx(_out(first_run, "evaluate", "evaluation_report")["accuracy"])
-    assert logged.tags["trained_in_mlflow_run_id"] == first_registration["mlflow_run_id"]
+    assert logged.tags["trained_in_mlflow_run_id"] == first_registration.mlflow_run_id
 
 
 def test_a_changed_record_invalidates_the_cached_training(stack, first_run):
@@ -173,15 +173,15 @@ def test_a_changed_record_invalidates_the_cached_training(stack, first_run):
 
 def test_a_model_below_the_gate_is_neither_registered_nor_deployed(stack, first_run):
     before = len(_versions(stack))
-    served = requests.get(_out(first_run, "deploy", "deployment")["url"] + "/ping", timeout=5).headers["X-Model-Version"]
+    served = requests.get(_out(first_run, "deploy", "deployment").url + "/ping", timeout=5).headers["X-Model-Version"]
     run = _run(_config(accuracy_threshold=0.99))
     assert run.status.value == "completed"
-    assert not _out(run, "gate", "gate_verdict")["passed"]
+    assert not _out(run, "gate", "gate_verdict").passed
     registration = _out(run, "register", "registration")
-    assert not registration["registered"] and "accuracy" in registration["reason"] and "< 0.99" in registration["reason"]
-    assert not _out(run, "deploy", "deployment")["deployed"]
+    assert not registration.registered and "accuracy" in registration.reason and "< 0.99" in registration.reason
+    assert not _out(run, "deploy", "deployment").deployed
     assert len(_versions(stack)) == before
-    assert requests.get(_out(first_run, "deploy", "deployment")["url"] + "/ping", timeout=5).headers["X-Model-Version"] == served
+    assert requests.get(_out(first_run, "deploy", "deployment").url + "/ping", timeout=5).headers["X-Model-Version"] == served
 
 
 def test_a_failing_step_sends_exactly_one_alert_and_registers_nothing(stack, first_run):
@@ -231,10 +231,10 @@ def test_a_bundle_that_fails_its_health_check_is_not_switched_in(stack, first_ru
     from stacks.flavors.local_deployer import DeploymentError
 
     registration = _out(first_run, "register", "registration")
-    url = _out(first_run, "deploy", "deployment")["url"]
+    url = _out(first_run, "deploy", "deployment").url
     served = requests.get(url + "/ping", timeout=5).headers["X-Model-Version"]
     with pytest.raises(DeploymentError, match="v999 failed its health check and was not deployed: .*refusing to load"):
-        stack.model_deployer.deploy_bundle("classification-model-endpoint", MODEL, "999", registration["bundle_uri"], "0" * 64)
+        stack.model_deployer.deploy_bundle("classification-model-endpoint", MODEL, "999", registration.bundle_uri, "0" * 64)
     assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == served
 
 

@@ -166,23 +166,23 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
 
     # registered in the AutoML group, deployed to the AutoML endpoint
     registration, deployment = _out(run, "register", "registration"), _out(run, "deploy", "deployment")
-    assert registration["registered"] and registration["model_name"] == GROUP and registration["version"] == "1"
+    assert registration.registered and registration.model_name == GROUP and registration.version == "1"
     version = autopilot_stack.model_registry.get_model_version(GROUP, "1")
     assert version.metadata.model_dump()["approval_status"] == "Approved"
     assert float(version.metadata.model_dump()["metric_accuracy"]) == pytest.approx(report["accuracy"], abs=1e-6)
-    assert deployment["deployed"] and deployment["endpoint_name"] == ENDPOINT
+    assert deployment.deployed and deployment.endpoint_name == ENDPOINT
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment["endpoint_config_name"]
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
 
     # the package and the endpoint's model are one serial pipeline: our container encoding the
     # request, the best candidate's container, our container answering (same archive, two roles)
-    package = boto("sagemaker").describe_model_package(ModelPackageName=deployment["model_package_arn"])
+    package = boto("sagemaker").describe_model_package(ModelPackageName=deployment.details["model_package_arn"])
     chain = package["InferenceSpecification"]["Containers"]
-    served = boto("sagemaker").describe_model(ModelName=deployment["sagemaker_model_name"])["Containers"]
-    assert [c["Image"] for c in served] == [c["Image"] for c in chain] == deployment["containers"]
-    assert emulator.execution_mode(deployment["sagemaker_model_name"]) == "Serial"
+    served = boto("sagemaker").describe_model(ModelName=deployment.details["sagemaker_model_name"])["Containers"]
+    assert [c["Image"] for c in served] == [c["Image"] for c in chain] == deployment.details["containers"]
+    assert emulator.execution_mode(deployment.details["sagemaker_model_name"]) == "Serial"
     assert [c["Environment"].get("CHURN_SERVING_ROLE") for c in served] == ["encode", None, "respond"]
-    assert served[0]["ModelDataUrl"] == served[2]["ModelDataUrl"] == deployment["model_data_url"]
+    assert served[0]["ModelDataUrl"] == served[2]["ModelDataUrl"] == deployment.details["model_data_url"]
     assert served[1]["ModelDataUrl"] == container["ModelDataUrl"]
     assert served[1]["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == ",".join(INFERENCE_KEYS)
 

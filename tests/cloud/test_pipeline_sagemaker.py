@@ -49,29 +49,29 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
 
     assert run.status.value == "completed"
     lineage = _out(run, "source_features", "feature_query")
-    assert lineage["sql"] == expected_sql == emulator.athena_queries()[-1] and lineage["rows"] == TRAIN_END
+    assert lineage.sql == expected_sql == emulator.athena_queries()[-1] and lineage.rows == TRAIN_END
     registration, deployment = _out(run, "register", "registration"), _out(run, "deploy", "deployment")
-    assert registration["registered"] and registration["version"] == "1" and deployment["deployed"]
+    assert registration.registered and registration.version == "1" and deployment.deployed
 
     # registry version <-> MLflow run <-> ZenML run <-> data, both ways
     version = active_stack.model_registry.get_model_version(MODEL, "1")
     tags = version.metadata.model_dump()
     assert version.stage.value == "Production" and tags["approval_status"] == "Approved"
-    assert tags["zenml_pipeline_run_uuid"] == str(run.id) and tags["mlflow_run_id"] == registration["mlflow_run_id"]
-    assert tags["feature_query_sql"] == expected_sql and tags["data_fingerprint"] == lineage["data_fingerprint"]
+    assert tags["zenml_pipeline_run_uuid"] == str(run.id) and tags["mlflow_run_id"] == registration.mlflow_run_id
+    assert tags["feature_query_sql"] == expected_sql and tags["data_fingerprint"] == lineage.data_fingerprint
     mlflow.set_tracking_uri(active_stack.experiment_tracker.get_tracking_uri())
-    mlflow_run = mlflow.get_run(registration["mlflow_run_id"])
+    mlflow_run = mlflow.get_run(registration.mlflow_run_id)
     assert mlflow_run.data.tags["sagemaker_model_package_arn"] == tags["model_package_arn"]
     assert float(mlflow_run.data.metrics["accuracy"]) > 0.7
 
     # the endpoint serves the registered package, and answers as the trained bundle predicts
-    assert deployment["model_package_arn"] == tags["model_package_arn"]
-    assert deployment["model_data_url"] == tags["model_data_url"]
+    assert deployment.details["model_package_arn"] == tags["model_package_arn"]
+    assert deployment.details["model_data_url"] == tags["model_data_url"]
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment["endpoint_config_name"]
-    [variant] = boto("sagemaker").describe_endpoint_config(EndpointConfigName=deployment["endpoint_config_name"])[
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
+    [variant] = boto("sagemaker").describe_endpoint_config(EndpointConfigName=deployment.details["endpoint_config_name"])[
         "ProductionVariants"]
-    assert variant["InstanceType"] == "ml.c5.large" == deployment["instance_type"]
+    assert variant["InstanceType"] == "ml.c5.large" == deployment.details["instance_type"]
     scaling = boto("application-autoscaling")
     resource = f"endpoint/{ENDPOINT}/variant/AllTraffic"
     [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])["ScalableTargets"]
@@ -101,5 +101,5 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     assert alert["Subject"] == "[Pipeline Failed] churn_rf_training.deploy"
     assert "rolled back to the previous endpoint config" in alert["Message"] and "Step: deploy" in alert["Message"]
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment["endpoint_config_name"]
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
     assert [v.version for v in active_stack.model_registry.list_model_versions(MODEL)] == ["2", "1"]
