@@ -143,7 +143,7 @@ def main() -> None:
 
     from churn.demo_data import generate_customers
     from churn.preprocessing import Preprocessor, split_train_test
-    from churn.serving.mlflow_pyfunc import save_pyfunc
+    from bench.mlflow_pyfunc import save_pyfunc
     from churn.training import train_random_forest
 
     work = Path(tempfile.mkdtemp(prefix="churn-bench-serving-"))
