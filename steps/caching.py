@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Set
+from typing import Dict, FrozenSet, Iterator, Optional, Set, Tuple
 
 from zenml.config.cache_policy import CachePolicy
 
@@ -69,10 +69,22 @@ def _imported_modules(root: Path, path: Path) -> Iterator[str]:
     yield from MODULE_STRING.findall(text)
 
 
+_IMPORTS: Dict[Tuple[Path, int, int], FrozenSet[str]] = {}  # (file, mtime_ns, size) -> what it imports
+
+
+def _imports(root: Path, path: Path) -> FrozenSet[str]:
+    """:func:`_imported_modules` of ``path``, remembered until the file changes (the key runs once per cached step)."""
+    stat = path.stat()
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _IMPORTS:
+        _IMPORTS[key] = frozenset(_imported_modules(root, path))
+    return _IMPORTS[key]
+
+
 def training_step_files(root: Path = REPO) -> Set[Path]:
     """The step modules that use the training cache policy (they import ``steps.caching``)."""
     return {path for path in (root / "steps").glob("*.py")
-            if path.name != "caching.py" and "steps.caching" in set(_imported_modules(root, path))}
+            if path.name != "caching.py" and "steps.caching" in _imports(root, path)}
 
 
 def training_code_files(root: Path = REPO) -> Set[Path]:
@@ -85,7 +97,7 @@ def training_code_files(root: Path = REPO) -> Set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        for module in set(_imported_modules(root, path)):
+        for module in _imports(root, path):
             if module.split(".")[0] not in FOLLOWED:
                 continue
             parts = module.split(".")
