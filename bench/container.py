@@ -27,7 +27,8 @@ import requests  # noqa: E402
 
 from churn import image  # noqa: E402
 from churn.aws.packaging import build_model_tarball, extract_model_tarball, serving_containers  # noqa: E402
-from tests.conftest import ServerProcess, free_port  # noqa: E402
+from churn.net import free_port  # noqa: E402
+from tests.conftest import ServerProcess  # noqa: E402
 
 
 def latency(url: str, body: bytes, n: int) -> dict:

@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from churn.net import free_port  # noqa: E402  (after the repo is on sys.path)
 HEADER = ("age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,"
           "phone_service,multiple_lines,online_security,tech_support,device_protection")
 ONE_ROW = (HEADER + "\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n").encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(port: int, path: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -149,7 +143,7 @@ def main() -> None:
 
     from churn.demo_data import generate_customers
     from churn.preprocessing import Preprocessor, split_train_test
-    from churn.serving.mlflow_pyfunc import save_pyfunc
+    from bench.mlflow_pyfunc import save_pyfunc
     from churn.training import train_random_forest
 
     work = Path(tempfile.mkdtemp(prefix="churn-bench-serving-"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
@@ -23,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from churn.bundle import ModelBundle
+from churn.files import atomic_path
 from churn.config import ConfigError, _describe, _refuse_credentials, read_yaml_mapping
 from churn.schema import ID_COLUMN
 
@@ -105,15 +105,8 @@ def write_chunks(chunks: Iterable[pd.DataFrame], uri: str, output_format: str = 
         raise ValueError(f"batch output {uri!r}: use a local path, file:// or s3:// URI")
     final = uri.removeprefix("file://")
     os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-    target = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with open(target, "wb") as handle:
-            counts = _write(chunks, handle, output_format, progress)
-        os.replace(target, final)
-    except BaseException:
-        if os.path.exists(target):
-            os.remove(target)
-        raise
+    with atomic_path(final) as target, open(target, "wb") as handle:
+        counts = _write(chunks, handle, output_format, progress)
     return counts
 
 

@@ -31,6 +31,7 @@ from filelock import FileLock
 
 from churn import names
 from churn.feature_query import FeatureQuery, latest_records_sql
+from churn.files import atomic_path, atomic_write_json
 from churn.schema import EVENT_TIME, ID_COLUMN, STORE_METADATA_COLUMNS
 
 DEFINITION_FILE = "feature_group.json"
@@ -75,7 +76,7 @@ class LocalOfflineStore:
             names.feature(column)
         directory = self._group_dir(group)
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(directory / DEFINITION_FILE, json.dumps(definition, indent=2).encode())
+        atomic_write_json(directory / DEFINITION_FILE, definition)
         return definition
 
     def put_records(self, group: str, records: pd.DataFrame) -> Path:
@@ -89,12 +90,8 @@ class LocalOfflineStore:
         partition = self._group_dir(group) / "data" / now.strftime("year=%Y/month=%m/day=%d/hour=%H")
         partition.mkdir(parents=True, exist_ok=True)
         target = partition / f"{now.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex[:12]}.parquet"
-        tmp = partition / f".{target.name}.{os.getpid()}.tmp"
-        try:
+        with atomic_path(target) as tmp:
             records.to_parquet(tmp, index=False)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         return target
 
     def ingest(self, group: str, frame: pd.DataFrame, target: str) -> Dict[str, object]:
@@ -143,12 +140,3 @@ class LocalOfflineStore:
 def parquet_table(glob: str) -> str:
     """DuckDB's table function over the parquet files matching ``glob`` (the path quoted as a literal)."""
     return "read_parquet(" + "'" + glob.replace("'", "''") + "'" + ", union_by_name = true)"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

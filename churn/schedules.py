@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from churn import names
+from churn.files import atomic_write_json
 
 NAME = re.compile(r"^" + names.SCHEDULE.pattern + r"$")  # kept for callers; the rule lives in churn.names
 LOCK_FILE = "scheduler.lock"
@@ -147,13 +148,7 @@ class ScheduleStore:
 
     def save(self, schedule: Schedule) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        target = self._path(schedule.name)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(asdict(schedule), indent=2))
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_json(self._path(schedule.name), asdict(schedule))
 
     def list(self, errors: Optional[Dict[str, str]] = None) -> List[Schedule]:
         """The readable schedules; an unreadable file is skipped (and named in ``errors``, when given)."""

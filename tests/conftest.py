@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from churn.files import atomic_write_bytes
+from churn.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="churn-tests-"))
@@ -38,12 +40,6 @@ ARTIFACTS = REPO / "test-artifacts"
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:
@@ -100,9 +96,7 @@ def publish(endpoint_dir, bundle, version: str) -> dict:
 
 
 def write_pointer(endpoint_dir, record) -> None:
-    tmp = endpoint_dir / ".current.json.tmp"
-    tmp.write_text(record if isinstance(record, str) else json.dumps(record))
-    tmp.replace(endpoint_dir / "current.json")
+    atomic_write_bytes(endpoint_dir / "current.json", (record if isinstance(record, str) else json.dumps(record)).encode())
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
 Everything runs as processes on 127.0.0.1 with a ZenML config of its own under tmp_path
 (``zenml login --local`` switches the client it runs in to the server, so the pytest session's
 store is never touched): the local ZenML server (daemon, no Docker), ``python run.py --variant rf
---demo-data-if-empty`` against it, ``mlflow ui`` on the stack's tracking URI, and headless
-Chromium driven over the DevTools protocol. Screenshots go to test-artifacts/dashboard/.
-Every process started here is stopped at the end, by pid or ``zenml logout --local``.
+--demo-data-if-empty`` against it, ``mlflow ui`` on the stack's tracking URI, and Debian's chromium
+driven by Playwright (tests/browser/). Two screenshots, the evaluation report in the ZenML dashboard
+and the MLflow run page (1000 px wide), go to $CHURN_SCREENSHOTS_DIR (e.g. docs/img) or a tmp dir;
+a failing page is shot to test-artifacts/dashboard/. Every process started here is stopped at the
+end, by pid or ``zenml logout --local``.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from churn.dashboard import (CHROMIUM, MLFLOW_UI_PREFS_JS, Browser, DashboardError, chromium_available, free_port,
-                             mlflow_run_url, open_artifact_visualization, start_mlflow_ui, start_zenml_dashboard,
-                             stop_mlflow_ui, stop_zenml_dashboard, zenml_latest_run, zenml_server_pid,
-                             zenml_step_output)
+from churn.dashboard import DashboardError, start_zenml_dashboard, stop_zenml_dashboard
+from churn.net import free_port
+from tests.browser.pages import (MLFLOW_UI_PREFS_JS, chromium, chromium_path, frame_values, new_page,
+                                 open_artifact_visualization, screenshot, wait_for, wait_for_text)
+from tests.browser.servers import (mlflow_run_url, start_mlflow_ui, zenml_latest_run, zenml_server_pid,
+                                   zenml_step_output)
 
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "test-artifacts" / "dashboard"
+FAILED_SHOTS = REPO / "test-artifacts" / "dashboard"
 
 pytestmark = [
     pytest.mark.pipeline,
-    pytest.mark.skipif(not chromium_available(), reason=f"{CHROMIUM} is missing: install Debian's chromium "
+    pytest.mark.skipif(chromium_path() is None, reason="chromium is missing: install Debian's chromium "
                        "(apt-get update && apt-get install -y chromium) to run the browser test"),
 ]
 
@@ -95,12 +99,12 @@ def _run_pipeline(config_path: Path, env: dict, root: Path):
             if ui is None and TRACKER_READY.match(line):
                 stores = list(config_path.glob("local_stores/*/mlflow.db"))
                 if len(stores) == 1:
-                    ui = start_mlflow_ui(f"sqlite:///{stores[0]}", port=free_port(), env=env, wait=False,
+                    ui = start_mlflow_ui(f"sqlite:///{stores[0]}", free_port(), env=env, wait=False,
                                          log_path=str(root / "mlflow-ui.log"))
         process.wait(30)
     except BaseException:
         if ui is not None:
-            stop_mlflow_ui(ui)
+            ui.stop()
         raise
     finally:
         watchdog.cancel()
@@ -111,7 +115,7 @@ def _run_pipeline(config_path: Path, env: dict, root: Path):
     output = "".join(lines)
     if process.returncode != 0:
         if ui is not None:
-            stop_mlflow_ui(ui)
+            ui.stop()
         pytest.fail(f"run.py exited with {process.returncode}:\n{output[-4000:]}")
     return output, ui
 
@@ -119,6 +123,18 @@ def _run_pipeline(config_path: Path, env: dict, root: Path):
 class Timings(dict):
     def mark(self, name: str, started: float) -> None:
         self[name] = round(time.monotonic() - started, 1)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where the two screenshots go: $CHURN_SCREENSHOTS_DIR (e.g. docs/img, to commit them) or a tmp dir."""
+    return Path(os.environ.get("CHURN_SCREENSHOTS_DIR") or tmp_path_factory.mktemp("screenshots"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +153,6 @@ def live(tmp_path_factory):
         "MLFLOW_ENABLE_TELEMETRY": "false",
         "PYTHONPATH": str(REPO),
     })
-    SHOTS.mkdir(parents=True, exist_ok=True)
     timings = Timings()
     state = {"root": root, "env": env, "timings": timings}
     started = time.monotonic()
@@ -158,15 +173,15 @@ def live(tmp_path_factory):
         assert tracking_uri and mlflow_run, f"run summary without MLflow lines:\n{output[-3000:]}"
         if ui is None or ui.backend_store_uri != tracking_uri.group(1):
             if ui is not None:
-                stop_mlflow_ui(ui)
-            ui = start_mlflow_ui(tracking_uri.group(1), port=free_port(), log_path=str(root / "mlflow-ui.log"),
+                ui.stop()
+            ui = start_mlflow_ui(tracking_uri.group(1), free_port(), log_path=str(root / "mlflow-ui.log"),
                                  env=env, wait=False)
         state.update(url=url, ui=ui, mlflow_run_id=mlflow_run.group(1), started=started)
         yield state
     finally:
         server_pid = server_pid or zenml_server_pid(str(config_path))
         ui = state.get("ui") or ui  # the MLflow test may have restarted it
-        for stop in (lambda: ui and stop_mlflow_ui(ui),
+        for stop in (lambda: ui and ui.stop(),
                      lambda: _stop_endpoints(config_path),
                      lambda: stop_zenml_dashboard(config_path=str(config_path), env=env, timeout=120),
                      lambda: server_pid and _kill_group(server_pid, str(config_path))):
@@ -178,41 +193,33 @@ def live(tmp_path_factory):
         print(f"\ndashboard test timings (s): {timings}")
 
 
-def _shoot(browser: Browser, name: str) -> Path:
-    path = SHOTS / name
-    browser.screenshot(str(path))
-    return path
-
-
-def test_zenml_dashboard_renders_the_evaluation_report(live):
+def test_zenml_dashboard_renders_the_evaluation_report(live, browser, shots):
     url = live["url"]
     run = zenml_latest_run(url, "churn_rf_training")
     assert run["body"]["status"] == "completed"
     artifact = zenml_step_output(url, run["id"], "evaluate", "evaluation_report")
     started = time.monotonic()
-    with Browser(window_size="1440,1100") as browser:
-        try:
-            text = open_artifact_visualization(browser, url, run["id"], "evaluation_report")
-            text = browser.wait_for_text("Evaluation report", "Gate verdict:", "Metrics (test set)", timeout=60)
-        except DashboardError:
-            _shoot(browser, "zenml-evaluation-report-FAILED.png")
-            raise
-        # the sheet is this run's artifact version, and the report in the dashboard's iframe is complete
-        assert artifact["id"] in text
-        assert re.search(r"Gate verdict: \S", text), text[-3000:]
-        for metric in ("accuracy", "precision", "recall", "f1_score", "roc_auc"):
-            assert re.search(rf"{metric}\s+\d\.\d{{4}}", text), f"{metric} missing from the rendered report"
-        charts = browser.evaluate_in_frames(
-            "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 100).length")
-        assert max(charts or [0]) >= 4, f"expected ROC, PR, confusion-matrix and importance charts, decoded: {charts}"
-        shot = _shoot(browser, "zenml-evaluation-report.png")
-        browser.evaluate_in_frames("(document.querySelector('.grid') || document.body).scrollIntoView(); true")
-        _shoot(browser, "zenml-evaluation-report-charts.png")
+    page = new_page(browser, width=1000, height=900)
+    try:
+        open_artifact_visualization(page, url, run["id"], "evaluation_report")
+        text = wait_for_text(page, "Evaluation report", "Gate verdict:", "Metrics (test set)", timeout=60)
+    except Exception:
+        screenshot(page, FAILED_SHOTS / "zenml-evaluation-report-FAILED.png")
+        raise
+    # the sheet is this run's artifact version, and the report in the dashboard's iframe is complete
+    assert artifact["id"] in text
+    assert re.search(r"Gate verdict: \S", text), text[-3000:]
+    for metric in ("accuracy", "precision", "recall", "f1_score", "roc_auc"):
+        assert re.search(rf"{metric}\s+\d\.\d{{4}}", text), f"{metric} missing from the rendered report"
+    charts = frame_values(page, "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 100).length")
+    assert max(charts or [0]) >= 4, f"expected ROC, PR, confusion-matrix and importance charts, decoded: {charts}"
+    shot = screenshot(page, shots / "zenml-evaluation-report.png")
+    page.context.close()
     live["timings"].mark("zenml_browser", started)
-    assert shot.stat().st_size > 20_000
+    assert shot.stat().st_size > 20_000  # a rendered report, not a blank page
 
 
-def test_mlflow_ui_shows_the_run_metrics(live):
+def test_mlflow_ui_shows_the_run_metrics(live, browser, shots):
     started = time.monotonic()
     ui = live["ui"]
     try:
@@ -222,24 +229,25 @@ def test_mlflow_ui_shows_the_run_metrics(live):
             raise
         # it exited (started while the run was still writing the store?): once more, now the run is over
         print(f"mlflow ui exited early ({ui.process.returncode}); restarting it")
-        ui = live["ui"] = start_mlflow_ui(ui.backend_store_uri, port=free_port(), env=live["env"],
+        ui = live["ui"] = start_mlflow_ui(ui.backend_store_uri, free_port(), env=live["env"],
                                           log_path=str(live["root"] / "mlflow-ui-2.log"), timeout=240)
     live["timings"].mark("mlflow_ui_ready_after_start", live["started"])
-    run = requests.get(f"{ui.url}/api/2.0/mlflow/runs/get", params={"run_id": live["mlflow_run_id"]}, timeout=30).json()["run"]
+    run = requests.get(f"{ui.url}/api/2.0/mlflow/runs/get", params={"run_id": live["mlflow_run_id"]},
+                       timeout=30).json()["run"]
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert "accuracy" in metrics
-    with Browser(window_size="1440,1400") as browser:
-        browser.add_init_script(MLFLOW_UI_PREFS_JS)
-        browser.open(mlflow_run_url(ui.url, run["info"]["experiment_id"], run["info"]["run_id"]))
-        try:
-            text = browser.wait_for(lambda t: re.search(r"Metrics \(\d+\)", t) and re.search(r"\baccuracy\s+0\.\d", t),
-                                    timeout=120, what="the run's metrics table")
-        except DashboardError:
-            _shoot(browser, "mlflow-run-metrics-FAILED.png")
-            raise
-        # the value the browser shows is the logged one (MLflow prints the float as JavaScript does)
-        assert re.search(rf"\baccuracy\s+{re.escape(repr(metrics['accuracy']))}\b", text), text[:3000]
-        assert run["info"]["run_id"] in text
-        shot = _shoot(browser, "mlflow-run-metrics.png")
+    page = new_page(browser, width=1000, height=1400, init_script=MLFLOW_UI_PREFS_JS)
+    page.goto(mlflow_run_url(ui.url, run["info"]["experiment_id"], run["info"]["run_id"]))
+    try:
+        text = wait_for(page, lambda t: re.search(r"Metrics \(\d+\)", t) and re.search(r"\baccuracy\s+0\.\d", t),
+                        timeout=120, what="the run's metrics table")
+    except Exception:
+        screenshot(page, FAILED_SHOTS / "mlflow-run-metrics-FAILED.png")
+        raise
+    # the value the browser shows is the logged one (MLflow prints the float as JavaScript does)
+    assert re.search(rf"\baccuracy\s+{re.escape(repr(metrics['accuracy']))}\b", text), text[:3000]
+    assert run["info"]["run_id"] in text
+    shot = screenshot(page, shots / "mlflow-run-metrics.png")
+    page.context.close()
     live["timings"].mark("mlflow_browser", started)
     assert shot.stat().st_size > 20_000

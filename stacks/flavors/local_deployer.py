@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, B
 
 from churn import names
 from churn.bundle import BundleError
+from churn.files import atomic_write_json
+from churn.net import free_port
 from churn.processes import holder_pid, pid_alive
 from churn.serving.server import POINTER_FILE, SERVER_LOCK, load_model
 from stacks.flavors.endpoint_deployer import EndpointDeployer
@@ -66,15 +67,6 @@ class LocalEndpointDeployerConfig(BaseModelDeployerConfig):
         return True
 
 
-def _atomic_json(path: Path, document: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(document, indent=2))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read_json(path: Path) -> Optional[dict]:
     try:
         return json.loads(path.read_text())
@@ -88,12 +80,6 @@ def _newer(served: Optional[dict], model_name: str, version: str) -> bool:
         return False
     current = str(served.get("version", ""))
     return current.isdigit() and str(version).isdigit() and int(current) > int(version)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _log_tail(path: str) -> str:
@@ -181,14 +167,14 @@ class LocalEndpointDeployer(EndpointDeployer):
         except (BundleError, OSError, ValueError) as error:
             raise DeploymentError(f"model {model_name} v{version} failed its health check and was not deployed: {error}") from None
         print(f"Deploying {model_name} v{version} to endpoint '{endpoint_name}' (waiting for /ping to report it)")
-        _atomic_json(pointer, record)
+        atomic_write_json(pointer, record)
         try:
             state = self._ensure_server(endpoint_name)
             self._wait_for_version(state, str(version), sha256)
         except DeploymentError:
             # compare-and-swap: put the previous pointer back only if the pointer is still ours
             if served is not None and _read_json(pointer) == record:
-                _atomic_json(pointer, served)
+                atomic_write_json(pointer, served)
             raise
         self._prune(directory, keep={bundle_dir.name})
         return {"endpoint_name": endpoint_name, "url": state["url"], "invocations_url": state["url"] + "/invocations",
@@ -246,7 +232,7 @@ class LocalEndpointDeployer(EndpointDeployer):
         pid = self._server_pid(endpoint_name)
         if pid is not None and state.get("url"):
             return {**state, "pid": pid}
-        port = state.get("port") or self.config.port or _free_port(self.config.host)
+        port = state.get("port") or self.config.port or free_port(self.config.host)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         with open(directory / "server.log", "ab") as log_file:
             process = subprocess.Popen(
@@ -266,7 +252,7 @@ class LocalEndpointDeployer(EndpointDeployer):
             time.sleep(0.05)
         state = {"pid": process.pid, "host": self.config.host, "port": port,
                  "url": f"http://{self.config.host}:{port}", "log": str(directory / "server.log")}
-        _atomic_json(directory / "state.json", state)
+        atomic_write_json(directory / "state.json", state)
         return state
 
     def _wait_for_version(self, state: dict, version: str, sha256: str) -> None:

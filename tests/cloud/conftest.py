@@ -21,10 +21,11 @@ Test code itself uses plain boto3 clients (``boto``), which are not recorded.
 from __future__ import annotations
 
 import os
-import socket
 from typing import List
 
 import pytest
+
+from churn.net import free_port
 
 REGION = "us-west-2"
 ACCOUNT = "123456789012"
@@ -35,12 +36,6 @@ API_CALLS: List = []
 _ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION, "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
 _UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,7 +49,7 @@ def moto_server():
     from churn.aws import clients
     from tests.cloud import moto_extensions, strict_aws
 
-    server = moto_extensions.ExtendedMotoServer(port=_free_port(), middleware=strict_aws.StrictApp)
+    server = moto_extensions.ExtendedMotoServer(port=free_port(), middleware=strict_aws.StrictApp)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"

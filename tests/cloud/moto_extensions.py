@@ -815,11 +815,9 @@ class ServingContainer:
     START_SECONDS = 120.0   # generous: two shared cores, a cold import of pandas and scikit-learn
 
     def __init__(self, model_dir: str, environment: Dict[str, str]) -> None:
-        import socket
+        from churn.net import free_port
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(model_dir, f"serve-{self.port}.log")
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

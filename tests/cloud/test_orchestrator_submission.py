@@ -71,7 +71,9 @@ class RemoteZenML:
         self.start_seconds = 0.0
 
     def start(self) -> "RemoteZenML":
-        from churn.dashboard import free_port, start_zenml_dashboard, zenml_server_pid
+        from churn.dashboard import start_zenml_dashboard
+        from churn.net import free_port
+        from tests.browser.servers import zenml_server_pid
 
         self.server_dir = tempfile.mkdtemp(prefix="churn-remote-zenml-")
         began = time.monotonic()

@@ -34,7 +34,8 @@ import requests
 
 from churn import image
 from churn.aws.packaging import build_model_tarball, extract_model_tarball, serving_containers
-from tests.conftest import ServerProcess, free_port
+from churn.net import free_port
+from tests.conftest import ServerProcess
 
 BASE_IMAGE = os.environ.get("CHURN_BASE_IMAGE", "local/python:3.11-slim")
 # SageMaker's start-up health check: ContainerStartupHealthCheckTimeoutInSeconds, at least 60 s
