@@ -12,7 +12,7 @@ from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport, check_quality
 from churn.training import evaluate_bundle
 from materializers.evaluation_materializer import EvaluationReportMaterializer
-from stacks.local import EXPERIMENT_TRACKER
+from stacks.contracts import EXPERIMENT_TRACKER
 from steps.caching import TRAINING_CACHE
 
 

@@ -19,7 +19,7 @@ from zenml.types import HTMLString
 from churn.bundle import ModelBundle
 from churn.model_registry import register_all_or_nothing
 from churn.report_html import model_card_html
-from stacks.local import EXPERIMENT_TRACKER
+from stacks.contracts import EXPERIMENT_TRACKER
 
 
 @step(experiment_tracker=EXPERIMENT_TRACKER, enable_cache=False)

@@ -15,7 +15,7 @@ from churn.bundle import ModelBundle
 from churn.feature_query import training_lineage
 from churn.preprocessing import Preprocessor
 from materializers.bundle_materializer import ModelBundleMaterializer
-from stacks.local import EXPERIMENT_TRACKER
+from stacks.contracts import EXPERIMENT_TRACKER
 from steps.caching import churn_code_hash
 
 # The stack label naming the AutoML engine (absent: the local in-process engine).

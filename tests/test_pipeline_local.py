@@ -214,7 +214,7 @@ def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, d
     frame.to_csv(good, index=False)
     result = CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"])
     assert result.exit_code == 0, result.output
-    assert store.describe("custom_group")["FeatureDefinitions"]["support_calls"] == "Integral"
+    assert store.describe("custom_group").features["support_calls"] == "Integral"
     # ingesting a changed record again does not duplicate the customer
     frame.iloc[:1].assign(support_calls=99).to_csv(good, index=False)
     assert CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"]).exit_code == 0
@@ -228,7 +228,7 @@ def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, d
 
 
 def test_a_bundle_that_fails_its_health_check_is_not_switched_in(stack, first_run):
-    from stacks.flavors.local_deployer import DeploymentError
+    from stacks.contracts import DeploymentError
 
     registration = _out(first_run, "register", "registration")
     url = _out(first_run, "deploy", "deployment")["url"]

@@ -41,14 +41,10 @@ from churn import names
 from churn.bundle import BundleError
 from churn.processes import holder_pid, pid_alive
 from churn.serving.server import POINTER_FILE, SERVER_LOCK, load_model
-from stacks.flavors.endpoint_deployer import EndpointDeployer
+from stacks.contracts import DeploymentError, EndpointDeployer
 
 FLAVOR = "churn_local_endpoint"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class DeploymentError(RuntimeError):
-    """A deployment that did not happen; the previous model (if any) is still serving."""
 
 
 class LocalEndpointDeployerConfig(BaseModelDeployerConfig):
@@ -141,7 +137,7 @@ class LocalEndpointDeployer(EndpointDeployer):
         path = self._dir(endpoint_name) / "state.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    # -- the deployer contract our deploy step uses (shared with the SageMaker flavor) --
+    # -- the deployer contract (stacks.contracts.EndpointDeployer) --
     def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
                       sha256: str, metadata: Optional[Dict[str, Any]] = None, settings: Any = None) -> Dict[str, Any]:
         """Serve ``bundle_uri`` (registered as ``model_name`` ``version``) at ``endpoint_name``.

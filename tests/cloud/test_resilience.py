@@ -7,7 +7,7 @@ from zenml.model_registries.base_model_registry import ModelRegistryModelMetadat
 
 from churn.aws.clients import AwsError, RETRY_POLICY
 from churn.feature_query import FeatureQuery
-from stacks.flavors.local_alerter import FailureAlertParams
+from stacks.contracts import FailureAlertParams
 from tests.cloud import moto_extensions as emulator
 from tests.cloud.conftest import REGION
 
