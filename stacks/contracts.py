@@ -15,6 +15,10 @@ imports). Each flavor is the implementation of one of these for one backend:
   the plain stores in ``churn/``, which cannot import this module; re-exported here).
 - the component names every stack shares: :data:`EXPERIMENT_TRACKER` (steps bind MLflow by
   this name) and :data:`AUTOML_ENGINE_LABEL` (the stack label that picks the AutoML engine).
+
+Why one module of over 300 lines: it is the one place a flavor author reads to implement a
+backend, so every contract stays together; most of its lines are the Args/Returns/Raises
+docstrings that define the behaviour every flavor must keep.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ pointer is put back only if the pointer is still the one this deploy wrote. Poin
 and state files are written under unique temporary names and renamed into place. One
 server per endpoint: the server holds ``server.lock`` while it lives (the liveness we
 check before using or signalling its pid), and a second server for the directory exits.
+
+Why one module of about 300 lines: deploy, rollback, stop and the server's start share one lock,
+one directory layout and one compare-and-swap rule; split apart, each part would have to restate
+the others' invariants. The server itself is ``churn.serving.server``.
 """
 
 from __future__ import annotations
