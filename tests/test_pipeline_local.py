@@ -219,6 +219,15 @@ def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, d
     frame.iloc[:1].assign(support_calls=99).to_csv(good, index=False)
     assert CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"]).exit_code == 0
     assert store.record_count("custom_group") == len(frame)
+    info = store.describe("custom_group")   # the contract's description, the same on every backend
+    assert (info.name, info.target_column, info.record_identifier) == ("custom_group", "left", "customer_id")
+    assert store.get_online_features([{"customer_id": "CUST_000001"}], ["custom_group:support_calls"]) == \
+        {"customer_id": ["CUST_000001"], "support_calls": [99]}
+    historical = store.get_historical_features(
+        {"feature_group": "custom_group", "customer_id_start": 1, "customer_id_end": 2}, ["support_calls"])
+    assert set(historical.columns) == {"customer_id", "support_calls"} and len(historical) == 2
+    with pytest.raises(ValueError, match="references to one feature group"):
+        store.get_online_features([{"customer_id": "CUST_000001"}], ["custom_group:support_calls", "other:x"])
 
     run = _run(_config(feature_group_name="custom_group", target_column="left", deploy=False, model_package_group="custom-model"))
     bundle = _out(run, "train_rf", "model_bundle")
