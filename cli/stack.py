@@ -77,7 +77,8 @@ def stack_iam(config_path: str, role: str) -> None:
         settings, remote = load_recipe(config_path)
     except ConfigError as error:
         fail(str(error))
-    values = policy_values({**settings.model_dump(), "scheduler_role_arn": remote.scheduler_role_arn if remote else None})
+    scheduler_role = remote.scheduler_role_arn if remote else None
+    values = policy_values({**settings.model_dump(), "scheduler_role_arn": scheduler_role})
     click.echo(json.dumps(render_policy(names[role], values), indent=2))
 
 

@@ -11,8 +11,10 @@ imports). Each flavor is the implementation of one of these for one backend:
 - :class:`FailureAlertParams`: the structured payload of a failure alert, which every alerter
   (local outbox, SNS) understands.
 - the errors: :class:`DeploymentError` (every deployer raises it, and nothing else, for a
-  deployment, invocation or batch that did not happen) and ``FeatureStoreError`` (raised by
-  the plain stores in ``churn/``, which cannot import this module; re-exported here).
+  deployment, invocation or batch that did not happen), ``FeatureStoreError`` (a missing group,
+  a failed or short read) and ``IngestError`` (a bad record or a schema that does not match the
+  group's). The last two are raised by the plain code in ``churn/``, which cannot import this
+  module, so they are defined there and re-exported here: one class each.
 - the component names every stack shares: :data:`EXPERIMENT_TRACKER` (steps bind MLflow by
   this name) and :data:`AUTOML_ENGINE_LABEL` (the stack label that picks the AutoML engine).
 
@@ -34,18 +36,21 @@ from zenml.model_deployers.base_model_deployer import BaseModelDeployer
 
 from churn.config import DEPLOY_KEYS, DeploySettings
 from churn.feature_query import FeatureQuery
+from churn.ingest import IngestError
 from churn.offline_store import FeatureStoreError
 from churn.redaction import redact
 from churn.schema import EVENT_TIME, ID_COLUMN
 
 __all__ = [
     "AUTOML_ENGINE_LABEL", "EXPERIMENT_TRACKER", "ChurnFeatureStore", "CleanupRequest", "DeploymentError",
-    "EndpointDeployer", "FailureAlertParams", "FeatureGroupInfo", "FeatureStoreError", "runs_remotely",
+    "EndpointDeployer", "FailureAlertParams", "FeatureGroupInfo", "FeatureStoreError", "IngestError", "runs_remotely",
 ]
 
 # -- component names shared by every stack ----------------------------------------------------
-EXPERIMENT_TRACKER = "mlflow_tracker"   # the MLflow tracker's component name; steps bind it with @step(experiment_tracker=)
-AUTOML_ENGINE_LABEL = "automl_engine"   # stack label naming the AutoML engine (none: the local default)
+# the MLflow tracker's component name on every stack; steps bind it with @step(experiment_tracker=...)
+EXPERIMENT_TRACKER = "mlflow_tracker"
+# the stack label naming the AutoML engine (absent: the local, in-process default)
+AUTOML_ENGINE_LABEL = "automl_engine"
 
 
 def runs_remotely(stack: Any) -> bool:
@@ -199,7 +204,7 @@ class ChurnFeatureStore(BaseFeatureStore):
             ``{"feature_group", "records", "created", "feature_definitions", ...}`` (each backend adds where it wrote).
 
         Raises:
-            churn.ingest.IngestError: a record or the schema is invalid; nothing was written.
+            IngestError: a record or the schema is invalid; nothing was written.
             FeatureStoreError: the backend refused the write.
         """
         return self.store.ingest(feature_group, frame, target)
@@ -441,7 +446,8 @@ class EndpointDeployer(BaseModelDeployer):
     # -- ZenML's service-based deployer API: not used; our endpoints are not ZenML services --
     def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
         """Not used: raises NotImplementedError pointing at :meth:`deploy_bundle`."""
-        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services")
+        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, "
+                                  "not as ZenML services")
 
     @staticmethod
     def get_model_server_info(service) -> Dict[str, Optional[str]]:  # type: ignore[no-untyped-def]

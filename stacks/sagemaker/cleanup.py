@@ -57,9 +57,9 @@ def run_cleanup(cleanup_config: CleanupSettings, yes: bool, echo: Callable[[str]
     echo("Will remove:\n  " + "\n  ".join(str(r) for r in planned))
     if not include_registry or not include_s3:
         bucket_prefix = f"s3://{cleanup_config.bucket}/{cleanup_config.prefix}/"
-        echo("(kept: " + ", ".join(x for x, flag in (("the model registry groups (--include-registry)", include_registry),
-                                                     (f"{bucket_prefix} (--include-s3)", include_s3))
-                                  if not flag) + ")")
+        kept = (("the model registry groups (--include-registry)", include_registry),
+                (f"{bucket_prefix} (--include-s3)", include_s3))
+        echo("(kept: " + ", ".join(what for what, flag in kept if not flag) + ")")
     if not yes and not (confirm or _confirm)("Remove these?"):
         echo("Nothing removed.")
         return []

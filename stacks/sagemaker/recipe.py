@@ -22,10 +22,10 @@ and talk to AWS.
 The stack carries the label ``automl_engine: sagemaker_autopilot`` (churn.automl picks the
 AutoML engine by it) and, with remote execution, the labels the pipeline runs read through
 :func:`stacks.sagemaker.run_options.configure_for_active_stack`: ``image_path`` (``prebuilt``:
-``DockerSettings(skip_build=True, parent_image=<image>)``, no image is built and ZenML archives the code to the artifact store;
-``build``: ZenML builds an image from ``requirements.lock`` with the image builder and pushes it
-to ECR), ``parent_image`` and ``training_instance_type`` (the training steps; the others run on
-``processing_instance_type``).
+``DockerSettings(skip_build=True, parent_image=<image>)``, no image is built and ZenML archives the
+code to the artifact store; ``build``: ZenML builds an image from ``requirements.lock`` with the
+image builder and pushes it to ECR), ``parent_image`` and ``training_instance_type`` (the training
+steps; the others run on ``processing_instance_type``).
 
 The config is ``configs/sagemaker_stack.example.yaml``'s keys (the spec's pipeline_config.yaml
 names). It holds no account id or secret in the repo; a value that looks like an AWS key is
