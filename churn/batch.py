@@ -7,7 +7,7 @@ version and run id, and never leaves a half-written output: locally a temporary 
 renamed when complete, on S3 a multipart upload completed only on success.
 
 Where scoring happens is the stack's business: the model deployer's ``batch_predict``
-(``stacks.flavors.endpoint_deployer``) scores in this process by default (``score_to``);
+(``stacks.contracts.EndpointDeployer``) scores in this process by default (``score_to``);
 the SageMaker deployer runs a Batch Transform job with the serving image instead.
 """
 

@@ -78,7 +78,7 @@ class DeploySettings(_Strict):
 
     They are part of the pipeline config (``PipelineConfig`` inherits them, same flat keys);
     the deploy step passes them to the active stack's model deployer
-    (``stacks.flavors.endpoint_deployer.EndpointDeployer.deploy_bundle``). A deployer says which
+    (``stacks.contracts.EndpointDeployer.deploy_bundle``). A deployer says which
     of them it honours (``EndpointDeployer.HONOURED_SETTINGS``); the deploy step warns, by name,
     about the others (the local endpoint is one process on this machine: no instance type, no
     autoscaling).

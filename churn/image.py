@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = "docker/Dockerfile"
 LOCK = "requirements.lock"
 # what the image holds besides the dependencies (copied to /opt/program)
-CODE = ("churn", "steps", "pipelines", "materializers", "stacks", "run.py", "pyproject.toml")
+CODE = ("churn", "steps", "pipelines", "materializers", "stacks", "cli", "run.py", "pyproject.toml")
 IMAGE_FILES = (DOCKERFILE, "docker/entrypoint.sh")
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DEFAULT_REPOSITORY = "churn-mlops"

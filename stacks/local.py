@@ -18,8 +18,9 @@ from typing import Dict
 from zenml.client import Client
 from zenml.enums import StackComponentType as T
 
+from stacks.contracts import EXPERIMENT_TRACKER
+
 STACK_NAME = "local"
-EXPERIMENT_TRACKER = "mlflow_tracker"
 FLAVOR_SOURCES = {
     "stacks.flavors.local_feature_store.LocalFeatureStoreFlavor": T.FEATURE_STORE,
     "stacks.flavors.local_deployer.LocalEndpointDeployerFlavor": T.MODEL_DEPLOYER,

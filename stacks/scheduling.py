@@ -119,7 +119,7 @@ def create_schedule(name: str, cron: str, run_command: List[str], pipeline: Any,
         return f"local schedule '{name}' ({validate_cron(cron)}) created, times in UTC; the local scheduler (pid {pid}) runs it"
     from zenml.config.schedule import Schedule
 
-    from stacks.sagemaker import configure_for_active_stack
+    from stacks.sagemaker.run_options import configure_for_active_stack
 
     aws = to_aws_cron(cron)
     try:

@@ -21,7 +21,7 @@ from zenml import get_step_context
 from zenml.client import Client
 
 from churn.redaction import redact, redact_then_truncate
-from stacks.flavors.local_alerter import FailureAlertParams
+from stacks.contracts import FailureAlertParams
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000

@@ -13,7 +13,7 @@ from churn.evaluation import EvaluationReport, check_quality
 from churn.metrics import summary_line
 from churn.training import evaluate_bundle
 from materializers.evaluation_materializer import EvaluationReportMaterializer
-from stacks.local import EXPERIMENT_TRACKER
+from stacks.contracts import EXPERIMENT_TRACKER
 from steps.caching import TRAINING_CACHE
 
 

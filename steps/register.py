@@ -22,7 +22,7 @@ from churn.evaluation import EvaluationReport
 from churn.model_registry import register_all_or_nothing
 from churn.report_html import model_card_html
 from materializers.artifact_materializer import TypedArtifactMaterializer
-from stacks.local import EXPERIMENT_TRACKER
+from stacks.contracts import EXPERIMENT_TRACKER
 
 
 @step(experiment_tracker=EXPERIMENT_TRACKER, enable_cache=False,

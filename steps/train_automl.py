@@ -15,11 +15,8 @@ from churn.automl import AutoMLSettings, train_automl as run_automl
 from churn.bundle import ModelBundle
 from churn.preprocessing import Preprocessor
 from materializers.bundle_materializer import ModelBundleMaterializer
-from stacks.local import EXPERIMENT_TRACKER
+from stacks.contracts import AUTOML_ENGINE_LABEL as ENGINE_LABEL, EXPERIMENT_TRACKER  # label absent: local engine
 from steps.caching import churn_code_hash
-
-# The stack label naming the AutoML engine (absent: the local in-process engine).
-ENGINE_LABEL = "automl_engine"
 
 
 def stack_automl_engine() -> Optional[str]:

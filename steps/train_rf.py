@@ -13,7 +13,7 @@ from churn.bundle import ModelBundle
 from churn.preprocessing import Preprocessor
 from churn.training import train_random_forest
 from materializers.bundle_materializer import ModelBundleMaterializer
-from stacks.local import EXPERIMENT_TRACKER
+from stacks.contracts import EXPERIMENT_TRACKER
 from steps.caching import TRAINING_CACHE
 
 

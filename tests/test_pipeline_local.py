@@ -214,11 +214,20 @@ def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, d
     frame.to_csv(good, index=False)
     result = CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"])
     assert result.exit_code == 0, result.output
-    assert store.describe("custom_group")["FeatureDefinitions"]["support_calls"] == "Integral"
+    assert store.describe("custom_group").features["support_calls"] == "Integral"
     # ingesting a changed record again does not duplicate the customer
     frame.iloc[:1].assign(support_calls=99).to_csv(good, index=False)
     assert CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"]).exit_code == 0
     assert store.record_count("custom_group") == len(frame)
+    info = store.describe("custom_group")   # the contract's description, the same on every backend
+    assert (info.name, info.target_column, info.record_identifier) == ("custom_group", "left", "customer_id")
+    assert store.get_online_features([{"customer_id": "CUST_000001"}], ["custom_group:support_calls"]) == \
+        {"customer_id": ["CUST_000001"], "support_calls": [99]}
+    historical = store.get_historical_features(
+        {"feature_group": "custom_group", "customer_id_start": 1, "customer_id_end": 2}, ["support_calls"])
+    assert set(historical.columns) == {"customer_id", "support_calls"} and len(historical) == 2
+    with pytest.raises(ValueError, match="references to one feature group"):
+        store.get_online_features([{"customer_id": "CUST_000001"}], ["custom_group:support_calls", "other:x"])
 
     run = _run(_config(feature_group_name="custom_group", target_column="left", deploy=False, model_package_group="custom-model"))
     bundle = _out(run, "train_rf", "model_bundle")
@@ -228,7 +237,7 @@ def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, d
 
 
 def test_a_bundle_that_fails_its_health_check_is_not_switched_in(stack, first_run):
-    from stacks.flavors.local_deployer import DeploymentError
+    from stacks.contracts import DeploymentError
 
     registration = _out(first_run, "register", "registration")
     url = _out(first_run, "deploy", "deployment").url

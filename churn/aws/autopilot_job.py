@@ -134,7 +134,8 @@ class AutopilotConfig:
             raise AutopilotError(
                 f"the {ENGINE_NAME} AutoML engine runs on the SageMaker stack: the active stack '{stack.name}' has "
                 f"model deployer flavor {getattr(deployer, 'flavor', None)!r}, not {DEPLOYER_FLAVOR!r} (it supplies "
-                "region, execution role, bucket and prefix); set up the stack with `python -m stacks.sagemaker setup`")
+                "region, execution role, bucket and prefix); set up the stack with "
+                "`python run.py stack setup sagemaker --config FILE`")
         d = deployer.config
         offered = _botocore_enum("TransformInstanceType")
         instance = os.environ.get(ENV_TRANSFORM_INSTANCE) or "ml.m5.large"

@@ -15,24 +15,10 @@ from zenml.alerter.base_alerter import BaseAlerter, BaseAlerterConfig, BaseAlert
 from zenml.config.global_config import GlobalConfiguration
 
 from churn.redaction import redact
+from stacks.contracts import FailureAlertParams
 
 FLAVOR = "churn_local_outbox"
 log = logging.getLogger(__name__)
-
-
-class FailureAlertParams(BaseAlerterStepParameters):
-    """Structured fields of a failure alert (the SNS alerter builds its subject from them)."""
-
-    pipeline: str
-    step: str
-    error: str
-    run_id: str = ""
-    run_name: str = ""
-    logs: str = ""
-
-    @property
-    def subject(self) -> str:
-        return redact(f"[Pipeline Failed] {self.pipeline}.{self.step}")[:100]  # redacted, then cut
 
 
 class LocalAlerterConfig(BaseAlerterConfig):

@@ -15,6 +15,10 @@ pointer is put back only if the pointer is still the one this deploy wrote. Poin
 and state files are written under unique temporary names and renamed into place. One
 server per endpoint: the server holds ``server.lock`` while it lives (the liveness we
 check before using or signalling its pid), and a second server for the directory exits.
+
+Why one module of about 300 lines: deploy, rollback, stop and the server's start share one lock,
+one directory layout and one compare-and-swap rule; split apart, each part would have to restate
+the others' invariants. The server itself is ``churn.serving.server``.
 """
 
 from __future__ import annotations
@@ -42,14 +46,10 @@ from churn.files import atomic_write_json
 from churn.net import free_port
 from churn.processes import holder_pid, pid_alive
 from churn.serving.server import POINTER_FILE, SERVER_LOCK, load_model
-from stacks.flavors.endpoint_deployer import EndpointDeployer
+from stacks.contracts import DeploymentError, EndpointDeployer
 
 FLAVOR = "churn_local_endpoint"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class DeploymentError(RuntimeError):
-    """A deployment that did not happen; the previous model (if any) is still serving."""
 
 
 class LocalEndpointDeployerConfig(BaseModelDeployerConfig):
@@ -127,7 +127,7 @@ class LocalEndpointDeployer(EndpointDeployer):
         path = self._dir(endpoint_name) / "state.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    # -- the deployer contract our deploy step uses (shared with the SageMaker flavor) --
+    # -- the deployer contract (stacks.contracts.EndpointDeployer) --
     def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
                       sha256: str, metadata: Optional[Dict[str, Any]] = None, settings: Any = None) -> Dict[str, Any]:
         """Serve ``bundle_uri`` (registered as ``model_name`` ``version``) at ``endpoint_name``.

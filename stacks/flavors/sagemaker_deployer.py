@@ -1,14 +1,17 @@
 """SageMaker endpoint deployer flavor (ZenML ships none): create/update, roll back, autoscale.
 
-Same contract as the local deployer (``deploy_bundle``, ``endpoint_url``, ``invoke``,
-``list_endpoints``, ``delete_endpoint``, ``batch_predict``: here a Batch Transform job). The model served is the registered model
-package's model.tar.gz when the registry is the SageMaker one; otherwise the deployer
-packages the bundle itself. The logic is in ``churn.aws.endpoint``.
+The deployer contract (``stacks.contracts.EndpointDeployer``: ``deploy_bundle``, ``endpoint_url``,
+``invoke``, ``list_endpoints``, ``delete_endpoint``, ``batch_predict``: here a Batch Transform job,
+``cleanup``: here everything the stack's endpoints, schedules and, when asked, registry and S3 hold).
+The model served is the registered model package's model.tar.gz when the registry is the SageMaker
+one; otherwise the deployer packages the bundle itself. The logic is in ``churn.aws.endpoint``; every
+AWS error it raises leaves this flavor as the contract's ``DeploymentError``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
+from contextlib import contextmanager
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type
 
 from pydantic import model_validator
 from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
@@ -18,17 +21,18 @@ from churn.aws.athena import Polling
 from churn.aws.clients import AwsError
 from churn.aws.settings import component_check
 from churn.config import DEPLOY_KEYS, DeploySettings
-from stacks.flavors import local_deployer
-from stacks.flavors.endpoint_deployer import EndpointDeployer
+from stacks.contracts import CleanupRequest, DeploymentError, EndpointDeployer
 
 FLAVOR = "churn_sagemaker_endpoint"
 
 
-class DeploymentError(aws_endpoint.DeploymentError, local_deployer.DeploymentError):
-    """A SageMaker deployment that did not happen; the previous endpoint config keeps serving.
-
-    Also a ``local_deployer.DeploymentError``, so callers handle both stacks alike.
-    """
+@contextmanager
+def _as_deployment_error() -> Iterator[None]:
+    """The AWS layer's errors (``churn.aws.endpoint.DeploymentError`` included) as the contract's one class."""
+    try:
+        yield
+    except AwsError as error:
+        raise DeploymentError(str(error)) from None
 
 
 class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
@@ -77,25 +81,23 @@ class SageMakerEndpointDeployer(EndpointDeployer):
     def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
                       sha256: str, metadata: Optional[Dict[str, Any]] = None,
                       settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
-        try:
+        with _as_deployment_error():
             return self.endpoints.deploy(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata,
                                          settings or DeploySettings())
-        except AwsError as error:
-            raise DeploymentError(str(error)) from None
 
     def endpoint_url(self, endpoint_name: str) -> Optional[str]:
-        status = self.endpoints.describe(endpoint_name)
+        with _as_deployment_error():
+            status = self.endpoints.describe(endpoint_name)
         return self.endpoints.runtime_url(endpoint_name) if status and status["EndpointStatus"] == "InService" else None
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv", accept: str = "text/csv",
                probabilities: bool = False) -> aws_endpoint.InvocationResponse:
-        try:
+        with _as_deployment_error():
             return self.endpoints.invoke(endpoint_name, body, content_type, accept, probabilities)
-        except AwsError as error:
-            raise DeploymentError(str(error)) from None
 
     def list_endpoints(self) -> List[Dict[str, Any]]:
-        return self.endpoints.list()
+        with _as_deployment_error():
+            return self.endpoints.list()
 
     def batch_predict(self, features: Any, bundle: Any, model_version: Dict[str, Any], location: str,
                       output_format: str, chunk_rows: int, run_id: str, *, instance_type: Optional[str] = None,
@@ -105,19 +107,34 @@ class SageMakerEndpointDeployer(EndpointDeployer):
 
         c = self.config
         polling = Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.batch_timeout_seconds)
-        try:
+        with _as_deployment_error():
             return BatchTransform(self.endpoints, polling).run(
                 features, bundle.preprocessor.target, model_version, location, output_format, chunk_rows, run_id,
                 instance_type or "ml.m5.xlarge", instance_count)
-        except AwsError as error:
-            raise DeploymentError(str(error)) from None
 
     def stop_endpoint(self, endpoint_name: str) -> bool:
         """A SageMaker endpoint cannot be paused: stopping it deletes it (billing stops)."""
         return bool(self.delete_endpoint(endpoint_name))
 
     def delete_endpoint(self, endpoint_name: str) -> List[str]:
-        return self.endpoints.delete(endpoint_name)
+        with _as_deployment_error():
+            return self.endpoints.delete(endpoint_name)
+
+    def cleanup(self, request: CleanupRequest, echo: Callable[[str], None],
+                confirm: Callable[[str], bool]) -> List[str]:
+        """The request's endpoints with their configs, models and autoscaling, our schedules and pipelines, and
+        with ``include_registry`` / ``include_s3`` the model package groups and everything under the prefix."""
+        from churn.aws.cleanup import CleanupSettings
+        from stacks.sagemaker.cleanup import run_cleanup
+
+        c = self.config
+        settings = CleanupSettings(region=c.region, bucket=c.bucket, prefix=c.prefix,
+                                   endpoint_names=list(dict.fromkeys(request.endpoint_names)),
+                                   model_package_groups=list(dict.fromkeys(request.model_package_groups)),
+                                   include_registry=request.include_registry, include_s3=request.include_s3,
+                                   profile=c.aws_profile)
+        with _as_deployment_error():
+            return run_cleanup(settings, request.yes, echo=echo, confirm=confirm)
 
 
 class SageMakerEndpointDeployerFlavor(BaseModelDeployerFlavor):

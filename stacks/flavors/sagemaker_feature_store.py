@@ -1,7 +1,7 @@
 """SageMaker feature store flavor: PutRecord ingestion, offline-store reads through Athena.
 
-Same contract as the local flavor (``describe``, ``record_count``, ``ingest``, ``read``),
-so the steps do not know which one they talk to. The logic is in
+The feature-store contract (``stacks.contracts.ChurnFeatureStore``: ``describe``, ``record_count``,
+``ingest``, ``read``), so the steps do not know which backend they talk to. The logic is in
 ``churn.aws.feature_store``; this is the ZenML wrapper.
 """
 
@@ -11,13 +11,14 @@ from typing import Any, Dict, List, Optional, Type
 
 import pandas as pd
 from pydantic import model_validator
-from zenml.feature_stores.base_feature_store import BaseFeatureStore, BaseFeatureStoreConfig, BaseFeatureStoreFlavor
+from zenml.feature_stores.base_feature_store import BaseFeatureStoreConfig, BaseFeatureStoreFlavor
 
 from churn.aws.athena import Polling
 from churn.aws.feature_store import FeatureGroupClient as _Store
 from churn.aws.settings import component_check
 from churn.feature_query import FeatureQuery
 from churn.schema import ID_COLUMN
+from stacks.contracts import ChurnFeatureStore
 
 FLAVOR = "churn_sagemaker_feature_store"
 
@@ -47,7 +48,9 @@ class SageMakerFeatureStoreConfig(BaseFeatureStoreConfig):
         return component_check(values)
 
 
-class SageMakerFeatureStore(BaseFeatureStore):
+class SageMakerFeatureStore(ChurnFeatureStore):
+    """The feature-store contract (``stacks.contracts.ChurnFeatureStore``) over SageMaker Feature Store + Athena."""
+
     @property
     def config(self) -> SageMakerFeatureStoreConfig:
         return self._config  # type: ignore[return-value]
@@ -62,34 +65,17 @@ class SageMakerFeatureStore(BaseFeatureStore):
                       max_workers=c.ingest_max_workers, query_polling=polling, create_polling=create,
                       profile=c.aws_profile)
 
-    # -- the contract our steps use ---------------------------------------------------
-    def describe(self, feature_group: str) -> Optional[dict]:
-        return self.store.describe(feature_group)
-
     def record_count(self, feature_group: str) -> int:
         return self.store.record_count(feature_group)
-
-    def ingest(self, feature_group: str, frame: pd.DataFrame, target: str) -> Dict[str, Any]:
-        return self.store.ingest(feature_group, frame, target)
 
     def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
         return self.store.read(query)
 
-    # -- ZenML's generic feature-store API ---------------------------------------------
-    def get_historical_features(self, entity_df: Any, features: List[str], full_feature_names: bool = False) -> Any:
-        query = entity_df if isinstance(entity_df, FeatureQuery) else FeatureQuery(**entity_df)
-        frame, _ = self.read(query)
-        return frame[[c for c in frame.columns if c in set(features) | {ID_COLUMN}]] if features else frame
-
     def get_online_features(self, entity_rows: List[Dict[str, Any]], features: List[str],
                             full_feature_names: bool = False) -> Dict[str, Any]:
         """Latest record per customer from the online store; ``features`` are ``group:column`` references."""
-        refs = [f.split(":", 1) for f in features]
-        groups = {ref[0] for ref in refs}
-        if len(groups) != 1 or any(len(ref) != 2 for ref in refs):
-            raise ValueError("features must be 'feature_group:column' references to one feature group")
-        columns = [ref[1] for ref in refs if ref[1] != ID_COLUMN]
-        records = self.store.get_records(groups.pop(), [str(r[ID_COLUMN]) for r in entity_rows], columns)
+        group, columns = self.online_feature_refs(features)
+        records = self.store.get_records(group, [str(r[ID_COLUMN]) for r in entity_rows], columns)
         return {name: [record.get(name) for record in records] for name in [ID_COLUMN, *columns]}
 
 

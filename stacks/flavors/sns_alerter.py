@@ -19,7 +19,7 @@ from churn.aws.clients import AwsError
 from churn.redaction import redact
 from churn.aws.settings import component_check
 from churn.aws.sns import cloudwatch_log_location, publish
-from stacks.flavors.local_alerter import FailureAlertParams
+from stacks.contracts import FailureAlertParams
 
 FLAVOR = "churn_sns"
 log = logging.getLogger(__name__)

@@ -168,7 +168,7 @@ def sagemaker_stack(moto_server):
     from zenml.stack import Stack
     from zenml.utils import source_utils
 
-    from stacks.sagemaker import setup_sagemaker_stack
+    from stacks.sagemaker.recipe import setup_sagemaker_stack
 
     source_utils.set_custom_source_root(str(Path(__file__).resolve().parents[2]))
     name = f"sagemaker-test-{uuid.uuid4().hex[:8]}"

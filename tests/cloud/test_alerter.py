@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from stacks.flavors.local_alerter import FailureAlertParams
+from stacks.contracts import FailureAlertParams
 from tests.cloud.conftest import boto
 
 ACCESS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"                 # AWS's documented example credentials

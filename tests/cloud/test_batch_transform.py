@@ -75,7 +75,7 @@ def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(aws, bucke
 
 
 def test_a_failed_transform_stops_the_batch_and_writes_nothing(aws, bucket, sagemaker_stack, trained_bundle, tmp_path):
-    from stacks.flavors.local_deployer import DeploymentError
+    from stacks.contracts import DeploymentError
 
     bundle, split = trained_bundle
     sha256 = bundle.save(tmp_path / "bundle")

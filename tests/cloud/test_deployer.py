@@ -143,7 +143,7 @@ def test_burstable_instances_skip_autoscaling_with_a_logged_reason(aws, bucket, 
 
 
 def test_a_failed_update_rolls_back_to_the_previous_config(aws, bucket, sagemaker_stack, bundles):
-    from stacks.flavors.local_deployer import DeploymentError
+    from stacks.contracts import DeploymentError
 
     deployer = sagemaker_stack.model_deployer
     (uri1, sha1, bundle1), (uri2, sha2, _) = bundles[0]["1"], bundles[0]["2"]
@@ -162,7 +162,7 @@ def test_a_failed_update_rolls_back_to_the_previous_config(aws, bucket, sagemake
 
 
 def test_a_failed_first_deployment_leaves_nothing_behind(aws, bucket, sagemaker_stack, bundles):
-    from stacks.flavors.local_deployer import DeploymentError
+    from stacks.contracts import DeploymentError
 
     (uri1, sha1, _) = bundles[0]["1"]
     emulator.fail_next_endpoint_change(ENDPOINT, "injected: capacity error")

@@ -86,7 +86,7 @@ def test_the_policies_grant_what_aws_services_need():
     """stacks/iam/REQUIREMENTS.md: what AWS services do with our roles (job outputs and code, Application Auto
     Scaling's checks and service-linked role, Autopilot's own jobs and models, Feature Store's offline store and
     Glue table, the scheduler role's trust and StartPipelineExecution), each granted by its document."""
-    from stacks.sagemaker import job_output_uri
+    from stacks.sagemaker.recipe import job_output_uri
 
     requirements = load_requirements(VALUES)
     assert {"job-output", "processing-output", "job-code", "scaling-update-capacity", "scaling-linked-role",

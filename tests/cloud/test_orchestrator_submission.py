@@ -307,7 +307,7 @@ result = {"store": client.zen_store.type.value, "local_store": client.zen_store.
         driver.py("""
 from churn.config import load_config
 from pipelines.training import churn_rf_training
-from stacks.sagemaker import configure_for_active_stack
+from stacks.sagemaker.run_options import configure_for_active_stack
 configure_for_active_stack(churn_rf_training.with_options(enable_cache=False))(config=load_config("configs/rf.yaml").model_dump())
 """)
     submitted = driver.py("""
@@ -351,9 +351,10 @@ result = {"status": run.status.value, "metadata": {k: str(v) for k, v in run.run
 
 def test_recipe_refuses_an_incomplete_remote_block():
     from churn.config import ConfigError
-    from stacks.sagemaker import load_recipe
+    from stacks.sagemaker.config import load_recipe
 
-    from stacks.sagemaker import pipeline_options, stack_labels
+    from stacks.sagemaker.recipe import stack_labels
+    from stacks.sagemaker.run_options import pipeline_options
 
     labels = stack_labels(*load_recipe(remote_stack_config("x", image=None)))   # no image: our image in the registry
     assert (labels["image_path"], labels["parent_image"]) == ("prebuilt", f"{REGISTRY}/churn-mlops")

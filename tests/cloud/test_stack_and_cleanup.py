@@ -22,7 +22,7 @@ def test_recipe_is_idempotent_and_updates_changed_components(moto_server, sagema
     from zenml.client import Client
     from zenml.enums import StackComponentType as T
 
-    from stacks.sagemaker import setup_sagemaker_stack
+    from stacks.sagemaker.recipe import setup_sagemaker_stack
 
     name = f"recipe-{uuid.uuid4().hex[:8]}"
     created = setup_sagemaker_stack(stack_config(stack_name=name), activate=False)
@@ -51,7 +51,8 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
     from zenml.enums import StackComponentType as T
 
     from pipelines.training import churn_automl_training, churn_rf_training
-    from stacks.sagemaker import configure_for_stack, pipeline_options, setup_sagemaker_stack
+    from stacks.sagemaker.recipe import setup_sagemaker_stack
+    from stacks.sagemaker.run_options import configure_for_stack, pipeline_options
     from tests.cloud.test_orchestrator_submission import IMAGE, REGISTRY, SCHEDULER_ROLE_ARN, remote_stack_config
 
     name = f"remote-{uuid.uuid4().hex[:8]}"
@@ -123,7 +124,7 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
 
 
 def test_config_refuses_credentials_placeholders_and_unknown_keys():
-    from stacks.sagemaker import stack_settings
+    from stacks.sagemaker.config import stack_settings
 
     with pytest.raises(ConfigError, match="config key 'bucket' looks like an AWS credential"):
         stack_settings(stack_config(bucket="AKIA" + "IOSFODNN7EXAMPLE"))
@@ -143,9 +144,9 @@ def test_config_refuses_credentials_placeholders_and_unknown_keys():
                             .replace("<your-mlflow-tracking-server>", "mlflow.example.com"))
     settings = stack_settings(filled)
     assert settings.region == "us-west-2" and settings.athena_output == "s3://mlbucket-sagemaker/athena-query-results/"
-    from stacks.sagemaker import load_recipe
+    from stacks.sagemaker.config import load_recipe
 
-    from stacks.sagemaker import default_step_image
+    from stacks.sagemaker.recipe import default_step_image
 
     settings, remote = load_recipe(filled)    # the example runs the steps in our image, prebuilt-image path
     assert remote.image is None and remote.image_builder is None
@@ -157,7 +158,8 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
                                                                                trained_bundle, tmp_path):
     from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
 
-    from stacks.sagemaker import cleanup_settings, stack_settings
+    from stacks.sagemaker.cleanup import cleanup_settings
+    from stacks.sagemaker.config import stack_settings
 
     bundle, _ = trained_bundle
     sha256 = bundle.save(tmp_path / "bundle")
@@ -213,22 +215,38 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
 def test_cleanup_command_asks_first_and_tells_what_it_removed(aws, bucket, tmp_path):
     from click.testing import CliRunner
 
-    from stacks.sagemaker import _cli
+    from run import cli
 
     boto("events").put_rule(Name="churn-rf-training-monthly", ScheduleExpression="cron(0 0 1 * ? *)")
     config = tmp_path / "stack.yaml"
     config.write_text(yaml.safe_dump(stack_config()))
-    cli = _cli()
-    declined = CliRunner().invoke(cli, ["cleanup", "--config", str(config)], input="n\n")
+    declined = CliRunner().invoke(cli, ["stack", "cleanup", "--config", str(config)], input="n\n")
     assert declined.exit_code == 0 and "Will remove:\n  eventbridge rule churn-rf-training-monthly" in declined.output
     assert "Nothing removed." in declined.output and boto("events").list_rules()["Rules"]
-    done = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--yes"])
+    done = CliRunner().invoke(cli, ["stack", "cleanup", "--config", str(config), "--yes"])
     assert done.exit_code == 0 and "Removed eventbridge rule churn-rf-training-monthly" in done.output
     assert boto("events").list_rules()["Rules"] == [] and "--no-cache" not in done.output
     boto("s3").put_object(Bucket=BUCKET, Key=f"{PREFIX}/zenml/artifact", Body=b"x")
-    wiped = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--include-s3", "--yes"])
+    wiped = CliRunner().invoke(cli, ["stack", "cleanup", "--config", str(config), "--include-s3", "--yes"])
     assert wiped.exit_code == 0 and "run the next training with --no-cache" in wiped.output, wiped.output
-    again = CliRunner().invoke(cli, ["cleanup", "--config", str(config), "--yes"])
+    again = CliRunner().invoke(cli, ["stack", "cleanup", "--config", str(config), "--yes"])
     assert again.output.strip() == "Nothing to remove."
-    bad = CliRunner().invoke(cli, ["cleanup", "--config", str(REPO / "configs" / "sagemaker_stack.example.yaml")])
+    bad = CliRunner().invoke(cli, ["stack", "cleanup", "--config", str(REPO / "configs" / "sagemaker_stack.example.yaml")])
     assert bad.exit_code != 0 and "still holds a placeholder" in bad.output and "Traceback" not in bad.output
+
+
+def test_run_py_cleanup_asks_the_active_stacks_deployer(aws, bucket, active_stack, trained_bundle, tmp_path):
+    """`run.py cleanup` names no backend: the SageMaker deployer's cleanup removes the pipelines' endpoints."""
+    from click.testing import CliRunner
+
+    from run import cli
+
+    bundle, _ = trained_bundle
+    sha256 = bundle.save(tmp_path / "bundle")
+    active_stack.model_deployer.deploy_bundle(ENDPOINT, MODEL, "1", str(tmp_path / "bundle"), sha256)
+    declined = CliRunner().invoke(cli, ["cleanup"], input="n\n")
+    assert declined.exit_code == 0 and f"endpoint {ENDPOINT}" in declined.output, declined.output
+    assert "Nothing removed." in declined.output and boto("sagemaker").list_endpoints()["Endpoints"]
+    done = CliRunner().invoke(cli, ["cleanup", "--yes"])
+    assert done.exit_code == 0 and f"Removed endpoint {ENDPOINT}" in done.output, done.output
+    assert boto("sagemaker").list_endpoints()["Endpoints"] == [] and boto("sagemaker").list_models()["Models"] == []

@@ -64,7 +64,7 @@ class Phases:
 
 
 def _settings():
-    from stacks.sagemaker import stack_settings
+    from stacks.sagemaker.config import stack_settings
 
     path = os.environ.get("CHURN_LIVE_STACK_CONFIG")
     if not path:
