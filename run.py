@@ -1,5 +1,6 @@
 """churn-mlops command line.
 
+\b
     python run.py --variant rf [--config FILE] [--no-cache]     train, gate, register, deploy
     python run.py ingest [--csv FILE --target COL] [--if-empty]  feature ingestion
     python run.py predict --csv FILE [--endpoint NAME] [--probabilities]
