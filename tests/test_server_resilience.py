@@ -212,6 +212,10 @@ def test_limits_are_named_in_the_refusal(server):
     for name, message in cases.items():
         answer = send_attack(process.url, *bodies[name])
         assert answer.startswith("HTTP 4") and message in answer, (name, answer)
+    with socket.create_connection(("127.0.0.1", process.port), timeout=30) as sock:  # headers over the 64 KB cap
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000)
+        answer = sock.recv(1000).decode()
+    assert answer.startswith("HTTP/1.1 431 ") and "over the 65536-byte limit (CHURN_MAX_HEADER_BYTES)" in answer, answer
     duplicate = (",".join(FEATURES + ["extra", "extra"]) + "\n" + ",".join(["1"] * 14) + "\n").encode()
     assert "CSV header repeats column(s): extra" in send_attack(process.url, duplicate, "text/csv")
 
@@ -410,8 +414,8 @@ def registry(tmp_path_factory):
     return uri, client
 
 
-def register(client, bundle_dir, sha256=None) -> str:
-    tags = {"approval_status": "Approved", **({"bundle_sha256": sha256} if sha256 else {})}
+def register(client, bundle_dir, sha256=None, approval_status="Approved") -> str:
+    tags = {"approval_status": approval_status, **({"bundle_sha256": sha256} if sha256 else {})}
     return str(client.create_model_version(MODEL, source=str(bundle_dir), tags=tags).version)
 
 
@@ -436,6 +440,13 @@ def refused_to_start(process: ServerProcess, endpoint_dir) -> str:
         process.stop()
     assert code != 0
     return (endpoint_dir / "test-server.log").read_text()
+
+
+def test_the_server_reads_the_approval_status_the_registry_rule_uses():
+    from churn.model_registry import APPROVED
+    from churn.serving import server
+
+    assert server.APPROVED == APPROVED
 
 
 def test_a_tampered_bundle_with_a_fixed_up_pointer_is_refused(trained_bundle, registry, tmp_path):
@@ -476,6 +487,11 @@ def test_a_tampered_bundle_with_a_fixed_up_pointer_is_refused(trained_bundle, re
         v3 = register(client, v3_dir)
         deployed(tmp_path, v3_dir, v3, bundle_sha256(v3_dir))
         assert _wait_for(process.url, lambda s: "no bundle sha256 is recorded" in (s.get("last_swap_error") or ""))[
+            "version"] == v1
+        # the registered bytes, but a version the registry does not hold Approved (rejected, withdrawn, pending)
+        v4 = register(client, v3_dir, bundle_sha256(v3_dir), approval_status="Rejected")
+        deployed(tmp_path, v3_dir, v4, bundle_sha256(v3_dir))
+        assert _wait_for(process.url, lambda s: "is Rejected, not Approved" in (s.get("last_swap_error") or ""))[
             "version"] == v1
     finally:
         process.stop()

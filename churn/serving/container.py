@@ -5,10 +5,13 @@ extracted to ``/opt/ml/model`` and expects ``GET /ping`` and ``POST /invocations
 8080 (``SAGEMAKER_BIND_TO_PORT`` in a serial inference pipeline). The container's
 Environment (set by ``churn.aws.packaging.serving_containers``) says what to serve:
 
-- ``CHURN_BUNDLE_SHA256``: the SHA-256 the registry recorded for the bundle. Before
-  loading anything the bundle in the model directory is hashed (``churn.bundle.bundle_sha256``)
-  and compared; when the variable is missing or the hash differs, ``serve`` logs why and
-  exits non-zero, so the endpoint fails its health check instead of serving an unverified model.
+- ``CHURN_BUNDLE_SHA256``: the SHA-256 the registry recorded for the bundle (set at
+  registration in the model package's container Environment, which SageMaker holds apart
+  from the archive in S3; the deployer uses the package's containers when the package
+  holds the bundle it deploys). Before loading anything the bundle in the model directory
+  is hashed (``churn.bundle.bundle_sha256``) and compared; when the variable is missing or
+  the hash differs, ``serve`` logs why and exits non-zero, so the endpoint fails its health
+  check instead of serving an unverified model.
 - ``CHURN_SERVING_ROLE`` (``churn.serving.inference_pipeline``): ``predict`` (default) is the
   local endpoint's own server (``churn.serving.server``: same parsing, prediction, formatting,
   limits and errors); ``encode`` and ``respond`` are the two ends of the serial pipeline
@@ -16,7 +19,10 @@ Environment (set by ``churn.aws.packaging.serving_containers``) says what to ser
 
 Other variables: ``CHURN_MODEL_DIR`` (default /opt/ml/model), ``CHURN_SERVING_HOST`` (default
 127.0.0.1; the image sets 0.0.0.0, its own network namespace that SageMaker publishes),
-``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1), ``CHURN_MODEL_VERSION`` (reported by /ping).
+``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1), ``CHURN_MODEL_VERSION`` (reported by /ping),
+and the server's request defences, in every role: ``CHURN_MAX_BODY_BYTES``,
+``CHURN_MAX_HEADER_BYTES``, ``CHURN_HEADER_TIMEOUT``, ``CHURN_BODY_TIMEOUT``, ``CHURN_THREADS``,
+``CHURN_MAX_QUEUE`` and the ``protocol.Limits`` variables (a value that is not a number refuses to start).
 Probabilities are returned as the local endpoint returns them: when asked with
 ``CustomAttributes: probabilities=true`` (or ``?probabilities=true``).
 """

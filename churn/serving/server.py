@@ -26,7 +26,8 @@ Where the expected hash comes from (reported by /ping as ``verified_against``):
   its stack's MLflow tracking URI): the ``bundle_sha256`` tag of the MLflow model version
   the pointer names, looked up by the server itself. A hash written beside the bundle is
   not trusted: whoever can rewrite the bundle can rewrite the pointer too. A version the
-  registry does not have, or has without a hash, is refused; a registry that cannot be
+  registry does not have, has without a hash, or does not hold ``Approved`` (withdrawn,
+  rejected, pending) is refused when it is loaded; a registry that cannot be
   asked fails closed (at startup the server refuses to start; at a hot swap the verified
   model keeps serving and the error is reported, and the swap is retried).
 - otherwise the pointer's own ``sha256``: for a pointer written by a trusted launcher in a
@@ -59,7 +60,7 @@ import anyio
 import anyio.to_thread
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
 from churn.bundle import BundleError, ModelBundle, load_verified, require_recorded_sha256
 from churn.serving import protocol
@@ -75,7 +76,8 @@ DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to receive a request's headers
 HEADER_TIMEOUT_ENV = "CHURN_HEADER_TIMEOUT"
 REGISTRY_ENV = "CHURN_REGISTRY_URI"
-REGISTRY_SHA_TAG = "bundle_sha256"  # the MLflow model version tag our register step writes
+REGISTRY_SHA_TAG = "bundle_sha256"  # the MLflow model version tags our register step writes (steps/register.py)
+APPROVAL_TAG, APPROVED = "approval_status", "Approved"  # churn.model_registry's (not imported: it imports ZenML)
 INLINE_BODY_BYTES = 8 * 1024  # a body this small is scored on the event loop: bounded by the
                               # linear, capped parse to a few ms, and a thread hop would cost more
 
@@ -120,9 +122,13 @@ class RegistryHashes:
         where = f"the record of {name} version {version} in {self}"
         tags = self._version_tags(str(name), version, where)
         try:
-            return require_recorded_sha256(tags.get(REGISTRY_SHA_TAG), where)
+            expected = require_recorded_sha256(tags.get(REGISTRY_SHA_TAG), where)
         except BundleError as error:
             raise RegistryError(str(error)) from None
+        if tags.get(APPROVAL_TAG) != APPROVED:  # withdrawn, rejected or still pending: not to be served
+            raise RegistryError(f"{where} is {tags.get(APPROVAL_TAG) or 'without an approval status'}, "
+                                f"not {APPROVED}: only approved versions are served")
+        return expected
 
     def _version_tags(self, name: str, version: str, where: str) -> dict:
         if self.tracking_uri.startswith("sqlite:///"):
@@ -377,12 +383,13 @@ def app_from_env() -> Starlette:
                       registry_uri=env.get(REGISTRY_ENV) or None)
 
 
-_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-                b"content-length: %d\r\n\r\n%s")
+_REFUSAL = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s")
 
 
-class HeaderTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers (h11 itself waits forever).
+class HeaderLimitsH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers (h11 itself waits forever),
+    and a 431 naming the header-size limit (h11's cap answers a bare 400).
 
     The clock starts when the connection is made, or, on a kept-alive connection, when the
     next request's first byte arrives (the idle time before it is uvicorn's
@@ -395,8 +402,20 @@ class HeaderTimeoutH11Protocol(H11Protocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.header_timeout = float(os.environ.get(HEADER_TIMEOUT_ENV) or DEFAULT_HEADER_TIMEOUT)
+        self.max_header_bytes = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
         self.header_timer: Optional[asyncio.TimerHandle] = None
-        self.header_bytes = False
+        self.header_bytes = False  # has the current request sent a byte (before its header block was complete)?
+        self.protocol_error: Optional[h11.RemoteProtocolError] = None
+        next_event = self.conn.next_event
+
+        def next_event_remembering_errors():  # uvicorn drops h11's error (and its status hint) for a fixed 400
+            try:
+                return next_event()
+            except h11.RemoteProtocolError as error:
+                self.protocol_error = error
+                raise
+
+        self.conn.next_event = next_event_remembering_errors  # type: ignore[method-assign]
         super().connection_made(transport)
         self._arm_header_timer()
 
@@ -411,6 +430,12 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        if getattr(self.protocol_error, "error_status_hint", 400) == 431:  # h11's header-size cap
+            self._refuse(431, f"request headers are over the {self.max_header_bytes}-byte limit (CHURN_MAX_HEADER_BYTES)")
+        else:
+            super().send_400_response(msg)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -430,17 +455,24 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
         if self.header_bytes:
-            message = f"request headers not received within {self.header_timeout:g} s\n".encode()
-            self.transport.write(_TIMEOUT_408 % (len(message), message))
+            self._refuse(408, f"request headers not received within {self.header_timeout:g} s")
+        else:  # nothing was asked: hang up
+            self._unset_keepalive_if_required()
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        body = (message + "\n").encode()
+        self.transport.write(_REFUSAL % (status, STATUS_PHRASES[status], len(body), body))
+        self._cancel_header_timer()
         self._unset_keepalive_if_required()
         self.transport.close()
 
 
 def uvicorn_options(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> dict:
     """Connection-level defences: h11 (its header-size cap; httptools has none) with a header
-    deadline (:class:`HeaderTimeoutH11Protocol`, ``CHURN_HEADER_TIMEOUT``), idle keep-alive
+    deadline (:class:`HeaderLimitsH11Protocol`, ``CHURN_HEADER_TIMEOUT``), idle keep-alive
     connections closed after 5 s, and at most 1,000 connections at once (beyond: 503)."""
-    return {"http": HeaderTimeoutH11Protocol, "h11_max_incomplete_event_size": max_header_bytes,
+    return {"http": HeaderLimitsH11Protocol, "h11_max_incomplete_event_size": max_header_bytes,
             "timeout_keep_alive": 5, "limit_concurrency": 1000, "backlog": 2048}
 
 
