@@ -148,7 +148,17 @@ def refused(answer: str) -> bool:
 
 
 def run_attacks(url: str, port: int) -> dict:
-    """Every attack once (the body attacks, the 10 MB header, 50 half-open connections): name -> answer."""
+    """Every attack once (the body attacks, the 10 MB header, 50 half-open connections, 20 slowloris
+    connections trickling a header line a second throughout): name -> answer."""
+    with ThreadPoolExecutor(20) as pool:
+        trickling = [pool.submit(slowloris, port) for _ in range(20)]
+        answers = _run_attacks(url, port)
+        cut_off = sorted({answer for answer, _ in (f.result() for f in trickling)})
+    answers["20 slowloris connections"] = cut_off[0] if len(cut_off) == 1 else f"mixed: {' / '.join(cut_off)}"
+    return answers
+
+
+def _run_attacks(url: str, port: int) -> dict:
     answers = {name: send_attack(url, body, content_type) for name, (body, content_type) in attacks().items()}
     answers["HTTP headers of 10 MB"] = send_huge_header(port)
     sockets = open_half_open(port)
