@@ -111,8 +111,10 @@ class RegistryHashes:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-    def __str__(self) -> str:
-        return f"the model registry at {self.tracking_uri}"
+    def __str__(self) -> str:  # it goes into logs and /ping: a password in the URI is masked
+        from churn.redaction import redact
+
+        return f"the model registry at {redact(self.tracking_uri)}"
 
     def expected_sha256(self, record: dict) -> str:
         """The registry's hash of the bundle of the version ``record`` names (raises RegistryError)."""
@@ -239,7 +241,10 @@ class ModelHolder:
                 self._failed(error)
 
     def start(self) -> None:
-        self.refresh()
+        try:
+            self.refresh()
+        except Exception as error:  # noqa: BLE001 - e.g. an unreadable pointer: reported, and the watcher retries
+            self._failed(error)
         threading.Thread(target=self.watch, name="model-watcher", daemon=True).start()
 
     def stop(self) -> None:
@@ -498,7 +503,8 @@ def main(argv: Optional[list] = None) -> None:
                         help="seconds to receive a request's headers; then 408 and the connection is closed")
     parser.add_argument("--registry-uri", default=env(REGISTRY_ENV) or None,
                         help="MLflow tracking URI: verify each bundle against the registry's bundle_sha256 tag of "
-                             "the model version the pointer names (without it: the pointer's sha256)")
+                             "the model version the pointer names (without it: the pointer's sha256); a URI with a "
+                             f"password is better given in {REGISTRY_ENV} (argv is visible to every user)")
     args = parser.parse_args(argv)
     if args.header_timeout <= 0:
         raise SystemExit(f"refusing to start: --header-timeout must be a positive number of seconds, "

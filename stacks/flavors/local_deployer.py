@@ -253,12 +253,12 @@ class LocalEndpointDeployer(EndpointDeployer):
         if not hasattr(tracker, "get_tracking_uri"):
             raise DeploymentError("the local endpoint verifies bundles against the MLflow model registry; the active "
                                   "stack has no MLflow experiment tracker naming it (python run.py stack setup local)")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+               "CHURN_REGISTRY_URI": tracker.get_tracking_uri()}  # in the environment: argv is visible to every user
         with open(directory / "server.log", "ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(directory),
-                 "--host", self.config.host, "--port", str(port), "--workers", str(self.config.workers),
-                 "--registry-uri", tracker.get_tracking_uri()],
+                 "--host", self.config.host, "--port", str(port), "--workers", str(self.config.workers)],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=str(REPO_ROOT), env=env, start_new_session=True,
             )
