@@ -266,7 +266,7 @@ def test_the_container_cuts_off_trickled_headers_and_slow_bodies(container):
 
     process, _ = container
     answer, seconds = slowloris(process.port)
-    assert answer == "HTTP 408" and seconds < 15  # the header deadline (2 s here), not the 60 s the client would trickle
+    assert answer == "HTTP 408" and seconds < 15  # the header deadline (2 s here), not the client's 60 s of trickling
     answer, _ = slowloris(process.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
                                         b"Content-Length: 100\r\n\r\nage")
     assert answer == "HTTP 408"  # the body deadline

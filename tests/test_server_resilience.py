@@ -245,7 +245,7 @@ def slowloris(port: int, first: bytes = b"GET /ping HTTP/1.1\r\nHost: x\r\n", bu
                 sock.settimeout(1.0)
                 try:
                     answer = sock.recv(200)
-                except socket.timeout:
+                except TimeoutError:
                     if first:
                         sock.sendall(b"X-Trickle: %d\r\n" % int(time.monotonic() - started))
                     continue
@@ -415,7 +415,8 @@ MODEL = "churn-classifier"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """A real MLflow sqlite store with one registered model (the local stack's registry, as our register step writes it)."""
+    """A real MLflow sqlite store with one registered model (the local stack's registry, as steps/register.py
+    writes it)."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
@@ -430,7 +431,8 @@ def register(client, bundle_dir, sha256=None, approval_status="Approved") -> str
 
 
 def deployed(endpoint_dir, bundle_dir, version: str, sha256: str) -> dict:
-    """The pointer as the local deployer writes it: model, version, bundle directory (and a sha256 the server ignores)."""
+    """The pointer as the local deployer writes it: model, version, bundle directory (and a sha256 the server
+    does not trust)."""
     record = {"model_name": MODEL, "version": str(version), "sha256": sha256, "bundle_dir": str(bundle_dir)}
     write_pointer(endpoint_dir, record)
     return record
@@ -486,12 +488,13 @@ def test_a_tampered_bundle_with_a_fixed_up_pointer_is_refused(trained_bundle, re
         status = _wait_for(process.url, lambda s: "but the registry recorded" in (s.get("last_swap_error") or ""))
         assert status["version"] == v1 and forged_sha in status["last_swap_error"]
         rows = split.test[FEATURES].iloc[:3].to_csv(index=False)
-        answer = requests.post(process.url + "/invocations", data=rows, headers={"Content-Type": "text/csv"}, timeout=30)
+        answer = requests.post(process.url + "/invocations", data=rows, headers={"Content-Type": "text/csv"},
+                               timeout=30)
         assert answer.status_code == 200 and answer.headers["X-Model-Version"] == v1
         # not in the registry, or registered without a hash: refused the same way
         deployed(tmp_path, v1_dir, "99", bundle_sha256(v1_dir))
-        assert _wait_for(process.url, lambda s: f"has no version 99 of model {MODEL}" in (s.get("last_swap_error") or ""))[
-            "version"] == v1
+        missing = _wait_for(process.url, lambda s: f"no version 99 of model {MODEL}" in str(s.get("last_swap_error")))
+        assert missing["version"] == v1
         v3_dir = tmp_path / "bundles" / "v3"
         bundle.save(v3_dir)
         v3 = register(client, v3_dir)

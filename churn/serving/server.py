@@ -120,7 +120,8 @@ class RegistryHashes:
         """The registry's hash of the bundle of the version ``record`` names (raises RegistryError)."""
         name, version = record.get("model_name"), str(record.get("version") or "")
         if not name or not version:
-            raise RegistryError("the endpoint's pointer names no model_name and version to look up in the model registry")
+            raise RegistryError("the endpoint's pointer names no model_name and version to look up in the "
+                                "model registry")
         where = f"the record of {name} version {version} in {self}"
         tags = self._version_tags(str(name), version, where)
         try:
@@ -438,7 +439,8 @@ class HeaderLimitsH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         if getattr(self.protocol_error, "error_status_hint", 400) == 431:  # h11's header-size cap
-            self._refuse(431, f"request headers are over the {self.max_header_bytes}-byte limit (CHURN_MAX_HEADER_BYTES)")
+            self._refuse(431, f"request headers are over the {self.max_header_bytes}-byte limit "
+                              "(CHURN_MAX_HEADER_BYTES)")
         else:
             super().send_400_response(msg)
 
@@ -524,7 +526,8 @@ def main(argv: Optional[list] = None) -> None:
     pointer = Path(args.endpoint_dir) / POINTER_FILE
     if pointer.is_file():  # refuse to start on a bundle that is not the registered one (or an unreachable registry)
         try:
-            load_model(json.loads(pointer.read_text()), RegistryHashes(args.registry_uri) if args.registry_uri else None)
+            registry = RegistryHashes(args.registry_uri) if args.registry_uri else None
+            load_model(json.loads(pointer.read_text()), registry)
         except (OSError, ValueError, BundleError) as error:
             raise SystemExit(f"refusing to start: {error}")
     os.environ.update({"CHURN_ENDPOINT_DIR": str(Path(args.endpoint_dir).resolve()),

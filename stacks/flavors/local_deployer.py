@@ -253,8 +253,8 @@ class LocalEndpointDeployer(EndpointDeployer):
         if not hasattr(tracker, "get_tracking_uri"):
             raise DeploymentError("the local endpoint verifies bundles against the MLflow model registry; the active "
                                   "stack has no MLflow experiment tracker naming it (python run.py stack setup local)")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-               "CHURN_REGISTRY_URI": tracker.get_tracking_uri()}  # in the environment: argv is visible to every user
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env["CHURN_REGISTRY_URI"] = tracker.get_tracking_uri()  # in the environment: argv is visible to every user
         with open(directory / "server.log", "ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(directory),
