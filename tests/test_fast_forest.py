@@ -1,0 +1,70 @@
+"""The compiled forest scores exactly as scikit-learn's predict_proba (to 1e-9) on several forests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+from churn.fast_forest import CompiledForest
+
+
+def churn_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the project's shape: numeric columns on churn scales plus one-hot/0-1 columns, no NaN."""
+    rng = np.random.default_rng(seed)
+    numeric = np.column_stack([rng.integers(18, 90, n), rng.integers(0, 72, n), rng.uniform(18, 120, n).round(2),
+                               rng.uniform(0, 8000, n).round(2)])
+    binary = rng.integers(0, 2, (n, 12)).astype(float)
+    x = np.column_stack([numeric, binary])
+    logit = -0.04 * x[:, 1] + 0.02 * x[:, 2] + binary[:, 0] - binary[:, 3] + rng.normal(0, 1, n)
+    return x, (logit > np.median(logit)).astype(int)
+
+
+FORESTS = {
+    "rf depth 10 (spec)": lambda: RandomForestClassifier(n_estimators=100, max_depth=10, random_state=42),
+    "rf unlimited depth": lambda: RandomForestClassifier(n_estimators=30, random_state=1),
+    "rf depth 3, one tree": lambda: RandomForestClassifier(n_estimators=1, max_depth=3, random_state=2),
+    "rf balanced class weights, min leaf 5": lambda: RandomForestClassifier(
+        n_estimators=50, max_depth=12, min_samples_leaf=5, class_weight="balanced", random_state=3),
+    "rf balanced_subsample": lambda: RandomForestClassifier(n_estimators=40, class_weight="balanced_subsample", random_state=4),
+    "extratrees": lambda: ExtraTreesClassifier(n_estimators=60, max_depth=15, random_state=5),
+    "extratrees class weights {0:1, 1:7}": lambda: ExtraTreesClassifier(n_estimators=40, class_weight={0: 1, 1: 7}, random_state=6),
+}
+
+
+@pytest.mark.parametrize("name", list(FORESTS))
+def test_compiled_forest_equals_predict_proba(name):
+    x, y = churn_like(3000, 0)
+    estimator = FORESTS[name]().fit(x, y)
+    forest = CompiledForest.compile(estimator)
+    # unseen rows, including values beyond the training range and ones sitting exactly on thresholds
+    rows, _ = churn_like(20_000, 7)
+    thresholds = estimator.estimators_[0].tree_.threshold
+    on_split = rows[:50].copy()
+    on_split[:, 1] = thresholds[thresholds > 0][0]
+    rows = np.vstack([rows, on_split, rows[:10] * 100, -rows[:10]])
+    expected = estimator.predict_proba(rows)[:, list(estimator.classes_).index(1)]
+    for part in (slice(None), slice(0, 1), slice(0, 17), slice(5, 21)):  # lockstep blocks of 16, full and partial
+        np.testing.assert_allclose(forest.predict_positive(rows[part]), expected[part], rtol=0, atol=1e-9)
+
+
+def test_labels_other_than_0_1_order_are_handled():
+    x, y = churn_like(1000, 1)
+    estimator = RandomForestClassifier(n_estimators=10, random_state=0).fit(x, 1 - y)  # same classes_, other data
+    rows, _ = churn_like(500, 2)
+    np.testing.assert_allclose(CompiledForest.compile(estimator).predict_positive(rows),
+                               estimator.predict_proba(rows)[:, 1], rtol=0, atol=1e-9)
+
+
+def test_wrong_column_count_is_a_clear_error():
+    x, y = churn_like(500, 1)
+    forest = CompiledForest.compile(RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y))
+    with pytest.raises(ValueError, match="16 feature columns"):
+        forest.predict_positive(x[:, :5])
+
+
+def test_non_forest_is_not_compiled():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = churn_like(200, 1)
+    assert CompiledForest.compile(LogisticRegression().fit(x, y)) is None
