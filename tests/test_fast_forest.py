@@ -68,3 +68,78 @@ def test_non_forest_is_not_compiled():
 
     x, y = churn_like(200, 1)
     assert CompiledForest.compile(LogisticRegression().fit(x, y)) is None
+
+
+def _assert_equal_to_sklearn(estimator, rows):
+    expected = estimator.predict_proba(rows)[:, list(estimator.classes_).index(1)]
+    np.testing.assert_allclose(CompiledForest.compile(estimator).predict_positive(rows), expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("params", [
+    {"n_estimators": 1, "max_depth": 1},                       # one stump
+    {"n_estimators": 25, "max_depth": 1},                      # stumps
+    {"n_estimators": 5, "min_samples_split": 10_000},          # every tree a single leaf (depth 0)
+    {"n_estimators": 1, "max_depth": None},                    # one fully grown tree
+])
+def test_degenerate_forests_equal_predict_proba(params):
+    x, y = churn_like(2000, 3)
+    rows, _ = churn_like(999, 4)
+    _assert_equal_to_sklearn(RandomForestClassifier(random_state=0, **params).fit(x, y), rows)
+
+
+def test_inputs_next_to_float32_rounded_thresholds_split_as_sklearn():
+    """sklearn compares float32 inputs with float64 thresholds; inputs one float32 step around each
+    threshold (and those thresholds themselves, rounded both ways) must fall on the same side."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (3000, 4)) * np.array([1e-3, 1.0, 1e3, 1e30])
+    y = (x[:, 0] + x[:, 1] / 1e3 + rng.normal(0, 1e-3, 3000) > 0).astype(int)
+    estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, y)
+    splits = [(t.feature[t.children_left >= 0], t.threshold[t.children_left >= 0]) for t in
+              (e.tree_ for e in estimator.estimators_)]
+    rows = np.repeat(x[:1], sum(len(f) for f, _ in splits) * 4, axis=0).astype(np.float32)
+    i = 0
+    for features, thresholds in splits:
+        for feature, threshold in zip(features, thresholds):
+            near = np.float32(threshold)
+            for value in (near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf)),
+                          np.float32(-threshold)):
+                rows[i, feature] = value
+                i += 1
+    _assert_equal_to_sklearn(estimator, rows)
+    _assert_equal_to_sklearn(estimator, np.array([[3.4e38, -3.4e38, 3.4e38, -3.4e38]] * 3))
+    with pytest.raises(ValueError, match="infinity"):  # refused as sklearn refuses it
+        CompiledForest.compile(estimator).predict_positive(np.array([[np.inf, 0, 0, 0]]))
+
+
+def test_missing_values_are_routed_as_sklearn_routes_them():
+    """NaN goes where sklearn's missing-value support sends it (the batch falls back to predict_proba)."""
+    x, y = churn_like(2000, 5)
+    x_missing = x.copy()
+    x_missing[::7, 1] = np.nan
+    rows, _ = churn_like(300, 6)
+    rows[::3, 1] = np.nan
+    for train in (x, x_missing):  # no NaN seen in training, and NaN seen
+        _assert_equal_to_sklearn(RandomForestClassifier(n_estimators=15, random_state=0).fit(train, y), rows)
+
+
+def test_class_labels_other_than_0_1_are_left_to_sklearn():
+    x, y = churn_like(500, 1)
+    assert CompiledForest.compile(RandomForestClassifier(n_estimators=3).fit(x, np.where(y, "yes", "no"))) is None
+    three = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y + (x[:, 0] > 60))
+    assert CompiledForest.compile(three) is None
+    booleans = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y.astype(bool))  # True is class 1
+    _assert_equal_to_sklearn(booleans, x[:100])
+
+
+def test_threads_scoring_at_once_get_each_their_own_answer():
+    """The server scores requests on a thread pool; the kernel releases the GIL and shares no state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, y = churn_like(2000, 8)
+    estimator = RandomForestClassifier(n_estimators=40, random_state=0).fit(x, y)
+    forest = CompiledForest.compile(estimator)
+    batches = [churn_like(2000 + 37 * i, 100 + i)[0] for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(forest.predict_positive, batches * 3))
+    for batch, answer in zip(batches * 3, answers):
+        np.testing.assert_allclose(answer, estimator.predict_proba(batch)[:, 1], rtol=0, atol=1e-9)
