@@ -143,3 +143,38 @@ def test_threads_scoring_at_once_get_each_their_own_answer():
         answers = list(pool.map(forest.predict_positive, batches * 3))
     for batch, answer in zip(batches * 3, answers):
         np.testing.assert_allclose(answer, estimator.predict_proba(batch)[:, 1], rtol=0, atol=1e-9)
+
+
+def test_the_bundle_path_of_server_and_batch_equals_sklearn(trained_bundle, tmp_path):
+    """The numbers a client gets: a saved and loaded bundle scoring a large CSV request (Arrow
+    parse), a JSON-like request (lists) and batch chunks (a DataFrame as the feature store
+    returns it) equal sklearn's predict_proba on the encoded matrix."""
+    import pandas as pd
+
+    from churn.batch import score_in_chunks
+    from churn.bundle import ModelBundle
+    from churn.serving import protocol
+
+    bundle, split = trained_bundle
+    loaded = ModelBundle.load(tmp_path / "b", expected_sha256=bundle.save(tmp_path / "b"))
+    assert loaded._fast_path() is not None  # the compiled kernel is what scores here
+    frame = pd.concat([split.test] * 3, ignore_index=True)
+    frame.loc[::11, "contract_type"] = None  # missing and unseen categories, missing numbers
+    frame.loc[::13, "payment_method"] = "Carrier pigeon"
+    frame.loc[::17, "monthly_charges"] = np.nan
+    frame = frame.assign(customer_id=[f"CUST_{i + 1:06d}" for i in range(len(frame))])
+    matrix, _ = loaded.preprocessor.transform({c: frame[c].tolist() for c in loaded.feature_order})
+    assert not np.isnan(matrix).any()
+    expected = loaded.estimator.predict_proba(matrix)[:, 1]
+
+    body = frame[loaded.feature_order].to_csv(index=False).encode()
+    assert len(body) > protocol.LARGE_CSV_BYTES  # the Arrow parse of large requests
+    csv_answer = protocol.predict(loaded, protocol.parse_request(body, "text/csv"))
+    json_answer = protocol.predict(loaded, protocol.parse_request(
+        frame[loaded.feature_order].to_json(orient="records").encode(), "application/json"))
+    batch = pd.concat(score_in_chunks(loaded, frame, 500, "m", "1", "r"), ignore_index=True)
+    for got in (csv_answer.proba, json_answer.proba, batch["probability"].to_numpy()):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    assert csv_answer.labels.tolist() == (expected > 0.5).astype(int).tolist() == batch["prediction"].tolist()
+    # the demo data has no missing contract types, so 'Unknown' is unseen too
+    assert csv_answer.unseen == json_answer.unseen == {"contract_type": ["Unknown"], "payment_method": ["Carrier pigeon"]}
