@@ -107,6 +107,15 @@ def _jit(function):
 _kernel = _jit(_walk) if numba is not None else None
 
 
+def compile_kernel() -> bool:
+    """Compile the kernel (or load it from the cache) now, e.g. at image build to fill the cache; False without numba."""
+    if _kernel is None:
+        return False
+    one = np.zeros(1, dtype=np.int32)
+    _kernel(np.zeros((1, 1), np.float32), one, one, one, np.full(1, np.inf, np.float32), one, np.zeros(1), np.empty(1))
+    return True
+
+
 def _breadth_first(tree: Any) -> np.ndarray:
     """The tree's node ids in an order where each split's two children are adjacent (left, right)."""
     order: List[int] = [0]
@@ -157,7 +166,7 @@ class CompiledForest:
         self.left = np.ascontiguousarray(np.concatenate(left), dtype=np.int32)
         self.value = np.ascontiguousarray(np.concatenate(value), dtype=np.float64)
         self.n_features = int(estimator.n_features_in_)
-        self.predict_positive(np.zeros((1, self.n_features)))  # compile / load the kernel now
+        compile_kernel()  # compile / load the kernel now, at bundle load
 
     @classmethod
     def compile(cls, estimator: Any) -> Optional["CompiledForest"]:
