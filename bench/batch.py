@@ -114,8 +114,8 @@ def main() -> None:
     read, score = t1 - t0, min(walls)
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: wall times are noisy)")
     print(f"read latest records: wall {read:6.1f}s  cpu {c1 - c0:6.1f}s  ({args.rows / read:,.0f} rows/s)")
-    print(f"score + write x{args.repeats}: wall min {score:.1f}s median {statistics.median(walls):.1f}s, cpu min {min(cpus):.1f}s "
-          f"({rows / score:,.0f} rows/s at the min, chunks of {args.chunk_rows:,})")
+    print(f"score + write x{args.repeats}: wall min {score:.1f}s median {statistics.median(walls):.1f}s, "
+          f"cpu min {min(cpus):.1f}s ({rows / score:,.0f} rows/s at the min, chunks of {args.chunk_rows:,})")
     print(f"  one chunk of {len(chunk):,}: preprocess cpu {p1 - p0:.3f}s, trees cpu {p2 - p1:.3f}s")
     print(f"end to end (read + best score/write): {read + score:6.1f}s  ({rows / (read + score):,.0f} rows/s; "
           f"cpu {c1 - c0 + min(cpus):.1f}s = {rows / (c1 - c0 + min(cpus)):,.0f} rows per cpu-second)")

@@ -198,12 +198,14 @@ def main() -> None:
                                "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"], env)
         try:
             wait_ready(port, "/ping", mlflow_server)
-            results["mlflow models serve"] = (*latency(port, ONE_ROW, args.requests), throughput(port, batch, 10_000, mlflow_server.pid))
+            results["mlflow models serve"] = (*latency(port, ONE_ROW, args.requests),
+                                              throughput(port, batch, 10_000, mlflow_server.pid))
         finally:
             stop(mlflow_server)
 
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: figures are noisy)")
-    print(f"{'server':22} {'p50 ms':>8} {'p99 ms':>8} {'rows/s 10k batch: best':>24} {'median':>10} {'per server cpu-s':>17}")
+    print(f"{'server':22} {'p50 ms':>8} {'p99 ms':>8} {'rows/s 10k batch: best':>24} {'median':>10} "
+          f"{'per server cpu-s':>17}")
     for name, (p50, p99, (best, median, per_cpu)) in results.items():
         print(f"{name:22} {p50:8.2f} {p99:8.2f} {best:24,.0f} {median:10,.0f} {per_cpu:17,.0f}")
     if "mlflow models serve" in results:

@@ -22,10 +22,11 @@ The result equals ``predict_proba``:
   the estimator. Our preprocessing imputes every missing value and refuses numbers beyond
   float32, so this happens only to direct callers.
 
-The kernel is compiled on the first forest compiled (at bundle load), or loaded from numba's on-disk cache (next to this file, else numba's user
-cache dir; in-process compilation when neither is writable). It holds no state between
-calls and releases the GIL, so server threads may score concurrently. Without numba (not
-importable) ``CompiledForest.compile`` returns None and the bundle uses ``predict_proba``.
+The kernel is compiled on the first forest compiled (at bundle load), or loaded from numba's
+on-disk cache (next to this file, else numba's user cache dir; in-process compilation when
+neither is writable). It holds no state between calls and releases the GIL, so server
+threads may score concurrently. Without numba (not importable) ``CompiledForest.compile``
+returns None and the bundle uses ``predict_proba``.
 """
 
 from __future__ import annotations
@@ -108,7 +109,10 @@ _kernel = _jit(_walk) if numba is not None else None
 
 
 def compile_kernel() -> bool:
-    """Compile the kernel (or load it from the cache) now, e.g. at image build to fill the cache; False without numba."""
+    """Compile the kernel (or load it from numba's cache) now; False without numba.
+
+    ``CompiledForest`` calls it at bundle load; an image build step may call it to fill the cache.
+    """
     if _kernel is None:
         return False
     one = np.zeros(1, dtype=np.int32)

@@ -177,4 +177,5 @@ def test_the_bundle_path_of_server_and_batch_equals_sklearn(trained_bundle, tmp_
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     assert csv_answer.labels.tolist() == (expected > 0.5).astype(int).tolist() == batch["prediction"].tolist()
     # the demo data has no missing contract types, so 'Unknown' is unseen too
-    assert csv_answer.unseen == json_answer.unseen == {"contract_type": ["Unknown"], "payment_method": ["Carrier pigeon"]}
+    want_unseen = {"contract_type": ["Unknown"], "payment_method": ["Carrier pigeon"]}
+    assert csv_answer.unseen == json_answer.unseen == want_unseen

@@ -296,7 +296,8 @@ def test_the_hash_covers_the_bytes_that_are_loaded(trained_bundle, tmp_path, mon
 
 # -- text columns: the Arrow encoding equals the per-value definition -----------------------
 
-_TEXT_POOL = ["a", "b", " c", "NA", "Unknown", "", " ", "na ", "nan", "None", "null", "zzz", "ünï", "日本語", "😀", "a\x00b",
+_TEXT_POOL = ["a", "b", " c", "NA", "Unknown", "", " ", "na ", "nan", "None", "null", "zzz", "ünï", "日本語", "😀",
+              "a\x00b",
               "x,y", 'q"uote', "\u00a0", "\u2003b", "B", None, float("nan"), pd.NA]
 
 
