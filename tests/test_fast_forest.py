@@ -179,3 +179,29 @@ def test_the_bundle_path_of_server_and_batch_equals_sklearn(trained_bundle, tmp_
     # the demo data has no missing contract types, so 'Unknown' is unseen too
     want_unseen = {"contract_type": ["Unknown"], "payment_method": ["Carrier pigeon"]}
     assert csv_answer.unseen == json_answer.unseen == want_unseen
+
+
+def test_without_numba_forests_are_scored_by_sklearn():
+    """An environment without numba still imports the bundle code and scores with predict_proba."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys; sys.modules['numba'] = None\n"  # 'import numba' now raises ImportError
+        "import numpy as np\n"
+        "from sklearn.ensemble import RandomForestClassifier\n"
+        "from churn.bundle import ModelBundle\n"
+        "from churn.fast_forest import CompiledForest\n"
+        "from churn.preprocessing import Preprocessor\n"
+        "x = np.arange(40.0).reshape(20, 2); y = np.arange(20) % 2\n"
+        "rf = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y)\n"
+        "assert CompiledForest.compile(rf) is None\n"
+        "pre = Preprocessor('y', ['a', 'b'], {'a': 0.0, 'b': 0.0}, {})\n"
+        "proba, _ = ModelBundle(rf, pre).predict_proba({'a': list(x[:, 0]), 'b': list(x[:, 1])})\n"
+        "assert np.array_equal(proba, rf.predict_proba(x)[:, 1])\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
