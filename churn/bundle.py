@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from churn.fast_forest import SMALL_BATCH_ROWS, CompiledForest
+from churn.fast_forest import CompiledForest
 from churn.preprocessing import Preprocessor
 
 FORMAT_VERSION = 1
@@ -62,6 +62,9 @@ class ModelBundle:
     info: Dict[str, Any] = field(default_factory=dict)
     _compiled: Any = field(default=None, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self._fast_path()  # compile the forest (and its kernel) at load, not on the first request
+
     def _fast_path(self) -> Optional[CompiledForest]:
         if self._compiled is None:
             self._compiled = CompiledForest.compile(self.estimator) or False
@@ -78,8 +81,8 @@ class ModelBundle:
     def predict_proba(self, columns: Mapping[str, Sequence[Any]]) -> Tuple[np.ndarray, Dict[str, List[str]]]:
         """Probability of the positive class (1) per row, and unseen categories per column."""
         matrix, unseen = self.preprocessor.transform(columns)
-        fast = self._fast_path() if len(matrix) <= SMALL_BATCH_ROWS else None
-        if fast is not None:  # same numbers as predict_proba, without its per-call overhead
+        fast = self._fast_path()
+        if fast is not None:  # same numbers as predict_proba, at any batch size
             return fast.predict_positive(matrix), unseen
         proba = self.estimator.predict_proba(matrix)
         positive = list(self.estimator.classes_).index(1)
