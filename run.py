@@ -94,9 +94,10 @@ def _ensure_stack() -> None:
         click.echo("Using the 'local' stack" + (f" (registered: {', '.join(created)})" if created else ""))
 
 
-def _output(run, step: str, name: str):
+def _output(steps, step: str, name: str):
+    """``steps``: ``run.steps`` read once (each read of that property queries every step of the run)."""
     try:
-        return run.steps[step].outputs[name][0].load()
+        return steps[step].outputs[name][0].load()
     except (KeyError, IndexError):
         return None
 
@@ -113,10 +114,11 @@ def _print_summary(run) -> None:
                 click.echo(f"  {key}: {run.run_metadata[key]}")
         click.echo("  metrics, registry and endpoint follow when the steps finish (ZenML dashboard / SageMaker console)")
         return
-    report = _output(run, "evaluate", "evaluation_report") or {}
-    verdict = _output(run, "gate", "gate_verdict") or {}
-    registration = _output(run, "register", "registration") or {}
-    deployment = _output(run, "deploy", "deployment") or {}
+    steps = run.steps
+    report = _output(steps, "evaluate", "evaluation_report") or {}
+    verdict = _output(steps, "gate", "gate_verdict") or {}
+    registration = _output(steps, "register", "registration") or {}
+    deployment = _output(steps, "deploy", "deployment") or {}
     click.echo("\n" + "=" * 72)
     click.echo(f"Run {run.name}: {run.status.value}")
     if report:
@@ -264,7 +266,7 @@ def batch(variant: str, config_path: str | None, output_uri: str | None) -> None
         _fail(f"{error}. If a step failed, the stack's alerter was told; its message names the step log.")
     from zenml.client import Client
 
-    summary = _output(Client().get_pipeline_run(run.id), "batch_predict", "batch_summary") or {}
+    summary = _output(Client().get_pipeline_run(run.id).steps, "batch_predict", "batch_summary") or {}
     click.echo(f"\nScored {summary.get('rows')} customers with {summary.get('model_name')} v{summary.get('version')}: "
                f"{summary.get('location')}")
 
