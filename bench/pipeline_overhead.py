@@ -134,7 +134,8 @@ def main() -> None:
         for round_ in range(args.repeats):
             for name, command in commands.items():
                 figures[name].append(runner.timed(command))
-            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f}s" for k, v in figures.items()), flush=True)
+            print(f"round {round_ + 1} (wall/cpu s): " + ", ".join(f"{k} {v[-1][0]:.1f}/{v[-1][1]:.1f}"
+                                                          for k, v in figures.items()), flush=True)
     finally:
         subprocess.run([py, "run.py", "cleanup", "--yes"], cwd=REPO, env=runner.env, capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
