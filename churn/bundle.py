@@ -22,6 +22,8 @@ once), so a file swapped between the check and the load cannot slip through.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import io
 import json
 import os
@@ -29,6 +31,7 @@ import pickle
 import platform
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,19 +162,35 @@ class ModelBundle:
             version = document.get("format_version") if isinstance(document, dict) else None
             raise BundleError(f"{where}: unsupported bundle format {version!r}")
         return cls(
-            estimator=_unpickle_estimator(files[ESTIMATOR_FILE]),
+            estimator=_unpickle_estimator(files[ESTIMATOR_FILE], where),
             preprocessor=Preprocessor.from_dict(document["preprocessor"]),
             info=document.get("info", {}),
         )
 
 
-def _unpickle_estimator(data: bytes) -> Any:
-    """The estimator from ``estimator.joblib``'s bytes: a plain pickle, or joblib's format (older bundles)."""
-    if data[:1] == b"\x80" and b"joblib.numpy_pickle" not in data:  # the plain pickle save() writes
-        return pickle.loads(data)
-    import joblib  # joblib.dump's format (numpy arrays stored beside the pickle stream), compressed or not
+# Modules that bundles written by earlier versions name for their estimator's classes, and where
+# those classes live now (a pickle names a class by module and name).
+MOVED_MODULES = {"churn.aws.autopilot": "churn.aws.autopilot_transform"}
 
-    return joblib.load(io.BytesIO(data))
+
+def _unpickle_estimator(data: bytes, where: str | os.PathLike = "bundle") -> Any:
+    """The estimator from ``estimator.joblib``'s bytes: a plain pickle, or joblib's format (older bundles).
+
+    Raises:
+        BundleError: the estimator names a class this version of the code does not have.
+    """
+    for old, new in MOVED_MODULES.items():
+        if old.encode() in data and old not in sys.modules and importlib.util.find_spec(old) is None:
+            sys.modules[old] = importlib.import_module(new)
+    try:
+        if data[:1] == b"\x80" and b"joblib.numpy_pickle" not in data:  # the plain pickle save() writes
+            return pickle.loads(data)
+        import joblib  # joblib.dump's format (numpy arrays stored beside the pickle stream), compressed or not
+
+        return joblib.load(io.BytesIO(data))
+    except (ImportError, AttributeError) as error:
+        raise BundleError(f"{where}: {ESTIMATOR_FILE} names code this version of churn-mlops does not have "
+                          f"({error}); retrain the model with this version") from None
 
 
 def read_bundle_files(directory: str | os.PathLike) -> Dict[str, bytes]:

@@ -351,3 +351,20 @@ def test_frames_and_json_records_encode_alike_with_mixed_and_missing_values():
     strings = pd.Series(["a", None, "new", "b"] * 40, dtype="str")
     matrix, unseen = pre.transform(pd.DataFrame({"age": 1, "charges": 2, "plan": strings}))
     assert matrix[:4, 2].tolist() == [3.0, 2.0, 0.0, 4.0] and unseen == {"plan": ["new"]}  # None -> Unknown
+
+
+def test_estimator_pickles_naming_moved_or_missing_code():
+    """A bundle written before a module moved still loads; one naming code we lack gets a BundleError."""
+    import pickle
+
+    from churn.aws import autopilot_transform
+    from churn.bundle import BundleError, _unpickle_estimator
+
+    data = pickle.dumps(autopilot_transform.AutopilotModel, protocol=2)  # no framing: names are plain text
+    assert b"churn.aws.autopilot_transform\nAutopilotModel\n" in data
+    written_before_the_split = data.replace(b"churn.aws.autopilot_transform\n", b"churn.aws.autopilot\n")
+    assert _unpickle_estimator(written_before_the_split) is autopilot_transform.AutopilotModel
+
+    unknown = data.replace(b"churn.aws.autopilot_transform\n", b"churn.no_such_module\n")
+    with pytest.raises(BundleError, match="no_such_module.*retrain"):
+        _unpickle_estimator(unknown, "models/v7")
