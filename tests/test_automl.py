@@ -92,7 +92,8 @@ def small_split(demo_frame):
 
 
 def _settings(**overrides):
-    return AutoMLSettings(**{"objective": "AUC", "max_runtime_sec": 120, "max_candidates": 12, "mode": "ENSEMBLING",
+    # max_runtime_sec is far above what the capped search needs, even on a busy machine
+    return AutoMLSettings(**{"objective": "AUC", "max_runtime_sec": 900, "max_candidates": 12, "mode": "ENSEMBLING",
                              "families": FAMILIES_SMALL, "seed": 7, **overrides})
 
 
@@ -234,7 +235,7 @@ def test_bundle_loads_and_predicts_without_flaml(automl_bundle, small_split, tmp
 
 def test_hyperparameter_tuning_mode_returns_the_single_best_model(small_split):
     split, pre = small_split
-    settings = AutoMLSettings(objective="F1", max_runtime_sec=60, max_candidates=4, mode="HYPERPARAMETER_TUNING",
+    settings = AutoMLSettings(objective="F1", max_runtime_sec=600, max_candidates=4, mode="HYPERPARAMETER_TUNING",
                               families=("lgbm", "logistic"), seed=1)
     bundle = FlamlEngine().train(split.train, pre, settings)
     automl = bundle.info["automl"]

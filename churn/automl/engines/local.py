@@ -15,7 +15,8 @@ includes the final fit:
    ``mode: HYPERPARAMETER_TUNING`` keeps the best single candidate instead.
 4. **Final fit** (``final_fit``): ``refit`` fits each member once on all training rows
    (one model per member at the endpoint); ``bag`` serves its k fold models (no extra fit,
-   k times the scoring). A member whose refit would not fit in the budget left is bagged.
+   k times the scoring). A member whose refit would not fit in the budget left is served as its
+   first fold model (trained on (k-1)/k of the rows): same scoring cost as a refit.
 
 Time is kept back for step 4 from the start: the estimated refit time of the best
 candidates so far (their measured fold fit times, scaled to all rows).
@@ -164,10 +165,12 @@ class LocalEngine:
                 continue
             candidate = evaluated.candidate
             expected = _refit_seconds(evaluated, len(ranked[0].fold_models))
-            if settings.final_fit == "refit" and time.perf_counter() + expected <= deadline:
-                model, how = fit_candidate(candidate, X, y, categorical, settings.seed, settings.n_jobs), "refit"
-            else:
+            if settings.final_fit == "bag":
                 model, how = BaggedModel(evaluated.fold_models), "bag"
+            elif time.perf_counter() + expected <= deadline:
+                model, how = fit_candidate(candidate, X, y, categorical, settings.seed, settings.n_jobs), "refit"
+            else:  # no time to refit: its first fold model (k-1 of k parts of the rows), at a refit's scoring cost
+                model, how = evaluated.fold_models[0], "fold"
             models.append(model)
             names.append(candidate.name)
             member_weights.append(weight)
