@@ -54,7 +54,7 @@ import pandas as pd  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from churn.automl import AutoMLSettings, train_automl  # noqa: E402
+from churn.automl import AutoMLError, AutoMLSettings, train_automl  # noqa: E402
 from churn.bundle import ModelBundle  # noqa: E402
 from churn.config import load_config  # noqa: E402
 from churn.preprocessing import Preprocessor, split_train_test  # noqa: E402
@@ -197,12 +197,16 @@ def run_default(name: str, split: Split) -> Dict[str, Any]:
     return {"auc": _auc(split.y_test, proba), "seconds": time.perf_counter() - started}
 
 
-def run_automl(split: Split, budget: float, final_fit: str = "refit") -> Dict[str, Any]:
+def run_automl(split: Split, budget: float, final_fit: str = "refit") -> Optional[Dict[str, Any]]:
     config = load_config(REPO / "configs" / "automl.yaml")
     settings = AutoMLSettings.from_config({**config.model_dump(), "max_runtime_sec": budget})
     settings = AutoMLSettings(**{**settings.to_dict(), "families": settings.families, "final_fit": final_fit})
     started = time.perf_counter()
-    bundle = train_automl(split.train, split.pre, settings)
+    try:
+        bundle = train_automl(split.train, split.pre, settings)
+    except AutoMLError as error:
+        print(f"  automl failed: {error}", flush=True)
+        return None
     seconds = time.perf_counter() - started
     automl = bundle.info["automl"]
     speed = scoring_speed(bundle, split.test)

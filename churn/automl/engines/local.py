@@ -59,7 +59,11 @@ class LocalEngine:
         X, y, categorical, folds = _training_data(train_frame, preprocessor, settings)
         import flaml  # noqa: F401  (imports mlflow: seconds in a fresh process, counted in the budget)
 
-        score = lambda proba: objective_score(settings.objective, y, proba)  # noqa: E731
+
+        def score(proba: np.ndarray) -> float:
+            return objective_score(settings.objective, y, proba)
+
+        score.rows = lambda proba, rows: objective_score(settings.objective, y[rows], proba)  # a fold subset
         with threadpool_limits(limits=settings.n_jobs), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             evaluated = self._portfolio(X, y, categorical, folds, settings, score, deadline)
@@ -83,7 +87,8 @@ class LocalEngine:
             "best_config": dict(best.candidate.config), "best_cv_score": round(best.score, 6),
             "trials": sum(f["trials"] for f in families.values()), "families": families,
             "leaderboard": [{"name": e.candidate.name, "family": e.candidate.family, "source": e.candidate.source,
-                             "cv_score": round(e.score, 6), "fold_fit_seconds": round(e.fit_seconds, 3)} for e in ranked],
+                             "cv_score": round(e.score, 6), "fold_fit_seconds": round(e.fit_seconds, 3),
+                             "folds": len(e.fold_models)} for e in ranked],
             "portfolio_seconds": round(portfolio_seconds, 3),
             "search_budget_sec": round(search["budget"], 3), "search_seconds": round(search["seconds"], 3),
             "cv_folds": len(folds), "mode": settings.mode, "final_fit": settings.final_fit,
@@ -113,7 +118,9 @@ class LocalEngine:
                 break
             result = evaluate(candidate, X, y, folds, categorical, settings.seed, settings.n_jobs, score,
                               deadline=deadline - _final_fit_reserve(evaluated, settings, len(folds)))
-            if result is None:  # out of time: the rest of the portfolio is skipped
+            if result is None or not result.complete:  # out of time: the rest of the portfolio is skipped
+                if result is not None and not evaluated:
+                    evaluated.append(result)  # nothing else finished: its fold models serve (see _select)
                 break
             evaluated.append(result)
         return evaluated
@@ -132,6 +139,8 @@ class LocalEngine:
             return empty
         search_settings = settings if left_candidates is None else \
             AutoMLSettings(**{**settings.to_dict(), "families": settings.families, "max_candidates": left_candidates})
+        partial = [e for e in evaluated if not e.complete]
+        evaluated[:] = [e for e in evaluated if e.complete]
         result = flaml_search.search(X, y, categorical, search_settings, len(folds), budget=max(1.0, budget))
         found = sorted(((info["best_loss"], family, info) for family, info in result["families"].items()
                         if info["best_config"] is not None and info["best_loss"] is not None),
@@ -141,16 +150,18 @@ class LocalEngine:
             outcome = evaluate(candidate, X, y, folds, categorical, settings.seed, settings.n_jobs, score,
                                deadline=deadline - _final_fit_reserve(evaluated, settings, len(folds)),
                                fold_seconds=(info["best_trial_seconds"] or 0.0) / len(folds))
-            if outcome is None:
+            if outcome is None or not outcome.complete:
                 break
             evaluated.append(outcome)
+        if not evaluated:
+            evaluated.extend(partial)
         return result
 
     # 3. the ensemble ----------------------------------------------------------------
     @staticmethod
     def _select(ranked: List[Evaluated], settings: AutoMLSettings, score):
         """Weights per ranked candidate (0: out) and the ensemble's OOF score (None: a single model)."""
-        if settings.mode == "HYPERPARAMETER_TUNING" or len(ranked) == 1:
+        if settings.mode == "HYPERPARAMETER_TUNING" or len(ranked) == 1 or not all(e.complete for e in ranked):
             return [1.0] + [0.0] * (len(ranked) - 1), None
         selection = greedy_selection(np.array([e.oof for e in ranked]), score, rounds=SELECTION_ROUNDS,
                                      max_members=settings.ensemble_size)

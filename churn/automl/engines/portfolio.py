@@ -108,21 +108,28 @@ class Evaluated:
     score: float
     fold_models: List[Any] = field(repr=False)
     fit_seconds: float  # mean seconds of one fold's fit
+    complete: bool = True  # False: the deadline came after some folds (oof/score cover only those rows)
 
 
 def evaluate(candidate: Candidate, X: np.ndarray, y: np.ndarray, folds: List[tuple], categorical: Sequence[int],
              seed: int, n_jobs: int, score, deadline: float, fold_seconds: float = 0.0) -> Optional[Evaluated]:
-    """Fit ``candidate`` on each fold and predict the held-out rows; None if the deadline comes first.
+    """Fit ``candidate`` on each fold and predict the held-out rows, within ``deadline``.
 
     A fold is started only when the expected fold time (``fold_seconds`` before the first fold,
-    then the mean so far) still fits before ``deadline``.
+    then the mean so far) still fits before ``deadline``. Cut short after some folds: an
+    incomplete result (its fold models can still serve if nothing completes); before any: None.
     """
+    score_rows = getattr(score, "rows", None) or (lambda proba, rows: score(proba))
     oof = np.zeros(len(y))
     models, seconds = [], []
     for train_rows, valid_rows in folds:
         expected = np.mean(seconds) if seconds else fold_seconds
         if time.perf_counter() + expected > deadline:
-            return None
+            if not models:
+                return None
+            done = np.concatenate([valid for _, valid in folds[: len(models)]])
+            return Evaluated(candidate, oof, float(score_rows(oof[done], done)), models, float(np.mean(seconds)),
+                             complete=False)
         started = time.perf_counter()
         model = fit_candidate(candidate, X[train_rows], y[train_rows], categorical, seed, n_jobs)
         seconds.append(time.perf_counter() - started)
