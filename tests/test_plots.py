@@ -64,3 +64,21 @@ def test_the_dashboard_report_embeds_the_same_three_charts():
     report = classification_metrics(Y_TRUE, PROBA)
     page = evaluation_html(report)
     assert page.count('src="data:image/png;base64,') == len(CHARTS)
+
+
+def test_the_dashboard_gets_the_report_and_each_chart_as_an_image(tmp_path):
+    from zenml.enums import VisualizationType
+
+    from churn.evaluation import EvaluationReport
+    from materializers.evaluation_materializer import EvaluationReportMaterializer
+
+    report = EvaluationReport(classification_metrics(Y_TRUE, PROBA))
+    materializer = EvaluationReportMaterializer(str(tmp_path))
+    materializer.save(report)
+    visualizations = list(materializer.save_visualizations(report).items())
+    (html_path, html_type), *charts = visualizations
+    assert html_type == VisualizationType.HTML and "Evaluation report" in open(html_path).read()   # shown first
+    assert [(path.rsplit("/", 1)[-1], kind) for path, kind in charts] == [
+        (f"{name}.png", VisualizationType.IMAGE) for name in CHARTS]
+    for path, _ in charts:
+        assert _image(open(path, "rb").read()).shape[0] > 200
