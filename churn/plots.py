@@ -78,3 +78,8 @@ def png_bytes(figure: Figure, dpi: int = 90) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def evaluation_pngs(report: Mapping[str, Any]) -> Dict[str, bytes]:
+    """``evaluation_figures`` as PNG files' bytes, by chart name (encoding is most of the cost: draw once, reuse)."""
+    return {name: png_bytes(figure) for name, figure in evaluation_figures(report).items()}

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import pandas as pd
 
 from churn.artifacts import FeatureLineage, GateVerdict, Registration
 from churn.metrics import metric_rows
-from churn.plots import evaluation_figures, new_figure, png_bytes
+from churn.plots import evaluation_pngs, new_figure, png_bytes
 
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:16px;color:#1f2933}
@@ -28,8 +28,11 @@ th{background:#f0f4f8} td.l,th.l{text-align:left}
 
 
 def _png(figure) -> str:
-    data = base64.b64encode(png_bytes(figure)).decode()
-    return f'<img alt="chart" src="data:image/png;base64,{data}"/>'
+    return _img(png_bytes(figure))
+
+
+def _img(png: bytes) -> str:
+    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
 
 
 def _table(rows, header) -> str:
@@ -39,8 +42,12 @@ def _table(rows, header) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, float]] = None) -> str:
-    """ROC and PR curves, confusion matrix, metrics table, feature importances and the gate verdict."""
+def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, float]] = None,
+                    charts: Optional[Mapping[str, bytes]] = None) -> str:
+    """ROC and PR curves, confusion matrix, metrics table, feature importances and the gate verdict.
+
+    ``charts``: the report's charts as PNG bytes (``churn.plots.evaluation_pngs``), when the caller has them already.
+    """
     parts = [STYLE, "<h1>Evaluation report</h1>"]
     gate = report.get("gate")
     if gate:
@@ -48,15 +55,15 @@ def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, floa
     parts.append("<h2>Metrics (test set)</h2>" + _table(
         metric_rows(report) +
         [("test rows", report.get("n_test")), ("positive rate", f"{report.get('positive_rate', 0):.3f}")], ["metric", "value"]))
-    charts = [_png(figure) for figure in evaluation_figures(report).values()]   # ROC, PR, confusion matrix
+    images = [_img(png) for png in (evaluation_pngs(report) if charts is None else charts).values()]   # ROC, PR, matrix
     if importances:
         ranked = sorted(importances.items(), key=lambda kv: kv[1])[-15:]
         figure = new_figure(4.5, 0.3 * len(ranked) + 1)
         axis = figure.axes[0]
         axis.barh([k for k, _ in ranked], [v for _, v in ranked])
         axis.set(title="Feature importances")
-        charts.append(_png(figure))
-    parts.append('<div class="grid">' + "".join(charts) + "</div>")
+        images.append(_png(figure))
+    parts.append('<div class="grid">' + "".join(images) + "</div>")
     if report.get("unseen_categories"):
         parts.append("<h2>Categories unseen in training (mapped to the first class)</h2>" + _table(
             [(k, ", ".join(v)) for k, v in report["unseen_categories"].items()], ["column", "values"]))

@@ -16,7 +16,7 @@ from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
 from churn.evaluation import EvaluationReport
-from churn.plots import evaluation_figures, png_bytes
+from churn.plots import evaluation_pngs
 from churn.report_html import evaluation_html
 
 FILE = "evaluation.json"
@@ -35,14 +35,15 @@ class EvaluationReportMaterializer(BaseMaterializer):
             json.dump(dict(data), handle, indent=2)
 
     def save_visualizations(self, data: EvaluationReport) -> Dict[str, VisualizationType]:
+        charts = evaluation_pngs(data)                             # ROC, precision-recall, confusion matrix
         path = os.path.join(self.uri, "evaluation.html")
         with fileio.open(path, "w") as handle:
-            handle.write(evaluation_html(data, data.get("feature_importances")))
+            handle.write(evaluation_html(data, data.get("feature_importances"), charts))
         visualizations = {path: VisualizationType.HTML}
-        for name, figure in evaluation_figures(data).items():     # ROC, precision-recall, confusion matrix
+        for name, png in charts.items():
             chart = os.path.join(self.uri, f"{name}.png")
             with fileio.open(chart, "wb") as handle:
-                handle.write(png_bytes(figure))
+                handle.write(png)
             visualizations[chart] = VisualizationType.IMAGE
         return visualizations
 

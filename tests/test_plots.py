@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -80,5 +81,8 @@ def test_the_dashboard_gets_the_report_and_each_chart_as_an_image(tmp_path):
     assert html_type == VisualizationType.HTML and "Evaluation report" in open(html_path).read()   # shown first
     assert [(path.rsplit("/", 1)[-1], kind) for path, kind in charts] == [
         (f"{name}.png", VisualizationType.IMAGE) for name in CHARTS]
+    page = open(html_path).read()
     for path, _ in charts:
-        assert _image(open(path, "rb").read()).shape[0] > 200
+        png = open(path, "rb").read()
+        assert _image(png).shape[0] > 200
+        assert base64.b64encode(png).decode() in page                 # drawn once: the report embeds the same image
