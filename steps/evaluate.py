@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import mlflow
 import pandas as pd
 from zenml import log_metadata, step
 
+from churn.artifacts import ChampionScore
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport, check_quality
 from churn.metrics import summary_line
@@ -21,6 +22,7 @@ from steps.caching import TRAINING_CACHE
       output_materializers=EvaluationReportMaterializer)
 def evaluate(
     model_bundle: ModelBundle, test_set: pd.DataFrame, gate_metric: str, threshold: float,
+    champion: Optional[ChampionScore] = None,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
     """The metrics of ``churn.metrics``, curves and the confusion matrix on the test split, with the gate's verdict.
 
@@ -32,6 +34,7 @@ def evaluate(
         test_set: The held-out rows (features + target).
         gate_metric: The gate's metric (the config's ``gate_metric``).
         threshold: The value it must reach (the config's ``accuracy_threshold``).
+        champion: The champion's score on the same test set (``compare_to_champion``), or None.
 
     Returns:
         The report (the spec's evaluation.json keys, ``gate`` and ``feature_importances``).
@@ -41,7 +44,7 @@ def evaluate(
     """
     report = EvaluationReport(evaluate_bundle(model_bundle, test_set))
     report["feature_importances"] = model_bundle.info.get("feature_importances") or {}
-    report["gate"] = check_quality(report, gate_metric, threshold).model_dump(mode="json")
+    report["gate"] = check_quality(report, gate_metric, threshold, champion).model_dump(mode="json")
     scalar = {k: v for k, v in report.items() if isinstance(v, float)}
     mlflow.log_metrics(scalar)
     mlflow.log_dict({k: v for k, v in report.items() if k != "curves"}, "evaluation/evaluation.json")
