@@ -105,6 +105,13 @@ class ChampionScore(TypedArtifact):
     value: Optional[float] = None   # None: the metric does not apply to this test set (e.g. ROC-AUC on one class)
     sha256: Optional[str] = None    # the verified bundle that was scored
 
+    def describe(self) -> str:
+        """One line: which version is the champion and what it scored (or that there is none)."""
+        if self.version is None:
+            return f"no champion yet: {self.model_name} has no Approved version"
+        shown = "n/a" if self.value is None else f"{self.value:.4f}"
+        return f"champion {self.model_name} version {self.version}: {self.metric} {shown} on this run's test set"
+
     def markdown(self) -> str:
         if self.version is None:
             return markdown_table("Champion", [("champion", f"none yet ({self.model_name} has no Approved version)")])

@@ -35,6 +35,5 @@ def score_champion(test_set: pd.DataFrame, model_name: str, gate_metric: str,
     """
     champion = champion_on(Client().active_stack.model_registry, model_name, test_set, gate_metric, tolerance)
     log_metadata(metadata={"champion": champion.model_dump(mode="json", exclude_none=True)})
-    print(f"Champion: {model_name} has no Approved version yet" if champion.version is None else
-          f"Champion: {model_name} version {champion.version}, {gate_metric} {champion.value} on this test set")
+    print(champion.describe())
     return champion

@@ -93,6 +93,9 @@ def test_the_verdict_travels_in_the_report_and_shows_the_champion_on_the_dashboa
     assert isinstance(verdict, GateVerdict) and not verdict.passed and verdict.champion_value == 0.8
     assert "| champion on this test set | v3: 0.8000 (tolerance 0.0) |" in verdict.markdown()
     assert "| champion | classification-model-group version 3 |" in _champion(0.8).markdown()
+    assert _champion(0.8).describe() == ("champion classification-model-group version 3: accuracy 0.8000 "
+                                         "on this run's test set")
+    assert ChampionScore(model_name="m", metric="accuracy").describe() == "no champion yet: m has no Approved version"
 
 
 def test_the_config_keys_are_off_by_default_and_validated():
