@@ -131,6 +131,8 @@ class GateVerdict(TypedArtifact):
     With ``compared_to_champion`` (the config's ``compare_to_champion``) the value was also held
     against the champion's on the same test set (``champion_value`` minus ``champion_tolerance``,
     plus it when lower is better); ``champion_version`` None then means there was no champion yet.
+    ``meets_threshold`` / ``meets_champion`` are the two comparisons ``churn.evaluation.check_quality``
+    made with the metric's direction from ``churn.metrics``; the message only words them.
     """
 
     passed: bool
@@ -142,26 +144,23 @@ class GateVerdict(TypedArtifact):
     champion_version: Optional[str] = None
     champion_value: Optional[float] = None
     champion_tolerance: float = 0.0
-
-    def _clause(self, bar: float, shown_bar: str) -> Tuple[bool, str]:
-        meets = self.value is not None and (self.value >= bar if self.higher_is_better else self.value <= bar)
-        passing, failing = (">=", "<") if self.higher_is_better else ("<=", ">")
-        return meets, f"{passing if meets else failing} {shown_bar}"
+    meets_threshold: Optional[bool] = None  # None: as ``passed`` (a verdict on the threshold alone)
+    meets_champion: Optional[bool] = None   # None: not held against a champion's number
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def message(self) -> str:
         """One line saying what was compared (the threshold, and the champion's number) and what follows from it."""
-        clauses = [self._clause(self.threshold, str(self.threshold))]
-        if self.compared_to_champion and self.champion_version is not None and self.champion_value is not None:
-            sign = -1.0 if self.higher_is_better else 1.0
-            clauses.append(self._clause(
-                self.champion_value + sign * self.champion_tolerance,
-                f"champion v{self.champion_version} {self.champion_value:.4f} {'-' if sign < 0 else '+'} "
-                f"{self.champion_tolerance}"))
+        passing, failing = (">=", "<") if self.higher_is_better else ("<=", ">")
+        meets_threshold = self.passed if self.meets_threshold is None else self.meets_threshold
+        clauses = [(meets_threshold, str(self.threshold))]
+        if self.meets_champion is not None:
+            sign = "-" if self.higher_is_better else "+"
+            clauses.append((self.meets_champion, f"champion v{self.champion_version} {_shown(self.champion_value)} "
+                                                 f"{sign} {self.champion_tolerance}"))
         joiner = " and " if len({meets for meets, _ in clauses}) == 1 else " but "
         line = (f"quality gate {'passed' if self.passed else 'FAILED'}: {self.metric} {_shown(self.value)} "
-                + joiner.join(text for _, text in clauses))
+                + joiner.join(f"{passing if meets else failing} {bar}" for meets, bar in clauses))
         if self.compared_to_champion and self.champion_version is None:
             line += "; no champion yet, so the threshold alone decides"
         elif self.compared_to_champion and self.champion_value is None:

@@ -77,18 +77,19 @@ def check_quality(metrics: Mapping[str, Any], metric: str, threshold: float,
     spec = registry.gate_metric(metric)
     value = metrics.get(metric)
     value = None if value is None else float(value)
-    passed = spec.passes(value, threshold)
-    compared = {}
+    meets_threshold = spec.passes(value, threshold)
+    compared: Dict[str, Any] = {}
     if champion is not None:
         if champion.metric != metric:
             raise ValueError(f"the champion was scored on {champion.metric!r}, the gate metric is {metric!r}")
-        if champion.version is not None and champion.value is not None:
-            bar = champion.value - champion.tolerance if spec.higher_is_better else champion.value + champion.tolerance
-            passed = passed and spec.passes(value, bar)
         compared = dict(compared_to_champion=True, champion_version=champion.version, champion_value=champion.value,
                         champion_tolerance=champion.tolerance)
-    return GateVerdict(passed=passed, metric=metric, value=value, threshold=threshold,
-                       higher_is_better=spec.higher_is_better, **compared)
+        if champion.version is not None and champion.value is not None:
+            bar = champion.value - champion.tolerance if spec.higher_is_better else champion.value + champion.tolerance
+            compared["meets_champion"] = spec.passes(value, bar)
+    return GateVerdict(passed=meets_threshold and compared.get("meets_champion", True), metric=metric, value=value,
+                       threshold=threshold, higher_is_better=spec.higher_is_better, meets_threshold=meets_threshold,
+                       **compared)
 
 
 class EvaluationReport(dict):

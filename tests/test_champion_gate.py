@@ -55,6 +55,8 @@ def test_no_champion_yet_passes_on_the_threshold_alone_and_says_so():
     assert verdict.message == ("quality gate passed: accuracy 0.7000 >= 0.5; "
                                "no champion yet, so the threshold alone decides")
     assert not check_quality({"accuracy": 0.4}, "accuracy", 0.5, none_yet).passed
+    no_value = check_quality({"accuracy": 0.7}, "accuracy", 0.5, _champion(None))   # e.g. ROC-AUC on one class
+    assert no_value.passed and no_value.message.endswith("; champion v3 has no accuracy on this test set")
 
 
 def test_without_comparison_the_spec_verdict_is_unchanged():

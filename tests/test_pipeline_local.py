@@ -233,6 +233,9 @@ def test_a_champion_whose_bundle_fails_its_hash_check_fails_the_comparison_close
         client.set_model_version_tag(MODEL, str(champion.version), "bundle_sha256", recorded_sha)
     assert score_champion(stack.model_registry, MODEL, _out(first_run, "preprocess", "test_set"),
                           "accuracy").version == str(champion.version)
+    # a model nobody registered yet has no champion: the threshold alone decides
+    assert score_champion(stack.model_registry, "never-registered", _out(first_run, "preprocess", "test_set"),
+                          "accuracy").version is None
 
 
 def test_a_failing_step_sends_exactly_one_alert_and_registers_nothing(stack, first_run):
