@@ -28,6 +28,7 @@ class BundlePyfunc(mlflow.pyfunc.PythonModel):
 
 def save_pyfunc(bundle_dir: str, path: str) -> str:
     """Write an MLflow model at ``path`` that serves the bundle at ``bundle_dir`` (churn/ copied in as code)."""
-    mlflow.pyfunc.save_model(path=path, python_model=BundlePyfunc(), artifacts={"bundle": bundle_dir},
-                             code_paths=[str(REPO / "churn")])
+    mlflow.pyfunc.save_model(
+        path=path, python_model=BundlePyfunc(), artifacts={"bundle": bundle_dir}, code_paths=[str(REPO / "churn")]
+    )
     return path

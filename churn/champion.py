@@ -29,12 +29,15 @@ class ChampionUnavailable(RuntimeError):
 
 
 def _advice(which: str) -> str:
-    return (f"nothing is registered; fix or reject {which} in the registry, "
-            "or set compare_to_champion: false to gate on the threshold alone")
+    return (
+        f"nothing is registered; fix or reject {which} in the registry, "
+        "or set compare_to_champion: false to gate on the threshold alone"
+    )
 
 
-def score_champion(registry: Any, name: str, test_set: pd.DataFrame, metric: str,
-                   tolerance: float = 0.0) -> ChampionScore:
+def score_champion(
+    registry: Any, name: str, test_set: pd.DataFrame, metric: str, tolerance: float = 0.0
+) -> ChampionScore:
     """The current champion of ``name`` scored on ``test_set`` (``version`` None: no champion yet).
 
     Args:
@@ -62,14 +65,23 @@ def score_champion(registry: Any, name: str, test_set: pd.DataFrame, metric: str
             bundle, sha256 = verified_bundle(name, version, f"{tmp}/bundle")
         except Exception as error:  # noqa: BLE001 - whatever keeps the champion from loading fails closed, named
             which = f"{name} version {version.version}" if version is not None else f"the approved version of {name}"
-            raise ChampionUnavailable(f"cannot compare with the champion ({which}): {error}; "
-                                      f"{_advice(which)}") from error
+            raise ChampionUnavailable(
+                f"cannot compare with the champion ({which}): {error}; {_advice(which)}"
+            ) from error
     which = f"{name} version {version.version}"
     try:
         report = evaluate_bundle(bundle, test_set)
     except Exception as error:  # noqa: BLE001
-        raise ChampionUnavailable(f"the champion ({which}) cannot score this run's test set "
-                                  f"({type(error).__name__}: {error}); {_advice(which)}") from error
+        raise ChampionUnavailable(
+            f"the champion ({which}) cannot score this run's test set "
+            f"({type(error).__name__}: {error}); {_advice(which)}"
+        ) from error
     value = report.get(metric)
-    return ChampionScore(model_name=name, metric=metric, tolerance=tolerance, version=str(version.version),
-                         value=None if value is None else float(value), sha256=sha256)
+    return ChampionScore(
+        model_name=name,
+        metric=metric,
+        tolerance=tolerance,
+        version=str(version.version),
+        value=None if value is None else float(value),
+        sha256=sha256,
+    )

@@ -5,7 +5,8 @@ Which metrics there are, and how each is computed, shown and compared, is ``chur
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from churn import metrics as registry
 from churn.artifacts import ChampionScore, GateVerdict
 
 
-def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dict[str, Any]:
+def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> dict[str, Any]:
     """The spec's evaluation.json: every metric of ``churn.metrics`` (+ confusion matrix and curves).
 
     ``roc_auc`` is None when the test set holds a single class ("if applicable").
@@ -36,8 +37,10 @@ def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dic
     if both_classes:
         fpr, tpr, _ = metrics.roc_curve(y_true, proba)
         precision, recall, _ = metrics.precision_recall_curve(y_true, proba)
-        curves = {"roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
-                  "pr": {"recall": _thin(recall), "precision": _thin(precision)}}
+        curves = {
+            "roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
+            "pr": {"recall": _thin(recall), "precision": _thin(precision)},
+        }
     return {
         **registry.compute_all(y_true, y_pred, proba),
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
@@ -54,8 +57,9 @@ def _thin(values: np.ndarray, points: int = 200) -> list:
     return [round(float(v), 6) for v in values]
 
 
-def check_quality(metrics: Mapping[str, Any], metric: str, threshold: float,
-                  champion: Optional[ChampionScore] = None) -> GateVerdict:
+def check_quality(
+    metrics: Mapping[str, Any], metric: str, threshold: float, champion: ChampionScore | None = None
+) -> GateVerdict:
     """The quality gate: ``metrics[metric]`` against ``threshold`` and, when given, the champion's score.
 
     Args:
@@ -78,18 +82,28 @@ def check_quality(metrics: Mapping[str, Any], metric: str, threshold: float,
     value = metrics.get(metric)
     value = None if value is None else float(value)
     meets_threshold = spec.passes(value, threshold)
-    compared: Dict[str, Any] = {}
+    compared: dict[str, Any] = {}
     if champion is not None:
         if champion.metric != metric:
             raise ValueError(f"the champion was scored on {champion.metric!r}, the gate metric is {metric!r}")
-        compared = dict(compared_to_champion=True, champion_version=champion.version, champion_value=champion.value,
-                        champion_tolerance=champion.tolerance)
+        compared = dict(
+            compared_to_champion=True,
+            champion_version=champion.version,
+            champion_value=champion.value,
+            champion_tolerance=champion.tolerance,
+        )
         if champion.version is not None and champion.value is not None:
             bar = champion.value - champion.tolerance if spec.higher_is_better else champion.value + champion.tolerance
             compared["meets_champion"] = spec.passes(value, bar)
-    return GateVerdict(passed=meets_threshold and compared.get("meets_champion", True), metric=metric, value=value,
-                       threshold=threshold, higher_is_better=spec.higher_is_better, meets_threshold=meets_threshold,
-                       **compared)
+    return GateVerdict(
+        passed=meets_threshold and compared.get("meets_champion", True),
+        metric=metric,
+        value=value,
+        threshold=threshold,
+        higher_is_better=spec.higher_is_better,
+        meets_threshold=meets_threshold,
+        **compared,
+    )
 
 
 class EvaluationReport(dict):

@@ -14,8 +14,9 @@ from materializers.artifact_materializer import TypedArtifactMaterializer
 
 
 @step(enable_cache=False, output_materializers=TypedArtifactMaterializer)
-def score_champion(test_set: pd.DataFrame, model_name: str, gate_metric: str,
-                   tolerance: float = 0.0) -> Annotated[ChampionScore, "champion_score"]:
+def score_champion(
+    test_set: pd.DataFrame, model_name: str, gate_metric: str, tolerance: float = 0.0
+) -> Annotated[ChampionScore, "champion_score"]:
     """Score the model deploy serves (the approved version) on the rows the new model is evaluated on.
 
     Only in the pipeline when the config's ``compare_to_champion`` is on. Never cached: the

@@ -16,15 +16,23 @@ from churn.evaluation import EvaluationReport, check_quality, classification_met
 
 
 def _champion(value, version="3", tolerance=0.0, metric="accuracy"):
-    return ChampionScore(model_name="classification-model-group", metric=metric, tolerance=tolerance,
-                         version=version, value=value, sha256="a" * 64)
+    return ChampionScore(
+        model_name="classification-model-group",
+        metric=metric,
+        tolerance=tolerance,
+        version=version,
+        value=value,
+        sha256="a" * 64,
+    )
 
 
 def test_a_better_champion_fails_the_gate_and_the_verdict_names_both_numbers():
     verdict = check_quality({"accuracy": 0.7}, "accuracy", 0.5, _champion(0.8))
     assert not verdict.passed
-    assert verdict.message == ("quality gate FAILED: accuracy 0.7000 >= 0.5 but < champion v3 0.8000 - 0.0; "
-                               "the model is not registered and not deployed")
+    assert verdict.message == (
+        "quality gate FAILED: accuracy 0.7000 >= 0.5 but < champion v3 0.8000 - 0.0; "
+        "the model is not registered and not deployed"
+    )
     assert (verdict.champion_version, verdict.champion_value) == ("3", 0.8)
 
 
@@ -32,7 +40,7 @@ def test_a_worse_or_equal_champion_passes():
     verdict = check_quality({"accuracy": 0.81}, "accuracy", 0.5, _champion(0.8))
     assert verdict.passed
     assert verdict.message == "quality gate passed: accuracy 0.8100 >= 0.5 and >= champion v3 0.8000 - 0.0"
-    assert check_quality({"accuracy": 0.8}, "accuracy", 0.5, _champion(0.8)).passed   # retraining the same model
+    assert check_quality({"accuracy": 0.8}, "accuracy", 0.5, _champion(0.8)).passed  # retraining the same model
 
 
 def test_the_tolerance_lets_a_slightly_worse_model_through_and_no_further():
@@ -52,10 +60,11 @@ def test_no_champion_yet_passes_on_the_threshold_alone_and_says_so():
     none_yet = ChampionScore(model_name="classification-model-group", metric="accuracy")
     verdict = check_quality({"accuracy": 0.7}, "accuracy", 0.5, none_yet)
     assert verdict.passed and verdict.compared_to_champion and verdict.champion_version is None
-    assert verdict.message == ("quality gate passed: accuracy 0.7000 >= 0.5; "
-                               "no champion yet, so the threshold alone decides")
+    assert verdict.message == (
+        "quality gate passed: accuracy 0.7000 >= 0.5; no champion yet, so the threshold alone decides"
+    )
     assert not check_quality({"accuracy": 0.4}, "accuracy", 0.5, none_yet).passed
-    no_value = check_quality({"accuracy": 0.7}, "accuracy", 0.5, _champion(None))   # e.g. ROC-AUC on one class
+    no_value = check_quality({"accuracy": 0.7}, "accuracy", 0.5, _champion(None))  # e.g. ROC-AUC on one class
     assert no_value.passed and no_value.message.endswith("; champion v3 has no accuracy on this test set")
 
 
@@ -68,6 +77,7 @@ def test_without_comparison_the_spec_verdict_is_unchanged():
 @pytest.fixture
 def with_brier_score(monkeypatch):
     """A lower-is-better metric, added to the registry as one would add it to churn/metrics.py."""
+
     def brier(y_true, y_pred, proba):
         return float(np.mean((np.asarray(proba) - np.asarray(y_true)) ** 2))
 
@@ -76,7 +86,7 @@ def with_brier_score(monkeypatch):
 
 
 def test_a_lower_is_better_metric_compares_the_other_way(with_brier_score):
-    report = classification_metrics([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.2, 0.7, 0.9, 0.4])   # brier 0.145
+    report = classification_metrics([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.2, 0.7, 0.9, 0.4])  # brier 0.145
     assert check_quality(report, "brier_score", 0.3, _champion(0.2, metric="brier_score")).passed
     worse = check_quality(report, "brier_score", 0.3, _champion(0.1, metric="brier_score"))
     assert not worse.passed and "brier_score 0.1450 <= 0.3 but > champion v3 0.1000 + 0.0" in worse.message
@@ -95,8 +105,9 @@ def test_the_verdict_travels_in_the_report_and_shows_the_champion_on_the_dashboa
     assert isinstance(verdict, GateVerdict) and not verdict.passed and verdict.champion_value == 0.8
     assert "| champion on this test set | v3: 0.8000 (tolerance 0.0) |" in verdict.markdown()
     assert "| champion | classification-model-group version 3 |" in _champion(0.8).markdown()
-    assert _champion(0.8).describe() == ("champion classification-model-group version 3: accuracy 0.8000 "
-                                         "on this run's test set")
+    assert _champion(0.8).describe() == (
+        "champion classification-model-group version 3: accuracy 0.8000 on this run's test set"
+    )
     assert ChampionScore(model_name="m", metric="accuracy").describe() == "no champion yet: m has no Approved version"
 
 
@@ -105,8 +116,11 @@ def test_the_config_keys_are_off_by_default_and_validated():
         config = load_config(path)
         assert config.compare_to_champion is False and config.champion_tolerance == 0.0
     assert parse_config({"compare_to_champion": True, "champion_tolerance": 0.02}).champion_tolerance == 0.02
-    for bad, message in ((-0.1, "greater than or equal to 0"), (1.5, "less than or equal to 1"),
-                         (float("nan"), "finite number")):
+    for bad, message in (
+        (-0.1, "greater than or equal to 0"),
+        (1.5, "less than or equal to 1"),
+        (float("nan"), "finite number"),
+    ):
         with pytest.raises(ConfigError, match=rf"key 'champion_tolerance': .*{message}"):
             parse_config({"champion_tolerance": bad})
     with pytest.raises(ConfigError, match="key 'compare_to_champion'"):
