@@ -2,6 +2,7 @@
 
 - :class:`FeatureLineage`: what ``source_features`` read (feature group, id range, as-of, SQL,
   rows, data fingerprint); it travels with the model into the bundle and the registry.
+- :class:`ChampionScore`: the current champion's gate metric on this run's test set (``score_champion``).
 - :class:`GateVerdict`: CheckModelQuality's outcome (computed once: ``churn.evaluation.check_quality``).
 - :class:`Registration`: what ``register`` registered (or why not); ``deploy`` and the CLI read it.
 - :class:`Deployment`: what ``deploy`` served (or why not).
@@ -111,35 +112,101 @@ class FeatureLineage(TypedArtifact):
         return markdown_table("Feature lineage", rows, self.description) + f"\n```sql\n{self.sql}\n```\n"
 
 
+class ChampionScore(TypedArtifact):
+    """The current champion's gate metric on this run's test set: what a challenger must also reach."""
+
+    model_name: str
+    metric: str
+    tolerance: float = 0.0
+    version: str | None = None  # None: no champion yet (the registered model has no Approved version)
+    value: float | None = None  # None: the metric does not apply to this test set (e.g. ROC-AUC on one class)
+    sha256: str | None = None  # the verified bundle that was scored
+
+    def describe(self) -> str:
+        """One line: which version is the champion and what it scored (or that there is none)."""
+        if self.version is None:
+            return f"no champion yet: {self.model_name} has no Approved version"
+        shown = "n/a" if self.value is None else f"{self.value:.4f}"
+        return f"champion {self.model_name} version {self.version}: {self.metric} {shown} on this run's test set"
+
+    def markdown(self) -> str:
+        if self.version is None:
+            return markdown_table("Champion", [("champion", f"none yet ({self.model_name} has no Approved version)")])
+        rows = [
+            ("champion", f"{self.model_name} version {self.version}"),
+            ("bundle sha256", self.sha256),
+            (f"{self.metric} on this test set", "n/a" if self.value is None else f"{self.value:.4f}"),
+            ("tolerance", self.tolerance),
+        ]
+        return markdown_table("Champion", rows)
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 class GateVerdict(TypedArtifact):
-    """Outcome of CheckModelQuality: register and deploy only when ``passed``."""
+    """Outcome of CheckModelQuality: register and deploy only when ``passed``.
+
+    With ``compared_to_champion`` (the config's ``compare_to_champion``) the value was also held
+    against the champion's on the same test set (``champion_value`` minus ``champion_tolerance``,
+    plus it when lower is better); ``champion_version`` None then means there was no champion yet.
+    ``meets_threshold`` / ``meets_champion`` are the two comparisons ``churn.evaluation.check_quality``
+    made with the metric's direction from ``churn.metrics``; the message only words them.
+    """
 
     passed: bool
     metric: str
     value: float | None
     threshold: float
     higher_is_better: bool = True
+    compared_to_champion: bool = False
+    champion_version: str | None = None
+    champion_value: float | None = None
+    champion_tolerance: float = 0.0
+    meets_threshold: bool | None = None  # None: as ``passed`` (a verdict on the threshold alone)
+    meets_champion: bool | None = None  # None: not held against a champion's number
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def message(self) -> str:
-        """One line saying what was compared and what follows from it."""
-        shown = "n/a" if self.value is None else f"{self.value:.4f}"
+        """One line saying what was compared (the threshold, and the champion's number) and what follows from it."""
         passing, failing = (">=", "<") if self.higher_is_better else ("<=", ">")
-        if self.passed:
-            return f"quality gate passed: {self.metric} {shown} {passing} {self.threshold}"
-        return (
-            f"quality gate FAILED: {self.metric} {shown} {failing} {self.threshold}; "
-            "the model is not registered and not deployed"
+        meets_threshold = self.passed if self.meets_threshold is None else self.meets_threshold
+        clauses = [(meets_threshold, str(self.threshold))]
+        if self.meets_champion is not None:
+            sign = "-" if self.higher_is_better else "+"
+            clauses.append(
+                (
+                    self.meets_champion,
+                    f"champion v{self.champion_version} {_shown(self.champion_value)} {sign} {self.champion_tolerance}",
+                )
+            )
+        joiner = " and " if len({meets for meets, _ in clauses}) == 1 else " but "
+        line = (
+            f"quality gate {'passed' if self.passed else 'FAILED'}: {self.metric} {_shown(self.value)} "
+            + joiner.join(f"{passing if meets else failing} {bar}" for meets, bar in clauses)
         )
+        if self.compared_to_champion and self.champion_version is None:
+            line += "; no champion yet, so the threshold alone decides"
+        elif self.compared_to_champion and self.champion_value is None:
+            line += f"; champion v{self.champion_version} has no {self.metric} on this test set"
+        return line if self.passed else line + "; the model is not registered and not deployed"
 
     def markdown(self) -> str:
         rows = [
             ("passed", "yes" if self.passed else "NO"),
             ("metric", self.metric),
-            ("value", "n/a" if self.value is None else f"{self.value:.4f}"),
+            ("value", _shown(self.value)),
             ("threshold", f"{'>=' if self.higher_is_better else '<='} {self.threshold}"),
         ]
+        if self.compared_to_champion:
+            champion = (
+                "none yet"
+                if self.champion_version is None
+                else f"v{self.champion_version}: {_shown(self.champion_value)} (tolerance {self.champion_tolerance})"
+            )
+            rows.append(("champion on this test set", champion))
         return markdown_table("Quality gate", rows, f"**{self.message}**")
 
 

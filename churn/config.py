@@ -149,6 +149,10 @@ class PipelineConfig(DeploySettings):
     accuracy_threshold: float = Field(0.5, ge=0.0, le=1.0)
     gate_metric: str = "accuracy"  # a gate metric of churn.metrics
     approval_status: Literal["Approved", "PendingManualApproval", "Rejected"] = "Approved"
+    # Champion/challenger gate (off: the spec's threshold alone decides). On: a new model must also reach the
+    # current champion's gate metric (the approved model, scored on this run's test set) minus the tolerance.
+    compare_to_champion: bool = False
+    champion_tolerance: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     # Deployment
     endpoint_name: str = Field("classification-model-endpoint", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
     deploy: bool = True

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from churn import metrics as registry
-from churn.artifacts import GateVerdict
+from churn.artifacts import ChampionScore, GateVerdict
 
 
 def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> dict[str, Any]:
@@ -57,29 +57,52 @@ def _thin(values: np.ndarray, points: int = 200) -> list:
     return [round(float(v), 6) for v in values]
 
 
-def check_quality(metrics: Mapping[str, Any], metric: str, threshold: float) -> GateVerdict:
-    """The quality gate: compare ``metrics[metric]`` with ``threshold`` in the metric's direction.
+def check_quality(
+    metrics: Mapping[str, Any], metric: str, threshold: float, champion: ChampionScore | None = None
+) -> GateVerdict:
+    """The quality gate: ``metrics[metric]`` against ``threshold`` and, when given, the champion's score.
 
     Args:
         metrics: The evaluation report (metric name -> value); a missing or None value fails the gate.
         metric: The gate metric (a ``churn.metrics`` entry with ``gate=True``).
         threshold: The value it must reach (``>=`` when higher is better, else ``<=``).
+        champion: The champion's ``metric`` on the same test set (``churn.champion.score_champion``), or
+            None not to compare. The value must also reach ``champion.value - champion.tolerance``
+            (``+`` when lower is better). No champion yet (``champion.version`` None), or a champion
+            without a value for ``metric``: the threshold alone decides.
 
     Returns:
-        The verdict.
+        The verdict (with the champion's number when compared).
 
     Raises:
-        ValueError: ``metric`` is not a gate metric (the message lists the choices).
+        ValueError: ``metric`` is not a gate metric (the message lists the choices), or ``champion``
+            was scored on another metric.
     """
     spec = registry.gate_metric(metric)
     value = metrics.get(metric)
     value = None if value is None else float(value)
+    meets_threshold = spec.passes(value, threshold)
+    compared: dict[str, Any] = {}
+    if champion is not None:
+        if champion.metric != metric:
+            raise ValueError(f"the champion was scored on {champion.metric!r}, the gate metric is {metric!r}")
+        compared = dict(
+            compared_to_champion=True,
+            champion_version=champion.version,
+            champion_value=champion.value,
+            champion_tolerance=champion.tolerance,
+        )
+        if champion.version is not None and champion.value is not None:
+            bar = champion.value - champion.tolerance if spec.higher_is_better else champion.value + champion.tolerance
+            compared["meets_champion"] = spec.passes(value, bar)
     return GateVerdict(
-        passed=spec.passes(value, threshold),
+        passed=meets_threshold and compared.get("meets_champion", True),
         metric=metric,
         value=value,
         threshold=threshold,
         higher_is_better=spec.higher_is_better,
+        meets_threshold=meets_threshold,
+        **compared,
     )
 
 

@@ -68,6 +68,25 @@ def approved_version(registry: BaseModelRegistry, name: str) -> RegistryModelVer
     return version
 
 
+def verified_bundle(name: str, version: RegistryModelVersion, directory: str) -> tuple[Any, str]:
+    """A registered version's bundle (a ``churn.bundle.ModelBundle``) and its sha256, verified; read-only.
+
+    The bundle is fetched from the version's source URI into ``directory`` (path, file:// or s3://, as
+    batch scoring does) and loaded only if its bytes hash to the version's recorded ``bundle_sha256``.
+
+    Raises:
+        churn.bundle.BundleError: No (valid) sha256 is recorded, or the bundle's bytes differ from it.
+        Exception: The storage's error when the bundle cannot be fetched.
+    """
+    metadata = version.metadata.model_dump() if version.metadata else {}
+    sha256 = require_recorded_sha256(
+        metadata.get("bundle_sha256"), f"the registry's record of {name} version {version.version}"
+    )
+    from churn.batch import fetch_bundle
+
+    return fetch_bundle(version.model_source_uri, directory, expected_sha256=sha256), sha256
+
+
 def withdraw(registry: BaseModelRegistry, name: str, version: str, reason: str) -> str:
     """Delete a version whose registration failed, or reject it when it cannot be deleted; never raises."""
     try:

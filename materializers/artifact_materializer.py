@@ -14,13 +14,19 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
-from churn.artifacts import Deployment, FeatureLineage, GateVerdict, Registration, TypedArtifact
+from churn.artifacts import ChampionScore, Deployment, FeatureLineage, GateVerdict, Registration, TypedArtifact
 
 
 class TypedArtifactMaterializer(PydanticMaterializer):
     """Stores a ``churn.artifacts.TypedArtifact`` as JSON; visualizes it as Markdown."""
 
-    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (FeatureLineage, GateVerdict, Registration, Deployment)
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (
+        FeatureLineage,
+        GateVerdict,
+        Registration,
+        Deployment,
+        ChampionScore,
+    )
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
 
     def save_visualizations(self, data: TypedArtifact) -> dict[str, VisualizationType]:

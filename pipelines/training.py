@@ -1,7 +1,8 @@
 """The training pipelines: DataSource -> Preprocess -> Train -> Evaluate -> Gate -> Register -> Deploy.
 
 The two variants differ only in their train step; everything around it is :func:`_train_gate_register_deploy`,
-written once and called inside both ``@pipeline`` bodies.
+written once and called inside both ``@pipeline`` bodies. With ``compare_to_champion`` on, ScoreChampion
+scores the current champion on the test set before Evaluate, whose verdict then holds the new model against it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from steps.evaluate import evaluate
 from steps.gate import gate
 from steps.preprocess import preprocess
 from steps.register import register
+from steps.score_champion import score_champion
 from steps.source import source_features
 from steps.train_automl import train_automl
 from steps.train_rf import train_rf
@@ -36,7 +38,12 @@ def _train_gate_register_deploy(config: dict, train: TrainStep) -> None:
         raw, config["target_column"], config["test_size"], config["random_state"]
     )
     bundle = train(train_set, preprocessor, feature_query)
-    report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
+    champion = None
+    if config["compare_to_champion"]:  # the champion/challenger gate; off, the spec's threshold alone decides
+        champion = score_champion(
+            test_set, config["model_package_group"], config["gate_metric"], config["champion_tolerance"]
+        )
+    report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"], champion)
     verdict = gate(report)
     registration, _ = register(
         bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"]

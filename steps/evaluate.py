@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 from zenml import log_metadata, step
 
+from churn.artifacts import ChampionScore
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport, check_quality
 from churn.metrics import summary_line
@@ -28,6 +29,7 @@ def evaluate(
     test_set: pd.DataFrame,
     gate_metric: str,
     threshold: float,
+    champion: ChampionScore | None = None,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
     """The metrics of ``churn.metrics``, curves and the confusion matrix on the test split, with the gate's verdict.
 
@@ -39,6 +41,7 @@ def evaluate(
         test_set: The held-out rows (features + target).
         gate_metric: The gate's metric (the config's ``gate_metric``).
         threshold: The value it must reach (the config's ``accuracy_threshold``).
+        champion: The champion's score on the same test set (``compare_to_champion``), or None.
 
     Returns:
         The report (the spec's evaluation.json keys, ``gate`` and ``feature_importances``).
@@ -48,7 +51,7 @@ def evaluate(
     """
     report = EvaluationReport(evaluate_bundle(model_bundle, test_set))
     report["feature_importances"] = model_bundle.info.get("feature_importances") or {}
-    report["gate"] = check_quality(report, gate_metric, threshold).model_dump(mode="json")
+    report["gate"] = check_quality(report, gate_metric, threshold, champion).model_dump(mode="json")
     scalar = {k: v for k, v in report.items() if isinstance(v, float)}
     mlflow.log_metrics(scalar)
     mlflow.log_dict({k: v for k, v in report.items() if k != "curves"}, "evaluation/evaluation.json")

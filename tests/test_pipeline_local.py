@@ -210,6 +210,72 @@ def test_a_model_below_the_gate_is_neither_registered_nor_deployed(stack, first_
     )
 
 
+def test_with_compare_to_champion_a_worse_model_is_not_registered_and_the_champion_keeps_serving(stack, first_run):
+    from churn.model_registry import approved_version
+    from churn.training import evaluate_bundle
+
+    champion = approved_version(stack.model_registry, MODEL)
+    recorded_sha = champion.metadata.model_dump()["bundle_sha256"]
+    url = _out(first_run, "deploy", "deployment").url
+    assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == str(champion.version)
+    before = len(_versions(stack))
+    run = _run(_config(compare_to_champion=True, hyperparameters={"n_estimators": 1, "max_depth": 1}))
+    assert run.status.value == "completed"
+
+    # the champion was fetched from the registry, verified, and scored on this run's test set
+    score = _out(run, "score_champion", "champion_score")
+    assert (score.version, score.sha256) == (str(champion.version), recorded_sha)
+    champion_bundle = ModelBundle.load(champion.model_source_uri.removeprefix("file://"), expected_sha256=recorded_sha)
+    assert score.value == pytest.approx(
+        evaluate_bundle(champion_bundle, _out(run, "preprocess", "test_set"))["accuracy"]
+    )
+    challenger = _out(run, "evaluate", "evaluation_report")["accuracy"]
+    assert 0.5 <= challenger < score.value  # above the threshold: only the champion stops it
+
+    verdict = _out(run, "gate", "gate_verdict")
+    assert not verdict.passed and verdict.champion_value == score.value
+    assert (
+        f"accuracy {challenger:.4f} >= 0.5 but < champion v{champion.version} {score.value:.4f} - 0.0"
+        in verdict.message
+    )
+    registration = _out(run, "register", "registration")
+    assert not registration.registered and registration.reason == verdict.message
+    assert not _out(run, "deploy", "deployment").deployed
+    assert len(_versions(stack)) == before
+    assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == str(champion.version)
+
+
+def test_a_champion_whose_bundle_fails_its_hash_check_fails_the_comparison_closed(stack, first_run):
+    from churn.champion import ChampionUnavailable, score_champion
+    from churn.model_registry import approved_version
+
+    champion = approved_version(stack.model_registry, MODEL)
+    recorded_sha = champion.metadata.model_dump()["bundle_sha256"]
+    mlflow.set_tracking_uri(stack.experiment_tracker.get_tracking_uri())
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(MODEL, str(champion.version), "bundle_sha256", "0" * 64)  # the record tampered with
+    try:
+        with pytest.raises(
+            ChampionUnavailable,
+            match=rf"cannot compare with the champion \({MODEL} version "
+            rf"{champion.version}\): .*has sha256 {recorded_sha}.*"
+            r"nothing is registered",
+        ):
+            score_champion(stack.model_registry, MODEL, _out(first_run, "preprocess", "test_set"), "accuracy")
+    finally:
+        client.set_model_version_tag(MODEL, str(champion.version), "bundle_sha256", recorded_sha)
+    assert score_champion(
+        stack.model_registry, MODEL, _out(first_run, "preprocess", "test_set"), "accuracy"
+    ).version == str(champion.version)
+    # a model nobody registered yet has no champion: the threshold alone decides
+    assert (
+        score_champion(
+            stack.model_registry, "never-registered", _out(first_run, "preprocess", "test_set"), "accuracy"
+        ).version
+        is None
+    )
+
+
 def test_a_failing_step_sends_exactly_one_alert_and_registers_nothing(stack, first_run):
     alerts_before, versions_before = len(_alerts(stack)), len(_versions(stack))
     with pytest.raises(RuntimeError, match="source_features"):

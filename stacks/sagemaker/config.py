@@ -15,16 +15,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from churn.aws.settings import (
-    IMAGE_URI as IMAGE,
-)
-from churn.aws.settings import (
-    ROLE_ARN,
-    S3_URI,
-    SageMakerStackSettings,
-    parse_stack_settings,
-    refuse_credentials,
-)
+from churn.aws.settings import IMAGE_URI as IMAGE
+from churn.aws.settings import ROLE_ARN, S3_URI, SageMakerStackSettings, parse_stack_settings, refuse_credentials
 from churn.config import INSTANCE_TYPE, ConfigError, _describe, read_yaml_mapping
 
 REMOTE_KEY = "sagemaker_orchestrator"

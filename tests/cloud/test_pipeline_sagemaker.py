@@ -111,6 +111,13 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     loaded = fetch_bundle(approved.model_source_uri, tmp_path / "bundle", expected_sha256=tags["bundle_sha256"])
     assert (loaded.predict(test_set) == bundle.predict(test_set)).all()
 
+    # the champion/challenger gate reads the same registry interface: the approved package, hash-verified, scored
+    from churn.champion import score_champion
+
+    champion = score_champion(active_stack.model_registry, MODEL, test_set, "accuracy")
+    assert (champion.version, champion.sha256) == ("1", tags["bundle_sha256"])
+    assert champion.value == pytest.approx(_out(run, "evaluate", "evaluation_report")["accuracy"])
+
     # a second run whose endpoint update fails: rolled back, the step fails, one alert is sent
     emulator.fail_next_endpoint_change(ENDPOINT)
     emulator.queue_latest_records(aws, query, REGION)
