@@ -143,7 +143,7 @@ def main() -> None:
 
     from churn.demo_data import generate_customers
     from churn.preprocessing import Preprocessor, split_train_test
-    from bench.mlflow_pyfunc import save_pyfunc
+    from churn.mlflow_model import save_bundle_model
     from churn.training import train_random_forest
 
     work = Path(tempfile.mkdtemp(prefix="churn-bench-serving-"))
@@ -169,7 +169,7 @@ def main() -> None:
     finally:
         stop(ours)
     if not args.skip_mlflow:
-        model = save_pyfunc(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
+        model = save_bundle_model(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
         port = free_port()
         mlflow_server = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", model, "-p", str(port),
                                "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"], env)

@@ -66,6 +66,13 @@ def approved_version(registry: BaseModelRegistry, name: str) -> Optional[Registr
     return version
 
 
+def version_bundle_uri(version: RegistryModelVersion) -> str:
+    """Where a version's bundle is: its ``bundle_uri`` tag, else its source (versions registered before the
+    source became an MLflow model wrapping the bundle, and registries whose source is the bundle itself)."""
+    metadata = version.metadata.model_dump() if version.metadata else {}
+    return str(metadata.get("bundle_uri") or version.model_source_uri)
+
+
 def withdraw(registry: BaseModelRegistry, name: str, version: str, reason: str) -> str:
     """Delete a version whose registration failed, or reject it when it cannot be deleted; never raises."""
     try:

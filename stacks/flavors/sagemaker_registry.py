@@ -128,7 +128,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
     def register_model_version(self, name: str, version: Optional[str] = None, model_source_uri: Optional[str] = None,
                                description: Optional[str] = None, metadata: Optional[ModelRegistryModelMetadata] = None,
                                **kwargs: Any) -> RegistryModelVersion:
-        """Package the bundle at ``model_source_uri`` and register it as a new version of ``name``."""
+        """Package the bundle (``metadata.bundle_uri``, else ``model_source_uri``) as a new version of ``name``."""
         if not model_source_uri:
             raise ValueError("register_model_version needs model_source_uri (the model bundle directory)")
         if version:
@@ -137,7 +137,8 @@ class SageMakerModelRegistry(BaseModelRegistry):
         status = properties.get("approval_status") or self.config.approval_status
         generated_by = (f"zenml:{properties.get('zenml_pipeline_name', '?')}/{properties.get('zenml_pipeline_run_uuid', '?')}"
                         if properties.get("zenml_pipeline_run_uuid") else None)
-        package = self.registry.register(name, model_source_uri, properties.get("bundle_sha256", ""), properties,
+        bundle_uri = properties.get("bundle_uri") or model_source_uri  # the source may be an MLflow model around it
+        package = self.registry.register(name, bundle_uri, properties.get("bundle_sha256", ""), properties,
                                          approval_status=status, description=description or "",
                                          evaluation=kwargs.get("evaluation"), generated_by=generated_by)
         try:
