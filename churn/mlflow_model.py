@@ -96,10 +96,14 @@ def raw_example(bundle, rows: Optional[pd.DataFrame] = None, count: int = EXAMPL
 
 def signature_for(bundle, example: pd.DataFrame):
     """The model signature: ``example``'s columns in (all required), the 0/1 prediction out, one optional parameter."""
+    import warnings
+
     from mlflow.models import infer_signature
 
     labels = bundle.predict(example)
-    return infer_signature(example, labels, params={"include_probability": False})
+    with warnings.catch_warnings():  # its hint on integer columns: they are integers in our data, missing or not
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        return infer_signature(example, labels, params={"include_probability": False})
 
 
 def pinned_requirements(bundle, lock_root: Optional[Path] = None) -> List[str]:
