@@ -136,3 +136,20 @@ def test_mlflow_models_serve_answers_as_our_endpoint(champion, tmp_path):
     finally:
         stop_process_group(served)
         ours.stop()
+
+
+def test_requirements_pin_the_lock_and_the_bundles_own_libraries(trained_bundle):
+    import dataclasses
+
+    from churn.image import locked_versions
+    from churn.mlflow_model import pinned_requirements
+
+    bundle, _ = trained_bundle
+    automl_like = dataclasses.replace(bundle, info={"serving_requirements": {"lightgbm": "4.7.0"}})
+    pins = dict(line.split("==") for line in pinned_requirements(automl_like))
+    locked = locked_versions()
+    assert pins["lightgbm"] == locked["lightgbm"] and pins["mlflow"] == locked["mlflow"]
+    assert pins["scikit-learn"] == locked["scikit-learn"] and pins["pandas"] == locked["pandas"]
+    unknown = dataclasses.replace(bundle, info={"serving_requirements": {"no-such-library-xyz": ""}})
+    with pytest.raises(ValueError, match="no-such-library-xyz is neither in requirements.lock nor installed"):
+        pinned_requirements(unknown)
