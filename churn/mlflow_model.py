@@ -16,28 +16,27 @@ The model holds:
   strings, numbers as in the training data, every column required), output the 0/1 prediction; the parameter
   ``include_probability=True`` adds the positive-class probability;
 - an input example: a few raw rows;
-- our code: only the ``churn`` modules loading and predicting need (:data:`CODE_MODULES`);
+- our code: only the ``churn`` modules loading and predicting need (:func:`code_modules`);
 - pinned requirements: the serving libraries at the versions of ``requirements.lock`` (what our image
   holds), plus the bundle's own ``serving_requirements`` (AutoML's extra libraries).
 """
 
 from __future__ import annotations
 
+import ast
 import shutil
 import tempfile
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version as installed_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 
 ARTIFACT_PATH = "model"  # the logged model's name
 BUNDLE_PATH = "artifacts/bundle"  # where the bundle sits inside the MLflow model
-# The churn modules the pyfunc imports at load and predict time (churn.bundle and what it imports).
-CODE_MODULES = ("__init__", "bundle", "fast_forest", "preprocessing", "schema", "mlflow_model")
 # Distributions loading and predicting need (the serving subset of requirements.lock).
 SERVING_DISTRIBUTIONS = ("mlflow", "scikit-learn", "scipy", "numpy", "pandas", "pyarrow", "joblib", "cloudpickle")
 EXAMPLE_ROWS = 5
@@ -125,13 +124,34 @@ def pinned_requirements(bundle, lock_root: Optional[Path] = None) -> List[str]:
     return pins
 
 
+def code_modules() -> List[str]:
+    """The ``churn`` modules the pyfunc imports when it loads and predicts: this module, ``churn.bundle`` and
+    every ``churn`` module that one imports, transitively (read from their import statements)."""
+    source = Path(__file__).resolve().parent
+    found, todo = {"__init__", "mlflow_model"}, ["bundle"]
+    while todo:
+        module = todo.pop()
+        if module in found:
+            continue
+        found.add(module)
+        path = source / f"{module}.py" if (source / f"{module}.py").is_file() else source / module / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            todo += [name.split(".")[1] for name in names if name.startswith("churn.")]
+    return sorted(found)
+
+
 def _code_package(destination: Path) -> Path:
-    """A copy of the ``churn`` package holding only :data:`CODE_MODULES` (the model's code_paths)."""
+    """A copy of the ``churn`` package holding only :func:`code_modules` (the model's code_paths)."""
     source = Path(__file__).resolve().parent
     package = destination / "churn"
     package.mkdir(parents=True)
-    for module in CODE_MODULES:
-        shutil.copy2(source / f"{module}.py", package / f"{module}.py")
+    for module in code_modules():
+        if (source / module).is_dir():
+            shutil.copytree(source / module, package / module, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source / f"{module}.py", package / f"{module}.py")
     return package
 
 
@@ -160,7 +180,8 @@ def log_bundle_model(bundle, bundle_dir: str | Path, sha256: str, example_rows: 
         The model's URI and the URI of the bundle inside it.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        info = mlflow.pyfunc.log_model(name=name, **_model_arguments(bundle, bundle_dir, sha256, example_rows, Path(tmp)))
+        arguments = _model_arguments(bundle, bundle_dir, sha256, example_rows, Path(tmp))
+        info = mlflow.pyfunc.log_model(name=name, **arguments)
     files = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location.rstrip("/")  # holds MLmodel
     return LoggedBundleModel(model_uri=f"models:/{info.model_id}", bundle_uri=f"{files}/{BUNDLE_PATH}",
                              model_id=info.model_id)

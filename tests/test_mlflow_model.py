@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from churn.bundle import BundleError, bundle_sha256
-from churn.mlflow_model import CODE_MODULES, log_bundle_model
+from churn.mlflow_model import code_modules, log_bundle_model
 from churn.net import free_port
 from tests.conftest import ServerProcess, publish, stop_process_group
 
@@ -69,7 +69,9 @@ def test_the_bundle_inside_the_model_is_the_registered_bytes(champion):
     assert bundle_sha256(bundle_dir) == champion["sha256"]
     model_dir = bundle_dir.parents[1]
     assert (model_dir / "MLmodel").is_file() and (model_dir / "input_example.json").is_file()
-    assert sorted(p.stem for p in (model_dir / "code" / "churn").glob("*.py")) == sorted(CODE_MODULES)
+    shipped = sorted(p.stem for p in (model_dir / "code" / "churn").glob("*.py"))
+    assert shipped == code_modules() and {"bundle", "preprocessing", "fast_forest", "mlflow_model"} <= set(shipped)
+    assert "training" not in shipped and "dashboard" not in shipped  # not what loading and predicting need
     requirements = (model_dir / "requirements.txt").read_text().split()
     assert f"scikit-learn=={__import__('sklearn').__version__}" in requirements
     assert all("==" in line for line in requirements)
