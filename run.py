@@ -23,6 +23,10 @@ os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+from churn.aws.clients import use_standard_retries  # noqa: E402 - stdlib only; before any boto3 client exists
+
+use_standard_retries()  # botocore's standard retries for every client: ours, ZenML's, the SageMaker SDK's
+
 from cli.batch import batch  # noqa: E402 - after the environment defaults above
 from cli.common import ensure_stack, fail, load_config, stack_component, training_pipeline  # noqa: E402
 from cli.dashboard import dashboard  # noqa: E402

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,17 +62,22 @@ def load_batch_config(path: str | Path, **overrides: object) -> BatchConfig:
 
 
 def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, model_name: str,
-                    model_version: str, run_id: str) -> Iterator[pd.DataFrame]:
-    """Predictions for ``frame`` one chunk at a time (customer_id, prediction, probability, lineage).
+                    model_version: str, run_id: str, threads: Optional[int] = None) -> Iterator[pd.DataFrame]:
+    """Predictions for ``frame`` one chunk at a time, in order (customer_id, prediction, probability, lineage).
 
     An estimator with a ``batch_rows`` attribute (a remote model, e.g. Autopilot's batch
     transform handle, where each call is a job) is given chunks of at least that many rows.
+    A forest scored by the compiled kernel (which releases the GIL) is scored on ``threads``
+    threads (default: the CPUs this process may use, at most 4), a few chunks ahead of the
+    consumer, so scoring overlaps the writing of earlier chunks; other models score one chunk
+    at a time in the caller's thread.
     """
     chunk_rows = max(chunk_rows, int(getattr(bundle.estimator, "batch_rows", 0) or 0))
-    for start in range(0, len(frame), chunk_rows):
+
+    def score(start: int) -> pd.DataFrame:
         chunk = frame.iloc[start:start + chunk_rows]
         proba, _ = bundle.predict_proba(chunk)
-        yield pd.DataFrame({
+        return pd.DataFrame({
             ID_COLUMN: chunk[ID_COLUMN].to_numpy(),
             "prediction": bundle.label(proba),
             "probability": proba,
@@ -78,6 +85,24 @@ def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, m
             "model_version": str(model_version),
             "run_id": run_id,
         })
+
+    starts = range(0, len(frame), chunk_rows)
+    if threads is None:
+        threads = min(4, len(os.sched_getaffinity(0))) if bundle._fast_path() is not None else 1
+    if threads <= 1 or len(starts) <= 1:
+        yield from map(score, starts)
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="batch-score")
+    pending: Deque[Future] = deque()
+    try:
+        for start in starts:
+            pending.append(pool.submit(score, start))
+            if len(pending) > threads:  # at most threads + 1 chunks scored and not yet consumed
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # also when the consumer stops early (a write failed): drop what is not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_chunks(chunks: Iterable[pd.DataFrame], uri: str, output_format: str = "parquet", *,

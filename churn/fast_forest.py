@@ -1,71 +1,196 @@
-"""A compiled view of a fitted scikit-learn tree ensemble, for scoring a few rows fast.
+"""A compiled view of a fitted scikit-learn tree ensemble, for scoring rows fast.
 
 scikit-learn's ``predict_proba`` costs several milliseconds per call whatever the row
-count (input validation, per-tree Python dispatch). For the one-row requests an online
-endpoint sees, walking flattened node arrays with numpy takes a fraction of that. The
-result equals ``predict_proba`` exactly in the way that matters: the same float32
-comparisons, the same per-leaf normalisation, the same summation order over trees.
-Large batches keep using scikit-learn, which is faster there.
+count (input validation, per-tree Python dispatch), and its per-row tree walk is one
+dependent load after another. Here a numba kernel walks flattened node arrays tree by
+tree, 16 rows at a time in lockstep, in 16 scalar variables the compiler keeps in registers,
+so 16 independent walks are in flight. Nodes are renumbered so that siblings are adjacent
+(the right child is the left one + 1): one step is ``node = left[node] + (x > threshold)``.
+A leaf is its own left child with a threshold of +inf, so every row takes the tree's depth
+in steps and rows never diverge in control flow.
+
+The result equals ``predict_proba``:
+
+- sklearn compares the float32 input with a float64 threshold (``x <= t``). For a float32
+  ``x``, ``x > t`` exactly when ``x > t32``, with ``t32`` the largest float32 not above ``t``;
+  the kernel compares float32 with those ``t32``.
+- each leaf's class weights are normalised as ``DecisionTreeClassifier.predict_proba`` does;
+- per row the sum starts at 0.0 and adds tree 1, 2, ... in order, then divides by the number
+  of trees, as the forest's (single-threaded) accumulation.
+- NaN inputs (sklearn sends them down the side its ``missing_go_to_left`` says) and infinities
+  (which sklearn refuses) are left to ``predict_proba`` itself: the batch holding one is scored by
+  the estimator. Our preprocessing imputes every missing value and refuses numbers beyond
+  float32, so this happens only to direct callers.
+
+The kernel is compiled on the first forest compiled (at bundle load), or loaded from numba's
+on-disk cache (next to this file, else numba's user cache dir; in-process compilation when
+neither is writable). It holds no state between calls and releases the GIL, so server
+threads may score concurrently. Without numba (not importable) ``CompiledForest.compile``
+returns None and the bundle uses ``predict_proba``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
-SMALL_BATCH_ROWS = 128
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is locked; a stripped environment scores with sklearn
+    numba = None
+
+LOCKSTEP_ROWS = 16
+BLOCK_ROWS = 16_384  # rows scored by all trees before the next block (their x stays in cache)
+
+
+def _walk(x, roots, depth, feature, threshold, left, value, out):  # pragma: no cover - compiled
+    n_trees = roots.shape[0]
+    n = x.shape[0]
+    for b0 in range(0, n, BLOCK_ROWS):
+        b1 = min(n, b0 + BLOCK_ROWS)
+        full = b0 + (b1 - b0) // 16 * 16
+        for i in range(b0, b1):
+            out[i] = 0.0
+        for t in range(n_trees):
+            root = roots[t]
+            for s in range(b0, full, 16):  # 16 rows in lockstep (LOCKSTEP_ROWS), one variable each
+                n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = n8 = n9 = n10 = n11 = n12 = n13 = n14 = n15 = root
+                for _ in range(depth[t]):
+                    n0 = left[n0] + np.int32(x[s, feature[n0]] > threshold[n0])
+                    n1 = left[n1] + np.int32(x[s + 1, feature[n1]] > threshold[n1])
+                    n2 = left[n2] + np.int32(x[s + 2, feature[n2]] > threshold[n2])
+                    n3 = left[n3] + np.int32(x[s + 3, feature[n3]] > threshold[n3])
+                    n4 = left[n4] + np.int32(x[s + 4, feature[n4]] > threshold[n4])
+                    n5 = left[n5] + np.int32(x[s + 5, feature[n5]] > threshold[n5])
+                    n6 = left[n6] + np.int32(x[s + 6, feature[n6]] > threshold[n6])
+                    n7 = left[n7] + np.int32(x[s + 7, feature[n7]] > threshold[n7])
+                    n8 = left[n8] + np.int32(x[s + 8, feature[n8]] > threshold[n8])
+                    n9 = left[n9] + np.int32(x[s + 9, feature[n9]] > threshold[n9])
+                    n10 = left[n10] + np.int32(x[s + 10, feature[n10]] > threshold[n10])
+                    n11 = left[n11] + np.int32(x[s + 11, feature[n11]] > threshold[n11])
+                    n12 = left[n12] + np.int32(x[s + 12, feature[n12]] > threshold[n12])
+                    n13 = left[n13] + np.int32(x[s + 13, feature[n13]] > threshold[n13])
+                    n14 = left[n14] + np.int32(x[s + 14, feature[n14]] > threshold[n14])
+                    n15 = left[n15] + np.int32(x[s + 15, feature[n15]] > threshold[n15])
+                out[s] += value[n0]
+                out[s + 1] += value[n1]
+                out[s + 2] += value[n2]
+                out[s + 3] += value[n3]
+                out[s + 4] += value[n4]
+                out[s + 5] += value[n5]
+                out[s + 6] += value[n6]
+                out[s + 7] += value[n7]
+                out[s + 8] += value[n8]
+                out[s + 9] += value[n9]
+                out[s + 10] += value[n10]
+                out[s + 11] += value[n11]
+                out[s + 12] += value[n12]
+                out[s + 13] += value[n13]
+                out[s + 14] += value[n14]
+                out[s + 15] += value[n15]
+            for s in range(full, b1):  # the last rows of the block, one at a time
+                node = root
+                for _ in range(depth[t]):
+                    node = left[node] + np.int32(x[s, feature[node]] > threshold[node])
+                out[s] += value[node]
+        for i in range(b0, b1):
+            out[i] /= n_trees
+
+
+def _jit(function):
+    try:  # cache the machine code next to this module (or in numba's user cache dir) when writable
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # no writable cache location: compile in-process at load instead
+        return numba.njit(nogil=True)(function)
+
+
+_kernel = _jit(_walk) if numba is not None else None
+
+
+def compile_kernel() -> bool:
+    """Compile the kernel (or load it from numba's cache) now; False without numba.
+
+    ``CompiledForest`` calls it at bundle load; an image build step may call it to fill the cache.
+    """
+    if _kernel is None:
+        return False
+    one = np.zeros(1, dtype=np.int32)
+    _kernel(np.zeros((1, 1), np.float32), one, one, one, np.full(1, np.inf, np.float32), one, np.zeros(1), np.empty(1))
+    return True
+
+
+def _breadth_first(tree: Any) -> np.ndarray:
+    """The tree's node ids in an order where each split's two children are adjacent (left, right)."""
+    order: List[int] = [0]
+    left, right = tree.children_left, tree.children_right
+    for node in order:  # grows while iterated: a breadth-first walk
+        if left[node] >= 0:
+            order += (int(left[node]), int(right[node]))
+    return np.asarray(order, dtype=np.int64)
+
+
+def _float32_below(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 not above each float64 threshold (float32 max for larger ones)."""
+    rounded = threshold.astype(np.float32)
+    above = rounded.astype(np.float64) > threshold
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded
 
 
 class CompiledForest:
     """Flattened trees of a fitted forest of ``DecisionTreeClassifier`` (binary)."""
 
     def __init__(self, estimator: Any):
-        trees = [tree.tree_ for tree in estimator.estimators_]
-        positive = list(estimator.classes_).index(1)
-        offsets = np.cumsum([0] + [t.node_count for t in trees[:-1]])
-        self.roots = offsets.astype(np.intp)
-        self.n_trees = len(trees)
-        self.feature = np.concatenate([t.feature for t in trees]).astype(np.intp)
-        self.threshold = np.concatenate([t.threshold for t in trees])
-        left = [np.where(t.children_left >= 0, t.children_left + o, -1) for t, o in zip(trees, offsets)]
-        right = [np.where(t.children_right >= 0, t.children_right + o, -1) for t, o in zip(trees, offsets)]
-        self.left = np.concatenate(left).astype(np.intp)
-        self.right = np.concatenate(right).astype(np.intp)
-        self.is_leaf = self.left < 0
-        self.feature[self.is_leaf] = 0  # any valid column; never read for a leaf
-        values = []
-        for t in trees:  # as DecisionTreeClassifier.predict_proba: normalise each leaf's class weights
-            v = t.value[:, 0, :]
-            normalizer = v.sum(axis=1, keepdims=True)
+        self._estimator = estimator
+        self.positive = list(estimator.classes_).index(1)
+        roots, depth, feature, threshold, left, value = [], [], [], [], [], []
+        base = 0
+        for tree in (e.tree_ for e in estimator.estimators_):
+            order = _breadth_first(tree)
+            position = np.empty(tree.node_count, dtype=np.int64)
+            position[order] = np.arange(len(order))
+            leaf = tree.children_left[order] < 0
+            own = np.arange(len(order))
+            left.append(base + np.where(leaf, own, position[np.where(leaf, 0, tree.children_left[order])]))
+            feature.append(np.where(leaf, 0, tree.feature[order]))  # any valid column for a leaf
+            threshold.append(np.where(leaf, np.float32(np.inf), _float32_below(tree.threshold[order])))
+            weights = tree.value[order, 0, :]  # as DecisionTreeClassifier.predict_proba: normalise per leaf
+            normalizer = weights.sum(axis=1, keepdims=True)
             normalizer[normalizer == 0.0] = 1.0
-            values.append((v / normalizer)[:, positive])
-        self.value = np.concatenate(values)
-        self.max_depth = max(t.max_depth for t in trees)
+            value.append((weights / normalizer)[:, self.positive])
+            roots.append(base)
+            depth.append(tree.max_depth)
+            base += len(order)
+        self.n_trees = len(roots)
+        self.roots = np.asarray(roots, dtype=np.int32)
+        self.depth = np.asarray(depth, dtype=np.int32)
+        self.feature = np.ascontiguousarray(np.concatenate(feature), dtype=np.int32)
+        self.threshold = np.ascontiguousarray(np.concatenate(threshold), dtype=np.float32)
+        self.left = np.ascontiguousarray(np.concatenate(left), dtype=np.int32)
+        self.value = np.ascontiguousarray(np.concatenate(value), dtype=np.float64)
+        self.n_features = int(estimator.n_features_in_)
+        compile_kernel()  # compile / load the kernel now, at bundle load
 
     @classmethod
     def compile(cls, estimator: Any) -> Optional["CompiledForest"]:
-        """A compiled forest for RandomForest/ExtraTrees classifiers; None for anything else."""
+        """A compiled forest for binary RandomForest/ExtraTrees classifiers with class 1; None otherwise."""
         from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-        if isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) and getattr(estimator, "n_outputs_", 1) == 1 \
-                and len(estimator.classes_) == 2:
-            return cls(estimator)
-        return None
+        if _kernel is None or not isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)):
+            return None
+        classes = list(getattr(estimator, "classes_", []))
+        if getattr(estimator, "n_outputs_", 1) != 1 or len(classes) != 2 or 1 not in classes:
+            return None
+        return cls(estimator)
 
     def predict_positive(self, matrix: np.ndarray) -> np.ndarray:
         """Probability of class 1 per row, equal to ``estimator.predict_proba(matrix)[:, 1]``."""
-        x = matrix.astype(np.float32).astype(np.float64)  # trees split on float32 inputs
-        n = x.shape[0]
-        nodes = np.tile(self.roots, n)
-        rows = np.repeat(np.arange(n), self.n_trees)
-        for _ in range(self.max_depth):
-            inner = ~self.is_leaf[nodes]
-            if not inner.any():
-                break
-            active = nodes[inner]
-            go_left = x[rows[inner], self.feature[active]] <= self.threshold[active]
-            nodes[inner] = np.where(go_left, self.left[active], self.right[active])
-        per_tree = self.value[nodes].reshape(n, self.n_trees)
-        # sklearn adds tree by tree, then divides by the number of trees
-        return np.cumsum(per_tree, axis=1)[:, -1] / self.n_trees
+        x = np.ascontiguousarray(matrix, dtype=np.float32)  # trees split on float32 inputs
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"expected a matrix of {self.n_features} feature columns, got shape {np.shape(matrix)}")
+        if not np.isfinite(x).all():  # NaN: sklearn's own missing-value routing decides; inf: sklearn refuses
+            return self._estimator.predict_proba(matrix)[:, self.positive]
+        out = np.empty(x.shape[0], dtype=np.float64)
+        _kernel(x, self.roots, self.depth, self.feature, self.threshold, self.left, self.value, out)
+        return out

@@ -27,6 +27,7 @@ from churn.schema import NON_FEATURE_COLUMNS
 UNKNOWN = "Unknown"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MISSING_TEXT = {"", "na", "nan", "null", "none"}
+_ARROW_MIN_ROWS = 64  # a shorter Series: the per-value lookup is quicker than converting to Arrow
 
 
 class InputError(ValueError):
@@ -149,6 +150,31 @@ def _fast_float(array: Any) -> Optional[np.ndarray]:
     return numbers
 
 
+def _arrow_text(values: Any) -> Any:
+    """``values`` as one pyarrow string array (missing cells null), or None when they are not all text.
+
+    Takes pyarrow arrays and pandas Series of string or object dtype (None, NaN and pd.NA
+    become nulls: all of them are 'missing' to ``_encode_exact``). Lists (JSON records) and
+    numpy arrays return None: hashing their Python objects is as quick as converting them.
+    """
+    import pyarrow as pa
+
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        array = values
+    elif isinstance(values, pd.Series) and (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+        try:
+            array = pa.array(values, from_pandas=True)  # from_pandas: NaN is null, not a float
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            return None  # mixed or non-text values
+    else:
+        return None
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_string_view(array.type):
+        array = array.cast(pa.large_string())
+    return array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else None
+
+
 @dataclass
 class Preprocessor:
     """Fitted preprocessing state: medians, category classes and feature order."""
@@ -232,16 +258,31 @@ class Preprocessor:
             if (np.abs(numbers) > _FLOAT32_MAX).any():
                 return None  # the exact path raises the out-of-range error
             return numbers, []
-        text = _plain_text(array)
-        if text is None:
-            return None
-        # _encode on the distinct strings only, then spread to the rows: the same lookup
-        # per distinct value, and the same set of unseen ones, as _encode on every row
-        encoded = text.dictionary_encode()
-        codes, novel = self._encode(column, encoded.dictionary.to_numpy(zero_copy_only=False))
-        return codes[encoded.indices.to_numpy()], novel
+        return self._encode(column, array)
 
-    def _encode(self, column: str, values: Sequence[Any]) -> Tuple[np.ndarray, List[str]]:
+    def _encode(self, column: str, values: Any) -> Tuple[np.ndarray, List[str]]:
+        """Class codes of one text column and its unseen categories (sorted).
+
+        Text of ``_ARROW_MIN_ROWS`` rows or more (a pyarrow array, a pandas Series of str/None/NaN) is
+        dictionary-encoded by Arrow and ``_encode_exact`` looks up each *distinct* value once;
+        the codes are then spread to the rows. Anything else (numbers, booleans, mixed types)
+        takes ``_encode_exact`` on every row, which alone defines results and error messages.
+        """
+        text = _arrow_text(values) if len(values) >= _ARROW_MIN_ROWS or not isinstance(values, pd.Series) else None
+        if text is None:
+            return self._encode_exact(column, values)
+        encoded = text.dictionary_encode()
+        distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+        if encoded.null_count:  # None/NaN/pd.NA cells: one more distinct value, missing
+            distinct = np.append(distinct, None)
+            indices = encoded.indices.fill_null(len(distinct) - 1)
+        else:
+            indices = encoded.indices
+        codes, novel = self._encode_exact(column, distinct)
+        return codes[indices.to_numpy()], novel
+
+    def _encode_exact(self, column: str, values: Sequence[Any]) -> Tuple[np.ndarray, List[str]]:
+        """The per-value definition: missing -> 'Unknown', else str(value); unseen -> the first class."""
         codes = {name: float(i) for i, name in enumerate(self.classes[column])}
         try:
             distinct = set(values)

@@ -1,20 +1,20 @@
 """HTML pages for the dashboard: the evaluation report, the training-data profile, the model card.
 
-Self-contained HTML (charts as inline PNG from matplotlib), so the ZenML dashboard shows
-them as they are, with no external assets and no network.
+Self-contained HTML (charts as inline PNG from matplotlib, drawn by ``churn.plots``), so the ZenML
+dashboard shows them as they are, with no external assets and no network.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import pandas as pd
 
 from churn.artifacts import FeatureLineage, GateVerdict, Registration
 from churn.metrics import metric_rows
+from churn.plots import evaluation_pngs, new_figure, png_bytes
 
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:16px;color:#1f2933}
@@ -28,21 +28,11 @@ th{background:#f0f4f8} td.l,th.l{text-align:left}
 
 
 def _png(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
-    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"/>'
+    return _img(png_bytes(figure))
 
 
-def _figure(width: float = 4.0, height: float = 3.2):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
+def _img(png: bytes) -> str:
+    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
 
 
 def _table(rows, header) -> str:
@@ -52,8 +42,12 @@ def _table(rows, header) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, float]] = None) -> str:
-    """ROC and PR curves, confusion matrix, metrics table, feature importances and the gate verdict."""
+def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, float]] = None,
+                    charts: Optional[Mapping[str, bytes]] = None) -> str:
+    """ROC and PR curves, confusion matrix, metrics table, feature importances and the gate verdict.
+
+    ``charts``: the report's charts as PNG bytes (``churn.plots.evaluation_pngs``), when the caller has them already.
+    """
     parts = [STYLE, "<h1>Evaluation report</h1>"]
     gate = report.get("gate")
     if gate:
@@ -61,38 +55,15 @@ def evaluation_html(report: Dict[str, Any], importances: Optional[Dict[str, floa
     parts.append("<h2>Metrics (test set)</h2>" + _table(
         metric_rows(report) +
         [("test rows", report.get("n_test")), ("positive rate", f"{report.get('positive_rate', 0):.3f}")], ["metric", "value"]))
-    charts = []
-    curves = report.get("curves") or {}
-    if curves.get("roc"):
-        figure, axis = _figure()
-        axis.plot(curves["roc"]["fpr"], curves["roc"]["tpr"], label=f"ROC-AUC {report['roc_auc']:.3f}")
-        axis.plot([0, 1], [0, 1], "--", color="grey")
-        axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
-        axis.legend(loc="lower right")
-        charts.append(_png(figure))
-    if curves.get("pr"):
-        figure, axis = _figure()
-        axis.plot(curves["pr"]["recall"], curves["pr"]["precision"])
-        axis.axhline(report.get("positive_rate", 0), ls="--", color="grey")
-        axis.set(xlabel="recall", ylabel="precision", title="Precision-recall curve")
-        charts.append(_png(figure))
-    matrix = report.get("confusion_matrix")
-    if matrix:
-        figure, axis = _figure(3.2, 3.0)
-        cells = [[matrix["tn"], matrix["fp"]], [matrix["fn"], matrix["tp"]]]
-        axis.imshow(cells, cmap="Blues")
-        for i in range(2):
-            for j in range(2):
-                axis.text(j, i, str(cells[i][j]), ha="center", va="center", fontsize=13)
-        axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred 0", "pred 1"], yticklabels=["true 0", "true 1"], title="Confusion matrix")
-        charts.append(_png(figure))
+    images = [_img(png) for png in (evaluation_pngs(report) if charts is None else charts).values()]   # ROC, PR, matrix
     if importances:
         ranked = sorted(importances.items(), key=lambda kv: kv[1])[-15:]
-        figure, axis = _figure(4.5, 0.3 * len(ranked) + 1)
+        figure = new_figure(4.5, 0.3 * len(ranked) + 1)
+        axis = figure.axes[0]
         axis.barh([k for k, _ in ranked], [v for _, v in ranked])
         axis.set(title="Feature importances")
-        charts.append(_png(figure))
-    parts.append('<div class="grid">' + "".join(charts) + "</div>")
+        images.append(_png(figure))
+    parts.append('<div class="grid">' + "".join(images) + "</div>")
     if report.get("unseen_categories"):
         parts.append("<h2>Categories unseen in training (mapped to the first class)</h2>" + _table(
             [(k, ", ".join(v)) for k, v in report["unseen_categories"].items()], ["column", "values"]))

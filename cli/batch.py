@@ -32,6 +32,6 @@ def batch(variant: str, config_path: str | None, output_uri: str | None) -> None
         fail(f"{error}. If a step failed, the stack's alerter was told; its message names the step log.")
     from zenml.client import Client
 
-    summary = _output(Client().get_pipeline_run(run.id), "batch_predict", "batch_summary") or {}
+    summary = _output(Client().get_pipeline_run(run.id).steps, "batch_predict", "batch_summary") or {}
     click.echo(f"\nScored {summary.get('rows')} customers with {summary.get('model_name')} v{summary.get('version')}: "
                f"{summary.get('location')}")

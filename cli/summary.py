@@ -5,10 +5,13 @@ from __future__ import annotations
 import click
 
 
-def _output(run, step: str, name: str):
-    """The artifact ``name`` that ``step`` of ``run`` produced, loaded (None: the step did not produce it)."""
+def _output(steps, step: str, name: str):
+    """The artifact ``name`` that ``step`` produced, loaded (None: the step did not produce it).
+
+    ``steps``: ``run.steps`` read once (each read of that property queries every step of the run).
+    """
     try:
-        return run.steps[step].outputs[name][0].load()
+        return steps[step].outputs[name][0].load()
     except (KeyError, IndexError):
         return None
 
@@ -28,10 +31,11 @@ def _print_summary(run) -> None:
                 click.echo(f"  {key}: {run.run_metadata[key]}")
         click.echo("  metrics, registry and endpoint follow when the steps finish (ZenML dashboard / SageMaker console)")
         return
-    report = _output(run, "evaluate", "evaluation_report") or {}
-    verdict = _output(run, "gate", "gate_verdict")
-    registration = _output(run, "register", "registration")
-    deployment = _output(run, "deploy", "deployment")
+    steps = run.steps
+    report = _output(steps, "evaluate", "evaluation_report") or {}
+    verdict = _output(steps, "gate", "gate_verdict")
+    registration = _output(steps, "register", "registration")
+    deployment = _output(steps, "deploy", "deployment")
     click.echo("\n" + "=" * 72)
     click.echo(f"Run {run.name}: {run.status.value}")
     if report:

@@ -9,14 +9,13 @@ artifact store, or one with no recorded hash, is refused.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, ClassVar, Dict, Tuple, Type
 
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from churn.bundle import BUNDLE_FILE, ESTIMATOR_FILE, BundleError, ModelBundle, load_verified
+from churn.bundle import BUNDLE_FILE, ESTIMATOR_FILE, BundleError, ModelBundle, files_sha256, verified_from_files
 
 SHA256_KEY = "bundle_sha256"
 
@@ -29,23 +28,26 @@ class ModelBundleMaterializer(BaseMaterializer):
 
     def load(self, data_type: Type[Any]) -> ModelBundle:
         expected = recorded_sha256(self.uri)
-        with tempfile.TemporaryDirectory() as tmp:
-            for name in (BUNDLE_FILE, ESTIMATOR_FILE):
-                fileio.copy(os.path.join(self.uri, name), os.path.join(tmp, name))
-            return load_verified(tmp, expected, source=f"the metadata of ZenML artifact {self.uri}")
+        files = {}
+        for name in (BUNDLE_FILE, ESTIMATOR_FILE):  # read once, straight from the artifact store
+            try:
+                with fileio.open(os.path.join(self.uri, name), "rb") as handle:
+                    files[name] = handle.read()
+            except FileNotFoundError:
+                raise BundleError(f"{self.uri} is not a model bundle: {name} is missing") from None
+        return verified_from_files(files, expected, self.uri, source=f"the metadata of ZenML artifact {self.uri}")
 
     def save(self, data: ModelBundle) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, "bundle")
-            self._saved_sha256 = data.save(local)
-            fileio.makedirs(self.uri)
-            for name in (BUNDLE_FILE, ESTIMATOR_FILE):
-                fileio.copy(os.path.join(local, name), os.path.join(self.uri, name), overwrite=True)
+        files = data.to_files()  # serialized once; the hash is of these bytes
+        fileio.makedirs(self.uri)
+        for name, content in files.items():
+            with fileio.open(os.path.join(self.uri, name), "wb") as handle:
+                handle.write(content)
+        self._saved_sha256 = files_sha256(files)
 
     def extract_metadata(self, data: ModelBundle) -> Dict[str, Any]:
         if not self._saved_sha256:  # ZenML calls save() first; this is for a materializer used on its own
-            with tempfile.TemporaryDirectory() as tmp:
-                self._saved_sha256 = data.save(os.path.join(tmp, "bundle"))
+            self._saved_sha256 = files_sha256(data.to_files())
         return {
             "estimator": type(data.estimator).__name__,
             "n_features": len(data.feature_order),

@@ -1,4 +1,9 @@
-"""Materializer for EvaluationReport: evaluation.json plus an HTML page for the dashboard."""
+"""Materializer for EvaluationReport: evaluation.json; for the dashboard, the HTML report and each chart as a PNG.
+
+The charts are also IMAGE visualizations of their own, so the dashboard shows each at its size (with its own
+download button) rather than inside the report's fixed-height frame. ZenML 0.98's dashboard asks for a
+"Load Preview" click before it shows any visualization, whatever its type.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
 from churn.evaluation import EvaluationReport
+from churn.plots import evaluation_pngs
 from churn.report_html import evaluation_html
 
 FILE = "evaluation.json"
@@ -29,10 +35,17 @@ class EvaluationReportMaterializer(BaseMaterializer):
             json.dump(dict(data), handle, indent=2)
 
     def save_visualizations(self, data: EvaluationReport) -> Dict[str, VisualizationType]:
+        charts = evaluation_pngs(data)                             # ROC, precision-recall, confusion matrix
         path = os.path.join(self.uri, "evaluation.html")
         with fileio.open(path, "w") as handle:
-            handle.write(evaluation_html(data, data.get("feature_importances")))
-        return {path: VisualizationType.HTML}
+            handle.write(evaluation_html(data, data.get("feature_importances"), charts))
+        visualizations = {path: VisualizationType.HTML}
+        for name, png in charts.items():
+            chart = os.path.join(self.uri, f"{name}.png")
+            with fileio.open(chart, "wb") as handle:
+                handle.write(png)
+            visualizations[chart] = VisualizationType.IMAGE
+        return visualizations
 
     def extract_metadata(self, data: EvaluationReport) -> Dict[str, Any]:
         return {k: v for k, v in data.items() if isinstance(v, float)}

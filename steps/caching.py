@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 FOLLOWED = ("churn", "materializers")  # first-party packages whose code goes into the key
 # `import a.b as c, d` / `from .a import (b, c as d)` at the start of a line (any indentation)
 IMPORT_STATEMENT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)|import[ \t]+([^\n#;]*))", re.M)
-# a module named in a string, as the AutoML engine registry does: "churn.aws.autopilot:AutopilotEngine"
+# a module named in a string, as the AutoML engine registry does: "churn.aws.autopilot_job:AutopilotEngine"
 MODULE_STRING = re.compile(r"""["']((?:churn|materializers)(?:\.\w+)+)(?::\w+)?["']""")
 
 

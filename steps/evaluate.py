@@ -11,6 +11,7 @@ from zenml import log_metadata, step
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport, check_quality
 from churn.metrics import summary_line
+from churn.plots import evaluation_figures
 from churn.training import evaluate_bundle
 from materializers.evaluation_materializer import EvaluationReportMaterializer
 from stacks.contracts import EXPERIMENT_TRACKER
@@ -45,6 +46,8 @@ def evaluate(
     scalar = {k: v for k, v in report.items() if isinstance(v, float)}
     mlflow.log_metrics(scalar)
     mlflow.log_dict({k: v for k, v in report.items() if k != "curves"}, "evaluation/evaluation.json")
+    for name, figure in evaluation_figures(report).items():      # ROC, precision-recall, confusion matrix
+        mlflow.log_figure(figure, f"evaluation/{name}.png")
     log_metadata(metadata={"metrics": scalar})
     print("Evaluation: " + summary_line(report))
     return report

@@ -19,8 +19,9 @@ def test_a_streamed_batch_writes_what_one_unstreamed_chunk_writes(trained_bundle
     bundle, _ = trained_bundle
     frame = _frame(trained_bundle)
     seen = []
-    streamed = write_chunks(score_in_chunks(bundle, frame, 37, "m", "3", "run-1"), str(tmp_path / f"s.{output_format}"),
-                            output_format, progress=seen.append)
+    # chunks scored on 3 threads, a few ahead of the writer, still arrive whole and in order
+    streamed = write_chunks(score_in_chunks(bundle, frame, 37, "m", "3", "run-1", threads=3),
+                            str(tmp_path / f"s.{output_format}"), output_format, progress=seen.append)
     whole = write_chunks(score_in_chunks(bundle, frame, len(frame), "m", "3", "run-1"),
                          str(tmp_path / f"w.{output_format}"), output_format)
     read = pd.read_parquet if output_format == "parquet" else pd.read_csv

@@ -6,6 +6,7 @@ import io
 import json
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -177,3 +178,96 @@ def test_hot_swap_serves_the_new_version_and_refuses_a_tampered_one(endpoint, tr
         time.sleep(0.1)
     assert ping.headers["X-Model-Version"] == "2" and "sha256" in ping.headers["X-Last-Load-Error"]
     assert post(server, split.test[FEATURES].iloc[:3].to_csv(index=False)).status_code == 200
+
+
+# -- the SageMaker container's entry point (``serve``), as a real process on 127.0.0.1 -----------------------
+
+class ContainerProcess:
+    """``python -m churn.serving.container serve`` with the Environment SageMaker would give it (stopped by pid)."""
+
+    def __init__(self, model_dir, sha256: str, role: str, **environment: str):
+        import os
+        import subprocess
+        import sys
+
+        from tests.conftest import REPO, free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "CHURN_MODEL_DIR": str(model_dir), "CHURN_BUNDLE_SHA256": sha256,
+               "CHURN_SERVING_ROLE": role, "SAGEMAKER_BIND_TO_PORT": str(self.port), **environment}
+        self.log = open(Path(model_dir).parent / f"container-{role}.log", "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "churn.serving.container", "serve"], cwd=REPO, env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"serve exited with {self.process.returncode}"
+            try:
+                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("the container did not become ready")
+
+    def stop(self) -> None:
+        from tests.conftest import stop_process_group
+
+        stop_process_group(self.process)
+        self.log.close()
+
+
+CONTAINER_HEADER_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module", params=["predict", "encode", "respond"])
+def container(request, trained_bundle, tmp_path_factory):
+    bundle, _ = trained_bundle
+    model_dir = tmp_path_factory.mktemp(f"container-{request.param}") / "model"
+    sha = bundle.save(model_dir)
+    process = ContainerProcess(model_dir, sha, request.param, CHURN_MAX_BODY_BYTES="2000000",
+                               CHURN_HEADER_TIMEOUT=str(CONTAINER_HEADER_TIMEOUT), CHURN_BODY_TIMEOUT="3")
+    try:
+        process.wait_ready()
+        yield process, request.param
+    finally:
+        process.stop()
+
+
+def test_the_container_answers_malformed_input_with_a_4xx(container):
+    """Every client-facing role (predict, encode) refuses malformed and hostile input with a 4xx, as the local
+    endpoint does. The respond role reads the AutoML candidate's answer, not the client's input: an answer it
+    cannot read is a 500 that says why (never a bare traceback)."""
+    from tests.test_server_resilience import attacks, send_huge_header
+
+    process, role = container
+    rng = random.Random(20261202)
+    payloads = list(_malformed_payloads(rng, 300)) + list(attacks().values())
+    answers = []
+    with requests.Session() as session:
+        for body, content_type in payloads:
+            response = session.post(process.url + "/invocations", data=body, headers={"Content-Type": content_type},
+                                    timeout=60)
+            answers.append((response.status_code, response.text[:200], body[:100], content_type))
+    if role == "respond":
+        unexplained = [a for a in answers if a[0] >= 500 and "the AutoML model's answer could not be read" not in a[1]]
+        assert unexplained == []
+    else:
+        assert [a for a in answers if a[0] >= 500] == []
+        assert sum(400 <= a[0] < 500 for a in answers) > len(answers) * 0.8  # most of them really were refused
+    assert send_huge_header(process.port).startswith(("HTTP 4", "closed"))
+    assert requests.get(process.url + "/ping", timeout=5).status_code == 200
+
+
+def test_the_container_cuts_off_trickled_headers_and_slow_bodies(container):
+    from tests.test_server_resilience import slowloris
+
+    process, _ = container
+    answer, seconds = slowloris(process.port)
+    assert answer == "HTTP 408" and seconds < 15  # the header deadline (2 s here), not the client's 60 s of trickling
+    answer, _ = slowloris(process.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                                        b"Content-Length: 100\r\n\r\nage")
+    assert answer == "HTTP 408"  # the body deadline
+    assert requests.get(process.url + "/ping", timeout=5).status_code == 200

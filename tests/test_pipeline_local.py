@@ -99,6 +99,11 @@ def test_pipeline_registers_with_lineage_and_serves_the_csv_contract(stack, firs
     assert mlflow_run.data.metrics["accuracy"] == pytest.approx(report["accuracy"])
     assert mlflow_run.data.params["n_estimators"] == "100"
     assert mlflow_run.data.tags["registered_model_version"] == registration.version  # run -> registry
+    charts = mlflow.MlflowClient().list_artifacts(mlflow_run.info.run_id, "evaluation")   # the MLflow UI's images
+    assert {"evaluation/roc_curve.png", "evaluation/precision_recall_curve.png",
+            "evaluation/confusion_matrix.png"} <= {a.path for a in charts}
+    png = mlflow.artifacts.download_artifacts(run_id=mlflow_run.info.run_id, artifact_path="evaluation/roc_curve.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     aliases = mlflow.MlflowClient().get_registered_model(MODEL).aliases
     assert str(aliases.get("champion")) == registration.version
 

@@ -292,3 +292,79 @@ def test_the_hash_covers_the_bytes_that_are_loaded(trained_bundle, tmp_path, mon
     monkeypatch.setattr(bundle_module, "_check_digest", swap_after_check)
     loaded = load_verified(tmp_path / "b", sha)
     assert type(loaded.estimator) is type(bundle.estimator)  # what was verified is what was loaded
+
+
+# -- text columns: the Arrow encoding equals the per-value definition -----------------------
+
+_TEXT_POOL = ["a", "b", " c", "NA", "Unknown", "", " ", "na ", "nan", "None", "null", "zzz", "ünï", "日本語", "😀",
+              "a\x00b",
+              "x,y", 'q"uote', "\u00a0", "\u2003b", "B", None, float("nan"), pd.NA]
+
+
+def _text_columns():
+    from hypothesis import strategies as st
+
+    cell = st.one_of(st.sampled_from(_TEXT_POOL), st.text(max_size=6))
+    return st.lists(cell, min_size=0, max_size=300)
+
+
+@pytest.mark.parametrize("form", ["str Series", "object Series", "arrow", "chunked arrow"])
+def test_text_encoding_equals_the_per_value_definition(form):
+    import pyarrow as pa
+    from hypothesis import given, settings
+
+    pre = _tricky_preprocessor()
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(_text_columns())
+    def check(cells):
+        if form == "str Series":
+            values = pd.Series(cells, dtype="str")
+        elif form == "object Series":
+            values = pd.Series(cells, dtype=object)
+        else:
+            values = pa.array(cells, type=pa.string(), from_pandas=True)
+            if form == "chunked arrow":
+                values = pa.chunked_array([values[:len(cells) // 3], values[len(cells) // 3:]], type=pa.string())
+        got_codes, got_unseen = pre._encode("plan", values)
+        want_codes, want_unseen = pre._encode_exact("plan", list(cells))
+        assert got_codes.tobytes() == want_codes.tobytes() and got_unseen == want_unseen
+
+    check()
+
+
+def test_frames_and_json_records_encode_alike_with_mixed_and_missing_values():
+    """A DataFrame column (Arrow path), the same cells as JSON lists (exact path), and mixed-type
+    columns (numbers among text: exact path everywhere) give the same matrix and unseen list."""
+    pre = _tricky_preprocessor()
+    rng = random.Random(3)
+    for _ in range(30):
+        n = rng.randrange(64, 400)
+        plan = [rng.choice(_TEXT_POOL) for _ in range(n)]
+        mixed = [rng.choice(["a", "b", 1, 2.5, True, None]) for _ in range(n)]
+        age = [rng.choice([None, 31, 44.5, float("nan")]) for _ in range(n)]
+        for column in (plan, mixed):
+            frame = pd.DataFrame({"age": age, "charges": [1.0] * n, "plan": pd.Series(column, dtype=object)})
+            records = {"age": age, "charges": [1.0] * n, "plan": column}
+            got, want = pre.transform(frame), pre.transform(records)
+            assert got[0].tobytes() == want[0].tobytes() and got[1] == want[1]
+    strings = pd.Series(["a", None, "new", "b"] * 40, dtype="str")
+    matrix, unseen = pre.transform(pd.DataFrame({"age": 1, "charges": 2, "plan": strings}))
+    assert matrix[:4, 2].tolist() == [3.0, 2.0, 0.0, 4.0] and unseen == {"plan": ["new"]}  # None -> Unknown
+
+
+def test_estimator_pickles_naming_moved_or_missing_code():
+    """A bundle written before a module moved still loads; one naming code we lack gets a BundleError."""
+    import pickle
+
+    from churn.aws import autopilot_transform
+    from churn.bundle import BundleError, _unpickle_estimator
+
+    data = pickle.dumps(autopilot_transform.AutopilotModel, protocol=2)  # no framing: names are plain text
+    assert b"churn.aws.autopilot_transform\nAutopilotModel\n" in data
+    written_before_the_split = data.replace(b"churn.aws.autopilot_transform\n", b"churn.aws.autopilot\n")
+    assert _unpickle_estimator(written_before_the_split) is autopilot_transform.AutopilotModel
+
+    unknown = data.replace(b"churn.aws.autopilot_transform\n", b"churn.no_such_module\n")
+    with pytest.raises(BundleError, match="no_such_module.*retrain"):
+        _unpickle_estimator(unknown, "models/v7")

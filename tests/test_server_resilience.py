@@ -5,18 +5,27 @@ within PING_BOUND seconds (a liveness bound, generous on purpose: the server ans
 milliseconds; the worst latency is measured by ``bench/serving.py``). Every attack must be
 answered with a 4xx or have its connection closed by the server, never a 5xx.
 
+Slow clients: headers trickled a line a second (slowloris) are cut off by the header
+deadline (``CHURN_HEADER_TIMEOUT``) while /ping stays answered; a kept-alive connection's
+clock restarts with each request; an idle kept-alive connection is closed by uvicorn's
+keep-alive timeout.
+
 The watcher tests corrupt the endpoint's pointer and bundle in the ways a disk, an operator
 or an attacker might, and check the server keeps serving, says what went wrong, and swaps
-once a good version appears.
+once a good version appears. The registry tests run the server against a real MLflow
+sqlite store (``--registry-uri``): the hash it trusts is the registry's, not the pointer's.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -25,6 +34,8 @@ from tests.conftest import ServerProcess, publish, write_pointer
 
 PING_BOUND = 2.0  # seconds: each /ping during an attack must be answered within this
 BODY_TIMEOUT = 3.0  # the server's body-read deadline in these tests (CHURN_BODY_TIMEOUT)
+HEADER_TIMEOUT = 2.0  # the server's header deadline in these tests (CHURN_HEADER_TIMEOUT)
+CUT_OFF_BOUND = 15.0  # seconds: a trickling connection must be closed within this (a liveness bound, not a timing)
 FEATURES = ["age", "tenure_months", "monthly_charges", "total_charges", "contract_type", "payment_method",
             "internet_service", "phone_service", "multiple_lines", "online_security", "tech_support", "device_protection"]
 GOOD_ROW = dict(zip(FEATURES, [35, 12, 70.5, 840.0, "Month-to-month", "Electronic check", "DSL", "Yes", "No", "Yes", "No", "No"]))
@@ -137,7 +148,17 @@ def refused(answer: str) -> bool:
 
 
 def run_attacks(url: str, port: int) -> dict:
-    """Every attack once (the body attacks, the 10 MB header, 50 half-open connections): name -> answer."""
+    """Every attack once (the body attacks, the 10 MB header, 50 half-open connections, 20 slowloris
+    connections trickling a header line a second throughout): name -> answer."""
+    with ThreadPoolExecutor(20) as pool:
+        trickling = [pool.submit(slowloris, port) for _ in range(20)]
+        answers = _run_attacks(url, port)
+        cut_off = sorted({answer for answer, _ in (f.result() for f in trickling)})
+    answers["20 slowloris connections"] = cut_off[0] if len(cut_off) == 1 else f"mixed: {' / '.join(cut_off)}"
+    return answers
+
+
+def _run_attacks(url: str, port: int) -> dict:
     answers = {name: send_attack(url, body, content_type) for name, (body, content_type) in attacks().items()}
     answers["HTTP headers of 10 MB"] = send_huge_header(port)
     sockets = open_half_open(port)
@@ -163,6 +184,7 @@ def server(trained_bundle, tmp_path_factory):
     publish(endpoint_dir, bundle, "1")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CHURN_BODY_TIMEOUT", str(BODY_TIMEOUT))
+        patch.setenv("CHURN_HEADER_TIMEOUT", str(HEADER_TIMEOUT))
         process = ServerProcess(endpoint_dir)
     try:
         process.wait_ready()
@@ -200,8 +222,80 @@ def test_limits_are_named_in_the_refusal(server):
     for name, message in cases.items():
         answer = send_attack(process.url, *bodies[name])
         assert answer.startswith("HTTP 4") and message in answer, (name, answer)
+    with socket.create_connection(("127.0.0.1", process.port), timeout=30) as sock:  # headers over the 64 KB cap
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000)
+        answer = sock.recv(1000).decode()
+    assert answer.startswith("HTTP/1.1 431 ") and "over the 65536-byte limit (CHURN_MAX_HEADER_BYTES)" in answer, answer
     duplicate = (",".join(FEATURES + ["extra", "extra"]) + "\n" + ",".join(["1"] * 14) + "\n").encode()
     assert "CSV header repeats column(s): extra" in send_attack(process.url, duplicate, "text/csv")
+
+
+def slowloris(port: int, first: bytes = b"GET /ping HTTP/1.1\r\nHost: x\r\n", budget: float = 60.0) -> tuple:
+    """Send ``first``, then one more header line every second, never ending the header block
+    (nothing at all when ``first`` is empty).
+
+    Returns (what the server did: 'HTTP 408' / 'closed' / 'still open', seconds it took).
+    """
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        try:
+            if first:
+                sock.sendall(first)
+            while time.monotonic() - started < budget:
+                sock.settimeout(1.0)
+                try:
+                    answer = sock.recv(200)
+                except TimeoutError:
+                    if first:
+                        sock.sendall(b"X-Trickle: %d\r\n" % int(time.monotonic() - started))
+                    continue
+                status = answer.split(b" ")[1].decode() if answer.startswith(b"HTTP/1.1 ") else None
+                return (f"HTTP {status}" if status else "closed"), time.monotonic() - started
+        except OSError:
+            return "closed", time.monotonic() - started
+    return "still open", time.monotonic() - started
+
+
+def test_slowloris_headers_are_cut_off_while_ping_stays_live(server):
+    process, _ = server
+    with PingWatch(process.url) as watch, ThreadPoolExecutor(40) as pool:
+        trickling = [pool.submit(slowloris, process.port) for _ in range(30)]
+        silent = [pool.submit(slowloris, process.port, b"") for _ in range(5)]  # connect, send nothing
+        # a client that did finish its headers is not cut off by the header deadline: its body has the body deadline
+        body_late = pool.submit(slowloris, process.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
+                                b"Content-Type: text/csv\r\nContent-Length: 100\r\n\r\nage")
+        results = [f.result() for f in trickling]
+        silent_results = [f.result() for f in silent]
+        late = body_late.result()
+    assert {answer for answer, _ in results} == {"HTTP 408"}, results
+    assert all(seconds < CUT_OFF_BOUND for _, seconds in results), results  # cut off, not left to trickle on
+    assert {answer for answer, _ in silent_results} == {"closed"}, silent_results
+    # the body deadline (BODY_TIMEOUT, longer than the header deadline) answered it, not the header deadline
+    assert late[0] == "HTTP 408" and late[1] > HEADER_TIMEOUT, late
+    assert watch.failures == [], f"/ping not answered within {PING_BOUND}s: {watch.failures[:5]}"
+    assert len(watch.samples) > 20
+
+
+def test_keep_alive_requests_each_get_their_own_header_deadline(server):
+    """One connection, a request every 0.6 x the header deadline for 3 deadlines: none is cut off
+    (the clock restarts with each request); then, left idle, the keep-alive timeout closes it."""
+    process, _ = server
+    connection = http.client.HTTPConnection("127.0.0.1", process.port, timeout=30)
+    connection.connect()
+    sock = connection.sock
+    try:
+        statuses = []
+        for _ in range(5):
+            connection.request("GET", "/ping")
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+            time.sleep(HEADER_TIMEOUT * 0.6)
+        assert statuses == [200] * 5 and connection.sock is sock  # the same connection throughout
+        sock.settimeout(CUT_OFF_BOUND)
+        assert sock.recv(100) == b""  # idle: uvicorn's keep-alive timeout (5 s) closed it
+    finally:
+        connection.close()
 
 
 def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tmp_path):
@@ -312,3 +406,145 @@ def test_a_bundle_repaired_in_place_is_picked_up(trained_bundle, tmp_path):
         assert _wait_for(process.url, lambda s: s.get("version") == "2", timeout=60)["last_swap_error"] is None
     finally:
         process.stop()
+
+
+# -- the registry's hash, not the pointer's ---------------------------------------------------------------
+
+MODEL = "churn-classifier"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A real MLflow sqlite store with one registered model (the local stack's registry, as steps/register.py
+    writes it)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(MODEL)
+    return uri, client
+
+
+def register(client, bundle_dir, sha256=None, approval_status="Approved") -> str:
+    tags = {"approval_status": approval_status, **({"bundle_sha256": sha256} if sha256 else {})}
+    return str(client.create_model_version(MODEL, source=str(bundle_dir), tags=tags).version)
+
+
+def deployed(endpoint_dir, bundle_dir, version: str, sha256: str) -> dict:
+    """The pointer as the local deployer writes it: model, version, bundle directory (and a sha256 the server
+    does not trust)."""
+    record = {"model_name": MODEL, "version": str(version), "sha256": sha256, "bundle_dir": str(bundle_dir)}
+    write_pointer(endpoint_dir, record)
+    return record
+
+
+def registry_server(endpoint_dir, uri: str) -> ServerProcess:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHURN_REGISTRY_URI", uri)
+        return ServerProcess(endpoint_dir)
+
+
+def refused_to_start(process: ServerProcess, endpoint_dir) -> str:
+    """The log of a server process that must exit on its own (it refused to start)."""
+    try:
+        code = process.process.wait(120)
+    finally:
+        process.stop()
+    assert code != 0
+    return (endpoint_dir / "test-server.log").read_text()
+
+
+def test_the_server_reads_the_approval_status_the_registry_rule_uses():
+    from churn.model_registry import APPROVED
+    from churn.serving import server
+
+    assert server.APPROVED == APPROVED
+
+
+def test_a_tampered_bundle_with_a_fixed_up_pointer_is_refused(trained_bundle, registry, tmp_path):
+    import dataclasses
+
+    from churn.bundle import bundle_sha256
+
+    bundle, split = trained_bundle
+    uri, client = registry
+    v1_dir = tmp_path / "bundles" / "v1"
+    v1 = register(client, v1_dir, bundle.save(v1_dir))
+    deployed(tmp_path, v1_dir, v1, bundle_sha256(v1_dir))
+    process = registry_server(tmp_path, uri)
+    try:
+        process.wait_ready(timeout=120)
+        status = requests.get(process.url + "/ping", timeout=5).json()
+        assert status["verified_against"] == "registry" and status["version"] == v1
+        # v2 is registered; then its bytes are replaced by another model that loads and scores, and the pointer's
+        # sha256 is "fixed up" to the new bytes: everything beside the bundle agrees, only the registry does not
+        v2_dir = tmp_path / "bundles" / "v2"
+        v2 = register(client, v2_dir, bundle.save(v2_dir))
+        forged = dataclasses.replace(bundle, info={**bundle.info, "forged": True})
+        forged.save(v2_dir)
+        forged_sha = bundle_sha256(v2_dir)
+        assert forged_sha != client.get_model_version(MODEL, v2).tags["bundle_sha256"]
+        deployed(tmp_path, v2_dir, v2, forged_sha)
+        status = _wait_for(process.url, lambda s: "but the registry recorded" in (s.get("last_swap_error") or ""))
+        assert status["version"] == v1 and forged_sha in status["last_swap_error"]
+        rows = split.test[FEATURES].iloc[:3].to_csv(index=False)
+        answer = requests.post(process.url + "/invocations", data=rows, headers={"Content-Type": "text/csv"},
+                               timeout=30)
+        assert answer.status_code == 200 and answer.headers["X-Model-Version"] == v1
+        # not in the registry, or registered without a hash: refused the same way
+        deployed(tmp_path, v1_dir, "99", bundle_sha256(v1_dir))
+        missing = _wait_for(process.url, lambda s: f"no version 99 of model {MODEL}" in str(s.get("last_swap_error")))
+        assert missing["version"] == v1
+        v3_dir = tmp_path / "bundles" / "v3"
+        bundle.save(v3_dir)
+        v3 = register(client, v3_dir)
+        deployed(tmp_path, v3_dir, v3, bundle_sha256(v3_dir))
+        assert _wait_for(process.url, lambda s: "no bundle sha256 is recorded" in (s.get("last_swap_error") or ""))[
+            "version"] == v1
+        # the registered bytes, but a version the registry does not hold Approved (rejected, withdrawn, pending)
+        v4 = register(client, v3_dir, bundle_sha256(v3_dir), approval_status="Rejected")
+        deployed(tmp_path, v3_dir, v4, bundle_sha256(v3_dir))
+        assert _wait_for(process.url, lambda s: "is Rejected, not Approved" in (s.get("last_swap_error") or ""))[
+            "version"] == v1
+    finally:
+        process.stop()
+    # restarted on the forged bundle, the server refuses to start
+    deployed(tmp_path, v2_dir, v2, forged_sha)
+    log = refused_to_start(registry_server(tmp_path, uri), tmp_path)
+    assert "refusing to start" in log and "but the registry recorded" in log
+
+
+def test_an_unreachable_registry_fails_closed(trained_bundle, registry, tmp_path):
+    """At a hot swap the verified model keeps serving and the error is reported, until the registry is back;
+    at startup the server refuses to start."""
+    from churn.bundle import bundle_sha256
+
+    bundle, _ = trained_bundle
+    uri, client = registry
+    database = Path(uri.removeprefix("sqlite:///"))
+    v1_dir, v2_dir = tmp_path / "bundles" / "a", tmp_path / "bundles" / "b"
+    v1 = register(client, v1_dir, bundle.save(v1_dir))
+    v2 = register(client, v2_dir, bundle.save(v2_dir))
+    deployed(tmp_path, v1_dir, v1, bundle_sha256(v1_dir))
+    process = registry_server(tmp_path, uri)
+    moved = database.with_name("moved-away.db")
+    try:
+        process.wait_ready(timeout=120)
+        database.rename(moved)
+        deployed(tmp_path, v2_dir, v2, bundle_sha256(v2_dir))
+        status = _wait_for(process.url, lambda s: "cannot be asked" in (s.get("last_swap_error") or ""))
+        assert status["version"] == v1
+        assert not database.exists()  # the server did not create an empty registry in its place
+        moved.rename(database)
+        status = _wait_for(process.url, lambda s: s.get("version") == v2, timeout=120)  # retried with backoff
+        assert status["last_swap_error"] is None
+    finally:
+        if moved.exists():
+            moved.rename(database)
+        process.stop()
+    database.rename(moved)
+    try:
+        log = refused_to_start(registry_server(tmp_path, uri), tmp_path)
+    finally:
+        moved.rename(database)
+    assert "refusing to start" in log and "cannot be asked" in log

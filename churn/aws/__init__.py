@@ -1,7 +1,7 @@
 """AWS backends for the SageMaker stack, as plain boto3 logic (no ZenML).
 
 - ``clients``: boto3 clients from the environment/profile/role (``AWS_ENDPOINT_URL`` is
-  honoured), bounded retries with backoff for throttling, error translation, redaction;
+  honoured), botocore's standard retries for every client in the process, error translation, redaction;
 - ``feature_store`` (``FeatureGroupClient``) + ``athena``: SageMaker Feature Store ingest and the
   offline-store read; ``ingestion_manifests``: what each ingestion put, so a read can tell when the
   offline store has not caught up;

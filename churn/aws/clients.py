@@ -5,29 +5,27 @@ Credentials come only from the environment, a named profile or an attached role
 ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``), which is how tests point every
 client at the AWS emulator.
 
-Throttling is retried with bounded, jittered exponential backoff by a ``needs-retry``
-handler on every client we create. It acts after botocore's own retry policy has
-given up (or when that policy is switched off with ``AWS_MAX_ATTEMPTS=1``), and only for
-throttling error codes, so a real error surfaces at once and a throttled call is
-retried at most ``RetryPolicy.max_attempts`` times in total.
+Retries are botocore's own ``standard`` mode (jittered exponential backoff for throttling and
+transient errors, a retry quota, at most ``AWS_MAX_ATTEMPTS`` calls in total), for every boto3
+client in the process: ours, ZenML's and the SageMaker SDK's. ``use_standard_retries`` sets it as
+the process default through botocore's environment variables, unless the user set them; run.py
+calls it first, ``client`` calls it too (for any other process that uses this module), and the
+image declares the same two variables (docker/Dockerfile), for the endpoint and the ZenML steps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import logging
 import os
-import random
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Optional, Tuple
 
 from churn.redaction import redact  # noqa: F401 - one redaction for every backend; kept importable here
 
-log = logging.getLogger(__name__)
-
+# botocore's standard mode retries these (and more); here they only name the error in ``explain``
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
     "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
@@ -36,32 +34,23 @@ THROTTLING_CODES = frozenset({
 })
 
 
-@dataclass
-class RetryPolicy:
-    """Bounds for throttling retries: at most ``max_attempts`` calls, each wait at most ``cap_seconds``."""
-
-    max_attempts: int = 8
-    base_seconds: float = 0.5
-    cap_seconds: float = 20.0
-
-    def delay(self, attempts: int) -> float:
-        """Full-jitter exponential backoff after ``attempts`` failed calls."""
-        return random.uniform(0.0, min(self.cap_seconds, self.base_seconds * (2 ** (attempts - 1))))
+RETRY_MODE = "standard"
+MAX_ATTEMPTS = 8   # calls in total, the first included (botocore's standard default is 3)
 
 
-RETRY_POLICY = RetryPolicy()
+def use_standard_retries(environ: Optional[MutableMapping[str, str]] = None) -> None:
+    """Make botocore's standard retry mode the default of every boto3 client the process creates.
 
+    Sets ``AWS_RETRY_MODE`` and ``AWS_MAX_ATTEMPTS`` unless they are set already (the user's
+    choice wins). botocore reads them each time a client is made, so clients made afterwards by
+    any library (ZenML, the SageMaker SDK, s3fs) get them, and child processes inherit them.
 
-def configure_retries(max_attempts: Optional[int] = None, base_seconds: Optional[float] = None,
-                      cap_seconds: Optional[float] = None) -> RetryPolicy:
-    """Change the throttling retry bounds for all clients (tests use a tiny base)."""
-    if max_attempts is not None:
-        RETRY_POLICY.max_attempts = max(1, int(max_attempts))
-    if base_seconds is not None:
-        RETRY_POLICY.base_seconds = float(base_seconds)
-    if cap_seconds is not None:
-        RETRY_POLICY.cap_seconds = float(cap_seconds)
-    return RETRY_POLICY
+    Args:
+        environ: The environment to change (default ``os.environ``).
+    """
+    environ = os.environ if environ is None else environ
+    environ.setdefault("AWS_RETRY_MODE", RETRY_MODE)
+    environ.setdefault("AWS_MAX_ATTEMPTS", str(MAX_ATTEMPTS))
 
 
 # -- who is calling: the pipeline's execution role, or an operator at a workstation -----
@@ -122,26 +111,6 @@ def _observe(region: str) -> Callable[..., None]:
     return handler
 
 
-def _error_code(response: Any) -> Optional[str]:
-    if not response:
-        return None
-    http, parsed = response
-    code = (parsed or {}).get("Error", {}).get("Code")
-    if code is None and getattr(http, "status_code", None) == 429:
-        return "TooManyRequestsException"
-    return code
-
-
-def _retry_throttling(response: Any = None, attempts: int = 1, operation: Any = None, **kwargs: Any) -> Optional[float]:
-    code = _error_code(response)
-    if code not in THROTTLING_CODES or attempts >= RETRY_POLICY.max_attempts:
-        return None
-    delay = RETRY_POLICY.delay(attempts)
-    log.info("AWS throttled %s (%s, attempt %d of %d); retrying in %.2fs",
-             getattr(operation, "name", "call"), code, attempts, RETRY_POLICY.max_attempts, delay)
-    return delay
-
-
 # -- client factory ------------------------------------------------------------------
 _lock = threading.Lock()
 _sessions: Dict[Tuple[Optional[str], str], Any] = {}
@@ -161,18 +130,18 @@ def _session(region: str, profile: Optional[str]):
 
 
 def client(service: str, region: str, profile: Optional[str] = None) -> Any:
-    """A cached boto3 client with our throttling retries and call observers attached."""
+    """A cached boto3 client with botocore's standard retries and our call observers attached."""
     from botocore.config import Config
 
     if not region:
         raise AwsError("no AWS region configured: set 'region' in the stack config (e.g. us-west-2)")
+    use_standard_retries()
     key = (service, region, profile, os.environ.get("AWS_ENDPOINT_URL", ""))
     with _lock:
         if key not in _clients:
             config = Config(user_agent_extra="churn-mlops", connect_timeout=10, read_timeout=90,
                             max_pool_connections=32)
             made = _session(region, profile).client(service, config=config)
-            made.meta.events.register("needs-retry", _retry_throttling)
             made.meta.events.register("before-parameter-build", _observe(region))
             _clients[key] = made
         return _clients[key]
@@ -232,7 +201,8 @@ def explain(error: BaseException, doing: str) -> AwsError:
         hint = _HINTS.get(code)
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in THROTTLING_CODES:
-            hint = f"still throttled after {RETRY_POLICY.max_attempts} attempts with backoff"
+            attempts = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            hint = f"still throttled after {attempts} attempts with backoff"
         return AwsError(f"{doing}: {code}{f' (HTTP {status})' if status else ''}: {message}"
                         + (f" -- {hint}" if hint else ""))
     if isinstance(error, bx.BotoCoreError):

@@ -5,10 +5,13 @@ extracted to ``/opt/ml/model`` and expects ``GET /ping`` and ``POST /invocations
 8080 (``SAGEMAKER_BIND_TO_PORT`` in a serial inference pipeline). The container's
 Environment (set by ``churn.aws.packaging.serving_containers``) says what to serve:
 
-- ``CHURN_BUNDLE_SHA256``: the SHA-256 the registry recorded for the bundle. Before
-  loading anything the bundle in the model directory is hashed (``churn.bundle.bundle_sha256``)
-  and compared; when the variable is missing or the hash differs, ``serve`` logs why and
-  exits non-zero, so the endpoint fails its health check instead of serving an unverified model.
+- ``CHURN_BUNDLE_SHA256``: the SHA-256 the registry recorded for the bundle (set at
+  registration in the model package's container Environment, which SageMaker holds apart
+  from the archive in S3; the deployer uses the package's containers when the package
+  holds the bundle it deploys). Before loading anything the bundle in the model directory
+  is hashed (``churn.bundle.bundle_sha256``) and compared; when the variable is missing or
+  the hash differs, ``serve`` logs why and exits non-zero, so the endpoint fails its health
+  check instead of serving an unverified model.
 - ``CHURN_SERVING_ROLE`` (``churn.serving.inference_pipeline``): ``predict`` (default) is the
   local endpoint's own server (``churn.serving.server``: same parsing, prediction, formatting,
   limits and errors); ``encode`` and ``respond`` are the two ends of the serial pipeline
@@ -16,7 +19,10 @@ Environment (set by ``churn.aws.packaging.serving_containers``) says what to ser
 
 Other variables: ``CHURN_MODEL_DIR`` (default /opt/ml/model), ``CHURN_SERVING_HOST`` (default
 127.0.0.1; the image sets 0.0.0.0, its own network namespace that SageMaker publishes),
-``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1), ``CHURN_MODEL_VERSION`` (reported by /ping).
+``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1), ``CHURN_MODEL_VERSION`` (reported by /ping),
+and the server's request defences, in every role: ``CHURN_MAX_BODY_BYTES``,
+``CHURN_MAX_HEADER_BYTES``, ``CHURN_HEADER_TIMEOUT``, ``CHURN_BODY_TIMEOUT``, ``CHURN_THREADS``,
+``CHURN_MAX_QUEUE`` and the ``protocol.Limits`` variables (a value that is not a number refuses to start).
 Probabilities are returned as the local endpoint returns them: when asked with
 ``CustomAttributes: probabilities=true`` (or ``?probabilities=true``).
 """
@@ -80,57 +86,74 @@ def load(role: str, model_dir: str | os.PathLike) -> Any:
 
 
 def handle(role: str, model: Any, body: bytes, content_type: str, accept: str,
-           probabilities: bool = False) -> Tuple[bytes, str]:
+           probabilities: bool = False, limits: Optional[protocol.Limits] = None) -> Tuple[bytes, str]:
     """One request through one container of ``role``: (body, content type); refusals raise RequestError.
 
     ``encode`` answers header-less encoded CSV whatever is accepted (the candidate reads it);
-    ``respond`` reads the candidate's answer and formats ours as a single container does.
+    malformed client input is a 4xx, as in the predict role. ``respond`` reads the candidate's
+    answer (not the client's input) and formats ours as a single container does; an answer it
+    cannot read is the model's fault: a 500 that says why.
     """
     if role == pipeline.ENCODE:
-        columns = protocol.parse_request(body, content_type)
+        columns = protocol.parse_request(body, content_type, limits)
         try:
             return pipeline.encode(model, columns), "text/csv"
         except InputError as error:
             raise protocol.RequestError(400, str(error)) from None
+        except OverflowError as error:  # a number no float holds
+            raise protocol.RequestError(400, f"a value is out of range: {error}") from None
     if role == pipeline.RESPOND:
         try:
             proba = pipeline.candidate_probabilities(body, content_type)
-        except (pipeline.CandidateOutputError, UnicodeDecodeError) as error:
-            raise protocol.RequestError(500, f"the AutoML model's answer could not be read: {error}") from None
+        # CandidateOutputError and UnicodeDecodeError are ValueErrors; so is an integer JSON cannot convert
+        except (ValueError, TypeError, KeyError, RecursionError) as error:
+            raise protocol.RequestError(500, f"the AutoML model's answer could not be read: "
+                                             f"{type(error).__name__}: {error}") from None
         from churn.bundle import ModelBundle
 
         prediction = protocol.Prediction(labels=ModelBundle.label(proba), proba=proba)
         return protocol.format_response(prediction, accept, probabilities)
-    prediction = protocol.predict(model, protocol.parse_request(body, content_type))
+    prediction = protocol.predict(model, protocol.parse_request(body, content_type, limits))
     return protocol.format_response(prediction, accept, probabilities)
 
 
-def role_app(role: str, model: Any, max_body_bytes: int):
-    """The encode/respond container's HTTP app (the predict role is ``churn.serving.server``'s)."""
+def role_app(role: str, model: Any, max_body_bytes: int, environ=os.environ):
+    """The encode/respond container's HTTP app (the predict role is ``churn.serving.server``'s).
+
+    The server's request defences apply: ``protocol.Limits`` from the environment, the body
+    deadline (``CHURN_BODY_TIMEOUT``), a bounded scoring pool (``CHURN_THREADS``,
+    ``CHURN_MAX_QUEUE``; beyond it a 503 with Retry-After).
+    """
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
+
+    from churn.serving import server
+
+    limits = protocol.Limits.from_env(environ)
+    body_timeout = float(environ.get("CHURN_BODY_TIMEOUT") or server.DEFAULT_BODY_TIMEOUT)
+    scorer = server.Scorer(int(environ.get("CHURN_THREADS") or server.DEFAULT_THREADS),
+                           int(environ.get("CHURN_MAX_QUEUE") or server.DEFAULT_MAX_QUEUE))
 
     async def ping(request: Request) -> Response:
         return Response(status_code=200, headers={"X-Serving-Role": role})
 
     async def invocations(request: Request) -> Response:
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > max_body_bytes:
-                return PlainTextResponse(f"request body is over the {max_body_bytes}-byte limit\n", 413)
         wants = protocol.probabilities_requested(request.query_params.get("probabilities"),
                                                  request.headers.get("x-amzn-sagemaker-custom-attributes"),
                                                  request.headers.get("accept"))
         try:
-            content, media_type = await run_in_threadpool(
-                handle, role, model, bytes(body), request.headers.get("content-type", ""),
-                request.headers.get("accept", ""), wants)
+            body = await server.read_body(request, max_body_bytes, body_timeout)
+            content, media_type = await scorer.run(
+                handle, role, model, body, request.headers.get("content-type", ""),
+                request.headers.get("accept", ""), wants, limits)
         except protocol.RequestError as error:
-            return PlainTextResponse(error.message + "\n", error.status)
+            headers = {"Connection": "close"} if error.status in (408, 413) else {}  # the rest of that body is unread
+            return PlainTextResponse(error.message + "\n", error.status, headers=headers)
+        except server.Busy:
+            return PlainTextResponse(f"busy: {scorer.pending} requests in progress or queued, try again\n", 503,
+                                     headers={"Retry-After": "1"})
         # exactly this Content-Type (no charset added): the next container of the pipeline reads it
         return Response(content, headers={"Content-Type": media_type})
 
@@ -152,7 +175,16 @@ def serve(environ=os.environ) -> None:
     workers = max(1, int(environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or 1))
     max_body = int(environ.get("CHURN_MAX_BODY_BYTES") or server.DEFAULT_MAX_BODY)
     max_header = int(environ.get("CHURN_MAX_HEADER_BYTES") or server.DEFAULT_MAX_HEADER_BYTES)
-    # the server's connection-level defences (h11 header cap, keep-alive timeout, connection cap) apply here too
+    try:
+        header_timeout = float(environ.get(server.HEADER_TIMEOUT_ENV) or server.DEFAULT_HEADER_TIMEOUT)
+        body_timeout = float(environ.get("CHURN_BODY_TIMEOUT") or server.DEFAULT_BODY_TIMEOUT)
+        protocol.Limits.from_env(environ)
+    except ValueError as error:
+        raise RefusedToStart(f"a serving limit in the environment is not a number: {error}") from None
+    if header_timeout <= 0 or body_timeout <= 0:
+        raise RefusedToStart(f"{server.HEADER_TIMEOUT_ENV} and CHURN_BODY_TIMEOUT must be positive seconds")
+    os.environ[server.HEADER_TIMEOUT_ENV] = str(header_timeout)  # read by the server's h11 protocol, in every worker
+    # the server's connection-level defences (h11 header cap and deadline, keep-alive timeout, connection cap) here too
     options = dict(host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
                    **server.uvicorn_options(max_header))
     if role == pipeline.PREDICT:
@@ -167,6 +199,7 @@ def serve(environ=os.environ) -> None:
         (endpoint_dir / server.POINTER_FILE).write_text(json.dumps(record))
         os.environ["CHURN_ENDPOINT_DIR"] = str(endpoint_dir)
         os.environ["CHURN_MAX_BODY_BYTES"] = str(max_body)
+        os.environ.pop(server.REGISTRY_ENV, None)  # the registry's hash came in CHURN_BUNDLE_SHA256, checked above
         log.info("serving bundle %s from %s on %s:%d (%d worker(s))", sha256[:12], model_dir, host, port, workers)
         uvicorn.run("churn.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
@@ -175,7 +208,7 @@ def serve(environ=os.environ) -> None:
     except (BundleError, OSError, ValueError) as error:
         raise RefusedToStart(f"the bundle in {model_dir} does not load: {error}") from None
     log.info("serving role %s of bundle %s from %s on %s:%d", role, sha256[:12], model_dir, host, port)
-    uvicorn.run(role_app(role, model, max_body), **options)
+    uvicorn.run(role_app(role, model, max_body, environ), **options)
 
 
 def main(argv: Optional[list] = None) -> None:

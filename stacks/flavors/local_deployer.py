@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 import requests
 from filelock import FileLock
+from zenml.client import Client
 from zenml.config.global_config import GlobalConfiguration
 from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
 
@@ -233,7 +234,13 @@ class LocalEndpointDeployer(EndpointDeployer):
         if pid is not None and state.get("url"):
             return {**state, "pid": pid}
         port = state.get("port") or self.config.port or free_port(self.config.host)
+        # the server checks each bundle against the registry's hash itself, not the pointer's (churn.serving.server)
+        tracker = Client().active_stack.experiment_tracker
+        if not hasattr(tracker, "get_tracking_uri"):
+            raise DeploymentError("the local endpoint verifies bundles against the MLflow model registry; the active "
+                                  "stack has no MLflow experiment tracker naming it (python run.py stack setup local)")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env["CHURN_REGISTRY_URI"] = tracker.get_tracking_uri()  # in the environment: argv is visible to every user
         with open(directory / "server.log", "ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(directory),
@@ -264,6 +271,10 @@ class LocalEndpointDeployer(EndpointDeployer):
                 response = requests.get(url + "/ping", timeout=2)
                 if response.status_code == 200 and response.headers.get("X-Model-Version") == version \
                         and response.headers.get("X-Model-Sha256") == sha256:
+                    if response.json().get("verified_against") != "registry":
+                        raise DeploymentError(f"the endpoint server at {url} (pid {state['pid']}) does not verify "
+                                              "bundles against the model registry (started by an older version): "
+                                              "stop it (`python run.py cleanup`) and deploy again")
                     return
                 last = f"HTTP {response.status_code}, serving version {response.headers.get('X-Model-Version')!r}"
                 if response.headers.get("X-Last-Load-Error"):

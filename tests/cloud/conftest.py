@@ -3,8 +3,10 @@
 Fixtures (other cloud tests use them too; keep the names):
 - ``moto_server`` (session): moto's ThreadedMotoServer on 127.0.0.1 and a free port, with the
   in-process extensions of ``moto_extensions`` in front of it. It points every boto3 client
-  at it (AWS_ENDPOINT_URL), with fake credentials, region us-west-2 and AWS_MAX_ATTEMPTS=1
-  (moto answers unimplemented calls with a retryable 500). Yields the endpoint URL.
+  at it (AWS_ENDPOINT_URL), with fake credentials, region us-west-2 and botocore's standard
+  retries (AWS_MAX_ATTEMPTS=MAX_ATTEMPTS, so injected throttling is retried as in production). Each
+  backoff wait is capped at 50 ms here, so a retried call (moto also answers unimplemented calls
+  with a retryable 500) costs no seconds; the retry decisions stay botocore's. Yields the endpoint URL.
 - ``aws`` (function): resets the emulator (POST /moto-api/reset) and returns the endpoint URL.
 
 Every request that reaches the emulator (from our code, ZenML, the SageMaker SDK or the tests)
@@ -33,8 +35,10 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ML-Role-Pipelines"
 BUCKET = "churn-mlops-test"
 PREFIX = "mlops/classification_model"
 API_CALLS: List = []
+MAX_ATTEMPTS = 6   # botocore's calls in total per API call, the first included
+BACKOFF_CAP_SECONDS = 0.05
 _ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION, "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
+        "AWS_REGION": REGION, "AWS_MAX_ATTEMPTS": str(MAX_ATTEMPTS), "AWS_RETRY_MODE": "standard"}
 _UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
 
 
@@ -61,8 +65,10 @@ def moto_server():
     for key in _UNSET:
         os.environ.pop(key, None)
     clients.reset_clients()
-    policy = (clients.RETRY_POLICY.max_attempts, clients.RETRY_POLICY.base_seconds, clients.RETRY_POLICY.cap_seconds)
-    clients.configure_retries(max_attempts=6, base_seconds=0.01, cap_seconds=0.05)
+    from botocore.retries.standard import ExponentialBackoff
+
+    botocore_delay = ExponentialBackoff.delay_amount
+    ExponentialBackoff.delay_amount = lambda self, context: min(botocore_delay(self, context), BACKOFF_CAP_SECONDS)
     remove = clients.add_call_observer(API_CALLS.append)
     try:
         yield url
@@ -71,7 +77,7 @@ def moto_server():
             with open(os.environ["STRICT_AWS_SEEN"], "a") as out:
                 out.writelines(f"{s} {o} {n}\n" for (s, o), n in sorted(strict_aws.operations_seen().items()))
         remove()
-        clients.configure_retries(*policy)
+        ExponentialBackoff.delay_amount = botocore_delay
         server.stop()
         for key, value in saved.items():
             if value is None:

@@ -1,15 +1,14 @@
-"""Throttling injected on AWS calls (over HTTP, by the emulator) is retried with bounded backoff."""
+"""Throttling injected on AWS calls (over HTTP, by the emulator) is retried with bounded backoff (botocore's standard mode)."""
 
 from __future__ import annotations
 
 import pytest
 from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata, ModelVersionStage
 
-from churn.aws.clients import RETRY_POLICY
 from churn.feature_query import FeatureQuery
 from stacks.contracts import DeploymentError, FailureAlertParams
 from tests.cloud import moto_extensions as emulator
-from tests.cloud.conftest import REGION
+from tests.cloud.conftest import MAX_ATTEMPTS, REGION
 
 GROUP = "mlops_poc_churn_classification_feature"
 MODEL = "classification-model-group"
@@ -56,6 +55,6 @@ def test_throttled_calls_are_retried_and_the_run_completes(aws, bucket, sns_inbo
 
 def test_throttling_that_does_not_stop_fails_after_bounded_attempts(aws, sagemaker_stack):
     emulator.inject_throttling("sagemaker:DescribeEndpoint", 100)
-    with pytest.raises(DeploymentError, match=rf"ThrottlingException .*still throttled after {RETRY_POLICY.max_attempts} attempts"):
+    with pytest.raises(DeploymentError, match=rf"ThrottlingException .*still throttled after {MAX_ATTEMPTS} attempts"):
         sagemaker_stack.model_deployer.endpoint_url(ENDPOINT)
-    assert emulator.faults_served()["sagemaker:DescribeEndpoint"] == RETRY_POLICY.max_attempts
+    assert emulator.faults_served()["sagemaker:DescribeEndpoint"] == MAX_ATTEMPTS
