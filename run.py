@@ -40,14 +40,33 @@ from cli.summary import _print_summary  # noqa: E402
 
 @click.group(invoke_without_command=True, help=__doc__)
 @click.option("--variant", type=click.Choice(["rf", "automl"]), default="rf", show_default=True)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config YAML (default: configs/<variant>.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Pipeline config YAML (default: configs/<variant>.yaml).",
+)
 @click.option("--no-cache", is_flag=True, help="Run every step, even when its inputs did not change.")
-@click.option("--demo-data-if-empty", is_flag=True, help="Ingest the demo data first when the feature group has no records.")
-@click.option("--schedule", "cron", default=None, help="Run on a cron schedule instead of now (standard 5 fields, e.g. '0 3 * * 1').")
+@click.option(
+    "--demo-data-if-empty", is_flag=True, help="Ingest the demo data first when the feature group has no records."
+)
+@click.option(
+    "--schedule",
+    "cron",
+    default=None,
+    help="Run on a cron schedule instead of now (standard 5 fields, e.g. '0 3 * * 1').",
+)
 @click.option("--schedule-name", default=None, help="Name of the schedule (default: <variant>-training).")
 @click.pass_context
-def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: bool, demo_data_if_empty: bool,
-        cron: str | None, schedule_name: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    variant: str,
+    config_path: str | None,
+    no_cache: bool,
+    demo_data_if_empty: bool,
+    cron: str | None,
+    schedule_name: str | None,
+) -> None:
     if ctx.invoked_subcommand != "schedule":
         revive_scheduler()
     if ctx.invoked_subcommand is not None:
@@ -64,8 +83,9 @@ def cli(ctx: click.Context, variant: str, config_path: str | None, no_cache: boo
         click.echo(f"Feature group '{config.feature_group_name}' is empty: ingesting the demo data first.")
         from pipelines.ingestion import churn_feature_ingestion
 
-        configure_for_active_stack(churn_feature_ingestion)(feature_group_name=config.feature_group_name,
-                                                            target_column=config.target_column)
+        configure_for_active_stack(churn_feature_ingestion)(
+            feature_group_name=config.feature_group_name, target_column=config.target_column
+        )
     pipeline = configure_for_active_stack(training_pipeline(variant).with_options(enable_cache=not no_cache))
     try:
         run = pipeline(config=config.model_dump())

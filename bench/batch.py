@@ -74,11 +74,15 @@ def main() -> None:
     store = LocalOfflineStore(work / "store")
     started = time.perf_counter()
     # the store is written by a child process, so this process's peak RSS is the batch path's own
-    subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--prepare-only", str(work / "store")], check=True)
+    subprocess.run(
+        [sys.executable, __file__, "--rows", str(args.rows), "--prepare-only", str(work / "store")], check=True
+    )
     print(f"prepared {args.rows:,} customers in {time.perf_counter() - started:.1f}s (in a child process)")
     train, _ = store.read_latest(FeatureQuery("bench", 1, 4000))
     split = split_train_test(train, "churn", 0.2, 42)
-    bundle = train_random_forest(split.train, Preprocessor.fit(split.train, "churn"), {"n_estimators": 100, "max_depth": 10}, 42)
+    bundle = train_random_forest(
+        split.train, Preprocessor.fit(split.train, "churn"), {"n_estimators": 100, "max_depth": 10}, 42
+    )
 
     t0, c0 = time.perf_counter(), time.process_time()
     frame, _ = store.read_latest(FeatureQuery("bench", 1, args.rows))
@@ -103,7 +107,7 @@ def main() -> None:
     sampler.join()
     check = pd.read_parquet(work / "predictions.parquet", columns=["customer_id"])
     assert rows == len(check) == args.rows
-    chunk = frame.iloc[:args.chunk_rows]
+    chunk = frame.iloc[: args.chunk_rows]
     p0 = time.process_time()
     matrix, _ = bundle.preprocessor.transform(chunk)
     p1 = time.process_time()
@@ -114,14 +118,20 @@ def main() -> None:
     read, score = t1 - t0, min(walls)
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: wall times are noisy)")
     print(f"read latest records: wall {read:6.1f}s  cpu {c1 - c0:6.1f}s  ({args.rows / read:,.0f} rows/s)")
-    print(f"score + write x{args.repeats}: wall min {score:.1f}s median {statistics.median(walls):.1f}s, "
-          f"cpu min {min(cpus):.1f}s ({rows / score:,.0f} rows/s at the min, chunks of {args.chunk_rows:,})")
+    print(
+        f"score + write x{args.repeats}: wall min {score:.1f}s median {statistics.median(walls):.1f}s, "
+        f"cpu min {min(cpus):.1f}s ({rows / score:,.0f} rows/s at the min, chunks of {args.chunk_rows:,})"
+    )
     print(f"  one chunk of {len(chunk):,}: preprocess cpu {p1 - p0:.3f}s, trees cpu {p2 - p1:.3f}s")
-    print(f"end to end (read + best score/write): {read + score:6.1f}s  ({rows / (read + score):,.0f} rows/s; "
-          f"cpu {c1 - c0 + min(cpus):.1f}s = {rows / (c1 - c0 + min(cpus)):,.0f} rows per cpu-second)")
+    print(
+        f"end to end (read + best score/write): {read + score:6.1f}s  ({rows / (read + score):,.0f} rows/s; "
+        f"cpu {c1 - c0 + min(cpus):.1f}s = {rows / (c1 - c0 + min(cpus)):,.0f} rows per cpu-second)"
+    )
     print(f"peak RSS: {peak:,.0f} MiB (the whole batch path; set by the feature read)")
-    print(f"scoring ({'unstreamed' if args.unstreamed else 'streamed'} output): RSS {before_scoring:,.0f} MiB before, "
-          f"highest {sampler.highest:,.0f} MiB during (+{sampler.highest - before_scoring:,.0f} MiB)")
+    print(
+        f"scoring ({'unstreamed' if args.unstreamed else 'streamed'} output): RSS {before_scoring:,.0f} MiB before, "
+        f"highest {sampler.highest:,.0f} MiB during (+{sampler.highest - before_scoring:,.0f} MiB)"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

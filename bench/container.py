@@ -52,21 +52,30 @@ def main() -> None:
     started = time.perf_counter()
     reference = image.build(args.base_image, quiet=True, progress=lambda m: None)
     build_seconds = time.perf_counter() - started
-    size = int(subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", reference],
-                              capture_output=True, text=True, check=True).stdout)
+    size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", reference],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
 
     from churn.demo_data import generate_customers
     from churn.preprocessing import Preprocessor, split_train_test
     from churn.training import train_random_forest
 
     split = split_train_test(generate_customers(5000, seed=42).iloc[:4000], "churn", 0.2, 42)
-    bundle = train_random_forest(split.train, Preprocessor.fit(split.train, "churn"),
-                                 {"n_estimators": 100, "max_depth": 10}, 42)
+    bundle = train_random_forest(
+        split.train, Preprocessor.fit(split.train, "churn"), {"n_estimators": 100, "max_depth": 10}, 42
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-container-"))
     bundle.save(work / "bundle")
     built = build_model_tarball(work / "bundle", work / "model.tar.gz")
     model_dir = extract_model_tarball((work / "model.tar.gz").read_bytes(), work / "model")
-    environment = serving_containers(built["info"], reference, "s3://b/model.tar.gz", built["bundle_sha256"])[0]["Environment"]
+    environment = serving_containers(built["info"], reference, "s3://b/model.tar.gz", built["bundle_sha256"])[0][
+        "Environment"
+    ]
     body = split.test.iloc[:1].drop(columns=["churn"]).to_csv(index=False).encode()
 
     port = free_port()
@@ -74,12 +83,15 @@ def main() -> None:
     for key, value in environment.items():
         command += ["-e", f"{key}={value}"]
     (work / "endpoint").mkdir()
-    (work / "endpoint" / "current.json").write_text(json.dumps(
-        {"version": "1", "sha256": built["bundle_sha256"], "bundle_dir": str(work / "bundle")}))
+    (work / "endpoint" / "current.json").write_text(
+        json.dumps({"version": "1", "sha256": built["bundle_sha256"], "bundle_dir": str(work / "bundle")})
+    )
     container_id, server = None, None
     try:
         t0 = time.perf_counter()
-        container_id = subprocess.run(command + [reference, "serve"], capture_output=True, text=True, check=True).stdout.strip()
+        container_id = subprocess.run(
+            command + [reference, "serve"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         while True:
             try:
                 if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
@@ -92,10 +104,12 @@ def main() -> None:
         ping_seconds = time.perf_counter() - t0
         server = ServerProcess(work / "endpoint")
         server.wait_ready()
-        for url in (f"http://127.0.0.1:{port}", server.url):   # warm both
+        for url in (f"http://127.0.0.1:{port}", server.url):  # warm both
             latency(url, body, 20)
         result = {
-            "image": reference, "image_size_mb": round(size / 1e6, 1), "build_seconds": round(build_seconds, 1),
+            "image": reference,
+            "image_size_mb": round(size / 1e6, 1),
+            "build_seconds": round(build_seconds, 1),
             "start_to_first_ping_200_seconds": round(ping_seconds, 2),
             "one_row_container": latency(f"http://127.0.0.1:{port}", body, args.requests),
             "one_row_local_endpoint": latency(server.url, body, args.requests),

@@ -45,8 +45,9 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Dict, List, Optional  # noqa: E402
+from typing import Any
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -73,8 +74,16 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def synthetic_churn(rows: int, numeric: int, categorical: int, positive_rate: float, seed: int,
-                    interactions: bool = False, high_cardinality: tuple = (), label_noise: float = 0.0) -> pd.DataFrame:
+def synthetic_churn(
+    rows: int,
+    numeric: int,
+    categorical: int,
+    positive_rate: float,
+    seed: int,
+    interactions: bool = False,
+    high_cardinality: tuple = (),
+    label_noise: float = 0.0,
+) -> pd.DataFrame:
     """A churn-like table: skewed numbers, categoricals with level effects, a target at ``positive_rate``.
 
     ``interactions`` adds products, thresholds and a periodic term to the logit (trees find
@@ -131,7 +140,7 @@ def _breast_cancer() -> pd.DataFrame:
     return data.data.rename(columns=lambda c: c.replace(" ", "_")).assign(**{TARGET: data.target.to_numpy()})
 
 
-DATASETS: Dict[str, Callable[[], pd.DataFrame]] = {
+DATASETS: dict[str, Callable[[], pd.DataFrame]] = {
     "demo": _demo,
     "breast_cancer": _breast_cancer,
     "synth_interactions": lambda: synthetic_churn(10_000, 16, 6, 0.12, seed=1, interactions=True),
@@ -167,7 +176,7 @@ def _auc(y: np.ndarray, proba: np.ndarray) -> float:
     return float(roc_auc_score(y, proba))
 
 
-def run_default(name: str, split: Split) -> Dict[str, Any]:
+def run_default(name: str, split: Split) -> dict[str, Any]:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -187,8 +196,9 @@ def run_default(name: str, split: Split) -> Dict[str, Any]:
 
             model = LGBMClassifier(random_state=42, n_jobs=1, verbose=-1)
         elif name == "logistic":
-            encode = ColumnTransformer([("categorical", OneHotEncoder(handle_unknown="ignore"), split.categorical)],
-                                       remainder=StandardScaler())
+            encode = ColumnTransformer(
+                [("categorical", OneHotEncoder(handle_unknown="ignore"), split.categorical)], remainder=StandardScaler()
+            )
             model = Pipeline([("encode", encode), ("model", LogisticRegression(max_iter=5000))])
         else:
             raise ValueError(name)
@@ -197,7 +207,7 @@ def run_default(name: str, split: Split) -> Dict[str, Any]:
     return {"auc": _auc(split.y_test, proba), "seconds": time.perf_counter() - started}
 
 
-def run_automl(split: Split, budget: float, final_fit: str = "refit") -> Optional[Dict[str, Any]]:
+def run_automl(split: Split, budget: float, final_fit: str = "refit") -> dict[str, Any] | None:
     config = load_config(REPO / "configs" / "automl.yaml")
     settings = AutoMLSettings.from_config({**config.model_dump(), "max_runtime_sec": budget})
     settings = AutoMLSettings(**{**settings.to_dict(), "families": settings.families, "final_fit": final_fit})
@@ -210,13 +220,18 @@ def run_automl(split: Split, budget: float, final_fit: str = "refit") -> Optiona
     seconds = time.perf_counter() - started
     automl = bundle.info["automl"]
     speed = scoring_speed(bundle, split.test)
-    return {"auc": _auc(split.y_test, bundle.predict_proba(split.test)[0]), "seconds": seconds,
-            "model": " + ".join(f"{m['weight']:.2f} {m['name']}({m['fit']})" for m in automl["ensemble_members"]),
-            "cv": automl["ensemble_cv_score"] or automl["best_cv_score"], "candidates": len(automl["leaderboard"]),
-            "flaml_trials": automl["trials"], **speed}
+    return {
+        "auc": _auc(split.y_test, bundle.predict_proba(split.test)[0]),
+        "seconds": seconds,
+        "model": " + ".join(f"{m['weight']:.2f} {m['name']}({m['fit']})" for m in automl["ensemble_members"]),
+        "cv": automl["ensemble_cv_score"] or automl["best_cv_score"],
+        "candidates": len(automl["leaderboard"]),
+        "flaml_trials": automl["trials"],
+        **speed,
+    }
 
 
-def scoring_speed(bundle: ModelBundle, test: pd.DataFrame) -> Dict[str, float]:
+def scoring_speed(bundle: ModelBundle, test: pd.DataFrame) -> dict[str, float]:
     """One-row p50 (ms) of ``predict_proba`` on a one-row dict, and rows/s on a 10,000-row frame."""
     rows = [{c: [test[c].iloc[i]] for c in bundle.feature_order} for i in range(min(50, len(test)))]
     for row in rows[:10]:
@@ -235,7 +250,7 @@ def scoring_speed(bundle: ModelBundle, test: pd.DataFrame) -> Dict[str, float]:
     return {"p50_ms": statistics.median(times) * 1000, "rows_per_s": 3 * 10_000 / (time.perf_counter() - started)}
 
 
-def run_flaml(split: Split, budget: float) -> Dict[str, Any]:
+def run_flaml(split: Split, budget: float) -> dict[str, Any]:
     from flaml import AutoML
 
     train, test = split.raw(split.train), split.raw(split.test)
@@ -246,25 +261,45 @@ def run_flaml(split: Split, budget: float) -> Dict[str, Any]:
                 frame[column] = frame[column].astype("category")
     automl = AutoML()
     started = time.perf_counter()
-    automl.fit(X_train, split.y_train, task="classification", metric="roc_auc", time_budget=budget, seed=42,
-               n_jobs=1, verbose=0, mlflow_logging=False)
+    automl.fit(
+        X_train,
+        split.y_train,
+        task="classification",
+        metric="roc_auc",
+        time_budget=budget,
+        seed=42,
+        n_jobs=1,
+        verbose=0,
+        mlflow_logging=False,
+    )
     seconds = time.perf_counter() - started
-    return {"auc": _auc(split.y_test, automl.predict_proba(X_test)[:, 1]), "seconds": seconds,
-            "model": automl.best_estimator}
+    return {
+        "auc": _auc(split.y_test, automl.predict_proba(X_test)[:, 1]),
+        "seconds": seconds,
+        "model": automl.best_estimator,
+    }
 
 
-def autogluon_python() -> Optional[Path]:
+def autogluon_python() -> Path | None:
     """bench/.venv-autogluon's python, building the venv with uv on first use (None: it could not be built)."""
     python = AUTOGLUON_VENV / "bin" / "python"
-    if python.exists() and subprocess.run([str(python), "-c", "import autogluon.tabular"],
-                                          capture_output=True).returncode == 0:
+    if (
+        python.exists()
+        and subprocess.run([str(python), "-c", "import autogluon.tabular"], capture_output=True).returncode == 0
+    ):
         return python
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     print(f"building {AUTOGLUON_VENV} with uv from {AUTOGLUON_DIR / 'requirements.txt'} (once, ~1 GB) ...", flush=True)
     try:
-        subprocess.run([uv, "venv", "--python", "3.11", str(AUTOGLUON_VENV)], check=True, capture_output=True, text=True)
-        subprocess.run([uv, "pip", "install", "--python", str(python), "-r", str(AUTOGLUON_DIR / "requirements.txt")],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [uv, "venv", "--python", "3.11", str(AUTOGLUON_VENV)], check=True, capture_output=True, text=True
+        )
+        subprocess.run(
+            [uv, "pip", "install", "--python", str(python), "-r", str(AUTOGLUON_DIR / "requirements.txt")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", "") or str(error)
         print(f"SKIP autogluon: cannot build {AUTOGLUON_VENV}: {detail.strip()[-300:]}", flush=True)
@@ -272,7 +307,7 @@ def autogluon_python() -> Optional[Path]:
     return python
 
 
-def run_autogluon(split: Split, budget: float, presets: str) -> Optional[Dict[str, Any]]:
+def run_autogluon(split: Split, budget: float, presets: str) -> dict[str, Any] | None:
     python = autogluon_python()
     if python is None:
         return None
@@ -283,26 +318,43 @@ def run_autogluon(split: Split, budget: float, presets: str) -> Optional[Dict[st
         out = Path(tmp) / "out.json"
         started = time.perf_counter()
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        result = subprocess.run([str(python), str(AUTOGLUON_DIR / "run_autogluon.py"), str(train), str(test), TARGET,
-                                 str(budget), presets, str(out)], capture_output=True, text=True, env=env,
-                                timeout=budget * 3 + 300)
+        result = subprocess.run(
+            [
+                str(python),
+                str(AUTOGLUON_DIR / "run_autogluon.py"),
+                str(train),
+                str(test),
+                TARGET,
+                str(budget),
+                presets,
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=budget * 3 + 300,
+        )
         seconds = time.perf_counter() - started
         if result.returncode != 0:
             print(f"  autogluon failed: {result.stderr.strip()[-500:]}", flush=True)
             return None
         document = json.loads(out.read_text())
     best = document["leaderboard"][0]["model"] if document["leaderboard"] else ""
-    return {"auc": _auc(split.y_test, np.array(document["proba"])), "seconds": seconds,
-            "fit_seconds": document["fit_seconds"], "model": best}
+    return {
+        "auc": _auc(split.y_test, np.array(document["proba"])),
+        "seconds": seconds,
+        "fit_seconds": document["fit_seconds"],
+        "model": best,
+    }
 
 
 # -- the table -------------------------------------------------------------------------
 
 
-def ranks(scores: Dict[str, float]) -> Dict[str, float]:
+def ranks(scores: dict[str, float]) -> dict[str, float]:
     """Rank 1 = best AUC; ties share the mean rank."""
     ordered = sorted(scores.items(), key=lambda item: -item[1])
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     i = 0
     while i < len(ordered):
         j = i
@@ -314,21 +366,28 @@ def ranks(scores: Dict[str, float]) -> Dict[str, float]:
     return out
 
 
-def leaderboard(results: Dict[str, Dict[str, float]], columns: List[str]) -> str:
+def leaderboard(results: dict[str, dict[str, float]], columns: list[str]) -> str:
     lines = ["| data set | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    all_ranks: Dict[str, List[float]] = {c: [] for c in columns}
+    all_ranks: dict[str, list[float]] = {c: [] for c in columns}
     for dataset, scores in results.items():
         present = {c: scores[c] for c in columns if c in scores}
         rank = ranks(present)
         for c, r in rank.items():
             all_ranks[c].append(r)
-        lines.append(f"| {dataset} | " + " | ".join(
-            f"{present[c]:.4f} ({rank[c]:g})" if c in present else "-" for c in columns) + " |")
-    means = [statistics.mean([results[d][c] for d in results if c in results[d]]) if all_ranks[c] else None
-             for c in columns]
+        lines.append(
+            f"| {dataset} | "
+            + " | ".join(f"{present[c]:.4f} ({rank[c]:g})" if c in present else "-" for c in columns)
+            + " |"
+        )
+    means = [
+        statistics.mean([results[d][c] for d in results if c in results[d]]) if all_ranks[c] else None for c in columns
+    ]
     lines.append("| **mean AUC** | " + " | ".join("-" if m is None else f"{m:.4f}" for m in means) + " |")
-    lines.append("| **mean rank** | " + " | ".join(
-        f"{statistics.mean(all_ranks[c]):.2f}" if all_ranks[c] else "-" for c in columns) + " |")
+    lines.append(
+        "| **mean rank** | "
+        + " | ".join(f"{statistics.mean(all_ranks[c]):.2f}" if all_ranks[c] else "-" for c in columns)
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -349,28 +408,39 @@ def main() -> None:
     if {"automl", "automl_bag", "flaml"} & set(args.systems):
         import flaml  # noqa: F401  (imports mlflow, ~5-10 s here; the training step has it loaded already)
 
-    print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; {os.cpu_count()} cores; load average "
-          f"{os.getloadavg()[0]:.1f}; budgets {args.budget}; systems {args.systems}", flush=True)
-    results: Dict[str, Dict[str, float]] = {}
-    details: List[Dict[str, Any]] = []
-    columns: List[str] = []
+    print(
+        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; {os.cpu_count()} cores; load average "
+        f"{os.getloadavg()[0]:.1f}; budgets {args.budget}; systems {args.systems}",
+        flush=True,
+    )
+    results: dict[str, dict[str, float]] = {}
+    details: list[dict[str, Any]] = []
+    columns: list[str] = []
 
-    def record(dataset: str, column: str, outcome: Optional[Dict[str, Any]]) -> None:
+    def record(dataset: str, column: str, outcome: dict[str, Any] | None) -> None:
         if outcome is None:
             return
         if column not in columns:
             columns.append(column)
         results.setdefault(dataset, {})[column] = outcome["auc"]
         details.append({"dataset": dataset, "system": column, **outcome})
-        extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in outcome.items() if k not in ("auc", "seconds"))
-        print(f"  {column:<16} auc={outcome['auc']:.4f} {outcome['seconds']:6.1f}s load={os.getloadavg()[0]:.1f} {extra}",
-              flush=True)
+        extra = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in outcome.items()
+            if k not in ("auc", "seconds")
+        )
+        print(
+            f"  {column:<16} auc={outcome['auc']:.4f} {outcome['seconds']:6.1f}s load={os.getloadavg()[0]:.1f} {extra}",
+            flush=True,
+        )
 
     for dataset in args.datasets:
         split = Split(DATASETS[dataset]())
-        print(f"\n{dataset}: {len(split.train)} train / {len(split.test)} test rows, {len(split.pre.feature_order)} "
-              f"features ({len(split.categorical)} categorical), {split.y_train.mean():.1%} positives", flush=True)
+        print(
+            f"\n{dataset}: {len(split.train)} train / {len(split.test)} test rows, {len(split.pre.feature_order)} "
+            f"features ({len(split.categorical)} categorical), {split.y_train.mean():.1%} positives",
+            flush=True,
+        )
         for system in ("histgb", "lgbm", "logistic", "rf"):
             if system in args.systems:
                 record(dataset, system, run_default(system, split))
@@ -395,12 +465,19 @@ def main() -> None:
             continue
         misses = []
         for dataset, scores in results.items():
-            others = [v for c, v in scores.items() if not c.startswith("automl") and ("@" not in c or c.endswith(f"@{budget:g}"))]
+            others = [
+                v
+                for c, v in scores.items()
+                if not c.startswith("automl") and ("@" not in c or c.endswith(f"@{budget:g}"))
+            ]
             if ours in scores and others and scores[ours] < max(others) - TOLERANCE:
                 misses.append(f"{dataset} ({scores[ours]:.4f} < {max(others):.4f})")
-        print(f"\nautoml@{budget:g}: at least the best other system within {TOLERANCE} on "
-              f"{len([d for d in results if ours in results[d]]) - len(misses)} of "
-              f"{len([d for d in results if ours in results[d]])} data sets" + (f"; below on {', '.join(misses)}" if misses else ""))
+        print(
+            f"\nautoml@{budget:g}: at least the best other system within {TOLERANCE} on "
+            f"{len([d for d in results if ours in results[d]]) - len(misses)} of "
+            f"{len([d for d in results if ours in results[d]])} data sets"
+            + (f"; below on {', '.join(misses)}" if misses else "")
+        )
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"results": results, "details": details}, indent=2, default=str))
 

@@ -52,7 +52,8 @@ def plain_computation(home: str) -> None:
     c = load_config(REPO / "configs" / "rf.yaml")
     root = glob.glob(f"{home}/**/feature_store/*", recursive=True)[0]
     frame, _ = LocalOfflineStore(root).read_latest(
-        FeatureQuery(c.feature_group_name, c.customer_id_start, c.customer_id_end, c.as_of))
+        FeatureQuery(c.feature_group_name, c.customer_id_start, c.customer_id_end, c.as_of)
+    )
     fingerprint(frame)
     split = split_train_test(frame, c.target_column, c.test_size, c.random_state)
     pre = Preprocessor.fit(split.train, c.target_column)
@@ -67,17 +68,24 @@ def plain_computation(home: str) -> None:
 
 class Runner:
     def __init__(self, home: str):
-        self.env = {**os.environ, "ZENML_CONFIG_PATH": home, "ZENML_ANALYTICS_OPT_IN": "false",
-                    "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MLFLOW_ENABLE_TELEMETRY": "false",
-                    "DO_NOT_TRACK": "1"}
+        self.env = {
+            **os.environ,
+            "ZENML_CONFIG_PATH": home,
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(REPO),
+            "MLFLOW_ENABLE_TELEMETRY": "false",
+            "DO_NOT_TRACK": "1",
+        }
         self.home = home
 
     def timed(self, command: list[str], cwd: Path = REPO, env: dict | None = None) -> tuple[float, float]:
         """(wall, cpu) seconds of ``command`` as a process; exits with its output when it fails."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        result = subprocess.run(command, cwd=cwd, env=env or self.env, capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            command, cwd=cwd, env=env or self.env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if result.returncode != 0:
@@ -101,8 +109,12 @@ def fresh_clone_make_run() -> float:
         wall, _ = runner.timed(["make", "run"], cwd=clone, env=env)
     finally:
         if (clone / ".venv" / "bin" / "python").exists():
-            subprocess.run([str(clone / ".venv" / "bin" / "python"), "run.py", "cleanup", "--yes"], cwd=clone,
-                           env=env, capture_output=True)
+            subprocess.run(
+                [str(clone / ".venv" / "bin" / "python"), "run.py", "cleanup", "--yes"],
+                cwd=clone,
+                env=env,
+                capture_output=True,
+            )
         shutil.rmtree(scratch, ignore_errors=True)
     return wall
 
@@ -134,14 +146,23 @@ def main() -> None:
         for round_ in range(args.repeats):
             for name, command in commands.items():
                 figures[name].append(runner.timed(command))
-            print(f"round {round_ + 1} (wall/cpu s): " + ", ".join(f"{k} {v[-1][0]:.1f}/{v[-1][1]:.1f}"
-                                                          for k, v in figures.items()), flush=True)
+            print(
+                f"round {round_ + 1} (wall/cpu s): "
+                + ", ".join(f"{k} {v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in figures.items()),
+                flush=True,
+            )
     finally:
         subprocess.run([py, "run.py", "cleanup", "--yes"], cwd=REPO, env=runner.env, capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
-    labels = {"floor": "ZenML floor: 7 no-op steps", "plain": "plain functions, one process",
-              "uncached": "run.py --variant rf --no-cache", "cached": "run.py --variant rf (cached re-run)"}
-    print(f"\n{'whole process, seconds':38} {'wall min':>8} {'median':>7} {'max':>7}   {'cpu min':>7} {'median':>7} {'max':>7}")
+    labels = {
+        "floor": "ZenML floor: 7 no-op steps",
+        "plain": "plain functions, one process",
+        "uncached": "run.py --variant rf --no-cache",
+        "cached": "run.py --variant rf (cached re-run)",
+    }
+    print(
+        f"\n{'whole process, seconds':38} {'wall min':>8} {'median':>7} {'max':>7}   {'cpu min':>7} {'median':>7} {'max':>7}"
+    )
     for name, values in figures.items():
         print(f"{labels[name]:38}  {spread([w for w, _ in values])}   {spread([c for _, c in values])}")
     print(f"{'first uncached run on a fresh stack':38}  {first[0]:7.2f}{'':16}   {first[1]:7.2f}")
@@ -151,9 +172,11 @@ def main() -> None:
         uncached = [ui / (fi + 1.5 * pi) for ui, fi, pi in zip(u, f, p)]
         cached = [ci / (1.1 * fi) for ci, fi in zip(c, f)]
         ours = [ui - fi - pi for ui, fi, pi in zip(u, f, p)]
-        print(f"  {kind}: uncached / (floor + 1.5 x plain) {statistics.median(uncached):.2f} "
-              f"[{min(uncached):.2f}-{max(uncached):.2f}]   cached / (1.1 x floor) {statistics.median(cached):.2f} "
-              f"[{min(cached):.2f}-{max(cached):.2f}]   uncached - floor - plain {statistics.median(ours):.1f}s")
+        print(
+            f"  {kind}: uncached / (floor + 1.5 x plain) {statistics.median(uncached):.2f} "
+            f"[{min(uncached):.2f}-{max(uncached):.2f}]   cached / (1.1 x floor) {statistics.median(cached):.2f} "
+            f"[{min(cached):.2f}-{max(cached):.2f}]   uncached - floor - plain {statistics.median(ours):.1f}s"
+        )
     if args.fresh_clone:
         print("\ntiming `make run` in a fresh clone (venv set-up included) ...", flush=True)
         print(f"fresh clone, make run: {fresh_clone_make_run():.1f}s wall (goal < 90 s)")

@@ -32,8 +32,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from churn.net import free_port  # noqa: E402  (after the repo is on sys.path)
-HEADER = ("age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,"
-          "phone_service,multiple_lines,online_security,tech_support,device_protection")
+
+HEADER = (
+    "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,"
+    "phone_service,multiple_lines,online_security,tech_support,device_protection"
+)
 ONE_ROW = (HEADER + "\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n").encode()
 
 
@@ -128,13 +131,19 @@ def load_test(port: int, clients: int, seconds: float) -> dict:
         thread.join()
     elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"requests": len(latencies), "errors": len(errors), "rps": len(latencies) / elapsed,
-            "p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)]}
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "rps": len(latencies) / elapsed,
+        "p50": latencies[len(latencies) // 2],
+        "p99": latencies[int(len(latencies) * 0.99)],
+    }
 
 
 def start(command: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -159,27 +168,40 @@ def main() -> None:
     import pandas as pd
 
     from churn.demo_data import generate_customers
-    from churn.preprocessing import Preprocessor, split_train_test
     from churn.mlflow_model import save_bundle_model
+    from churn.preprocessing import Preprocessor, split_train_test
     from churn.training import train_random_forest
 
     work = Path(tempfile.mkdtemp(prefix="churn-bench-serving-"))
     data = generate_customers(5000, 42)
     split = split_train_test(data.iloc[:4000], "churn", 0.2, 42)
-    bundle = train_random_forest(split.train, Preprocessor.fit(split.train, "churn"),
-                                 {"n_estimators": 100, "max_depth": 10, "min_samples_split": 2, "min_samples_leaf": 1}, 42)
+    bundle = train_random_forest(
+        split.train,
+        Preprocessor.fit(split.train, "churn"),
+        {"n_estimators": 100, "max_depth": 10, "min_samples_split": 2, "min_samples_leaf": 1},
+        42,
+    )
     endpoint = work / "endpoint"
     sha = bundle.save(endpoint / "bundles" / "v1")
-    (endpoint / "current.json").write_text(json.dumps({"version": "1", "sha256": sha, "bundle_dir": str(endpoint / "bundles" / "v1")}))
+    (endpoint / "current.json").write_text(
+        json.dumps({"version": "1", "sha256": sha, "bundle_dir": str(endpoint / "bundles" / "v1")})
+    )
     batch = pd.concat([data[bundle.feature_order]] * 2).iloc[:10_000].to_csv(index=False).encode()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MLFLOW_ENABLE_TELEMETRY": "false",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow execs uvicorn
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # mlflow execs uvicorn
 
     if args.attack_only:
         return attack(endpoint, env)
     results = {}
     port = free_port()
-    ours = start([sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port)], env)
+    ours = start(
+        [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port)], env
+    )
     try:
         wait_ready(port, "/ping", ours)
         results["ours"] = (*latency(port, ONE_ROW, args.requests), throughput(port, batch, 10_000, ours.pid))
@@ -188,37 +210,75 @@ def main() -> None:
     if not args.skip_mlflow:
         model = save_bundle_model(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
         port = free_port()
-        mlflow_server = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", model, "-p", str(port),
-                               "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"], env)
+        mlflow_server = start(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                model,
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "--env-manager",
+                "local",
+                "-w",
+                "1",
+            ],
+            env,
+        )
         try:
             wait_ready(port, "/ping", mlflow_server)
-            results["mlflow models serve"] = (*latency(port, ONE_ROW, args.requests),
-                                              throughput(port, batch, 10_000, mlflow_server.pid))
+            results["mlflow models serve"] = (
+                *latency(port, ONE_ROW, args.requests),
+                throughput(port, batch, 10_000, mlflow_server.pid),
+            )
         finally:
             stop(mlflow_server)
 
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: figures are noisy)")
-    print(f"{'server':22} {'p50 ms':>8} {'p99 ms':>8} {'rows/s 10k batch: best':>24} {'median':>10} "
-          f"{'per server cpu-s':>17}")
+    print(
+        f"{'server':22} {'p50 ms':>8} {'p99 ms':>8} {'rows/s 10k batch: best':>24} {'median':>10} "
+        f"{'per server cpu-s':>17}"
+    )
     for name, (p50, p99, (best, median, per_cpu)) in results.items():
         print(f"{name:22} {p50:8.2f} {p99:8.2f} {best:24,.0f} {median:10,.0f} {per_cpu:17,.0f}")
     if "mlflow models serve" in results:
         a, b = results["ours"], results["mlflow models serve"]
-        print(f"\nratio mlflow/ours: p50 {b[0] / a[0]:.1f}x, p99 {b[1] / a[1]:.1f}x; "
-              f"throughput ours/mlflow {a[2][1] / b[2][1]:.1f}x (medians)")
+        print(
+            f"\nratio mlflow/ours: p50 {b[0] / a[0]:.1f}x, p99 {b[1] / a[1]:.1f}x; "
+            f"throughput ours/mlflow {a[2][1] / b[2][1]:.1f}x (medians)"
+        )
     print("goals: p50 <= 2 ms, p99 <= 5 ms, >= 200,000 rows/s")
 
     if args.load_seconds > 0:
         port = free_port()
-        ours = start([sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port),
-                      "--workers", str(args.workers)], env)
+        ours = start(
+            [
+                sys.executable,
+                "-m",
+                "churn.serving.server",
+                "--endpoint-dir",
+                str(endpoint),
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+            ],
+            env,
+        )
         try:
             wait_ready(port, "/ping", ours)
             result = load_test(port, args.clients, args.load_seconds)
         finally:
             stop(ours)
-        print(f"\nload: {args.clients} clients x {args.load_seconds:.0f}s, workers={args.workers}: {result['requests']} requests, "
-              f"{result['errors']} errors, {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms")
+        print(
+            f"\nload: {args.clients} clients x {args.load_seconds:.0f}s, workers={args.workers}: {result['requests']} requests, "
+            f"{result['errors']} errors, {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms"
+        )
     if not args.skip_attack:
         attack(endpoint, env)
 
@@ -227,8 +287,10 @@ def attack(endpoint: Path, env: dict) -> None:
     from tests.test_server_resilience import BODY_TIMEOUT, PingWatch, refused, run_attacks
 
     port = free_port()
-    server = start([sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port)],
-                   {**env, "CHURN_BODY_TIMEOUT": str(BODY_TIMEOUT)})
+    server = start(
+        [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port)],
+        {**env, "CHURN_BODY_TIMEOUT": str(BODY_TIMEOUT)},
+    )
     try:
         wait_ready(port, "/ping", server)
         started = time.perf_counter()
@@ -241,11 +303,15 @@ def attack(endpoint: Path, env: dict) -> None:
     for name, answer in answers.items():
         print(f"  {name:48} {' '.join(answer.split())[:100]}")
     samples = sorted(watch.samples)
-    print(f"/ping during the attack: {len(samples)} polls, {len(watch.failures)} failed or over 2 s; "
-          f"p50 {samples[len(samples) // 2] * 1000:.1f} ms, p99 {samples[int(len(samples) * 0.99)] * 1000:.1f} ms, "
-          f"worst {samples[-1] * 1000:.1f} ms")
-    print(f"attacks not refused with a 4xx or a closed connection: "
-          f"{sum(1 for n, a in answers.items() if not refused(a) and not n.startswith('a good'))}")
+    print(
+        f"/ping during the attack: {len(samples)} polls, {len(watch.failures)} failed or over 2 s; "
+        f"p50 {samples[len(samples) // 2] * 1000:.1f} ms, p99 {samples[int(len(samples) * 0.99)] * 1000:.1f} ms, "
+        f"worst {samples[-1] * 1000:.1f} ms"
+    )
+    print(
+        f"attacks not refused with a 4xx or a closed connection: "
+        f"{sum(1 for n, a in answers.items() if not refused(a) and not n.startswith('a good'))}"
+    )
 
 
 if __name__ == "__main__":

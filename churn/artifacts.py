@@ -15,7 +15,8 @@ ZenML dashboard shows (``materializers/artifact_materializer.py``).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
@@ -25,7 +26,7 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(title: str, rows: Iterable[Tuple[str, Any]], note: str = "") -> str:
+def markdown_table(title: str, rows: Iterable[tuple[str, Any]], note: str = "") -> str:
     """A two-column Markdown table under a heading (the dashboard view of a typed artifact)."""
     lines = [f"### {title}", "", *([note, ""] if note else []), "| what | value |", "|---|---|"]
     lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows]
@@ -49,14 +50,14 @@ class FeatureLineage(TypedArtifact):
     feature_group: str
     customer_id_start: int
     customer_id_end: int
-    as_of: Optional[str] = None
+    as_of: str | None = None
     description: str
     sql: str
     rows: int
     data_fingerprint: str
 
     @classmethod
-    def of_read(cls, query: Any, sql: str, frame: Any) -> "FeatureLineage":
+    def of_read(cls, query: Any, sql: str, frame: Any) -> FeatureLineage:
         """The lineage of one feature-store read.
 
         Args:
@@ -69,28 +70,44 @@ class FeatureLineage(TypedArtifact):
         """
         from churn.feature_query import fingerprint
 
-        return cls(feature_group=query.feature_group, customer_id_start=query.customer_id_start,
-                   customer_id_end=query.customer_id_end, as_of=query.as_of, description=query.describe(),
-                   sql=sql, rows=len(frame), data_fingerprint=fingerprint(frame))
+        return cls(
+            feature_group=query.feature_group,
+            customer_id_start=query.customer_id_start,
+            customer_id_end=query.customer_id_end,
+            as_of=query.as_of,
+            description=query.describe(),
+            sql=sql,
+            rows=len(frame),
+            data_fingerprint=fingerprint(frame),
+        )
 
-    def bundle_info(self, mlflow_run_id: Optional[str] = None) -> Dict[str, Any]:
+    def bundle_info(self, mlflow_run_id: str | None = None) -> dict[str, Any]:
         """What a model bundle records about its training data and, when given, the MLflow run it was logged to."""
         keys = ("feature_group", "customer_id_start", "customer_id_end", "as_of", "description")
-        info: Dict[str, Any] = {"feature_query": self.model_dump(include=set(keys)),
-                                "data_fingerprint": self.data_fingerprint}
+        info: dict[str, Any] = {
+            "feature_query": self.model_dump(include=set(keys)),
+            "data_fingerprint": self.data_fingerprint,
+        }
         return {**info, "mlflow_run_id": mlflow_run_id} if mlflow_run_id else info
 
-    def registry_tags(self) -> Dict[str, str]:
+    def registry_tags(self) -> dict[str, str]:
         """The lineage tags a registered version carries."""
-        return {"feature_group": self.feature_group,
-                "customer_id_range": f"{self.customer_id_start}-{self.customer_id_end}",
-                "as_of": self.as_of or "", "data_fingerprint": self.data_fingerprint, "feature_query_sql": self.sql}
+        return {
+            "feature_group": self.feature_group,
+            "customer_id_range": f"{self.customer_id_start}-{self.customer_id_end}",
+            "as_of": self.as_of or "",
+            "data_fingerprint": self.data_fingerprint,
+            "feature_query_sql": self.sql,
+        }
 
     def markdown(self) -> str:
-        rows = [("feature group", self.feature_group),
-                ("customer ids", f"{self.customer_id_start}-{self.customer_id_end}"),
-                ("as of", self.as_of or "latest"), ("rows read", self.rows),
-                ("data fingerprint", self.data_fingerprint)]
+        rows = [
+            ("feature group", self.feature_group),
+            ("customer ids", f"{self.customer_id_start}-{self.customer_id_end}"),
+            ("as of", self.as_of or "latest"),
+            ("rows read", self.rows),
+            ("data fingerprint", self.data_fingerprint),
+        ]
         return markdown_table("Feature lineage", rows, self.description) + f"\n```sql\n{self.sql}\n```\n"
 
 
@@ -99,7 +116,7 @@ class GateVerdict(TypedArtifact):
 
     passed: bool
     metric: str
-    value: Optional[float]
+    value: float | None
     threshold: float
     higher_is_better: bool = True
 
@@ -111,36 +128,49 @@ class GateVerdict(TypedArtifact):
         passing, failing = (">=", "<") if self.higher_is_better else ("<=", ">")
         if self.passed:
             return f"quality gate passed: {self.metric} {shown} {passing} {self.threshold}"
-        return (f"quality gate FAILED: {self.metric} {shown} {failing} {self.threshold}; "
-                "the model is not registered and not deployed")
+        return (
+            f"quality gate FAILED: {self.metric} {shown} {failing} {self.threshold}; "
+            "the model is not registered and not deployed"
+        )
 
     def markdown(self) -> str:
-        rows = [("passed", "yes" if self.passed else "NO"), ("metric", self.metric),
-                ("value", "n/a" if self.value is None else f"{self.value:.4f}"),
-                ("threshold", f"{'>=' if self.higher_is_better else '<='} {self.threshold}")]
+        rows = [
+            ("passed", "yes" if self.passed else "NO"),
+            ("metric", self.metric),
+            ("value", "n/a" if self.value is None else f"{self.value:.4f}"),
+            ("threshold", f"{'>=' if self.higher_is_better else '<='} {self.threshold}"),
+        ]
         return markdown_table("Quality gate", rows, f"**{self.message}**")
 
 
-_REGISTERED_FIELDS = ("model_name", "version", "bundle_uri", "sha256", "approval_status", "mlflow_run_id",
-                      "trained_in_mlflow_run_id", "zenml_run_id")
+_REGISTERED_FIELDS = (
+    "model_name",
+    "version",
+    "bundle_uri",
+    "sha256",
+    "approval_status",
+    "mlflow_run_id",
+    "trained_in_mlflow_run_id",
+    "zenml_run_id",
+)
 
 
 class Registration(TypedArtifact):
     """What RegisterModel registered, or why nothing was."""
 
     registered: bool
-    reason: Optional[str] = None
-    model_name: Optional[str] = None
-    version: Optional[str] = None
-    bundle_uri: Optional[str] = None
-    sha256: Optional[str] = None
-    approval_status: Optional[str] = None
-    mlflow_run_id: Optional[str] = None
-    trained_in_mlflow_run_id: Optional[str] = None
-    zenml_run_id: Optional[str] = None
+    reason: str | None = None
+    model_name: str | None = None
+    version: str | None = None
+    bundle_uri: str | None = None
+    sha256: str | None = None
+    approval_status: str | None = None
+    mlflow_run_id: str | None = None
+    trained_in_mlflow_run_id: str | None = None
+    zenml_run_id: str | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> "Registration":
+    def _complete(self) -> Registration:
         missing = [name for name in _REGISTERED_FIELDS if self.registered and not getattr(self, name)]
         if missing:
             raise ValueError(f"a registration must name {', '.join(missing)}")
@@ -149,16 +179,21 @@ class Registration(TypedArtifact):
         return self
 
     @classmethod
-    def refused(cls, reason: str) -> "Registration":
+    def refused(cls, reason: str) -> Registration:
         """Nothing was registered, because ``reason``."""
         return cls(registered=False, reason=reason)
 
     def markdown(self) -> str:
         if not self.registered:
             return markdown_table("Registration", [("registered", "no"), ("reason", self.reason)])
-        rows = [("registered", f"{self.model_name} version {self.version} ({self.approval_status})"),
-                ("bundle", self.bundle_uri), ("bundle sha256", self.sha256), ("MLflow run", self.mlflow_run_id),
-                ("trained in MLflow run", self.trained_in_mlflow_run_id), ("ZenML run", self.zenml_run_id)]
+        rows = [
+            ("registered", f"{self.model_name} version {self.version} ({self.approval_status})"),
+            ("bundle", self.bundle_uri),
+            ("bundle sha256", self.sha256),
+            ("MLflow run", self.mlflow_run_id),
+            ("trained in MLflow run", self.trained_in_mlflow_run_id),
+            ("ZenML run", self.zenml_run_id),
+        ]
         return markdown_table("Registration", rows)
 
 
@@ -169,22 +204,22 @@ class Deployment(TypedArtifact):
     """What DeployEndpoint served, or why nothing was deployed."""
 
     deployed: bool
-    reason: Optional[str] = None
-    endpoint_name: Optional[str] = None
-    model_name: Optional[str] = None
-    version: Optional[str] = None
-    sha256: Optional[str] = None
-    url: Optional[str] = None
-    invocations_url: Optional[str] = None
-    details: Dict[str, Any] = {}  # what the stack's model deployer adds (pid, endpoint ARN, containers, ...)
+    reason: str | None = None
+    endpoint_name: str | None = None
+    model_name: str | None = None
+    version: str | None = None
+    sha256: str | None = None
+    url: str | None = None
+    invocations_url: str | None = None
+    details: dict[str, Any] = {}  # what the stack's model deployer adds (pid, endpoint ARN, containers, ...)
 
     @classmethod
-    def skipped(cls, reason: str) -> "Deployment":
+    def skipped(cls, reason: str) -> Deployment:
         """Nothing was deployed, because ``reason``."""
         return cls(deployed=False, reason=reason)
 
     @classmethod
-    def of_endpoint(cls, endpoint: Mapping[str, Any]) -> "Deployment":
+    def of_endpoint(cls, endpoint: Mapping[str, Any]) -> Deployment:
         """The deployment a model deployer's ``deploy_bundle`` answer describes."""
         common = {k: (None if endpoint.get(k) is None else str(endpoint[k])) for k in _DEPLOYMENT_FIELDS}
         return cls(deployed=True, **common, details={k: v for k, v in endpoint.items() if k not in _DEPLOYMENT_FIELDS})
@@ -192,17 +227,28 @@ class Deployment(TypedArtifact):
     def markdown(self) -> str:
         if not self.deployed:
             return markdown_table("Deployment", [("deployed", "no"), ("reason", self.reason)])
-        rows = [("endpoint", self.endpoint_name), ("serves", f"{self.model_name} version {self.version}"),
-                ("url", self.url), ("invocations", self.invocations_url), ("bundle sha256", self.sha256),
-                *sorted(self.details.items())]
+        rows = [
+            ("endpoint", self.endpoint_name),
+            ("serves", f"{self.model_name} version {self.version}"),
+            ("url", self.url),
+            ("invocations", self.invocations_url),
+            ("bundle sha256", self.sha256),
+            *sorted(self.details.items()),
+        ]
         return markdown_table("Deployment", rows)
 
 
 def preprocessor_markdown(preprocessor: Any) -> str:
     """The dashboard's view of a fitted ``churn.preprocessing.Preprocessor``: one row per feature, in order."""
-    lines = ["### Preprocessor", "", f"target `{preprocessor.target}`, {len(preprocessor.feature_order)} features "
-             f"in model order; unseen categories: {preprocessor.unseen_policy}", "",
-             "| feature | kind | fitted value |", "|---|---|---|"]
+    lines = [
+        "### Preprocessor",
+        "",
+        f"target `{preprocessor.target}`, {len(preprocessor.feature_order)} features "
+        f"in model order; unseen categories: {preprocessor.unseen_policy}",
+        "",
+        "| feature | kind | fitted value |",
+        "|---|---|---|",
+    ]
     for name in preprocessor.feature_order:
         if name in preprocessor.classes:
             classes = preprocessor.classes[name]

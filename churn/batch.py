@@ -16,16 +16,17 @@ from __future__ import annotations
 import io
 import os
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from churn.bundle import ModelBundle
-from churn.files import atomic_path
 from churn.config import ConfigError, _describe, _refuse_credentials, read_yaml_mapping
+from churn.files import atomic_path
 from churn.schema import ID_COLUMN
 
 OUTPUT_COLUMNS = [ID_COLUMN, "prediction", "probability", "model_name", "model_version", "run_id"]
@@ -39,9 +40,9 @@ class BatchConfig(BaseModel):
     feature_group_name: str = "mlops_poc_churn_classification_feature"
     customer_id_start: int = Field(4001, ge=0, le=999_999)
     customer_id_end: int = Field(5000, ge=0, le=999_999)
-    as_of: Optional[str] = None
+    as_of: str | None = None
     model_package_group: str = "classification-model-group"
-    output_uri: Optional[str] = None  # default: <zenml local stores>/batch_predictions
+    output_uri: str | None = None  # default: <zenml local stores>/batch_predictions
     output_format: str = Field("parquet", pattern="^(parquet|csv)$")
     chunk_rows: int = Field(50_000, ge=1, le=200_000)  # le: the serving limit on rows per request (protocol.Limits)
     # SageMaker stack: the Batch Transform job's instances (the local stack scores in process)
@@ -57,12 +58,21 @@ def load_batch_config(path: str | Path, **overrides: object) -> BatchConfig:
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error)}") from None
     if config.customer_id_end < config.customer_id_start:
-        raise ConfigError(f"{path}: customer_id_end ({config.customer_id_end}) is below customer_id_start ({config.customer_id_start})")
+        raise ConfigError(
+            f"{path}: customer_id_end ({config.customer_id_end}) is below customer_id_start ({config.customer_id_start})"
+        )
     return config
 
 
-def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, model_name: str,
-                    model_version: str, run_id: str, threads: Optional[int] = None) -> Iterator[pd.DataFrame]:
+def score_in_chunks(
+    bundle: ModelBundle,
+    frame: pd.DataFrame,
+    chunk_rows: int,
+    model_name: str,
+    model_version: str,
+    run_id: str,
+    threads: int | None = None,
+) -> Iterator[pd.DataFrame]:
     """Predictions for ``frame`` one chunk at a time, in order (customer_id, prediction, probability, lineage).
 
     An estimator with a ``batch_rows`` attribute (a remote model, e.g. Autopilot's batch
@@ -75,16 +85,18 @@ def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, m
     chunk_rows = max(chunk_rows, int(getattr(bundle.estimator, "batch_rows", 0) or 0))
 
     def score(start: int) -> pd.DataFrame:
-        chunk = frame.iloc[start:start + chunk_rows]
+        chunk = frame.iloc[start : start + chunk_rows]
         proba, _ = bundle.predict_proba(chunk)
-        return pd.DataFrame({
-            ID_COLUMN: chunk[ID_COLUMN].to_numpy(),
-            "prediction": bundle.label(proba),
-            "probability": proba,
-            "model_name": model_name,
-            "model_version": str(model_version),
-            "run_id": run_id,
-        })
+        return pd.DataFrame(
+            {
+                ID_COLUMN: chunk[ID_COLUMN].to_numpy(),
+                "prediction": bundle.label(proba),
+                "probability": proba,
+                "model_name": model_name,
+                "model_version": str(model_version),
+                "run_id": run_id,
+            }
+        )
 
     starts = range(0, len(frame), chunk_rows)
     if threads is None:
@@ -93,7 +105,7 @@ def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, m
         yield from map(score, starts)
         return
     pool = ThreadPoolExecutor(threads, thread_name_prefix="batch-score")
-    pending: Deque[Future] = deque()
+    pending: deque[Future] = deque()
     try:
         for start in starts:
             pending.append(pool.submit(score, start))
@@ -105,9 +117,15 @@ def score_in_chunks(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int, m
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def write_chunks(chunks: Iterable[pd.DataFrame], uri: str, output_format: str = "parquet", *,
-                 region: Optional[str] = None, profile: Optional[str] = None,
-                 progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
+def write_chunks(
+    chunks: Iterable[pd.DataFrame],
+    uri: str,
+    output_format: str = "parquet",
+    *,
+    region: str | None = None,
+    profile: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Stream chunks to ``uri`` (a path, file:// or s3:// URI) as they come; nothing is held but one chunk.
 
     The output appears only when every chunk is written: locally a hidden temporary file
@@ -122,8 +140,12 @@ def write_chunks(chunks: Iterable[pd.DataFrame], uri: str, output_format: str = 
         from churn.aws.s3 import AtomicS3Writer
 
         content_type = "text/csv" if output_format == "csv" else "application/vnd.apache.parquet"
-        with AtomicS3Writer(uri, region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
-                            profile, content_type=content_type) as handle:
+        with AtomicS3Writer(
+            uri,
+            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
+            profile,
+            content_type=content_type,
+        ) as handle:
             counts = _write(chunks, _Unclosable(handle), output_format, progress)
         return counts
     if "://" in uri and not uri.startswith("file://"):
@@ -152,8 +174,9 @@ class _Unclosable(io.RawIOBase):
         return self.inner.tell()
 
 
-def _write(chunks: Iterable[pd.DataFrame], handle: Any, output_format: str,
-           progress: Optional[Callable[[int], None]]) -> Dict[str, Any]:
+def _write(
+    chunks: Iterable[pd.DataFrame], handle: Any, output_format: str, progress: Callable[[int], None] | None
+) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -184,22 +207,43 @@ def _write(chunks: Iterable[pd.DataFrame], handle: Any, output_format: str,
     return {"rows": rows, "positives": positives}
 
 
-def score_to(bundle: ModelBundle, frame: pd.DataFrame, location: str, output_format: str, chunk_rows: int,
-             model_name: str, model_version: str, run_id: str, *, region: Optional[str] = None,
-             profile: Optional[str] = None, progress: Callable[[str], None] = print) -> Dict[str, Any]:
+def score_to(
+    bundle: ModelBundle,
+    frame: pd.DataFrame,
+    location: str,
+    output_format: str,
+    chunk_rows: int,
+    model_name: str,
+    model_version: str,
+    run_id: str,
+    *,
+    region: str | None = None,
+    profile: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Score ``frame`` in chunks streamed to ``location`` (in this process); returns the batch summary."""
     total = len(frame)
 
     def report(done: int) -> None:
         progress(f"  scored {done:,}/{total:,} rows ({done / max(total, 1):.0%})")
 
-    counts = write_chunks(score_in_chunks(bundle, frame, chunk_rows, model_name, model_version, run_id), location,
-                          output_format, region=region, profile=profile, progress=report)
-    return {"rows": counts["rows"], "location": location, "scored_by": "in-process chunks",
-            "positive_rate": counts["positives"] / counts["rows"] if counts["rows"] else 0.0}
+    counts = write_chunks(
+        score_in_chunks(bundle, frame, chunk_rows, model_name, model_version, run_id),
+        location,
+        output_format,
+        region=region,
+        profile=profile,
+        progress=report,
+    )
+    return {
+        "rows": counts["rows"],
+        "location": location,
+        "scored_by": "in-process chunks",
+        "positive_rate": counts["positives"] / counts["rows"] if counts["rows"] else 0.0,
+    }
 
 
-def fetch_bundle(uri: str, destination: str | Path, expected_sha256: Optional[str] = None) -> ModelBundle:
+def fetch_bundle(uri: str, destination: str | Path, expected_sha256: str | None = None) -> ModelBundle:
     """Copy a bundle directory from a registry URI (path, file:// or s3://) and load it, checking its hash."""
     import fsspec
 

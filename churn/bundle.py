@@ -33,9 +33,10 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class BundleError(RuntimeError):
     """A bundle directory that is missing, corrupt or not what was expected."""
 
 
-def library_versions() -> Dict[str, str]:
+def library_versions() -> dict[str, str]:
     import joblib
     import pandas
     import sklearn
@@ -71,26 +72,26 @@ class ModelBundle:
 
     estimator: Any
     preprocessor: Preprocessor
-    info: Dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
     _compiled: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._fast_path()  # compile the forest (and its kernel) at load, not on the first request
 
-    def _fast_path(self) -> Optional[CompiledForest]:
+    def _fast_path(self) -> CompiledForest | None:
         if self._compiled is None:
             self._compiled = CompiledForest.compile(self.estimator) or False
         return self._compiled or None
 
     @property
-    def feature_order(self) -> List[str]:
+    def feature_order(self) -> list[str]:
         return self.preprocessor.feature_order
 
     @property
     def target(self) -> str:
         return self.preprocessor.target
 
-    def predict_proba(self, columns: Mapping[str, Sequence[Any]]) -> Tuple[np.ndarray, Dict[str, List[str]]]:
+    def predict_proba(self, columns: Mapping[str, Sequence[Any]]) -> tuple[np.ndarray, dict[str, list[str]]]:
         """Probability of the positive class (1) per row, and unseen categories per column."""
         matrix, unseen = self.preprocessor.transform(columns)
         fast = self._fast_path()
@@ -109,7 +110,7 @@ class ModelBundle:
         return self.label(self.predict_proba(columns)[0])
 
     # -- persistence -------------------------------------------------------------
-    def to_files(self) -> Dict[str, bytes]:
+    def to_files(self) -> dict[str, bytes]:
         """The bundle's files' bytes, ``{BUNDLE_FILE: ..., ESTIMATOR_FILE: ...}`` (hash them with :func:`files_sha256`)."""
         document = {
             "format_version": FORMAT_VERSION,
@@ -139,7 +140,7 @@ class ModelBundle:
         return files_sha256(files)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, expected_sha256: str | None = None) -> "ModelBundle":
+    def load(cls, directory: str | os.PathLike, expected_sha256: str | None = None) -> ModelBundle:
         """Load a bundle; with ``expected_sha256`` refuse one whose content differs.
 
         Without a hash nothing is verified: only for a bundle this process just wrote or a
@@ -152,7 +153,7 @@ class ModelBundle:
         return cls.from_files(files, directory)
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes], where: str | os.PathLike = "bundle") -> "ModelBundle":
+    def from_files(cls, files: Mapping[str, bytes], where: str | os.PathLike = "bundle") -> ModelBundle:
         """The bundle from its files' bytes (as :func:`read_bundle_files` returns them)."""
         try:
             document = json.loads(files[BUNDLE_FILE].decode("utf-8"))
@@ -189,14 +190,16 @@ def _unpickle_estimator(data: bytes, where: str | os.PathLike = "bundle") -> Any
 
         return joblib.load(io.BytesIO(data))
     except (ImportError, AttributeError) as error:
-        raise BundleError(f"{where}: {ESTIMATOR_FILE} names code this version of churn-mlops does not have "
-                          f"({error}); retrain the model with this version") from None
+        raise BundleError(
+            f"{where}: {ESTIMATOR_FILE} names code this version of churn-mlops does not have "
+            f"({error}); retrain the model with this version"
+        ) from None
 
 
-def read_bundle_files(directory: str | os.PathLike) -> Dict[str, bytes]:
+def read_bundle_files(directory: str | os.PathLike) -> dict[str, bytes]:
     """The bundle's files' bytes, each read once; BundleError when one is missing."""
     directory = Path(directory)
-    files: Dict[str, bytes] = {}
+    files: dict[str, bytes] = {}
     for name in (BUNDLE_FILE, ESTIMATOR_FILE):
         try:
             files[name] = (directory / name).read_bytes()
@@ -221,11 +224,15 @@ def require_recorded_sha256(expected_sha256: object, source: str = "the registry
     """The recorded hash, normalized; BundleError when it is missing or not a sha256 digest."""
     text = "" if expected_sha256 is None else str(expected_sha256).strip().lower()
     if not text:
-        raise BundleError(f"no bundle sha256 is recorded in {source}: refusing to load a bundle that cannot be "
-                          "verified (re-register the model, e.g. `python run.py --variant rf`)")
+        raise BundleError(
+            f"no bundle sha256 is recorded in {source}: refusing to load a bundle that cannot be "
+            "verified (re-register the model, e.g. `python run.py --variant rf`)"
+        )
     if not _SHA256.fullmatch(text):
-        raise BundleError(f"the bundle sha256 recorded in {source} ({str(expected_sha256)[:80]!r}) is not a "
-                          "64-character hex digest: refusing to load the bundle")
+        raise BundleError(
+            f"the bundle sha256 recorded in {source} ({str(expected_sha256)[:80]!r}) is not a "
+            "64-character hex digest: refusing to load the bundle"
+        )
     return text
 
 
@@ -239,8 +246,9 @@ def _check_digest(where: str | os.PathLike, files: Mapping[str, bytes], expected
         )
 
 
-def load_verified(directory: str | os.PathLike, expected_sha256: Optional[str],
-                  source: str = "the registry") -> ModelBundle:
+def load_verified(
+    directory: str | os.PathLike, expected_sha256: str | None, source: str = "the registry"
+) -> ModelBundle:
     """Load the bundle at ``directory`` only if its bytes hash to ``expected_sha256``.
 
     Fails closed: BundleError when no hash is recorded (``None`` or empty), when the
@@ -252,8 +260,12 @@ def load_verified(directory: str | os.PathLike, expected_sha256: Optional[str],
     return verified_from_files(read_bundle_files(directory), expected, directory)
 
 
-def verified_from_files(files: Mapping[str, bytes], expected_sha256: Optional[str],
-                        where: str | os.PathLike = "bundle", source: str = "the registry") -> ModelBundle:
+def verified_from_files(
+    files: Mapping[str, bytes],
+    expected_sha256: str | None,
+    where: str | os.PathLike = "bundle",
+    source: str = "the registry",
+) -> ModelBundle:
     """:func:`load_verified` for files' bytes already in hand (read from any file system)."""
     expected = require_recorded_sha256(expected_sha256, source)
     _check_digest(where, files, expected)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Mapping, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -51,8 +52,8 @@ def _looks_like_secret_key(value: str) -> bool:
 
 
 INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
-CUSTOMER_ID_MAX = 999_999     # customer ids are CUST_000000..CUST_999999 (churn.schema.customer_key)
-SEED_MAX = 2**32 - 1          # numpy's and scikit-learn's seed range
+CUSTOMER_ID_MAX = 999_999  # customer ids are CUST_000000..CUST_999999 (churn.schema.customer_key)
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seed range
 
 
 class ConfigError(ValueError):
@@ -67,10 +68,10 @@ class RandomForestParams(_Strict):
     """The spec's RandomForest hyperparameters."""
 
     n_estimators: int = Field(100, ge=1, le=5000)
-    max_depth: Optional[int] = Field(10, ge=1)
+    max_depth: int | None = Field(10, ge=1)
     min_samples_split: int = Field(2, ge=2)
     min_samples_leaf: int = Field(1, ge=1)
-    class_weight: Optional[Literal["balanced", "balanced_subsample"]] = None
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
 
 
 class DeploySettings(_Strict):
@@ -89,10 +90,10 @@ class DeploySettings(_Strict):
     enable_autoscaling: bool = True
     autoscaling_min_capacity: int = Field(1, ge=1)
     autoscaling_max_capacity: int = Field(5, ge=1)
-    target_invocations_per_instance: float = Field(70.0, gt=0)   # target tracking, per instance per minute
+    target_invocations_per_instance: float = Field(70.0, gt=0)  # target tracking, per instance per minute
 
     @model_validator(mode="after")
-    def _capacity(self) -> "DeploySettings":
+    def _capacity(self) -> DeploySettings:
         if self.autoscaling_max_capacity < self.autoscaling_min_capacity:
             raise ValueError(
                 f"autoscaling_max_capacity ({self.autoscaling_max_capacity}) is below "
@@ -104,15 +105,24 @@ class DeploySettings(_Strict):
 DEPLOY_KEYS = tuple(DeploySettings.model_fields)
 
 
-def deploy_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
+def deploy_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """The deploy keys of a PipelineConfig dump (what the pipelines pass to the deploy step)."""
     return {key: config[key] for key in DEPLOY_KEYS if key in config}
 
 
 # Keys of the spec's pipeline_config.yaml that are account-level (or set per stack): the stack
 # config sets them. They are accepted here so that the spec's file loads, and reported by name.
-STACK_LEVEL_KEYS = ("region", "bucket", "prefix", "role_arn", "sns_topic_arn", "notification_email",
-                    "athena_query_results", "training_instance_type", "processing_instance_type")
+STACK_LEVEL_KEYS = (
+    "region",
+    "bucket",
+    "prefix",
+    "role_arn",
+    "sns_topic_arn",
+    "notification_email",
+    "athena_query_results",
+    "training_instance_type",
+    "processing_instance_type",
+)
 
 
 class PipelineConfig(DeploySettings):
@@ -125,15 +135,15 @@ class PipelineConfig(DeploySettings):
     project_name: str = "classification-model-mlops"
     pipeline_name: str = "classification-model-pipeline"
     # Account-level keys of the spec's file (STACK_LEVEL_KEYS): the stack config sets them; no effect here.
-    region: Optional[str] = None
-    bucket: Optional[str] = None
-    prefix: Optional[str] = None
-    role_arn: Optional[str] = None
-    training_instance_type: Optional[str] = None
-    processing_instance_type: Optional[str] = None
-    sns_topic_arn: Optional[str] = None
-    notification_email: Optional[str] = None
-    athena_query_results: Optional[str] = None
+    region: str | None = None
+    bucket: str | None = None
+    prefix: str | None = None
+    role_arn: str | None = None
+    training_instance_type: str | None = None
+    processing_instance_type: str | None = None
+    sns_topic_arn: str | None = None
+    notification_email: str | None = None
+    athena_query_results: str | None = None
     # Model registry
     model_package_group: str = "classification-model-group"
     accuracy_threshold: float = Field(0.5, ge=0.0, le=1.0)
@@ -144,30 +154,36 @@ class PipelineConfig(DeploySettings):
     deploy: bool = True
     # (inference_instance_type, enable_autoscaling, autoscaling_min/max_capacity, ...: DeploySettings)
     # Feature store
-    feature_group_name: str = Field("mlops_poc_churn_classification_feature", pattern=r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
+    feature_group_name: str = Field(
+        "mlops_poc_churn_classification_feature", pattern=r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$"
+    )
     customer_id_start: int = 1
     customer_id_end: int = 4000
-    as_of: Optional[str] = None       # point-in-time read: an ISO-8601 UTC timestamp, e.g. 2026-01-31T00:00:00Z
+    as_of: str | None = None  # point-in-time read: an ISO-8601 UTC timestamp, e.g. 2026-01-31T00:00:00Z
     target_column: str = "churn"
     # Preprocessing / training
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     random_state: int = Field(42, ge=0, le=SEED_MAX)
     hyperparameters: RandomForestParams = RandomForestParams()
     # AutoML variant (spec: automl_training_pipeline.md); the rf variant ignores these keys.
-    target_attribute_name: Optional[str] = None  # the spec's name for target_column (kept equal)
+    target_attribute_name: str | None = None  # the spec's name for target_column (kept equal)
     problem_type: str = "BinaryClassification"
-    objective_metric_name: Literal["Accuracy", "AUC", "F1", "Precision", "Recall", "BalancedAccuracy", "LogLoss"] = "Accuracy"
+    objective_metric_name: Literal["Accuracy", "AUC", "F1", "Precision", "Recall", "BalancedAccuracy", "LogLoss"] = (
+        "Accuracy"
+    )
     # The AutoML budgets, one per engine: the local engine (FLAML, in process) searches for at most
     # max_runtime_sec; the SageMaker Autopilot job gets autopilot_max_runtime_sec
     # (MaxAutoMLJobRuntimeInSeconds; the spec's 3600 s by default).
     max_runtime_sec: int = Field(300, ge=1, le=30 * 86400)  # the local engine's whole search
     autopilot_max_runtime_sec: int = Field(3600, ge=1, le=30 * 86400)  # the Autopilot job's whole search
-    max_runtime_per_training_job_sec: Optional[int] = Field(None, ge=1)  # one candidate
-    max_candidates: Optional[int] = Field(None, ge=1, le=10_000)
+    max_runtime_per_training_job_sec: int | None = Field(None, ge=1)  # one candidate
+    max_candidates: int | None = Field(None, ge=1, le=10_000)
     mode: Literal["ENSEMBLING", "HYPERPARAMETER_TUNING", "AUTO"] = "ENSEMBLING"
     ensemble_size: int = Field(3, ge=1, le=10)  # ENSEMBLING: best model of the top N families
-    automl_families: Optional[List[Literal["lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree", "histgb",
-                                           "logistic", "lrl1", "lrl2"]]] = Field(None, min_length=1)
+    automl_families: (
+        list[Literal["lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree", "histgb", "logistic", "lrl1", "lrl2"]]
+        | None
+    ) = Field(None, min_length=1)
     automl_n_jobs: int = Field(1, ge=1, le=64)
 
     @model_validator(mode="before")
@@ -179,8 +195,10 @@ class PipelineConfig(DeploySettings):
             if data.get("target_column") is None:
                 data = {**data, "target_column": name}
             elif data["target_column"] != name:
-                raise ValueError(f"target_attribute_name ({name!r}) and target_column "
-                                 f"({data['target_column']!r}) must name the same column")
+                raise ValueError(
+                    f"target_attribute_name ({name!r}) and target_column "
+                    f"({data['target_column']!r}) must name the same column"
+                )
         return data
 
     @field_validator("gate_metric")
@@ -204,12 +222,13 @@ class PipelineConfig(DeploySettings):
     def _as_of(cls, value: object) -> object:
         """An unquoted YAML timestamp arrives as a datetime: taken as UTC (YAML's rule for no zone)."""
         if isinstance(value, datetime):
-            moment = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+            moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
             text = moment.strftime("%Y-%m-%dT%H:%M:%S")
             return text + (f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else "") + "Z"
         if isinstance(value, date):
-            raise ValueError(f"as_of is a date ({value.isoformat()}); give the moment, e.g. "
-                             f"'{value.isoformat()}T00:00:00Z' (UTC)")
+            raise ValueError(
+                f"as_of is a date ({value.isoformat()}); give the moment, e.g. '{value.isoformat()}T00:00:00Z' (UTC)"
+            )
         if isinstance(value, str) and not _TIMESTAMP.match(value):
             raise ValueError("as_of must be an ISO-8601 UTC timestamp like 2026-01-31T00:00:00Z")
         return value
@@ -219,8 +238,12 @@ class PipelineConfig(DeploySettings):
     def _names(cls, value: str, info) -> str:  # SageMaker's naming rules, declared in churn.names
         from churn import names
 
-        rule = {"feature_group_name": names.FEATURE_GROUP, "endpoint_name": names.ENDPOINT,
-                "model_package_group": names.MODEL_PACKAGE_GROUP, "target_column": names.FEATURE}[info.field_name]
+        rule = {
+            "feature_group_name": names.FEATURE_GROUP,
+            "endpoint_name": names.ENDPOINT,
+            "model_package_group": names.MODEL_PACKAGE_GROUP,
+            "target_column": names.FEATURE,
+        }[info.field_name]
         return rule.check(value)
 
     @field_validator("problem_type")
@@ -231,21 +254,22 @@ class PipelineConfig(DeploySettings):
         return value
 
     @model_validator(mode="after")
-    def _ranges(self) -> "PipelineConfig":
+    def _ranges(self) -> PipelineConfig:
         if self.customer_id_end < self.customer_id_start:
             raise ValueError(
-                f"customer_id_end ({self.customer_id_end}) is below customer_id_start "
-                f"({self.customer_id_start})"
+                f"customer_id_end ({self.customer_id_end}) is below customer_id_start ({self.customer_id_start})"
             )
         for budget in ("max_runtime_sec", "autopilot_max_runtime_sec"):
-            if self.max_runtime_per_training_job_sec is not None and self.max_runtime_per_training_job_sec > getattr(self, budget):
+            if self.max_runtime_per_training_job_sec is not None and self.max_runtime_per_training_job_sec > getattr(
+                self, budget
+            ):
                 raise ValueError(
                     f"max_runtime_per_training_job_sec ({self.max_runtime_per_training_job_sec}) is above "
                     f"{budget} ({getattr(self, budget)})"
                 )
         return self
 
-    def ineffective_keys(self) -> List[str]:
+    def ineffective_keys(self) -> list[str]:
         """Keys set in the config that no stack reads from it (STACK_LEVEL_KEYS: the stack config sets them)."""
         return [key for key in STACK_LEVEL_KEYS if key in self.model_fields_set and getattr(self, key) is not None]
 
@@ -297,18 +321,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key written twice in one mapping (YAML lets the last one win)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: Dict[Any, int] = {}
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.setdefault(key, key_node.start_mark.line + 1)
-            except TypeError:   # an unhashable key: SafeLoader refuses it with its own message
+            except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
                 continue
             if first != key_node.start_mark.line + 1:
-                raise _DuplicateKey(f"key '{key}' appears twice (lines {first} and {key_node.start_mark.line + 1}); "
-                                    "keep one (YAML would silently use the last)")
+                raise _DuplicateKey(
+                    f"key '{key}' appears twice (lines {first} and {key_node.start_mark.line + 1}); "
+                    "keep one (YAML would silently use the last)"
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -317,13 +343,15 @@ def _text(path: Path, what: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise ConfigError(f"{what} {path} is not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); "
-                          "save it as UTF-8") from None
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
 
 
-def read_yaml_mapping(path: str | Path, overrides: dict | None = None, what: str = "config file",
-                      hint: str = "") -> dict:
+def read_yaml_mapping(
+    path: str | Path, overrides: dict | None = None, what: str = "config file", hint: str = ""
+) -> dict:
     """A YAML file's top-level mapping with non-None ``overrides`` applied; ConfigError otherwise.
 
     Refused with a message: a missing file, a file that is not UTF-8, invalid YAML, a key
@@ -354,6 +382,10 @@ def load_config(path: str | Path, **overrides: object) -> PipelineConfig:
         raise ConfigError(f"{path}: {error}") from None
     ineffective = config.ineffective_keys()
     if ineffective:
-        log.warning("%s: %s have no effect in a pipeline config; the stack config sets them "
-                    "(configs/sagemaker_stack.example.yaml)", path, ", ".join(ineffective))
+        log.warning(
+            "%s: %s have no effect in a pipeline config; the stack config sets them "
+            "(configs/sagemaker_stack.example.yaml)",
+            path,
+            ", ".join(ineffective),
+        )
     return config

@@ -14,8 +14,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, Mapping, Optional
 
 import requests
 
@@ -35,7 +35,7 @@ class DashboardError(RuntimeError):
     """A dashboard process did not start or stop, or did not answer as expected."""
 
 
-def quiet_env(env: Optional[Mapping[str, str]] = None, config_path: Optional[str] = None) -> Dict[str, str]:
+def quiet_env(env: Mapping[str, str] | None = None, config_path: str | None = None) -> dict[str, str]:
     """This process's environment with ``env`` on top, analytics and pop-ups off, and ``ZENML_CONFIG_PATH``."""
     merged = {**os.environ, **(env or {}), **QUIET_ENV}
     if config_path:
@@ -58,7 +58,7 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def wait_for_http(url: str, timeout: float = 60.0, process: Optional[subprocess.Popen] = None) -> None:
+def wait_for_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
     """Poll ``url`` until it answers HTTP 200 (raise if ``process`` exits first)."""
     deadline, last = time.monotonic() + timeout, "no answer"
     while time.monotonic() < deadline:
@@ -82,9 +82,15 @@ def skip_onboarding(url: str, timeout: float = 15.0) -> None:
         raise DashboardError(f"could not skip the onboarding survey: HTTP {response.status_code} {response.text[:200]}")
 
 
-def start_zenml_dashboard(host: str = HOST, port: int = ZENML_PORT, *, config_path: Optional[str] = None,
-                          env: Optional[Mapping[str, str]] = None, timeout: float = 240.0,
-                          restart: bool = False) -> str:
+def start_zenml_dashboard(
+    host: str = HOST,
+    port: int = ZENML_PORT,
+    *,
+    config_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 240.0,
+    restart: bool = False,
+) -> str:
     """Start the local ZenML server (a daemon, no Docker) and connect the client to it.
 
     Call it before this process reads the ZenML client configuration (a Client made earlier still
@@ -108,26 +114,41 @@ def start_zenml_dashboard(host: str = HOST, port: int = ZENML_PORT, *, config_pa
     command = [console_script("zenml"), "login", "--local", "--ip-address", host, "--port", str(port)]
     if restart:
         command.append("--restart")
-    result = subprocess.run(command, env=quiet_env(env, config_path), stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        command,
+        env=quiet_env(env, config_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     url = f"http://{host}:{port}"
     if result.returncode != 0:
-        raise DashboardError(f"`zenml login --local` failed (exit {result.returncode}):\n"
-                             f"{_tail(result.stdout + result.stderr)}")
+        raise DashboardError(
+            f"`zenml login --local` failed (exit {result.returncode}):\n{_tail(result.stdout + result.stderr)}"
+        )
     wait_for_http(f"{url}/health", timeout=60)
     skip_onboarding(url)
     return url
 
 
-def stop_zenml_dashboard(*, config_path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
-                         timeout: float = 120.0) -> None:
+def stop_zenml_dashboard(
+    *, config_path: str | None = None, env: Mapping[str, str] | None = None, timeout: float = 120.0
+) -> None:
     """``zenml logout --local``: stop the local server and point the client back at its sqlite store.
 
     Raises:
         DashboardError: ``zenml logout`` failed.
     """
-    result = subprocess.run([console_script("zenml"), "logout", "--local"], env=quiet_env(env, config_path),
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [console_script("zenml"), "logout", "--local"],
+        env=quiet_env(env, config_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if result.returncode != 0:
-        raise DashboardError(f"`zenml logout --local` failed (exit {result.returncode}):\n"
-                             f"{_tail(result.stdout + result.stderr)}")
+        raise DashboardError(
+            f"`zenml logout --local` failed (exit {result.returncode}):\n{_tail(result.stdout + result.stderr)}"
+        )

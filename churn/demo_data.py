@@ -8,7 +8,7 @@ model with noise keeps a good classifier's ROC-AUC well inside (0.5, 1.0).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -19,11 +19,20 @@ CONTRACTS = ["Month-to-month", "One year", "Two year"]
 PAYMENTS = ["Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)"]
 INTERNET = ["DSL", "Fiber optic", "No"]
 FEATURE_COLUMNS = [
-    "age", "tenure_months", "monthly_charges", "total_charges", "contract_type",
-    "payment_method", "internet_service", "phone_service", "multiple_lines",
-    "online_security", "tech_support", "device_protection",
+    "age",
+    "tenure_months",
+    "monthly_charges",
+    "total_charges",
+    "contract_type",
+    "payment_method",
+    "internet_service",
+    "phone_service",
+    "multiple_lines",
+    "online_security",
+    "tech_support",
+    "device_protection",
 ]
-DEMO_EVENT_TIME = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DEMO_EVENT_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def generate_customers(n: int = 5000, seed: int = 42, first_id: int = 1) -> pd.DataFrame:
@@ -59,33 +68,37 @@ def generate_customers(n: int = 5000, seed: int = 42, first_id: int = 1) -> pd.D
 
     logit = (
         -1.9
-        + 1.6 * (contract == "Month-to-month") - 0.9 * (contract == "Two year")
+        + 1.6 * (contract == "Month-to-month")
+        - 0.9 * (contract == "Two year")
         - 0.045 * tenure
         + 0.018 * (monthly - 65.0)
         + 0.7 * (internet == "Fiber optic")
         + 0.6 * (payment == "Electronic check")
-        + 0.45 * (online_security == "No") + 0.45 * (tech_support == "No")
+        + 0.45 * (online_security == "No")
+        + 0.45 * (tech_support == "No")
         + 0.012 * (age - 45)
         + rng.normal(0, 0.6, n)
     )
     churn = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
 
-    frame = pd.DataFrame({
-        ID_COLUMN: [customer_key(first_id + i) for i in range(n)],
-        "age": age,
-        "tenure_months": tenure,
-        "monthly_charges": monthly,
-        "total_charges": total.astype(float),
-        "contract_type": contract,
-        "payment_method": payment,
-        "internet_service": internet,
-        "phone_service": phone,
-        "multiple_lines": multiple_lines,
-        "online_security": online_security,
-        "tech_support": tech_support,
-        "device_protection": device_protection,
-        DEFAULT_TARGET: churn,
-    })
+    frame = pd.DataFrame(
+        {
+            ID_COLUMN: [customer_key(first_id + i) for i in range(n)],
+            "age": age,
+            "tenure_months": tenure,
+            "monthly_charges": monthly,
+            "total_charges": total.astype(float),
+            "contract_type": contract,
+            "payment_method": payment,
+            "internet_service": internet,
+            "phone_service": phone,
+            "multiple_lines": multiple_lines,
+            "online_security": online_security,
+            "tech_support": tech_support,
+            "device_protection": device_protection,
+            DEFAULT_TARGET: churn,
+        }
+    )
     # A few missing values, as real exports have (new customers without a total yet...).
     frame.loc[rng.random(n) < 0.01, "total_charges"] = np.nan
     frame.loc[rng.random(n) < 0.005, "payment_method"] = None

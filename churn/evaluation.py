@@ -5,7 +5,8 @@ Which metrics there are, and how each is computed, shown and compared, is ``chur
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from churn import metrics as registry
 from churn.artifacts import GateVerdict
 
 
-def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dict[str, Any]:
+def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> dict[str, Any]:
     """The spec's evaluation.json: every metric of ``churn.metrics`` (+ confusion matrix and curves).
 
     ``roc_auc`` is None when the test set holds a single class ("if applicable").
@@ -36,8 +37,10 @@ def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> Dic
     if both_classes:
         fpr, tpr, _ = metrics.roc_curve(y_true, proba)
         precision, recall, _ = metrics.precision_recall_curve(y_true, proba)
-        curves = {"roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
-                  "pr": {"recall": _thin(recall), "precision": _thin(precision)}}
+        curves = {
+            "roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
+            "pr": {"recall": _thin(recall), "precision": _thin(precision)},
+        }
     return {
         **registry.compute_all(y_true, y_pred, proba),
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
@@ -71,8 +74,13 @@ def check_quality(metrics: Mapping[str, Any], metric: str, threshold: float) -> 
     spec = registry.gate_metric(metric)
     value = metrics.get(metric)
     value = None if value is None else float(value)
-    return GateVerdict(passed=spec.passes(value, threshold), metric=metric, value=value, threshold=threshold,
-                       higher_is_better=spec.higher_is_better)
+    return GateVerdict(
+        passed=spec.passes(value, threshold),
+        metric=metric,
+        value=value,
+        threshold=threshold,
+        higher_is_better=spec.higher_is_better,
+    )
 
 
 class EvaluationReport(dict):

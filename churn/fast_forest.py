@@ -31,7 +31,7 @@ returns None and the bundle uses ``predict_proba``.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +122,7 @@ def compile_kernel() -> bool:
 
 def _breadth_first(tree: Any) -> np.ndarray:
     """The tree's node ids in an order where each split's two children are adjacent (left, right)."""
-    order: List[int] = [0]
+    order: list[int] = [0]
     left, right = tree.children_left, tree.children_right
     for node in order:  # grows while iterated: a breadth-first walk
         if left[node] >= 0:
@@ -173,7 +173,7 @@ class CompiledForest:
         compile_kernel()  # compile / load the kernel now, at bundle load
 
     @classmethod
-    def compile(cls, estimator: Any) -> Optional["CompiledForest"]:
+    def compile(cls, estimator: Any) -> CompiledForest | None:
         """A compiled forest for binary RandomForest/ExtraTrees classifiers with class 1; None otherwise."""
         from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Optional, Sequence
+from datetime import UTC, datetime
 
 from churn.schema import EVENT_TIME, ID_COLUMN, customer_key
 
@@ -34,17 +34,13 @@ class FeatureQuery:
     feature_group: str
     customer_id_start: int
     customer_id_end: int
-    as_of: Optional[str] = None
+    as_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.customer_id_end < self.customer_id_start:
-            raise ValueError(
-                f"customer id range is empty: end {self.customer_id_end} < start {self.customer_id_start}"
-            )
+            raise ValueError(f"customer id range is empty: end {self.customer_id_end} < start {self.customer_id_start}")
         if self.as_of is not None and not _TIMESTAMP.match(self.as_of):
-            raise ValueError(
-                f"as_of must be an ISO-8601 UTC timestamp like 2026-01-31T00:00:00Z, got {self.as_of!r}"
-            )
+            raise ValueError(f"as_of must be an ISO-8601 UTC timestamp like 2026-01-31T00:00:00Z, got {self.as_of!r}")
 
     @property
     def id_range(self) -> str:
@@ -67,8 +63,7 @@ def latest_records_sql(query: FeatureQuery, table: str, columns: Sequence[str]) 
     takes a plain string; they come from validated ints and a regex-checked timestamp.
     """
     conditions = [
-        f"{ID_COLUMN} BETWEEN '{customer_key(query.customer_id_start)}' "
-        f"AND '{customer_key(query.customer_id_end)}'"
+        f"{ID_COLUMN} BETWEEN '{customer_key(query.customer_id_start)}' AND '{customer_key(query.customer_id_end)}'"
     ]
     if query.as_of is not None:
         conditions.append(f"{EVENT_TIME} <= '{iso_millis(query.as_of)}'")
@@ -92,12 +87,12 @@ EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # cut to milliseconds, then "Z": yyy
 
 def utc_now_iso() -> str:
     """Current UTC time in the feature store's event_time format (millisecond precision)."""
-    return datetime.now(timezone.utc).strftime(EVENT_TIME_FORMAT)[:-3] + "Z"
+    return datetime.now(UTC).strftime(EVENT_TIME_FORMAT)[:-3] + "Z"
 
 
 def iso_millis(value: str) -> str:
     """An ISO-8601 UTC timestamp text as ``yyyy-MM-ddTHH:mm:ss.SSSZ`` (finer digits are cut, not rounded)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
     return parsed.strftime(EVENT_TIME_FORMAT)[:-3] + "Z"
 
 
@@ -114,4 +109,3 @@ def fingerprint(frame) -> str:
     digest.update(",".join(f"{c}:{frame[c].dtype}" for c in frame.columns).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
-

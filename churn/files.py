@@ -12,8 +12,9 @@ import contextlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -61,9 +62,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         path: The file to write; its directory must exist.
         data: The new content.
     """
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
 
 
 def atomic_write_json(path: PathLike, document: Any, indent: int = 2) -> None:

@@ -27,8 +27,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = "docker/Dockerfile"
@@ -52,15 +52,18 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _files(root: Path, entries: Iterable[str]) -> List[Path]:
-    out: List[Path] = []
+def _files(root: Path, entries: Iterable[str]) -> list[Path]:
+    out: list[Path] = []
     for entry in entries:
         path = root / entry
         if path.is_file():
             out.append(path)
         elif path.is_dir():
-            out.extend(p for p in sorted(path.rglob("*")) if p.is_file()
-                       and not any(part in _SKIP or part.endswith(_SKIP) for part in p.relative_to(root).parts))
+            out.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part in _SKIP or part.endswith(_SKIP) for part in p.relative_to(root).parts)
+            )
     return out
 
 
@@ -95,7 +98,7 @@ def ecr_repository(account: str, region: str, repository: str = DEFAULT_REPOSITO
     return f"{account}.dkr.ecr.{region}.{domain}/{repository}"
 
 
-def resolve_image_uri(image_uri: Optional[str], region: str, profile: Optional[str] = None) -> str:
+def resolve_image_uri(image_uri: str | None, region: str, profile: str | None = None) -> str:
     """The image a model package / endpoint / job uses.
 
     ``image_uri`` with a tag (or digest): as is. Without one: that repository with
@@ -113,7 +116,7 @@ def resolve_image_uri(image_uri: Optional[str], region: str, profile: Optional[s
     return f"{image_uri}:{current_tag()}"
 
 
-def locked_versions(root: Path = REPO) -> Dict[str, str]:
+def locked_versions(root: Path = REPO) -> dict[str, str]:
     """name -> version pinned in requirements.lock (what the image holds); {} without a lock file."""
     path = root / LOCK
     if not path.is_file():
@@ -126,7 +129,7 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def check_serving_requirements(requirements: Dict[str, str], root: Path = REPO) -> None:
+def check_serving_requirements(requirements: dict[str, str], root: Path = REPO) -> None:
     """Raise ImageError when the image (requirements.lock) lacks a library, or version, the bundle needs."""
     locked = locked_versions(root)
     if not locked:
@@ -139,24 +142,36 @@ def check_serving_requirements(requirements: Dict[str, str], root: Path = REPO) 
         elif version and str(version) != have:
             problems.append(f"{name}=={version} ({LOCK} has {have})")
     if problems:
-        raise ImageError("the bundle needs libraries our image does not hold: " + ", ".join(problems)
-                         + f"; the image is built from {LOCK}: add them there (make lock) and rebuild it")
+        raise ImageError(
+            "the bundle needs libraries our image does not hold: "
+            + ", ".join(problems)
+            + f"; the image is built from {LOCK}: add them there (make lock) and rebuild it"
+        )
 
 
 # -- build ----------------------------------------------------------------------------
-def _ca_bundle() -> Optional[Path]:
+def _ca_bundle() -> Path | None:
     """The CA bundle this machine's pip uses to reach its index, if one is configured."""
     for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
         if os.environ.get(name) and Path(os.environ[name]).is_file():
             return Path(os.environ[name])
     parser = configparser.ConfigParser()
-    parser.read([p for p in ("/etc/pip.conf", os.path.expanduser("~/.config/pip/pip.conf"),
-                             os.path.expanduser("~/.pip/pip.conf")) if os.path.isfile(p)])
+    parser.read(
+        [
+            p
+            for p in (
+                "/etc/pip.conf",
+                os.path.expanduser("~/.config/pip/pip.conf"),
+                os.path.expanduser("~/.pip/pip.conf"),
+            )
+            if os.path.isfile(p)
+        ]
+    )
     cert = parser.get("global", "cert", fallback=None)
     return Path(cert) if cert and Path(cert).is_file() else None
 
 
-def index_build_args() -> Dict[str, str]:
+def index_build_args() -> dict[str, str]:
     """The machine's package index settings the build can use (file:// indexes stay outside)."""
     args = {}
     for name in ("PIP_INDEX_URL", "UV_DEFAULT_INDEX"):
@@ -182,7 +197,7 @@ def build_context(directory: Path, root: Path = REPO) -> Path:
     return directory
 
 
-def _docker(args: List[str], what: str, stream: bool = False, **kwargs) -> subprocess.CompletedProcess:
+def _docker(args: list[str], what: str, stream: bool = False, **kwargs) -> subprocess.CompletedProcess:
     if shutil.which("docker") is None:
         raise ImageError(f"{what}: the docker CLI is not installed")
     process = subprocess.run(["docker", *args], text=True, capture_output=not stream, **kwargs)
@@ -192,19 +207,26 @@ def _docker(args: List[str], what: str, stream: bool = False, **kwargs) -> subpr
     return process
 
 
-def docker_available() -> Optional[str]:
+def docker_available() -> str | None:
     """None when a Docker daemon answers, else why not."""
     if shutil.which("docker") is None:
         return "the docker CLI is not installed (make test runs docker/ensure-docker.sh to install it)"
     process = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
     if process.returncode != 0:
-        return ("no Docker daemon answers (`docker info`: "
-                f"{(process.stderr or process.stdout).strip()[-300:]}); run docker/ensure-docker.sh as root")
+        return (
+            "no Docker daemon answers (`docker info`: "
+            f"{(process.stderr or process.stdout).strip()[-300:]}); run docker/ensure-docker.sh as root"
+        )
     return None
 
 
-def build(base_image: str = DEFAULT_BASE_IMAGE, name: str = LOCAL_NAME, root: Path = REPO,
-          quiet: bool = False, progress: Callable[[str], None] = _say) -> str:
+def build(
+    base_image: str = DEFAULT_BASE_IMAGE,
+    name: str = LOCAL_NAME,
+    root: Path = REPO,
+    quiet: bool = False,
+    progress: Callable[[str], None] = _say,
+) -> str:
     """Build the image as ``<name>:<content tag>`` (also ``<name>:latest``); return that reference."""
     reason = docker_available()
     if reason:
@@ -214,18 +236,36 @@ def build(base_image: str = DEFAULT_BASE_IMAGE, name: str = LOCAL_NAME, root: Pa
     args = {"BASE_IMAGE": base_image, "IMAGE_TAG": tag, **index_build_args()}
     with tempfile.TemporaryDirectory(prefix="churn-image-") as context:
         build_context(Path(context), root)
-        command = ["build", "--network", "host", "-f", str(Path(context) / DOCKERFILE), "-t", reference,
-                   "-t", f"{name}:latest"]
+        command = [
+            "build",
+            "--network",
+            "host",
+            "-f",
+            str(Path(context) / DOCKERFILE),
+            "-t",
+            reference,
+            "-t",
+            f"{name}:latest",
+        ]
         for key, value in args.items():
             command += ["--build-arg", f"{key}={value}"]
         progress(f"Building {reference} from {base_image}")
-        _docker(command + ([ "--quiet"] if quiet else []) + [context], f"building {reference}", stream=not quiet,
-                env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        _docker(
+            command + (["--quiet"] if quiet else []) + [context],
+            f"building {reference}",
+            stream=not quiet,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
     return reference
 
 
-def push(reference: str, region: str, profile: Optional[str] = None, repository_uri: Optional[str] = None,
-         progress: Callable[[str], None] = _say) -> str:
+def push(
+    reference: str,
+    region: str,
+    profile: str | None = None,
+    repository_uri: str | None = None,
+    progress: Callable[[str], None] = _say,
+) -> str:
     """Push a built image to ECR (the repository is created if missing); return the pushed URI."""
     from churn.aws.clients import aws_errors, client
 
@@ -246,8 +286,9 @@ def push(reference: str, region: str, profile: Optional[str] = None, repository_
     with aws_errors("getting an ECR login token", ImageError):
         token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     user, password = base64.b64decode(token).decode().split(":", 1)
-    _docker(["login", "--username", user, "--password-stdin", registry], f"logging Docker into {registry}",
-            input=password)
+    _docker(
+        ["login", "--username", user, "--password-stdin", registry], f"logging Docker into {registry}", input=password
+    )
     target = f"{repository_uri}:{tag}"
     _docker(["tag", reference, target], f"tagging {target}")
     progress(f"Pushing {target}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Optional
 
 import pandas as pd
 
@@ -45,11 +44,13 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     header = [str(c) for c in pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]]
     repeated = sorted({c for c in header if header.count(c) > 1}) if len(set(header)) < len(header) else []
     if repeated:
-        raise IngestError(f"{path}: column(s) {', '.join(repr(c) for c in repeated)} appear more than once in the header")
+        raise IngestError(
+            f"{path}: column(s) {', '.join(repr(c) for c in repeated)} appear more than once in the header"
+        )
     return frame
 
 
-def infer_feature_definitions(frame: pd.DataFrame) -> Dict[str, str]:
+def infer_feature_definitions(frame: pd.DataFrame) -> dict[str, str]:
     """Feature type per column, as SageMaker Feature Store names them."""
     definitions = {}
     for column in frame.columns:
@@ -69,8 +70,10 @@ def _normalise_ids(ids: pd.Series) -> pd.Series:
     if pd.api.types.is_integer_dtype(ids):
         outside = ids[(ids < 0) | (ids > 999_999)]
         if len(outside):
-            raise IngestError(f"column '{ID_COLUMN}' row {ids.index.get_loc(outside.index[0]) + 1} has {outside.iloc[0]}, "
-                              "outside the customer id range 0..999999 (CUST_000000..CUST_999999)")
+            raise IngestError(
+                f"column '{ID_COLUMN}' row {ids.index.get_loc(outside.index[0]) + 1} has {outside.iloc[0]}, "
+                "outside the customer id range 0..999999 (CUST_000000..CUST_999999)"
+            )
         return ids.map(customer_key)
     text = ids.astype(str)
     bad = text[~text.str.match(_CUSTOMER_KEY.pattern)]
@@ -82,7 +85,7 @@ def _normalise_ids(ids: pd.Series) -> pd.Series:
     return text
 
 
-def _check_compatible(definitions: Dict[str, str], existing: Dict[str, str], group: str) -> None:
+def _check_compatible(definitions: dict[str, str], existing: dict[str, str], group: str) -> None:
     problems = []
     for column in sorted(set(existing) - set(definitions)):
         problems.append(f"column '{column}' ({existing[column]}) is missing")
@@ -114,7 +117,8 @@ def _parse_event_times(values: pd.Series) -> pd.Series:
             row = int(bad.to_numpy().argmax()) if bad.any() else int((seconds != seconds.iloc[0]).to_numpy().argmax())
             raise IngestError(
                 f"column '{EVENT_TIME}' row {row + 1}: {values.iloc[row]!r} is not a Unix epoch time this store reads "
-                f"(whole column in seconds below 10^11, or in milliseconds from 10^11 to 10^14; or ISO-8601 text)")
+                f"(whole column in seconds below 10^11, or in milliseconds from 10^11 to 10^14; or ISO-8601 text)"
+            )
         return pd.to_datetime(numbers, unit="s" if seconds.all() else "ms", utc=True)
     parsed = pd.to_datetime(values, utc=True, errors="coerce")
     if parsed.isna().any():
@@ -127,9 +131,9 @@ def prepare_records(
     frame: pd.DataFrame,
     target: str,
     group: str,
-    existing_definitions: Optional[Dict[str, str]] = None,
-    now: Optional[str] = None,
-) -> tuple[pd.DataFrame, Dict[str, str]]:
+    existing_definitions: dict[str, str] | None = None,
+    now: str | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """Validate ``frame`` and return (records with store metadata, feature definitions)."""
     if frame.empty:
         raise IngestError("no rows to ingest")

@@ -9,13 +9,14 @@ comparison), the report and model card tables (``churn.report_html``) and the CL
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
 # (y_true, y_pred, proba) -> the value, or None when it does not apply (e.g. ROC-AUC on one class)
-Compute = Callable[[np.ndarray, np.ndarray, np.ndarray], Optional[float]]
+Compute = Callable[[np.ndarray, np.ndarray, np.ndarray], float | None]
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ class Metric:
     fmt: str = ".4f"
     gate: bool = True
 
-    def show(self, value: Optional[float]) -> str:
+    def show(self, value: float | None) -> str:
         """The value as the report and the CLI show it ("n/a" when not applicable)."""
         return "n/a" if value is None else format(value, self.fmt)
 
-    def passes(self, value: Optional[float], threshold: float) -> bool:
+    def passes(self, value: float | None, threshold: float) -> bool:
         """Whether ``value`` meets ``threshold`` in this metric's direction; a missing value never does."""
         if value is None:
             return False
@@ -56,13 +57,13 @@ def _sk(name: str, **kwargs: Any) -> Compute:
     return compute
 
 
-def _roc_auc(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray) -> Optional[float]:
+def _roc_auc(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray) -> float | None:
     from sklearn import metrics
 
     return float(metrics.roc_auc_score(y_true, proba)) if len(np.unique(y_true)) == 2 else None
 
 
-METRICS: Tuple[Metric, ...] = (
+METRICS: tuple[Metric, ...] = (
     Metric("accuracy", _sk("accuracy_score")),
     Metric("precision", _sk("precision_score", zero_division=0)),
     Metric("recall", _sk("recall_score", zero_division=0)),
@@ -71,12 +72,12 @@ METRICS: Tuple[Metric, ...] = (
 )
 
 
-def all_metrics() -> Tuple[Metric, ...]:
+def all_metrics() -> tuple[Metric, ...]:
     """The registry, read at call time (so an added entry is seen everywhere)."""
     return METRICS
 
 
-def gate_metric_names() -> List[str]:
+def gate_metric_names() -> list[str]:
     """Names the config's ``gate_metric`` may take."""
     return [m.name for m in all_metrics() if m.gate]
 
@@ -93,12 +94,12 @@ def gate_metric(name: str) -> Metric:
     raise ValueError(f"gate metric must be one of {', '.join(gate_metric_names())}, got {name!r}")
 
 
-def compute_all(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray) -> Dict[str, Optional[float]]:
+def compute_all(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
     """Every registered metric on one test set, by name."""
     return {m.name: m.compute(y_true, y_pred, proba) for m in all_metrics()}
 
 
-def metric_rows(report: Mapping[str, Any]) -> List[Tuple[str, str]]:
+def metric_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(name, shown value) of every registered metric in ``report``: the report's and model card's table."""
     return [(m.name, m.show(report.get(m.name))) for m in all_metrics()]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
@@ -51,7 +51,7 @@ class BundlePyfunc(mlflow.pyfunc.PythonModel):
         sha256 = (context.model_config or {}).get("bundle_sha256")
         self.bundle = load_verified(context.artifacts["bundle"], sha256, "the MLflow model's model_config")
 
-    def predict(self, context, model_input: pd.DataFrame, params: Optional[Dict[str, Any]] = None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
         proba, _unseen = self.bundle.predict_proba(model_input)
         labels = self.bundle.label(proba)
         if (params or {}).get("include_probability"):
@@ -72,7 +72,7 @@ class LoggedBundleModel:
     model_id: str
 
 
-def raw_example(bundle, rows: Optional[pd.DataFrame] = None, count: int = EXAMPLE_ROWS) -> pd.DataFrame:
+def raw_example(bundle, rows: pd.DataFrame | None = None, count: int = EXAMPLE_ROWS) -> pd.DataFrame:
     """``count`` raw rows of the bundle's feature columns as the endpoint takes them (categoricals as text,
     numbers in the data's own types: integer columns stay integers).
 
@@ -88,8 +88,11 @@ def raw_example(bundle, rows: Optional[pd.DataFrame] = None, count: int = EXAMPL
     if missing:
         raise ValueError(f"the example rows lack the feature column(s) {', '.join(missing)}")
     example = rows[features].head(count).reset_index(drop=True)
-    text = {c: example[c].astype(object).where(example[c].notna(), None).map(lambda v: v if v is None else str(v))
-            for c in features if c in classes}  # missing stays missing (None), as an empty CSV field
+    text = {
+        c: example[c].astype(object).where(example[c].notna(), None).map(lambda v: v if v is None else str(v))
+        for c in features
+        if c in classes
+    }  # missing stays missing (None), as an empty CSV field
     return pd.DataFrame({c: text.get(c, example[c]) for c in features})
 
 
@@ -105,7 +108,7 @@ def signature_for(bundle, example: pd.DataFrame):
         return infer_signature(example, labels, params={"include_probability": False})
 
 
-def pinned_requirements(bundle, lock_root: Optional[Path] = None) -> List[str]:
+def pinned_requirements(bundle, lock_root: Path | None = None) -> list[str]:
     """``name==version`` for the serving libraries: requirements.lock's pins, else the installed versions."""
     from churn.image import REPO, locked_versions
 
@@ -124,7 +127,7 @@ def pinned_requirements(bundle, lock_root: Optional[Path] = None) -> List[str]:
     return pins
 
 
-def code_modules() -> List[str]:
+def code_modules() -> list[str]:
     """The ``churn`` modules the pyfunc imports when it loads and predicts: this module, ``churn.bundle`` and
     every ``churn`` module that one imports, transitively (read from their import statements)."""
     source = Path(__file__).resolve().parent
@@ -136,8 +139,13 @@ def code_modules() -> List[str]:
         found.add(module)
         path = source / f"{module}.py" if (source / f"{module}.py").is_file() else source / module / "__init__.py"
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                else []
+            )
             todo += [name.split(".")[1] for name in names if name.startswith("churn.")]
     return sorted(found)
 
@@ -155,18 +163,26 @@ def _code_package(destination: Path) -> Path:
     return package
 
 
-def _model_arguments(bundle, bundle_dir: str | Path, sha256: str, example_rows: Optional[pd.DataFrame],
-                     code_dir: Path) -> Dict[str, Any]:
+def _model_arguments(
+    bundle, bundle_dir: str | Path, sha256: str, example_rows: pd.DataFrame | None, code_dir: Path
+) -> dict[str, Any]:
     """What ``mlflow.pyfunc.save_model``/``log_model`` get, besides where the model goes."""
     example = raw_example(bundle, example_rows)
-    return dict(python_model=BundlePyfunc(), artifacts={"bundle": str(bundle_dir)},
-                code_paths=[str(_code_package(code_dir))], signature=signature_for(bundle, example),
-                input_example=example, pip_requirements=pinned_requirements(bundle),
-                model_config={"bundle_sha256": sha256}, metadata={"bundle_sha256": sha256})
+    return dict(
+        python_model=BundlePyfunc(),
+        artifacts={"bundle": str(bundle_dir)},
+        code_paths=[str(_code_package(code_dir))],
+        signature=signature_for(bundle, example),
+        input_example=example,
+        pip_requirements=pinned_requirements(bundle),
+        model_config={"bundle_sha256": sha256},
+        metadata={"bundle_sha256": sha256},
+    )
 
 
-def log_bundle_model(bundle, bundle_dir: str | Path, sha256: str, example_rows: Optional[pd.DataFrame] = None,
-                     name: str = ARTIFACT_PATH) -> LoggedBundleModel:
+def log_bundle_model(
+    bundle, bundle_dir: str | Path, sha256: str, example_rows: pd.DataFrame | None = None, name: str = ARTIFACT_PATH
+) -> LoggedBundleModel:
     """Log the bundle saved at ``bundle_dir`` (hashing to ``sha256``) as an MLflow pyfunc model in the active run.
 
     Args:
@@ -183,8 +199,9 @@ def log_bundle_model(bundle, bundle_dir: str | Path, sha256: str, example_rows: 
         arguments = _model_arguments(bundle, bundle_dir, sha256, example_rows, Path(tmp))
         info = mlflow.pyfunc.log_model(name=name, **arguments)
     files = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location.rstrip("/")  # holds MLmodel
-    return LoggedBundleModel(model_uri=f"models:/{info.model_id}", bundle_uri=f"{files}/{BUNDLE_PATH}",
-                             model_id=info.model_id)
+    return LoggedBundleModel(
+        model_uri=f"models:/{info.model_id}", bundle_uri=f"{files}/{BUNDLE_PATH}", model_id=info.model_id
+    )
 
 
 def save_bundle_model(bundle_dir: str | Path, path: str | Path) -> str:

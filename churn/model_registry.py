@@ -18,7 +18,8 @@ flavor), so no backend is named here.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping, Optional, Tuple, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from zenml.model_registries.base_model_registry import (
     BaseModelRegistry,
@@ -45,7 +46,7 @@ class RegistrationError(RuntimeError):
     """Registration failed after the version was created; the version was withdrawn."""
 
 
-def approved_version(registry: BaseModelRegistry, name: str) -> Optional[RegistryModelVersion]:
+def approved_version(registry: BaseModelRegistry, name: str) -> RegistryModelVersion | None:
     """The approved model of ``name``: its newest Approved version, or None when there is none.
 
     Raises ``churn.bundle.BundleError`` when that version has no (valid) recorded bundle
@@ -53,7 +54,8 @@ def approved_version(registry: BaseModelRegistry, name: str) -> Optional[Registr
     """
     try:
         versions = registry.list_model_versions(
-            name=name, metadata=ModelRegistryModelMetadata(approval_status=APPROVED), order_by_date="desc", count=1)
+            name=name, metadata=ModelRegistryModelMetadata(approval_status=APPROVED), order_by_date="desc", count=1
+        )
     except KeyError:  # the registered model / package group does not exist yet
         return None
     if not versions:
@@ -83,20 +85,26 @@ def withdraw(registry: BaseModelRegistry, name: str, version: str, reason: str) 
         log.warning("could not delete %s version %s (%s); rejecting it", name, version, error)
     try:
         registry.update_model_version(name=name, version=version, stage=APPROVAL_STAGES[REJECTED])
-        registry.update_model_version(name=name, version=version,
-                                      metadata=ModelRegistryModelMetadata(approval_status=REJECTED))
+        registry.update_model_version(
+            name=name, version=version, metadata=ModelRegistryModelMetadata(approval_status=REJECTED)
+        )
         return "rejected"
     except Exception as error:  # noqa: BLE001
-        log.error("could not reject %s version %s either (%s); it stays %s and is never served",
-                  name, version, error, PENDING)
+        log.error(
+            "could not reject %s version %s either (%s); it stays %s and is never served", name, version, error, PENDING
+        )
         return f"left {PENDING}"
 
 
 def register_all_or_nothing(
-    registry: BaseModelRegistry, name: str, model_source_uri: str, metadata: Mapping[str, Any],
-    approval_status: str, description: str = "",
-    then: Optional[Callable[[RegistryModelVersion], T]] = None,
-) -> Tuple[RegistryModelVersion, Optional[T]]:
+    registry: BaseModelRegistry,
+    name: str,
+    model_source_uri: str,
+    metadata: Mapping[str, Any],
+    approval_status: str,
+    description: str = "",
+    then: Callable[[RegistryModelVersion], T] | None = None,
+) -> tuple[RegistryModelVersion, T | None]:
     """Register a version of ``name``, run ``then(version)``, and only then approve it.
 
     ``metadata`` is the version's lineage (it must carry ``bundle_sha256``); its
@@ -108,24 +116,29 @@ def register_all_or_nothing(
     require_recorded_sha256(metadata.get("bundle_sha256"), "the registration's metadata")
     staged = ModelRegistryModelMetadata(**{**metadata, "approval_status": PENDING})
     try:
-        version = registry.register_model_version(name=name, model_source_uri=model_source_uri, metadata=staged,
-                                                  description=description)
+        version = registry.register_model_version(
+            name=name, model_source_uri=model_source_uri, metadata=staged, description=description
+        )
     except RuntimeError as error:
         if "already exists" not in str(error):
             raise
         # two first registrations at once: the other run created the registered model between the registry's
         # existence check and its create, so it exists now; no version was created by the failed call
-        version = registry.register_model_version(name=name, model_source_uri=model_source_uri, metadata=staged,
-                                                  description=description)
+        version = registry.register_model_version(
+            name=name, model_source_uri=model_source_uri, metadata=staged, description=description
+        )
     try:
         result = then(version) if then is not None else None
         # the stage first, the approval_status last: that write is what makes the version selectable
         registry.update_model_version(name=name, version=version.version, stage=APPROVAL_STAGES[approval_status])
         committed = registry.update_model_version(
-            name=name, version=version.version, metadata=ModelRegistryModelMetadata(approval_status=approval_status))
+            name=name, version=version.version, metadata=ModelRegistryModelMetadata(approval_status=approval_status)
+        )
     except BaseException as error:
         outcome = withdraw(registry, name, str(version.version), f"{type(error).__name__}: {error}")
-        log.error("registration of %s version %s failed after it was created; version %s", name, version.version, outcome)
+        log.error(
+            "registration of %s version %s failed after it was created; version %s", name, version.version, outcome
+        )
         raise
     return committed, result
 
@@ -137,16 +150,22 @@ def withdraw_run_registrations(registry: BaseModelRegistry, name: str, run_id: s
     outputs could not be saved, say) leaves nothing registered. Returns what was withdrawn.
     """
     try:
-        versions = registry.list_model_versions(name=name, metadata=ModelRegistryModelMetadata(
-            zenml_pipeline_run_uuid=run_id, zenml_step_name=step_name)) or []
+        versions = (
+            registry.list_model_versions(
+                name=name,
+                metadata=ModelRegistryModelMetadata(zenml_pipeline_run_uuid=run_id, zenml_step_name=step_name),
+            )
+            or []
+        )
     except KeyError:
         return []
-    return [(str(v.version), withdraw(registry, name, str(v.version), f"step {step_name} of run {run_id} failed"))
-            for v in versions]
+    return [
+        (str(v.version), withdraw(registry, name, str(v.version), f"step {step_name} of run {run_id} failed"))
+        for v in versions
+    ]
 
 
-def not_the_approved_model(version: str, approval_status: str,
-                           approved: Optional[RegistryModelVersion]) -> Optional[str]:
+def not_the_approved_model(version: str, approval_status: str, approved: RegistryModelVersion | None) -> str | None:
     """Why ``version`` (just registered as ``approval_status``) must not be deployed, or None when it may.
 
     Only the approved model (:func:`approved_version`, the newest Approved version) is served.
@@ -155,5 +174,7 @@ def not_the_approved_model(version: str, approval_status: str,
         return None
     if approval_status != APPROVED or approved is None:
         return f"version {version} is {approval_status}; only Approved models are deployed"
-    return (f"version {version} is not the approved model (version {approved.version} is); "
-            "the approved model is the one deployed")
+    return (
+        f"version {version} is not the approved model (version {approved.version} is); "
+        "the approved model is the one deployed"
+    )

@@ -26,21 +26,40 @@ class NameRule:
 
     def check(self, value: object) -> str:
         if not isinstance(value, str) or not re.fullmatch(self.pattern, value) or len(value) > self.max_length:
-            raise InvalidName(f"{self.kind} {value!r} is not a valid name: {self.description} "
-                              f"(at most {self.max_length} characters, pattern {self.pattern})")
+            raise InvalidName(
+                f"{self.kind} {value!r} is not a valid name: {self.description} "
+                f"(at most {self.max_length} characters, pattern {self.pattern})"
+            )
         return value
 
 
-FEATURE_GROUP = NameRule("feature group", r"[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}", 64,
-                         "letters and digits, single words joined by '-' or '_', starting and ending with a letter or digit")
-FEATURE = NameRule("column", r"[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}", 64,
-                   "letters and digits, joined by '-' or '_', starting and ending with a letter or digit")
-ENDPOINT = NameRule("endpoint", r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", 63,
-                    "letters, digits and '-', starting and ending with a letter or digit")
-MODEL_PACKAGE_GROUP = NameRule("model package group", r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", 63,
-                               "letters, digits and '-', starting and ending with a letter or digit")
-SCHEDULE = NameRule("schedule", r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}", 64,
-                    "letters, digits, '-' or '_', starting with a letter or digit")
+FEATURE_GROUP = NameRule(
+    "feature group",
+    r"[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}",
+    64,
+    "letters and digits, single words joined by '-' or '_', starting and ending with a letter or digit",
+)
+FEATURE = NameRule(
+    "column",
+    r"[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}",
+    64,
+    "letters and digits, joined by '-' or '_', starting and ending with a letter or digit",
+)
+ENDPOINT = NameRule(
+    "endpoint",
+    r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
+    63,
+    "letters, digits and '-', starting and ending with a letter or digit",
+)
+MODEL_PACKAGE_GROUP = NameRule(
+    "model package group",
+    r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
+    63,
+    "letters, digits and '-', starting and ending with a letter or digit",
+)
+SCHEDULE = NameRule(
+    "schedule", r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}", 64, "letters, digits, '-' or '_', starting with a letter or digit"
+)
 
 
 def feature_group(value: object) -> str:

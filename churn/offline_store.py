@@ -22,9 +22,8 @@ import json
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import pandas as pd
 from filelock import FileLock
@@ -53,23 +52,23 @@ class LocalOfflineStore:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / f".{names.feature_group(group)}.lock"), timeout=timeout)
 
-    def list_groups(self) -> List[str]:
+    def list_groups(self) -> list[str]:
         if not self.root.is_dir():
             return []
         return sorted(p.parent.name for p in self.root.glob(f"*/{DEFINITION_FILE}"))
 
-    def describe(self, group: str) -> Optional[dict]:
+    def describe(self, group: str) -> dict | None:
         path = self._group_dir(group) / DEFINITION_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def create_group(self, group: str, feature_definitions: Dict[str, str], target: str) -> dict:
+    def create_group(self, group: str, feature_definitions: dict[str, str], target: str) -> dict:
         definition = {
             "FeatureGroupName": group,
             "RecordIdentifierFeatureName": ID_COLUMN,
             "EventTimeFeatureName": EVENT_TIME,
             "TargetColumn": target,
             "FeatureDefinitions": feature_definitions,
-            "CreationTime": datetime.now(timezone.utc).isoformat(),
+            "CreationTime": datetime.now(UTC).isoformat(),
             "OfflineStoreConfig": {"S3Uri": str(self._group_dir(group) / "data")},
         }
         for column in feature_definitions:
@@ -86,7 +85,7 @@ class LocalOfflineStore:
         return self._append(group, records)
 
     def _append(self, group: str, records: pd.DataFrame) -> Path:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         partition = self._group_dir(group) / "data" / now.strftime("year=%Y/month=%m/day=%d/hour=%H")
         partition.mkdir(parents=True, exist_ok=True)
         target = partition / f"{now.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex[:12]}.parquet"
@@ -94,21 +93,28 @@ class LocalOfflineStore:
             records.to_parquet(tmp, index=False)
         return target
 
-    def ingest(self, group: str, frame: pd.DataFrame, target: str) -> Dict[str, object]:
+    def ingest(self, group: str, frame: pd.DataFrame, target: str) -> dict[str, object]:
         """Validate ``frame`` against the group (created if missing) and append it, under the group's lock."""
         from churn.ingest import prepare_records
 
         with self.lock(group):
             existing = self.describe(group)
-            records, definitions = prepare_records(frame, target, group, existing["FeatureDefinitions"] if existing else None)
+            records, definitions = prepare_records(
+                frame, target, group, existing["FeatureDefinitions"] if existing else None
+            )
             if existing is None:  # data from a first ingest killed before its definition was written is not ours
                 shutil.rmtree(self._group_dir(group) / "data", ignore_errors=True)
                 path = self._append(group, records)
                 self.create_group(group, definitions, target)  # the definition last: it makes the group exist
             else:
                 path = self.put_records(group, records)
-        return {"feature_group": group, "records": len(records), "created": existing is None,
-                "location": str(path), "feature_definitions": definitions}
+        return {
+            "feature_group": group,
+            "records": len(records),
+            "created": existing is None,
+            "location": str(path),
+            "feature_definitions": definitions,
+        }
 
     def data_glob(self, group: str) -> str:
         return str(self._group_dir(group) / "data" / "**" / "*.parquet")

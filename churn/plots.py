@@ -9,7 +9,8 @@ so drawing is safe in a server or a step thread.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, Dict, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not with this module
     from matplotlib.figure import Figure
@@ -28,7 +29,7 @@ def new_figure(width: float = 4.0, height: float = 3.2) -> Figure:
     return figure
 
 
-def evaluation_figures(report: Mapping[str, Any]) -> Dict[str, Figure]:
+def evaluation_figures(report: Mapping[str, Any]) -> dict[str, Figure]:
     """The report's charts by name (``CHARTS`` order), each drawn only when the report holds its data.
 
     Args:
@@ -40,7 +41,7 @@ def evaluation_figures(report: Mapping[str, Any]) -> Dict[str, Figure]:
         ``{"roc_curve": Figure, "precision_recall_curve": Figure, "confusion_matrix": Figure}``;
         the curves are absent when the test set held a single class (no curves in the report).
     """
-    figures: Dict[str, Figure] = {}
+    figures: dict[str, Figure] = {}
     curves = report.get("curves") or {}
     if curves.get("roc"):
         figure = new_figure()
@@ -67,8 +68,13 @@ def evaluation_figures(report: Mapping[str, Any]) -> Dict[str, Figure]:
         for i in range(2):
             for j in range(2):
                 axis.text(j, i, str(cells[i][j]), ha="center", va="center", fontsize=13)
-        axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred 0", "pred 1"], yticklabels=["true 0", "true 1"],
-                 title="Confusion matrix")
+        axis.set(
+            xticks=[0, 1],
+            yticks=[0, 1],
+            xticklabels=["pred 0", "pred 1"],
+            yticklabels=["true 0", "true 1"],
+            title="Confusion matrix",
+        )
         figures["confusion_matrix"] = figure
     return figures
 
@@ -80,6 +86,6 @@ def png_bytes(figure: Figure, dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def evaluation_pngs(report: Mapping[str, Any]) -> Dict[str, bytes]:
+def evaluation_pngs(report: Mapping[str, Any]) -> dict[str, bytes]:
     """``evaluation_figures`` as PNG files' bytes, by chart name (encoding is most of the cost: draw once, reuse)."""
     return {name: png_bytes(figure) for name, figure in evaluation_figures(report).items()}

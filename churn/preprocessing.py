@@ -16,8 +16,9 @@ and error messages.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,9 +65,7 @@ def to_float(values: Sequence[Any], column: str) -> np.ndarray:
         try:
             out[row] = float(value)
         except (TypeError, ValueError):
-            raise InputError(
-                f"column '{column}' row {row + 1}: {str(value)[:50]!r} is not a number"
-            ) from None
+            raise InputError(f"column '{column}' row {row + 1}: {str(value)[:50]!r} is not a number") from None
     return out
 
 
@@ -87,7 +86,7 @@ class ArrowColumns(Mapping):
     def __init__(self, table: Any):
         # table.column() per name, as the parser always did (a repeated name raises KeyError)
         self._arrays = {name: table.column(name) for name in table.column_names}
-        self._numpy: Dict[str, np.ndarray] = {}
+        self._numpy: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         values = self._numpy.get(name)
@@ -118,7 +117,7 @@ def _plain_text(array: Any) -> Any:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def _fast_float(array: Any) -> Optional[np.ndarray]:
+def _fast_float(array: Any) -> np.ndarray | None:
     """``to_float`` of a column of text cells that are all plain decimal literals or empty.
 
     Arrow parses decimal literals correctly rounded, as float() and numpy do, so the numbers
@@ -135,7 +134,7 @@ def _fast_float(array: Any) -> Optional[np.ndarray]:
     _, offset_buffer, data_buffer = text.buffers()
     offsets = np.frombuffer(offset_buffer, dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
     if data_buffer is not None:
-        data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
+        data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
         if not _DECIMAL_BYTES[data].all():
             return None
     empty = offsets[1:] == offsets[:-1]
@@ -180,13 +179,13 @@ class Preprocessor:
     """Fitted preprocessing state: medians, category classes and feature order."""
 
     target: str
-    feature_order: List[str]
-    medians: Dict[str, float]
-    classes: Dict[str, List[str]]
+    feature_order: list[str]
+    medians: dict[str, float]
+    classes: dict[str, list[str]]
     unseen_policy: str = "first_class"
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, target: str) -> "Preprocessor":
+    def fit(cls, frame: pd.DataFrame, target: str) -> Preprocessor:
         """Learn the state from training rows (identifier/metadata columns are ignored)."""
         features = [c for c in frame.columns if c not in NON_FEATURE_COLUMNS and c != target]
         if not features:
@@ -203,10 +202,10 @@ class Preprocessor:
         return cls(target=target, feature_order=features, medians=medians, classes=classes)
 
     @property
-    def required_columns(self) -> List[str]:
+    def required_columns(self) -> list[str]:
         return list(self.feature_order)
 
-    def transform(self, columns: Mapping[str, Sequence[Any]]) -> Tuple[np.ndarray, Dict[str, List[str]]]:
+    def transform(self, columns: Mapping[str, Sequence[Any]]) -> tuple[np.ndarray, dict[str, list[str]]]:
         """Encode raw rows into the model's matrix.
 
         Returns the float64 matrix (rows x features in ``feature_order``) and the unseen
@@ -222,7 +221,7 @@ class Preprocessor:
         arrow = columns.arrow if isinstance(columns, ArrowColumns) else None
         n_rows = len(arrow(self.feature_order[0]) if arrow is not None else columns[self.feature_order[0]])
         matrix = np.empty((n_rows, len(self.feature_order)), dtype=np.float64)
-        unseen: Dict[str, List[str]] = {}
+        unseen: dict[str, list[str]] = {}
         for j, column in enumerate(self.feature_order):
             if arrow is not None and len(arrow(column)) == n_rows:
                 fast = self._fast_column(column, arrow(column))
@@ -248,7 +247,7 @@ class Preprocessor:
                     unseen[column] = novel
         return matrix, unseen
 
-    def _fast_column(self, column: str, array: Any) -> Optional[Tuple[np.ndarray, List[str]]]:
+    def _fast_column(self, column: str, array: Any) -> tuple[np.ndarray, list[str]] | None:
         """One column's values and unseen categories from Arrow text, or None to take the exact path."""
         if column in self.medians:
             numbers = _fast_float(array)
@@ -260,7 +259,7 @@ class Preprocessor:
             return numbers, []
         return self._encode(column, array)
 
-    def _encode(self, column: str, values: Any) -> Tuple[np.ndarray, List[str]]:
+    def _encode(self, column: str, values: Any) -> tuple[np.ndarray, list[str]]:
         """Class codes of one text column and its unseen categories (sorted).
 
         Text of ``_ARROW_MIN_ROWS`` rows or more (a pyarrow array, a pandas Series of str/None/NaN) is
@@ -281,16 +280,18 @@ class Preprocessor:
         codes, novel = self._encode_exact(column, distinct)
         return codes[indices.to_numpy()], novel
 
-    def _encode_exact(self, column: str, values: Sequence[Any]) -> Tuple[np.ndarray, List[str]]:
+    def _encode_exact(self, column: str, values: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
         """The per-value definition: missing -> 'Unknown', else str(value); unseen -> the first class."""
         codes = {name: float(i) for i, name in enumerate(self.classes[column])}
         try:
             distinct = set(values)
         except TypeError:  # an unhashable value, e.g. a list inside a JSON record
             row = next(i for i, v in enumerate(values) if not isinstance(v, (str, int, float, bool, type(None))))
-            raise InputError(f"column '{column}' row {row + 1}: {str(values[row])[:50]!r} is not a single value") from None
-        lookup: Dict[Any, float] = {}
-        novel: List[str] = []
+            raise InputError(
+                f"column '{column}' row {row + 1}: {str(values[row])[:50]!r} is not a single value"
+            ) from None
+        lookup: dict[Any, float] = {}
+        novel: list[str] = []
         for value in distinct:
             name = UNKNOWN if _is_missing(value) else str(value)
             code = codes.get(name)
@@ -301,7 +302,7 @@ class Preprocessor:
         out = np.fromiter(map(lookup.__getitem__, values), dtype=np.float64, count=len(values))
         return out, sorted(set(novel))
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "feature_order": self.feature_order,
@@ -311,7 +312,7 @@ class Preprocessor:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Preprocessor":
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessor:
         return cls(**dict(data))
 
 
@@ -319,7 +320,7 @@ class Preprocessor:
 class SplitData:
     train: pd.DataFrame
     test: pd.DataFrame
-    info: Dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def validate_target(frame: pd.DataFrame, target: str) -> pd.Series:
@@ -354,7 +355,11 @@ def split_train_test(frame: pd.DataFrame, target: str, test_size: float, random_
     frame = frame.assign(**{target: y})
     train, test = train_test_split(frame, test_size=test_size, stratify=y, random_state=random_state)
     info = {
-        "rows": len(frame), "train_rows": len(train), "test_rows": len(test),
-        "positive_rate": float(y.mean()), "test_size": test_size, "random_state": random_state,
+        "rows": len(frame),
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "positive_rate": float(y.mean()),
+        "test_size": test_size,
+        "random_state": random_state,
     }
     return SplitData(train.reset_index(drop=True), test.reset_index(drop=True), info)

@@ -13,12 +13,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO
 
 _HELD: list = []  # lock files this process holds for its lifetime
 
 
-def hold_lock(path: str | os.PathLike, info: Optional[dict] = None, wait_seconds: float = 3.0) -> Optional[IO[str]]:
+def hold_lock(path: str | os.PathLike, info: dict | None = None, wait_seconds: float = 3.0) -> IO[str] | None:
     """Take the daemon lock at ``path`` for this process's lifetime; None if another process holds it.
 
     Retries for ``wait_seconds``: a liveness probe holds the lock for an instant.
@@ -44,10 +44,10 @@ def hold_lock(path: str | os.PathLike, info: Optional[dict] = None, wait_seconds
     return handle
 
 
-def lock_holder(path: str | os.PathLike) -> Optional[dict]:
+def lock_holder(path: str | os.PathLike) -> dict | None:
     """What the live holder of the daemon lock at ``path`` wrote ({"pid": ...}), or None if no process holds it."""
     try:
-        handle = open(path, "r")
+        handle = open(path)
     except FileNotFoundError:
         return None
     with handle:
@@ -64,14 +64,14 @@ def lock_holder(path: str | os.PathLike) -> Optional[dict]:
         return None
 
 
-def holder_pid(path: str | os.PathLike) -> Optional[int]:
+def holder_pid(path: str | os.PathLike) -> int | None:
     """The pid of the live process holding the daemon lock at ``path``, or None."""
     info = lock_holder(path)
     pid = info.get("pid") if info else None
     return pid if isinstance(pid, int) else None
 
 
-def pid_alive(pid: Optional[int]) -> bool:
+def pid_alive(pid: int | None) -> bool:
     """True if ``pid`` is a running process (a zombie, exited but not yet reaped, is not)."""
     if not pid:
         return False

@@ -31,18 +31,20 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MASK = "[REDACTED]"
 
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.S)
+_PRIVATE_KEY = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.S)
 _URL_PASSWORD = re.compile(r"\b([a-z][a-z0-9+.\-]*://[^\s:/@?#]+:)([^\s@/?#]+)(@)", re.I)
 _SCHEMES = ("bearer", "basic", "digest", "token")
 _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic|Digest|Token)(\s+)([A-Za-z0-9\-._~+/]{8,}=*)", re.I)
 # key names that mark their value as a secret; the key may carry any prefix/suffix (AWS_..., db_..._2)
-_SECRET_WORDS = (r"secret|passw(?:or)?d|pwd|passphrase|token|api[_\-]?key|access[_\-]?key|private[_\-]?key"
-                 r"|credentials?|signature|authorization|session[_\-]?key|client[_\-]?key")
+_SECRET_WORDS = (
+    r"secret|passw(?:or)?d|pwd|passphrase|token|api[_\-]?key|access[_\-]?key|private[_\-]?key"
+    r"|credentials?|signature|authorization|session[_\-]?key|client[_\-]?key"
+)
 _KEY = rf"[A-Za-z0-9_.\-]*(?:{_SECRET_WORDS})[A-Za-z0-9_.\-]*"
 # "key": "value" / 'key': 'value' / key="value" (JSON, Python reprs, quoted env values)
 _QUOTED_PAIR = re.compile(rf"""(["']?)\b({_KEY})\1(\s*[:=]\s*)(["'])(.*?)(?<!\\)\4""", re.I)
@@ -70,7 +72,7 @@ def _mask_value(value: str) -> str:
     return value if value.startswith("[REDACTED") else MASK
 
 
-def _mask_pair(m: "re.Match[str]") -> str:
+def _mask_pair(m: re.Match[str]) -> str:
     value = m.group(3)
     if value.lower() in _SCHEMES and m.string.startswith(MASK, m.end() + 1):
         return m.group(0)  # "Authorization: Bearer [REDACTED]": the scheme stays readable
@@ -85,7 +87,8 @@ def redact(text: Any) -> str:
     text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     text = _QUOTED_PAIR.sub(
         lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{_mask_value(m.group(5))}{m.group(4)}",
-        text)
+        text,
+    )
     text = _PLAIN_PAIR.sub(_mask_pair, text)
     for pattern in _TOKEN_FORMATS:
         text = pattern.sub(MASK, text)

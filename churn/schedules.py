@@ -14,15 +14,16 @@ Policies of the local scheduler (ZenML's local orchestrator has none):
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
 
 from churn import names
 from churn.files import atomic_write_json
@@ -53,6 +54,7 @@ def validate_cron(expression: str) -> str:
 
 def _aws_day_of_week(field_value: str) -> str:
     """Standard cron days 0-7 (0 and 7 = Sunday) -> AWS 1-7 (1 = Sunday); names pass through."""
+
     def convert(token: str) -> str:
         if token.upper() in _DOW_NAMES or token in ("*", "?", "L"):
             return token
@@ -98,11 +100,11 @@ def to_aws_cron(expression: str) -> str:
 class Schedule:
     name: str
     cron: str
-    command: List[str]
+    command: list[str]
     created_at: str
-    last_fire: Optional[str] = None
-    last_status: Optional[str] = None
-    history: List[Dict[str, str]] = field(default_factory=list)
+    last_fire: str | None = None
+    last_status: str | None = None
+    history: list[dict[str, str]] = field(default_factory=list)
 
     def next_fire(self, after: datetime) -> datetime:
         from croniter import croniter
@@ -123,7 +125,7 @@ def _read_schedule(path: Path) -> Schedule:
 
 
 def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 class ScheduleStore:
@@ -138,10 +140,10 @@ class ScheduleStore:
         except names.InvalidName as error:
             raise ScheduleError(str(error)) from None
 
-    def add(self, name: str, cron: str, command: List[str], now: Optional[datetime] = None) -> Schedule:
+    def add(self, name: str, cron: str, command: builtins.list[str], now: datetime | None = None) -> Schedule:
         if self._path(name).exists():
             raise ScheduleError(f"a schedule named '{name}' already exists; delete it first")
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         schedule = Schedule(name=name, cron=validate_cron(cron), command=command, created_at=now.isoformat())
         self.save(schedule)
         return schedule
@@ -150,7 +152,7 @@ class ScheduleStore:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self._path(schedule.name), asdict(schedule))
 
-    def list(self, errors: Optional[Dict[str, str]] = None) -> List[Schedule]:
+    def list(self, errors: dict[str, str] | None = None) -> builtins.list[Schedule]:
         """The readable schedules; an unreadable file is skipped (and named in ``errors``, when given)."""
         if not self.root.is_dir():
             return []
@@ -163,7 +165,7 @@ class ScheduleStore:
                     errors[path.name] = str(error)
         return schedules
 
-    def get(self, name: str) -> Optional[Schedule]:
+    def get(self, name: str) -> Schedule | None:
         path = self._path(name)
         return _read_schedule(path) if path.is_file() else None
 
@@ -181,18 +183,20 @@ class LocalScheduler:
     ``launch(schedule) -> Popen-like`` starts a run; tests pass a fake one.
     """
 
-    def __init__(self, store: ScheduleStore, launch: Callable[[Schedule], "subprocess.Popen"], log: Callable[[str], None] = print):
+    def __init__(
+        self, store: ScheduleStore, launch: Callable[[Schedule], subprocess.Popen], log: Callable[[str], None] = print
+    ):
         self.store, self.launch, self.log = store, launch, log
-        self.running: Dict[str, "subprocess.Popen"] = {}
-        self.reported: Dict[str, str] = {}
+        self.running: dict[str, subprocess.Popen] = {}
+        self.reported: dict[str, str] = {}
 
     def due(self, schedule: Schedule, now: datetime) -> bool:
         since = _utc(schedule.last_fire or schedule.created_at)
         return schedule.next_fire(since) <= now
 
-    def tick(self, now: Optional[datetime] = None) -> List[str]:
+    def tick(self, now: datetime | None = None) -> list[str]:
         """Start every due schedule that is not still running; return the names started."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         started = []
         for name, process in list(self.running.items()):
             if process.poll() is not None:
@@ -200,12 +204,18 @@ class LocalScheduler:
                 try:
                     schedule = self.store.get(name)
                     if schedule is not None:
-                        schedule.last_status = "succeeded" if process.returncode == 0 else f"failed (exit {process.returncode})"
-                        schedule.history = (schedule.history + [{"finished": now.isoformat(), "status": schedule.last_status}])[-20:]
+                        schedule.last_status = (
+                            "succeeded" if process.returncode == 0 else f"failed (exit {process.returncode})"
+                        )
+                        schedule.history = (
+                            schedule.history + [{"finished": now.isoformat(), "status": schedule.last_status}]
+                        )[-20:]
                         self.store.save(schedule)
                 except (ScheduleError, OSError) as error:
-                    self.log(f"schedule {name}: run finished (exit {process.returncode}) but its status was not saved: {error}")
-        errors: Dict[str, str] = {}
+                    self.log(
+                        f"schedule {name}: run finished (exit {process.returncode}) but its status was not saved: {error}"
+                    )
+        errors: dict[str, str] = {}
         for schedule in self.store.list(errors):
             try:
                 if self._fire(schedule, now):
@@ -235,7 +245,9 @@ class LocalScheduler:
             schedule.last_fire = now.isoformat()  # the skipped fire is consumed, not queued
             self.store.save(schedule)
             return False
-        missed = schedule.last_fire is not None and schedule.next_fire(schedule.next_fire(_utc(schedule.last_fire))) <= now
+        missed = (
+            schedule.last_fire is not None and schedule.next_fire(schedule.next_fire(_utc(schedule.last_fire))) <= now
+        )
         self.log(f"schedule {schedule.name}: starting run" + (" (catch-up for missed fire times)" if missed else ""))
         self.running[schedule.name] = self.launch(schedule)
         schedule.last_fire, schedule.last_status = now.isoformat(), "running"
@@ -273,12 +285,12 @@ def _daemon_main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
 
     def launch(schedule: Schedule) -> subprocess.Popen:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         with open(logs / f"{schedule.name}-{stamp}.log", "ab") as out:
             return subprocess.Popen(schedule.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def log(message: str) -> None:
-        print(f"{datetime.now(timezone.utc).isoformat()} {message}", flush=True)
+        print(f"{datetime.now(UTC).isoformat()} {message}", flush=True)
 
     log(f"scheduler started for {root} (cron times are UTC)")
     LocalScheduler(ScheduleStore(root / "schedules"), launch, log).serve(args.poll_seconds, stop=lambda: bool(stopping))

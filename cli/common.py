@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import click
 
@@ -23,7 +23,7 @@ def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
-def load_config(variant: str, config_path: Optional[str]) -> Any:
+def load_config(variant: str, config_path: str | None) -> Any:
     """The variant's pipeline config (``configs/<variant>.yaml`` unless ``config_path``), or a one-line failure.
 
     Args:
@@ -33,7 +33,8 @@ def load_config(variant: str, config_path: Optional[str]) -> Any:
     Returns:
         The validated ``churn.config.PipelineConfig``.
     """
-    from churn.config import ConfigError, load_config as load
+    from churn.config import ConfigError
+    from churn.config import load_config as load
 
     try:
         return load(config_path or CONFIGS[variant])
@@ -55,8 +56,10 @@ def stack_component(kind: str) -> Any:
     stack = Client().active_stack
     component = getattr(stack, kind)
     if component is None:
-        fail(f"the active stack '{stack.name}' has no {kind.replace('_', ' ')}; "
-             "run `python run.py stack setup local` (or `zenml stack set local`)")
+        fail(
+            f"the active stack '{stack.name}' has no {kind.replace('_', ' ')}; "
+            "run `python run.py stack setup local` (or `zenml stack set local`)"
+        )
     return component
 
 

@@ -14,19 +14,33 @@ def image() -> None:
     pass
 
 
-@image.command("build", help="Build the image, tagged with the content hash of requirements.lock and the code; "
-                             "--push also pushes it to the stack's ECR repository.")
-@click.option("--base-image", default=None, help="Base image with Python 3.11 (default: python:3.11-slim, "
-                                                 "or $CHURN_BASE_IMAGE).")
-@click.option("--push", is_flag=True, help="Push to the stack's ECR repository (image_uri, default <account>.dkr.ecr."
-                                           "<region>.amazonaws.com/churn-mlops), creating it if missing.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="--push: the SageMaker stack config (default: the active stack's).")
+@image.command(
+    "build",
+    help="Build the image, tagged with the content hash of requirements.lock and the code; "
+    "--push also pushes it to the stack's ECR repository.",
+)
+@click.option(
+    "--base-image", default=None, help="Base image with Python 3.11 (default: python:3.11-slim, or $CHURN_BASE_IMAGE)."
+)
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Push to the stack's ECR repository (image_uri, default <account>.dkr.ecr."
+    "<region>.amazonaws.com/churn-mlops), creating it if missing.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="--push: the SageMaker stack config (default: the active stack's).",
+)
 def image_build(base_image: str | None, push: bool, config_path: str | None) -> None:
     from churn import image as churn_image
 
     try:
-        reference = churn_image.build(base_image or os.environ.get("CHURN_BASE_IMAGE") or churn_image.DEFAULT_BASE_IMAGE)
+        reference = churn_image.build(
+            base_image or os.environ.get("CHURN_BASE_IMAGE") or churn_image.DEFAULT_BASE_IMAGE
+        )
         click.echo(f"Built {reference}")
         if push:
             from churn.aws.clients import AwsError

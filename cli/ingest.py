@@ -10,12 +10,19 @@ from cli.common import ensure_stack, fail, load_config, stack_component
 
 
 @click.command(help="Write demo data (default) or a CSV into the feature store.")
-@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False), help="CSV with customer_id and a binary target.")
+@click.option(
+    "--csv", "csv_path", type=click.Path(exists=True, dir_okay=False), help="CSV with customer_id and a binary target."
+)
 @click.option("--target", default=None, help="Target column of the CSV (default: the config's target_column).")
 @click.option("--feature-group", default=None, help="Feature group (default: the config's feature_group_name).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False))
-@click.option("--customers", default=5000, show_default=True, type=click.IntRange(1, 999_999),
-              help="Demo data: number of customers (ids CUST_000001 onwards).")
+@click.option(
+    "--customers",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, 999_999),
+    help="Demo data: number of customers (ids CUST_000001 onwards).",
+)
 @click.option("--if-empty", is_flag=True, help="Do nothing when the feature group already has records.")
 def ingest(csv_path, target, feature_group, config_path, customers, if_empty) -> None:
     from churn import names
@@ -41,9 +48,11 @@ def ingest(csv_path, target, feature_group, config_path, customers, if_empty) ->
         except IngestError as error:
             fail(str(error))
     from pipelines.ingestion import churn_feature_ingestion
-
     from stacks.sagemaker.run_options import configure_for_active_stack
 
     configure_for_active_stack(churn_feature_ingestion)(
-        feature_group_name=group, target_column=target,
-        csv_path=str(Path(csv_path).resolve()) if csv_path else None, demo_customers=customers)
+        feature_group_name=group,
+        target_column=target,
+        csv_path=str(Path(csv_path).resolve()) if csv_path else None,
+        demo_customers=customers,
+    )

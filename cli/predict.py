@@ -19,14 +19,22 @@ def predict(csv_path, endpoint, variant, probabilities, as_json) -> None:
     config = load_config(variant, None)
     deployer = stack_component("model_deployer")
     try:
-        response = deployer.invoke(endpoint or config.endpoint_name, Path(csv_path).read_bytes(), "text/csv",
-                                   "application/json" if as_json else "text/csv", probabilities)
+        response = deployer.invoke(
+            endpoint or config.endpoint_name,
+            Path(csv_path).read_bytes(),
+            "text/csv",
+            "application/json" if as_json else "text/csv",
+            probabilities,
+        )
     except Exception as error:  # noqa: BLE001 - shown to the user as one line
         fail(str(error))
     if response.status_code != 200:
         fail(f"endpoint answered HTTP {response.status_code}: {response.text.strip()}")
     if response.headers.get("X-Unseen-Categories"):
-        click.echo(f"note: unseen categories mapped to the first known class: {response.headers['X-Unseen-Categories']}", err=True)
+        click.echo(
+            f"note: unseen categories mapped to the first known class: {response.headers['X-Unseen-Categories']}",
+            err=True,
+        )
     click.echo(response.text.rstrip("\n"))
 
 
@@ -34,4 +42,6 @@ def predict(csv_path, endpoint, variant, probabilities, as_json) -> None:
 def endpoints() -> None:
     for entry in stack_component("model_deployer").list_endpoints():
         state = "running" if entry["running"] else "stopped"
-        click.echo(f"{entry['endpoint_name']}: {state} {entry.get('url') or ''} serving {entry['model_name']} v{entry['version']}")
+        click.echo(
+            f"{entry['endpoint_name']}: {state} {entry.get('url') or ''} serving {entry['model_name']} v{entry['version']}"
+        )

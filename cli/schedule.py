@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 
 from cli.common import HERE, fail, training_pipeline
 
 
-def create_training_schedule(variant: str, config_path: Optional[str], config: Any, cron: str, name: str) -> None:
+def create_training_schedule(variant: str, config_path: str | None, config: Any, cron: str, name: str) -> None:
     """``python run.py --variant V --schedule CRON``: run the training command on a cron schedule.
 
     Args:
@@ -67,17 +68,21 @@ def schedule_list() -> None:
 
 @schedule.command("status", help="Whether the local scheduler is running, and each local schedule's next run (UTC).")
 def schedule_status() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from stacks.scheduling import local_scheduler_status
 
     status = local_scheduler_status()
     running = f" (pid {status['pid']})" if status["pid"] else ""
-    click.echo(f"Local scheduler: {status['state']}{running}; {len(status['schedules'])} schedule(s); log {status['log']}")
-    now = datetime.now(timezone.utc)
+    click.echo(
+        f"Local scheduler: {status['state']}{running}; {len(status['schedules'])} schedule(s); log {status['log']}"
+    )
+    now = datetime.now(UTC)
     for entry in status["schedules"]:
         last = f", last run {entry.last_fire} ({entry.last_status})" if entry.last_fire else ""
-        click.echo(f"  {entry.name}: '{entry.cron}' UTC, next {entry.next_fire(now).strftime('%Y-%m-%d %H:%M')} UTC{last}")
+        click.echo(
+            f"  {entry.name}: '{entry.cron}' UTC, next {entry.next_fire(now).strftime('%Y-%m-%d %H:%M')} UTC{last}"
+        )
     for file_name, message in status["errors"].items():
         click.echo(f"  {file_name}: {message}")
 

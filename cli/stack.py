@@ -16,8 +16,12 @@ def stack() -> None:
 
 @stack.command("setup", help="Register our flavors, components and the stack (idempotent), and activate it.")
 @click.argument("name", type=click.Choice(["local", "sagemaker"]))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="sagemaker: the stack config (start from configs/sagemaker_stack.example.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="sagemaker: the stack config (start from configs/sagemaker_stack.example.yaml).",
+)
 def stack_setup(name: str, config_path: str | None) -> None:
     if name == "sagemaker":
         from churn.config import ConfigError
@@ -32,19 +36,28 @@ def stack_setup(name: str, config_path: str | None) -> None:
         from zenml.client import Client
 
         active = Client().active_stack_model.name
-        click.echo(f"Stack '{active}' is active" + (f"; {', '.join(f'{k} {v}' for k, v in changes.items())}"
-                                                    if changes else " (nothing changed)"))
+        click.echo(
+            f"Stack '{active}' is active"
+            + (f"; {', '.join(f'{k} {v}' for k, v in changes.items())}" if changes else " (nothing changed)")
+        )
         return
     from stacks.local import setup_local_stack
 
     created = setup_local_stack(activate=True)
-    click.echo(f"Stack '{name}' is active" + (f"; registered: {', '.join(created)}" if created else " (nothing new to register)"))
+    click.echo(
+        f"Stack '{name}' is active"
+        + (f"; registered: {', '.join(created)}" if created else " (nothing new to register)")
+    )
 
 
-@stack.command("cleanup", help="SageMaker, from its stack config (no registered stack needed): remove the endpoints, "
-                               "endpoint configs, models, schedules (and with flags the registry groups / S3 prefix).")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="The SageMaker stack config.")
+@stack.command(
+    "cleanup",
+    help="SageMaker, from its stack config (no registered stack needed): remove the endpoints, "
+    "endpoint configs, models, schedules (and with flags the registry groups / S3 prefix).",
+)
+@click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The SageMaker stack config."
+)
 @click.option("--include-registry", is_flag=True, help="Also delete every model package and the model package group.")
 @click.option("--include-s3", is_flag=True, help="Also delete everything under s3://<bucket>/<prefix>/.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -60,19 +73,32 @@ def stack_cleanup(config_path: str, include_registry: bool, include_s3: bool, ye
         fail(str(error))
 
 
-@stack.command("iam", help="SageMaker: print the execution role's policy (or --role operator / trust / scheduler / "
-                           "scheduler-trust) with the stack config's values filled in.")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="The SageMaker stack config.")
-@click.option("--role", type=click.Choice(["execution", "operator", "trust", "scheduler", "scheduler-trust"]),
-              default="execution", show_default=True)
+@stack.command(
+    "iam",
+    help="SageMaker: print the execution role's policy (or --role operator / trust / scheduler / "
+    "scheduler-trust) with the stack config's values filled in.",
+)
+@click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The SageMaker stack config."
+)
+@click.option(
+    "--role",
+    type=click.Choice(["execution", "operator", "trust", "scheduler", "scheduler-trust"]),
+    default="execution",
+    show_default=True,
+)
 def stack_iam(config_path: str, role: str) -> None:
     from churn.aws.iam import policy_values, render_policy
     from churn.config import ConfigError
     from stacks.sagemaker.config import load_recipe
 
-    names = {"execution": "execution_role_policy", "operator": "operator_policy", "trust": "trust_policy",
-             "scheduler": "scheduler_role_policy", "scheduler-trust": "scheduler_trust_policy"}
+    names = {
+        "execution": "execution_role_policy",
+        "operator": "operator_policy",
+        "trust": "trust_policy",
+        "scheduler": "scheduler_role_policy",
+        "scheduler-trust": "scheduler_trust_policy",
+    }
     try:
         settings, remote = load_recipe(config_path)
     except ConfigError as error:
@@ -82,21 +108,32 @@ def stack_iam(config_path: str, role: str) -> None:
     click.echo(json.dumps(render_policy(names[role], values), indent=2))
 
 
-@click.command(help="Remove the active stack's endpoints. SageMaker: also endpoint configs, models and schedules; "
-                    "--include-registry / --include-s3 remove the registry group and the S3 prefix too.")
+@click.command(
+    help="Remove the active stack's endpoints. SageMaker: also endpoint configs, models and schedules; "
+    "--include-registry / --include-s3 remove the registry group and the S3 prefix too."
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--include-registry", is_flag=True, help="SageMaker: also delete the model packages and their group.")
 @click.option("--include-s3", is_flag=True, help="SageMaker: also delete everything under s3://<bucket>/<prefix>/.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config whose endpoint and group to remove (default: rf's and automl's).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Pipeline config whose endpoint and group to remove (default: rf's and automl's).",
+)
 def cleanup(yes: bool, include_registry: bool, include_s3: bool, config_path: str | None) -> None:
     from stacks.contracts import CleanupRequest, DeploymentError
 
     deployer = stack_component("model_deployer")
     # both variants' endpoints and groups, or only the one --config names
     rf, automl = (load_config("rf", config_path), load_config("automl", config_path))
-    request = CleanupRequest(endpoint_names=[rf.endpoint_name, automl.endpoint_name],
-                             model_package_groups=[rf.model_package_group, automl.model_package_group],
-                             include_registry=include_registry, include_s3=include_s3, yes=yes)
+    request = CleanupRequest(
+        endpoint_names=[rf.endpoint_name, automl.endpoint_name],
+        model_package_groups=[rf.model_package_group, automl.model_package_group],
+        include_registry=include_registry,
+        include_s3=include_s3,
+        yes=yes,
+    )
     try:
         deployer.cleanup(request, echo=click.echo, confirm=click.confirm)
     except DeploymentError as error:

@@ -29,7 +29,9 @@ def _print_summary(run) -> None:
         for key in ("orchestrator_url", "pipeline_execution_arn"):
             if run.run_metadata.get(key):
                 click.echo(f"  {key}: {run.run_metadata[key]}")
-        click.echo("  metrics, registry and endpoint follow when the steps finish (ZenML dashboard / SageMaker console)")
+        click.echo(
+            "  metrics, registry and endpoint follow when the steps finish (ZenML dashboard / SageMaker console)"
+        )
         return
     steps = run.steps
     report = _output(steps, "evaluate", "evaluation_report") or {}
@@ -44,10 +46,15 @@ def _print_summary(run) -> None:
         click.echo(f"Gate:     {verdict.message}")
     if registration is not None and registration.registered:
         trained_in = registration.trained_in_mlflow_run_id or registration.mlflow_run_id
-        click.echo(f"Registry: {registration.model_name} version {registration.version} ({registration.approval_status}), "
-                   f"MLflow run {registration.mlflow_run_id}"
-                   + ("" if trained_in == registration.mlflow_run_id else
-                      f"\n          data and code unchanged: training reused from MLflow run {trained_in} (--no-cache retrains)"))
+        click.echo(
+            f"Registry: {registration.model_name} version {registration.version} ({registration.approval_status}), "
+            f"MLflow run {registration.mlflow_run_id}"
+            + (
+                ""
+                if trained_in == registration.mlflow_run_id
+                else f"\n          data and code unchanged: training reused from MLflow run {trained_in} (--no-cache retrains)"
+            )
+        )
     else:
         click.echo(f"Registry: nothing registered ({registration.reason if registration else 'see above'})")
     if deployment is not None and deployment.deployed:

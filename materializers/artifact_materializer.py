@@ -8,7 +8,7 @@ scalar fields (not the JSON schema ZenML's materializer records).
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Dict, Tuple, Type
+from typing import Any, ClassVar
 
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
@@ -20,15 +20,18 @@ from churn.artifacts import Deployment, FeatureLineage, GateVerdict, Registratio
 class TypedArtifactMaterializer(PydanticMaterializer):
     """Stores a ``churn.artifacts.TypedArtifact`` as JSON; visualizes it as Markdown."""
 
-    ASSOCIATED_TYPES: ClassVar[Tuple[Type[Any], ...]] = (FeatureLineage, GateVerdict, Registration, Deployment)
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (FeatureLineage, GateVerdict, Registration, Deployment)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
 
-    def save_visualizations(self, data: TypedArtifact) -> Dict[str, VisualizationType]:
+    def save_visualizations(self, data: TypedArtifact) -> dict[str, VisualizationType]:
         path = os.path.join(self.uri, "summary.md")
         with fileio.open(path, "w") as handle:
             handle.write(data.markdown())
         return {path.replace("\\", "/"): VisualizationType.MARKDOWN}
 
-    def extract_metadata(self, data: TypedArtifact) -> Dict[str, Any]:
-        return {k: v for k, v in data.model_dump(mode="json").items()
-                if isinstance(v, (str, int, float, bool)) and k != "sql"}
+    def extract_metadata(self, data: TypedArtifact) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in data.model_dump(mode="json").items()
+            if isinstance(v, (str, int, float, bool)) and k != "sql"
+        }

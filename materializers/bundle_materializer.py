@@ -9,7 +9,7 @@ artifact store, or one with no recorded hash, is refused.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Dict, Tuple, Type
+from typing import Any, ClassVar
 
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
@@ -21,12 +21,12 @@ SHA256_KEY = "bundle_sha256"
 
 
 class ModelBundleMaterializer(BaseMaterializer):
-    ASSOCIATED_TYPES: ClassVar[Tuple[Type[Any], ...]] = (ModelBundle,)
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (ModelBundle,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
 
     _saved_sha256: str = ""
 
-    def load(self, data_type: Type[Any]) -> ModelBundle:
+    def load(self, data_type: type[Any]) -> ModelBundle:
         expected = recorded_sha256(self.uri)
         files = {}
         for name in (BUNDLE_FILE, ESTIMATOR_FILE):  # read once, straight from the artifact store
@@ -45,7 +45,7 @@ class ModelBundleMaterializer(BaseMaterializer):
                 handle.write(content)
         self._saved_sha256 = files_sha256(files)
 
-    def extract_metadata(self, data: ModelBundle) -> Dict[str, Any]:
+    def extract_metadata(self, data: ModelBundle) -> dict[str, Any]:
         if not self._saved_sha256:  # ZenML calls save() first; this is for a materializer used on its own
             self._saved_sha256 = files_sha256(data.to_files())
         return {
@@ -55,7 +55,7 @@ class ModelBundleMaterializer(BaseMaterializer):
             SHA256_KEY: self._saved_sha256,
         }
 
-    def save_visualizations(self, data: ModelBundle) -> Dict[str, VisualizationType]:
+    def save_visualizations(self, data: ModelBundle) -> dict[str, VisualizationType]:
         path = os.path.join(self.uri, "model_card.md")
         with fileio.open(path, "w") as card:
             card.write(model_card_markdown(data))
@@ -68,12 +68,16 @@ def recorded_sha256(uri: str) -> str:
 
     versions = Client().list_artifact_versions(uri=uri, hydrate=True, size=2)
     if not versions.items:
-        raise BundleError(f"no ZenML artifact is recorded at {uri}: refusing to load a model bundle that cannot be verified")
+        raise BundleError(
+            f"no ZenML artifact is recorded at {uri}: refusing to load a model bundle that cannot be verified"
+        )
     metadata = versions.items[0].run_metadata or {}
     sha = metadata.get(SHA256_KEY) or metadata.get("bundle_sha256_at_save")  # the key before this version
     if not sha:
-        raise BundleError(f"ZenML artifact {uri} has no recorded {SHA256_KEY}: refusing to load a model bundle "
-                          "that cannot be verified (re-run the step that produced it with --no-cache)")
+        raise BundleError(
+            f"ZenML artifact {uri} has no recorded {SHA256_KEY}: refusing to load a model bundle "
+            "that cannot be verified (re-run the step that produced it with --no-cache)"
+        )
     return str(sha)
 
 

@@ -11,7 +11,7 @@ deleted record re-runs them. The hash is the data fingerprint the lineage record
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 from zenml.integrations.pandas.materializers.pandas_materializer import PandasMaterializer
@@ -22,5 +22,5 @@ from churn.feature_query import fingerprint
 class ContentHashedDataFrameMaterializer(PandasMaterializer):
     """ZenML's PandasMaterializer (same files, same visualizations) plus a content hash."""
 
-    def compute_content_hash(self, data: Any) -> Optional[str]:
+    def compute_content_hash(self, data: Any) -> str | None:
         return fingerprint(data) if isinstance(data, pd.DataFrame) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, ClassVar, Dict, Tuple, Type
+from typing import Any, ClassVar
 
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
@@ -23,10 +23,10 @@ FILE = "evaluation.json"
 
 
 class EvaluationReportMaterializer(BaseMaterializer):
-    ASSOCIATED_TYPES: ClassVar[Tuple[Type[Any], ...]] = (EvaluationReport,)
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (EvaluationReport,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
 
-    def load(self, data_type: Type[Any]) -> EvaluationReport:
+    def load(self, data_type: type[Any]) -> EvaluationReport:
         with fileio.open(os.path.join(self.uri, FILE), "r") as handle:
             return EvaluationReport(json.load(handle))
 
@@ -34,8 +34,8 @@ class EvaluationReportMaterializer(BaseMaterializer):
         with fileio.open(os.path.join(self.uri, FILE), "w") as handle:
             json.dump(dict(data), handle, indent=2)
 
-    def save_visualizations(self, data: EvaluationReport) -> Dict[str, VisualizationType]:
-        charts = evaluation_pngs(data)                             # ROC, precision-recall, confusion matrix
+    def save_visualizations(self, data: EvaluationReport) -> dict[str, VisualizationType]:
+        charts = evaluation_pngs(data)  # ROC, precision-recall, confusion matrix
         path = os.path.join(self.uri, "evaluation.html")
         with fileio.open(path, "w") as handle:
             handle.write(evaluation_html(data, data.get("feature_importances"), charts))
@@ -47,5 +47,5 @@ class EvaluationReportMaterializer(BaseMaterializer):
             visualizations[chart] = VisualizationType.IMAGE
         return visualizations
 
-    def extract_metadata(self, data: EvaluationReport) -> Dict[str, Any]:
+    def extract_metadata(self, data: EvaluationReport) -> dict[str, Any]:
         return {k: v for k, v in data.items() if isinstance(v, float)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, ClassVar, Dict, Tuple, Type
+from typing import Any, ClassVar
 
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
@@ -23,10 +23,10 @@ FILE = "preprocessor.json"
 class PreprocessorMaterializer(BaseMaterializer):
     """Stores a fitted ``churn.preprocessing.Preprocessor`` as JSON; visualizes its features as Markdown."""
 
-    ASSOCIATED_TYPES: ClassVar[Tuple[Type[Any], ...]] = (Preprocessor,)
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (Preprocessor,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
 
-    def load(self, data_type: Type[Any]) -> Preprocessor:
+    def load(self, data_type: type[Any]) -> Preprocessor:
         with fileio.open(os.path.join(self.uri, FILE), "r") as handle:
             return Preprocessor.from_dict(json.load(handle))
 
@@ -34,11 +34,11 @@ class PreprocessorMaterializer(BaseMaterializer):
         with fileio.open(os.path.join(self.uri, FILE), "w") as handle:
             json.dump(data.to_dict(), handle, indent=2)
 
-    def save_visualizations(self, data: Preprocessor) -> Dict[str, VisualizationType]:
+    def save_visualizations(self, data: Preprocessor) -> dict[str, VisualizationType]:
         path = os.path.join(self.uri, "features.md")
         with fileio.open(path, "w") as handle:
             handle.write(preprocessor_markdown(data))
         return {path.replace("\\", "/"): VisualizationType.MARKDOWN}
 
-    def extract_metadata(self, data: Preprocessor) -> Dict[str, Any]:
+    def extract_metadata(self, data: Preprocessor) -> dict[str, Any]:
         return {"target": data.target, "features": len(data.feature_order), "categorical": len(data.classes)}

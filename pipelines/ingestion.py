@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from zenml import pipeline
 
 from steps.alert import notify_failure
@@ -11,6 +9,11 @@ from steps.ingest import ingest_features
 
 
 @pipeline(on_failure=notify_failure, enable_cache=False)
-def churn_feature_ingestion(feature_group_name: str, target_column: str = "churn", csv_path: Optional[str] = None,
-                            demo_customers: int = 5000, demo_seed: int = 42) -> None:
+def churn_feature_ingestion(
+    feature_group_name: str,
+    target_column: str = "churn",
+    csv_path: str | None = None,
+    demo_customers: int = 5000,
+    demo_seed: int = 42,
+) -> None:
     ingest_features(feature_group_name, target_column, csv_path, demo_customers, demo_seed)

@@ -6,7 +6,8 @@ written once and called inside both ``@pipeline`` bodies.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from zenml import pipeline
 
@@ -32,20 +33,26 @@ def _train_gate_register_deploy(config: dict, train: TrainStep) -> None:
         config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
     )
     train_set, test_set, preprocessor, _ = preprocess(
-        raw, config["target_column"], config["test_size"], config["random_state"])
+        raw, config["target_column"], config["test_size"], config["random_state"]
+    )
     bundle = train(train_set, preprocessor, feature_query)
     report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"])
     verdict = gate(report)
     registration, _ = register(
-        bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"], test_set)
+        bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"], test_set
+    )
     deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))
 
 
 @pipeline(on_failure=notify_failure)
 def churn_rf_training(config: dict) -> None:
     """The spec's RandomForest training pipeline; ``config`` is a validated PipelineConfig dump."""
-    _train_gate_register_deploy(config, lambda train_set, preprocessor, feature_query: train_rf(
-        train_set, preprocessor, config["hyperparameters"], config["random_state"], feature_query))
+    _train_gate_register_deploy(
+        config,
+        lambda train_set, preprocessor, feature_query: train_rf(
+            train_set, preprocessor, config["hyperparameters"], config["random_state"], feature_query
+        ),
+    )
 
 
 @pipeline(on_failure=notify_failure)
@@ -56,5 +63,7 @@ def churn_automl_training(config: dict) -> None:
     registers into ``model_package_group`` and deploys to ``endpoint_name`` from the config.
     """
     settings = AutoMLSettings.from_config(config)
-    _train_gate_register_deploy(config, lambda train_set, preprocessor, feature_query: train_automl(
-        train_set, preprocessor, settings, feature_query))
+    _train_gate_register_deploy(
+        config,
+        lambda train_set, preprocessor, feature_query: train_automl(train_set, preprocessor, settings, feature_query),
+    )

@@ -26,8 +26,9 @@ docstrings that define the behaviour every flavor must keep.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, ClassVar, Protocol
 
 import pandas as pd
 from zenml.alerter.base_alerter import BaseAlerterStepParameters
@@ -42,8 +43,17 @@ from churn.redaction import redact
 from churn.schema import EVENT_TIME, ID_COLUMN
 
 __all__ = [
-    "AUTOML_ENGINE_LABEL", "EXPERIMENT_TRACKER", "ChurnFeatureStore", "CleanupRequest", "DeploymentError",
-    "EndpointDeployer", "FailureAlertParams", "FeatureGroupInfo", "FeatureStoreError", "IngestError", "runs_remotely",
+    "AUTOML_ENGINE_LABEL",
+    "EXPERIMENT_TRACKER",
+    "ChurnFeatureStore",
+    "CleanupRequest",
+    "DeploymentError",
+    "EndpointDeployer",
+    "FailureAlertParams",
+    "FeatureGroupInfo",
+    "FeatureStoreError",
+    "IngestError",
+    "runs_remotely",
 ]
 
 # -- component names shared by every stack ----------------------------------------------------
@@ -117,15 +127,15 @@ class FeatureGroupInfo:
     """
 
     name: str
-    features: Dict[str, str]
+    features: dict[str, str]
     record_identifier: str = ID_COLUMN
     event_time: str = EVENT_TIME
-    target_column: Optional[str] = None
-    created_at: Optional[str] = None
-    offline_store_uri: Optional[str] = None
+    target_column: str | None = None
+    created_at: str | None = None
+    offline_store_uri: str | None = None
 
     @classmethod
-    def from_definition(cls, definition: Mapping[str, Any]) -> "FeatureGroupInfo":
+    def from_definition(cls, definition: Mapping[str, Any]) -> FeatureGroupInfo:
         """Read the definition document both plain stores return (SageMaker's field names).
 
         Args:
@@ -135,19 +145,23 @@ class FeatureGroupInfo:
         Returns:
             The neutral description.
         """
-        return cls(name=definition["FeatureGroupName"], features=dict(definition["FeatureDefinitions"]),
-                   record_identifier=definition.get("RecordIdentifierFeatureName", ID_COLUMN),
-                   event_time=definition.get("EventTimeFeatureName", EVENT_TIME),
-                   target_column=definition.get("TargetColumn"), created_at=definition.get("CreationTime") or None,
-                   offline_store_uri=(definition.get("OfflineStoreConfig") or {}).get("S3Uri"))
+        return cls(
+            name=definition["FeatureGroupName"],
+            features=dict(definition["FeatureDefinitions"]),
+            record_identifier=definition.get("RecordIdentifierFeatureName", ID_COLUMN),
+            event_time=definition.get("EventTimeFeatureName", EVENT_TIME),
+            target_column=definition.get("TargetColumn"),
+            created_at=definition.get("CreationTime") or None,
+            offline_store_uri=(definition.get("OfflineStoreConfig") or {}).get("S3Uri"),
+        )
 
 
 class FeatureGroupStore(Protocol):
     """The plain-logic store a feature-store flavor wraps (``churn.offline_store``, ``churn.aws.feature_store``)."""
 
-    def describe(self, group: str) -> Optional[Dict[str, Any]]: ...
+    def describe(self, group: str) -> dict[str, Any] | None: ...
 
-    def ingest(self, group: str, frame: pd.DataFrame, target: str) -> Dict[str, Any]: ...
+    def ingest(self, group: str, frame: pd.DataFrame, target: str) -> dict[str, Any]: ...
 
 
 class ChurnFeatureStore(BaseFeatureStore):
@@ -163,7 +177,7 @@ class ChurnFeatureStore(BaseFeatureStore):
     def store(self) -> FeatureGroupStore:
         """The plain-logic store this flavor wraps."""
 
-    def describe(self, feature_group: str) -> Optional[FeatureGroupInfo]:
+    def describe(self, feature_group: str) -> FeatureGroupInfo | None:
         """The feature group's features and where it lives.
 
         Args:
@@ -192,7 +206,7 @@ class ChurnFeatureStore(BaseFeatureStore):
             FeatureStoreError: the backend could not count them.
         """
 
-    def ingest(self, feature_group: str, frame: pd.DataFrame, target: str) -> Dict[str, Any]:
+    def ingest(self, feature_group: str, frame: pd.DataFrame, target: str) -> dict[str, Any]:
         """Validate every record, create the group if missing (its schema from ``frame``), then write them.
 
         Args:
@@ -210,7 +224,7 @@ class ChurnFeatureStore(BaseFeatureStore):
         return self.store.ingest(feature_group, frame, target)
 
     @abstractmethod
-    def read(self, query: FeatureQuery) -> Tuple[pd.DataFrame, str]:
+    def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
         """The latest non-deleted record per customer in the query's range (optionally as of a time).
 
         Args:
@@ -223,7 +237,7 @@ class ChurnFeatureStore(BaseFeatureStore):
             FeatureStoreError: the group does not exist, or the read found no (or too few) records.
         """
 
-    def get_historical_features(self, entity_df: Any, features: List[str], full_feature_names: bool = False) -> Any:
+    def get_historical_features(self, entity_df: Any, features: list[str], full_feature_names: bool = False) -> Any:
         """ZenML's generic API, answered by :meth:`read`.
 
         Args:
@@ -239,7 +253,7 @@ class ChurnFeatureStore(BaseFeatureStore):
         return frame[[c for c in frame.columns if c in set(features) | {ID_COLUMN}]] if features else frame
 
     @staticmethod
-    def online_feature_refs(features: Sequence[str]) -> Tuple[str, List[str]]:
+    def online_feature_refs(features: Sequence[str]) -> tuple[str, list[str]]:
         """Split ``feature_group:column`` references (ZenML's ``get_online_features``) into (group, columns).
 
         Args:
@@ -289,12 +303,19 @@ class EndpointDeployer(BaseModelDeployer):
     the others, which the deploy step reports by name (the same pipeline config serves every stack).
     """
 
-    HONOURED_SETTINGS: ClassVar[Tuple[str, ...]] = ()   # the DeploySettings keys this deployer applies
+    HONOURED_SETTINGS: ClassVar[tuple[str, ...]] = ()  # the DeploySettings keys this deployer applies
 
     @abstractmethod
-    def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                      sha256: str, metadata: Optional[Dict[str, Any]] = None,
-                      settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
+    def deploy_bundle(
+        self,
+        endpoint_name: str,
+        model_name: str,
+        version: str,
+        bundle_uri: str,
+        sha256: str,
+        metadata: dict[str, Any] | None = None,
+        settings: DeploySettings | None = None,
+    ) -> dict[str, Any]:
         """Serve a registered bundle at ``endpoint_name``; on failure the previous model keeps serving.
 
         Args:
@@ -313,7 +334,7 @@ class EndpointDeployer(BaseModelDeployer):
             DeploymentError: the model was not deployed.
         """
 
-    def unused_settings(self) -> List[str]:
+    def unused_settings(self) -> list[str]:
         """The deploy settings this deployer does not apply.
 
         Returns:
@@ -322,7 +343,7 @@ class EndpointDeployer(BaseModelDeployer):
         return [key for key in DEPLOY_KEYS if key not in self.HONOURED_SETTINGS]
 
     @abstractmethod
-    def endpoint_url(self, endpoint_name: str) -> Optional[str]:
+    def endpoint_url(self, endpoint_name: str) -> str | None:
         """Where the endpoint answers.
 
         Args:
@@ -333,8 +354,14 @@ class EndpointDeployer(BaseModelDeployer):
         """
 
     @abstractmethod
-    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv",
-               accept: str = "text/csv", probabilities: bool = False) -> Any:
+    def invoke(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str = "text/csv",
+        accept: str = "text/csv",
+        probabilities: bool = False,
+    ) -> Any:
         """Send one request to the endpoint.
 
         Args:
@@ -352,7 +379,7 @@ class EndpointDeployer(BaseModelDeployer):
         """
 
     @abstractmethod
-    def list_endpoints(self) -> List[Dict[str, Any]]:
+    def list_endpoints(self) -> list[dict[str, Any]]:
         """The endpoints this deployer manages.
 
         Returns:
@@ -381,9 +408,19 @@ class EndpointDeployer(BaseModelDeployer):
             What was removed (each deployer says it its own way).
         """
 
-    def batch_predict(self, features: Any, bundle: Any, model_version: Dict[str, Any], location: str,
-                      output_format: str, chunk_rows: int, run_id: str, *, instance_type: Optional[str] = None,
-                      instance_count: int = 1) -> Dict[str, Any]:
+    def batch_predict(
+        self,
+        features: Any,
+        bundle: Any,
+        model_version: dict[str, Any],
+        location: str,
+        output_format: str,
+        chunk_rows: int,
+        run_id: str,
+        *,
+        instance_type: str | None = None,
+        instance_count: int = 1,
+    ) -> dict[str, Any]:
         """Score ``features`` with ``bundle`` and write ``churn.batch.OUTPUT_COLUMNS`` to ``location``, atomically.
 
         This default scores in the step's process, in chunks streamed to the output; a deployer
@@ -408,11 +445,20 @@ class EndpointDeployer(BaseModelDeployer):
         """
         from churn.batch import score_to
 
-        return score_to(bundle, features, location, output_format, chunk_rows, model_version["model_name"],
-                        str(model_version["version"]), run_id)
+        return score_to(
+            bundle,
+            features,
+            location,
+            output_format,
+            chunk_rows,
+            model_version["model_name"],
+            str(model_version["version"]),
+            run_id,
+        )
 
-    def cleanup(self, request: CleanupRequest, echo: Callable[[str], None],
-                confirm: Callable[[str], bool]) -> List[str]:
+    def cleanup(
+        self, request: CleanupRequest, echo: Callable[[str], None], confirm: Callable[[str], bool]
+    ) -> list[str]:
         """Remove what this stack's deployments left (``python run.py cleanup``).
 
         This default removes every endpoint this deployer manages, after asking (unless
@@ -446,11 +492,12 @@ class EndpointDeployer(BaseModelDeployer):
     # -- ZenML's service-based deployer API: not used; our endpoints are not ZenML services --
     def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
         """Not used: raises NotImplementedError pointing at :meth:`deploy_bundle`."""
-        raise NotImplementedError("use deploy_bundle(); churn endpoints are managed by endpoint name, "
-                                  "not as ZenML services")
+        raise NotImplementedError(
+            "use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services"
+        )
 
     @staticmethod
-    def get_model_server_info(service) -> Dict[str, Optional[str]]:  # type: ignore[no-untyped-def]
+    def get_model_server_info(service) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
         """Not used: our endpoints are not ZenML services."""
         return {}
 

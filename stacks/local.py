@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-from typing import Dict
-
 from zenml.client import Client
 from zenml.enums import StackComponentType as T
 
@@ -36,7 +34,7 @@ COMPONENTS = {
 }
 
 
-def register_flavors(client: Client, sources: Dict[str, T]) -> None:
+def register_flavors(client: Client, sources: dict[str, T]) -> None:
     from zenml.stack.flavor import validate_flavor_source
 
     for source, component_type in sources.items():
@@ -47,16 +45,18 @@ def register_flavors(client: Client, sources: Dict[str, T]) -> None:
             client.create_flavor(source=source, component_type=component_type)
 
 
-def setup_local_stack(activate: bool = True) -> Dict[str, str]:
+def setup_local_stack(activate: bool = True) -> dict[str, str]:
     """Register our flavors, the components and the ``local`` stack if missing; return what was created."""
     client = Client()
-    created: Dict[str, str] = {}
+    created: dict[str, str] = {}
     register_flavors(client, FLAVOR_SOURCES)
     for component_type, (name, flavor, configuration) in COMPONENTS.items():
         try:
             client.get_stack_component(component_type, name, allow_name_prefix_match=False)
         except KeyError:
-            client.create_stack_component(name=name, flavor=flavor, component_type=component_type, configuration=configuration)
+            client.create_stack_component(
+                name=name, flavor=flavor, component_type=component_type, configuration=configuration
+            )
             created[name] = component_type.value
     try:
         client.get_stack(STACK_NAME, allow_name_prefix_match=False)

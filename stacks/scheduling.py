@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 from urllib.parse import urlparse
 
 from zenml.client import Client
@@ -63,8 +63,15 @@ def ensure_local_scheduler() -> int:
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with open(root / "scheduler.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "churn.schedules", "--root", str(root)], cwd=str(REPO), env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "churn.schedules", "--root", str(root)],
+            cwd=str(REPO),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 30
     while local_scheduler_pid() != process.pid:  # started once it holds its lock
         if process.poll() is not None or time.monotonic() > deadline:
@@ -91,7 +98,7 @@ def stop_local_scheduler(timeout: float = 30.0) -> bool:
     return True
 
 
-def revive_local_scheduler() -> Optional[str]:
+def revive_local_scheduler() -> str | None:
     """Restart the local scheduler if local schedules exist but it is dead (not stopped on purpose).
 
     Returns a sentence saying so, or None when nothing was done.
@@ -103,15 +110,21 @@ def revive_local_scheduler() -> Optional[str]:
     return f"The local scheduler was not running though schedules exist: restarted it (pid {pid})."
 
 
-def local_scheduler_status() -> Dict[str, Any]:
-    errors: Dict[str, str] = {}
+def local_scheduler_status() -> dict[str, Any]:
+    errors: dict[str, str] = {}
     schedules = local_store().list(errors)
     pid = local_scheduler_pid()
     state = "running" if pid else ("stopped" if (local_root() / STOPPED_MARKER).exists() else "not running")
-    return {"pid": pid, "state": state, "schedules": schedules, "errors": errors, "log": str(local_root() / "scheduler.log")}
+    return {
+        "pid": pid,
+        "state": state,
+        "schedules": schedules,
+        "errors": errors,
+        "log": str(local_root() / "scheduler.log"),
+    }
 
 
-def create_schedule(name: str, cron: str, run_command: List[str], pipeline: Any, config: Dict[str, Any]) -> str:
+def create_schedule(name: str, cron: str, run_command: list[str], pipeline: Any, config: dict[str, Any]) -> str:
     """Schedule ``pipeline`` on the active stack; returns a sentence saying what was created."""
     if is_local_orchestrator():
         local_store().add(name, cron, run_command)
@@ -129,24 +142,30 @@ def create_schedule(name: str, cron: str, run_command: List[str], pipeline: Any,
     client = Client()
     orchestrator = client.active_stack.orchestrator
     if not orchestrator.config.is_schedulable:
-        raise ScheduleError(f"the {orchestrator.flavor} orchestrator of stack '{client.active_stack.name}' cannot schedule runs")
+        raise ScheduleError(
+            f"the {orchestrator.flavor} orchestrator of stack '{client.active_stack.name}' cannot schedule runs"
+        )
     if orchestrator.flavor == "sagemaker" and not orchestrator.config.scheduler_role:
-        raise ScheduleError("the SageMaker orchestrator needs a role for EventBridge Scheduler: set "
-                            "sagemaker_orchestrator.scheduler_role_arn in the stack config and run `python run.py "
-                            "stack setup sagemaker --config FILE` again")
+        raise ScheduleError(
+            "the SageMaker orchestrator needs a role for EventBridge Scheduler: set "
+            "sagemaker_orchestrator.scheduler_role_arn in the stack config and run `python run.py "
+            "stack setup sagemaker --config FILE` again"
+        )
     try:
         client.get_schedule(name, allow_name_prefix_match=False)
     except KeyError:
         pass
     else:
-        raise ScheduleError(f"a schedule named '{name}' already exists; delete it first (python run.py schedule delete {name})")
+        raise ScheduleError(
+            f"a schedule named '{name}' already exists; delete it first (python run.py schedule delete {name})"
+        )
     configure_for_active_stack(pipeline).with_options(schedule=Schedule(name=name, cron_expression=aws))(config=config)
     target = eventbridge_target(client.get_schedule(name, allow_name_prefix_match=False))
     where = f"; EventBridge schedule {target[1]}/{target[2]} in {target[0]}" if target else ""
     return f"schedule '{name}' created on the {orchestrator.flavor} orchestrator (AWS cron: {aws}, times in UTC{where})"
 
 
-def eventbridge_target(schedule: Any) -> Optional[Tuple[str, str, str]]:
+def eventbridge_target(schedule: Any) -> tuple[str, str, str] | None:
     """(region, group, name) of the EventBridge schedule ZenML made for a ZenML schedule, if it recorded one.
 
     ZenML's SageMaker orchestrator stores only a console link as the schedule's metadata:
@@ -160,39 +179,61 @@ def eventbridge_target(schedule: Any) -> Optional[Tuple[str, str, str]]:
     return (region, group, name) if name else (region, "default", group)
 
 
-def _orchestrator_config(client: Client, schedule: Any) -> Dict[str, Any]:
+def _orchestrator_config(client: Client, schedule: Any) -> dict[str, Any]:
     try:
         return dict(client.get_stack_component(T.ORCHESTRATOR, schedule.orchestrator_id).configuration)
     except (KeyError, TypeError, ValueError):
         return {}
 
 
-def _cloud_schedules(client: Client) -> List[Any]:
+def _cloud_schedules(client: Client) -> list[Any]:
     orchestrator = client.active_stack.orchestrator
     return list(client.list_schedules(orchestrator_id=orchestrator.id, size=1000).items)
 
 
-def list_schedules() -> List[Dict[str, Any]]:
+def list_schedules() -> list[dict[str, Any]]:
     if is_local_orchestrator():
         running = local_scheduler_pid() is not None
-        return [{"name": s.name, "cron": s.cron, "last_fire": s.last_fire, "last_status": s.last_status,
-                 "where": f"local scheduler ({'running' if running else 'stopped'})"} for s in local_store().list()]
+        return [
+            {
+                "name": s.name,
+                "cron": s.cron,
+                "last_fire": s.last_fire,
+                "last_status": s.last_status,
+                "where": f"local scheduler ({'running' if running else 'stopped'})",
+            }
+            for s in local_store().list()
+        ]
     client = Client()
     flavor = client.active_stack.orchestrator.flavor
     entries = []
     for schedule in _cloud_schedules(client):
-        entry = {"name": schedule.name, "cron": schedule.cron_expression, "last_fire": None, "last_status": None,
-                 "where": flavor, "eventbridge": None, "state": None, "expression": None, "target": None}
+        entry = {
+            "name": schedule.name,
+            "cron": schedule.cron_expression,
+            "last_fire": None,
+            "last_status": None,
+            "where": flavor,
+            "eventbridge": None,
+            "state": None,
+            "expression": None,
+            "target": None,
+        }
         target = eventbridge_target(schedule)
         if target:
             region, group, name = target
             entry["eventbridge"] = f"{group}/{name}"
-            found = _get_eventbridge_schedule(region, group, name, _orchestrator_config(client, schedule).get("aws_profile"))
+            found = _get_eventbridge_schedule(
+                region, group, name, _orchestrator_config(client, schedule).get("aws_profile")
+            )
             if found is None:
                 entry["state"] = "MISSING"
             else:
-                entry.update(state=found.get("State"), expression=found.get("ScheduleExpression"),
-                             target=found.get("Target", {}).get("Arn"))
+                entry.update(
+                    state=found.get("State"),
+                    expression=found.get("ScheduleExpression"),
+                    target=found.get("Target", {}).get("Arn"),
+                )
             entry["where"] = f"{flavor} (EventBridge {entry['eventbridge']}: {entry['state']})"
         entries.append(entry)
     return entries
@@ -216,14 +257,20 @@ def delete_schedule(name: str) -> str:
     removed = []
     if target:
         region, group, eventbridge_name = target
-        removed = _delete_eventbridge_schedule(region, group, eventbridge_name,
-                                               _orchestrator_config(client, schedule).get("aws_profile"))
+        removed = _delete_eventbridge_schedule(
+            region, group, eventbridge_name, _orchestrator_config(client, schedule).get("aws_profile")
+        )
     client.delete_schedule(schedule.id)
     if not target:
-        return (f"deleted schedule '{name}' from ZenML; ZenML recorded no EventBridge schedule for it: check "
-                "`aws scheduler list-schedules --name-prefix churn-` (python run.py cleanup removes ours)")
-    return f"deleted schedule '{name}'" + (f" and {' and '.join(removed)}" if removed else
-                                           f" (its EventBridge schedule {target[1]}/{target[2]} was already gone)")
+        return (
+            f"deleted schedule '{name}' from ZenML; ZenML recorded no EventBridge schedule for it: check "
+            "`aws scheduler list-schedules --name-prefix churn-` (python run.py cleanup removes ours)"
+        )
+    return f"deleted schedule '{name}'" + (
+        f" and {' and '.join(removed)}"
+        if removed
+        else f" (its EventBridge schedule {target[1]}/{target[2]} was already gone)"
+    )
 
 
 def _aws_failure(error: BaseException, doing: str) -> ScheduleError:
@@ -232,7 +279,7 @@ def _aws_failure(error: BaseException, doing: str) -> ScheduleError:
     return ScheduleError(str(explain(error, doing)))
 
 
-def _get_eventbridge_schedule(region: str, group: str, name: str, profile: Optional[str]) -> Optional[Dict[str, Any]]:
+def _get_eventbridge_schedule(region: str, group: str, name: str, profile: str | None) -> dict[str, Any] | None:
     from churn.aws.clients import acting_as, client, error_code
 
     with acting_as("operator"):
@@ -244,7 +291,7 @@ def _get_eventbridge_schedule(region: str, group: str, name: str, profile: Optio
             raise _aws_failure(error, f"reading EventBridge schedule {group}/{name}") from None
 
 
-def _delete_eventbridge_schedule(region: str, group: str, name: str, profile: Optional[str]) -> List[str]:
+def _delete_eventbridge_schedule(region: str, group: str, name: str, profile: str | None) -> list[str]:
     """Delete the EventBridge schedule and the SageMaker pipeline it starts; return what was removed."""
     from churn.aws.clients import acting_as, client, error_code
 

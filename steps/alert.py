@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from zenml import get_step_context
 from zenml.client import Client
@@ -39,9 +40,11 @@ def notify_failure(exception: BaseException) -> None:
     except Exception:  # the log location is a courtesy; never fail the alert over it
         logs = ""
     params = FailureAlertParams(
-        pipeline=context.pipeline.name, step=context.step_name,
+        pipeline=context.pipeline.name,
+        step=context.step_name,
         error=redact_then_truncate(f"{type(exception).__name__}: {exception}", MAX_ERROR_CHARS),
-        run_id=str(run.id), run_name=run.name,
+        run_id=str(run.id),
+        run_name=run.name,
         logs=logs or f"`zenml pipeline runs logs {run.id}` / step '{context.step_name}'",
     )
     message = redact(
@@ -66,9 +69,12 @@ def _withdraw_what_the_step_registered(context: Any) -> None:
             return
         from churn.model_registry import withdraw_run_registrations
 
-        for version, outcome in withdraw_run_registrations(registry, str(model_name), str(context.pipeline_run.id),
-                                                           context.step_name):
-            log.error("step %s failed after registering %s version %s: %s", context.step_name, model_name, version, outcome)
+        for version, outcome in withdraw_run_registrations(
+            registry, str(model_name), str(context.pipeline_run.id), context.step_name
+        ):
+            log.error(
+                "step %s failed after registering %s version %s: %s", context.step_name, model_name, version, outcome
+            )
     except Exception as error:  # noqa: BLE001 - the alert must still go out
         log.error("could not check what the failed step registered: %s", redact(error))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
@@ -15,8 +15,13 @@ from churn.bundle import ModelBundle
 
 @step(enable_cache=False)
 def batch_predict(
-    raw_features: pd.DataFrame, model_bundle: ModelBundle, model_version: dict, output_uri: Optional[str],
-    output_format: str = "parquet", chunk_rows: int = 50_000, instance_type: Optional[str] = None,
+    raw_features: pd.DataFrame,
+    model_bundle: ModelBundle,
+    model_version: dict,
+    output_uri: str | None,
+    output_format: str = "parquet",
+    chunk_rows: int = 50_000,
+    instance_type: str | None = None,
     instance_count: int = 1,
 ) -> Annotated[dict, "batch_summary"]:
     """Score every record (streamed to the output, written atomically); returns where and how many.
@@ -46,10 +51,21 @@ def batch_predict(
     deployer = Client().active_stack.model_deployer
     if deployer is None:
         raise RuntimeError("the active stack has no model deployer to score the batch with")
-    summary = deployer.batch_predict(raw_features, model_bundle, model_version, location, output_format, chunk_rows,
-                                     str(run.id), instance_type=instance_type, instance_count=instance_count)
+    summary = deployer.batch_predict(
+        raw_features,
+        model_bundle,
+        model_version,
+        location,
+        output_format,
+        chunk_rows,
+        str(run.id),
+        instance_type=instance_type,
+        instance_count=instance_count,
+    )
     summary = {**summary, **{k: model_version[k] for k in ("model_name", "version")}}
     log_metadata(metadata={"batch": summary})
-    print(f"Scored {summary['rows']} customers with {model_version['model_name']} v{model_version['version']} "
-          f"({summary.get('scored_by')}); wrote {location}")
+    print(
+        f"Scored {summary['rows']} customers with {model_version['model_name']} v{model_version['version']} "
+        f"({summary.get('scored_by')}); wrote {location}"
+    )
     return summary

@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterator, Optional, Set, Tuple
 
 from zenml.config.cache_policy import CachePolicy
 
 REPO = Path(__file__).resolve().parents[1]
 FOLLOWED = ("churn", "materializers")  # first-party packages whose code goes into the key
 # `import a.b as c, d` / `from .a import (b, c as d)` at the start of a line (any indentation)
-IMPORT_STATEMENT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)|import[ \t]+([^\n#;]*))", re.M)
+IMPORT_STATEMENT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)|import[ \t]+([^\n#;]*))", re.M
+)
 # a module named in a string, as the AutoML engine registry does: "churn.aws.autopilot_job:AutopilotEngine"
 MODULE_STRING = re.compile(r"""["']((?:churn|materializers)(?:\.\w+)+)(?::\w+)?["']""")
 
 
-def _module_file(root: Path, module: str) -> Optional[Path]:
+def _module_file(root: Path, module: str) -> Path | None:
     """The file of a first-party module (``a/b.py`` or ``a/b/__init__.py``), None if not one of ours."""
     base = root.joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
@@ -64,15 +66,18 @@ def _imported_modules(root: Path, path: Path) -> Iterator[str]:
             anchor = package.split(".")[: len(package.split(".")) - (len(dots) - 1)]
             source = ".".join(anchor + ([source] if source else []))
         yield source
-        yield from (f"{source}.{part.split()[0]}" for part in names.strip("()").split(",")
-                    if part.strip() and part.split()[0] != "*")
+        yield from (
+            f"{source}.{part.split()[0]}"
+            for part in names.strip("()").split(",")
+            if part.strip() and part.split()[0] != "*"
+        )
     yield from MODULE_STRING.findall(text)
 
 
-_IMPORTS: Dict[Tuple[Path, int, int], FrozenSet[str]] = {}  # (file, mtime_ns, size) -> what it imports
+_IMPORTS: dict[tuple[Path, int, int], frozenset[str]] = {}  # (file, mtime_ns, size) -> what it imports
 
 
-def _imports(root: Path, path: Path) -> FrozenSet[str]:
+def _imports(root: Path, path: Path) -> frozenset[str]:
     """:func:`_imported_modules` of ``path``, remembered until the file changes (the key runs once per cached step)."""
     stat = path.stat()
     key = (path, stat.st_mtime_ns, stat.st_size)
@@ -81,16 +86,19 @@ def _imports(root: Path, path: Path) -> FrozenSet[str]:
     return _IMPORTS[key]
 
 
-def training_step_files(root: Path = REPO) -> Set[Path]:
+def training_step_files(root: Path = REPO) -> set[Path]:
     """The step modules that use the training cache policy (they import ``steps.caching``)."""
-    return {path for path in (root / "steps").glob("*.py")
-            if path.name != "caching.py" and "steps.caching" in _imports(root, path)}
+    return {
+        path
+        for path in (root / "steps").glob("*.py")
+        if path.name != "caching.py" and "steps.caching" in _imports(root, path)
+    }
 
 
-def training_code_files(root: Path = REPO) -> Set[Path]:
+def training_code_files(root: Path = REPO) -> set[Path]:
     """The training steps' modules and every churn/materializers module they reach (see the module doc)."""
-    seen: Set[Path] = set()
-    files: Dict[str, Optional[Path]] = {}  # module -> its file, looked up once
+    seen: set[Path] = set()
+    files: dict[str, Path | None] = {}  # module -> its file, looked up once
     todo = sorted(training_step_files(root))
     while todo:
         path = todo.pop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 from zenml import log_metadata, step
 from zenml.client import Client
@@ -14,8 +14,9 @@ from materializers.artifact_materializer import TypedArtifactMaterializer
 
 
 @step(enable_cache=False, output_materializers=TypedArtifactMaterializer)
-def deploy(registration: Registration, endpoint_name: str, deploy_enabled: bool = True,
-           deploy_settings: Optional[dict] = None) -> Annotated[Deployment, "deployment"]:
+def deploy(
+    registration: Registration, endpoint_name: str, deploy_enabled: bool = True, deploy_settings: dict | None = None
+) -> Annotated[Deployment, "deployment"]:
     """Create or update the endpoint with the version just registered, if it is approved.
 
     Only approved models are deployed (spec, Model Approval Workflow). A failed
@@ -51,8 +52,11 @@ def deploy(registration: Registration, endpoint_name: str, deploy_enabled: bool 
     if unused:
         print(f"note: {', '.join(unused)} have no effect on this stack's model deployer ({deployer.flavor})")
     endpoint = deployer.deploy_bundle(
-        endpoint_name=endpoint_name, model_name=registration.model_name, version=registration.version,
-        bundle_uri=registration.bundle_uri, sha256=registration.sha256,
+        endpoint_name=endpoint_name,
+        model_name=registration.model_name,
+        version=registration.version,
+        bundle_uri=registration.bundle_uri,
+        sha256=registration.sha256,
         settings=DeploySettings(**(deploy_settings or {})),
         metadata={"mlflow_run_id": registration.mlflow_run_id, "zenml_run_id": registration.zenml_run_id},
     )

@@ -18,10 +18,16 @@ from stacks.contracts import EXPERIMENT_TRACKER
 from steps.caching import TRAINING_CACHE
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE,
-      output_materializers=EvaluationReportMaterializer)
+@step(
+    experiment_tracker=EXPERIMENT_TRACKER,
+    cache_policy=TRAINING_CACHE,
+    output_materializers=EvaluationReportMaterializer,
+)
 def evaluate(
-    model_bundle: ModelBundle, test_set: pd.DataFrame, gate_metric: str, threshold: float,
+    model_bundle: ModelBundle,
+    test_set: pd.DataFrame,
+    gate_metric: str,
+    threshold: float,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
     """The metrics of ``churn.metrics``, curves and the confusion matrix on the test split, with the gate's verdict.
 
@@ -46,7 +52,7 @@ def evaluate(
     scalar = {k: v for k, v in report.items() if isinstance(v, float)}
     mlflow.log_metrics(scalar)
     mlflow.log_dict({k: v for k, v in report.items() if k != "curves"}, "evaluation/evaluation.json")
-    for name, figure in evaluation_figures(report).items():      # ROC, precision-recall, confusion matrix
+    for name, figure in evaluation_figures(report).items():  # ROC, precision-recall, confusion matrix
         mlflow.log_figure(figure, f"evaluation/{name}.png")
     log_metadata(metadata={"metrics": scalar})
     print("Evaluation: " + summary_line(report))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 from zenml import log_metadata, step
 from zenml.client import Client
@@ -13,8 +13,11 @@ from churn.ingest import read_csv
 
 @step(enable_cache=False)
 def ingest_features(
-    feature_group_name: str, target_column: str = "churn", csv_path: Optional[str] = None,
-    demo_customers: int = 5000, demo_seed: int = 42,
+    feature_group_name: str,
+    target_column: str = "churn",
+    csv_path: str | None = None,
+    demo_customers: int = 5000,
+    demo_seed: int = 42,
 ) -> Annotated[dict, "ingestion_summary"]:
     """Ingest a CSV (any customer_id + binary target file) or the seeded demo data.
 
@@ -42,6 +45,8 @@ def ingest_features(
     summary = feature_store.ingest(feature_group_name, frame, target_column)
     summary["source"] = csv_path or f"demo data ({demo_customers} customers, seed {demo_seed})"
     log_metadata(metadata={"ingestion": {k: v for k, v in summary.items() if k != "feature_definitions"}})
-    print(f"Ingested {summary['records']} records into '{feature_group_name}'"
-          f"{' (feature group created)' if summary['created'] else ''}")
+    print(
+        f"Ingested {summary['records']} records into '{feature_group_name}'"
+        f"{' (feature group created)' if summary['created'] else ''}"
+    )
     return summary

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated, Tuple
+from typing import Annotated
 
 from zenml import log_metadata, step
 from zenml.client import Client
@@ -15,7 +15,9 @@ from materializers.bundle_materializer import ModelBundleMaterializer
 
 
 @step(enable_cache=False, output_materializers={"model_bundle": ModelBundleMaterializer})
-def load_approved_model(model_name: str) -> Tuple[Annotated[ModelBundle, "model_bundle"], Annotated[dict, "model_version"]]:
+def load_approved_model(
+    model_name: str,
+) -> tuple[Annotated[ModelBundle, "model_bundle"], Annotated[dict, "model_version"]]:
     """The approved model (``churn.model_registry.approved_version``: the rule deploy uses too).
 
     Its bundle is refused when the registry recorded no SHA-256 or the bytes differ.
@@ -35,14 +37,23 @@ def load_approved_model(model_name: str) -> Tuple[Annotated[ModelBundle, "model_
         raise RuntimeError("the active stack has no model registry")
     version = approved_version(registry, model_name)
     if version is None:
-        raise RuntimeError(f"model '{model_name}' has no Approved version in the registry; train one with `python run.py --variant rf`")
+        raise RuntimeError(
+            f"model '{model_name}' has no Approved version in the registry; train one with `python run.py --variant rf`"
+        )
     tags = version.metadata.model_dump() if version.metadata else {}
-    sha256 = require_recorded_sha256(tags.get("bundle_sha256"), f"the registry's record of {model_name} version {version.version}")
+    sha256 = require_recorded_sha256(
+        tags.get("bundle_sha256"), f"the registry's record of {model_name} version {version.version}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         bundle = fetch_bundle(version_bundle_uri(version), f"{tmp}/bundle", expected_sha256=sha256)
-    info = {"model_name": model_name, "version": str(version.version), "model_source_uri": version.model_source_uri,
-            "bundle_sha256": sha256, "mlflow_run_id": tags.get("mlflow_run_id"),
-            "zenml_pipeline_run_uuid": tags.get("zenml_pipeline_run_uuid")}
+    info = {
+        "model_name": model_name,
+        "version": str(version.version),
+        "model_source_uri": version.model_source_uri,
+        "bundle_sha256": sha256,
+        "mlflow_run_id": tags.get("mlflow_run_id"),
+        "zenml_pipeline_run_uuid": tags.get("zenml_pipeline_run_uuid"),
+    }
     log_metadata(metadata={"model_version": info})
     print(f"Scoring with {model_name} version {version.version}")
     return bundle, info

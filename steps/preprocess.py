@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Tuple
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
@@ -17,8 +17,10 @@ from steps.caching import TRAINING_CACHE
 @step(cache_policy=TRAINING_CACHE, output_materializers={"preprocessor": PreprocessorMaterializer})
 def preprocess(
     raw_features: pd.DataFrame, target_column: str, test_size: float, random_state: int
-) -> Tuple[
-    Annotated[pd.DataFrame, "train_set"], Annotated[pd.DataFrame, "test_set"], Annotated[Preprocessor, "preprocessor"],
+) -> tuple[
+    Annotated[pd.DataFrame, "train_set"],
+    Annotated[pd.DataFrame, "test_set"],
+    Annotated[Preprocessor, "preprocessor"],
     Annotated[HTMLString, "data_profile"],
 ]:
     """Split 80/20 stratified by the target and fit imputation + label encoding on the train split.
@@ -41,9 +43,12 @@ def preprocess(
     split = split_train_test(raw_features, target_column, test_size, random_state)
     preprocessor = Preprocessor.fit(split.train, target_column)
     log_metadata(metadata={"split": split.info, "features": preprocessor.feature_order})
-    print(f"Split {split.info['rows']} rows into {split.info['train_rows']} train / {split.info['test_rows']} test; "
-          f"{len(preprocessor.medians)} numeric and {len(preprocessor.classes)} categorical features")
+    print(
+        f"Split {split.info['rows']} rows into {split.info['train_rows']} train / {split.info['test_rows']} test; "
+        f"{len(preprocessor.medians)} numeric and {len(preprocessor.classes)} categorical features"
+    )
     profiled = [c for c in split.train if c in preprocessor.feature_order + [target_column]]
-    profile = data_profile_html(split.train[profiled], target_column,
-                                f"Training data profile ({split.info['train_rows']} rows)")
+    profile = data_profile_html(
+        split.train[profiled], target_column, f"Training data profile ({split.info['train_rows']} rows)"
+    )
     return split.train, split.test, preprocessor, HTMLString(profile)

@@ -8,7 +8,7 @@ failure in between withdraws the version.
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated, Tuple
+from typing import Annotated
 
 import mlflow
 import pandas as pd
@@ -27,12 +27,20 @@ from materializers.artifact_materializer import TypedArtifactMaterializer
 from stacks.contracts import EXPERIMENT_TRACKER
 
 
-@step(experiment_tracker=EXPERIMENT_TRACKER, enable_cache=False,
-      output_materializers={"registration": TypedArtifactMaterializer})
+@step(
+    experiment_tracker=EXPERIMENT_TRACKER,
+    enable_cache=False,
+    output_materializers={"registration": TypedArtifactMaterializer},
+)
 def register(
-    model_bundle: ModelBundle, evaluation_report: EvaluationReport, gate_verdict: GateVerdict,
-    feature_query: FeatureLineage, model_name: str, approval_status: str, test_set: pd.DataFrame,
-) -> Tuple[Annotated[Registration, "registration"], Annotated[HTMLString, "model_card"]]:
+    model_bundle: ModelBundle,
+    evaluation_report: EvaluationReport,
+    gate_verdict: GateVerdict,
+    feature_query: FeatureLineage,
+    model_name: str,
+    approval_status: str,
+    test_set: pd.DataFrame,
+) -> tuple[Annotated[Registration, "registration"], Annotated[HTMLString, "model_card"]]:
     """Register the bundle when the gate passed; otherwise register nothing and say why.
 
     Args:
@@ -53,8 +61,9 @@ def register(
     if not gate_verdict.passed:
         print(f"Not registered: {gate_verdict.message}")
         registration = Registration.refused(gate_verdict.message)
-        return registration, HTMLString(model_card_html(registration, evaluation_report, gate_verdict, feature_query,
-                                                        model_bundle.info))
+        return registration, HTMLString(
+            model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info)
+        )
     context = get_step_context()
     run = mlflow.active_run()
     trained_in = model_bundle.info.get("mlflow_run_id") or run.info.run_id
@@ -76,26 +85,54 @@ def register(
         **{f"metric_{k}": f"{v:.6f}" for k, v in evaluation_report.items() if isinstance(v, float)},
     }
     metadata = dict(
-        zenml_version=zenml.__version__, zenml_run_name=context.pipeline_run.name,
-        zenml_pipeline_name=context.pipeline.name, zenml_pipeline_run_uuid=str(context.pipeline_run.id),
-        zenml_step_name=context.step_name, zenml_project=str(context.pipeline_run.project_id), **tags,
+        zenml_version=zenml.__version__,
+        zenml_run_name=context.pipeline_run.name,
+        zenml_pipeline_name=context.pipeline.name,
+        zenml_pipeline_run_uuid=str(context.pipeline_run.id),
+        zenml_step_name=context.step_name,
+        zenml_project=str(context.pipeline_run.project_id),
+        **tags,
     )
 
     def record_lineage(version) -> Registration:  # runs before the version is approved; a failure here withdraws it
-        mlflow.set_tags({"registered_model": model_name, "registered_model_version": version.version,
-                         "approval_status": approval_status, "trained_in_mlflow_run_id": trained_in})
-        registration = Registration(registered=True, model_name=model_name, version=str(version.version),
-                                    bundle_uri=bundle_uri, sha256=sha256, approval_status=approval_status,
-                                    mlflow_run_id=run.info.run_id, trained_in_mlflow_run_id=trained_in,
-                                    zenml_run_id=str(context.pipeline_run.id))
+        mlflow.set_tags(
+            {
+                "registered_model": model_name,
+                "registered_model_version": version.version,
+                "approval_status": approval_status,
+                "trained_in_mlflow_run_id": trained_in,
+            }
+        )
+        registration = Registration(
+            registered=True,
+            model_name=model_name,
+            version=str(version.version),
+            bundle_uri=bundle_uri,
+            sha256=sha256,
+            approval_status=approval_status,
+            mlflow_run_id=run.info.run_id,
+            trained_in_mlflow_run_id=trained_in,
+            zenml_run_id=str(context.pipeline_run.id),
+        )
         log_metadata(metadata={"registration": registration.model_dump(mode="json", exclude_none=True)})
         return registration
 
     version, registration = register_all_or_nothing(
-        Client().active_stack.model_registry, model_name, logged.model_uri, metadata, approval_status,
-        description=f"{type(model_bundle.estimator).__name__}; {gate_verdict.message}", then=record_lineage,
+        Client().active_stack.model_registry,
+        model_name,
+        logged.model_uri,
+        metadata,
+        approval_status,
+        description=f"{type(model_bundle.estimator).__name__}; {gate_verdict.message}",
+        then=record_lineage,
     )
     print(f"Registered {model_name} version {version.version} ({approval_status})")
-    card = model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info,
-                           mlflow_tracking_uri=mlflow.get_tracking_uri())
+    card = model_card_html(
+        registration,
+        evaluation_report,
+        gate_verdict,
+        feature_query,
+        model_bundle.info,
+        mlflow_tracking_uri=mlflow.get_tracking_uri(),
+    )
     return registration, HTMLString(card)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, Tuple
+from typing import Annotated
 
 import pandas as pd
 from zenml import step
@@ -16,11 +16,16 @@ from materializers.dataframe_materializer import ContentHashedDataFrameMateriali
 
 # Always read the store (new ingests must be seen); the records carry a content hash, so the
 # steps after this one stay cached while the data is unchanged.
-@step(enable_cache=False, output_materializers={"raw_features": ContentHashedDataFrameMaterializer,
-                                                "feature_query": TypedArtifactMaterializer})
+@step(
+    enable_cache=False,
+    output_materializers={
+        "raw_features": ContentHashedDataFrameMaterializer,
+        "feature_query": TypedArtifactMaterializer,
+    },
+)
 def source_features(
-    feature_group_name: str, customer_id_start: int, customer_id_end: int, as_of: Optional[str] = None
-) -> Tuple[Annotated[pd.DataFrame, "raw_features"], Annotated[FeatureLineage, "feature_query"]]:
+    feature_group_name: str, customer_id_start: int, customer_id_end: int, as_of: str | None = None
+) -> tuple[Annotated[pd.DataFrame, "raw_features"], Annotated[FeatureLineage, "feature_query"]]:
     """Latest non-deleted record per customer in [start, end] (CUST_XXXXXX), optionally as of a time.
 
     Args:

@@ -19,7 +19,10 @@ from steps.caching import TRAINING_CACHE
 
 @step(experiment_tracker=EXPERIMENT_TRACKER, cache_policy=TRAINING_CACHE, output_materializers=ModelBundleMaterializer)
 def train_rf(
-    train_set: pd.DataFrame, preprocessor: Preprocessor, hyperparameters: dict, random_state: int,
+    train_set: pd.DataFrame,
+    preprocessor: Preprocessor,
+    hyperparameters: dict,
+    random_state: int,
     feature_query: FeatureLineage,
 ) -> Annotated[ModelBundle, "model_bundle"]:
     """Fit RandomForest with the configured hyperparameters; the bundle carries the preprocessing.
@@ -34,10 +37,22 @@ def train_rf(
     Returns:
         The trained model bundle.
     """
-    bundle = train_random_forest(train_set, preprocessor, hyperparameters, random_state,
-                                 feature_query.bundle_info(mlflow.active_run().info.run_id))
-    mlflow.log_params({**hyperparameters, "model_type": "random_forest", "random_state": random_state,
-                       "train_rows": len(train_set), "feature_group": feature_query.feature_group})
+    bundle = train_random_forest(
+        train_set,
+        preprocessor,
+        hyperparameters,
+        random_state,
+        feature_query.bundle_info(mlflow.active_run().info.run_id),
+    )
+    mlflow.log_params(
+        {
+            **hyperparameters,
+            "model_type": "random_forest",
+            "random_state": random_state,
+            "train_rows": len(train_set),
+            "feature_group": feature_query.feature_group,
+        }
+    )
     mlflow.log_metric("train_seconds", bundle.info["train_seconds"])
     mlflow.set_tags({"data_fingerprint": feature_query.data_fingerprint, "feature_query": feature_query.description})
     mlflow.log_text(feature_query.sql, "feature_query.sql")

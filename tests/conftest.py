@@ -22,18 +22,20 @@ from churn.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="churn-tests-"))
-os.environ.update({
-    "ZENML_CONFIG_PATH": str(_SESSION_DIR / "zenml"),
-    "ZENML_ANALYTICS_OPT_IN": "false",
-    "ZENML_LOGGING_VERBOSITY": "WARN",
-    "ZENML_ENABLE_REPO_INIT_WARNINGS": "false",
-    "ZENML_AUTO_OPEN_DASHBOARD": "false",
-    "MLFLOW_ENABLE_TELEMETRY": "false",
-    "DO_NOT_TRACK": "1",
-    "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
-    "OMP_NUM_THREADS": "1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-})
+os.environ.update(
+    {
+        "ZENML_CONFIG_PATH": str(_SESSION_DIR / "zenml"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_LOGGING_VERBOSITY": "WARN",
+        "ZENML_ENABLE_REPO_INIT_WARNINGS": "false",
+        "ZENML_AUTO_OPEN_DASHBOARD": "false",
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+        "DO_NOT_TRACK": "1",
+        "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+        "OMP_NUM_THREADS": "1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+)
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -48,13 +50,28 @@ class ServerProcess:
     def __init__(self, endpoint_dir: Path, workers: int = 1, max_body_bytes: int | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint_dir),
-                   "--port", str(self.port), "--workers", str(workers)]
+        command = [
+            sys.executable,
+            "-m",
+            "churn.serving.server",
+            "--endpoint-dir",
+            str(endpoint_dir),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         if max_body_bytes:
             command += ["--max-body-bytes", str(max_body_bytes)]
         self.log = open(Path(endpoint_dir) / "test-server.log", "ab")
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         import requests
@@ -96,7 +113,9 @@ def publish(endpoint_dir, bundle, version: str) -> dict:
 
 
 def write_pointer(endpoint_dir, record) -> None:
-    atomic_write_bytes(endpoint_dir / "current.json", (record if isinstance(record, str) else json.dumps(record)).encode())
+    atomic_write_bytes(
+        endpoint_dir / "current.json", (record if isinstance(record, str) else json.dumps(record)).encode()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +144,9 @@ def assert_endpoint_serves_registered_bundle(invocations_url: str, registration,
     from churn.bundle import ModelBundle
 
     bundle = ModelBundle.load(registration.bundle_uri.removeprefix("file://"), expected_sha256=registration.sha256)
-    response = requests.post(invocations_url, data=rows.to_csv(index=False), headers={"Content-Type": "text/csv"}, timeout=30)
+    response = requests.post(
+        invocations_url, data=rows.to_csv(index=False), headers={"Content-Type": "text/csv"}, timeout=30
+    )
     assert response.status_code == 200, response.text
     assert response.text.splitlines() == [str(v) for v in bundle.predict(rows)]
     assert response.headers["X-Model-Version"] == registration.version

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,15 +23,15 @@ ZENML_AWARE = {
 }
 
 
-def _modules(*folders: str, root: Path = REPO) -> List[Path]:
-    files: List[Path] = []
+def _modules(*folders: str, root: Path = REPO) -> list[Path]:
+    files: list[Path] = []
     for folder in folders:
         path = root / folder
         files += [path] if path.is_file() else sorted(path.rglob("*.py"))
     return files
 
 
-def _imports(path: Path) -> Iterator[Tuple[int, str]]:
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
     """(line, dotted module) for every import in the file, including those inside functions."""
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -39,11 +39,11 @@ def _imports(path: Path) -> Iterator[Tuple[int, str]]:
                 yield node.lineno, alias.name
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             yield node.lineno, node.module
-            for alias in node.names:   # `from stacks import flavors`
+            for alias in node.names:  # `from stacks import flavors`
                 yield node.lineno, f"{node.module}.{alias.name}"
 
 
-def _offending(folders: Tuple[str, ...], prefix: str, root: Path = REPO) -> List[str]:
+def _offending(folders: tuple[str, ...], prefix: str, root: Path = REPO) -> list[str]:
     """``file:line: imports module`` for each import line of ``prefix`` (or a module under it) in ``folders``."""
     found = {}
     for path in _modules(*folders, root=root):
@@ -65,10 +65,12 @@ def test_the_cli_imports_no_flavor_and_names_none():
             if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FLAVOR" for t in node.targets):
                 flavor_names.add(node.value.value)
     assert "churn_sagemaker_endpoint" in flavor_names and "churn_local_endpoint" in flavor_names
-    named = [f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}"
-             for path in _modules("run.py", "cli", "steps", "pipelines")
-             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-             if isinstance(node, ast.Constant) and node.value in flavor_names]
+    named = [
+        f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}"
+        for path in _modules("run.py", "cli", "steps", "pipelines")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and node.value in flavor_names
+    ]
     assert named == []
 
 
@@ -85,8 +87,12 @@ def test_the_check_sees_lazy_and_from_imports(tmp_path):
     """The AST walk finds imports inside functions and `from stacks import flavors` (else the rules prove nothing)."""
     module = tmp_path / "steps" / "bad.py"
     module.parent.mkdir()
-    module.write_text("def f():\n    from stacks.flavors.local_alerter import LocalAlerter\n"
-                      "from stacks import flavors\nimport stacks.flavors.sns_alerter as sns\n")
+    module.write_text(
+        "def f():\n    from stacks.flavors.local_alerter import LocalAlerter\n"
+        "from stacks import flavors\nimport stacks.flavors.sns_alerter as sns\n"
+    )
     assert _offending(("steps",), "stacks.flavors", root=tmp_path) == [
-        "steps/bad.py:2: imports stacks.flavors.local_alerter", "steps/bad.py:3: imports stacks.flavors",
-        "steps/bad.py:4: imports stacks.flavors.sns_alerter"]
+        "steps/bad.py:2: imports stacks.flavors.local_alerter",
+        "steps/bad.py:3: imports stacks.flavors",
+        "steps/bad.py:4: imports stacks.flavors.sns_alerter",
+    ]

@@ -13,21 +13,27 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import assert_endpoint_serves_registered_bundle
-
-from churn.automl import (AutoMLError, AutoMLSettings, FAMILIES, flaml_metric, objective_score, register_engine,
-                          resolve_engine, train_automl)
+from churn.automl import (
+    FAMILIES,
+    AutoMLError,
+    AutoMLSettings,
+    flaml_metric,
+    objective_score,
+    register_engine,
+    resolve_engine,
+    train_automl,
+)
 from churn.automl.engines.local import LocalEngine as FlamlEngine
 from churn.bundle import ModelBundle
 from churn.config import ConfigError, PipelineConfig, load_config, parse_config
 from churn.preprocessing import Preprocessor, split_train_test
+from tests.conftest import assert_endpoint_serves_registered_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = "classification-model-automl-group"
@@ -36,13 +42,15 @@ ENDPOINT = "automl-classification-endpoint"
 
 # -- config ---------------------------------------------------------------------------
 
+
 def test_automl_config_has_the_spec_keys_and_its_own_group_and_endpoint():
     config = load_config("configs/automl.yaml")
     assert config.variant == "automl" and config.pipeline_name == "classification-model-automl-pipeline"
     assert config.model_package_group == GROUP and config.endpoint_name == ENDPOINT
     assert config.target_attribute_name == config.target_column == "churn"
     assert config.problem_type == "BinaryClassification" and config.objective_metric_name in typing.get_args(
-        PipelineConfig.model_fields["objective_metric_name"].annotation)
+        PipelineConfig.model_fields["objective_metric_name"].annotation
+    )
     assert config.mode == "ENSEMBLING" and config.accuracy_threshold == 0.5
     settings = AutoMLSettings.from_config(config.model_dump())
     assert settings.max_runtime_sec == config.max_runtime_sec and settings.seed == config.random_state
@@ -53,20 +61,25 @@ def test_config_and_engine_agree_on_objectives_and_families():
     from churn.automl import OBJECTIVES
 
     objectives = typing.get_args(PipelineConfig.model_fields["objective_metric_name"].annotation)
-    families = typing.get_args(typing.get_args(typing.get_args(PipelineConfig.model_fields["automl_families"].annotation)[0])[0])
+    families = typing.get_args(
+        typing.get_args(typing.get_args(PipelineConfig.model_fields["automl_families"].annotation)[0])[0]
+    )
     assert set(objectives) == set(OBJECTIVES) and set(families) == set(FAMILIES)
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"problem_type": "Regression"}, "key 'problem_type'.*only BinaryClassification"),
-    ({"objective_metric_name": "RMSE"}, "key 'objective_metric_name'"),
-    ({"mode": "STACKING"}, "key 'mode'"),
-    ({"max_runtime_sec": 0}, "key 'max_runtime_sec'"),
-    ({"automl_families": ["lgbm", "catboost"]}, "key 'automl_families.1'"),
-    ({"target_attribute_name": "churn", "target_column": "left"}, "must name the same column"),
-    ({"max_runtime_sec": 60, "max_runtime_per_training_job_sec": 120}, "above max_runtime_sec"),
-    ({"max_runtim_sec": 60}, "unknown key 'max_runtim_sec'"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"problem_type": "Regression"}, "key 'problem_type'.*only BinaryClassification"),
+        ({"objective_metric_name": "RMSE"}, "key 'objective_metric_name'"),
+        ({"mode": "STACKING"}, "key 'mode'"),
+        ({"max_runtime_sec": 0}, "key 'max_runtime_sec'"),
+        ({"automl_families": ["lgbm", "catboost"]}, "key 'automl_families.1'"),
+        ({"target_attribute_name": "churn", "target_column": "left"}, "must name the same column"),
+        ({"max_runtime_sec": 60, "max_runtime_per_training_job_sec": 120}, "above max_runtime_sec"),
+        ({"max_runtim_sec": 60}, "unknown key 'max_runtim_sec'"),
+    ],
+)
 def test_bad_automl_config_is_refused_naming_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(raw)
@@ -93,8 +106,17 @@ def small_split(demo_frame):
 
 def _settings(**overrides):
     # max_runtime_sec is far above what the capped search needs, even on a busy machine
-    return AutoMLSettings(**{"objective": "AUC", "max_runtime_sec": 900, "max_candidates": 12, "mode": "ENSEMBLING",
-                             "families": FAMILIES_SMALL, "seed": 7, **overrides})
+    return AutoMLSettings(
+        **{
+            "objective": "AUC",
+            "max_runtime_sec": 900,
+            "max_candidates": 12,
+            "mode": "ENSEMBLING",
+            "families": FAMILIES_SMALL,
+            "seed": 7,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +176,8 @@ def test_same_seed_same_model(small_split):
     assert first.info["automl"]["ensemble_members"] == second.info["automl"]["ensemble_members"]
     assert first.info["automl"]["leaderboard"] == [
         {**c, "fold_fit_seconds": first.info["automl"]["leaderboard"][i]["fold_fit_seconds"]}
-        for i, c in enumerate(second.info["automl"]["leaderboard"])]
+        for i, c in enumerate(second.info["automl"]["leaderboard"])
+    ]
     np.testing.assert_array_equal(first.predict_proba(split.test)[0], second.predict_proba(split.test)[0])
     other = train_automl(split.train, pre, _settings(max_candidates=5, seed=8))
     assert other.info["automl"]["leaderboard"] != first.info["automl"]["leaderboard"]
@@ -162,8 +185,9 @@ def test_same_seed_same_model(small_split):
 
 def test_the_time_budget_is_honoured_including_the_final_fit(small_split):
     split, pre = small_split
-    settings = _settings(max_runtime_sec=12, max_candidates=None, families=("histgb", "lgbm", "logistic", "rf",
-                                                                           "extra_tree", "xgboost"))
+    settings = _settings(
+        max_runtime_sec=12, max_candidates=None, families=("histgb", "lgbm", "logistic", "rf", "extra_tree", "xgboost")
+    )
     bundle = FlamlEngine().train(split.train, pre, settings)
     automl = bundle.info["automl"]
     assert automl["total_seconds"] <= 12 + 3, automl  # a fold or a trial may run past the deadline, no more
@@ -193,8 +217,13 @@ def test_fast_member_scoring_equals_predict_proba(small_split):
     for candidate in PORTFOLIO:
         model = build(candidate, categorical, seed=0, n_jobs=1).fit(X, y)
         for rows in (X[:1], X[:200]):
-            np.testing.assert_allclose(positive_scorer(model)(rows), model.predict_proba(rows)[:, 1], rtol=1e-9,
-                                       atol=1e-12, err_msg=candidate.name)
+            np.testing.assert_allclose(
+                positive_scorer(model)(rows),
+                model.predict_proba(rows)[:, 1],
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=candidate.name,
+            )
 
 
 def test_greedy_selection_blends_complementary_candidates_and_caps_members():
@@ -227,16 +256,28 @@ def test_bundle_loads_and_predicts_without_flaml(automl_bundle, small_split, tmp
         f"b = ModelBundle.load({str(tmp_path / 'bundle')!r}, expected_sha256={sha!r})\n"
         f"print(json.dumps(b.predict_proba(pd.read_csv({str(tmp_path / 'test.csv')!r}))[0].tolist()))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
-                            env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_allclose(json.loads(result.stdout), bundle.predict_proba(split.test)[0], rtol=1e-9)
 
 
 def test_hyperparameter_tuning_mode_returns_the_single_best_model(small_split):
     split, pre = small_split
-    settings = AutoMLSettings(objective="F1", max_runtime_sec=600, max_candidates=4, mode="HYPERPARAMETER_TUNING",
-                              families=("lgbm", "logistic"), seed=1)
+    settings = AutoMLSettings(
+        objective="F1",
+        max_runtime_sec=600,
+        max_candidates=4,
+        mode="HYPERPARAMETER_TUNING",
+        families=("lgbm", "logistic"),
+        seed=1,
+    )
     bundle = FlamlEngine().train(split.train, pre, settings)
     automl = bundle.info["automl"]
     assert automl["flaml_metric"] == "f1" and len(automl["ensemble_members"]) == 1
@@ -246,10 +287,18 @@ def test_hyperparameter_tuning_mode_returns_the_single_best_model(small_split):
     assert list(bundle.estimator.classes_) == [0, 1]
 
 
-@pytest.mark.parametrize("objective, expected", [
-    ("Accuracy", "accuracy"), ("AUC", "roc_auc"), ("F1", "f1"), ("LogLoss", "log_loss"),
-    ("Precision", "flaml_Precision"), ("Recall", "flaml_Recall"), ("BalancedAccuracy", "flaml_BalancedAccuracy"),
-])
+@pytest.mark.parametrize(
+    "objective, expected",
+    [
+        ("Accuracy", "accuracy"),
+        ("AUC", "roc_auc"),
+        ("F1", "f1"),
+        ("LogLoss", "log_loss"),
+        ("Precision", "flaml_Precision"),
+        ("Recall", "flaml_Recall"),
+        ("BalancedAccuracy", "flaml_BalancedAccuracy"),
+    ],
+)
 def test_every_spec_objective_maps_to_a_flaml_metric(objective, expected):
     metric = flaml_metric(objective)
     assert (metric if isinstance(metric, str) else metric.__name__) == expected
@@ -306,6 +355,7 @@ def test_a_single_class_target_fails_clearly(small_split):
 
 # -- the pipeline on the local stack -----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def stack(session_dir):
     from zenml.client import Client
@@ -343,7 +393,15 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
     import mlflow
 
     assert automl_run.status.value == "completed"
-    assert set(automl_run.steps) == {"source_features", "preprocess", "train_automl", "evaluate", "gate", "register", "deploy"}
+    assert set(automl_run.steps) == {
+        "source_features",
+        "preprocess",
+        "train_automl",
+        "evaluate",
+        "gate",
+        "register",
+        "deploy",
+    }
     report = _out(automl_run, "evaluate", "evaluation_report")
     assert report["accuracy"] >= 0.5 and report["roc_auc"] > 0.7
     registration = _out(automl_run, "register", "registration")
@@ -363,7 +421,9 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
     # a real CSV request to the AutoML endpoint answers as the registered bundle predicts
     bundle = ModelBundle.load(registration.bundle_uri.removeprefix("file://"), expected_sha256=registration.sha256)
     assert bundle.info["automl"]["best_family"] == params["best_family"]
-    assert_endpoint_serves_registered_bundle(deployment.invocations_url, registration, _out(automl_run, "preprocess", "test_set"))
+    assert_endpoint_serves_registered_bundle(
+        deployment.invocations_url, registration, _out(automl_run, "preprocess", "test_set")
+    )
 
 
 @pytest.mark.pipeline

@@ -20,13 +20,20 @@ def test_a_streamed_batch_writes_what_one_unstreamed_chunk_writes(trained_bundle
     frame = _frame(trained_bundle)
     seen = []
     # chunks scored on 3 threads, a few ahead of the writer, still arrive whole and in order
-    streamed = write_chunks(score_in_chunks(bundle, frame, 37, "m", "3", "run-1", threads=3),
-                            str(tmp_path / f"s.{output_format}"), output_format, progress=seen.append)
-    whole = write_chunks(score_in_chunks(bundle, frame, len(frame), "m", "3", "run-1"),
-                         str(tmp_path / f"w.{output_format}"), output_format)
+    streamed = write_chunks(
+        score_in_chunks(bundle, frame, 37, "m", "3", "run-1", threads=3),
+        str(tmp_path / f"s.{output_format}"),
+        output_format,
+        progress=seen.append,
+    )
+    whole = write_chunks(
+        score_in_chunks(bundle, frame, len(frame), "m", "3", "run-1"),
+        str(tmp_path / f"w.{output_format}"),
+        output_format,
+    )
     read = pd.read_parquet if output_format == "parquet" else pd.read_csv
     got, want = read(tmp_path / f"s.{output_format}"), read(tmp_path / f"w.{output_format}")
-    assert len(seen) == -(-len(frame) // 37) and seen[-1] == len(frame)   # one write per chunk, as scored
+    assert len(seen) == -(-len(frame) // 37) and seen[-1] == len(frame)  # one write per chunk, as scored
     assert list(got.columns) == OUTPUT_COLUMNS and streamed == whole and streamed["rows"] == len(frame)
     pd.testing.assert_frame_equal(got, want)
     assert got["customer_id"].tolist() == frame["customer_id"].tolist()
@@ -47,7 +54,7 @@ def test_an_interrupted_batch_leaves_no_output_and_keeps_the_previous_one(traine
 
     with pytest.raises(RuntimeError, match="mid-batch"):
         write_chunks(failing(), str(target), "parquet")
-    assert target.read_bytes() == before                           # the earlier complete output, untouched
+    assert target.read_bytes() == before  # the earlier complete output, untouched
     assert sorted(p.name for p in target.parent.iterdir()) == ["predictions.parquet"]  # no partial file left
     with pytest.raises(RuntimeError, match="mid-batch"):
         write_chunks(failing(), str(tmp_path / "fresh.csv"), "csv")

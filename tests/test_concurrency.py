@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _first_ingest(root, kind, barrier, results):
-    frame = pd.DataFrame({"customer_id": range(1, 2001), "x": [1.5 if kind == "float" else "text"] * 2000, "churn": [0, 1] * 1000})
+    frame = pd.DataFrame(
+        {"customer_id": range(1, 2001), "x": [1.5 if kind == "float" else "text"] * 2000, "churn": [0, 1] * 1000}
+    )
     barrier.wait()
     try:
         LocalOfflineStore(root).ingest("g", frame, "churn")
@@ -35,7 +37,9 @@ def _first_ingest(root, kind, barrier, results):
 def test_two_first_ingests_with_different_schemas_one_wins_the_other_is_told(tmp_path):
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_first_ingest, args=(tmp_path, kind, barrier, results)) for kind in ("float", "text")]
+    workers = [
+        context.Process(target=_first_ingest, args=(tmp_path, kind, barrier, results)) for kind in ("float", "text")
+    ]
     for worker in workers:
         worker.start()
     outcome = dict(results.get(timeout=120) for _ in workers)
@@ -63,10 +67,16 @@ LocalOfflineStore(sys.argv[1]).ingest("g", frame, "churn")
 
 def test_kill_9_during_an_ingest_leaves_the_store_reading_as_before(tmp_path):
     store = LocalOfflineStore(tmp_path)
-    store.ingest("g", pd.DataFrame({"customer_id": [1, 2], "x": [1.0, 2.0], "note": ["a", "b"], "churn": [0, 1]}), "churn")
+    store.ingest(
+        "g", pd.DataFrame({"customer_id": [1, 2], "x": [1.0, 2.0], "note": ["a", "b"], "churn": [0, 1]}), "churn"
+    )
     before, _ = store.read_latest(FeatureQuery("g", 1, 999_999))
-    writer = subprocess.Popen([sys.executable, "-c", _BIG_INGEST, str(tmp_path)], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _BIG_INGEST, str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not list(tmp_path.glob("g/data/**/.*.tmp")):

@@ -50,8 +50,16 @@ def test_two_runs_at_once_end_with_the_newest_version_served_by_one_server(sessi
 
     mlflow.MlflowClient(stack.experiment_tracker.get_tracking_uri()).search_experiments()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    runs = [subprocess.Popen([sys.executable, "run.py", "--variant", "rf"], cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "run.py", "--variant", "rf"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=900)[0].decode(errors="replace") for run in runs]
     deployer = stack.model_deployer
     try:

@@ -12,15 +12,21 @@ def test_shipped_config_is_valid_and_has_spec_keys():
     assert config.endpoint_name == "classification-model-endpoint"
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"accuracy_threshold": 1.7}, "key 'accuracy_threshold'.*1.7"),
-    ({"hyperparameters": {"max_depth": -1}}, "key 'hyperparameters.max_depth'.*-1"),
-    ({"acuracy_threshold": 0.5}, "unknown key 'acuracy_threshold'"),
-    ({"hyperparameters": {"n_trees": 5}}, "unknown key 'hyperparameters.n_trees'"),
-    ({"approval_status": "Yes"}, "key 'approval_status'"),
-    ({"customer_id_start": 10, "customer_id_end": 5}, "customer_id_end \\(5\\) is below customer_id_start \\(10\\)"),
-    ({"bucket": "AKIAABCDEFGHIJKLMNOP"}, "config key 'bucket' looks like an AWS credential"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"accuracy_threshold": 1.7}, "key 'accuracy_threshold'.*1.7"),
+        ({"hyperparameters": {"max_depth": -1}}, "key 'hyperparameters.max_depth'.*-1"),
+        ({"acuracy_threshold": 0.5}, "unknown key 'acuracy_threshold'"),
+        ({"hyperparameters": {"n_trees": 5}}, "unknown key 'hyperparameters.n_trees'"),
+        ({"approval_status": "Yes"}, "key 'approval_status'"),
+        (
+            {"customer_id_start": 10, "customer_id_end": 5},
+            "customer_id_end \\(5\\) is below customer_id_start \\(10\\)",
+        ),
+        ({"bucket": "AKIAABCDEFGHIJKLMNOP"}, "config key 'bucket' looks like an AWS credential"),
+    ],
+)
 def test_bad_config_is_refused_naming_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(raw)
@@ -51,15 +57,18 @@ def test_gate_passes_at_threshold_and_fails_below_or_missing():
         check_quality({}, "loss", 0.5)
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"customer_id_start": 1_000_000}, r"key 'customer_id_start': customer ids are 0-999,999 .*\(got 1000000\)"),
-    ({"customer_id_end": -1}, r"key 'customer_id_end': customer ids are 0-999,999 .*\(got -1\)"),
-    ({"random_state": -1}, r"key 'random_state'.*greater than or equal to 0 \(got -1\)"),
-    ({"as_of": "2026-01-31"}, r"key 'as_of': as_of must be an ISO-8601 UTC timestamp"),
-    ({"autoscaling_min_capacity": 3, "autoscaling_max_capacity": 2}, r"autoscaling_max_capacity \(2\) is below"),
-    ({"inference_instance_type": "m5.xlarge"}, r"key 'inference_instance_type'"),
-    ({"bucket": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}, "config key 'bucket' looks like an AWS credential"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"customer_id_start": 1_000_000}, r"key 'customer_id_start': customer ids are 0-999,999 .*\(got 1000000\)"),
+        ({"customer_id_end": -1}, r"key 'customer_id_end': customer ids are 0-999,999 .*\(got -1\)"),
+        ({"random_state": -1}, r"key 'random_state'.*greater than or equal to 0 \(got -1\)"),
+        ({"as_of": "2026-01-31"}, r"key 'as_of': as_of must be an ISO-8601 UTC timestamp"),
+        ({"autoscaling_min_capacity": 3, "autoscaling_max_capacity": 2}, r"autoscaling_max_capacity \(2\) is below"),
+        ({"inference_instance_type": "m5.xlarge"}, r"key 'inference_instance_type'"),
+        ({"bucket": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}, "config key 'bucket' looks like an AWS credential"),
+    ],
+)
 def test_bad_values_are_refused_at_load_time_naming_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(raw)
@@ -71,7 +80,7 @@ def test_config_or_cli_customer_ids_out_of_range_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"c.yaml: key 'customer_id_end': customer ids are 0-999,999"):
         load_config(path)
     with pytest.raises(ConfigError, match=r"key 'customer_id_start': customer ids"):
-        load_config("configs/rf.yaml", customer_id_start=-5)   # run.py / callers pass CLI values as overrides
+        load_config("configs/rf.yaml", customer_id_start=-5)  # run.py / callers pass CLI values as overrides
 
 
 def test_an_ordinary_40_character_bucket_name_is_not_a_credential():
@@ -79,12 +88,18 @@ def test_an_ordinary_40_character_bucket_name_is_not_a_credential():
     assert len(bucket) == 40 and parse_config({"bucket": bucket}).bucket == bucket
     from churn.aws.settings import parse_stack_settings
 
-    settings = parse_stack_settings({"region": "us-west-2", "bucket": bucket,
-                                     "role_arn": "arn:aws:iam::123456789012:role/ML-Role-Pipelines"})
+    settings = parse_stack_settings(
+        {"region": "us-west-2", "bucket": bucket, "role_arn": "arn:aws:iam::123456789012:role/ML-Role-Pipelines"}
+    )
     assert settings.bucket == bucket
     with pytest.raises(ConfigError, match="'bucket' looks like an AWS credential"):
-        parse_stack_settings({"region": "us-west-2", "bucket": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12",
-                              "role_arn": "arn:aws:iam::123456789012:role/ML-Role-Pipelines"})
+        parse_stack_settings(
+            {
+                "region": "us-west-2",
+                "bucket": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12",
+                "role_arn": "arn:aws:iam::123456789012:role/ML-Role-Pipelines",
+            }
+        )
 
 
 def test_duplicate_keys_are_refused_with_their_lines(tmp_path):
@@ -133,7 +148,11 @@ def test_the_budgets_of_the_two_automl_engines_are_separate():
     settings = AutoMLSettings.from_config(config.model_dump())
     assert settings.max_runtime_sec == 300 and settings.autopilot_max_runtime_sec == 3600
     request = AutopilotEngine.job_request(
-        "job", settings, "churn", {"train_prefix": "s3://b/p/", "output_prefix": "s3://b/o/"},
-        AutopilotConfig(region="us-west-2", role_arn="arn:aws:iam::123456789012:role/R", bucket="b", prefix="p"))
+        "job",
+        settings,
+        "churn",
+        {"train_prefix": "s3://b/p/", "output_prefix": "s3://b/o/"},
+        AutopilotConfig(region="us-west-2", role_arn="arn:aws:iam::123456789012:role/R", bucket="b", prefix="p"),
+    )
     criteria = request["AutoMLProblemTypeConfig"]["TabularJobConfig"]["CompletionCriteria"]
     assert criteria["MaxAutoMLJobRuntimeInSeconds"] == 3600

@@ -27,18 +27,29 @@ import requests
 
 from churn.dashboard import DashboardError, start_zenml_dashboard, stop_zenml_dashboard
 from churn.net import free_port
-from tests.browser.pages import (MLFLOW_UI_PREFS_JS, chromium, chromium_path, frame_values, new_page,
-                                 open_artifact_visualization, screenshot, wait_for, wait_for_text)
-from tests.browser.servers import (mlflow_run_url, start_mlflow_ui, zenml_latest_run, zenml_server_pid,
-                                   zenml_step_output)
+from tests.browser.pages import (
+    MLFLOW_UI_PREFS_JS,
+    chromium,
+    chromium_path,
+    frame_values,
+    new_page,
+    open_artifact_visualization,
+    screenshot,
+    wait_for,
+    wait_for_text,
+)
+from tests.browser.servers import mlflow_run_url, start_mlflow_ui, zenml_latest_run, zenml_server_pid, zenml_step_output
 
 REPO = Path(__file__).resolve().parents[1]
 FAILED_SHOTS = REPO / "test-artifacts" / "dashboard"
 
 pytestmark = [
     pytest.mark.pipeline,
-    pytest.mark.skipif(chromium_path() is None, reason="chromium is missing: install Debian's chromium "
-                       "(apt-get update && apt-get install -y chromium) to run the browser test"),
+    pytest.mark.skipif(
+        chromium_path() is None,
+        reason="chromium is missing: install Debian's chromium "
+        "(apt-get update && apt-get install -y chromium) to run the browser test",
+    ),
 ]
 
 
@@ -87,9 +98,16 @@ def _run_pipeline(config_path: Path, env: dict, root: Path):
     """``python run.py --variant rf --demo-data-if-empty`` against the server; return its output and
     the MLflow UI, started as soon as the run's tracking store is initialised (``mlflow ui`` takes
     30-60 s to import on two busy cores: it overlaps the rest of the run instead of following it)."""
-    process = subprocess.Popen([sys.executable, "run.py", "--variant", "rf", "--demo-data-if-empty"], cwd=REPO,
-                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, bufsize=1)
+    process = subprocess.Popen(
+        [sys.executable, "run.py", "--variant", "rf", "--demo-data-if-empty"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     watchdog = threading.Timer(600, process.kill)
     watchdog.start()
     lines, ui = [], None
@@ -99,8 +117,9 @@ def _run_pipeline(config_path: Path, env: dict, root: Path):
             if ui is None and TRACKER_READY.match(line):
                 stores = list(config_path.glob("local_stores/*/mlflow.db"))
                 if len(stores) == 1:
-                    ui = start_mlflow_ui(f"sqlite:///{stores[0]}", free_port(), env=env, wait=False,
-                                         log_path=str(root / "mlflow-ui.log"))
+                    ui = start_mlflow_ui(
+                        f"sqlite:///{stores[0]}", free_port(), env=env, wait=False, log_path=str(root / "mlflow-ui.log")
+                    )
         process.wait(30)
     except BaseException:
         if ui is not None:
@@ -143,16 +162,18 @@ def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard")
     config_path = root / "zenml"
     env = {key: value for key, value in os.environ.items() if not key.startswith("ZENML_LOCAL_STORES")}
-    env.update({
-        "ZENML_CONFIG_PATH": str(config_path),
-        "ZENML_ANALYTICS_OPT_IN": "false",
-        "ZENML_AUTO_OPEN_DASHBOARD": "false",
-        "ZENML_LOGGING_VERBOSITY": "WARN",
-        "ZENML_ENABLE_REPO_INIT_WARNINGS": "false",
-        "OMP_NUM_THREADS": "1",
-        "MLFLOW_ENABLE_TELEMETRY": "false",
-        "PYTHONPATH": str(REPO),
-    })
+    env.update(
+        {
+            "ZENML_CONFIG_PATH": str(config_path),
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "ZENML_AUTO_OPEN_DASHBOARD": "false",
+            "ZENML_LOGGING_VERBOSITY": "WARN",
+            "ZENML_ENABLE_REPO_INIT_WARNINGS": "false",
+            "OMP_NUM_THREADS": "1",
+            "MLFLOW_ENABLE_TELEMETRY": "false",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     timings = Timings()
     state = {"root": root, "env": env, "timings": timings}
     started = time.monotonic()
@@ -162,8 +183,12 @@ def live(tmp_path_factory):
         url = start_zenml_dashboard(port=free_port(), config_path=str(config_path), env=env)
         server_pid = zenml_server_pid(str(config_path))
         timings.mark("zenml_login", started)
-        assert requests.get(f"{url}/api/v1/current-user", timeout=10).json()["metadata"]["user_metadata"] \
-            .get("finished_onboarding_survey") is True
+        assert (
+            requests.get(f"{url}/api/v1/current-user", timeout=10)
+            .json()["metadata"]["user_metadata"]
+            .get("finished_onboarding_survey")
+            is True
+        )
 
         step = time.monotonic()
         output, ui = _run_pipeline(config_path, env, root)
@@ -174,17 +199,20 @@ def live(tmp_path_factory):
         if ui is None or ui.backend_store_uri != tracking_uri.group(1):
             if ui is not None:
                 ui.stop()
-            ui = start_mlflow_ui(tracking_uri.group(1), free_port(), log_path=str(root / "mlflow-ui.log"),
-                                 env=env, wait=False)
+            ui = start_mlflow_ui(
+                tracking_uri.group(1), free_port(), log_path=str(root / "mlflow-ui.log"), env=env, wait=False
+            )
         state.update(url=url, ui=ui, mlflow_run_id=mlflow_run.group(1), started=started)
         yield state
     finally:
         server_pid = server_pid or zenml_server_pid(str(config_path))
         ui = state.get("ui") or ui  # the MLflow test may have restarted it
-        for stop in (lambda: ui and ui.stop(),
-                     lambda: _stop_endpoints(config_path),
-                     lambda: stop_zenml_dashboard(config_path=str(config_path), env=env, timeout=120),
-                     lambda: server_pid and _kill_group(server_pid, str(config_path))):
+        for stop in (
+            lambda: ui and ui.stop(),
+            lambda: _stop_endpoints(config_path),
+            lambda: stop_zenml_dashboard(config_path=str(config_path), env=env, timeout=120),
+            lambda: server_pid and _kill_group(server_pid, str(config_path)),
+        ):
             try:
                 stop()
             except Exception as error:  # noqa: BLE001 - keep stopping the rest
@@ -229,18 +257,28 @@ def test_mlflow_ui_shows_the_run_metrics(live, browser, shots):
             raise
         # it exited (started while the run was still writing the store?): once more, now the run is over
         print(f"mlflow ui exited early ({ui.process.returncode}); restarting it")
-        ui = live["ui"] = start_mlflow_ui(ui.backend_store_uri, free_port(), env=live["env"],
-                                          log_path=str(live["root"] / "mlflow-ui-2.log"), timeout=240)
+        ui = live["ui"] = start_mlflow_ui(
+            ui.backend_store_uri,
+            free_port(),
+            env=live["env"],
+            log_path=str(live["root"] / "mlflow-ui-2.log"),
+            timeout=240,
+        )
     live["timings"].mark("mlflow_ui_ready_after_start", live["started"])
-    run = requests.get(f"{ui.url}/api/2.0/mlflow/runs/get", params={"run_id": live["mlflow_run_id"]},
-                       timeout=30).json()["run"]
+    run = requests.get(
+        f"{ui.url}/api/2.0/mlflow/runs/get", params={"run_id": live["mlflow_run_id"]}, timeout=30
+    ).json()["run"]
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert "accuracy" in metrics
     page = new_page(browser, width=1000, height=1400, init_script=MLFLOW_UI_PREFS_JS)
     page.goto(mlflow_run_url(ui.url, run["info"]["experiment_id"], run["info"]["run_id"]))
     try:
-        text = wait_for(page, lambda t: re.search(r"Metrics \(\d+\)", t) and re.search(r"\baccuracy\s+0\.\d", t),
-                        timeout=120, what="the run's metrics table")
+        text = wait_for(
+            page,
+            lambda t: re.search(r"Metrics \(\d+\)", t) and re.search(r"\baccuracy\s+0\.\d", t),
+            timeout=120,
+            what="the run's metrics table",
+        )
     except Exception:
         screenshot(page, FAILED_SHOTS / "mlflow-run-metrics-FAILED.png")
         raise

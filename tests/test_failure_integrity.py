@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Tuple, Type
+from typing import Any, ClassVar
 
 import pytest
 from zenml import pipeline, step
@@ -53,7 +53,7 @@ class Brittle:
 
 
 class BrittleMaterializer(BaseMaterializer):
-    ASSOCIATED_TYPES: ClassVar[Tuple[Type[Any], ...]] = (Brittle,)
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (Brittle,)
 
     def save(self, data: Brittle) -> None:
         if data.mode == "fail-save":
@@ -61,7 +61,7 @@ class BrittleMaterializer(BaseMaterializer):
         with fileio.open(os.path.join(self.uri, "mode.txt"), "w") as handle:
             handle.write(data.mode)
 
-    def load(self, data_type: Type[Any]) -> Brittle:
+    def load(self, data_type: type[Any]) -> Brittle:
         with fileio.open(os.path.join(self.uri, "mode.txt"), "r") as handle:
             mode = handle.read()
         if mode == "fail-load":
@@ -84,10 +84,13 @@ def brittle_pipeline(mode: str) -> None:
     use_brittle(make_brittle(mode))
 
 
-@pytest.mark.parametrize("mode, failing_step, error", [
-    ("fail-save", "make_brittle", "injected: the artifact store refused the write"),
-    ("fail-load", "use_brittle", "injected: the artifact store could not read the input"),
-])
+@pytest.mark.parametrize(
+    "mode, failing_step, error",
+    [
+        ("fail-save", "make_brittle", "injected: the artifact store refused the write"),
+        ("fail-load", "use_brittle", "injected: the artifact store could not read the input"),
+    ],
+)
 def test_an_output_save_or_input_load_failure_sends_exactly_one_alert(stack, mode, failing_step, error):
     before = len(_alerts(stack))
     with pytest.raises(Exception):
@@ -95,7 +98,7 @@ def test_an_output_save_or_input_load_failure_sends_exactly_one_alert(stack, mod
     new = _alerts(stack)[before:]
     assert len(new) == 1, new
     assert new[0]["pipeline"] == "brittle_pipeline" and new[0]["step"] == failing_step and error in new[0]["error"]
-    assert "wJalrXUtnFEMI" not in json.dumps(new[0])                     # the local alerter redacts
+    assert "wJalrXUtnFEMI" not in json.dumps(new[0])  # the local alerter redacts
 
 
 def test_a_working_run_sends_no_alert(stack):
@@ -125,9 +128,9 @@ def test_the_bundle_materializer_refuses_an_artifact_changed_in_the_store(stack)
     from zenml.client import Client
 
     artifact = Client().get_pipeline_run(run.id).steps["make_bundle"].outputs["output"][0]
-    assert isinstance(artifact.load(), ModelBundle)                      # untouched: verified and loaded
+    assert isinstance(artifact.load(), ModelBundle)  # untouched: verified and loaded
     estimator = Path(artifact.uri) / "estimator.joblib"
-    estimator.write_bytes(estimator.read_bytes() + b"\0")                # changed behind ZenML's back
+    estimator.write_bytes(estimator.read_bytes() + b"\0")  # changed behind ZenML's back
     with pytest.raises(BundleError, match="refusing to load a bundle that is not the registered one"):
         artifact.load()
 
@@ -174,17 +177,20 @@ def test_a_failure_after_the_mlflow_version_is_created_leaves_nothing_batch_woul
         register_all_or_nothing(StageFails(registry), MODEL, uri, _lineage(sha256, "3"), "Approved")
 
     versions = registry.list_model_versions(name=MODEL)
-    assert [v.version for v in versions] == [first.version]              # the two failed versions were deleted
-    assert approved_version(registry, MODEL).version == first.version   # what batch and deploy use
+    assert [v.version for v in versions] == [first.version]  # the two failed versions were deleted
+    assert approved_version(registry, MODEL).version == first.version  # what batch and deploy use
 
 
 def test_an_approved_version_without_a_recorded_hash_is_refused(stack, bundle_dir):
     registry = stack.model_registry
     uri, _ = bundle_dir
-    bare = registry.register_model_version(name=MODEL, model_source_uri=uri,
-                                           metadata=ModelRegistryModelMetadata(approval_status="Approved"))
+    bare = registry.register_model_version(
+        name=MODEL, model_source_uri=uri, metadata=ModelRegistryModelMetadata(approval_status="Approved")
+    )
     try:
-        with pytest.raises(BundleError, match=f"no bundle sha256 is recorded in the registry's record of {MODEL} version"):
+        with pytest.raises(
+            BundleError, match=f"no bundle sha256 is recorded in the registry's record of {MODEL} version"
+        ):
             approved_version(registry, MODEL)
     finally:
         registry.delete_model_version(name=MODEL, version=bare.version)
@@ -197,8 +203,11 @@ def register_then_fail_to_save(model_name: str, uri: str, sha256: str) -> Brittl
     from zenml.client import Client
 
     context = get_step_context()
-    lineage = {**_lineage(sha256, "x"), "zenml_pipeline_run_uuid": str(context.pipeline_run.id),
-               "zenml_step_name": context.step_name}
+    lineage = {
+        **_lineage(sha256, "x"),
+        "zenml_pipeline_run_uuid": str(context.pipeline_run.id),
+        "zenml_step_name": context.step_name,
+    }
     register_all_or_nothing(Client().active_stack.model_registry, model_name, uri, lineage, "Approved")
     return Brittle("fail-save")
 

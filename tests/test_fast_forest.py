@@ -12,8 +12,14 @@ from churn.fast_forest import CompiledForest
 def churn_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the project's shape: numeric columns on churn scales plus one-hot/0-1 columns, no NaN."""
     rng = np.random.default_rng(seed)
-    numeric = np.column_stack([rng.integers(18, 90, n), rng.integers(0, 72, n), rng.uniform(18, 120, n).round(2),
-                               rng.uniform(0, 8000, n).round(2)])
+    numeric = np.column_stack(
+        [
+            rng.integers(18, 90, n),
+            rng.integers(0, 72, n),
+            rng.uniform(18, 120, n).round(2),
+            rng.uniform(0, 8000, n).round(2),
+        ]
+    )
     binary = rng.integers(0, 2, (n, 12)).astype(float)
     x = np.column_stack([numeric, binary])
     logit = -0.04 * x[:, 1] + 0.02 * x[:, 2] + binary[:, 0] - binary[:, 3] + rng.normal(0, 1, n)
@@ -25,10 +31,15 @@ FORESTS = {
     "rf unlimited depth": lambda: RandomForestClassifier(n_estimators=30, random_state=1),
     "rf depth 3, one tree": lambda: RandomForestClassifier(n_estimators=1, max_depth=3, random_state=2),
     "rf balanced class weights, min leaf 5": lambda: RandomForestClassifier(
-        n_estimators=50, max_depth=12, min_samples_leaf=5, class_weight="balanced", random_state=3),
-    "rf balanced_subsample": lambda: RandomForestClassifier(n_estimators=40, class_weight="balanced_subsample", random_state=4),
+        n_estimators=50, max_depth=12, min_samples_leaf=5, class_weight="balanced", random_state=3
+    ),
+    "rf balanced_subsample": lambda: RandomForestClassifier(
+        n_estimators=40, class_weight="balanced_subsample", random_state=4
+    ),
     "extratrees": lambda: ExtraTreesClassifier(n_estimators=60, max_depth=15, random_state=5),
-    "extratrees class weights {0:1, 1:7}": lambda: ExtraTreesClassifier(n_estimators=40, class_weight={0: 1, 1: 7}, random_state=6),
+    "extratrees class weights {0:1, 1:7}": lambda: ExtraTreesClassifier(
+        n_estimators=40, class_weight={0: 1, 1: 7}, random_state=6
+    ),
 }
 
 
@@ -52,8 +63,9 @@ def test_labels_other_than_0_1_order_are_handled():
     x, y = churn_like(1000, 1)
     estimator = RandomForestClassifier(n_estimators=10, random_state=0).fit(x, 1 - y)  # same classes_, other data
     rows, _ = churn_like(500, 2)
-    np.testing.assert_allclose(CompiledForest.compile(estimator).predict_positive(rows),
-                               estimator.predict_proba(rows)[:, 1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        CompiledForest.compile(estimator).predict_positive(rows), estimator.predict_proba(rows)[:, 1], rtol=0, atol=1e-9
+    )
 
 
 def test_wrong_column_count_is_a_clear_error():
@@ -75,12 +87,15 @@ def _assert_equal_to_sklearn(estimator, rows):
     np.testing.assert_allclose(CompiledForest.compile(estimator).predict_positive(rows), expected, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("params", [
-    {"n_estimators": 1, "max_depth": 1},                       # one stump
-    {"n_estimators": 25, "max_depth": 1},                      # stumps
-    {"n_estimators": 5, "min_samples_split": 10_000},          # every tree a single leaf (depth 0)
-    {"n_estimators": 1, "max_depth": None},                    # one fully grown tree
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_estimators": 1, "max_depth": 1},  # one stump
+        {"n_estimators": 25, "max_depth": 1},  # stumps
+        {"n_estimators": 5, "min_samples_split": 10_000},  # every tree a single leaf (depth 0)
+        {"n_estimators": 1, "max_depth": None},  # one fully grown tree
+    ],
+)
 def test_degenerate_forests_equal_predict_proba(params):
     x, y = churn_like(2000, 3)
     rows, _ = churn_like(999, 4)
@@ -94,15 +109,21 @@ def test_inputs_next_to_float32_rounded_thresholds_split_as_sklearn():
     x = rng.normal(0, 1, (3000, 4)) * np.array([1e-3, 1.0, 1e3, 1e30])
     y = (x[:, 0] + x[:, 1] / 1e3 + rng.normal(0, 1e-3, 3000) > 0).astype(int)
     estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, y)
-    splits = [(t.feature[t.children_left >= 0], t.threshold[t.children_left >= 0]) for t in
-              (e.tree_ for e in estimator.estimators_)]
+    splits = [
+        (t.feature[t.children_left >= 0], t.threshold[t.children_left >= 0])
+        for t in (e.tree_ for e in estimator.estimators_)
+    ]
     rows = np.repeat(x[:1], sum(len(f) for f, _ in splits) * 4, axis=0).astype(np.float32)
     i = 0
     for features, thresholds in splits:
         for feature, threshold in zip(features, thresholds):
             near = np.float32(threshold)
-            for value in (near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf)),
-                          np.float32(-threshold)):
+            for value in (
+                near,
+                np.nextafter(near, np.float32(-np.inf)),
+                np.nextafter(near, np.float32(np.inf)),
+                np.float32(-threshold),
+            ):
                 rows[i, feature] = value
                 i += 1
     _assert_equal_to_sklearn(estimator, rows)
@@ -170,8 +191,10 @@ def test_the_bundle_path_of_server_and_batch_equals_sklearn(trained_bundle, tmp_
     body = frame[loaded.feature_order].to_csv(index=False).encode()
     assert len(body) > protocol.LARGE_CSV_BYTES  # the Arrow parse of large requests
     csv_answer = protocol.predict(loaded, protocol.parse_request(body, "text/csv"))
-    json_answer = protocol.predict(loaded, protocol.parse_request(
-        frame[loaded.feature_order].to_json(orient="records").encode(), "application/json"))
+    json_answer = protocol.predict(
+        loaded,
+        protocol.parse_request(frame[loaded.feature_order].to_json(orient="records").encode(), "application/json"),
+    )
     batch = pd.concat(score_in_chunks(loaded, frame, 500, "m", "1", "r"), ignore_index=True)
     for got in (csv_answer.proba, json_answer.proba, batch["probability"].to_numpy()):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)

@@ -26,10 +26,9 @@ def test_a_failed_write_keeps_the_old_content_and_removes_its_temp_file(tmp_path
     atomic_write_json(target, {"version": "1"})
     with pytest.raises(TypeError):
         atomic_write_json(target, {"version": object()})  # not JSON: fails before anything is written
-    with pytest.raises(RuntimeError, match="writer died"):
-        with atomic_path(target) as tmp:
-            tmp.write_text('{"version": "2", "trunc')
-            raise RuntimeError("writer died")
+    with pytest.raises(RuntimeError, match="writer died"), atomic_path(target) as tmp:
+        tmp.write_text('{"version": "2", "trunc')
+        raise RuntimeError("writer died")
     assert json.loads(target.read_text()) == {"version": "1"}
     assert [p.name for p in tmp_path.iterdir()] == ["current.json"]
 

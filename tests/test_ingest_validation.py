@@ -24,7 +24,9 @@ def test_bad_inputs_name_the_problem(tmp_path):
 def test_schema_conflicts_with_existing_group_are_named():
     existing = {"customer_id": "String", "x": "Fractional", "churn": "Integral", "event_time": "String"}
     frame = pd.DataFrame({"customer_id": [1], "x": ["text"], "y": [1], "churn": [0]})
-    with pytest.raises(IngestError, match="column 'y' is not in the feature group; column 'x' is String here but Fractional"):
+    with pytest.raises(
+        IngestError, match="column 'y' is not in the feature group; column 'x' is String here but Fractional"
+    ):
         prepare_records(frame, "churn", "g", existing)
     # ints are accepted into a Fractional column
     records, _ = prepare_records(pd.DataFrame({"customer_id": [1], "x": [3], "churn": [0]}), "churn", "g", existing)
@@ -43,8 +45,9 @@ def test_csv_reading_errors(tmp_path):
 
 
 def test_records_get_store_metadata_and_customer_keys():
-    records, definitions = prepare_records(pd.DataFrame({"customer_id": [7], "x": [1.5], "churn": [1]}), "churn", "g",
-                                           now="2026-01-01T00:00:00.000000Z")
+    records, definitions = prepare_records(
+        pd.DataFrame({"customer_id": [7], "x": [1.5], "churn": [1]}), "churn", "g", now="2026-01-01T00:00:00.000000Z"
+    )
     row = records.iloc[0]
     assert row["customer_id"] == "CUST_000007"
     assert row["event_time"] == row["write_time"] == row["api_invocation_time"] == "2026-01-01T00:00:00.000000Z"

@@ -21,8 +21,15 @@ from churn.report_html import evaluation_html, model_card_html
 
 Y_TRUE = [0, 0, 0, 1, 1, 1]
 PROBA = [0.1, 0.6, 0.2, 0.7, 0.9, 0.4]
-LINEAGE = FeatureLineage(feature_group="g", customer_id_start=1, customer_id_end=6, description="feature group 'g'",
-                         sql="SELECT 1", rows=6, data_fingerprint="f" * 64)
+LINEAGE = FeatureLineage(
+    feature_group="g",
+    customer_id_start=1,
+    customer_id_end=6,
+    description="feature group 'g'",
+    sql="SELECT 1",
+    rows=6,
+    data_fingerprint="f" * 64,
+)
 
 
 def _balanced_accuracy(y_true, y_pred, proba):
@@ -38,32 +45,37 @@ def _brier(y_true, y_pred, proba):
 @pytest.fixture
 def with_added_metrics(monkeypatch):
     """The registry with two more entries, exactly as one would add them to churn/metrics.py."""
-    added = (metrics.Metric("balanced_accuracy", _balanced_accuracy),
-             metrics.Metric("brier_score", _brier, higher_is_better=False, fmt=".3f"))
+    added = (
+        metrics.Metric("balanced_accuracy", _balanced_accuracy),
+        metrics.Metric("brier_score", _brier, higher_is_better=False, fmt=".3f"),
+    )
     monkeypatch.setattr(metrics, "METRICS", metrics.METRICS + added)
 
 
 def test_a_metric_not_in_the_registry_is_refused_by_config_and_gate():
-    with pytest.raises(ConfigError, match=r"key 'gate_metric': gate_metric must be one of accuracy, precision, "
-                                          r"recall, f1_score, roc_auc \(got 'balanced_accuracy'\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'gate_metric': gate_metric must be one of accuracy, precision, "
+        r"recall, f1_score, roc_auc \(got 'balanced_accuracy'\)",
+    ):
         parse_config({"gate_metric": "balanced_accuracy"})
     with pytest.raises(ValueError, match="gate metric must be one of accuracy, precision"):
         check_quality({"balanced_accuracy": 0.9}, "balanced_accuracy", 0.5)
 
 
 def test_one_registry_entry_drives_validation_evaluation_gate_report_card_and_cli_summary(with_added_metrics):
-    assert parse_config({"gate_metric": "balanced_accuracy"}).gate_metric == "balanced_accuracy"   # config validation
-    report = EvaluationReport(classification_metrics(Y_TRUE, PROBA))                                 # evaluation
+    assert parse_config({"gate_metric": "balanced_accuracy"}).gate_metric == "balanced_accuracy"  # config validation
+    report = EvaluationReport(classification_metrics(Y_TRUE, PROBA))  # evaluation
     assert report["balanced_accuracy"] == pytest.approx(4 / 6) and report["brier_score"] == pytest.approx(0.145)
-    verdict = check_quality(report, "balanced_accuracy", 0.6)                                         # the gate
+    verdict = check_quality(report, "balanced_accuracy", 0.6)  # the gate
     assert verdict.passed and verdict.message == "quality gate passed: balanced_accuracy 0.6667 >= 0.6"
     report["gate"] = verdict.model_dump(mode="json")
-    page = evaluation_html(report)                                                                    # the report
-    assert "<td class=\"l\">balanced_accuracy</td><td>0.6667</td>" in page
-    assert "<td class=\"l\">brier_score</td><td>0.145</td>" in page                                  # its format
-    card = model_card_html(Registration.refused(verdict.message), report, verdict, LINEAGE, {})    # the model card
+    page = evaluation_html(report)  # the report
+    assert '<td class="l">balanced_accuracy</td><td>0.6667</td>' in page
+    assert '<td class="l">brier_score</td><td>0.145</td>' in page  # its format
+    card = model_card_html(Registration.refused(verdict.message), report, verdict, LINEAGE, {})  # the model card
     assert "balanced_accuracy" in card and "brier_score" in card
-    assert "balanced_accuracy=0.6667" in metrics.summary_line(report)                                 # the CLI summary
+    assert "balanced_accuracy=0.6667" in metrics.summary_line(report)  # the CLI summary
     assert "brier_score=0.145" in metrics.summary_line(report)
 
 
@@ -86,9 +98,18 @@ def test_registration_and_deployment_refuse_incomplete_records():
         Registration(registered=True, model_name="m")
     with pytest.raises(ValueError, match="must say why"):
         Registration(registered=False)
-    deployment = Deployment.of_endpoint({"endpoint_name": "e", "model_name": "m", "version": 3, "sha256": "s",
-                                         "url": "http://127.0.0.1:1", "pid": 42, "endpoint_arn": "arn:x",
-                                         "invocations_url": "http://127.0.0.1:1/invocations"})
+    deployment = Deployment.of_endpoint(
+        {
+            "endpoint_name": "e",
+            "model_name": "m",
+            "version": 3,
+            "sha256": "s",
+            "url": "http://127.0.0.1:1",
+            "pid": 42,
+            "endpoint_arn": "arn:x",
+            "invocations_url": "http://127.0.0.1:1/invocations",
+        }
+    )
     assert deployment.deployed and deployment.version == "3"
     assert deployment.details == {"pid": 42, "endpoint_arn": "arn:x"}
 
@@ -105,13 +126,26 @@ def _materialize(materializer_class, value):
     return materializer.load(type(value)), visualizations, materializer.extract_metadata(value)
 
 
-@pytest.mark.parametrize("artifact", [
-    LINEAGE,
-    GateVerdict(passed=False, metric="accuracy", value=0.41, threshold=0.5),
-    Registration(registered=True, model_name="m", version="2", bundle_uri="file:///b", sha256="a" * 64,
-                 approval_status="Approved", mlflow_run_id="r1", trained_in_mlflow_run_id="r0", zenml_run_id="z"),
-    Deployment.skipped("version 2 is PendingManualApproval; only Approved models are deployed"),
-], ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize(
+    "artifact",
+    [
+        LINEAGE,
+        GateVerdict(passed=False, metric="accuracy", value=0.41, threshold=0.5),
+        Registration(
+            registered=True,
+            model_name="m",
+            version="2",
+            bundle_uri="file:///b",
+            sha256="a" * 64,
+            approval_status="Approved",
+            mlflow_run_id="r1",
+            trained_in_mlflow_run_id="r0",
+            zenml_run_id="z",
+        ),
+        Deployment.skipped("version 2 is PendingManualApproval; only Approved models are deployed"),
+    ],
+    ids=lambda a: type(a).__name__,
+)
 def test_typed_artifacts_round_trip_and_show_a_table_on_the_dashboard(artifact):
     from zenml.enums import VisualizationType
 
@@ -122,7 +156,7 @@ def test_typed_artifacts_round_trip_and_show_a_table_on_the_dashboard(artifact):
     [(path, kind)] = visualizations.items()
     text = open(path).read()
     assert kind == VisualizationType.MARKDOWN and "|---|---|" in text and not text.lstrip().startswith("{")
-    assert "schema" not in metadata                      # its fields, not ZenML's JSON schema
+    assert "schema" not in metadata  # its fields, not ZenML's JSON schema
     if isinstance(artifact, GateVerdict):
         assert "quality gate FAILED: accuracy 0.4100 < 0.5" in text and metadata["passed"] is False
 

@@ -45,8 +45,14 @@ def champion(trained_bundle, tmp_path_factory):
         client.create_registered_model(GROUP)
         version = client.create_model_version(GROUP, logged.model_uri, run_id=run.info.run_id)
         client.set_registered_model_alias(GROUP, "champion", version.version)
-        yield {"bundle": bundle, "rows": split.test[bundle.feature_order].reset_index(drop=True), "sha256": sha256,
-               "logged": logged, "tracking_uri": tracking_uri, "root": root}
+        yield {
+            "bundle": bundle,
+            "rows": split.test[bundle.feature_order].reset_index(drop=True),
+            "sha256": sha256,
+            "logged": logged,
+            "tracking_uri": tracking_uri,
+            "root": root,
+        }
     finally:
         mlflow.set_tracking_uri(previous)
 
@@ -80,8 +86,9 @@ def test_the_bundle_inside_the_model_is_the_registered_bytes(champion):
 def test_a_tampered_bundle_inside_the_model_is_refused(champion, tmp_path):
     model_dir = Path(champion["logged"].bundle_uri.removeprefix("file://")).parents[1]
     copy = shutil.copytree(model_dir, tmp_path / "model")
-    (copy / "artifacts" / "bundle" / "bundle.json").write_text((copy / "artifacts" / "bundle" / "bundle.json")
-                                                                 .read_text().replace('"target"', '"target" ', 1))
+    (copy / "artifacts" / "bundle" / "bundle.json").write_text(
+        (copy / "artifacts" / "bundle" / "bundle.json").read_text().replace('"target"', '"target" ', 1)
+    )
     with pytest.raises(BundleError, match="refusing to load a bundle that is not the registered one"):
         mlflow.pyfunc.load_model(str(copy))
 
@@ -111,29 +118,63 @@ def test_mlflow_models_serve_answers_as_our_endpoint(champion, tmp_path):
     port = free_port()
     log = tmp_path / "mlflow-serve.log"
     # cwd and PYTHONPATH outside the repository: the model's own code (code_paths) is all it imports of ours
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "MLFLOW_TRACKING_URI": champion["tracking_uri"], "MLFLOW_ENABLE_TELEMETRY": "false", "OMP_NUM_THREADS": "1"}
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MLFLOW_TRACKING_URI": champion["tracking_uri"],
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+        "OMP_NUM_THREADS": "1",
+    }
     with open(log, "wb") as out:
         served = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{GROUP}@champion", "-h", "127.0.0.1",
-             "-p", str(port), "--env-manager", "local", "-w", "1"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                f"models:/{GROUP}@champion",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--env-manager",
+                "local",
+                "-w",
+                "1",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     endpoint_dir = tmp_path / "endpoint"
     publish(endpoint_dir, bundle, "1")
     ours = ServerProcess(endpoint_dir)
     try:
         ours.wait_ready()
         _wait_for_ping(f"http://127.0.0.1:{port}", served, log)
-        theirs = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=60,
-                               json={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
+        theirs = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            timeout=60,
+            json={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
+        )
         assert theirs.status_code == 200, theirs.text
-        our_answer = requests.post(ours.url + "/invocations", data=rows.to_csv(index=False),
-                                   headers={"Content-Type": "text/csv"}, timeout=60)
+        our_answer = requests.post(
+            ours.url + "/invocations", data=rows.to_csv(index=False), headers={"Content-Type": "text/csv"}, timeout=60
+        )
         assert our_answer.status_code == 200, our_answer.text
         assert [str(v) for v in theirs.json()["predictions"]] == our_answer.text.splitlines()
         assert theirs.json()["predictions"] == bundle.predict(rows).tolist()
-        missing = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=60, json={
-            "dataframe_split": json.loads(rows.drop(columns=["contract_type"]).to_json(orient="split", index=False))})
+        missing = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            timeout=60,
+            json={
+                "dataframe_split": json.loads(rows.drop(columns=["contract_type"]).to_json(orient="split", index=False))
+            },
+        )
         assert missing.status_code == 400 and "contract_type" in missing.json()["message"]
     finally:
         stop_process_group(served)

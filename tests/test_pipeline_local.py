@@ -99,9 +99,10 @@ def test_pipeline_registers_with_lineage_and_serves_the_csv_contract(stack, firs
     assert mlflow_run.data.metrics["accuracy"] == pytest.approx(report["accuracy"])
     assert mlflow_run.data.params["n_estimators"] == "100"
     assert mlflow_run.data.tags["registered_model_version"] == registration.version  # run -> registry
-    charts = mlflow.MlflowClient().list_artifacts(mlflow_run.info.run_id, "evaluation")   # the MLflow UI's images
-    assert {"evaluation/roc_curve.png", "evaluation/precision_recall_curve.png",
-            "evaluation/confusion_matrix.png"} <= {a.path for a in charts}
+    charts = mlflow.MlflowClient().list_artifacts(mlflow_run.info.run_id, "evaluation")  # the MLflow UI's images
+    assert {"evaluation/roc_curve.png", "evaluation/precision_recall_curve.png", "evaluation/confusion_matrix.png"} <= {
+        a.path for a in charts
+    }
     png = mlflow.artifacts.download_artifacts(run_id=mlflow_run.info.run_id, artifact_path="evaluation/roc_curve.png")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     aliases = mlflow.MlflowClient().get_registered_model(MODEL).aliases
@@ -129,8 +130,10 @@ def test_predict_command_prints_one_prediction_per_row(stack, first_run):
 def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, first_run):
     url = _out(first_run, "deploy", "deployment").url
     failures, stop = [], threading.Event()
-    body = "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,phone_service," \
-           "multiple_lines,online_security,tech_support,device_protection\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n"
+    body = (
+        "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,phone_service,"
+        "multiple_lines,online_security,tech_support,device_protection\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n"
+    )
 
     def load():
         with requests.Session() as session:
@@ -157,8 +160,15 @@ def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, firs
     assert failures == []
     # the data did not change: training was reused (ZenML cache), lineage still names the run that trained
     statuses = {name: second.steps[name].status.value for name in second.steps}
-    assert statuses == {"source_features": "completed", "preprocess": "cached", "train_rf": "cached",
-                        "evaluate": "cached", "gate": "cached", "register": "completed", "deploy": "completed"}
+    assert statuses == {
+        "source_features": "completed",
+        "preprocess": "cached",
+        "train_rf": "cached",
+        "evaluate": "cached",
+        "gate": "cached",
+        "register": "completed",
+        "deploy": "completed",
+    }
     first_registration = _out(first_run, "register", "registration")
     registration = _out(second, "register", "registration")
     assert registration.trained_in_mlflow_run_id == first_registration.mlflow_run_id
@@ -174,12 +184,18 @@ def test_a_changed_record_invalidates_the_cached_training(stack, first_run):
 
     group = "mlops_poc_churn_classification_feature"
     record = _out(first_run, "source_features", "raw_features").set_index("customer_id").loc[["CUST_000010"]]
-    changed = record.reset_index().assign(monthly_charges=record["monthly_charges"].iloc[0] + 1.0,
-                                          event_time=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"))
+    changed = record.reset_index().assign(
+        monthly_charges=record["monthly_charges"].iloc[0] + 1.0,
+        event_time=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     stack.feature_store.ingest(group, changed[generate_customers(1).columns.tolist()], "churn")
     run = _run(_config())
     assert {name: run.steps[name].status.value for name in ("preprocess", "train_rf", "evaluate", "gate")} == {
-        "preprocess": "completed", "train_rf": "completed", "evaluate": "completed", "gate": "completed"}
+        "preprocess": "completed",
+        "train_rf": "completed",
+        "evaluate": "completed",
+        "gate": "completed",
+    }
     raw = _out(run, "source_features", "raw_features").set_index("customer_id")
     assert raw.loc["CUST_000010", "monthly_charges"] == record["monthly_charges"].iloc[0] + 1.0
 
@@ -194,7 +210,10 @@ def test_a_model_below_the_gate_is_neither_registered_nor_deployed(stack, first_
     assert not registration.registered and "accuracy" in registration.reason and "< 0.99" in registration.reason
     assert not _out(run, "deploy", "deployment").deployed
     assert len(_versions(stack)) == before
-    assert requests.get(_out(first_run, "deploy", "deployment").url + "/ping", timeout=5).headers["X-Model-Version"] == served
+    assert (
+        requests.get(_out(first_run, "deploy", "deployment").url + "/ping", timeout=5).headers["X-Model-Version"]
+        == served
+    )
 
 
 def test_a_failing_step_sends_exactly_one_alert_and_registers_nothing(stack, first_run):
@@ -205,7 +224,10 @@ def test_a_failing_step_sends_exactly_one_alert_and_registers_nothing(stack, fir
     assert len(new) == 1
     alert = new[0]
     assert alert["pipeline"] == "churn_rf_training" and alert["step"] == "source_features"
-    assert "no records found for feature group 'mlops_poc_churn_classification_feature', customer_id CUST_900000..CUST_900100" in alert["error"]
+    assert (
+        "no records found for feature group 'mlops_poc_churn_classification_feature', customer_id CUST_900000..CUST_900100"
+        in alert["error"]
+    )
     assert alert["logs"] and alert["subject"] == "[Pipeline Failed] churn_rf_training.source_features"
     assert len(_versions(stack)) == versions_before
 
@@ -222,27 +244,44 @@ def test_csv_ingest_refuses_bad_files_and_keeps_extra_columns(stack, tmp_path, d
 
     good = tmp_path / "good.csv"
     rng = np.random.default_rng(0)
-    frame = demo_frame.drop(columns=["event_time"]).rename(columns={"churn": "left"}).assign(
-        support_calls=rng.integers(0, 8, len(demo_frame)))
+    frame = (
+        demo_frame.drop(columns=["event_time"])
+        .rename(columns={"churn": "left"})
+        .assign(support_calls=rng.integers(0, 8, len(demo_frame)))
+    )
     frame.to_csv(good, index=False)
-    result = CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"])
+    result = CliRunner().invoke(
+        cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"]
+    )
     assert result.exit_code == 0, result.output
     assert store.describe("custom_group").features["support_calls"] == "Integral"
     # ingesting a changed record again does not duplicate the customer
     frame.iloc[:1].assign(support_calls=99).to_csv(good, index=False)
-    assert CliRunner().invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(cli_module.cli, ["ingest", "--csv", str(good), "--target", "left", "--feature-group", "custom_group"])
+        .exit_code
+        == 0
+    )
     assert store.record_count("custom_group") == len(frame)
-    info = store.describe("custom_group")   # the contract's description, the same on every backend
+    info = store.describe("custom_group")  # the contract's description, the same on every backend
     assert (info.name, info.target_column, info.record_identifier) == ("custom_group", "left", "customer_id")
-    assert store.get_online_features([{"customer_id": "CUST_000001"}], ["custom_group:support_calls"]) == \
-        {"customer_id": ["CUST_000001"], "support_calls": [99]}
+    assert store.get_online_features([{"customer_id": "CUST_000001"}], ["custom_group:support_calls"]) == {
+        "customer_id": ["CUST_000001"],
+        "support_calls": [99],
+    }
     historical = store.get_historical_features(
-        {"feature_group": "custom_group", "customer_id_start": 1, "customer_id_end": 2}, ["support_calls"])
+        {"feature_group": "custom_group", "customer_id_start": 1, "customer_id_end": 2}, ["support_calls"]
+    )
     assert set(historical.columns) == {"customer_id", "support_calls"} and len(historical) == 2
     with pytest.raises(ValueError, match="references to one feature group"):
         store.get_online_features([{"customer_id": "CUST_000001"}], ["custom_group:support_calls", "other:x"])
 
-    run = _run(_config(feature_group_name="custom_group", target_column="left", deploy=False, model_package_group="custom-model"))
+    run = _run(
+        _config(
+            feature_group_name="custom_group", target_column="left", deploy=False, model_package_group="custom-model"
+        )
+    )
     bundle = _out(run, "train_rf", "model_bundle")
     assert "support_calls" in bundle.feature_order and bundle.target == "left"
     raw = _out(run, "source_features", "raw_features")
@@ -256,7 +295,9 @@ def test_a_bundle_that_fails_its_health_check_is_not_switched_in(stack, first_ru
     url = _out(first_run, "deploy", "deployment").url
     served = requests.get(url + "/ping", timeout=5).headers["X-Model-Version"]
     with pytest.raises(DeploymentError, match="v999 failed its health check and was not deployed: .*refusing to load"):
-        stack.model_deployer.deploy_bundle("classification-model-endpoint", MODEL, "999", registration.bundle_uri, "0" * 64)
+        stack.model_deployer.deploy_bundle(
+            "classification-model-endpoint", MODEL, "999", registration.bundle_uri, "0" * 64
+        )
     assert requests.get(url + "/ping", timeout=5).headers["X-Model-Version"] == served
 
 
@@ -278,7 +319,10 @@ def test_batch_inference_scores_held_out_customers_with_the_latest_approved_mode
     bundle = ModelBundle.load(version_bundle_uri(latest).removeprefix("file://"))
     raw = _out(run, "source_features", "raw_features")
     expected, _ = bundle.predict_proba(raw)
-    assert np.allclose(written["probability"], expected, atol=1e-12) and (written["prediction"] == bundle.label(expected)).all()
+    assert (
+        np.allclose(written["probability"], expected, atol=1e-12)
+        and (written["prediction"] == bundle.label(expected)).all()
+    )
     assert not list(tmp_path.glob(".*partial"))  # nothing half-written left behind
 
 
@@ -290,13 +334,18 @@ def test_schedule_commands_on_the_local_stack(stack):
     try:
         bad = runner.invoke(cli_module.cli, ["--variant", "rf", "--schedule", "0 3 * *"])
         assert bad.exit_code != 0 and "has 4 fields; use the standard 5" in bad.output
-        created = runner.invoke(cli_module.cli, ["--variant", "rf", "--schedule", "0 3 * * 1", "--schedule-name", "weekly-rf"])
+        created = runner.invoke(
+            cli_module.cli, ["--variant", "rf", "--schedule", "0 3 * * 1", "--schedule-name", "weekly-rf"]
+        )
         assert created.exit_code == 0, created.output
         assert "local schedule 'weekly-rf' (0 3 * * 1) created" in created.output
         assert local_scheduler_pid() is not None
         listed = runner.invoke(cli_module.cli, ["schedule", "list"])
         assert "weekly-rf: '0 3 * * 1' on local scheduler (running)" in listed.output
-        assert "deleted local schedule 'weekly-rf'" in runner.invoke(cli_module.cli, ["schedule", "delete", "weekly-rf"]).output
+        assert (
+            "deleted local schedule 'weekly-rf'"
+            in runner.invoke(cli_module.cli, ["schedule", "delete", "weekly-rf"]).output
+        )
         missing = runner.invoke(cli_module.cli, ["schedule", "delete", "weekly-rf"])
         assert missing.exit_code != 0 and "no local schedule named 'weekly-rf'" in missing.output
     finally:

@@ -48,8 +48,8 @@ def test_each_chart_is_a_png_a_person_can_read(name):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pixels = _image(data)
     height, width = pixels.shape[:2]
-    assert 200 < width < 600 and 200 < height < 600          # small enough for a page, large enough to read
-    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20   # drawn, not a blank canvas
+    assert 200 < width < 600 and 200 < height < 600  # small enough for a page, large enough to read
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20  # drawn, not a blank canvas
 
 
 def test_a_single_class_test_set_gets_the_confusion_matrix_only():
@@ -58,7 +58,7 @@ def test_a_single_class_test_set_gets_the_confusion_matrix_only():
     figures = evaluation_figures(report)
     assert list(figures) == ["confusion_matrix"]
     assert [t.get_text() for t in figures["confusion_matrix"].axes[0].texts] == ["0", "0", "1", "3"]
-    assert evaluation_html(report).count("<img") == 1       # the dashboard report shows the same single chart
+    assert evaluation_html(report).count("<img") == 1  # the dashboard report shows the same single chart
 
 
 def test_the_dashboard_report_embeds_the_same_three_charts():
@@ -78,11 +78,12 @@ def test_the_dashboard_gets_the_report_and_each_chart_as_an_image(tmp_path):
     materializer.save(report)
     visualizations = list(materializer.save_visualizations(report).items())
     (html_path, html_type), *charts = visualizations
-    assert html_type == VisualizationType.HTML and "Evaluation report" in open(html_path).read()   # shown first
+    assert html_type == VisualizationType.HTML and "Evaluation report" in open(html_path).read()  # shown first
     assert [(path.rsplit("/", 1)[-1], kind) for path, kind in charts] == [
-        (f"{name}.png", VisualizationType.IMAGE) for name in CHARTS]
+        (f"{name}.png", VisualizationType.IMAGE) for name in CHARTS
+    ]
     page = open(html_path).read()
     for path, _ in charts:
         png = open(path, "rb").read()
         assert _image(png).shape[0] > 200
-        assert base64.b64encode(png).decode() in page                 # drawn once: the report embeds the same image
+        assert base64.b64encode(png).decode() in page  # drawn once: the report embeds the same image

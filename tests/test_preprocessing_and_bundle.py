@@ -12,11 +12,18 @@ from churn.preprocessing import InputError, MissingColumnsError, Preprocessor, s
 
 
 def _frame():
-    return pd.DataFrame({
-        "customer_id": ["CUST_000001", "CUST_000002", "CUST_000003", "CUST_000004"],
-        "event_time": ["t"] * 4, "write_time": ["t"] * 4, "api_invocation_time": ["t"] * 4, "is_deleted": [False] * 4,
-        "age": [30, None, 50, 70], "plan": ["b", "a", None, "b"], "churn": [0, 1, 0, 1],
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": ["CUST_000001", "CUST_000002", "CUST_000003", "CUST_000004"],
+            "event_time": ["t"] * 4,
+            "write_time": ["t"] * 4,
+            "api_invocation_time": ["t"] * 4,
+            "is_deleted": [False] * 4,
+            "age": [30, None, 50, 70],
+            "plan": ["b", "a", None, "b"],
+            "churn": [0, 1, 0, 1],
+        }
+    )
 
 
 def test_spec_rules_drop_ids_impute_and_label_encode():
@@ -92,20 +99,96 @@ def test_out_of_range_numbers_and_non_scalars_are_input_errors():
 # -- large CSV batches: the Arrow fast path equals the exact per-value path ------------------
 
 _NUMBER_CELLS = [
-    "", " ", "  7 ", "\t3", "nan", "NaN", "-nan", "NA", "null", "None", "?", "N/A", "1_000", "+5", "-0", "0", "007",
-    "1e3", "1E-3", ".5", "5.", "-.5e+2", "1e309", "-1e309", "1e-400", "5e-324", "3.4028234663852886e38", "3.4028235e38",
-    "-3.5e38", "123456789012345678901234567890", "0.1000000000000000055511151231257827021181583404541015625", "inf",
-    "-Infinity", "lots", "١٢", "1e", "--1", "1.5.2", "0x10", "2.5e-3", "1,5",
+    "",
+    " ",
+    "  7 ",
+    "\t3",
+    "nan",
+    "NaN",
+    "-nan",
+    "NA",
+    "null",
+    "None",
+    "?",
+    "N/A",
+    "1_000",
+    "+5",
+    "-0",
+    "0",
+    "007",
+    "1e3",
+    "1E-3",
+    ".5",
+    "5.",
+    "-.5e+2",
+    "1e309",
+    "-1e309",
+    "1e-400",
+    "5e-324",
+    "3.4028234663852886e38",
+    "3.4028235e38",
+    "-3.5e38",
+    "123456789012345678901234567890",
+    "0.1000000000000000055511151231257827021181583404541015625",
+    "inf",
+    "-Infinity",
+    "lots",
+    "١٢",
+    "1e",
+    "--1",
+    "1.5.2",
+    "0x10",
+    "2.5e-3",
+    "1,5",
 ]
-_CLEAN_NUMBER_CELLS = ["", "0", "-0", "12", "70.5", "+3", ".25", "1e3", "99999999999999999999", "4.4e-310", "0.30000000000000004"]
-_CATEGORY_CELLS = ["a", "b", " a", "A", "", " ", "NA", "na ", "nan", "null", "None", "?", "Unknown", "unknown", "zzz",
-                   "ünï", "b ", " c", "c", "x,y", 'q"uote']
+_CLEAN_NUMBER_CELLS = [
+    "",
+    "0",
+    "-0",
+    "12",
+    "70.5",
+    "+3",
+    ".25",
+    "1e3",
+    "99999999999999999999",
+    "4.4e-310",
+    "0.30000000000000004",
+]
+_CATEGORY_CELLS = [
+    "a",
+    "b",
+    " a",
+    "A",
+    "",
+    " ",
+    "NA",
+    "na ",
+    "nan",
+    "null",
+    "None",
+    "?",
+    "Unknown",
+    "unknown",
+    "zzz",
+    "ünï",
+    "b ",
+    " c",
+    "c",
+    "x,y",
+    'q"uote',
+]
 
 
 def _tricky_preprocessor() -> Preprocessor:
     """Classes include a missing marker ('NA') and a padded name (' c'), which must not shortcut."""
-    frame = pd.DataFrame({"age": [30.0, None, 50, 70, 20, 40], "charges": [1.5, 2.5, None, 4.0, 5.0, 6.0],
-                          "plan": ["b", "a", None, "b", "NA", " c"], "churn": [0, 1, 0, 1, 0, 1]})
+    frame = pd.DataFrame(
+        {
+            "age": [30.0, None, 50, 70, 20, 40],
+            "charges": [1.5, 2.5, None, 4.0, 5.0, 6.0],
+            "plan": ["b", "a", None, "b", "NA", " c"],
+            "churn": [0, 1, 0, 1, 0, 1],
+        }
+    )
     pre = Preprocessor.fit(frame, "churn")
     assert pre.classes == {"plan": [" c", "NA", "Unknown", "a", "b"]}
     return pre
@@ -153,9 +236,16 @@ def test_fast_path_equals_exact_path_on_tricky_cells():
     for _ in range(600):
         clean = rng.random() < 0.5  # half the batches only hold cells the fast path takes
         numbers = _CLEAN_NUMBER_CELLS if clean else _NUMBER_CELLS
-        categories = _CATEGORY_CELLS[:rng.randrange(1, len(_CATEGORY_CELLS) + 1)]
-        rows = [[rng.choice(numbers), rng.choice(_CLEAN_NUMBER_CELLS if rng.random() < 0.9 else numbers),
-                 rng.choice(categories), rng.choice(["x", "1"])] for _ in range(rng.randrange(1, 40))]
+        categories = _CATEGORY_CELLS[: rng.randrange(1, len(_CATEGORY_CELLS) + 1)]
+        rows = [
+            [
+                rng.choice(numbers),
+                rng.choice(_CLEAN_NUMBER_CELLS if rng.random() < 0.9 else numbers),
+                rng.choice(categories),
+                rng.choice(["x", "1"]),
+            ]
+            for _ in range(rng.randrange(1, 40))
+        ]
         fast, exact = _fast_and_exact(pre, _csv(["age", "charges", "plan", "extra"], rows))
         assert fast == exact, rows
         fast_ok += len(fast) == 3
@@ -175,7 +265,9 @@ def test_fast_path_numbers_are_bit_identical_and_skip_python_objects(monkeypatch
             return rng.choice(["", "0", "-0", "1."])
         text = rng.choice(["", "-", "+"]) + digits + ("." + fraction if fraction or rng.random() < 0.2 else "")
         if rng.random() < 0.5:
-            exponent = rng.choice(["", "+"]) + str(rng.randrange(16)) if rng.random() < 0.5 else "-" + str(rng.randrange(340))
+            exponent = (
+                rng.choice(["", "+"]) + str(rng.randrange(16)) if rng.random() < 0.5 else "-" + str(rng.randrange(340))
+            )
             text += rng.choice("eE") + exponent.zfill(rng.choice([1, 3]))
         return text
 
@@ -239,23 +331,44 @@ def test_json_records_of_mixed_types_score_like_the_same_cells_in_a_large_csv():
     from churn.serving.protocol import _parse_json, _parse_large_csv
 
     pre = _tricky_preprocessor()
-    records = [{"age": 30, "charges": "2.5", "plan": "a"}, {"age": "40", "charges": None, "plan": None},
-               {"age": 50.5, "charges": "", "plan": "NA"}, {"age": None, "charges": " 7 ", "plan": " c"},
-               {"age": "", "charges": "nan", "plan": "zzz"}, {"age": 1e3, "charges": "1e3", "plan": ""},
-               {"age": -0.0, "charges": 12345678901234567890, "plan": "null"}]
-    cells = [["30", "2.5", "a"], ["40", "", ""], ["50.5", "", "NA"], ["", " 7 ", " c"], ["", "nan", "zzz"],
-             ["1000.0", "1e3", ""], ["-0.0", "12345678901234567890", "null"]]
+    records = [
+        {"age": 30, "charges": "2.5", "plan": "a"},
+        {"age": "40", "charges": None, "plan": None},
+        {"age": 50.5, "charges": "", "plan": "NA"},
+        {"age": None, "charges": " 7 ", "plan": " c"},
+        {"age": "", "charges": "nan", "plan": "zzz"},
+        {"age": 1e3, "charges": "1e3", "plan": ""},
+        {"age": -0.0, "charges": 12345678901234567890, "plan": "null"},
+    ]
+    cells = [
+        ["30", "2.5", "a"],
+        ["40", "", ""],
+        ["50.5", "", "NA"],
+        ["", " 7 ", " c"],
+        ["", "nan", "zzz"],
+        ["1000.0", "1e3", ""],
+        ["-0.0", "12345678901234567890", "null"],
+    ]
     from_json = _outcome(pre, _parse_json(json.dumps(records).encode()))
     from_csv = _outcome(pre, _parse_large_csv(_csv(["age", "charges", "plan"], cells)))
     assert from_json == from_csv
     matrix = np.frombuffer(from_json[1]).reshape(from_json[0])
-    assert matrix.tolist() == [[30.0, 2.5, 3.0], [40.0, 4.0, 2.0], [50.5, 4.0, 2.0], [40.0, 7.0, 0.0],
-                               [40.0, 4.0, 0.0], [1000.0, 1000.0, 2.0], [-0.0, 12345678901234567890.0, 2.0]]
+    assert matrix.tolist() == [
+        [30.0, 2.5, 3.0],
+        [40.0, 4.0, 2.0],
+        [50.5, 4.0, 2.0],
+        [40.0, 7.0, 0.0],
+        [40.0, 4.0, 0.0],
+        [1000.0, 1000.0, 2.0],
+        [-0.0, 12345678901234567890.0, 2.0],
+    ]
     assert from_json[2] == {"plan": ["zzz"]}
     # a non-scalar in a JSON record is still refused with the same message
     records[2]["plan"] = ["x"]
     assert _outcome(pre, _parse_json(json.dumps(records).encode())) == (
-        InputError, "column 'plan' row 3: \"['x']\" is not a single value")
+        InputError,
+        "column 'plan' row 3: \"['x']\" is not a single value",
+    )
 
 
 def test_load_verified_fails_closed_without_a_recorded_hash(trained_bundle, tmp_path):
@@ -296,9 +409,32 @@ def test_the_hash_covers_the_bytes_that_are_loaded(trained_bundle, tmp_path, mon
 
 # -- text columns: the Arrow encoding equals the per-value definition -----------------------
 
-_TEXT_POOL = ["a", "b", " c", "NA", "Unknown", "", " ", "na ", "nan", "None", "null", "zzz", "ünï", "日本語", "😀",
-              "a\x00b",
-              "x,y", 'q"uote', "\u00a0", "\u2003b", "B", None, float("nan"), pd.NA]
+_TEXT_POOL = [
+    "a",
+    "b",
+    " c",
+    "NA",
+    "Unknown",
+    "",
+    " ",
+    "na ",
+    "nan",
+    "None",
+    "null",
+    "zzz",
+    "ünï",
+    "日本語",
+    "😀",
+    "a\x00b",
+    "x,y",
+    'q"uote',
+    "\u00a0",
+    "\u2003b",
+    "B",
+    None,
+    float("nan"),
+    pd.NA,
+]
 
 
 def _text_columns():
@@ -325,7 +461,7 @@ def test_text_encoding_equals_the_per_value_definition(form):
         else:
             values = pa.array(cells, type=pa.string(), from_pandas=True)
             if form == "chunked arrow":
-                values = pa.chunked_array([values[:len(cells) // 3], values[len(cells) // 3:]], type=pa.string())
+                values = pa.chunked_array([values[: len(cells) // 3], values[len(cells) // 3 :]], type=pa.string())
         got_codes, got_unseen = pre._encode("plan", values)
         want_codes, want_unseen = pre._encode_exact("plan", list(cells))
         assert got_codes.tobytes() == want_codes.tobytes() and got_unseen == want_unseen

@@ -16,9 +16,12 @@ AWS_KEY_ID = "AKIA" + "IOSFODNN7EXAMPLE"
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD" + "Zx9aB3" * 40
 GITHUB = "ghp_" + "16C7e42F292c6912E7710c838347Ae178B4a"
 SLACK = "xoxb-" + "1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
-JWT = ("eyJhbGciOiJIUzI1NiJ9" + "." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" + "."
-       + "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
-PEM = "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\n4lgOEePzNm0tRgeLezV6ffAt0gunVTLw\n-----END RSA " + "PRIVATE KEY-----"
+JWT = "eyJhbGciOiJIUzI1NiJ9" + "." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" + "." + "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+PEM = (
+    "-----BEGIN RSA "
+    + "PRIVATE KEY-----\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\n4lgOEePzNm0tRgeLezV6ffAt0gunVTLw\n-----END RSA "
+    + "PRIVATE KEY-----"
+)
 
 SECRETS = [
     # (text, the secret part that must not survive, what must stay readable)
@@ -35,7 +38,7 @@ SECRETS = [
     (f"webhook {SLACK}", SLACK, "webhook"),
     (f"session {JWT}", JWT, "session"),
     (f"Authorization: Bearer {GITHUB[4:]}", GITHUB[4:], "Authorization: Bearer"),
-    (f"curl -H 'Authorization: Basic dXNlcjpodW50ZXIy'", "dXNlcjpodW50ZXIy", "Authorization"),
+    ("curl -H 'Authorization: Basic dXNlcjpodW50ZXIy'", "dXNlcjpodW50ZXIy", "Authorization"),
     (f"key file:\n{PEM}\nnext line", "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo", "next line"),
     (PEM[:80], "MIIEpAIBAAKCAQEAu1SU1", "[REDACTED"),  # a block cut off before its END line
     ("password=hunter2 and more", "hunter2", "and more"),
@@ -43,9 +46,13 @@ SECRETS = [
     ("secret=abc123&region=us-east-1", "abc123", "region=us-east-1"),
     ("https://host/cb?token=tok_9f8e7d&page=2", "tok_9f8e7d", "page=2"),
     (json.dumps({"password": "hunter 2", "user": "ci"}), "hunter 2", '"user": "ci"'),
-    (json.dumps({"client_secret": "abc\"def", "api_key": "k-123"}), "k-123", "client_secret"),
+    (json.dumps({"client_secret": 'abc"def', "api_key": "k-123"}), "k-123", "client_secret"),
     ("{'api_key': 'k-456', 'name': 'x'}", "k-456", "'name': 'x'"),
-    ("https://b.s3.amazonaws.com/k?X-Amz-Credential=AKID%2F2026&X-Amz-Signature=abcdef0123", "abcdef0123", "X-Amz-Signature="),
+    (
+        "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKID%2F2026&X-Amz-Signature=abcdef0123",
+        "abcdef0123",
+        "X-Amz-Signature=",
+    ),
 ]
 
 INNOCENT = [

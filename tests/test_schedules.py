@@ -7,32 +7,38 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from churn.schedules import LocalScheduler, ScheduleError, ScheduleStore, to_aws_cron, validate_cron
 
-T0 = datetime(2026, 1, 5, 2, 59, 30, tzinfo=timezone.utc)  # a Monday
+T0 = datetime(2026, 1, 5, 2, 59, 30, tzinfo=UTC)  # a Monday
 
 
-@pytest.mark.parametrize("cron, aws", [
-    ("0 3 * * *", "0 3 * * ? *"),
-    ("*/15 * * * 1-5", "*/15 * ? * 2-6 *"),
-    ("30 2 * * 0", "30 2 ? * 1 *"),
-    ("0 6 * * 5-7", "0 6 ? * 6-7,1 *"),
-    ("0 0 1 * *", "0 0 1 * ? *"),
-])
+@pytest.mark.parametrize(
+    "cron, aws",
+    [
+        ("0 3 * * *", "0 3 * * ? *"),
+        ("*/15 * * * 1-5", "*/15 * ? * 2-6 *"),
+        ("30 2 * * 0", "30 2 ? * 1 *"),
+        ("0 6 * * 5-7", "0 6 ? * 6-7,1 *"),
+        ("0 0 1 * *", "0 0 1 * ? *"),
+    ],
+)
 def test_standard_cron_converts_to_aws_six_fields(cron, aws):
     assert to_aws_cron(cron) == aws
 
 
-@pytest.mark.parametrize("cron, message", [
-    ("0 3 * *", "has 4 fields; use the standard 5"),
-    ("0 3 * * ? *", "has 6 fields"),
-    ("61 3 * * *", "is not valid"),
-])
+@pytest.mark.parametrize(
+    "cron, message",
+    [
+        ("0 3 * *", "has 4 fields; use the standard 5"),
+        ("0 3 * * ? *", "has 6 fields"),
+        ("61 3 * * *", "is not valid"),
+    ],
+)
 def test_bad_cron_is_refused_clearly(cron, message):
     with pytest.raises(ScheduleError, match=message):
         validate_cron(cron)
@@ -86,13 +92,22 @@ def test_scheduler_process_runs_a_missed_schedule_once_and_survives_restart(tmp_
     """The real daemon (a process we start and stop by pid) on a schedule that is already due."""
     marker = tmp_path / "runs.txt"
     store = ScheduleStore(tmp_path / "schedules")
-    store.add("every-minute", "* * * * *", [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('run\\n')"],
-              now=datetime.now(timezone.utc) - timedelta(minutes=10))
+    store.add(
+        "every-minute",
+        "* * * * *",
+        [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('run\\n')"],
+        now=datetime.now(UTC) - timedelta(minutes=10),
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
     def start():
-        return subprocess.Popen([sys.executable, "-m", "churn.schedules", "--root", str(tmp_path), "--poll-seconds", "0.2"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "churn.schedules", "--root", str(tmp_path), "--poll-seconds", "0.2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     daemon = start()
     try:
@@ -135,8 +150,14 @@ def test_one_bad_schedule_is_reported_and_the_others_still_run(tmp_path):
 
 
 def test_a_dead_scheduler_is_revived_when_schedules_exist_unless_stopped_on_purpose():
-    from stacks.scheduling import (STOPPED_MARKER, local_root, local_scheduler_pid, local_store,
-                                   revive_local_scheduler, stop_local_scheduler)
+    from stacks.scheduling import (
+        STOPPED_MARKER,
+        local_root,
+        local_scheduler_pid,
+        local_store,
+        revive_local_scheduler,
+        stop_local_scheduler,
+    )
 
     stop_local_scheduler()  # earlier tests of this session may have left one running, or stopped on purpose
     (local_root() / STOPPED_MARKER).unlink(missing_ok=True)  # now: dead, not stopped on purpose

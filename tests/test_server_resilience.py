@@ -36,9 +36,23 @@ PING_BOUND = 2.0  # seconds: each /ping during an attack must be answered within
 BODY_TIMEOUT = 3.0  # the server's body-read deadline in these tests (CHURN_BODY_TIMEOUT)
 HEADER_TIMEOUT = 2.0  # the server's header deadline in these tests (CHURN_HEADER_TIMEOUT)
 CUT_OFF_BOUND = 15.0  # seconds: a trickling connection must be closed within this (a liveness bound, not a timing)
-FEATURES = ["age", "tenure_months", "monthly_charges", "total_charges", "contract_type", "payment_method",
-            "internet_service", "phone_service", "multiple_lines", "online_security", "tech_support", "device_protection"]
-GOOD_ROW = dict(zip(FEATURES, [35, 12, 70.5, 840.0, "Month-to-month", "Electronic check", "DSL", "Yes", "No", "Yes", "No", "No"]))
+FEATURES = [
+    "age",
+    "tenure_months",
+    "monthly_charges",
+    "total_charges",
+    "contract_type",
+    "payment_method",
+    "internet_service",
+    "phone_service",
+    "multiple_lines",
+    "online_security",
+    "tech_support",
+    "device_protection",
+]
+GOOD_ROW = dict(
+    zip(FEATURES, [35, 12, 70.5, 840.0, "Month-to-month", "Electronic check", "DSL", "Yes", "No", "Yes", "No", "No"])
+)
 
 
 def wide_csv(columns: int) -> bytes:
@@ -56,19 +70,35 @@ def attacks() -> dict:
     return {
         "json nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "application/json"),
         "json object nested 100,000 deep": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "application/json"),
-        "huge integer (1,000 digits)": _json([{**GOOD_ROW, "age": 10 ** 1000}]),
-        "huge integer (5,000 digits)": (json.dumps([GOOD_ROW]).replace("35", "9" * 5000, 1).encode(), "application/json"),
-        "huge integer in CSV": ((",".join(FEATURES) + "\n" + "9" * 5000 + ",12,70.5,840.0,Month-to-month,"
-                                 "Electronic check,DSL,Yes,No,Yes,No,No\n").encode(), "text/csv"),
+        "huge integer (1,000 digits)": _json([{**GOOD_ROW, "age": 10**1000}]),
+        "huge integer (5,000 digits)": (
+            json.dumps([GOOD_ROW]).replace("35", "9" * 5000, 1).encode(),
+            "application/json",
+        ),
+        "huge integer in CSV": (
+            (
+                ",".join(FEATURES) + "\n" + "9" * 5000 + ",12,70.5,840.0,Month-to-month,"
+                "Electronic check,DSL,Yes,No,Yes,No,No\n"
+            ).encode(),
+            "text/csv",
+        ),
         "non-scalar cell (list)": _json([{**GOOD_ROW, "age": [1, 2, 3]}]),
         "non-scalar cell (object)": _json([{**GOOD_ROW, "contract_type": {"a": 1}}]),
         "5,000 records with distinct keys": _json([{f"key_{i}": i} for i in range(5000)]),
-        "dataframe_split 100,000 columns": _json({"dataframe_split": {"columns": [f"c{i}" for i in range(100_000)],
-                                                                      "data": [[1] * 100_000]}}),
+        "dataframe_split 100,000 columns": _json(
+            {"dataframe_split": {"columns": [f"c{i}" for i in range(100_000)], "data": [[1] * 100_000]}}
+        ),
         "CSV header 20,000 columns with a duplicate": (wide_csv(20_000), "text/csv"),
         "CSV header 100,000 columns with a duplicate": (wide_csv(100_000), "text/csv"),
-        "CSV cell of 1 MB": ((",".join(FEATURES) + "\n35,12,70.5,840.0," + "x" * 1_000_000
-                              + ",Electronic check,DSL,Yes,No,Yes,No,No\n").encode(), "text/csv"),
+        "CSV cell of 1 MB": (
+            (
+                ",".join(FEATURES)
+                + "\n35,12,70.5,840.0,"
+                + "x" * 1_000_000
+                + ",Electronic check,DSL,Yes,No,Yes,No,No\n"
+            ).encode(),
+            "text/csv",
+        ),
     }
 
 
@@ -93,7 +123,7 @@ class PingWatch:
                 self.failures.append((status, round(elapsed, 3)))
             self._stop.wait(0.02)
 
-    def __enter__(self) -> "PingWatch":
+    def __enter__(self) -> PingWatch:
         self._thread.start()
         return self
 
@@ -137,8 +167,10 @@ def open_half_open(port: int, count: int = 50) -> list:
         if i % 2:
             sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Len")
         else:
-            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-                         b"Content-Length: 100000\r\n\r\nage,tenure")
+            sock.sendall(
+                b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                b"Content-Length: 100000\r\n\r\nage,tenure"
+            )
         sockets.append(sock)
     return sockets
 
@@ -164,8 +196,9 @@ def _run_attacks(url: str, port: int) -> dict:
     sockets = open_half_open(port)
     try:
         # while the 50 connections hang, a real request and /ping still get through
-        good = requests.post(url + "/invocations", data=json.dumps([GOOD_ROW]),
-                             headers={"Content-Type": "application/json"}, timeout=30)
+        good = requests.post(
+            url + "/invocations", data=json.dumps([GOOD_ROW]), headers={"Content-Type": "application/json"}, timeout=30
+        )
         answers["a good request beside 50 half-open connections"] = f"HTTP {good.status_code}"
         time.sleep(BODY_TIMEOUT + 1)  # past the body deadline: the half bodies are answered 408
         sockets[0].settimeout(5)
@@ -197,8 +230,12 @@ def test_hostile_input_is_refused_and_ping_stays_live(server):
     process, _ = server
     with PingWatch(process.url) as watch:
         answers = run_attacks(process.url, process.port)
-    not_refused = {name: answer for name, answer in answers.items() if not refused(answer)
-                   and name not in ("a good request beside 50 half-open connections", "half-open body after the deadline")}
+    not_refused = {
+        name: answer
+        for name, answer in answers.items()
+        if not refused(answer)
+        and name not in ("a good request beside 50 half-open connections", "half-open body after the deadline")
+    }
     assert not_refused == {}
     assert answers["a good request beside 50 half-open connections"] == "HTTP 200"
     assert answers["half-open body after the deadline"] in ("HTTP 408", "closed")
@@ -262,8 +299,11 @@ def test_slowloris_headers_are_cut_off_while_ping_stays_live(server):
         trickling = [pool.submit(slowloris, process.port) for _ in range(30)]
         silent = [pool.submit(slowloris, process.port, b"") for _ in range(5)]  # connect, send nothing
         # a client that did finish its headers is not cut off by the header deadline: its body has the body deadline
-        body_late = pool.submit(slowloris, process.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
-                                b"Content-Type: text/csv\r\nContent-Length: 100\r\n\r\nage")
+        body_late = pool.submit(
+            slowloris,
+            process.port,
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 100\r\n\r\nage",
+        )
         results = [f.result() for f in trickling]
         silent_results = [f.result() for f in silent]
         late = body_late.result()
@@ -312,7 +352,9 @@ def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tm
     try:
         process.wait_ready()
         rows = split.test[FEATURES]
-        slow = json.dumps(json.loads(rows.to_json(orient="records")) * 100)  # ~80k records: seconds of scoring on one thread
+        slow = json.dumps(
+            json.loads(rows.to_json(orient="records")) * 100
+        )  # ~80k records: seconds of scoring on one thread
         second = json.dumps([GOOD_ROW] * 100)
         assert len(second) > INLINE_BODY_BYTES
         busy, pings, answers = None, [], []
@@ -320,12 +362,14 @@ def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tm
         # ends), or finish before a probe lands: then the round is repeated, a bounded number of times
         for _ in range(5):
             slow_thread = threading.Thread(
-                target=lambda: answers.append(send_attack(process.url, slow.encode(), "application/json")))
+                target=lambda: answers.append(send_attack(process.url, slow.encode(), "application/json"))
+            )
             slow_thread.start()
             deadline = time.monotonic() + 30
             while busy is None and slow_thread.is_alive() and time.monotonic() < deadline:
-                response = requests.post(process.url + "/invocations", data=second,
-                                         headers={"Content-Type": "application/json"}, timeout=30)
+                response = requests.post(
+                    process.url + "/invocations", data=second, headers={"Content-Type": "application/json"}, timeout=30
+                )
                 if response.status_code == 503:
                     busy = response
                     pings.append(requests.get(process.url + "/ping", timeout=PING_BOUND).status_code)
@@ -359,8 +403,12 @@ def test_watcher_survives_bad_pointers_and_bundles_and_swaps_to_a_good_one(train
     process = ServerProcess(tmp_path)
     try:
         process.wait_ready()
-        score = lambda: requests.post(process.url + "/invocations", data=split.test[FEATURES].iloc[:3].to_csv(index=False),
-                                      headers={"Content-Type": "text/csv"}, timeout=30)
+        score = lambda: requests.post(
+            process.url + "/invocations",
+            data=split.test[FEATURES].iloc[:3].to_csv(index=False),
+            headers={"Content-Type": "text/csv"},
+            timeout=30,
+        )
         bad_dir = tmp_path / "bundles" / "v2"
         shutil.copytree(good["bundle_dir"], bad_dir)
         (bad_dir / "estimator.joblib").write_bytes(b"not a pickle")
@@ -370,11 +418,18 @@ def test_watcher_survives_bad_pointers_and_bundles_and_swaps_to_a_good_one(train
             "not JSON": ("{ half a pointer", "JSONDecodeError"),
             "a JSON list": ("[1, 2]", "names no bundle_dir"),
             "no sha256": ({"version": "2", "bundle_dir": good["bundle_dir"]}, "no bundle sha256 is recorded"),
-            "tampered bundle": ({"version": "2", "sha256": good["sha256"], "bundle_dir": str(bad_dir)}, "refusing to load"),
-            "unloadable bundle, matching hash": ({"version": "2", "sha256": bundle_sha256(bad_dir), "bundle_dir": str(bad_dir)},
-                                                 "does not load and score"),
-            "missing bundle": ({"version": "2", "sha256": good["sha256"], "bundle_dir": str(tmp_path / "nowhere")},
-                               "is missing"),
+            "tampered bundle": (
+                {"version": "2", "sha256": good["sha256"], "bundle_dir": str(bad_dir)},
+                "refusing to load",
+            ),
+            "unloadable bundle, matching hash": (
+                {"version": "2", "sha256": bundle_sha256(bad_dir), "bundle_dir": str(bad_dir)},
+                "does not load and score",
+            ),
+            "missing bundle": (
+                {"version": "2", "sha256": good["sha256"], "bundle_dir": str(tmp_path / "nowhere")},
+                "is missing",
+            ),
         }
         for name, (pointer, message) in corruptions.items():
             write_pointer(tmp_path, pointer)
@@ -488,8 +543,9 @@ def test_a_tampered_bundle_with_a_fixed_up_pointer_is_refused(trained_bundle, re
         status = _wait_for(process.url, lambda s: "but the registry recorded" in (s.get("last_swap_error") or ""))
         assert status["version"] == v1 and forged_sha in status["last_swap_error"]
         rows = split.test[FEATURES].iloc[:3].to_csv(index=False)
-        answer = requests.post(process.url + "/invocations", data=rows, headers={"Content-Type": "text/csv"},
-                               timeout=30)
+        answer = requests.post(
+            process.url + "/invocations", data=rows, headers={"Content-Type": "text/csv"}, timeout=30
+        )
         assert answer.status_code == 200 and answer.headers["X-Model-Version"] == v1
         # not in the registry, or registered without a hash: refused the same way
         deployed(tmp_path, v1_dir, "99", bundle_sha256(v1_dir))
@@ -499,13 +555,19 @@ def test_a_tampered_bundle_with_a_fixed_up_pointer_is_refused(trained_bundle, re
         bundle.save(v3_dir)
         v3 = register(client, v3_dir)
         deployed(tmp_path, v3_dir, v3, bundle_sha256(v3_dir))
-        assert _wait_for(process.url, lambda s: "no bundle sha256 is recorded" in (s.get("last_swap_error") or ""))[
-            "version"] == v1
+        assert (
+            _wait_for(process.url, lambda s: "no bundle sha256 is recorded" in (s.get("last_swap_error") or ""))[
+                "version"
+            ]
+            == v1
+        )
         # the registered bytes, but a version the registry does not hold Approved (rejected, withdrawn, pending)
         v4 = register(client, v3_dir, bundle_sha256(v3_dir), approval_status="Rejected")
         deployed(tmp_path, v3_dir, v4, bundle_sha256(v3_dir))
-        assert _wait_for(process.url, lambda s: "is Rejected, not Approved" in (s.get("last_swap_error") or ""))[
-            "version"] == v1
+        assert (
+            _wait_for(process.url, lambda s: "is Rejected, not Approved" in (s.get("last_swap_error") or ""))["version"]
+            == v1
+        )
     finally:
         process.stop()
     # restarted on the forged bundle, the server refuses to start

@@ -29,15 +29,30 @@ def _edit(path: Path, text: str = "\n# edited\n") -> None:
 
 def test_editing_code_training_does_not_run_keeps_the_cache(repo_copy):
     before = churn_code_hash(repo_copy)
-    for path in ("churn/serving/server.py", "churn/serving/container.py", "churn/schedules.py", "run.py",
-                 "steps/deploy.py", "steps/register.py"):
+    for path in (
+        "churn/serving/server.py",
+        "churn/serving/container.py",
+        "churn/schedules.py",
+        "run.py",
+        "steps/deploy.py",
+        "steps/register.py",
+    ):
         _edit(repo_copy / path)
         assert churn_code_hash(repo_copy) == before, f"editing {path} would re-train the model"
 
 
-@pytest.mark.parametrize("path", ["churn/preprocessing.py", "churn/training.py", "churn/bundle.py",
-                                  "churn/fast_forest.py", "materializers/bundle_materializer.py",
-                                  "steps/train_rf.py", "requirements.lock"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "churn/preprocessing.py",
+        "churn/training.py",
+        "churn/bundle.py",
+        "churn/fast_forest.py",
+        "materializers/bundle_materializer.py",
+        "steps/train_rf.py",
+        "requirements.lock",
+    ],
+)
 def test_editing_what_training_runs_invalidates_the_cache(repo_copy, path):
     before = churn_code_hash(repo_copy)
     _edit(repo_copy / path)
@@ -47,8 +62,10 @@ def test_editing_what_training_runs_invalidates_the_cache(repo_copy, path):
 def test_imports_inside_functions_and_modules_named_in_strings_are_followed(repo_copy):
     (repo_copy / "churn" / "lazy_helper.py").write_text("VALUE = 1\n")
     (repo_copy / "churn" / "plugin_engine.py").write_text("class Engine:\n    pass\n")
-    _edit(repo_copy / "churn" / "training.py",
-          '\n\ndef _late():\n    from churn import lazy_helper\n\n    return lazy_helper.VALUE, "churn.plugin_engine:Engine"\n')
+    _edit(
+        repo_copy / "churn" / "training.py",
+        '\n\ndef _late():\n    from churn import lazy_helper\n\n    return lazy_helper.VALUE, "churn.plugin_engine:Engine"\n',
+    )
     files = {p.relative_to(repo_copy).as_posix() for p in training_code_files(repo_copy)}
     assert {"churn/lazy_helper.py", "churn/plugin_engine.py", "churn/__init__.py"} <= files
     before = churn_code_hash(repo_copy)

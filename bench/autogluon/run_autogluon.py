@@ -19,7 +19,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="autogluon-") as tmp:
         started = time.perf_counter()
         predictor = TabularPredictor(label=label, eval_metric="roc_auc", path=tmp, verbosity=0).fit(
-            train, time_limit=float(time_limit), presets=presets, num_cpus=1, num_gpus=0)
+            train, time_limit=float(time_limit), presets=presets, num_cpus=1, num_gpus=0
+        )
         fit_seconds = time.perf_counter() - started
         proba = predictor.predict_proba(test.drop(columns=[label]))
         positive = proba[1] if 1 in proba.columns else proba.iloc[:, -1]

@@ -23,18 +23,46 @@ import pandas as pd
 
 from churn.automl.engines import DEFAULT_ENGINE, ENGINES, AutoMLEngine, register_engine, resolve_engine
 from churn.automl.objectives import flaml_metric, objective_score
-from churn.automl.settings import (DEFAULT_FAMILIES, FAMILIES, FINAL_FITS, MODES, OBJECTIVES, PROBLEM_TYPES,
-                                   AutoMLError, AutoMLSettings)
+from churn.automl.settings import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    FINAL_FITS,
+    MODES,
+    OBJECTIVES,
+    PROBLEM_TYPES,
+    AutoMLError,
+    AutoMLSettings,
+)
 from churn.bundle import ModelBundle
 from churn.preprocessing import Preprocessor
 
-__all__ = ["AutoMLEngine", "AutoMLError", "AutoMLSettings", "DEFAULT_ENGINE", "DEFAULT_FAMILIES", "ENGINES",
-           "FAMILIES", "FINAL_FITS", "MODES", "OBJECTIVES", "PROBLEM_TYPES", "flaml_metric", "objective_score",
-           "register_engine", "resolve_engine", "train_automl"]
+__all__ = [
+    "AutoMLEngine",
+    "AutoMLError",
+    "AutoMLSettings",
+    "DEFAULT_ENGINE",
+    "DEFAULT_FAMILIES",
+    "ENGINES",
+    "FAMILIES",
+    "FINAL_FITS",
+    "MODES",
+    "OBJECTIVES",
+    "PROBLEM_TYPES",
+    "flaml_metric",
+    "objective_score",
+    "register_engine",
+    "resolve_engine",
+    "train_automl",
+]
 
 
-def train_automl(train_frame: pd.DataFrame, preprocessor: Preprocessor, settings: AutoMLSettings,
-                 engine: Optional[str] = None, info: Optional[Dict[str, Any]] = None) -> ModelBundle:
+def train_automl(
+    train_frame: pd.DataFrame,
+    preprocessor: Preprocessor,
+    settings: AutoMLSettings,
+    engine: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> ModelBundle:
     """Run ``engine`` (default: the local engine) and merge ``info`` (lineage) into the bundle's info."""
     bundle = resolve_engine(engine).train(train_frame, preprocessor, settings)
     bundle.info.update(info or {})

@@ -10,8 +10,9 @@ scoring time at the endpoint); candidates with weight 0 are not in the result.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, List, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,15 +23,16 @@ from churn.automl.models import FittedCombination
 class Selection:
     """Greedy selection's result: ``weights[i]`` for candidate ``i`` (0: not in), and the blend's score."""
 
-    weights: List[float]
+    weights: list[float]
     score: float
     best_single: int
     best_single_score: float
     rounds: int
 
 
-def greedy_selection(oof: np.ndarray, score: Callable[[np.ndarray], float], rounds: int = 25,
-                     max_members: int = 3) -> Selection:
+def greedy_selection(
+    oof: np.ndarray, score: Callable[[np.ndarray], float], rounds: int = 25, max_members: int = 3
+) -> Selection:
     """Caruana selection over ``oof`` (candidates x rows of out-of-fold positive probabilities).
 
     ``score`` maps a blend (one probability per row) to the objective (higher is better).
@@ -55,14 +57,19 @@ def greedy_selection(oof: np.ndarray, score: Callable[[np.ndarray], float], roun
         if max(trial) > best_score + 1e-12:  # strictly better: prefer the earlier, smaller blend
             best_counts, best_score, best_round = counts.copy(), float(max(trial)), step
     weights = [round(float(c) / best_round, 6) for c in best_counts]
-    return Selection(weights=weights, score=best_score, best_single=best_single,
-                     best_single_score=float(singles[best_single]), rounds=best_round)
+    return Selection(
+        weights=weights,
+        score=best_score,
+        best_single=best_single,
+        best_single_score=float(singles[best_single]),
+        rounds=best_round,
+    )
 
 
 class WeightedEnsemble(FittedCombination):
     """The served ensemble: ``sum(weight * member.predict_proba)``, members named by their candidate."""
 
-    def __init__(self, models: List[Any], weights: Sequence[float], names: Sequence[str]):
+    def __init__(self, models: list[Any], weights: Sequence[float], names: Sequence[str]):
         super().__init__(models, weights)
         self.names = list(names)
 

@@ -14,7 +14,8 @@ format: move or rename them only with a compatibility import here.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -25,14 +26,15 @@ SMALL_BATCH_ROWS = 128  # at most this many rows: a forest is scored by churn.fa
 class OneHotLogistic(ClassifierMixin, BaseEstimator):
     """Logistic regression on one-hot ``categorical_columns`` and the other columns standardized."""
 
-    def __init__(self, categorical_columns: Sequence[int] = (), C: float = 1.0, max_iter: int = 2000,
-                 random_state: int = 0):
+    def __init__(
+        self, categorical_columns: Sequence[int] = (), C: float = 1.0, max_iter: int = 2000, random_state: int = 0
+    ):
         self.categorical_columns = categorical_columns
         self.C = C
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "OneHotLogistic":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> OneHotLogistic:
         from sklearn.linear_model import LogisticRegression
 
         X = np.asarray(X, dtype=np.float64)
@@ -53,8 +55,10 @@ class OneHotLogistic(ClassifierMixin, BaseEstimator):
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
         parts = [(X[:, self.numeric_] - self.mean_) / self.scale_]
-        parts += [(X[:, [j]] == categories[None, :]).astype(np.float64)
-                  for j, categories in zip(self.categorical_, self.categories_)]
+        parts += [
+            (X[:, [j]] == categories[None, :]).astype(np.float64)
+            for j, categories in zip(self.categorical_, self.categories_)
+        ]
         return np.hstack(parts)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -74,7 +78,7 @@ class FittedCombination:
     The per-model scorers are built on first use and never pickled (they hold compiled views).
     """
 
-    def __init__(self, models: List[Any], weights: Sequence[float]):
+    def __init__(self, models: list[Any], weights: Sequence[float]):
         if len(models) != len(weights) or not models:
             raise ValueError("one weight per model, at least one model")
         self.models = list(models)
@@ -83,7 +87,7 @@ class FittedCombination:
         self._scorers = None
 
     @property
-    def estimators_(self) -> List[Any]:  # for serving_requirements' walk over nested models
+    def estimators_(self) -> list[Any]:  # for serving_requirements' walk over nested models
         return list(self.models)
 
     def __getstate__(self):
@@ -110,7 +114,7 @@ class FittedCombination:
 class BaggedModel(FittedCombination):
     """The mean probability of one candidate's k fold models (``final_fit: bag``)."""
 
-    def __init__(self, models: List[Any]):
+    def __init__(self, models: list[Any]):
         super().__init__(models, [1.0] * len(models))
 
 
@@ -132,6 +136,7 @@ def positive_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
         except Exception:  # an older or newer fast_forest: scikit-learn alone is exact too
             compiled = None
         if compiled is not None:
-            return lambda X: compiled.predict_positive(X) if len(X) <= SMALL_BATCH_ROWS \
-                else model.predict_proba(X)[:, positive]
+            return lambda X: (
+                compiled.predict_positive(X) if len(X) <= SMALL_BATCH_ROWS else model.predict_proba(X)[:, positive]
+            )
     return lambda X: model.predict_proba(X)[:, positive]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from churn.automl.settings import AutoMLError
+
 
 def positive_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
     proba = estimator.predict_proba(X)
@@ -62,7 +64,7 @@ def objective_score(objective: str, y_true: np.ndarray, proba: np.ndarray) -> fl
     return float(scorer(y_true, y_pred))
 
 
-def loss_to_score(objective: str, loss: float) -> Optional[float]:
+def loss_to_score(objective: str, loss: float) -> float | None:
     """FLAML's loss (1 - score, or LogLoss) as the objective's score (higher is better)."""
     if loss is None or not np.isfinite(loss):
         return None

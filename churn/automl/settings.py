@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any
 
 # The spec's objective_metric_name (Autopilot names) -> our evaluation report's key.
-OBJECTIVES: Dict[str, Optional[str]] = {
+OBJECTIVES: dict[str, str | None] = {
     "Accuracy": "accuracy",
     "AUC": "roc_auc",
     "F1": "f1_score",
@@ -42,12 +43,12 @@ class AutoMLSettings:
     target: str = "churn"
     problem_type: str = "BinaryClassification"
     objective: str = "Accuracy"
-    max_runtime_sec: float = 300.0             # the local engine's budget
+    max_runtime_sec: float = 300.0  # the local engine's budget
     autopilot_max_runtime_sec: float = 3600.0  # the SageMaker Autopilot job's budget (spec default)
-    max_candidates: Optional[int] = None
-    max_runtime_per_candidate_sec: Optional[float] = None
+    max_candidates: int | None = None
+    max_runtime_per_candidate_sec: float | None = None
     mode: str = "ENSEMBLING"
-    families: Tuple[str, ...] = DEFAULT_FAMILIES
+    families: tuple[str, ...] = DEFAULT_FAMILIES
     ensemble_size: int = 3
     cv_folds: int = 5
     seed: int = 42
@@ -67,8 +68,10 @@ class AutoMLSettings:
         if self.final_fit not in FINAL_FITS:
             raise ValueError(f"final_fit must be one of {', '.join(FINAL_FITS)}, got {self.final_fit!r}")
         if self.max_runtime_sec <= 0 or self.autopilot_max_runtime_sec <= 0:
-            raise ValueError(f"max_runtime_sec and autopilot_max_runtime_sec must be positive, got "
-                             f"{self.max_runtime_sec} and {self.autopilot_max_runtime_sec}")
+            raise ValueError(
+                f"max_runtime_sec and autopilot_max_runtime_sec must be positive, got "
+                f"{self.max_runtime_sec} and {self.autopilot_max_runtime_sec}"
+            )
         if self.max_candidates is not None and self.max_candidates < 1:
             raise ValueError(f"max_candidates must be at least 1, got {self.max_candidates}")
         if self.ensemble_size < 1 or self.cv_folds < 2 or self.n_jobs < 1:
@@ -76,7 +79,7 @@ class AutoMLSettings:
         object.__setattr__(self, "families", tuple(self.families))
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "AutoMLSettings":
+    def from_config(cls, config: Mapping[str, Any]) -> AutoMLSettings:
         """Settings from a validated PipelineConfig dump (the spec's key names)."""
         families = config.get("automl_families") or DEFAULT_FAMILIES
         return cls(
@@ -94,11 +97,11 @@ class AutoMLSettings:
             n_jobs=int(config.get("automl_n_jobs", 1)),
         )
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["families"] = list(self.families)
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AutoMLSettings":
+    def from_dict(cls, data: Mapping[str, Any]) -> AutoMLSettings:
         return cls(**{**data, "families": tuple(data.get("families", DEFAULT_FAMILIES))})

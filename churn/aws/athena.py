@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional
 
 import pandas as pd
 
@@ -41,9 +41,19 @@ class Polling:
             wait = min(self.maximum, wait * self.factor)
 
 
-def run_query(sql: str, database: str, output_location: str, region: str, *, catalog: str = "AwsDataCatalog",
-              workgroup: str = "primary", polling: Optional[Polling] = None, profile: Optional[str] = None,
-              progress: Optional[Callable[[str], None]] = None, what: str = "Athena query") -> Dict:
+def run_query(
+    sql: str,
+    database: str,
+    output_location: str,
+    region: str,
+    *,
+    catalog: str = "AwsDataCatalog",
+    workgroup: str = "primary",
+    polling: Polling | None = None,
+    profile: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    what: str = "Athena query",
+) -> dict:
     """Start ``sql`` and wait for it; return the QueryExecution (with the result's S3 location).
 
     Raises QueryError naming ``what`` with Athena's reason when the query fails, and stops
@@ -53,8 +63,10 @@ def run_query(sql: str, database: str, output_location: str, region: str, *, cat
     athena = client("athena", region, profile)
     with aws_errors(f"starting {what}", QueryError):
         execution_id = athena.start_query_execution(
-            QueryString=sql, QueryExecutionContext={"Database": database, "Catalog": catalog},
-            ResultConfiguration={"OutputLocation": output_location}, WorkGroup=workgroup,
+            QueryString=sql,
+            QueryExecutionContext={"Database": database, "Catalog": catalog},
+            ResultConfiguration={"OutputLocation": output_location},
+            WorkGroup=workgroup,
         )["QueryExecutionId"]
     started, state = time.monotonic(), "QUEUED"
     for wait in polling.waits():
@@ -73,12 +85,15 @@ def run_query(sql: str, database: str, output_location: str, region: str, *, cat
         athena.stop_query_execution(QueryExecutionId=execution_id)
     except Exception:  # noqa: BLE001 - best effort; the timeout is the error to report
         pass
-    raise QueryError(f"{what} did not finish within {polling.timeout:.0f}s (last state {state}, execution "
-                     f"{execution_id}); it was stopped")
+    raise QueryError(
+        f"{what} did not finish within {polling.timeout:.0f}s (last state {state}, execution "
+        f"{execution_id}); it was stopped"
+    )
 
 
-def read_result(execution: Mapping, column_types: Mapping[str, str], region: str,
-                profile: Optional[str] = None) -> pd.DataFrame:
+def read_result(
+    execution: Mapping, column_types: Mapping[str, str], region: str, profile: str | None = None
+) -> pd.DataFrame:
     """Read a SELECT's CSV result (header row, quoted values, empty = NULL) from S3.
 
     ``column_types`` maps result columns (case-insensitively, as Athena lowercases names)

@@ -62,8 +62,9 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,9 +72,18 @@ import pandas as pd
 from churn.automl import AutoMLSettings
 from churn.aws import s3
 from churn.aws.athena import Polling
-from churn.aws.autopilot_transform import (ENV_TRANSFORM_TIMEOUT, MODEL_NAME_PREFIX, AutopilotError, AutopilotModel,
-                                           console_url, create_model, resource_tags, stop_after_timeout, utc_stamp,
-                                           wait_for_status)
+from churn.aws.autopilot_transform import (
+    ENV_TRANSFORM_TIMEOUT,
+    MODEL_NAME_PREFIX,
+    AutopilotError,
+    AutopilotModel,
+    console_url,
+    create_model,
+    resource_tags,
+    stop_after_timeout,
+    utc_stamp,
+    wait_for_status,
+)
 from churn.aws.clients import aws_errors, client
 from churn.bundle import ModelBundle
 from churn.preprocessing import Preprocessor
@@ -89,13 +99,14 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def _botocore_enum(shape: str) -> List[str]:
+def _botocore_enum(shape: str) -> list[str]:
     import botocore.session
 
     return list(botocore.session.get_session().get_service_model("sagemaker").shape_for(shape).enum)
 
 
 # -- configuration --------------------------------------------------------------------
+
 
 @dataclass
 class AutopilotConfig:
@@ -105,7 +116,7 @@ class AutopilotConfig:
     role_arn: str
     bucket: str
     prefix: str = "mlops/classification_model"
-    profile: Optional[str] = None
+    profile: str | None = None
     transform_instance_type: str = "ml.m5.large"
     transform_instance_count: int = 1
     poll_initial_seconds: float = 30.0
@@ -115,7 +126,7 @@ class AutopilotConfig:
     model_name_prefix: str = MODEL_NAME_PREFIX
 
     @classmethod
-    def from_active_stack(cls) -> "AutopilotConfig":
+    def from_active_stack(cls) -> AutopilotConfig:
         """Settings from the active stack's SageMaker endpoint deployer (+ the environment overrides).
 
         Returns:
@@ -135,17 +146,25 @@ class AutopilotConfig:
                 f"the {ENGINE_NAME} AutoML engine runs on the SageMaker stack: the active stack '{stack.name}' has "
                 f"model deployer flavor {getattr(deployer, 'flavor', None)!r}, not {DEPLOYER_FLAVOR!r} (it supplies "
                 "region, execution role, bucket and prefix); set up the stack with "
-                "`python run.py stack setup sagemaker --config FILE`")
+                "`python run.py stack setup sagemaker --config FILE`"
+            )
         d = deployer.config
         offered = _botocore_enum("TransformInstanceType")
         instance = os.environ.get(ENV_TRANSFORM_INSTANCE) or "ml.m5.large"
         if instance not in offered:
             raise AutopilotError(f"{ENV_TRANSFORM_INSTANCE}={instance} is not a batch transform instance type")
-        return cls(region=d.region, role_arn=d.role_arn, bucket=d.bucket, prefix=d.prefix, profile=d.aws_profile,
-                   transform_instance_type=instance, poll_initial_seconds=d.poll_initial_seconds,
-                   poll_max_seconds=d.poll_max_seconds,
-                   timeout_grace_seconds=float(os.environ.get(ENV_GRACE, 1800.0)),
-                   transform_timeout_seconds=float(os.environ.get(ENV_TRANSFORM_TIMEOUT, 3600.0)))
+        return cls(
+            region=d.region,
+            role_arn=d.role_arn,
+            bucket=d.bucket,
+            prefix=d.prefix,
+            profile=d.aws_profile,
+            transform_instance_type=instance,
+            poll_initial_seconds=d.poll_initial_seconds,
+            poll_max_seconds=d.poll_max_seconds,
+            timeout_grace_seconds=float(os.environ.get(ENV_GRACE, 1800.0)),
+            transform_timeout_seconds=float(os.environ.get(ENV_TRANSFORM_TIMEOUT, 3600.0)),
+        )
 
     def uri(self, *parts: str) -> str:
         """``s3://<bucket>/<prefix>/automl/<parts...>``."""
@@ -154,12 +173,13 @@ class AutopilotConfig:
 
 # -- the engine ------------------------------------------------------------------------
 
+
 class AutopilotEngine:
     """The cloud engine: a SageMaker AutoML V2 job; the best candidate becomes a SageMaker model."""
 
     name = ENGINE_NAME
 
-    def __init__(self, config: Optional[AutopilotConfig] = None, progress: Callable[[str], None] = _print):
+    def __init__(self, config: AutopilotConfig | None = None, progress: Callable[[str], None] = _print):
         self._config = config
         self.progress = progress
 
@@ -194,27 +214,48 @@ class AutopilotEngine:
         described = self._wait_for_job(job, settings, config)
         candidate = described.get("BestCandidate") or {}
         if not candidate.get("InferenceContainers"):
-            raise AutopilotError(f"Autopilot job '{job}' completed without a best candidate with inference containers; "
-                                 f"see {console_url(config.region, 'automl-jobs', job)}")
+            raise AutopilotError(
+                f"Autopilot job '{job}' completed without a best candidate with inference containers; "
+                f"see {console_url(config.region, 'automl-jobs', job)}"
+            )
         candidates = self._count_candidates(job, config)
         model_info = create_model(job, arn, candidate, settings, locations, config, self.progress)
-        handle = AutopilotModel(model_info["model_name"], config.region, config.bucket, config.prefix, job,
-                                n_features=len(preprocessor.feature_order), profile=config.profile,
-                                instance_type=config.transform_instance_type,
-                                instance_count=config.transform_instance_count,
-                                poll_initial_seconds=config.poll_initial_seconds,
-                                poll_max_seconds=config.poll_max_seconds,
-                                timeout_seconds=config.transform_timeout_seconds)
-        info = self._bundle_info(job, arn, described, candidates, model_info, settings, len(train_frame),
-                                 time.perf_counter() - started)
+        handle = AutopilotModel(
+            model_info["model_name"],
+            config.region,
+            config.bucket,
+            config.prefix,
+            job,
+            n_features=len(preprocessor.feature_order),
+            profile=config.profile,
+            instance_type=config.transform_instance_type,
+            instance_count=config.transform_instance_count,
+            poll_initial_seconds=config.poll_initial_seconds,
+            poll_max_seconds=config.poll_max_seconds,
+            timeout_seconds=config.transform_timeout_seconds,
+        )
+        info = self._bundle_info(
+            job, arn, described, candidates, model_info, settings, len(train_frame), time.perf_counter() - started
+        )
         objective = candidate.get("FinalAutoMLJobObjectiveMetric") or {}
-        self.progress(f"Autopilot job {job}: best candidate {info['automl']['best_family']} "
-                      f"({objective.get('MetricName', settings.objective)} {objective.get('Value')}), "
-                      f"{candidates} candidate(s); model {model_info['model_name']}")
+        self.progress(
+            f"Autopilot job {job}: best candidate {info['automl']['best_family']} "
+            f"({objective.get('MetricName', settings.objective)} {objective.get('Value')}), "
+            f"{candidates} candidate(s); model {model_info['model_name']}"
+        )
         return ModelBundle(estimator=handle, preprocessor=preprocessor, info=info)
 
-    def _bundle_info(self, job: str, arn: str, described: dict, candidates: int, model_info: Dict[str, Any],
-                     settings: AutoMLSettings, train_rows: int, seconds: float) -> Dict[str, Any]:
+    def _bundle_info(
+        self,
+        job: str,
+        arn: str,
+        described: dict,
+        candidates: int,
+        model_info: dict[str, Any],
+        settings: AutoMLSettings,
+        train_rows: int,
+        seconds: float,
+    ) -> dict[str, Any]:
         """The bundle's ``info``: the same keys as the local engine's, plus ``autopilot`` (the model's info)."""
         candidate = described.get("BestCandidate") or {}
         objective = candidate.get("FinalAutoMLJobObjectiveMetric") or {}
@@ -224,14 +265,21 @@ class AutopilotEngine:
             "model_type": "automl",
             "automl_engine": self.name,
             "automl": {
-                "objective": settings.objective, "mode": settings.mode, "best_family": family,
+                "objective": settings.objective,
+                "mode": settings.mode,
+                "best_family": family,
                 "best_config": {"candidate": family, "job": job, "model": model_info["model_name"]},
                 "best_cv_score": None if score is None else round(float(score), 6),
                 "best_score_metric": objective.get("MetricName"),
-                "trials": candidates, "families": {"autopilot": {"trials": candidates}},
-                "ensemble_members": [{"family": family, "weight": 1.0}], "ensemble_cv_score": None,
-                "settings": settings.to_dict(), "total_seconds": round(seconds, 3),
-                "job_name": job, "job_arn": arn, "job_status": described.get("AutoMLJobStatus"),
+                "trials": candidates,
+                "families": {"autopilot": {"trials": candidates}},
+                "ensemble_members": [{"family": family, "weight": 1.0}],
+                "ensemble_cv_score": None,
+                "settings": settings.to_dict(),
+                "total_seconds": round(seconds, 3),
+                "job_name": job,
+                "job_arn": arn,
+                "job_status": described.get("AutoMLJobStatus"),
             },
             "autopilot": model_info,
             "hyperparameters": {"best_family": family, "best_candidate": family, "automl_job": job},
@@ -243,13 +291,16 @@ class AutopilotEngine:
             "train_seconds": round(seconds, 3),
         }
 
-    def _start_job(self, job: str, settings: AutoMLSettings, target: str, locations: Mapping[str, str],
-                   config: AutopilotConfig) -> str:
+    def _start_job(
+        self, job: str, settings: AutoMLSettings, target: str, locations: Mapping[str, str], config: AutopilotConfig
+    ) -> str:
         """CreateAutoMLJobV2; the job's ARN."""
         request = self.job_request(job, settings, target, locations, config)
-        self.progress(f"Starting Autopilot job {job} ({settings.mode}, {settings.problem_type}, objective "
-                      f"{settings.objective}, at most {int(settings.autopilot_max_runtime_sec)}s: "
-                      f"autopilot_max_runtime_sec) on {locations['train_uri']}")
+        self.progress(
+            f"Starting Autopilot job {job} ({settings.mode}, {settings.problem_type}, objective "
+            f"{settings.objective}, at most {int(settings.autopilot_max_runtime_sec)}s: "
+            f"autopilot_max_runtime_sec) on {locations['train_uri']}"
+        )
         sm = client("sagemaker", config.region, config.profile)
         with aws_errors(f"starting Autopilot job '{job}'", AutopilotError):
             return sm.create_auto_ml_job_v2(**request)["AutoMLJobArn"]
@@ -258,38 +309,74 @@ class AutopilotEngine:
     @staticmethod
     def _check(settings: AutoMLSettings, preprocessor: Preprocessor, train_frame: pd.DataFrame) -> None:
         if settings.target != preprocessor.target:
-            raise AutopilotError(f"settings target {settings.target!r} differs from the preprocessor's {preprocessor.target!r}")
+            raise AutopilotError(
+                f"settings target {settings.target!r} differs from the preprocessor's {preprocessor.target!r}"
+            )
         metrics = _botocore_enum("AutoMLMetricEnum")
         if settings.objective not in metrics:
-            raise AutopilotError(f"objective_metric_name {settings.objective!r} is not an Autopilot metric "
-                                 f"({', '.join(m for m in metrics if m in ('Accuracy', 'AUC', 'BalancedAccuracy', 'F1', 'Precision', 'Recall'))} "
-                                 "for binary classification)")
+            raise AutopilotError(
+                f"objective_metric_name {settings.objective!r} is not an Autopilot metric "
+                f"({', '.join(m for m in metrics if m in ('Accuracy', 'AUC', 'BalancedAccuracy', 'F1', 'Precision', 'Recall'))} "
+                "for binary classification)"
+            )
         y = train_frame[preprocessor.target]
         if set(pd.unique(y.astype(int))) != {0, 1}:
-            raise AutopilotError(f"target '{preprocessor.target}' needs both classes 0 and 1 to train a binary classifier")
+            raise AutopilotError(
+                f"target '{preprocessor.target}' needs both classes 0 and 1 to train a binary classifier"
+            )
 
-    def _upload(self, job: str, X: np.ndarray, y: np.ndarray, preprocessor: Preprocessor, settings: AutoMLSettings,
-                config: AutopilotConfig) -> Dict[str, str]:
+    def _upload(
+        self,
+        job: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        preprocessor: Preprocessor,
+        settings: AutoMLSettings,
+        config: AutopilotConfig,
+    ) -> dict[str, str]:
         """Training rows under data/train/ (Autopilot's input prefix); preprocessing artifacts under meta/."""
         train_prefix = config.uri(job, "data", "train") + "/"
         meta_prefix = config.uri(job, "meta") + "/"
         header = [*preprocessor.feature_order, preprocessor.target]
-        train_uri = s3.upload_bytes(rows_csv(np.column_stack([X, y]), header), train_prefix + "train.csv",
-                                    config.region, config.profile, "text/csv")
-        metadata = {"feature_names": preprocessor.feature_order, "target_column": preprocessor.target,
-                    "categorical_columns": sorted(preprocessor.classes), "label_encoders": preprocessor.classes,
-                    "numeric_medians": preprocessor.medians, "train_rows": int(len(y)),
-                    "positive_rate": round(float(np.mean(y)), 6), "auto_ml_job_name": job,
-                    "train_data_uri": train_uri, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        train_uri = s3.upload_bytes(
+            rows_csv(np.column_stack([X, y]), header),
+            train_prefix + "train.csv",
+            config.region,
+            config.profile,
+            "text/csv",
+        )
+        metadata = {
+            "feature_names": preprocessor.feature_order,
+            "target_column": preprocessor.target,
+            "categorical_columns": sorted(preprocessor.classes),
+            "label_encoders": preprocessor.classes,
+            "numeric_medians": preprocessor.medians,
+            "train_rows": int(len(y)),
+            "positive_rate": round(float(np.mean(y)), 6),
+            "auto_ml_job_name": job,
+            "train_data_uri": train_uri,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         for name, document in (("preprocessor.json", preprocessor.to_dict()), ("metadata.json", metadata)):
-            s3.upload_bytes(json.dumps(document, indent=2, sort_keys=True).encode(), meta_prefix + name,
-                            config.region, config.profile, "application/json")
-        return {"train_prefix": train_prefix, "train_uri": train_uri, "meta_prefix": meta_prefix,
-                "output_prefix": config.uri(job, "output") + "/", "model_info_uri": config.uri(job, "model", "model_info.json")}
+            s3.upload_bytes(
+                json.dumps(document, indent=2, sort_keys=True).encode(),
+                meta_prefix + name,
+                config.region,
+                config.profile,
+                "application/json",
+            )
+        return {
+            "train_prefix": train_prefix,
+            "train_uri": train_uri,
+            "meta_prefix": meta_prefix,
+            "output_prefix": config.uri(job, "output") + "/",
+            "model_info_uri": config.uri(job, "model", "model_info.json"),
+        }
 
     @staticmethod
-    def job_request(job: str, settings: AutoMLSettings, target: str, locations: Mapping[str, str],
-                    config: AutopilotConfig) -> Dict[str, Any]:
+    def job_request(
+        job: str, settings: AutoMLSettings, target: str, locations: Mapping[str, str], config: AutopilotConfig
+    ) -> dict[str, Any]:
         """The CreateAutoMLJobV2 request for ``settings`` (the spec's keys -> Autopilot's fields).
 
         Args:
@@ -302,20 +389,30 @@ class AutopilotEngine:
         Returns:
             The request's keyword arguments.
         """
-        criteria: Dict[str, int] = {"MaxAutoMLJobRuntimeInSeconds": int(settings.autopilot_max_runtime_sec)}
+        criteria: dict[str, int] = {"MaxAutoMLJobRuntimeInSeconds": int(settings.autopilot_max_runtime_sec)}
         if settings.max_runtime_per_candidate_sec is not None:
             criteria["MaxRuntimePerTrainingJobInSeconds"] = int(settings.max_runtime_per_candidate_sec)
         if settings.max_candidates is not None:
             criteria["MaxCandidates"] = int(settings.max_candidates)
         return {
             "AutoMLJobName": job,
-            "AutoMLJobInputDataConfig": [{
-                "ChannelType": "training", "ContentType": "text/csv;header=present", "CompressionType": "None",
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": locations["train_prefix"]}}}],
+            "AutoMLJobInputDataConfig": [
+                {
+                    "ChannelType": "training",
+                    "ContentType": "text/csv;header=present",
+                    "CompressionType": "None",
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": locations["train_prefix"]}},
+                }
+            ],
             "OutputDataConfig": {"S3OutputPath": locations["output_prefix"]},
-            "AutoMLProblemTypeConfig": {"TabularJobConfig": {
-                "Mode": settings.mode, "ProblemType": settings.problem_type, "TargetAttributeName": target,
-                "CompletionCriteria": criteria}},
+            "AutoMLProblemTypeConfig": {
+                "TabularJobConfig": {
+                    "Mode": settings.mode,
+                    "ProblemType": settings.problem_type,
+                    "TargetAttributeName": target,
+                    "CompletionCriteria": criteria,
+                }
+            },
             "AutoMLJobObjective": {"MetricName": settings.objective},
             "RoleArn": config.role_arn,
             "Tags": resource_tags(**{"churn:engine": ENGINE_NAME}),
@@ -324,28 +421,41 @@ class AutopilotEngine:
     def _wait_for_job(self, job: str, settings: AutoMLSettings, config: AutopilotConfig) -> dict:
         sm = client("sagemaker", config.region, config.profile)
         timeout = float(settings.autopilot_max_runtime_sec) + config.timeout_grace_seconds
-        polling = Polling(initial=config.poll_initial_seconds, factor=1.5, maximum=config.poll_max_seconds, timeout=timeout)
+        polling = Polling(
+            initial=config.poll_initial_seconds, factor=1.5, maximum=config.poll_max_seconds, timeout=timeout
+        )
 
         def describe() -> dict:
             with aws_errors(f"describing Autopilot job '{job}'", AutopilotError):
                 return sm.describe_auto_ml_job_v2(AutoMLJobName=job)
 
-        final = wait_for_status(describe, lambda d: (d["AutoMLJobStatus"], d.get("AutoMLJobSecondaryStatus", "")),
-                                polling, f"Autopilot job {job}", self.progress)
+        final = wait_for_status(
+            describe,
+            lambda d: (d["AutoMLJobStatus"], d.get("AutoMLJobSecondaryStatus", "")),
+            polling,
+            f"Autopilot job {job}",
+            self.progress,
+        )
         console = console_url(config.region, "automl-jobs", job)
         if final is None:
             stopped = stop_after_timeout(lambda: sm.stop_auto_ml_job(AutoMLJobName=job), f"Autopilot job '{job}'")
             raise AutopilotError(
                 f"Autopilot job '{job}' did not finish within {timeout:.0f}s (autopilot_max_runtime_sec "
                 f"{int(settings.autopilot_max_runtime_sec)} + {config.timeout_grace_seconds:.0f}s grace); {stopped}. Raise "
-                f"autopilot_max_runtime_sec (or {ENV_GRACE}), or look at the job: {console}")
+                f"autopilot_max_runtime_sec (or {ENV_GRACE}), or look at the job: {console}"
+            )
         status = final["AutoMLJobStatus"]
         if status != "Completed":
-            partial = [p.get("PartialFailureMessage") for p in final.get("PartialFailureReasons") or []
-                       if p.get("PartialFailureMessage")]
+            partial = [
+                p.get("PartialFailureMessage")
+                for p in final.get("PartialFailureReasons") or []
+                if p.get("PartialFailureMessage")
+            ]
             raise AutopilotError(
                 f"Autopilot job '{job}' {status}: {final.get('FailureReason') or 'no FailureReason given'}"
-                + (f" (partial failures: {'; '.join(partial)})" if partial else "") + f"; see {console}")
+                + (f" (partial failures: {'; '.join(partial)})" if partial else "")
+                + f"; see {console}"
+            )
         return final
 
     def _count_candidates(self, job: str, config: AutopilotConfig, limit: int = 20) -> int:
@@ -354,8 +464,9 @@ class AutopilotEngine:
         count, token = 0, None
         with aws_errors(f"listing candidates of Autopilot job '{job}'", AutopilotError):
             for _ in range(limit):
-                page = sm.list_candidates_for_auto_ml_job(AutoMLJobName=job, MaxResults=100,
-                                                          **({"NextToken": token} if token else {}))
+                page = sm.list_candidates_for_auto_ml_job(
+                    AutoMLJobName=job, MaxResults=100, **({"NextToken": token} if token else {})
+                )
                 count += len(page.get("Candidates", []))
                 token = page.get("NextToken")
                 if not token:

@@ -38,7 +38,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,13 +79,16 @@ def console_url(region: str, kind: str, name: str) -> str:
     return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
 
 
-def resource_tags(**values: str) -> List[Dict[str, str]]:
+def resource_tags(**values: str) -> list[dict[str, str]]:
     """``managed-by: churn-mlops`` plus ``values``, as SageMaker's Tags (values cut to 256 characters)."""
-    return [{"Key": "managed-by", "Value": "churn-mlops"},
-            *({"Key": k, "Value": str(v)[:256]} for k, v in values.items())]
+    return [
+        {"Key": "managed-by", "Value": "churn-mlops"},
+        *({"Key": k, "Value": str(v)[:256]} for k, v in values.items()),
+    ]
 
 
 # -- the candidate's containers and their output ---------------------------------------
+
 
 def positive_probabilities(text: str, keys: Sequence[str] = INFERENCE_KEYS) -> np.ndarray:
     """P(class 1) per line of a transform output holding ``keys`` (the serving code's parser).
@@ -105,8 +109,9 @@ def positive_probabilities(text: str, keys: Sequence[str] = INFERENCE_KEYS) -> n
         raise AutopilotError(f"transform {error}") from None
 
 
-def inference_containers(candidate_containers: Sequence[Mapping[str, Any]],
-                         keys: Sequence[str] = INFERENCE_KEYS) -> List[Dict[str, Any]]:
+def inference_containers(
+    candidate_containers: Sequence[Mapping[str, Any]], keys: Sequence[str] = INFERENCE_KEYS
+) -> list[dict[str, Any]]:
     """The best candidate's containers, asked to return ``keys`` (the SDK's ``inference_response_keys`` logic).
 
     Each container that declares SAGEMAKER_INFERENCE_SUPPORTED gets SAGEMAKER_INFERENCE_OUTPUT
@@ -129,9 +134,11 @@ def inference_containers(candidate_containers: Sequence[Mapping[str, Any]],
     supported_last = (containers[-1].get("Environment") or {}).get("SAGEMAKER_INFERENCE_SUPPORTED", "")
     missing = [k for k in keys if k not in supported_last.split(",")]
     if missing:
-        raise AutopilotError(f"the best candidate's last inference container cannot return {', '.join(missing)} "
-                             f"(it supports {supported_last or 'only its default output'}); probabilities are needed "
-                             "to evaluate it")
+        raise AutopilotError(
+            f"the best candidate's last inference container cannot return {', '.join(missing)} "
+            f"(it supports {supported_last or 'only its default output'}); probabilities are needed "
+            "to evaluate it"
+        )
     previous = None
     for container in containers:
         environment = container.setdefault("Environment", {})
@@ -148,8 +155,15 @@ def inference_containers(candidate_containers: Sequence[Mapping[str, Any]],
     return containers
 
 
-def create_model(job: str, job_arn: str, candidate: dict, settings: AutoMLSettings, locations: Mapping[str, str],
-                 config: "AutopilotConfig", progress: Callable[[str], None] = _print) -> Dict[str, Any]:
+def create_model(
+    job: str,
+    job_arn: str,
+    candidate: dict,
+    settings: AutoMLSettings,
+    locations: Mapping[str, str],
+    config: AutopilotConfig,
+    progress: Callable[[str], None] = _print,
+) -> dict[str, Any]:
     """A SageMaker model from the best candidate (unique timestamp name) and model_info.json.
 
     Args:
@@ -170,30 +184,53 @@ def create_model(job: str, job_arn: str, candidate: dict, settings: AutoMLSettin
     sm = client("sagemaker", config.region, config.profile)
     containers = inference_containers(candidate["InferenceContainers"])
     name = f"{config.model_name_prefix}-{int(time.time())}-{uuid.uuid4().hex[:4]}"
-    progress(f"Creating SageMaker model {name} from candidate {candidate.get('CandidateName')} "
-             f"({len(containers)} container(s))")
+    progress(
+        f"Creating SageMaker model {name} from candidate {candidate.get('CandidateName')} "
+        f"({len(containers)} container(s))"
+    )
     with aws_errors(f"creating SageMaker model '{name}' from Autopilot job '{job}'", AutopilotError):
-        model_arn = sm.create_model(ModelName=name, ExecutionRoleArn=config.role_arn, Containers=containers,
-                                    Tags=resource_tags(**{"churn:automl-job": job}))["ModelArn"]
+        model_arn = sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn=config.role_arn,
+            Containers=containers,
+            Tags=resource_tags(**{"churn:automl-job": job}),
+        )["ModelArn"]
     objective = candidate.get("FinalAutoMLJobObjectiveMetric") or {}
     model_info = {
-        "model_name": name, "model_arn": model_arn, "region": config.region,
-        "auto_ml_job_name": job, "auto_ml_job_arn": job_arn,
+        "model_name": name,
+        "model_arn": model_arn,
+        "region": config.region,
+        "auto_ml_job_name": job,
+        "auto_ml_job_arn": job_arn,
         "best_candidate_name": candidate.get("CandidateName"),
-        "objective_metric": {"name": objective.get("MetricName", settings.objective), "value": objective.get("Value"),
-                             "type": objective.get("Type")},
-        "mode": settings.mode, "problem_type": settings.problem_type, "target_attribute_name": settings.target,
-        "inference_containers": [{"Image": c.get("Image"), "ModelDataUrl": c.get("ModelDataUrl"),
-                                  "Environment": c.get("Environment", {})} for c in containers],
+        "objective_metric": {
+            "name": objective.get("MetricName", settings.objective),
+            "value": objective.get("Value"),
+            "type": objective.get("Type"),
+        },
+        "mode": settings.mode,
+        "problem_type": settings.problem_type,
+        "target_attribute_name": settings.target,
+        "inference_containers": [
+            {"Image": c.get("Image"), "ModelDataUrl": c.get("ModelDataUrl"), "Environment": c.get("Environment", {})}
+            for c in containers
+        ],
         "inference_response_keys": list(INFERENCE_KEYS),
         "input_content_type": "text/csv (no header; encoded features in feature order, see meta/)",
-        "train_data_uri": locations["train_uri"], "preprocessing_uri": locations["meta_prefix"],
-        "automl_output_uri": locations["output_prefix"], "model_info_uri": locations["model_info_uri"],
+        "train_data_uri": locations["train_uri"],
+        "preprocessing_uri": locations["meta_prefix"],
+        "automl_output_uri": locations["output_prefix"],
+        "model_info_uri": locations["model_info_uri"],
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     try:
-        s3.upload_bytes(json.dumps(model_info, indent=2, default=str).encode(), locations["model_info_uri"],
-                        config.region, config.profile, "application/json")
+        s3.upload_bytes(
+            json.dumps(model_info, indent=2, default=str).encode(),
+            locations["model_info_uri"],
+            config.region,
+            config.profile,
+            "application/json",
+        )
     except AwsError as error:
         raise AutopilotError(f"model {name} was created but writing model_info.json failed: {error}") from None
     progress(f"Model {name}: {locations['model_info_uri']}")
@@ -202,8 +239,14 @@ def create_model(job: str, job_arn: str, candidate: dict, settings: AutoMLSettin
 
 # -- waiting ---------------------------------------------------------------------------
 
-def wait_for_status(describe: Callable[[], dict], status_of: Callable[[dict], Tuple[str, str]], polling: Polling,
-                    what: str, progress: Callable[[str], None]) -> Optional[dict]:
+
+def wait_for_status(
+    describe: Callable[[], dict],
+    status_of: Callable[[dict], tuple[str, str]],
+    polling: Polling,
+    what: str,
+    progress: Callable[[str], None],
+) -> dict | None:
     """Poll ``describe`` until a terminal status, printing a line on each change and a heartbeat each minute.
 
     Args:
@@ -222,8 +265,9 @@ def wait_for_status(describe: Callable[[], dict], status_of: Callable[[dict], Tu
         status, detail = status_of(described)
         elapsed = time.monotonic() - started
         if (status, detail) != last or elapsed - last_line >= HEARTBEAT_SECONDS:
-            progress(f"{what}: {status}{f' / {detail}' if detail else ''} "
-                     f"({elapsed:.0f}s, at most {polling.timeout:.0f}s)")
+            progress(
+                f"{what}: {status}{f' / {detail}' if detail else ''} ({elapsed:.0f}s, at most {polling.timeout:.0f}s)"
+            )
             last, last_line = (status, detail), elapsed
         if status in TERMINAL:
             return described
@@ -242,6 +286,7 @@ def stop_after_timeout(call: Callable[[], Any], what: str) -> str:
 
 # -- the model handle ------------------------------------------------------------------
 
+
 class AutopilotModel:
     """A picklable handle on the SageMaker model Autopilot's best candidate became.
 
@@ -254,19 +299,31 @@ class AutopilotModel:
     # splits the input into <= 6 MB requests itself)
     batch_rows = 1_000_000
 
-    def __init__(self, model_name: str, region: str, bucket: str, prefix: str, job_name: str, n_features: int,
-                 profile: Optional[str] = None, instance_type: str = "ml.m5.large", instance_count: int = 1,
-                 poll_initial_seconds: float = 30.0, poll_max_seconds: float = 120.0,
-                 timeout_seconds: float = 3600.0, keys: Sequence[str] = INFERENCE_KEYS):
+    def __init__(
+        self,
+        model_name: str,
+        region: str,
+        bucket: str,
+        prefix: str,
+        job_name: str,
+        n_features: int,
+        profile: str | None = None,
+        instance_type: str = "ml.m5.large",
+        instance_count: int = 1,
+        poll_initial_seconds: float = 30.0,
+        poll_max_seconds: float = 120.0,
+        timeout_seconds: float = 3600.0,
+        keys: Sequence[str] = INFERENCE_KEYS,
+    ):
         self.model_name, self.region, self.bucket, self.prefix = model_name, region, bucket, prefix
         self.job_name, self.n_features, self.profile = job_name, int(n_features), profile
         self.instance_type, self.instance_count = instance_type, int(instance_count)
         self.poll_initial_seconds, self.poll_max_seconds = float(poll_initial_seconds), float(poll_max_seconds)
         self.timeout_seconds, self.keys = float(timeout_seconds), tuple(keys)
         self.classes_ = np.array([0, 1])
-        self.last_transform: Optional[Dict[str, Any]] = None
+        self.last_transform: dict[str, Any] | None = None
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["last_transform"] = None  # what was scored last is not part of the model
         return state
@@ -296,8 +353,9 @@ class AutopilotModel:
         """
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise AutopilotError(f"{self.model_name} takes rows of {self.n_features} encoded features, "
-                                 f"got shape {X.shape}")
+            raise AutopilotError(
+                f"{self.model_name} takes rows of {self.n_features} encoded features, got shape {X.shape}"
+            )
         if len(X) == 0:
             return np.zeros((0, 2))
         sm = client("sagemaker", self.region, self.profile)
@@ -305,56 +363,79 @@ class AutopilotModel:
         input_prefix = self._uri("transform", name, "input") + "/"
         output_prefix = self._uri("transform", name, "predictions") + "/"
         s3.upload_bytes(rows_csv(X), input_prefix + "rows.csv", self.region, self.profile, "text/csv")
-        progress(f"Batch transform {name}: {len(X)} rows with model {self.model_name} "
-                 f"({self.instance_type} x{self.instance_count})")
+        progress(
+            f"Batch transform {name}: {len(X)} rows with model {self.model_name} "
+            f"({self.instance_type} x{self.instance_count})"
+        )
         self._start_transform(sm, name, input_prefix, output_prefix)
         self._wait_for_transform(sm, name, progress)
         output_uri, proba = self._read_transform(name, output_prefix, len(X))
-        self.last_transform = {"transform_job_name": name, "input_uri": input_prefix + "rows.csv",
-                               "predictions_uri": output_uri, "rows": int(len(X))}
+        self.last_transform = {
+            "transform_job_name": name,
+            "input_uri": input_prefix + "rows.csv",
+            "predictions_uri": output_uri,
+            "rows": int(len(X)),
+        }
         progress(f"Batch transform {name}: {len(X)} predictions saved at {output_uri}")
         return np.column_stack([1.0 - proba, proba])
 
     def _start_transform(self, sm, name: str, input_prefix: str, output_prefix: str) -> None:
         with aws_errors(f"starting batch transform '{name}' with model '{self.model_name}'", AutopilotError):
             sm.create_transform_job(
-                TransformJobName=name, ModelName=self.model_name, BatchStrategy="MultiRecord", MaxPayloadInMB=6,
-                TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_prefix}},
-                                "ContentType": "text/csv", "SplitType": "Line", "CompressionType": "None"},
+                TransformJobName=name,
+                ModelName=self.model_name,
+                BatchStrategy="MultiRecord",
+                MaxPayloadInMB=6,
+                TransformInput={
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_prefix}},
+                    "ContentType": "text/csv",
+                    "SplitType": "Line",
+                    "CompressionType": "None",
+                },
                 TransformOutput={"S3OutputPath": output_prefix, "Accept": "text/csv", "AssembleWith": "Line"},
                 TransformResources={"InstanceType": self.instance_type, "InstanceCount": self.instance_count},
-                Tags=resource_tags(**{"churn:model-name": self.model_name, "churn:automl-job": self.job_name}))
+                Tags=resource_tags(**{"churn:model-name": self.model_name, "churn:automl-job": self.job_name}),
+            )
 
     def _wait_for_transform(self, sm, name: str, progress: Callable[[str], None]) -> None:
-        polling = Polling(initial=self.poll_initial_seconds, factor=1.5, maximum=self.poll_max_seconds,
-                          timeout=self.timeout_seconds)
+        polling = Polling(
+            initial=self.poll_initial_seconds, factor=1.5, maximum=self.poll_max_seconds, timeout=self.timeout_seconds
+        )
 
         def describe() -> dict:
             with aws_errors(f"describing batch transform '{name}'", AutopilotError):
                 return sm.describe_transform_job(TransformJobName=name)
 
-        final = wait_for_status(describe, lambda d: (d["TransformJobStatus"], ""), polling, f"Batch transform {name}",
-                                progress)
+        final = wait_for_status(
+            describe, lambda d: (d["TransformJobStatus"], ""), polling, f"Batch transform {name}", progress
+        )
         console = console_url(self.region, "transform-jobs", name)
         if final is None:
-            stopped = stop_after_timeout(lambda: sm.stop_transform_job(TransformJobName=name),
-                                         f"batch transform '{name}'")
-            raise AutopilotError(f"batch transform '{name}' (model {self.model_name}) did not finish within "
-                                 f"{self.timeout_seconds:.0f}s; {stopped}. Raise {ENV_TRANSFORM_TIMEOUT} "
-                                 f"or see {console}")
+            stopped = stop_after_timeout(
+                lambda: sm.stop_transform_job(TransformJobName=name), f"batch transform '{name}'"
+            )
+            raise AutopilotError(
+                f"batch transform '{name}' (model {self.model_name}) did not finish within "
+                f"{self.timeout_seconds:.0f}s; {stopped}. Raise {ENV_TRANSFORM_TIMEOUT} "
+                f"or see {console}"
+            )
         if final["TransformJobStatus"] != "Completed":
-            raise AutopilotError(f"batch transform '{name}' (model {self.model_name}) {final['TransformJobStatus']}: "
-                                 f"{final.get('FailureReason') or 'no reason given'}; see {console}")
+            raise AutopilotError(
+                f"batch transform '{name}' (model {self.model_name}) {final['TransformJobStatus']}: "
+                f"{final.get('FailureReason') or 'no reason given'}; see {console}"
+            )
 
-    def _read_transform(self, name: str, output_prefix: str, rows: int) -> Tuple[str, np.ndarray]:
+    def _read_transform(self, name: str, output_prefix: str, rows: int) -> tuple[str, np.ndarray]:
         """The one ``.out`` file's URI and the P(class 1) it holds, one per row."""
         outputs = [k for k in s3.list_keys(output_prefix, self.region, self.profile) if k.endswith(".out")]
         if len(outputs) != 1:
-            raise AutopilotError(f"batch transform '{name}' left {len(outputs)} .out files under {output_prefix}, "
-                                 "expected 1")
+            raise AutopilotError(
+                f"batch transform '{name}' left {len(outputs)} .out files under {output_prefix}, expected 1"
+            )
         output_uri = f"s3://{self.bucket}/{outputs[0]}"
         proba = positive_probabilities(s3.read_bytes(output_uri, self.region, self.profile).decode("utf-8"), self.keys)
         if len(proba) != rows:
-            raise AutopilotError(f"batch transform '{name}' returned {len(proba)} predictions for {rows} rows "
-                                 f"({output_uri})")
+            raise AutopilotError(
+                f"batch transform '{name}' returned {len(proba)} predictions for {rows} rows ({output_uri})"
+            )
         return output_uri, proba

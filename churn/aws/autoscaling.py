@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from churn.aws.clients import AwsError, aws_errors, client
 from churn.config import DeploySettings
@@ -24,13 +25,15 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def autoscaling_decision(instance_type: str, enabled: bool) -> Tuple[bool, str]:
+def autoscaling_decision(instance_type: str, enabled: bool) -> tuple[bool, str]:
     """(configure autoscaling?, why) for an instance type."""
     if not enabled:
         return False, "autoscaling is disabled in config (enable_autoscaling: false)"
     if BURSTABLE.match(instance_type):
-        return False, (f"autoscaling skipped: {instance_type} is a burstable instance type (t2/t3/t3a/t4g), "
-                       "which SageMaker endpoint autoscaling does not support; use e.g. ml.m5.xlarge to autoscale")
+        return False, (
+            f"autoscaling skipped: {instance_type} is a burstable instance type (t2/t3/t3a/t4g), "
+            "which SageMaker endpoint autoscaling does not support; use e.g. ml.m5.xlarge to autoscale"
+        )
     return True, f"autoscaling configured for {instance_type}"
 
 
@@ -51,9 +54,16 @@ class EndpointAutoscaling:
         progress: where progress lines go.
     """
 
-    def __init__(self, region: str, profile: Optional[str] = None, *, scale_in_cooldown: int = 300,
-                 scale_out_cooldown: int = 60, error_class: type = AwsError,
-                 progress: Callable[[str], None] = _print):
+    def __init__(
+        self,
+        region: str,
+        profile: str | None = None,
+        *,
+        scale_in_cooldown: int = 300,
+        scale_out_cooldown: int = 60,
+        error_class: type = AwsError,
+        progress: Callable[[str], None] = _print,
+    ):
         self.region, self.profile = region, profile
         self.scale_in_cooldown, self.scale_out_cooldown = scale_in_cooldown, scale_out_cooldown
         self.error_class, self.progress = error_class, progress
@@ -62,7 +72,7 @@ class EndpointAutoscaling:
     def _scaling(self):
         return client("application-autoscaling", self.region, self.profile)
 
-    def configure(self, endpoint_name: str, settings: DeploySettings) -> Dict[str, Any]:
+    def configure(self, endpoint_name: str, settings: DeploySettings) -> dict[str, Any]:
         """Register autoscaling for non-burstable instance types; otherwise log why not (and remove it).
 
         Args:
@@ -83,34 +93,51 @@ class EndpointAutoscaling:
             return {"enabled": False, "reason": reason}
         return {"enabled": True, "reason": reason, **self.register(endpoint_name, settings)}
 
-    def register(self, endpoint_name: str, s: DeploySettings) -> Dict[str, Any]:
+    def register(self, endpoint_name: str, s: DeploySettings) -> dict[str, Any]:
         """Register the variant as a scalable target with a target-tracking policy; what was registered."""
         target = resource_id(endpoint_name)
         policy = f"{endpoint_name}-invocations-per-instance"
         with aws_errors(f"configuring autoscaling for '{endpoint_name}'", self.error_class):
             self._scaling.register_scalable_target(
-                ServiceNamespace="sagemaker", ResourceId=target, ScalableDimension=SCALABLE_DIMENSION,
-                MinCapacity=s.autoscaling_min_capacity, MaxCapacity=s.autoscaling_max_capacity)
+                ServiceNamespace="sagemaker",
+                ResourceId=target,
+                ScalableDimension=SCALABLE_DIMENSION,
+                MinCapacity=s.autoscaling_min_capacity,
+                MaxCapacity=s.autoscaling_max_capacity,
+            )
             self._scaling.put_scaling_policy(
-                PolicyName=policy, ServiceNamespace="sagemaker", ResourceId=target,
-                ScalableDimension=SCALABLE_DIMENSION, PolicyType="TargetTrackingScaling",
+                PolicyName=policy,
+                ServiceNamespace="sagemaker",
+                ResourceId=target,
+                ScalableDimension=SCALABLE_DIMENSION,
+                PolicyType="TargetTrackingScaling",
                 TargetTrackingScalingPolicyConfiguration={
                     "TargetValue": float(s.target_invocations_per_instance),
                     "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
                     "ScaleInCooldown": self.scale_in_cooldown,
-                    "ScaleOutCooldown": self.scale_out_cooldown})
-        self.progress(f"Autoscaling: {s.autoscaling_min_capacity}-{s.autoscaling_max_capacity} instances, target "
-                      f"{s.target_invocations_per_instance:g} invocations/instance/minute")
-        return {"min_capacity": s.autoscaling_min_capacity, "max_capacity": s.autoscaling_max_capacity,
-                "policy_name": policy, "resource_id": target}
+                    "ScaleOutCooldown": self.scale_out_cooldown,
+                },
+            )
+        self.progress(
+            f"Autoscaling: {s.autoscaling_min_capacity}-{s.autoscaling_max_capacity} instances, target "
+            f"{s.target_invocations_per_instance:g} invocations/instance/minute"
+        )
+        return {
+            "min_capacity": s.autoscaling_min_capacity,
+            "max_capacity": s.autoscaling_max_capacity,
+            "policy_name": policy,
+            "resource_id": target,
+        }
 
     def has_target(self, endpoint_name: str) -> bool:
         """Whether the endpoint's variant is a scalable target."""
         target = resource_id(endpoint_name)
         with aws_errors(f"checking autoscaling of {target}", self.error_class):
-            return bool(self._scaling.describe_scalable_targets(
-                ServiceNamespace="sagemaker", ResourceIds=[target], ScalableDimension=SCALABLE_DIMENSION
-            )["ScalableTargets"])
+            return bool(
+                self._scaling.describe_scalable_targets(
+                    ServiceNamespace="sagemaker", ResourceIds=[target], ScalableDimension=SCALABLE_DIMENSION
+                )["ScalableTargets"]
+            )
 
     def deregister(self, endpoint_name: str) -> bool:
         """Remove the scalable target (SageMaker deletes its policies with it); True if there was one."""
@@ -118,6 +145,7 @@ class EndpointAutoscaling:
             return False
         target = resource_id(endpoint_name)
         with aws_errors(f"removing autoscaling of {target}", self.error_class):
-            self._scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=target,
-                                                     ScalableDimension=SCALABLE_DIMENSION)
+            self._scaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker", ResourceId=target, ScalableDimension=SCALABLE_DIMENSION
+            )
         return True

@@ -14,8 +14,8 @@ a workstation), whose permissions are in ``stacks/iam/operator_policy.json``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
 
 from churn.aws import s3
 from churn.aws.clients import acting_as, aws_errors, client, error_code
@@ -36,7 +36,7 @@ class CleanupSettings:
     include_registry: bool = False
     include_s3: bool = False
     schedule_prefixes: Sequence[str] = DEFAULT_SCHEDULE_PREFIXES
-    profile: Optional[str] = None
+    profile: str | None = None
 
 
 @dataclass
@@ -54,40 +54,58 @@ def _print(message: str) -> None:
 
 
 def _endpoints(settings: CleanupSettings) -> SageMakerEndpoints:
-    return SageMakerEndpoints(EndpointSettings(region=settings.region, role_arn="", bucket=settings.bucket,
-                                               prefix=settings.prefix, profile=settings.profile), progress=lambda _: None)
+    return SageMakerEndpoints(
+        EndpointSettings(
+            region=settings.region,
+            role_arn="",
+            bucket=settings.bucket,
+            prefix=settings.prefix,
+            profile=settings.profile,
+        ),
+        progress=lambda _: None,
+    )
 
 
-def plan_cleanup(settings: CleanupSettings) -> List[Resource]:
+def plan_cleanup(settings: CleanupSettings) -> list[Resource]:
     """Everything ``cleanup`` would remove with these settings (nothing is changed)."""
     with acting_as("operator"):
         return _plan(settings)
 
 
-def _plan(settings: CleanupSettings) -> List[Resource]:
+def _plan(settings: CleanupSettings) -> list[Resource]:
     region, profile = settings.region, settings.profile
-    found: List[Resource] = []
+    found: list[Resource] = []
     endpoints = _endpoints(settings)
     for name in settings.endpoint_names:
         if endpoints.describe(name) is not None:
             found.append(Resource("endpoint", name))
         for config in endpoints.own_configs(name):
             found.append(Resource("endpoint config + model", config["EndpointConfigName"], {"endpoint": name}))
-    scheduler, events, sm = client("scheduler", region, profile), client("events", region, profile), client("sagemaker", region, profile)
+    scheduler, events, sm = (
+        client("scheduler", region, profile),
+        client("events", region, profile),
+        client("sagemaker", region, profile),
+    )
     for prefix in settings.schedule_prefixes:
         with aws_errors(f"listing schedules named {prefix}*"):
             for page in scheduler.get_paginator("list_schedules").paginate(NamePrefix=prefix):
-                found.extend(Resource("schedule", s["Name"], {"group": s.get("GroupName", "default")})
-                             for s in page["Schedules"])
+                found.extend(
+                    Resource("schedule", s["Name"], {"group": s.get("GroupName", "default")}) for s in page["Schedules"]
+                )
         with aws_errors(f"listing EventBridge rules named {prefix}*"):
             found.extend(Resource("eventbridge rule", r["Name"]) for r in events.list_rules(NamePrefix=prefix)["Rules"])
         with aws_errors(f"listing SageMaker pipelines named {prefix}*"):
             # PipelineNamePrefix has PipelineName's pattern (no trailing hyphen); the exact prefix is checked below
             for page in sm.get_paginator("list_pipelines").paginate(PipelineNamePrefix=prefix.rstrip("-")):
-                found.extend(Resource("pipeline", p["PipelineName"]) for p in page["PipelineSummaries"]
-                             if p["PipelineName"].startswith(prefix))
+                found.extend(
+                    Resource("pipeline", p["PipelineName"])
+                    for p in page["PipelineSummaries"]
+                    if p["PipelineName"].startswith(prefix)
+                )
     if settings.include_registry:
-        registry = ModelPackageClient(region, settings.bucket, settings.prefix, profile=profile, progress=lambda _: None)
+        registry = ModelPackageClient(
+            region, settings.bucket, settings.prefix, profile=profile, progress=lambda _: None
+        )
         for group in settings.model_package_groups:
             try:
                 packages = registry.list_packages(group)
@@ -103,16 +121,17 @@ def _plan(settings: CleanupSettings) -> List[Resource]:
     return found
 
 
-def cleanup(settings: CleanupSettings, resources: Optional[List[Resource]] = None,
-            progress: Callable[[str], None] = _print) -> List[str]:
+def cleanup(
+    settings: CleanupSettings, resources: list[Resource] | None = None, progress: Callable[[str], None] = _print
+) -> list[str]:
     """Remove ``resources`` (default: what ``plan_cleanup`` finds); return what was removed."""
     with acting_as("operator"):
         return _remove(settings, _plan(settings) if resources is None else resources, progress)
 
 
-def _remove(settings: CleanupSettings, resources: List[Resource], progress: Callable[[str], None]) -> List[str]:
+def _remove(settings: CleanupSettings, resources: list[Resource], progress: Callable[[str], None]) -> list[str]:
     region, profile = settings.region, settings.profile
-    removed: List[str] = []
+    removed: list[str] = []
     endpoints = _endpoints(settings)
     sm = client("sagemaker", region, profile)
 
@@ -131,7 +150,9 @@ def _remove(settings: CleanupSettings, resources: List[Resource], progress: Call
                 done(line)
         elif resource.kind == "schedule":
             with aws_errors(f"deleting schedule {resource.name}"):
-                client("scheduler", region, profile).delete_schedule(Name=resource.name, GroupName=resource.detail["group"])
+                client("scheduler", region, profile).delete_schedule(
+                    Name=resource.name, GroupName=resource.detail["group"]
+                )
             done(str(resource))
         elif resource.kind == "eventbridge rule":
             events = client("events", region, profile)

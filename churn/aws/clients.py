@@ -20,25 +20,36 @@ import contextvars
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Optional, Tuple
+from typing import Any
 
 from churn.redaction import redact  # noqa: F401 - one redaction for every backend; kept importable here
 
 # botocore's standard mode retries these (and more); here they only name the error in ``explain``
-THROTTLING_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
-    "TransactionInProgressException",
-})
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "TransactionInProgressException",
+    }
+)
 
 
 RETRY_MODE = "standard"
-MAX_ATTEMPTS = 8   # calls in total, the first included (botocore's standard default is 3)
+MAX_ATTEMPTS = 8  # calls in total, the first included (botocore's standard default is 3)
 
 
-def use_standard_retries(environ: Optional[MutableMapping[str, str]] = None) -> None:
+def use_standard_retries(environ: MutableMapping[str, str] | None = None) -> None:
     """Make botocore's standard retry mode the default of every boto3 client the process creates.
 
     Sets ``AWS_RETRY_MODE`` and ``AWS_MAX_ATTEMPTS`` unless they are set already (the user's
@@ -80,14 +91,14 @@ class ApiCall:
     """One AWS API call our code made (for the IAM check and for debugging)."""
 
     role: str
-    service: str          # botocore service name, e.g. "sagemaker-featurestore-runtime"
-    signing_name: str     # IAM prefix as signed, e.g. "sagemaker"
-    operation: str        # e.g. "PutRecord"
-    params: Dict[str, Any]
+    service: str  # botocore service name, e.g. "sagemaker-featurestore-runtime"
+    signing_name: str  # IAM prefix as signed, e.g. "sagemaker"
+    operation: str  # e.g. "PutRecord"
+    params: dict[str, Any]
     region: str
 
 
-_observers: List[Callable[[ApiCall], None]] = []
+_observers: list[Callable[[ApiCall], None]] = []
 
 
 def add_call_observer(observer: Callable[[ApiCall], None]) -> Callable[[], None]:
@@ -98,26 +109,32 @@ def add_call_observer(observer: Callable[[ApiCall], None]) -> Callable[[], None]
 
 def _observe(region: str) -> Callable[..., None]:
     """A ``before-parameter-build`` handler: sees each API call once (not per retry), with its parameters."""
+
     def handler(model: Any = None, params: Any = None, **kwargs: Any) -> None:
         if not _observers or model is None:
             return
         service_model = model.service_model
-        call = ApiCall(role=current_role(), service=service_model.service_name,
-                       signing_name=service_model.signing_name or service_model.endpoint_prefix,
-                       operation=model.name, region=region,
-                       params={k: v for k, v in (params or {}).items() if k not in ("Body", "Record")})
+        call = ApiCall(
+            role=current_role(),
+            service=service_model.service_name,
+            signing_name=service_model.signing_name or service_model.endpoint_prefix,
+            operation=model.name,
+            region=region,
+            params={k: v for k, v in (params or {}).items() if k not in ("Body", "Record")},
+        )
         for observer in list(_observers):
             observer(call)
+
     return handler
 
 
 # -- client factory ------------------------------------------------------------------
 _lock = threading.Lock()
-_sessions: Dict[Tuple[Optional[str], str], Any] = {}
-_clients: Dict[Tuple[str, str, Optional[str], str], Any] = {}
+_sessions: dict[tuple[str | None, str], Any] = {}
+_clients: dict[tuple[str, str, str | None, str], Any] = {}
 
 
-def _session(region: str, profile: Optional[str]):
+def _session(region: str, profile: str | None):
     import boto3
 
     key = (profile, region)
@@ -129,7 +146,7 @@ def _session(region: str, profile: Optional[str]):
     return _sessions[key]
 
 
-def client(service: str, region: str, profile: Optional[str] = None) -> Any:
+def client(service: str, region: str, profile: str | None = None) -> Any:
     """A cached boto3 client with botocore's standard retries and our call observers attached."""
     from botocore.config import Config
 
@@ -139,8 +156,9 @@ def client(service: str, region: str, profile: Optional[str] = None) -> Any:
     key = (service, region, profile, os.environ.get("AWS_ENDPOINT_URL", ""))
     with _lock:
         if key not in _clients:
-            config = Config(user_agent_extra="churn-mlops", connect_timeout=10, read_timeout=90,
-                            max_pool_connections=32)
+            config = Config(
+                user_agent_extra="churn-mlops", connect_timeout=10, read_timeout=90, max_pool_connections=32
+            )
             made = _session(region, profile).client(service, config=config)
             made.meta.events.register("before-parameter-build", _observe(region))
             _clients[key] = made
@@ -190,8 +208,10 @@ def explain(error: BaseException, doing: str) -> AwsError:
     from botocore import exceptions as bx
 
     if isinstance(error, bx.NoCredentialsError):
-        return AwsError(f"{doing}: no AWS credentials found; set AWS_PROFILE, run `aws configure`/`aws sso login`, "
-                        "or run where a role is attached (credentials never go into config files)")
+        return AwsError(
+            f"{doing}: no AWS credentials found; set AWS_PROFILE, run `aws configure`/`aws sso login`, "
+            "or run where a role is attached (credentials never go into config files)"
+        )
     if isinstance(error, bx.EndpointConnectionError):
         return AwsError(f"{doing}: cannot reach AWS ({redact(str(error))}); check the network and 'region'")
     if isinstance(error, bx.ClientError):
@@ -203,14 +223,15 @@ def explain(error: BaseException, doing: str) -> AwsError:
         if code in THROTTLING_CODES:
             attempts = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
             hint = f"still throttled after {attempts} attempts with backoff"
-        return AwsError(f"{doing}: {code}{f' (HTTP {status})' if status else ''}: {message}"
-                        + (f" -- {hint}" if hint else ""))
+        return AwsError(
+            f"{doing}: {code}{f' (HTTP {status})' if status else ''}: {message}" + (f" -- {hint}" if hint else "")
+        )
     if isinstance(error, bx.BotoCoreError):
         return AwsError(f"{doing}: {redact(str(error))}")
     return AwsError(f"{doing}: {type(error).__name__}: {redact(str(error))}")
 
 
-def error_code(error: BaseException) -> Optional[str]:
+def error_code(error: BaseException) -> str | None:
     response = getattr(error, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 

@@ -20,12 +20,19 @@ A failure before the endpoint serves the new config removes the new model and co
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, NoReturn, Optional
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from churn.aws.autoscaling import VARIANT
 from churn.aws.clients import aws_errors, error_code
-from churn.aws.endpoint import (TRANSITIONAL, DeploymentError, SageMakerEndpoints, check_instance_type, tag_list,
-                                unique_name)
+from churn.aws.endpoint import (
+    TRANSITIONAL,
+    DeploymentError,
+    SageMakerEndpoints,
+    check_instance_type,
+    tag_list,
+    unique_name,
+)
 from churn.bundle import BundleError
 from churn.config import DeploySettings
 
@@ -41,12 +48,19 @@ class EndpointDeployment:
         scaling_removed: whether autoscaling was removed for an instance-type change (restored on rollback).
     """
 
-    def __init__(self, endpoints: SageMakerEndpoints, endpoint_name: str, model_name: str, version: str,
-                 sha256: str, settings: DeploySettings):
+    def __init__(
+        self,
+        endpoints: SageMakerEndpoints,
+        endpoint_name: str,
+        model_name: str,
+        version: str,
+        sha256: str,
+        settings: DeploySettings,
+    ):
         self.endpoints, self.endpoint_name = endpoints, endpoint_name
         self.model_name, self.version, self.sha256, self.settings = model_name, str(version), sha256, settings
         self.name = unique_name(endpoint_name, self.version)
-        self.previous: Optional[str] = None
+        self.previous: str | None = None
         self.scaling_removed = False
         self.progress = endpoints.progress
 
@@ -58,7 +72,7 @@ class EndpointDeployment:
     def what(self) -> str:
         return f"{self.model_name} v{self.version}"
 
-    def run(self, bundle_uri: str, metadata: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    def run(self, bundle_uri: str, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run every phase; the deployment's record.
 
         Args:
@@ -74,10 +88,17 @@ class EndpointDeployment:
         """
         check_instance_type(self.settings.inference_instance_type)
         artifact = self.resolve_artifact(bundle_uri)
-        tags = tag_list({"managed-by": "churn-mlops", "churn:endpoint": self.endpoint_name,
-                         "churn:model-name": self.model_name, "churn:model-version": self.version,
-                         "churn:bundle-sha256": self.sha256, "churn:model-package-arn": artifact["model_package_arn"],
-                         **(metadata or {})})
+        tags = tag_list(
+            {
+                "managed-by": "churn-mlops",
+                "churn:endpoint": self.endpoint_name,
+                "churn:model-name": self.model_name,
+                "churn:model-version": self.version,
+                "churn:bundle-sha256": self.sha256,
+                "churn:model-package-arn": artifact["model_package_arn"],
+                **(metadata or {}),
+            }
+        )
         self.create_model(artifact["containers"], tags)
         try:
             self.create_endpoint_config(tags)
@@ -94,29 +115,46 @@ class EndpointDeployment:
     def resolve_artifact(self, bundle_uri: str) -> dict:
         """The containers to serve (``SageMakerEndpoints.serving_artifact``); a bundle error as a DeploymentError."""
         try:
-            return self.endpoints.serving_artifact(self.endpoint_name, self.model_name, self.version, bundle_uri,
-                                                   self.sha256)
+            return self.endpoints.serving_artifact(
+                self.endpoint_name, self.model_name, self.version, bundle_uri, self.sha256
+            )
         except BundleError as error:
             raise DeploymentError(f"{self.what} was not deployed: {error}") from None
 
-    def create_model(self, containers: List[dict], tags: List[Dict[str, str]]) -> None:
+    def create_model(self, containers: list[dict], tags: list[dict[str, str]]) -> None:
         """One container: the bundle serves itself; several: a serial inference pipeline (an Autopilot bundle)."""
-        layout = ({"PrimaryContainer": containers[0]} if len(containers) == 1 else
-                  {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}})
-        self.progress(f"Creating model and endpoint config '{self.name}' ({self.settings.inference_instance_type} "
-                      f"x{self.settings.initial_instance_count}"
-                      f"{f', {len(containers)} containers in series' if len(containers) > 1 else ''})")
+        layout = (
+            {"PrimaryContainer": containers[0]}
+            if len(containers) == 1
+            else {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}}
+        )
+        self.progress(
+            f"Creating model and endpoint config '{self.name}' ({self.settings.inference_instance_type} "
+            f"x{self.settings.initial_instance_count}"
+            f"{f', {len(containers)} containers in series' if len(containers) > 1 else ''})"
+        )
         with aws_errors(f"creating SageMaker model '{self.name}'", DeploymentError):
-            self._sm.create_model(ModelName=self.name, ExecutionRoleArn=self.endpoints.settings.role_arn, Tags=tags,
-                                  **layout)
+            self._sm.create_model(
+                ModelName=self.name, ExecutionRoleArn=self.endpoints.settings.role_arn, Tags=tags, **layout
+            )
 
-    def create_endpoint_config(self, tags: List[Dict[str, str]]) -> None:
+    def create_endpoint_config(self, tags: list[dict[str, str]]) -> None:
         with aws_errors(f"creating endpoint config '{self.name}'", DeploymentError):
-            self._sm.create_endpoint_config(EndpointConfigName=self.name, Tags=tags, ProductionVariants=[{
-                "VariantName": VARIANT, "ModelName": self.name, "InstanceType": self.settings.inference_instance_type,
-                "InitialInstanceCount": self.settings.initial_instance_count, "InitialVariantWeight": 1.0}])
+            self._sm.create_endpoint_config(
+                EndpointConfigName=self.name,
+                Tags=tags,
+                ProductionVariants=[
+                    {
+                        "VariantName": VARIANT,
+                        "ModelName": self.name,
+                        "InstanceType": self.settings.inference_instance_type,
+                        "InitialInstanceCount": self.settings.initial_instance_count,
+                        "InitialVariantWeight": 1.0,
+                    }
+                ],
+            )
 
-    def ready_for_change(self) -> Optional[dict]:
+    def ready_for_change(self) -> dict | None:
         """The endpoint once no earlier change is in progress; None if absent (a broken one is deleted)."""
         endpoint_name = self.endpoint_name
         current = self.endpoints.describe(endpoint_name)
@@ -124,27 +162,33 @@ class EndpointDeployment:
             self.progress(f"Endpoint '{endpoint_name}' is {current['EndpointStatus']}; waiting before updating it")
             current = self.endpoints.wait(endpoint_name, "waiting for an earlier change to finish")
         if current is not None and current["EndpointStatus"] in BROKEN:
-            self.progress(f"Endpoint '{endpoint_name}' is {current['EndpointStatus']} "
-                          f"({current.get('FailureReason', 'no reason given')}); replacing it")
+            self.progress(
+                f"Endpoint '{endpoint_name}' is {current['EndpointStatus']} "
+                f"({current.get('FailureReason', 'no reason given')}); replacing it"
+            )
             self.endpoints.delete_endpoint_and_wait(endpoint_name)
             current = None
         return current
 
-    def create_or_update_endpoint(self, current: Optional[dict]) -> None:
+    def create_or_update_endpoint(self, current: dict | None) -> None:
         """Create the endpoint on the new config, or update it (``previous`` is then the config it served)."""
         endpoint_name = self.endpoint_name
         if current is None:
             self.progress(f"Creating endpoint '{endpoint_name}'")
             with aws_errors(f"creating endpoint '{endpoint_name}'", DeploymentError):
-                self._sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=self.name, Tags=tag_list(
-                    {"managed-by": "churn-mlops", "churn:endpoint": endpoint_name}))
+                self._sm.create_endpoint(
+                    EndpointName=endpoint_name,
+                    EndpointConfigName=self.name,
+                    Tags=tag_list({"managed-by": "churn-mlops", "churn:endpoint": endpoint_name}),
+                )
             return
         previous = current["EndpointConfigName"]
         retain = self.prepare_update(previous)
         self.progress(f"Updating endpoint '{endpoint_name}': {previous} -> {self.name}")
         with aws_errors(f"updating endpoint '{endpoint_name}'", DeploymentError):
-            self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=self.name,
-                                     RetainAllVariantProperties=retain)
+            self._sm.update_endpoint(
+                EndpointName=endpoint_name, EndpointConfigName=self.name, RetainAllVariantProperties=retain
+            )
         self.previous = previous
 
     def prepare_update(self, previous: str) -> bool:
@@ -162,8 +206,10 @@ class EndpointDeployment:
         instance_type = self.settings.inference_instance_type
         if current_type == instance_type:
             return True
-        self.progress(f"Instance type changes ({current_type} -> {instance_type}): removing autoscaling "
-                      "before the update, as SageMaker requires")
+        self.progress(
+            f"Instance type changes ({current_type} -> {instance_type}): removing autoscaling "
+            "before the update, as SageMaker requires"
+        )
         self.endpoints.autoscaling.deregister(self.endpoint_name)
         self.scaling_removed = True
         return False
@@ -175,19 +221,23 @@ class EndpointDeployment:
             return final
         self.rollback_on_failure(final)
 
-    def rollback_on_failure(self, final: Optional[dict]) -> NoReturn:
+    def rollback_on_failure(self, final: dict | None) -> NoReturn:
         """Put the previous config back (and its autoscaling), or delete a new endpoint; always raises."""
         endpoint_name = self.endpoint_name
         reason = (final or {}).get("FailureReason") or f"status {(final or {}).get('EndpointStatus')}"
         if self.previous is None:
             self.endpoints.delete_endpoint_and_wait(endpoint_name)
-            raise DeploymentError(f"endpoint '{endpoint_name}' could not be created with {self.what} "
-                                  f"({reason}); the failed endpoint was deleted")
+            raise DeploymentError(
+                f"endpoint '{endpoint_name}' could not be created with {self.what} "
+                f"({reason}); the failed endpoint was deleted"
+            )
         self.restore_previous()
         if self.scaling_removed:
             self.endpoints.autoscaling.register(endpoint_name, self.settings)
-        raise DeploymentError(f"endpoint '{endpoint_name}' update to {self.what} failed ({reason}); rolled back to "
-                              f"the previous endpoint config '{self.previous}', which is serving again")
+        raise DeploymentError(
+            f"endpoint '{endpoint_name}' update to {self.what} failed ({reason}); rolled back to "
+            f"the previous endpoint config '{self.previous}', which is serving again"
+        )
 
     def restore_previous(self) -> None:
         """The endpoint InService on ``previous`` again (SageMaker's own rollback, UpdateEndpoint, or recreated)."""
@@ -198,20 +248,28 @@ class EndpointDeployment:
             return
         self.progress(f"Rolling endpoint '{endpoint_name}' back to '{previous}'")
         try:
-            self._sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=previous,
-                                     RetainAllVariantProperties=self.endpoints.autoscaling.has_target(endpoint_name))
+            self._sm.update_endpoint(
+                EndpointName=endpoint_name,
+                EndpointConfigName=previous,
+                RetainAllVariantProperties=self.endpoints.autoscaling.has_target(endpoint_name),
+            )
         except Exception as error:  # noqa: BLE001 - a Failed endpoint cannot be updated: recreate it
             self.progress(f"  UpdateEndpoint refused ({error_code(error)}); recreating the endpoint on '{previous}'")
             self.endpoints.delete_endpoint_and_wait(endpoint_name)
             with aws_errors(f"recreating endpoint '{endpoint_name}' on '{previous}'", DeploymentError):
-                self._sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=previous, Tags=tag_list(
-                    {"managed-by": "churn-mlops", "churn:endpoint": endpoint_name}))
+                self._sm.create_endpoint(
+                    EndpointName=endpoint_name,
+                    EndpointConfigName=previous,
+                    Tags=tag_list({"managed-by": "churn-mlops", "churn:endpoint": endpoint_name}),
+                )
         restored = self.endpoints.wait(endpoint_name, "rolling back")
         if restored is None or restored["EndpointStatus"] != "InService":
-            raise DeploymentError(f"endpoint '{endpoint_name}' failed and rolling back to '{previous}' failed too "
-                                  f"({(restored or {}).get('FailureReason', 'unknown')}); it is not serving")
+            raise DeploymentError(
+                f"endpoint '{endpoint_name}' failed and rolling back to '{previous}' failed too "
+                f"({(restored or {}).get('FailureReason', 'unknown')}); it is not serving"
+            )
 
-    def attach_autoscaling(self) -> Dict[str, Any]:
+    def attach_autoscaling(self) -> dict[str, Any]:
         """Autoscaling as ``settings`` say (``churn.aws.autoscaling``); what was configured, or why not."""
         return self.endpoints.autoscaling.configure(self.endpoint_name, self.settings)
 
@@ -233,13 +291,22 @@ class EndpointDeployment:
             if config["EndpointConfigName"] not in keep:
                 self.endpoints.delete_config_and_model(config["EndpointConfigName"])
 
-    def record(self, final: dict, artifact: dict, autoscaling: Dict[str, Any]) -> Dict[str, Any]:
+    def record(self, final: dict, artifact: dict, autoscaling: dict[str, Any]) -> dict[str, Any]:
         endpoints, name = self.endpoints, self.endpoint_name
-        return {"endpoint_name": name, "url": endpoints.console_url(name),
-                "invocations_url": endpoints.runtime_url(name), "endpoint_arn": final["EndpointArn"],
-                "endpoint_config_name": self.name, "sagemaker_model_name": self.name,
-                "previous_endpoint_config": self.previous or "",
-                "model_name": self.model_name, "version": self.version, "sha256": self.sha256,
-                "model_data_url": artifact["model_data_url"], "model_package_arn": artifact["model_package_arn"] or "",
-                "containers": [c["Image"] for c in artifact["containers"]],
-                "instance_type": self.settings.inference_instance_type, "autoscaling": autoscaling}
+        return {
+            "endpoint_name": name,
+            "url": endpoints.console_url(name),
+            "invocations_url": endpoints.runtime_url(name),
+            "endpoint_arn": final["EndpointArn"],
+            "endpoint_config_name": self.name,
+            "sagemaker_model_name": self.name,
+            "previous_endpoint_config": self.previous or "",
+            "model_name": self.model_name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "model_data_url": artifact["model_data_url"],
+            "model_package_arn": artifact["model_package_arn"] or "",
+            "containers": [c["Image"] for c in artifact["containers"]],
+            "instance_type": self.settings.inference_instance_type,
+            "autoscaling": autoscaling,
+        }

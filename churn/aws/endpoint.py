@@ -9,18 +9,20 @@ scores in process, a serial inference pipeline for an Autopilot bundle.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any
 
 from churn.aws import packaging, s3
 from churn.aws.athena import Polling
 from churn.aws.autoscaling import BURSTABLE, EndpointAutoscaling
 from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
-from churn.aws.registry import RegistryError, ModelPackageClient
+from churn.aws.registry import ModelPackageClient, RegistryError
 from churn.config import DeploySettings
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,10 @@ class EndpointSettings:
     prefix: str = "mlops/classification_model"
     scale_in_cooldown: int = 300
     scale_out_cooldown: int = 60
-    image_uri: Optional[str] = None   # None: churn.image's default (the stack's ECR repository)
+    image_uri: str | None = None  # None: churn.image's default (the stack's ECR repository)
     polling: Polling = field(default_factory=lambda: Polling(initial=5.0, factor=1.5, maximum=30.0, timeout=1800.0))
     keep_previous: int = 1
-    profile: Optional[str] = None
+    profile: str | None = None
 
 
 @dataclass
@@ -54,7 +56,7 @@ class InvocationResponse:
 
     status_code: int
     text: str
-    headers: Dict[str, str]
+    headers: dict[str, str]
 
 
 def check_instance_type(instance_type: str) -> None:
@@ -62,14 +64,16 @@ def check_instance_type(instance_type: str) -> None:
     import botocore
     import botocore.session
 
-    offered = botocore.session.get_session().get_service_model("sagemaker").shape_for(
-        "ProductionVariantInstanceType").enum
+    offered = (
+        botocore.session.get_session().get_service_model("sagemaker").shape_for("ProductionVariantInstanceType").enum
+    )
     if instance_type not in offered:
         burstable = ", ".join(t for t in offered if BURSTABLE.match(t))
         raise DeploymentError(
             f"{instance_type} is not an instance type SageMaker real-time endpoints offer (botocore "
             f"{botocore.__version__}); use e.g. ml.m5.xlarge (autoscaling) or a burstable one ({burstable}, "
-            "no autoscaling)")
+            "no autoscaling)"
+        )
 
 
 def unique_name(endpoint_name: str, version: str) -> str:
@@ -85,7 +89,7 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def tag_list(values: Mapping[str, Any]) -> List[Dict[str, str]]:
+def tag_list(values: Mapping[str, Any]) -> list[dict[str, str]]:
     """SageMaker Tags from ``values``: empty values left out, characters SageMaker refuses replaced by ``_``."""
     clean = re.compile(r"[^A-Za-z0-9 _.:/=+\-@]")
     return [{"Key": k, "Value": clean.sub("_", str(v))[:256]} for k, v in values.items() if v not in (None, "")]
@@ -105,15 +109,21 @@ class SageMakerEndpoints:
     @property
     def autoscaling(self) -> EndpointAutoscaling:
         s = self.settings
-        return EndpointAutoscaling(s.region, s.profile, scale_in_cooldown=s.scale_in_cooldown,
-                                   scale_out_cooldown=s.scale_out_cooldown, error_class=DeploymentError,
-                                   progress=self.progress)
+        return EndpointAutoscaling(
+            s.region,
+            s.profile,
+            scale_in_cooldown=s.scale_in_cooldown,
+            scale_out_cooldown=s.scale_out_cooldown,
+            error_class=DeploymentError,
+            progress=self.progress,
+        )
 
     @property
     def registry(self) -> ModelPackageClient:
         s = self.settings
-        return ModelPackageClient(s.region, s.bucket, s.prefix, image_uri=s.image_uri, profile=s.profile,
-                                  progress=self.progress)
+        return ModelPackageClient(
+            s.region, s.bucket, s.prefix, image_uri=s.image_uri, profile=s.profile, progress=self.progress
+        )
 
     def runtime_url(self, endpoint_name: str) -> str:
         domain = "amazonaws.com.cn" if self.settings.region.startswith("cn-") else "amazonaws.com"
@@ -124,7 +134,7 @@ class SageMakerEndpoints:
         return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/endpoints/{endpoint_name}"
 
     # -- status ---------------------------------------------------------------------
-    def describe(self, endpoint_name: str) -> Optional[dict]:
+    def describe(self, endpoint_name: str) -> dict | None:
         try:
             return self._sm.describe_endpoint(EndpointName=endpoint_name)
         except Exception as error:  # noqa: BLE001
@@ -132,7 +142,7 @@ class SageMakerEndpoints:
                 return None
             raise DeploymentError(str(explain(error, f"describing endpoint '{endpoint_name}'"))) from None
 
-    def wait(self, endpoint_name: str, what: str, gone: bool = False) -> Optional[dict]:
+    def wait(self, endpoint_name: str, what: str, gone: bool = False) -> dict | None:
         """Poll until the endpoint leaves the transitional states (or is gone); bounded by the timeout."""
         started, status = time.monotonic(), None
         for wait in self.settings.polling.waits():
@@ -142,17 +152,19 @@ class SageMakerEndpoints:
                     return None
                 raise DeploymentError(f"endpoint '{endpoint_name}' disappeared while {what}")
             if status["EndpointStatus"] not in TRANSITIONAL and not gone:
-                self.progress(f"Endpoint '{endpoint_name}' is {status['EndpointStatus']} "
-                              f"({time.monotonic() - started:.0f}s {what})")
+                self.progress(
+                    f"Endpoint '{endpoint_name}' is {status['EndpointStatus']} "
+                    f"({time.monotonic() - started:.0f}s {what})"
+                )
                 return status
             time.sleep(wait)
         state = status["EndpointStatus"] if status else "unknown"
-        raise DeploymentError(f"endpoint '{endpoint_name}' was still {state} after "
-                              f"{self.settings.polling.timeout:.0f}s {what}")
+        raise DeploymentError(
+            f"endpoint '{endpoint_name}' was still {state} after {self.settings.polling.timeout:.0f}s {what}"
+        )
 
     # -- deploy ---------------------------------------------------------------------
-    def serving_artifact(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                         sha256: str) -> dict:
+    def serving_artifact(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str, sha256: str) -> dict:
         """The registered model package's containers when it holds this bundle; else package the bundle.
 
         Args:
@@ -175,21 +187,49 @@ class SageMakerEndpoints:
         if package is not None:
             properties = package.get("CustomerMetadataProperties") or {}
             if properties.get("bundle_sha256") == sha256:
-                containers = [{k: c[k] for k in ("Image", "ModelDataUrl", "Environment") if c.get(k)}
-                              for c in package["InferenceSpecification"]["Containers"]]
-                return {"containers": containers, "model_data_url": containers[0].get("ModelDataUrl", ""),
-                        "model_package_arn": package["ModelPackageArn"]}
-            self.progress(f"warning: model package {model_name} v{version} holds bundle "
-                          f"{properties.get('bundle_sha256', '?')[:12]}, not {sha256[:12]}; packaging the bundle itself")
-        destination = s3.join(f"s3://{self.settings.bucket}", self.settings.prefix, "endpoints", endpoint_name,
-                              sha256[:16], "model.tar.gz")
-        packaged = packaging.package_and_upload(bundle_uri, destination, self.settings.region, sha256, self.settings.profile)
-        containers = packaging.serving_containers(packaged["info"], self.registry.image_uri, packaged["model_data_url"],
-                                                  str(packaged["bundle_sha256"]), {"SAGEMAKER_REGION": self.settings.region})
+                containers = [
+                    {k: c[k] for k in ("Image", "ModelDataUrl", "Environment") if c.get(k)}
+                    for c in package["InferenceSpecification"]["Containers"]
+                ]
+                return {
+                    "containers": containers,
+                    "model_data_url": containers[0].get("ModelDataUrl", ""),
+                    "model_package_arn": package["ModelPackageArn"],
+                }
+            self.progress(
+                f"warning: model package {model_name} v{version} holds bundle "
+                f"{properties.get('bundle_sha256', '?')[:12]}, not {sha256[:12]}; packaging the bundle itself"
+            )
+        destination = s3.join(
+            f"s3://{self.settings.bucket}",
+            self.settings.prefix,
+            "endpoints",
+            endpoint_name,
+            sha256[:16],
+            "model.tar.gz",
+        )
+        packaged = packaging.package_and_upload(
+            bundle_uri, destination, self.settings.region, sha256, self.settings.profile
+        )
+        containers = packaging.serving_containers(
+            packaged["info"],
+            self.registry.image_uri,
+            packaged["model_data_url"],
+            str(packaged["bundle_sha256"]),
+            {"SAGEMAKER_REGION": self.settings.region},
+        )
         return {"containers": containers, "model_data_url": packaged["model_data_url"], "model_package_arn": None}
 
-    def deploy(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str, sha256: str,
-               metadata: Optional[Mapping[str, Any]] = None, settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
+    def deploy(
+        self,
+        endpoint_name: str,
+        model_name: str,
+        version: str,
+        bundle_uri: str,
+        sha256: str,
+        metadata: Mapping[str, Any] | None = None,
+        settings: DeploySettings | None = None,
+    ) -> dict[str, Any]:
         """Serve ``model_name`` ``version`` at ``endpoint_name`` as ``settings`` say (the pipeline's deploy keys).
 
         The phases are ``churn.aws.deployment.EndpointDeployment``'s. A failure before the endpoint serves the
@@ -221,11 +261,13 @@ class SageMakerEndpoints:
             self._sm.delete_endpoint(EndpointName=endpoint_name)
         self.wait(endpoint_name, "deleting", gone=True)
 
-    def delete_config_and_model(self, name: str) -> List[str]:
+    def delete_config_and_model(self, name: str) -> builtins.list[str]:
         """Delete endpoint config and model ``name`` (already gone is fine); what was removed."""
         removed = []
-        for kind, call, key in (("endpoint config", self._sm.delete_endpoint_config, "EndpointConfigName"),
-                                ("model", self._sm.delete_model, "ModelName")):
+        for kind, call, key in (
+            ("endpoint config", self._sm.delete_endpoint_config, "EndpointConfigName"),
+            ("model", self._sm.delete_model, "ModelName"),
+        ):
             try:
                 call(**{key: name})
                 removed.append(f"{kind} {name}")
@@ -234,21 +276,35 @@ class SageMakerEndpoints:
                     log.warning("could not delete %s %s: %s", kind, name, explain(error, "cleanup"))
         return removed
 
-    def own_configs(self, endpoint_name: str) -> List[dict]:
+    def own_configs(self, endpoint_name: str) -> builtins.list[dict]:
         """The endpoint configs we created for ``endpoint_name`` (by name pattern), newest first."""
         pattern = _name_pattern(endpoint_name)
         with aws_errors(f"listing endpoint configs of '{endpoint_name}'", DeploymentError):
-            configs = [c for page in self._sm.get_paginator("list_endpoint_configs").paginate(
-                NameContains=endpoint_name[:34].rstrip("-"), SortBy="CreationTime", SortOrder="Descending")
-                for c in page["EndpointConfigs"]]
+            configs = [
+                c
+                for page in self._sm.get_paginator("list_endpoint_configs").paginate(
+                    NameContains=endpoint_name[:34].rstrip("-"), SortBy="CreationTime", SortOrder="Descending"
+                )
+                for c in page["EndpointConfigs"]
+            ]
         return [c for c in configs if pattern.match(c["EndpointConfigName"])]
 
     # -- use / inspect / delete -----------------------------------------------------
-    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv", accept: str = "text/csv",
-               probabilities: bool = False) -> InvocationResponse:
+    def invoke(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str = "text/csv",
+        accept: str = "text/csv",
+        probabilities: bool = False,
+    ) -> InvocationResponse:
         runtime = client("sagemaker-runtime", self.settings.region, self.settings.profile)
-        kwargs: Dict[str, Any] = {"EndpointName": endpoint_name, "Body": body, "ContentType": content_type,
-                                  "Accept": "application/json" if probabilities else accept}
+        kwargs: dict[str, Any] = {
+            "EndpointName": endpoint_name,
+            "Body": body,
+            "ContentType": content_type,
+            "Accept": "application/json" if probabilities else accept,
+        }
         if probabilities:
             kwargs["CustomAttributes"] = "probabilities=true"
         try:
@@ -256,18 +312,21 @@ class SageMakerEndpoints:
         except Exception as error:  # noqa: BLE001
             if error_code(error) == "ModelError":
                 details = error.response  # type: ignore[attr-defined]
-                return InvocationResponse(int(details.get("OriginalStatusCode", 400)),
-                                          details.get("OriginalMessage", str(error)), {})
+                return InvocationResponse(
+                    int(details.get("OriginalStatusCode", 400)), details.get("OriginalMessage", str(error)), {}
+                )
             if error_code(error) == "ValidationError" or error_code(error) == "ValidationException":
-                raise DeploymentError(f"endpoint '{endpoint_name}' cannot be invoked in {self.settings.region}: "
-                                      f"{explain(error, 'InvokeEndpoint')}; run the training pipeline to deploy it") from None
+                raise DeploymentError(
+                    f"endpoint '{endpoint_name}' cannot be invoked in {self.settings.region}: "
+                    f"{explain(error, 'InvokeEndpoint')}; run the training pipeline to deploy it"
+                ) from None
             raise DeploymentError(str(explain(error, f"invoking endpoint '{endpoint_name}'"))) from None
         headers = {"Content-Type": response.get("ContentType", "")}
         if response.get("CustomAttributes"):
             headers["X-Amzn-SageMaker-Custom-Attributes"] = response["CustomAttributes"]
         return InvocationResponse(200, response["Body"].read().decode("utf-8"), headers)
 
-    def list(self) -> List[Dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         """Endpoints that serve a config we created, with what they serve."""
         out = []
         with aws_errors("listing endpoints", DeploymentError):
@@ -279,21 +338,30 @@ class SageMakerEndpoints:
                 if status is None:
                     continue
                 config = self._sm.describe_endpoint_config(EndpointConfigName=status["EndpointConfigName"])
-                tags = {t["Key"]: t["Value"] for t in self._sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
+                tags = {
+                    t["Key"]: t["Value"] for t in self._sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]
+                }
             except Exception as error:  # noqa: BLE001 - not ours (no permission) or gone meanwhile: skip it
                 if "AccessDenied" in str(error) or "could not find" in str(error).lower():
                     continue
                 raise DeploymentError(str(explain(error, f"reading endpoint '{name}'"))) from None
             if tags.get("churn:endpoint") != name:
                 continue
-            out.append({"endpoint_name": name, "running": status["EndpointStatus"] == "InService",
-                        "status": status["EndpointStatus"], "url": self.runtime_url(name),
-                        "endpoint_config_name": status["EndpointConfigName"],
-                        "model_name": tags.get("churn:model-name", "?"), "version": tags.get("churn:model-version", "?"),
-                        "sha256": tags.get("churn:bundle-sha256", "")})
+            out.append(
+                {
+                    "endpoint_name": name,
+                    "running": status["EndpointStatus"] == "InService",
+                    "status": status["EndpointStatus"],
+                    "url": self.runtime_url(name),
+                    "endpoint_config_name": status["EndpointConfigName"],
+                    "model_name": tags.get("churn:model-name", "?"),
+                    "version": tags.get("churn:model-version", "?"),
+                    "sha256": tags.get("churn:bundle-sha256", ""),
+                }
+            )
         return out
 
-    def delete(self, endpoint_name: str) -> List[str]:
+    def delete(self, endpoint_name: str) -> builtins.list[str]:
         """Remove the endpoint, its autoscaling, and every endpoint config/model we created for it."""
         removed = []
         if self.autoscaling.deregister(endpoint_name):

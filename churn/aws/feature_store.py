@@ -19,8 +19,9 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
 import pandas as pd
 
@@ -44,10 +45,21 @@ def _print(message: str) -> None:
 class FeatureGroupClient:
     """One region's SageMaker Feature Store, as our feature-store contract needs it."""
 
-    def __init__(self, region: str, role_arn: str, offline_store_s3_uri: str, athena_output: str, *,
-                 athena_workgroup: str = "primary", enable_online_store: bool = True, max_workers: int = 8,
-                 query_polling: Optional[athena.Polling] = None, create_polling: Optional[athena.Polling] = None,
-                 profile: Optional[str] = None, progress: Callable[[str], None] = _print):
+    def __init__(
+        self,
+        region: str,
+        role_arn: str,
+        offline_store_s3_uri: str,
+        athena_output: str,
+        *,
+        athena_workgroup: str = "primary",
+        enable_online_store: bool = True,
+        max_workers: int = 8,
+        query_polling: athena.Polling | None = None,
+        create_polling: athena.Polling | None = None,
+        profile: str | None = None,
+        progress: Callable[[str], None] = _print,
+    ):
         self.region, self.role_arn, self.profile = region, role_arn, profile
         self.offline_store_s3_uri = offline_store_s3_uri.rstrip("/")
         self.athena_output = athena_output if athena_output.endswith("/") else athena_output + "/"
@@ -67,7 +79,7 @@ class FeatureGroupClient:
         return client("sagemaker-featurestore-runtime", self.region, self.profile)
 
     # -- describe / create ----------------------------------------------------------
-    def describe_raw(self, group: str) -> Optional[dict]:
+    def describe_raw(self, group: str) -> dict | None:
         try:
             return self._sagemaker.describe_feature_group(FeatureGroupName=group)
         except Exception as error:  # noqa: BLE001 - translated below
@@ -75,7 +87,7 @@ class FeatureGroupClient:
                 return None
             raise FeatureStoreError(str(explain(error, f"describing feature group '{group}'"))) from None
 
-    def describe(self, group: str) -> Optional[dict]:
+    def describe(self, group: str) -> dict | None:
         """The group's definition in the local store's shape ("FeatureDefinitions": {name: type}), or None."""
         raw = self.describe_raw(group)
         if raw is None:
@@ -100,10 +112,12 @@ class FeatureGroupClient:
             },
         }
 
-    def create_group(self, group: str, definitions: Dict[str, str], target: str) -> dict:
+    def create_group(self, group: str, definitions: dict[str, str], target: str) -> dict:
         """Create the feature group (online + offline store) and wait until it is Created."""
-        self.progress(f"Creating feature group '{group}' ({len(definitions)} features, offline store "
-                      f"{self.offline_store_s3_uri}) ...")
+        self.progress(
+            f"Creating feature group '{group}' ({len(definitions)} features, offline store "
+            f"{self.offline_store_s3_uri}) ..."
+        )
         with aws_errors(f"creating feature group '{group}'", FeatureStoreError):
             self._sagemaker.create_feature_group(
                 FeatureGroupName=group,
@@ -111,8 +125,10 @@ class FeatureGroupClient:
                 EventTimeFeatureName=EVENT_TIME,
                 FeatureDefinitions=[{"FeatureName": name, "FeatureType": kind} for name, kind in definitions.items()],
                 OnlineStoreConfig={"EnableOnlineStore": self.enable_online_store},
-                OfflineStoreConfig={"S3StorageConfig": {"S3Uri": self.offline_store_s3_uri},
-                                    "DisableGlueTableCreation": False},
+                OfflineStoreConfig={
+                    "S3StorageConfig": {"S3Uri": self.offline_store_s3_uri},
+                    "DisableGlueTableCreation": False,
+                },
                 RoleArn=self.role_arn,
                 Description=f"churn-mlops features; target column: {target}",
                 Tags=[{"Key": "managed-by", "Value": "churn-mlops"}],
@@ -125,25 +141,34 @@ class FeatureGroupClient:
                 self.progress(f"Feature group '{group}' is Created")
                 return self.describe(group)  # type: ignore[return-value]
             if status in ("CreateFailed", "DeleteFailed", "Deleting"):
-                raise FeatureStoreError(f"feature group '{group}' could not be created: {status}: "
-                                        f"{raw.get('FailureReason', 'no reason given')}")
+                raise FeatureStoreError(
+                    f"feature group '{group}' could not be created: {status}: "
+                    f"{raw.get('FailureReason', 'no reason given')}"
+                )
             time.sleep(wait)
         raise FeatureStoreError(f"feature group '{group}' was still {status} after {self.create_polling.timeout:.0f}s")
 
     # -- ingest ---------------------------------------------------------------------
-    def ingest(self, group: str, frame: pd.DataFrame, target: str) -> Dict[str, Any]:
+    def ingest(self, group: str, frame: pd.DataFrame, target: str) -> dict[str, Any]:
         """Validate everything first, create the group if missing, then put every record."""
         existing = self.describe(group)
-        records, definitions = prepare_records(frame, target, group, existing["FeatureDefinitions"] if existing else None)
+        records, definitions = prepare_records(
+            frame, target, group, existing["FeatureDefinitions"] if existing else None
+        )
         described = existing or self.create_group(group, definitions, target)
         written = self.put_records(group, records, definitions)
         manifest = self.record_ingestion(group, records)
-        return {"manifest": manifest, "feature_group": group, "records": written, "created": existing is None,
-                "location": described.get("FeatureGroupArn") or group,
-                "offline_store": described["OfflineStoreConfig"].get("S3Uri") or self.offline_store_s3_uri,
-                "feature_definitions": definitions}
+        return {
+            "manifest": manifest,
+            "feature_group": group,
+            "records": written,
+            "created": existing is None,
+            "location": described.get("FeatureGroupArn") or group,
+            "offline_store": described["OfflineStoreConfig"].get("S3Uri") or self.offline_store_s3_uri,
+            "feature_definitions": definitions,
+        }
 
-    def put_records(self, group: str, records: pd.DataFrame, definitions: Dict[str, str]) -> int:
+    def put_records(self, group: str, records: pd.DataFrame, definitions: dict[str, str]) -> int:
         """PutRecord every row with ``max_workers`` in flight; raise naming the failures."""
         columns = [c for c in records.columns if c not in STORE_METADATA_COLUMNS]
         payloads = [_record(row, columns, definitions) for row in records[columns].itertuples(index=False, name=None)]
@@ -153,7 +178,7 @@ class FeatureGroupClient:
         started, step = time.monotonic(), max(1, math.ceil(total / 10))
         runtime = self._runtime
 
-        def put(payload: List[Dict[str, str]]) -> None:
+        def put(payload: list[dict[str, str]]) -> None:
             if give_up.is_set():
                 raise RuntimeError("skipped after too many failures")
             runtime.put_record(FeatureGroupName=group, Record=payload)
@@ -178,7 +203,8 @@ class FeatureGroupClient:
             raise FeatureStoreError(
                 f"{len(failures)} of {total} records were not written to feature group '{group}' "
                 f"({done} were); first failure, {record_id}: {explain(error, 'PutRecord')}. "
-                "Re-running the ingestion is safe: the latest record per customer wins")
+                "Re-running the ingestion is safe: the latest record per customer wins"
+            )
         return done
 
     # -- ingestion manifests (churn.aws.ingestion_manifests) --------------------------
@@ -189,22 +215,24 @@ class FeatureGroupClient:
         """Write the manifest of one completed ingestion (after every PutRecord succeeded); returns its URI."""
         return manifests.write_manifest(self._manifest_prefix(group), group, records, self.region, self.profile)
 
-    def ingested(self, group: str) -> List[dict]:
+    def ingested(self, group: str) -> list[dict]:
         """Every ingestion manifest of the group (oldest first)."""
         return manifests.read_manifests(self._manifest_prefix(group), group, self.region, self.profile)
 
     # -- read -----------------------------------------------------------------------
-    def _table(self, group: str) -> Tuple[dict, str]:
+    def _table(self, group: str) -> tuple[dict, str]:
         definition = self.describe(group)
         if definition is None:
-            raise FeatureStoreError(f"feature group '{group}' does not exist in {self.region}; "
-                                    "run `python run.py ingest` on this stack first")
+            raise FeatureStoreError(
+                f"feature group '{group}' does not exist in {self.region}; "
+                "run `python run.py ingest` on this stack first"
+            )
         offline = definition["OfflineStoreConfig"]
         if not offline.get("Database") or not offline.get("Table"):
             raise FeatureStoreError(f"feature group '{group}' has no offline store Glue table to query with Athena")
         return definition, f'"{offline["Database"]}"."{offline["Table"]}"'
 
-    def read(self, query: FeatureQuery) -> Tuple[pd.DataFrame, str]:
+    def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
         """Latest non-deleted record per customer in range (optionally as of a time); returns (frame, sql)."""
         definition, table = self._table(query.feature_group)
         columns = list(definition["FeatureDefinitions"]) + list(STORE_METADATA_COLUMNS)
@@ -212,18 +240,28 @@ class FeatureGroupClient:
         types = {**definition["FeatureDefinitions"], **METADATA_TYPES}
         try:
             execution = athena.run_query(
-                sql, definition["OfflineStoreConfig"]["Database"], self.athena_output, self.region,
-                catalog=definition["OfflineStoreConfig"]["Catalog"], workgroup=self.athena_workgroup,
-                polling=self.query_polling, profile=self.profile, progress=self.progress,
-                what=f"Athena query for {query.describe()}")
+                sql,
+                definition["OfflineStoreConfig"]["Database"],
+                self.athena_output,
+                self.region,
+                catalog=definition["OfflineStoreConfig"]["Catalog"],
+                workgroup=self.athena_workgroup,
+                polling=self.query_polling,
+                profile=self.profile,
+                progress=self.progress,
+                what=f"Athena query for {query.describe()}",
+            )
             frame = athena.read_result(execution, types, self.region, self.profile)
         except AwsError as error:
             raise FeatureStoreError(f"reading {query.describe()} failed: {error}") from None
-        manifests.check_complete(query, len(frame), self.ingested(query.feature_group),
-                       f"Athena execution {execution['QueryExecutionId']}")
+        manifests.check_complete(
+            query, len(frame), self.ingested(query.feature_group), f"Athena execution {execution['QueryExecutionId']}"
+        )
         if frame.empty:
-            raise FeatureStoreError(f"no records found for {query.describe()} in {table} "
-                                    f"(Athena execution {execution['QueryExecutionId']}); {OFFLINE_STORE_LAG}")
+            raise FeatureStoreError(
+                f"no records found for {query.describe()} in {table} "
+                f"(Athena execution {execution['QueryExecutionId']}); {OFFLINE_STORE_LAG}"
+            )
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise FeatureStoreError(f"the Athena result for {query.describe()} lacks column(s) {', '.join(missing)}")
@@ -236,16 +274,23 @@ class FeatureGroupClient:
         definition, table = self._table(group)
         sql = f'SELECT count(DISTINCT "{ID_COLUMN}") AS customers FROM {table}'
         try:
-            execution = athena.run_query(sql, definition["OfflineStoreConfig"]["Database"], self.athena_output,
-                                         self.region, catalog=definition["OfflineStoreConfig"]["Catalog"],
-                                         workgroup=self.athena_workgroup, polling=self.query_polling,
-                                         profile=self.profile, what=f"counting records in '{group}'")
+            execution = athena.run_query(
+                sql,
+                definition["OfflineStoreConfig"]["Database"],
+                self.athena_output,
+                self.region,
+                catalog=definition["OfflineStoreConfig"]["Catalog"],
+                workgroup=self.athena_workgroup,
+                polling=self.query_polling,
+                profile=self.profile,
+                what=f"counting records in '{group}'",
+            )
             frame = athena.read_result(execution, {"customers": INTEGRAL}, self.region, self.profile)
         except AwsError as error:
             raise FeatureStoreError(str(error)) from None
         return int(frame.iloc[0, 0]) if len(frame) and pd.notna(frame.iloc[0, 0]) else 0
 
-    def get_records(self, group: str, ids: Iterable[str], features: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+    def get_records(self, group: str, ids: Iterable[str], features: list[str] | None = None) -> list[dict[str, Any]]:
         """Latest record per id from the online store (GetRecord), typed by the feature definitions."""
         definition = self.describe(group)
         if definition is None:
@@ -258,12 +303,13 @@ class FeatureGroupClient:
                 kwargs["FeatureNames"] = list(dict.fromkeys([ID_COLUMN, *features]))
             with aws_errors(f"GetRecord {record_id} from '{group}'", FeatureStoreError):
                 record = self._runtime.get_record(**kwargs).get("Record", [])
-            out.append({item["FeatureName"]: _typed(item["ValueAsString"], types.get(item["FeatureName"]))
-                        for item in record})
+            out.append(
+                {item["FeatureName"]: _typed(item["ValueAsString"], types.get(item["FeatureName"])) for item in record}
+            )
         return out
 
 
-def _record(row: tuple, columns: List[str], definitions: Dict[str, str]) -> List[Dict[str, str]]:
+def _record(row: tuple, columns: list[str], definitions: dict[str, str]) -> list[dict[str, str]]:
     record = []
     for name, value in zip(columns, row):
         if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -279,11 +325,11 @@ def _record(row: tuple, columns: List[str], definitions: Dict[str, str]) -> List
     return record
 
 
-def _record_id(payload: List[Dict[str, str]]) -> str:
+def _record_id(payload: list[dict[str, str]]) -> str:
     return next((item["ValueAsString"] for item in payload if item["FeatureName"] == ID_COLUMN), "?")
 
 
-def _typed(text: str, kind: Optional[str]) -> Any:
+def _typed(text: str, kind: str | None) -> Any:
     if kind == INTEGRAL:
         return int(text)
     if kind == FRACTIONAL:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any
 
 from churn.aws.clients import ApiCall, partition
 
@@ -34,9 +35,14 @@ POLICY_DIR = Path(__file__).resolve().parents[2] / "stacks" / "iam"
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # API operation -> IAM action, where they differ (S3 mostly).
 S3_ACTIONS = {
-    "HeadObject": "GetObject", "ListObjectsV2": "ListBucket", "ListObjects": "ListBucket",
-    "HeadBucket": "ListBucket", "DeleteObjects": "DeleteObject", "CreateMultipartUpload": "PutObject",
-    "UploadPart": "PutObject", "CompleteMultipartUpload": "PutObject",
+    "HeadObject": "GetObject",
+    "ListObjectsV2": "ListBucket",
+    "ListObjects": "ListBucket",
+    "HeadBucket": "ListBucket",
+    "DeleteObjects": "DeleteObject",
+    "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
 }
 FREE_ACTIONS = {"sts:GetCallerIdentity"}  # needs no permission
 
@@ -52,7 +58,7 @@ class Permission:
         return f"{self.action} on {self.resource}{extra}"
 
 
-def policy_values(config: Mapping[str, Any]) -> Dict[str, str]:
+def policy_values(config: Mapping[str, Any]) -> dict[str, str]:
     """Placeholder values from a SageMaker stack config (see configs/sagemaker_stack.example.yaml)."""
     from churn.aws.clients import account_from_arn
     from churn.aws.s3 import parse_s3_uri
@@ -61,23 +67,35 @@ def policy_values(config: Mapping[str, Any]) -> Dict[str, str]:
     results = config.get("athena_query_results") or f"s3://{config['bucket']}/athena-query-results/"
     results_bucket, results_prefix = parse_s3_uri(results)
     return {
-        "Partition": partition(region), "Region": region, "AccountId": account_from_arn(config["role_arn"]),
-        "Bucket": config["bucket"], "Prefix": str(config.get("prefix", "mlops/classification_model")).strip("/"),
+        "Partition": partition(region),
+        "Region": region,
+        "AccountId": account_from_arn(config["role_arn"]),
+        "Bucket": config["bucket"],
+        "Prefix": str(config.get("prefix", "mlops/classification_model")).strip("/"),
         "FeatureGroup": str(config.get("feature_group_name", "mlops_poc_churn_classification_feature")).lower(),
         # SageMaker names appear in its ARNs in lowercase, and IAM compares ARNs case-sensitively
         "ModelPackageGroup": str(config.get("model_package_group", "classification-model-group")).lower(),
         "EndpointName": str(config.get("endpoint_name", "classification-model-endpoint")).lower(),
         "EndpointPrefix": str(config.get("endpoint_name", "classification-model-endpoint"))[:34].rstrip("-").lower(),
-        "AutoMLModelPackageGroup": str(config.get("automl_model_package_group", "classification-model-automl-group")).lower(),
+        "AutoMLModelPackageGroup": str(
+            config.get("automl_model_package_group", "classification-model-automl-group")
+        ).lower(),
         "AutoMLEndpointName": str(config.get("automl_endpoint_name", "automl-classification-endpoint")).lower(),
-        "AutoMLEndpointPrefix": str(config.get("automl_endpoint_name", "automl-classification-endpoint"))[:34].rstrip("-").lower(),
-        "SnsTopicArn": config.get("sns_topic_arn") or f"arn:{partition(region)}:sns:{region}:"
-                                                          f"{account_from_arn(config['role_arn'])}:none",
-        "RoleArn": config["role_arn"], "AthenaWorkgroup": config.get("athena_workgroup", "primary"),
+        "AutoMLEndpointPrefix": str(config.get("automl_endpoint_name", "automl-classification-endpoint"))[:34]
+        .rstrip("-")
+        .lower(),
+        "SnsTopicArn": config.get("sns_topic_arn")
+        or f"arn:{partition(region)}:sns:{region}:{account_from_arn(config['role_arn'])}:none",
+        "RoleArn": config["role_arn"],
+        "AthenaWorkgroup": config.get("athena_workgroup", "primary"),
         # the role EventBridge Scheduler starts scheduled runs as (sagemaker_orchestrator block); none: nothing to pass
-        "SchedulerRoleArn": (config.get("scheduler_role_arn") or (config.get("sagemaker_orchestrator") or {}).get(
-            "scheduler_role_arn") or f"arn:{partition(region)}:iam::{account_from_arn(config['role_arn'])}:role/none"),
-        "AthenaResultsBucket": results_bucket, "AthenaResultsPrefix": results_prefix.strip("/"),
+        "SchedulerRoleArn": (
+            config.get("scheduler_role_arn")
+            or (config.get("sagemaker_orchestrator") or {}).get("scheduler_role_arn")
+            or f"arn:{partition(region)}:iam::{account_from_arn(config['role_arn'])}:role/none"
+        ),
+        "AthenaResultsBucket": results_bucket,
+        "AthenaResultsPrefix": results_prefix.strip("/"),
     }
 
 
@@ -90,7 +108,7 @@ def render_policy(name: str, values: Mapping[str, str]) -> dict:
     return json.loads(_PLACEHOLDER.sub(lambda m: values[m.group(1)], text))
 
 
-def _as_list(value: Any) -> List[Any]:
+def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
@@ -119,7 +137,9 @@ def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mappin
 
 def _statement_matches(statement: Mapping[str, Any], permission: Permission) -> bool:
     # action names are case-insensitive, resource ARNs case-sensitive (as IAM evaluates them)
-    if not any(wildcard_match(a, permission.action, case_sensitive=False) for a in _as_list(statement.get("Action", []))):
+    if not any(
+        wildcard_match(a, permission.action, case_sensitive=False) for a in _as_list(statement.get("Action", []))
+    ):
         return False
     if not any(wildcard_match(r, permission.resource) for r in _as_list(statement.get("Resource", "*"))):
         return False
@@ -136,7 +156,7 @@ def is_allowed(policies: Iterable[Mapping[str, Any]], permission: Permission) ->
     return any(s.get("Effect") == "Allow" and _statement_matches(s, permission) for s in statements)
 
 
-def permissions_for(call: ApiCall, account: str, workgroup: str = "primary") -> List[Permission]:
+def permissions_for(call: ApiCall, account: str, workgroup: str = "primary") -> list[Permission]:
     """The IAM permission(s) an API call needs."""
     p, region, op, params = partition(call.region), call.region, call.operation, call.params
     prefix = call.signing_name
@@ -153,12 +173,20 @@ def permissions_for(call: ApiCall, account: str, workgroup: str = "primary") -> 
     if prefix == "sagemaker":
         return _sagemaker(op, params, f"arn:{p}:sagemaker:{region}:{account}")
     if prefix == "athena":
-        return [Permission(f"athena:{op}", f"arn:{p}:athena:{region}:{account}:workgroup/{params.get('WorkGroup', workgroup)}")]
+        return [
+            Permission(
+                f"athena:{op}", f"arn:{p}:athena:{region}:{account}:workgroup/{params.get('WorkGroup', workgroup)}"
+            )
+        ]
     if prefix == "sns":
         return [Permission(f"sns:{op}", params.get("TopicArn", "*"))]
     if prefix == "scheduler":
         name = params.get("Name")
-        resource = f"arn:{p}:scheduler:{region}:{account}:schedule/{params.get('GroupName', 'default')}/{name}" if name else "*"
+        resource = (
+            f"arn:{p}:scheduler:{region}:{account}:schedule/{params.get('GroupName', 'default')}/{name}"
+            if name
+            else "*"
+        )
         needed = [Permission(f"scheduler:{op}", resource)]
         role = (params.get("Target") or {}).get("RoleArn")
         if role:  # the schedule's target runs as this role
@@ -170,12 +198,12 @@ def permissions_for(call: ApiCall, account: str, workgroup: str = "primary") -> 
     return [Permission(f"{prefix}:{op}", "*")]
 
 
-def _sagemaker(op: str, params: Mapping[str, Any], base: str) -> List[Permission]:
+def _sagemaker(op: str, params: Mapping[str, Any], base: str) -> list[Permission]:
     def arn(kind: str, name: str) -> str:
         return f"{base}:{kind}/{name}".lower() if not name.startswith("arn:") else name.lower()
 
     action = f"sagemaker:{op}"
-    needed: List[Permission] = []
+    needed: list[Permission] = []
     if "FeatureGroupName" in params:
         needed.append(Permission(action, arn("feature-group", params["FeatureGroupName"])))
     elif op in ("CreateModelPackage",):
@@ -183,7 +211,9 @@ def _sagemaker(op: str, params: Mapping[str, Any], base: str) -> List[Permission
     elif "ModelPackageGroupName" in params and op != "ListModelPackages":
         needed.append(Permission(action, arn("model-package-group", params["ModelPackageGroupName"])))
     elif "ModelPackageName" in params or "ModelPackageArn" in params:
-        needed.append(Permission(action, arn("model-package", params.get("ModelPackageName") or params["ModelPackageArn"])))
+        needed.append(
+            Permission(action, arn("model-package", params.get("ModelPackageName") or params["ModelPackageArn"]))
+        )
     elif "EndpointName" in params:
         needed.append(Permission(action, arn("endpoint", params["EndpointName"])))
         if "EndpointConfigName" in params:
@@ -206,10 +236,14 @@ def _sagemaker(op: str, params: Mapping[str, Any], base: str) -> List[Permission
     return needed
 
 
-def violations(calls: Iterable[ApiCall], policies_by_role: Mapping[str, List[Mapping[str, Any]]],
-               account: str, workgroup: str = "primary") -> List[str]:
+def violations(
+    calls: Iterable[ApiCall],
+    policies_by_role: Mapping[str, list[Mapping[str, Any]]],
+    account: str,
+    workgroup: str = "primary",
+) -> list[str]:
     """One line per (role, permission) that the role's documents do not allow."""
-    problems: Dict[str, None] = {}
+    problems: dict[str, None] = {}
     for call in calls:
         policies = policies_by_role.get(call.role)
         if policies is None:
@@ -221,23 +255,31 @@ def violations(calls: Iterable[ApiCall], policies_by_role: Mapping[str, List[Map
     return list(problems)
 
 
-def load_role_policies(values: Mapping[str, str]) -> Dict[str, List[dict]]:
+def load_role_policies(values: Mapping[str, str]) -> dict[str, list[dict]]:
     """The documents per role: the execution role's, the operator's (which also has the execution role's),
     and the scheduler role's."""
     execution = render_policy("execution_role_policy", values)
     operator = render_policy("operator_policy", values)
-    return {"execution": [execution], "operator": [execution, operator],
-            "scheduler": [render_policy("scheduler_role_policy", values)]}
+    return {
+        "execution": [execution],
+        "operator": [execution, operator],
+        "scheduler": [render_policy("scheduler_role_policy", values)],
+    }
 
 
 # requirement role -> the document that must grant it (trust documents: who may assume the role)
-REQUIREMENT_DOCUMENTS = {"execution": "execution_role_policy", "scheduler": "scheduler_role_policy",
-                         "execution-trust": "trust_policy", "scheduler-trust": "scheduler_trust_policy"}
+REQUIREMENT_DOCUMENTS = {
+    "execution": "execution_role_policy",
+    "scheduler": "scheduler_role_policy",
+    "execution-trust": "trust_policy",
+    "scheduler-trust": "scheduler_trust_policy",
+}
 
 
 @dataclass(frozen=True)
 class Requirement:
     """One row of stacks/iam/REQUIREMENTS.md: a permission an AWS service exercises on our behalf."""
+
     id: str
     role: str
     permission: Permission
@@ -245,7 +287,7 @@ class Requirement:
     source: str
 
 
-def load_requirements(values: Mapping[str, str], path: Optional[Path] = None) -> List[Requirement]:
+def load_requirements(values: Mapping[str, str], path: Path | None = None) -> list[Requirement]:
     """The requirements table, placeholders filled."""
     rows = []
     for line in (path or POLICY_DIR / "REQUIREMENTS.md").read_text().splitlines():
@@ -255,18 +297,30 @@ def load_requirements(values: Mapping[str, str], path: Optional[Path] = None) ->
         id_, role, action, resource, context, why, source = cells
         fill = lambda text: _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)  # noqa: E731
         pairs = dict(item.split("=", 1) for item in context.split(",")) if context != "-" else {}
-        rows.append(Requirement(id_, role, Permission(action, fill(resource), {k.strip(): fill(v.strip()) for k, v in
-                                                                              pairs.items()}), why, source))
+        rows.append(
+            Requirement(
+                id_,
+                role,
+                Permission(action, fill(resource), {k.strip(): fill(v.strip()) for k, v in pairs.items()}),
+                why,
+                source,
+            )
+        )
     return rows
 
 
 def _trusts(document: Mapping[str, Any], service: str) -> bool:
-    return any(s.get("Effect") == "Allow" and "sts:AssumeRole" in _as_list(s.get("Action", []))
-               and service in _as_list((s.get("Principal") or {}).get("Service", []))
-               for s in _as_list(document.get("Statement", [])))
+    return any(
+        s.get("Effect") == "Allow"
+        and "sts:AssumeRole" in _as_list(s.get("Action", []))
+        and service in _as_list((s.get("Principal") or {}).get("Service", []))
+        for s in _as_list(document.get("Statement", []))
+    )
 
 
-def unmet_requirements(values: Mapping[str, str], documents: Optional[Mapping[str, Mapping[str, Any]]] = None) -> List[str]:
+def unmet_requirements(
+    values: Mapping[str, str], documents: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[str]:
     """One line per requirement of stacks/iam/REQUIREMENTS.md that its document does not grant.
 
     ``documents``: document name -> rendered document (default: the ones in stacks/iam, rendered with ``values``).
@@ -283,6 +337,8 @@ def unmet_requirements(values: Mapping[str, str], documents: Optional[Mapping[st
         else:
             granted = is_allowed([documents[name]], requirement.permission)
         if not granted:
-            problems.append(f"{requirement.id}: {requirement.role} lacks {requirement.permission} "
-                            f"({requirement.why}; {requirement.source})")
+            problems.append(
+                f"{requirement.id}: {requirement.role} lacks {requirement.permission} "
+                f"({requirement.why}; {requirement.source})"
+            )
     return problems

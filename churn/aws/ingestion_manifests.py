@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -47,7 +48,7 @@ def manifest_prefix(described: Mapping[str, Any], group: str, default_root: str)
     return s3.join(root, MANIFEST_FOLDER, f"{group}{stamp}") + "/"
 
 
-def write_manifest(prefix: str, group: str, records: pd.DataFrame, region: str, profile: Optional[str]) -> str:
+def write_manifest(prefix: str, group: str, records: pd.DataFrame, region: str, profile: str | None) -> str:
     """Write the manifest of one completed ingestion under ``prefix``; returns its URI."""
     manifest = ingestion_manifest(group, records)
     uri = f"{prefix}{manifest['finished_at'].replace(':', '')}-{uuid.uuid4().hex[:8]}.json"
@@ -55,7 +56,7 @@ def write_manifest(prefix: str, group: str, records: pd.DataFrame, region: str, 
     return uri
 
 
-def read_manifests(prefix: str, group: str, region: str, profile: Optional[str]) -> List[dict]:
+def read_manifests(prefix: str, group: str, region: str, profile: str | None) -> list[dict]:
     """Every manifest under ``prefix`` (oldest first).
 
     Raises:
@@ -66,13 +67,15 @@ def read_manifests(prefix: str, group: str, region: str, profile: Optional[str])
         keys = sorted(k for k in s3.list_keys(prefix, region, profile) if k.endswith(".json"))
         return [json.loads(s3.read_bytes(f"s3://{bucket}/{key}", region, profile)) for key in keys]
     except (AwsError, ValueError) as error:
-        raise FeatureStoreError(f"reading the ingestion manifests of '{group}' under {prefix} failed: {error}") from None
+        raise FeatureStoreError(
+            f"reading the ingestion manifests of '{group}' under {prefix} failed: {error}"
+        ) from None
 
 
-def _id_ranges(ids: pd.Series) -> List[List[int]]:
+def _id_ranges(ids: pd.Series) -> list[list[int]]:
     """Customer ids (CUST_XXXXXX) as sorted, merged [first, last] number ranges (small for contiguous ids)."""
     numbers = sorted(set(int(text[5:]) for text in ids.astype(str)))
-    ranges: List[List[int]] = []
+    ranges: list[list[int]] = []
     for number in numbers:
         if ranges and number == ranges[-1][1] + 1:
             ranges[-1][1] = number
@@ -81,15 +84,20 @@ def _id_ranges(ids: pd.Series) -> List[List[int]]:
     return ranges
 
 
-def ingestion_manifest(group: str, records: pd.DataFrame) -> Dict[str, Any]:
+def ingestion_manifest(group: str, records: pd.DataFrame) -> dict[str, Any]:
     """What one ingestion put: record count, customer id ranges, event-time bounds, when it finished."""
     times = records[EVENT_TIME].astype(str)
-    return {"feature_group": group, "records": int(len(records)), "id_ranges": _id_ranges(records[ID_COLUMN]),
-            "min_event_time": iso_millis(times.min()), "max_event_time": iso_millis(times.max()),
-            "finished_at": utc_now_iso()}
+    return {
+        "feature_group": group,
+        "records": int(len(records)),
+        "id_ranges": _id_ranges(records[ID_COLUMN]),
+        "min_event_time": iso_millis(times.min()),
+        "max_event_time": iso_millis(times.max()),
+        "finished_at": utc_now_iso(),
+    }
 
 
-def expected_customers(query: FeatureQuery, manifests: Iterable[dict]) -> Tuple[int, Optional[str]]:
+def expected_customers(query: FeatureQuery, manifests: Iterable[dict]) -> tuple[int, str | None]:
     """(customers the manifests say were ingested in the query's id range, the last such ingestion's finish time).
 
     With ``as_of``, only ingestions whose records all lie at or before it count (one with
@@ -98,7 +106,7 @@ def expected_customers(query: FeatureQuery, manifests: Iterable[dict]) -> Tuple[
     """
     start, end = query.customer_id_start, query.customer_id_end
     cutoff = iso_millis(query.as_of) if query.as_of else None
-    covered: List[Tuple[int, int]] = []
+    covered: list[tuple[int, int]] = []
     last = None
     for manifest in manifests:
         if cutoff is not None and manifest["max_event_time"] > cutoff:
@@ -122,4 +130,5 @@ def check_complete(query: FeatureQuery, found: int, manifests: Iterable[dict], w
         raise FeatureStoreError(
             f"the offline store returned {found} of the {expected} customers ingested for {query.describe()} "
             f"({where}; the last ingestion into this range finished at {last}). {OFFLINE_STORE_LAG}: wait and run "
-            "again; nothing was trained or scored on the partial set")
+            "again; nothing was trained or scored on the partial set"
+        )

@@ -22,17 +22,16 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
 from churn.aws import s3
 from churn.bundle import BUNDLE_FILE, ESTIMATOR_FILE, BundleError, bundle_sha256
 
-SHA_ENV = "CHURN_BUNDLE_SHA256"   # read by churn.serving.container
+SHA_ENV = "CHURN_BUNDLE_SHA256"  # read by churn.serving.container
 MAX_CONTAINERS = 15  # SageMaker's limit for one model / model package
 
 
-def fetch_bundle(uri: str, workdir: str | os.PathLike, region: str, profile: Optional[str] = None) -> Path:
+def fetch_bundle(uri: str, workdir: str | os.PathLike, region: str, profile: str | None = None) -> Path:
     """A local directory holding the bundle at ``uri`` (local path, file://, s3:// or an MLflow artifact URI)."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
@@ -56,8 +55,9 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def build_model_tarball(bundle_dir: str | os.PathLike, output: str | os.PathLike,
-                        expected_sha256: Optional[str] = None) -> Dict[str, object]:
+def build_model_tarball(
+    bundle_dir: str | os.PathLike, output: str | os.PathLike, expected_sha256: str | None = None
+) -> dict[str, object]:
     """Write model.tar.gz for ``bundle_dir``; return its members and the bundle's sha256."""
     bundle_dir = Path(bundle_dir)
     for name in (BUNDLE_FILE, ESTIMATOR_FILE):
@@ -65,8 +65,10 @@ def build_model_tarball(bundle_dir: str | os.PathLike, output: str | os.PathLike
             raise BundleError(f"{bundle_dir} is not a model bundle: {name} is missing")
     sha256 = bundle_sha256(bundle_dir)
     if expected_sha256 and sha256 != expected_sha256:
-        raise BundleError(f"bundle {bundle_dir} has sha256 {sha256}, but {expected_sha256} was registered: "
-                          "refusing to package a bundle that is not the registered one")
+        raise BundleError(
+            f"bundle {bundle_dir} has sha256 {sha256}, but {expected_sha256} was registered: "
+            "refusing to package a bundle that is not the registered one"
+        )
     members = {name: (bundle_dir / name).read_bytes() for name in (BUNDLE_FILE, ESTIMATOR_FILE)}
     from churn.image import ImageError, check_serving_requirements
 
@@ -76,17 +78,31 @@ def build_model_tarball(bundle_dir: str | os.PathLike, output: str | os.PathLike
         raise BundleError(f"bundle {bundle_dir} cannot be served by our image: {error}") from None
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        open(output, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name in sorted(members):
             _add(tar, name, members[name])
     info = json.loads(members[BUNDLE_FILE]).get("info", {})
-    return {"path": str(output), "bundle_sha256": sha256, "members": sorted(members),
-            "library_versions": info.get("library_versions", {}), "info": info}
+    return {
+        "path": str(output),
+        "bundle_sha256": sha256,
+        "members": sorted(members),
+        "library_versions": info.get("library_versions", {}),
+        "info": info,
+    }
 
 
-def package_and_upload(bundle_uri: str, destination_uri: str, region: str, expected_sha256: Optional[str] = None,
-                       profile: Optional[str] = None, bundle_copy_uri: Optional[str] = None) -> Dict[str, object]:
+def package_and_upload(
+    bundle_uri: str,
+    destination_uri: str,
+    region: str,
+    expected_sha256: str | None = None,
+    profile: str | None = None,
+    bundle_copy_uri: str | None = None,
+) -> dict[str, object]:
     """Fetch the bundle, check its sha256, package it and upload model.tar.gz to ``destination_uri``.
 
     With ``bundle_copy_uri`` the bundle's files are also uploaded there as a directory (what
@@ -101,15 +117,26 @@ def package_and_upload(bundle_uri: str, destination_uri: str, region: str, expec
         if bundle_copy_uri:
             for name in (BUNDLE_FILE, ESTIMATOR_FILE):
                 uploaded.append(s3.upload_file(bundle_dir / name, s3.join(bundle_copy_uri, name), region, profile))
-        return {"model_data_url": destination_uri, "bundle_sha256": built["bundle_sha256"], "members": built["members"],
-                "library_versions": built["library_versions"], "info": built["info"], "bundle_uri": bundle_copy_uri,
-                "uploaded": uploaded}
+        return {
+            "model_data_url": destination_uri,
+            "bundle_sha256": built["bundle_sha256"],
+            "members": built["members"],
+            "library_versions": built["library_versions"],
+            "info": built["info"],
+            "bundle_uri": bundle_copy_uri,
+            "uploaded": uploaded,
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def serving_containers(info: Dict[str, object], image_uri: str, model_data_url: str, bundle_sha256: str,
-                       extra_environment: Optional[Dict[str, str]] = None) -> List[Dict[str, object]]:
+def serving_containers(
+    info: dict[str, object],
+    image_uri: str,
+    model_data_url: str,
+    bundle_sha256: str,
+    extra_environment: dict[str, str] | None = None,
+) -> list[dict[str, object]]:
     """The containers, in order, that serve a bundle packaged at ``model_data_url``.
 
     A bundle whose estimator runs in the process is served by our container alone. An
@@ -124,9 +151,13 @@ def serving_containers(info: Dict[str, object], image_uri: str, model_data_url: 
     if not bundle_sha256:
         raise BundleError("the bundle's sha256 is needed: our container refuses to serve an unverified bundle")
 
-    def ours(role: Optional[str] = None, **environment: str) -> Dict[str, object]:
-        environment = {**(extra_environment or {}), **environment, SHA_ENV: bundle_sha256,
-                       **({ROLE_ENV: role} if role else {})}
+    def ours(role: str | None = None, **environment: str) -> dict[str, object]:
+        environment = {
+            **(extra_environment or {}),
+            **environment,
+            SHA_ENV: bundle_sha256,
+            **({ROLE_ENV: role} if role else {}),
+        }
         return {"Image": image_uri, "ModelDataUrl": model_data_url, "Environment": environment}
 
     autopilot = info.get("autopilot")
@@ -137,8 +168,17 @@ def serving_containers(info: Dict[str, object], image_uri: str, model_data_url: 
     for container in candidate:
         if not container.get("Image"):
             raise BundleError(f"the bundle's AutoML inference container {container} names no Image")
-        containers.append({k: v for k, v in (("Image", container["Image"]), ("ModelDataUrl", container.get("ModelDataUrl")),
-                                            ("Environment", dict(container.get("Environment") or {}))) if v})
+        containers.append(
+            {
+                k: v
+                for k, v in (
+                    ("Image", container["Image"]),
+                    ("ModelDataUrl", container.get("ModelDataUrl")),
+                    ("Environment", dict(container.get("Environment") or {})),
+                )
+                if v
+            }
+        )
     containers.append(ours(RESPOND))
     if len(containers) > MAX_CONTAINERS:
         raise BundleError(f"{len(containers)} serving containers; SageMaker allows {MAX_CONTAINERS} per model")

@@ -35,7 +35,8 @@ import json
 import re
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from churn.aws import packaging, s3
 from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
@@ -56,9 +57,9 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def split_properties(metadata: Mapping[str, Any]) -> tuple[Dict[str, str], Dict[str, str]]:
+def split_properties(metadata: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
     """(properties SageMaker can hold, everything else) from string-able metadata."""
-    fitting: Dict[str, str] = {}
+    fitting: dict[str, str] = {}
     for key, value in metadata.items():
         text = "" if value is None else str(value)
         if _PROPERTY_KEY.match(key) and _PROPERTY.match(text) and len(fitting) < MAX_PROPERTIES - 1:
@@ -68,9 +69,17 @@ def split_properties(metadata: Mapping[str, Any]) -> tuple[Dict[str, str], Dict[
 
 
 class ModelPackageClient:
-    def __init__(self, region: str, bucket: str, prefix: str, *, image_uri: Optional[str] = None,
-                 instance_types: Optional[List[str]] = None,
-                 profile: Optional[str] = None, progress: Callable[[str], None] = _print):
+    def __init__(
+        self,
+        region: str,
+        bucket: str,
+        prefix: str,
+        *,
+        image_uri: str | None = None,
+        instance_types: list[str] | None = None,
+        profile: str | None = None,
+        progress: Callable[[str], None] = _print,
+    ):
         self.region, self.bucket, self.prefix, self.profile = region, bucket, prefix.strip("/"), profile
         self._image_uri = image_uri
         self.instance_types = instance_types or DEFAULT_INSTANCE_TYPES
@@ -91,7 +100,7 @@ class ModelPackageClient:
         return s3.join(f"s3://{self.bucket}", self.prefix, *parts)
 
     # -- groups ---------------------------------------------------------------------
-    def describe_group(self, group: str) -> Optional[dict]:
+    def describe_group(self, group: str) -> dict | None:
         try:
             return self._sm.describe_model_package_group(ModelPackageGroupName=group)
         except Exception as error:  # noqa: BLE001
@@ -99,7 +108,7 @@ class ModelPackageClient:
                 return None
             raise RegistryError(str(explain(error, f"describing model package group '{group}'"))) from None
 
-    def ensure_group(self, group: str, description: Optional[str] = None) -> dict:
+    def ensure_group(self, group: str, description: str | None = None) -> dict:
         existing = self.describe_group(group)
         if existing is not None:
             return existing
@@ -108,19 +117,31 @@ class ModelPackageClient:
             self._sm.create_model_package_group(
                 ModelPackageGroupName=group,
                 ModelPackageGroupDescription=(description or "churn-mlops models")[:1024],
-                Tags=[{"Key": "managed-by", "Value": "churn-mlops"}])
+                Tags=[{"Key": "managed-by", "Value": "churn-mlops"}],
+            )
         return self.describe_group(group) or {"ModelPackageGroupName": group}
 
-    def list_groups(self, name_contains: Optional[str] = None) -> List[dict]:
+    def list_groups(self, name_contains: str | None = None) -> list[dict]:
         kwargs = {"NameContains": name_contains} if name_contains else {}
         with aws_errors("listing model package groups", RegistryError):
-            return [g for page in self._sm.get_paginator("list_model_package_groups").paginate(**kwargs)
-                    for g in page["ModelPackageGroupSummaryList"]]
+            return [
+                g
+                for page in self._sm.get_paginator("list_model_package_groups").paginate(**kwargs)
+                for g in page["ModelPackageGroupSummaryList"]
+            ]
 
     # -- register -------------------------------------------------------------------
-    def register(self, group: str, bundle_uri: str, bundle_sha256: str, metadata: Mapping[str, Any],
-                 approval_status: str = "PendingManualApproval", description: str = "",
-                 evaluation: Optional[Mapping[str, Any]] = None, generated_by: Optional[str] = None) -> dict:
+    def register(
+        self,
+        group: str,
+        bundle_uri: str,
+        bundle_sha256: str,
+        metadata: Mapping[str, Any],
+        approval_status: str = "PendingManualApproval",
+        description: str = "",
+        evaluation: Mapping[str, Any] | None = None,
+        generated_by: str | None = None,
+    ) -> dict:
         """Package the bundle, upload it with its evaluation and metadata, create the package; all or nothing.
 
         Args:
@@ -141,19 +162,24 @@ class ModelPackageClient:
             BundleError: the bundle is not the one ``bundle_sha256`` names, or our image cannot serve it.
         """
         if approval_status not in APPROVAL_STATUSES:
-            raise RegistryError(f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}, got {approval_status!r}")
+            raise RegistryError(
+                f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}, got {approval_status!r}"
+            )
         self.ensure_group(group)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         folder = self._uri("registry", group, f"{stamp}-{(bundle_sha256 or uuid.uuid4().hex)[:12]}")
-        metrics = dict(evaluation or {k[len("metric_"):]: _number(v) for k, v in metadata.items() if k.startswith("metric_")})
-        uploaded: List[str] = []  # what to remove again when the registration fails
+        metrics = dict(
+            evaluation or {k[len("metric_") :]: _number(v) for k, v in metadata.items() if k.startswith("metric_")}
+        )
+        uploaded: list[str] = []  # what to remove again when the registration fails
         arn = ""
         try:
             staged = self._stage(folder, bundle_uri, bundle_sha256, metadata, metrics, uploaded)
             arn = self._create_package(group, staged, approval_status, description, generated_by)
             package = self.describe_package(arn)
-            registration = self._write_registration(folder, group, arn, package, staged, approval_status, stamp,
-                                                    uploaded)
+            registration = self._write_registration(
+                folder, group, arn, package, staged, approval_status, stamp, uploaded
+            )
         except BaseException as error:
             self._undo(arn, uploaded, error)
             if isinstance(error, AwsError) and not isinstance(error, RegistryError):
@@ -162,37 +188,76 @@ class ModelPackageClient:
         self.progress(f"Registered {group} version {registration['version']} ({approval_status}): {arn}")
         return package
 
-    def _stage(self, folder: str, bundle_uri: str, bundle_sha256: str, metadata: Mapping[str, Any],
-               metrics: Dict[str, Any], uploaded: List[str]) -> Dict[str, Any]:
+    def _stage(
+        self,
+        folder: str,
+        bundle_uri: str,
+        bundle_sha256: str,
+        metadata: Mapping[str, Any],
+        metrics: dict[str, Any],
+        uploaded: list[str],
+    ) -> dict[str, Any]:
         """Upload model.tar.gz, the bundle, evaluation.json and metadata.json under ``folder`` (each into
         ``uploaded`` once written); the containers, URIs and properties the package is created with."""
         self.progress(f"Packaging bundle {bundle_uri} -> {folder}/model.tar.gz")
-        packaged = packaging.package_and_upload(bundle_uri, s3.join(folder, "model.tar.gz"), self.region,
-                                                bundle_sha256 or None, self.profile, s3.join(folder, "bundle"))
+        packaged = packaging.package_and_upload(
+            bundle_uri,
+            s3.join(folder, "model.tar.gz"),
+            self.region,
+            bundle_sha256 or None,
+            self.profile,
+            s3.join(folder, "bundle"),
+        )
         uploaded.extend(packaged["uploaded"])
         bundle_sha256 = str(packaged["bundle_sha256"])
-        containers = packaging.serving_containers(packaged["info"], self.image_uri, packaged["model_data_url"],
-                                                  bundle_sha256, {"SAGEMAKER_REGION": self.region})
-        evaluation_uri = s3.upload_bytes(json.dumps(metrics, indent=2, sort_keys=True).encode(),
-                                         s3.join(folder, "evaluation.json"), self.region, self.profile,
-                                         "application/json")
+        containers = packaging.serving_containers(
+            packaged["info"],
+            self.image_uri,
+            packaged["model_data_url"],
+            bundle_sha256,
+            {"SAGEMAKER_REGION": self.region},
+        )
+        evaluation_uri = s3.upload_bytes(
+            json.dumps(metrics, indent=2, sort_keys=True).encode(),
+            s3.join(folder, "evaluation.json"),
+            self.region,
+            self.profile,
+            "application/json",
+        )
         uploaded.append(evaluation_uri)
         document_uri = s3.join(folder, "metadata.json")
         full = {k: "" if v is None else str(v) for k, v in metadata.items()}
-        full.update(bundle_sha256=bundle_sha256, bundle_source_uri=bundle_uri, bundle_uri=packaged["bundle_uri"],
-                    model_data_url=packaged["model_data_url"], evaluation_uri=evaluation_uri,
-                    serving_containers=" -> ".join(c["Image"].rsplit("/", 1)[-1] for c in containers))
-        s3.upload_bytes(json.dumps(full, indent=2, sort_keys=True).encode(), document_uri, self.region,
-                        self.profile, "application/json")
+        full.update(
+            bundle_sha256=bundle_sha256,
+            bundle_source_uri=bundle_uri,
+            bundle_uri=packaged["bundle_uri"],
+            model_data_url=packaged["model_data_url"],
+            evaluation_uri=evaluation_uri,
+            serving_containers=" -> ".join(c["Image"].rsplit("/", 1)[-1] for c in containers),
+        )
+        s3.upload_bytes(
+            json.dumps(full, indent=2, sort_keys=True).encode(),
+            document_uri,
+            self.region,
+            self.profile,
+            "application/json",
+        )
         uploaded.append(document_uri)
         properties, _ = split_properties({**full, "metadata_document": document_uri})
         properties["metadata_document"] = document_uri
-        return {"containers": containers, "bundle_sha256": bundle_sha256, "model_data_url": packaged["model_data_url"],
-                "bundle_uri": packaged["bundle_uri"], "evaluation_uri": evaluation_uri, "document_uri": document_uri,
-                "properties": properties}
+        return {
+            "containers": containers,
+            "bundle_sha256": bundle_sha256,
+            "model_data_url": packaged["model_data_url"],
+            "bundle_uri": packaged["bundle_uri"],
+            "evaluation_uri": evaluation_uri,
+            "document_uri": document_uri,
+            "properties": properties,
+        }
 
-    def _create_package(self, group: str, staged: Mapping[str, Any], approval_status: str, description: str,
-                        generated_by: Optional[str]) -> str:
+    def _create_package(
+        self, group: str, staged: Mapping[str, Any], approval_status: str, description: str, generated_by: str | None
+    ) -> str:
         """CreateModelPackage from what ``_stage`` uploaded; the package's ARN."""
         with aws_errors(f"creating a model package in '{group}'", RegistryError):
             return self._sm.create_model_package(
@@ -204,32 +269,52 @@ class ModelPackageClient:
                     "SupportedResponseMIMETypes": ["text/csv", "application/json"],
                     "SupportedRealtimeInferenceInstanceTypes": self.instance_types,
                 },
-                ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                              "S3Uri": staged["evaluation_uri"]}}},
+                ModelMetrics={
+                    "ModelQuality": {
+                        "Statistics": {"ContentType": "application/json", "S3Uri": staged["evaluation_uri"]}
+                    }
+                },
                 ModelApprovalStatus=approval_status,
                 CustomerMetadataProperties=staged["properties"],
                 MetadataProperties={"GeneratedBy": (generated_by or "churn-mlops")[:1024]},
-                Domain="MACHINE_LEARNING", Task="CLASSIFICATION",
+                Domain="MACHINE_LEARNING",
+                Task="CLASSIFICATION",
                 ClientToken=uuid.uuid4().hex[:32],
             )["ModelPackageArn"]
 
-    def _write_registration(self, folder: str, group: str, arn: str, package: Mapping[str, Any],
-                            staged: Mapping[str, Any], approval_status: str, stamp: str,
-                            uploaded: List[str]) -> Dict[str, str]:
+    def _write_registration(
+        self,
+        folder: str,
+        group: str,
+        arn: str,
+        package: Mapping[str, Any],
+        staged: Mapping[str, Any],
+        approval_status: str,
+        stamp: str,
+        uploaded: list[str],
+    ) -> dict[str, str]:
         """registration.json (the spec's file) in ``folder`` and as the group-wide latest; the record."""
-        registration = {"model_package_arn": arn, "model_package_group": group,
-                        "version": str(package.get("ModelPackageVersion")), "approval_status": approval_status,
-                        "model_data_url": staged["model_data_url"], "bundle_uri": staged["bundle_uri"],
-                        "evaluation_uri": staged["evaluation_uri"], "metadata_document": staged["document_uri"],
-                        "registered_at": stamp, "bundle_sha256": staged["bundle_sha256"]}
+        registration = {
+            "model_package_arn": arn,
+            "model_package_group": group,
+            "version": str(package.get("ModelPackageVersion")),
+            "approval_status": approval_status,
+            "model_data_url": staged["model_data_url"],
+            "bundle_uri": staged["bundle_uri"],
+            "evaluation_uri": staged["evaluation_uri"],
+            "metadata_document": staged["document_uri"],
+            "registered_at": stamp,
+            "bundle_sha256": staged["bundle_sha256"],
+        }
         for uri in (s3.join(folder, "registration.json"), self._uri("registration", "registration.json")):
-            s3.upload_bytes(json.dumps(registration, indent=2).encode(), uri, self.region, self.profile,
-                            "application/json")
+            s3.upload_bytes(
+                json.dumps(registration, indent=2).encode(), uri, self.region, self.profile, "application/json"
+            )
             if uri.startswith(folder):
                 uploaded.append(uri)
         return registration
 
-    def _undo(self, arn: str, uploaded: List[str], error: BaseException) -> None:
+    def _undo(self, arn: str, uploaded: list[str], error: BaseException) -> None:
         """After a failed registration: withdraw a created package, delete what was uploaded (never raises)."""
         if arn:  # created, but what follows failed: withdraw the package, so nothing is half-registered
             self.withdraw(arn, f"registration did not complete: {type(error).__name__}")
@@ -249,16 +334,20 @@ class ModelPackageClient:
                 raise KeyError(f"model package {arn} does not exist") from None
             raise RegistryError(str(explain(error, f"describing model package {arn}"))) from None
 
-    def list_packages(self, group: str, status: Optional[str] = None, newest_first: bool = True,
-                      limit: Optional[int] = None) -> List[dict]:
+    def list_packages(
+        self, group: str, status: str | None = None, newest_first: bool = True, limit: int | None = None
+    ) -> list[dict]:
         """Package summaries of ``group`` (optionally only one approval status), newest first."""
         if self.describe_group(group) is None:
             raise KeyError(f"model package group '{group}' does not exist in {self.region}")
-        kwargs: Dict[str, Any] = {"ModelPackageGroupName": group, "SortBy": "CreationTime",
-                                  "SortOrder": "Descending" if newest_first else "Ascending"}
+        kwargs: dict[str, Any] = {
+            "ModelPackageGroupName": group,
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending" if newest_first else "Ascending",
+        }
         if status:
             kwargs["ModelApprovalStatus"] = status
-        out: List[dict] = []
+        out: list[dict] = []
         with aws_errors(f"listing model packages in '{group}'", RegistryError):
             for page in self._sm.get_paginator("list_model_packages").paginate(**kwargs):
                 out.extend(page["ModelPackageSummaryList"])
@@ -272,14 +361,14 @@ class ModelPackageClient:
                 return self.describe_package(summary["ModelPackageArn"])
         raise KeyError(f"model package group '{group}' has no version {version}")
 
-    def latest_approved(self, group: str) -> Optional[dict]:
+    def latest_approved(self, group: str) -> dict | None:
         try:
             newest = self.list_packages(group, status="Approved", limit=1)
         except KeyError:
             return None
         return self.describe_package(newest[0]["ModelPackageArn"]) if newest else None
 
-    def metadata(self, package: Mapping[str, Any], resolve: bool = True) -> Dict[str, str]:
+    def metadata(self, package: Mapping[str, Any], resolve: bool = True) -> dict[str, str]:
         """The version's lineage: its properties, completed from metadata.json when ``resolve``."""
         properties = dict(package.get("CustomerMetadataProperties") or {})
         document = properties.get("metadata_document")
@@ -291,7 +380,7 @@ class ModelPackageClient:
         return properties
 
     # -- update / delete ------------------------------------------------------------
-    def set_status(self, arn: str, status: str, description: Optional[str] = None) -> dict:
+    def set_status(self, arn: str, status: str, description: str | None = None) -> dict:
         if status not in APPROVAL_STATUSES:
             raise RegistryError(f"approval status must be one of {', '.join(APPROVAL_STATUSES)}, got {status!r}")
         kwargs = {"ModelPackageArn": arn, "ModelApprovalStatus": status}
@@ -320,8 +409,8 @@ class ModelPackageClient:
             except AwsError as error:
                 self.progress(f"warning: could not update {uri} to {status}: {error}")
 
-    def update_properties(self, arn: str, properties: Mapping[str, str], remove: Optional[List[str]] = None) -> dict:
-        kwargs: Dict[str, Any] = {"ModelPackageArn": arn}
+    def update_properties(self, arn: str, properties: Mapping[str, str], remove: list[str] | None = None) -> dict:
+        kwargs: dict[str, Any] = {"ModelPackageArn": arn}
         fitting, _ = split_properties(properties)
         if fitting:
             kwargs["CustomerMetadataProperties"] = fitting
@@ -351,11 +440,13 @@ class ModelPackageClient:
             self.set_status(arn, "Rejected", reason)
             return "rejected"
         except Exception as error:  # noqa: BLE001
-            self.progress(f"warning: could not reject {arn} either ({error}); it is not Approved unless it was "
-                          "registered so: check it with `aws sagemaker describe-model-package`")
+            self.progress(
+                f"warning: could not reject {arn} either ({error}); it is not Approved unless it was "
+                "registered so: check it with `aws sagemaker describe-model-package`"
+            )
             return "left pending"
 
-    def delete_group(self, group: str) -> List[str]:
+    def delete_group(self, group: str) -> list[str]:
         """Delete every package in ``group``, then the group; returns what was removed."""
         removed = []
         try:

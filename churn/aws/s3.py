@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
 
 from churn.aws.clients import AwsError, aws_errors, client
 
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?$")
 
 
-def parse_s3_uri(uri: str) -> Tuple[str, str]:
+def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key/part`` -> (bucket, "key/part")."""
     match = _S3_URI.match(uri or "")
     if not match:
@@ -32,37 +32,40 @@ def join(*parts: str) -> str:
     return out
 
 
-def upload_bytes(data: bytes, uri: str, region: str, profile: Optional[str] = None,
-                 content_type: str = "application/octet-stream") -> str:
+def upload_bytes(
+    data: bytes, uri: str, region: str, profile: str | None = None, content_type: str = "application/octet-stream"
+) -> str:
     bucket, key = parse_s3_uri(uri)
     with aws_errors(f"uploading {uri}"):
         client("s3", region, profile).put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
     return uri
 
 
-def upload_file(path: str | os.PathLike, uri: str, region: str, profile: Optional[str] = None) -> str:
+def upload_file(path: str | os.PathLike, uri: str, region: str, profile: str | None = None) -> str:
     bucket, key = parse_s3_uri(uri)
     with aws_errors(f"uploading {path} to {uri}"):
         client("s3", region, profile).upload_file(str(path), bucket, key)
     return uri
 
 
-def read_bytes(uri: str, region: str, profile: Optional[str] = None) -> bytes:
+def read_bytes(uri: str, region: str, profile: str | None = None) -> bytes:
     bucket, key = parse_s3_uri(uri)
     with aws_errors(f"reading {uri}"):
         return client("s3", region, profile).get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def list_keys(uri: str, region: str, profile: Optional[str] = None) -> List[str]:
+def list_keys(uri: str, region: str, profile: str | None = None) -> list[str]:
     bucket, prefix = parse_s3_uri(uri)
-    keys: List[str] = []
+    keys: list[str] = []
     with aws_errors(f"listing {uri}"):
-        for page in client("s3", region, profile).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for page in (
+            client("s3", region, profile).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        ):
             keys.extend(item["Key"] for item in page.get("Contents", []))
     return keys
 
 
-def download_prefix(uri: str, directory: str | os.PathLike, region: str, profile: Optional[str] = None) -> Path:
+def download_prefix(uri: str, directory: str | os.PathLike, region: str, profile: str | None = None) -> Path:
     """Download every object under ``uri`` (a "directory") into ``directory``."""
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/"
@@ -73,14 +76,15 @@ def download_prefix(uri: str, directory: str | os.PathLike, region: str, profile
         raise AwsError(f"nothing found under {uri}")
     with aws_errors(f"downloading {uri}"):
         for key in keys:
-            target = directory / key[len(prefix):]
+            target = directory / key[len(prefix) :]
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, key, str(target))
     return directory
 
 
-def delete_prefix(uri: str, region: str, profile: Optional[str] = None,
-                  progress: Optional[Callable[[str], None]] = None) -> int:
+def delete_prefix(
+    uri: str, region: str, profile: str | None = None, progress: Callable[[str], None] | None = None
+) -> int:
     """Delete every object under ``uri``; returns how many were deleted."""
     bucket, prefix = parse_s3_uri(uri)
     if not prefix.strip("/"):
@@ -89,7 +93,7 @@ def delete_prefix(uri: str, region: str, profile: Optional[str] = None,
     s3 = client("s3", region, profile)
     with aws_errors(f"deleting objects under {uri}"):
         for start in range(0, len(keys), 1000):
-            chunk = keys[start:start + 1000]
+            chunk = keys[start : start + 1000]
             s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
             if progress:
                 progress(f"deleted {start + len(chunk)}/{len(keys)} objects under {uri}")
@@ -108,18 +112,25 @@ class AtomicS3Writer(io.RawIOBase):
 
     MIN_PART = 5 * 1024 * 1024
 
-    def __init__(self, uri: str, region: str, profile: Optional[str] = None, part_bytes: int = 8 * 1024 * 1024,
-                 content_type: str = "application/octet-stream"):
+    def __init__(
+        self,
+        uri: str,
+        region: str,
+        profile: str | None = None,
+        part_bytes: int = 8 * 1024 * 1024,
+        content_type: str = "application/octet-stream",
+    ):
         super().__init__()
         self.uri, self.bucket, self.key = uri, *parse_s3_uri(uri)
         self._s3 = client("s3", region, profile)
         self.part_bytes = max(self.MIN_PART, int(part_bytes))
         self._buffer = bytearray()
-        self._parts: List[dict] = []
+        self._parts: list[dict] = []
         self._position = 0
         with aws_errors(f"starting the upload of {uri}"):
-            self._upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=self.key,
-                                                               ContentType=content_type)["UploadId"]
+            self._upload_id = self._s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=content_type
+            )["UploadId"]
 
     def writable(self) -> bool:
         return True
@@ -134,15 +145,16 @@ class AtomicS3Writer(io.RawIOBase):
         self._buffer += view
         self._position += len(view)
         while len(self._buffer) >= self.part_bytes:
-            self._upload(bytes(self._buffer[:self.part_bytes]))
-            del self._buffer[:self.part_bytes]
+            self._upload(bytes(self._buffer[: self.part_bytes]))
+            del self._buffer[: self.part_bytes]
         return len(view)
 
     def _upload(self, body: bytes) -> None:
         number = len(self._parts) + 1
         with aws_errors(f"uploading part {number} of {self.uri}"):
-            etag = self._s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                        PartNumber=number, Body=body)["ETag"]
+            etag = self._s3.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
+            )["ETag"]
         self._parts.append({"ETag": etag, "PartNumber": number})
 
     def commit(self) -> None:
@@ -151,8 +163,9 @@ class AtomicS3Writer(io.RawIOBase):
             self._upload(bytes(self._buffer))
             self._buffer.clear()
         with aws_errors(f"completing the upload of {self.uri}"):
-            self._s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                               MultipartUpload={"Parts": self._parts})
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+            )
         super().close()
 
     def abort(self) -> None:

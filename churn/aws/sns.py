@@ -12,7 +12,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Optional
 
 from churn.aws.clients import aws_errors, client
 from churn.redaction import redact
@@ -31,7 +30,7 @@ def sns_subject(text: str) -> str:
     return flat or "Pipeline notification"
 
 
-def cloudwatch_log_location(region: str) -> Optional[str]:
+def cloudwatch_log_location(region: str) -> str | None:
     """Where this process's logs are in CloudWatch, when it runs as a SageMaker job; else None."""
     job, group = None, None
     if os.environ.get("TRAINING_JOB_NAME"):
@@ -44,17 +43,21 @@ def cloudwatch_log_location(region: str) -> Optional[str]:
         group = "/aws/sagemaker/ProcessingJobs"
     if not job:
         return None
-    console = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
-               f"log-group/{group.replace('/', '$252F')}$3FlogStreamNameFilter$3D{job}")
+    console = (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
+        f"log-group/{group.replace('/', '$252F')}$3FlogStreamNameFilter$3D{job}"
+    )
     return f"CloudWatch log group {group}, streams {job}/* ({console}); `aws logs tail {group} --log-stream-name-prefix {job}`"
 
 
-def publish(topic_arn: str, subject: str, message: str, region: str, profile: Optional[str] = None) -> str:
+def publish(topic_arn: str, subject: str, message: str, region: str, profile: str | None = None) -> str:
     """Publish a (redacted) message; returns the SNS MessageId."""
     body = redact(message)
     encoded = body.encode("utf-8")
     if len(encoded) > MAX_MESSAGE_BYTES:
         body = encoded[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore") + "\n[truncated]"
     with aws_errors(f"publishing to SNS topic {topic_arn}"):
-        response = client("sns", region, profile).publish(TopicArn=topic_arn, Subject=sns_subject(subject), Message=body)
+        response = client("sns", region, profile).publish(
+            TopicArn=topic_arn, Subject=sns_subject(subject), Message=body
+        )
     return response["MessageId"]

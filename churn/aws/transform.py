@@ -20,7 +20,8 @@ import json
 import math
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,21 +63,24 @@ def check_instance_type(instance_type: str) -> None:
 
     offered = botocore.session.get_session().get_service_model("sagemaker").shape_for("TransformInstanceType").enum
     if instance_type not in offered:
-        raise TransformError(f"instance_type {instance_type!r} is not a Batch Transform instance type "
-                             "(configs/batch.yaml); use e.g. ml.m5.xlarge")
+        raise TransformError(
+            f"instance_type {instance_type!r} is not a Batch Transform instance type "
+            "(configs/batch.yaml); use e.g. ml.m5.xlarge"
+        )
 
 
-def _feature_columns(features: pd.DataFrame, target: Optional[str]) -> List[str]:
+def _feature_columns(features: pd.DataFrame, target: str | None) -> list[str]:
     dropped = set(NON_FEATURE_COLUMNS) | ({target} if target else set())
     return [c for c in features.columns if c not in dropped]
 
 
-def upload_inputs(features: pd.DataFrame, columns: List[str], prefix: str, chunk_rows: int, region: str,
-                  profile: Optional[str]) -> List[Dict[str, Any]]:
+def upload_inputs(
+    features: pd.DataFrame, columns: list[str], prefix: str, chunk_rows: int, region: str, profile: str | None
+) -> list[dict[str, Any]]:
     """One CSV object (header row + ``chunk_rows`` rows) per chunk; returns [{key, start, rows, bytes}]."""
     parts = []
     for number, start in enumerate(range(0, len(features), chunk_rows)):
-        chunk = features.iloc[start:start + chunk_rows]
+        chunk = features.iloc[start : start + chunk_rows]
         body = chunk[columns].to_csv(index=False).encode()
         name = f"part-{number:05d}.csv"
         s3.upload_bytes(body, prefix + name, region, profile, "text/csv")
@@ -91,8 +95,10 @@ def parse_answer(text: str, rows: int, where: str) -> tuple:
         labels = np.asarray(document["predictions"], dtype=np.int64)
         proba = np.asarray(document["probabilities"], dtype=np.float64)
     except (ValueError, KeyError, TypeError) as error:
-        raise TransformError(f"{where} is not the serving code's JSON answer with predictions and probabilities "
-                             f"({type(error).__name__}: {error}); first bytes: {text[:200]!r}") from None
+        raise TransformError(
+            f"{where} is not the serving code's JSON answer with predictions and probabilities "
+            f"({type(error).__name__}: {error}); first bytes: {text[:200]!r}"
+        ) from None
     if len(labels) != rows or len(proba) != rows:
         raise TransformError(f"{where} holds {len(labels)} predictions and {len(proba)} probabilities for {rows} rows")
     return labels, proba
@@ -101,8 +107,9 @@ def parse_answer(text: str, rows: int, where: str) -> tuple:
 class BatchTransform:
     """Runs a batch through a SageMaker Batch Transform job with the serving containers of a registered model."""
 
-    def __init__(self, endpoints: SageMakerEndpoints, polling: Optional[Polling] = None,
-                 progress: Callable[[str], None] = _print):
+    def __init__(
+        self, endpoints: SageMakerEndpoints, polling: Polling | None = None, progress: Callable[[str], None] = _print
+    ):
         self.endpoints = endpoints
         self.settings = endpoints.settings
         self.polling = polling or Polling(initial=30.0, factor=1.5, maximum=120.0, timeout=6 * 3600.0)
@@ -116,15 +123,26 @@ class BatchTransform:
         region = self.settings.region
         return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/transform-jobs/{name}"
 
-    def run(self, features: pd.DataFrame, target: Optional[str], model_version: Dict[str, Any], location: str,
-            output_format: str, chunk_rows: int, run_id: str, instance_type: str, instance_count: int) -> Dict[str, Any]:
+    def run(
+        self,
+        features: pd.DataFrame,
+        target: str | None,
+        model_version: dict[str, Any],
+        location: str,
+        output_format: str,
+        chunk_rows: int,
+        run_id: str,
+        instance_type: str,
+        instance_count: int,
+    ) -> dict[str, Any]:
         s = self.settings
         check_instance_type(instance_type)
         if features.empty:
             raise TransformError("no records to score")
         model_name, version = model_version["model_name"], str(model_version["version"])
-        artifact = self.endpoints.serving_artifact("batch", model_name, version, model_version["model_source_uri"],
-                                            model_version["bundle_sha256"])
+        artifact = self.endpoints.serving_artifact(
+            "batch", model_name, version, model_version["model_source_uri"], model_version["bundle_sha256"]
+        )
         containers = artifact["containers"]
         name = job_name(model_name)
         root = s3.join(f"s3://{s.bucket}", s.prefix, "batch", name)
@@ -134,41 +152,73 @@ class BatchTransform:
         largest = max(p["bytes"] for p in parts)
         if largest > MAX_PAYLOAD_MB * 1024 * 1024:
             s3.delete_prefix(root + "/", s.region, s.profile)
-            raise TransformError(f"a chunk of {chunk_rows} rows is {largest / 2**20:.0f} MB as CSV, above SageMaker's "
-                                 f"{MAX_PAYLOAD_MB} MB per transform request; lower chunk_rows in configs/batch.yaml")
-        tags = tag_list({"managed-by": "churn-mlops", "churn:model-name": model_name, "churn:model-version": version,
-                      "churn:run-id": run_id, "churn:model-package-arn": artifact["model_package_arn"]})
-        layout = ({"PrimaryContainer": containers[0]} if len(containers) == 1 else
-                  {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}})
+            raise TransformError(
+                f"a chunk of {chunk_rows} rows is {largest / 2**20:.0f} MB as CSV, above SageMaker's "
+                f"{MAX_PAYLOAD_MB} MB per transform request; lower chunk_rows in configs/batch.yaml"
+            )
+        tags = tag_list(
+            {
+                "managed-by": "churn-mlops",
+                "churn:model-name": model_name,
+                "churn:model-version": version,
+                "churn:run-id": run_id,
+                "churn:model-package-arn": artifact["model_package_arn"],
+            }
+        )
+        layout = (
+            {"PrimaryContainer": containers[0]}
+            if len(containers) == 1
+            else {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}}
+        )
         with aws_errors(f"creating SageMaker model '{name}' for the batch transform", TransformError):
             self._sm.create_model(ModelName=name, ExecutionRoleArn=s.role_arn, Tags=tags, **layout)
         try:
-            self.progress(f"Batch transform {name}: {len(features):,} customers in {len(parts)} request(s) of at most "
-                          f"{chunk_rows:,} rows with {model_name} v{version} ({instance_type} x{instance_count})")
+            self.progress(
+                f"Batch transform {name}: {len(features):,} customers in {len(parts)} request(s) of at most "
+                f"{chunk_rows:,} rows with {model_name} v{version} ({instance_type} x{instance_count})"
+            )
             with aws_errors(f"starting batch transform '{name}'", TransformError):
                 self._sm.create_transform_job(
-                    TransformJobName=name, ModelName=name, BatchStrategy="SingleRecord",
+                    TransformJobName=name,
+                    ModelName=name,
+                    BatchStrategy="SingleRecord",
                     MaxPayloadInMB=min(MAX_PAYLOAD_MB, max(1, math.ceil(largest / 2**20))),
                     ModelClientConfig={"InvocationsTimeoutInSeconds": 3600, "InvocationsMaxRetries": 1},
-                    TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_prefix}},
-                                    "ContentType": "text/csv", "SplitType": "None", "CompressionType": "None"},
+                    TransformInput={
+                        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_prefix}},
+                        "ContentType": "text/csv",
+                        "SplitType": "None",
+                        "CompressionType": "None",
+                    },
                     TransformOutput={"S3OutputPath": output_prefix, "Accept": ACCEPT, "AssembleWith": "None"},
                     TransformResources={"InstanceType": instance_type, "InstanceCount": int(instance_count)},
-                    Tags=tags)
+                    Tags=tags,
+                )
             self._wait(name)
-            counts = write_chunks(self._results(features, parts, output_prefix, model_name, version, run_id),
-                                  location, output_format, region=s.region, profile=s.profile)
+            counts = write_chunks(
+                self._results(features, parts, output_prefix, model_name, version, run_id),
+                location,
+                output_format,
+                region=s.region,
+                profile=s.profile,
+            )
         finally:
             self._delete_model(name)
             self._delete_prefix(root + "/")
         self.progress(f"Batch transform {name}: {counts['rows']:,} predictions written to {location}")
-        return {"rows": counts["rows"], "location": location, "scored_by": f"SageMaker Batch Transform {name}",
-                "transform_job_name": name, "instance_type": instance_type, "instance_count": int(instance_count),
-                "positive_rate": counts["positives"] / counts["rows"] if counts["rows"] else 0.0}
+        return {
+            "rows": counts["rows"],
+            "location": location,
+            "scored_by": f"SageMaker Batch Transform {name}",
+            "transform_job_name": name,
+            "instance_type": instance_type,
+            "instance_count": int(instance_count),
+            "positive_rate": counts["positives"] / counts["rows"] if counts["rows"] else 0.0,
+        }
 
     def _wait(self, name: str) -> None:
         started, status = time.monotonic(), "InProgress"
-        described: Dict[str, Any] = {}
+        described: dict[str, Any] = {}
         for wait in self.polling.waits():
             with aws_errors(f"describing batch transform '{name}'", TransformError):
                 described = self._sm.describe_transform_job(TransformJobName=name)
@@ -177,27 +227,46 @@ class BatchTransform:
                 self.progress(f"Batch transform {name} completed in {time.monotonic() - started:.0f}s")
                 return
             if status in ("Failed", "Stopped"):
-                raise TransformError(f"batch transform '{name}' {status}: {described.get('FailureReason') or 'no reason given'}; "
-                                     f"nothing was written. See {self.console_url(name)}")
+                raise TransformError(
+                    f"batch transform '{name}' {status}: {described.get('FailureReason') or 'no reason given'}; "
+                    f"nothing was written. See {self.console_url(name)}"
+                )
             time.sleep(wait)
         try:
             self._sm.stop_transform_job(TransformJobName=name)
             stopped = "it was stopped"
         except Exception as error:  # noqa: BLE001 - the timeout is the error to report
             stopped = f"stopping it failed too ({explain(error, 'StopTransformJob')})"
-        raise TransformError(f"batch transform '{name}' was still {status} after {self.polling.timeout:.0f}s; {stopped}; "
-                             f"nothing was written. See {self.console_url(name)}")
+        raise TransformError(
+            f"batch transform '{name}' was still {status} after {self.polling.timeout:.0f}s; {stopped}; "
+            f"nothing was written. See {self.console_url(name)}"
+        )
 
-    def _results(self, features: pd.DataFrame, parts: List[Dict[str, Any]], output_prefix: str, model_name: str,
-                 version: str, run_id: str) -> Iterator[pd.DataFrame]:
+    def _results(
+        self,
+        features: pd.DataFrame,
+        parts: list[dict[str, Any]],
+        output_prefix: str,
+        model_name: str,
+        version: str,
+        run_id: str,
+    ) -> Iterator[pd.DataFrame]:
         """The job's answers, one input object at a time, joined to the customer ids in input order."""
         s = self.settings
         for part in parts:
             uri = output_prefix + part["name"] + ".out"
             labels, proba = parse_answer(s3.read_bytes(uri, s.region, s.profile).decode("utf-8"), part["rows"], uri)
-            ids = features[ID_COLUMN].iloc[part["start"]:part["start"] + part["rows"]].to_numpy()
-            yield pd.DataFrame({ID_COLUMN: ids, "prediction": labels, "probability": proba, "model_name": model_name,
-                                "model_version": version, "run_id": run_id})
+            ids = features[ID_COLUMN].iloc[part["start"] : part["start"] + part["rows"]].to_numpy()
+            yield pd.DataFrame(
+                {
+                    ID_COLUMN: ids,
+                    "prediction": labels,
+                    "probability": proba,
+                    "model_name": model_name,
+                    "model_version": version,
+                    "run_id": run_id,
+                }
+            )
 
     def _delete_prefix(self, uri: str) -> None:
         try:

@@ -36,7 +36,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from churn.bundle import BundleError, bundle_sha256
 from churn.preprocessing import InputError
@@ -61,18 +61,22 @@ def role_from_env(environ=os.environ) -> str:
     return role
 
 
-def verify_bundle(model_dir: str | os.PathLike, expected: Optional[str]) -> str:
+def verify_bundle(model_dir: str | os.PathLike, expected: str | None) -> str:
     """The bundle's SHA-256 when it is the one the registry recorded; else RefusedToStart."""
     if not expected or not expected.strip():
-        raise RefusedToStart(f"{SHA_ENV} is not set: the registry's SHA-256 of the bundle is needed to verify "
-                             f"{model_dir} before loading it (register or deploy the model with churn-mlops)")
+        raise RefusedToStart(
+            f"{SHA_ENV} is not set: the registry's SHA-256 of the bundle is needed to verify "
+            f"{model_dir} before loading it (register or deploy the model with churn-mlops)"
+        )
     try:
         actual = bundle_sha256(model_dir)
     except OSError as error:
         raise RefusedToStart(f"{model_dir} holds no readable model bundle: {error}") from None
     if actual != expected.strip().lower():
-        raise RefusedToStart(f"the bundle in {model_dir} has SHA-256 {actual}, but the registry recorded "
-                             f"{expected.strip()}: refusing to serve a bundle that is not the registered one")
+        raise RefusedToStart(
+            f"the bundle in {model_dir} has SHA-256 {actual}, but the registry recorded "
+            f"{expected.strip()}: refusing to serve a bundle that is not the registered one"
+        )
     return actual
 
 
@@ -85,8 +89,15 @@ def load(role: str, model_dir: str | os.PathLike) -> Any:
     return pipeline.load_preprocessing(model_dir)
 
 
-def handle(role: str, model: Any, body: bytes, content_type: str, accept: str,
-           probabilities: bool = False, limits: Optional[protocol.Limits] = None) -> Tuple[bytes, str]:
+def handle(
+    role: str,
+    model: Any,
+    body: bytes,
+    content_type: str,
+    accept: str,
+    probabilities: bool = False,
+    limits: protocol.Limits | None = None,
+) -> tuple[bytes, str]:
     """One request through one container of ``role``: (body, content type); refusals raise RequestError.
 
     ``encode`` answers header-less encoded CSV whatever is accepted (the candidate reads it);
@@ -107,8 +118,9 @@ def handle(role: str, model: Any, body: bytes, content_type: str, accept: str,
             proba = pipeline.candidate_probabilities(body, content_type)
         # CandidateOutputError and UnicodeDecodeError are ValueErrors; so is an integer JSON cannot convert
         except (ValueError, TypeError, KeyError, RecursionError) as error:
-            raise protocol.RequestError(500, f"the AutoML model's answer could not be read: "
-                                             f"{type(error).__name__}: {error}") from None
+            raise protocol.RequestError(
+                500, f"the AutoML model's answer could not be read: {type(error).__name__}: {error}"
+            ) from None
         from churn.bundle import ModelBundle
 
         prediction = protocol.Prediction(labels=ModelBundle.label(proba), proba=proba)
@@ -133,32 +145,45 @@ def role_app(role: str, model: Any, max_body_bytes: int, environ=os.environ):
 
     limits = protocol.Limits.from_env(environ)
     body_timeout = float(environ.get("CHURN_BODY_TIMEOUT") or server.DEFAULT_BODY_TIMEOUT)
-    scorer = server.Scorer(int(environ.get("CHURN_THREADS") or server.DEFAULT_THREADS),
-                           int(environ.get("CHURN_MAX_QUEUE") or server.DEFAULT_MAX_QUEUE))
+    scorer = server.Scorer(
+        int(environ.get("CHURN_THREADS") or server.DEFAULT_THREADS),
+        int(environ.get("CHURN_MAX_QUEUE") or server.DEFAULT_MAX_QUEUE),
+    )
 
     async def ping(request: Request) -> Response:
         return Response(status_code=200, headers={"X-Serving-Role": role})
 
     async def invocations(request: Request) -> Response:
-        wants = protocol.probabilities_requested(request.query_params.get("probabilities"),
-                                                 request.headers.get("x-amzn-sagemaker-custom-attributes"),
-                                                 request.headers.get("accept"))
+        wants = protocol.probabilities_requested(
+            request.query_params.get("probabilities"),
+            request.headers.get("x-amzn-sagemaker-custom-attributes"),
+            request.headers.get("accept"),
+        )
         try:
             body = await server.read_body(request, max_body_bytes, body_timeout)
             content, media_type = await scorer.run(
-                handle, role, model, body, request.headers.get("content-type", ""),
-                request.headers.get("accept", ""), wants, limits)
+                handle,
+                role,
+                model,
+                body,
+                request.headers.get("content-type", ""),
+                request.headers.get("accept", ""),
+                wants,
+                limits,
+            )
         except protocol.RequestError as error:
             headers = {"Connection": "close"} if error.status in (408, 413) else {}  # the rest of that body is unread
             return PlainTextResponse(error.message + "\n", error.status, headers=headers)
         except server.Busy:
-            return PlainTextResponse(f"busy: {scorer.pending} requests in progress or queued, try again\n", 503,
-                                     headers={"Retry-After": "1"})
+            return PlainTextResponse(
+                f"busy: {scorer.pending} requests in progress or queued, try again\n", 503, headers={"Retry-After": "1"}
+            )
         # exactly this Content-Type (no charset added): the next container of the pipeline reads it
         return Response(content, headers={"Content-Type": media_type})
 
-    return Starlette(routes=[Route("/ping", ping, methods=["GET"]),
-                             Route("/invocations", invocations, methods=["POST"])])
+    return Starlette(
+        routes=[Route("/ping", ping, methods=["GET"]), Route("/invocations", invocations, methods=["POST"])]
+    )
 
 
 def serve(environ=os.environ) -> None:
@@ -185,13 +210,22 @@ def serve(environ=os.environ) -> None:
         raise RefusedToStart(f"{server.HEADER_TIMEOUT_ENV} and CHURN_BODY_TIMEOUT must be positive seconds")
     os.environ[server.HEADER_TIMEOUT_ENV] = str(header_timeout)  # read by the server's h11 protocol, in every worker
     # the server's connection-level defences (h11 header cap and deadline, keep-alive timeout, connection cap) here too
-    options = dict(host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
-                   **server.uvicorn_options(max_header))
+    options = dict(
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        **server.uvicorn_options(max_header),
+    )
     if role == pipeline.PREDICT:
         # the local endpoint's server, pointed at the verified bundle (it checks the hash again on load)
         endpoint_dir = Path(tempfile.mkdtemp(prefix="churn-endpoint-"))
-        record = {"bundle_dir": str(Path(model_dir).resolve()), "sha256": sha256,
-                  "version": environ.get("CHURN_MODEL_VERSION", "")}
+        record = {
+            "bundle_dir": str(Path(model_dir).resolve()),
+            "sha256": sha256,
+            "version": environ.get("CHURN_MODEL_VERSION", ""),
+        }
         try:
             server.load_model(record)
         except (BundleError, OSError, ValueError) as error:
@@ -211,7 +245,7 @@ def serve(environ=os.environ) -> None:
     uvicorn.run(role_app(role, model, max_body, environ), **options)
 
 
-def main(argv: Optional[list] = None) -> None:
+def main(argv: list | None = None) -> None:
     parser = argparse.ArgumentParser(description="churn-mlops container entry point (SageMaker: `serve`)")
     parser.add_argument("command", choices=["serve"])
     parser.parse_args(argv)

@@ -31,9 +31,10 @@ from __future__ import annotations
 import ast
 import io
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class Preprocessing:
     """What the encode/respond roles load: the bundle's preprocessor and info, no estimator."""
 
     preprocessor: Preprocessor
-    info: Dict[str, Any]
+    info: dict[str, Any]
 
 
 def load_preprocessing(model_dir: str | Path) -> Preprocessing:
@@ -72,7 +73,8 @@ def load_preprocessing(model_dir: str | Path) -> Preprocessing:
 
 # -- encode ---------------------------------------------------------------------------
 
-def rows_csv(matrix: np.ndarray, header: Optional[Sequence[str]] = None) -> bytes:
+
+def rows_csv(matrix: np.ndarray, header: Sequence[str] | None = None) -> bytes:
     """Numbers as CSV, one row a line (``%.17g``: exact floats, label codes as ``0``, ``1``).
 
     The one formatter for rows an Autopilot candidate sees: its training file, batch
@@ -96,7 +98,8 @@ def encode(preprocessing: Preprocessing, columns: Mapping[str, Sequence[Any]]) -
 
 # -- respond --------------------------------------------------------------------------
 
-def _split_fields(line: str) -> List[str]:
+
+def _split_fields(line: str) -> list[str]:
     """Split one output line on commas outside brackets and quotes (``1,"[0.2, 0.8]","['0', '1']"``)."""
     fields, current, depth, quote = [], [], 0, None
     for char in line:
@@ -126,7 +129,7 @@ def _is_one(label: Any) -> bool:
         return str(label).strip().lower() in ("true", "yes")
 
 
-def _as_list(value: Any, where: str, key: str) -> List[Any]:
+def _as_list(value: Any, where: str, key: str) -> list[Any]:
     if isinstance(value, str):
         try:
             value = ast.literal_eval(value)
@@ -156,13 +159,14 @@ def positive_probabilities(text: str, keys: Sequence[str] = CANDIDATE_KEYS) -> n
     """P(class 1) per line of CSV output holding ``keys`` (with ``probabilities`` and ``labels``)."""
     if "probabilities" not in keys or "labels" not in keys:
         raise CandidateOutputError(f"the output holds {', '.join(keys)}; probabilities and labels are needed")
-    out: List[float] = []
+    out: list[float] = []
     for number, line in enumerate(l for l in text.splitlines() if l.strip()):
         fields = _split_fields(line)
         where = f"output line {number + 1}"
         if len(fields) != len(keys):
-            raise CandidateOutputError(f"{where} has {len(fields)} fields, expected {len(keys)} "
-                                       f"({', '.join(keys)}): {line[:200]!r}")
+            raise CandidateOutputError(
+                f"{where} has {len(fields)} fields, expected {len(keys)} ({', '.join(keys)}): {line[:200]!r}"
+            )
         out.append(_positive(dict(zip(keys, fields)), where))
     return np.asarray(out, dtype=np.float64)
 
@@ -190,4 +194,3 @@ def candidate_probabilities(body: bytes, content_type: str, keys: Sequence[str] 
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise CandidateOutputError(f"the candidate's JSON answer holds no list of prediction records: {text[:200]!r}")
     return np.asarray([_positive(r, f"prediction {i + 1}") for i, r in enumerate(records)], dtype=np.float64)
-

@@ -16,9 +16,10 @@ import json
 import os
 import re
 from collections import Counter
-from urllib.parse import quote
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -43,16 +44,20 @@ class Limits:
     ``CHURN_MAX_COLUMNS``, ``CHURN_MAX_ROWS``, ``CHURN_MAX_JSON_DEPTH``, ``CHURN_MAX_CELL_BYTES``).
     """
 
-    max_columns: int = 1_000      # CSV header fields, JSON distinct keys, dataframe_split columns
-    max_rows: int = 200_000       # CSV data rows, JSON records
-    max_json_depth: int = 20      # nesting of JSON arrays/objects (a record list is 2 deep)
+    max_columns: int = 1_000  # CSV header fields, JSON distinct keys, dataframe_split columns
+    max_rows: int = 200_000  # CSV data rows, JSON records
+    max_json_depth: int = 20  # nesting of JSON arrays/objects (a record list is 2 deep)
     max_cell_bytes: int = 10_000  # one CSV cell, JSON string or key
 
-    ENV = {"max_columns": "CHURN_MAX_COLUMNS", "max_rows": "CHURN_MAX_ROWS",
-           "max_json_depth": "CHURN_MAX_JSON_DEPTH", "max_cell_bytes": "CHURN_MAX_CELL_BYTES"}
+    ENV = {
+        "max_columns": "CHURN_MAX_COLUMNS",
+        "max_rows": "CHURN_MAX_ROWS",
+        "max_json_depth": "CHURN_MAX_JSON_DEPTH",
+        "max_cell_bytes": "CHURN_MAX_CELL_BYTES",
+    }
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Limits":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Limits:
         values = {}
         for name, variable in cls.ENV.items():
             if environ.get(variable):
@@ -64,7 +69,7 @@ class Limits:
                     raise ValueError(f"{variable}={environ[variable]!r} must be at least 1")
         return cls(**values)
 
-    def refuse(self, what: str, name: str, status: int = 413) -> "RequestError":
+    def refuse(self, what: str, name: str, status: int = 413) -> RequestError:
         return RequestError(status, f"{what}: over the limit of {getattr(self, name)} ({self.ENV[name]})")
 
 
@@ -75,7 +80,7 @@ DEFAULT_LIMITS = Limits()
 class Prediction:
     labels: np.ndarray
     proba: np.ndarray
-    unseen: Dict[str, List[str]] = field(default_factory=dict)
+    unseen: dict[str, list[str]] = field(default_factory=dict)
 
 
 LARGE_CSV_BYTES = 64 * 1024
@@ -90,7 +95,7 @@ def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColum
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    body = body[len(codecs.BOM_UTF8):] if body.startswith(codecs.BOM_UTF8) else body
+    body = body[len(codecs.BOM_UTF8) :] if body.startswith(codecs.BOM_UTF8) else body
     body = body.lstrip(b"\r\n")  # blank lines before the header, skipped as the small path does
     first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
     try:
@@ -99,13 +104,16 @@ def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColum
         raise RequestError(400, f"malformed CSV header: {error}") from None
     except csv.Error as error:
         spans = "unexpected end of data" in str(error)  # a quote left open at the end of the first line
-        raise RequestError(400, "malformed CSV header: " + ("a quoted header cell spans lines" if spans else str(error))) from None
+        raise RequestError(
+            400, "malformed CSV header: " + ("a quoted header cell spans lines" if spans else str(error))
+        ) from None
     try:
         table = pacsv.read_csv(  # the header as parsed above (names stripped, as the small path)
             io.BytesIO(body),
             read_options=pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1),
-            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
-                                                 strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header}, strings_can_be_null=False
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise RequestError(400, f"malformed CSV: {str(error)[:300]}") from None
@@ -122,7 +130,7 @@ def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColum
     return ArrowColumns(table)
 
 
-def _check_header(names: List[str], limits: Limits = DEFAULT_LIMITS) -> List[str]:
+def _check_header(names: list[str], limits: Limits = DEFAULT_LIMITS) -> list[str]:
     if len(names) > limits.max_columns:
         raise limits.refuse(f"CSV header has {len(names)} columns", "max_columns")
     header = [name.strip() for name in names]
@@ -139,7 +147,7 @@ def _check_header(names: List[str], limits: Limits = DEFAULT_LIMITS) -> List[str
     return header
 
 
-def _parse_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Dict[str, List[str]]:
+def _parse_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, list[str]]:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -161,8 +169,9 @@ def _parse_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Dict[str, List[s
             raise RequestError(400, f"CSV row {number} has {len(row)} fields, the header has {width}")
         for i, cell in enumerate(row):
             if len(cell) > limits.max_cell_bytes:
-                raise limits.refuse(f"CSV row {number} column '{header[i][:50]}' has a cell of {len(cell)} characters",
-                                    "max_cell_bytes")
+                raise limits.refuse(
+                    f"CSV row {number} column '{header[i][:50]}' has a cell of {len(cell)} characters", "max_cell_bytes"
+                )
     data = rows[1:]
     return {name: [row[i] for row in data] for i, name in enumerate(header)}
 
@@ -173,8 +182,11 @@ _FLOAT_MAX_BITS = 1024  # an integer this long has no float64 value
 
 def _check_cell(value: Any, where: str, limits: Limits, scalar: bool = True) -> None:
     if scalar and not isinstance(value, _SCALARS):
-        raise RequestError(400, f"{where}: a cell must be one value (string, number, boolean or null), "
-                                f"not {'an object' if isinstance(value, dict) else 'a list'}")
+        raise RequestError(
+            400,
+            f"{where}: a cell must be one value (string, number, boolean or null), "
+            f"not {'an object' if isinstance(value, dict) else 'a list'}",
+        )
     if isinstance(value, str):
         if len(value) > limits.max_cell_bytes:
             raise limits.refuse(f"{where}: a string of {len(value)} characters", "max_cell_bytes")
@@ -190,10 +202,10 @@ class RecordColumns(Mapping):
     dense table of every key would be rows x keys.
     """
 
-    def __init__(self, records: Sequence[dict], names: Dict[str, None]):
+    def __init__(self, records: Sequence[dict], names: dict[str, None]):
         self._records, self._names, self._built = records, names, {}
 
-    def __getitem__(self, name: str) -> List[Any]:
+    def __getitem__(self, name: str) -> list[Any]:
         if name not in self._names:
             raise KeyError(name)
         values = self._built.get(name)
@@ -215,19 +227,21 @@ class RecordColumns(Mapping):
         return name in self._names
 
 
-def _records_to_columns(records: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Mapping[str, List[Any]]:
+def _records_to_columns(records: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Mapping[str, list[Any]]:
     if not records:
         raise RequestError(400, "JSON body holds no records")
     if len(records) > limits.max_rows:
         raise limits.refuse(f"JSON body has {len(records)} records", "max_rows")
-    names: Dict[str, None] = {}
+    names: dict[str, None] = {}
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise RequestError(400, f"JSON record {number} is not an object of feature: value")
         for name, value in record.items():
             if name not in names:
                 if len(names) >= limits.max_columns:
-                    raise limits.refuse(f"JSON records have more than {limits.max_columns} distinct keys", "max_columns")
+                    raise limits.refuse(
+                        f"JSON records have more than {limits.max_columns} distinct keys", "max_columns"
+                    )
                 if len(name) > limits.max_cell_bytes:
                     raise limits.refuse(f"JSON record {number} has a key of {len(name)} characters", "max_cell_bytes")
                 names[name] = None
@@ -267,7 +281,11 @@ def _parse_json(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Mapping[str, Se
         raise RequestError(400, f"malformed JSON: {str(error)[:300]}") from None
     if isinstance(payload, dict) and "dataframe_split" in payload:
         split = payload["dataframe_split"]
-        if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(split.get("data"), list):
+        if (
+            not isinstance(split, dict)
+            or not isinstance(split.get("columns"), list)
+            or not isinstance(split.get("data"), list)
+        ):
             raise RequestError(400, "dataframe_split needs 'columns' (list) and 'data' (list of rows)")
         names, rows = split["columns"], split["data"]
         if len(names) > limits.max_columns:
@@ -329,7 +347,7 @@ def wants_json(accept: str) -> bool:
 def format_response(prediction: Prediction, accept: str, probabilities: bool) -> tuple[bytes, str]:
     """Body and content type: CSV (one label per line; ``label,probability`` when asked) or JSON."""
     if wants_json(accept):
-        document: Dict[str, Any] = {"predictions": prediction.labels.tolist()}
+        document: dict[str, Any] = {"predictions": prediction.labels.tolist()}
         if probabilities:
             document["probabilities"] = [round(float(p), 10) for p in prediction.proba]
         return json.dumps(document).encode(), "application/json"
@@ -340,7 +358,7 @@ def format_response(prediction: Prediction, accept: str, probabilities: bool) ->
     return ("\n".join(lines) + "\n").encode(), "text/csv"
 
 
-def unseen_header(unseen: Dict[str, List[str]]) -> str:
+def unseen_header(unseen: dict[str, list[str]]) -> str:
     """``column=value|value;column=value`` for the X-Unseen-Categories header.
 
     Values are percent-encoded (a header may hold only printable ASCII) and truncated.
@@ -356,6 +374,7 @@ def probabilities_requested(query_value: str | None, custom_attributes: str | No
     """True for ``?probabilities=true``, SageMaker CustomAttributes ``probabilities=true``, or an
     Accept parameter ``probabilities=true`` (``application/json; probabilities=true``: the one way a
     Batch Transform job, which sends neither a query string nor CustomAttributes, can ask)."""
+
     def yes(value: str) -> bool:
         return value.strip().strip('"').lower() in ("1", "true", "yes")
 

@@ -49,17 +49,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
+import anyio
+import anyio.to_thread
+import h11
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-
-import anyio
-import anyio.to_thread
-
-import h11
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
 from churn.bundle import BundleError, ModelBundle, load_verified, require_recorded_sha256
@@ -69,8 +66,8 @@ log = logging.getLogger("churn.serving")
 POINTER_FILE = "current.json"
 SERVER_LOCK = "server.lock"  # held by the live server process (churn.processes)
 DEFAULT_MAX_BODY = 50 * 1024 * 1024
-DEFAULT_THREADS = 2          # requests parsed/scored at once (off the event loop)
-DEFAULT_MAX_QUEUE = 64       # requests waiting for a thread; beyond: 503 + Retry-After
+DEFAULT_THREADS = 2  # requests parsed/scored at once (off the event loop)
+DEFAULT_MAX_QUEUE = 64  # requests waiting for a thread; beyond: 503 + Retry-After
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to receive a request's headers
@@ -79,7 +76,7 @@ REGISTRY_ENV = "CHURN_REGISTRY_URI"
 REGISTRY_SHA_TAG = "bundle_sha256"  # the MLflow model version tags our register step writes (steps/register.py)
 APPROVAL_TAG, APPROVED = "approval_status", "Approved"  # churn.model_registry's (not imported: it imports ZenML)
 INLINE_BODY_BYTES = 8 * 1024  # a body this small is scored on the event loop: bounded by the
-                              # linear, capped parse to a few ms, and a thread hop would cost more
+# linear, capped parse to a few ms, and a thread hop would cost more
 
 
 @dataclass(frozen=True)
@@ -120,8 +117,9 @@ class RegistryHashes:
         """The registry's hash of the bundle of the version ``record`` names (raises RegistryError)."""
         name, version = record.get("model_name"), str(record.get("version") or "")
         if not name or not version:
-            raise RegistryError("the endpoint's pointer names no model_name and version to look up in the "
-                                "model registry")
+            raise RegistryError(
+                "the endpoint's pointer names no model_name and version to look up in the model registry"
+            )
         where = f"the record of {name} version {version} in {self}"
         tags = self._version_tags(str(name), version, where)
         try:
@@ -129,16 +127,19 @@ class RegistryHashes:
         except BundleError as error:
             raise RegistryError(str(error)) from None
         if tags.get(APPROVAL_TAG) != APPROVED:  # withdrawn, rejected or still pending: not to be served
-            raise RegistryError(f"{where} is {tags.get(APPROVAL_TAG) or 'without an approval status'}, "
-                                f"not {APPROVED}: only approved versions are served")
+            raise RegistryError(
+                f"{where} is {tags.get(APPROVAL_TAG) or 'without an approval status'}, "
+                f"not {APPROVED}: only approved versions are served"
+            )
         return expected
 
     def _version_tags(self, name: str, version: str, where: str) -> dict:
         if self.tracking_uri.startswith("sqlite:///"):
-            database = self.tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+            database = self.tracking_uri[len("sqlite:///") :].split("?", 1)[0]
             if database and database != ":memory:" and not Path(database).is_file():
-                raise RegistryError(f"{self} cannot be asked: {database} does not exist; refusing to load an "
-                                    f"unverified bundle")
+                raise RegistryError(
+                    f"{self} cannot be asked: {database} does not exist; refusing to load an unverified bundle"
+                )
         try:
             from mlflow.exceptions import MlflowException
             from mlflow.tracking import MlflowClient
@@ -148,15 +149,17 @@ class RegistryHashes:
             return dict(self._client.get_model_version(name, version).tags or {})
         except MlflowException as error:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise RegistryError(f"{self} has no version {version} of model {name}: refusing to load a bundle "
-                                    f"that is not registered") from None
+                raise RegistryError(
+                    f"{self} has no version {version} of model {name}: refusing to load a bundle that is not registered"
+                ) from None
             raise RegistryError(f"{self} cannot be asked for {name} version {version}: {error}") from None
         except Exception as error:  # noqa: BLE001 - a store that cannot be read is a registry that cannot be asked
-            raise RegistryError(f"{self} cannot be asked for {name} version {version}: "
-                                f"{type(error).__name__}: {error}") from None
+            raise RegistryError(
+                f"{self} cannot be asked for {name} version {version}: {type(error).__name__}: {error}"
+            ) from None
 
 
-def load_model(record: dict, registry: Optional[RegistryHashes] = None) -> LoadedModel:
+def load_model(record: dict, registry: RegistryHashes | None = None) -> LoadedModel:
     """Load and smoke-test the bundle a pointer record names (raises BundleError).
 
     The expected hash is the registry's when ``registry`` is given (the pointer names the
@@ -178,7 +181,9 @@ def load_model(record: dict, registry: Optional[RegistryHashes] = None) -> Loade
     except BundleError:
         raise
     except Exception as error:  # a registered bundle that does not load or score is not served
-        raise BundleError(f"bundle {record['bundle_dir']} does not load and score: {type(error).__name__}: {error}") from None
+        raise BundleError(
+            f"bundle {record['bundle_dir']} does not load and score: {type(error).__name__}: {error}"
+        ) from None
     return LoadedModel(bundle, record, require_recorded_sha256(expected))
 
 
@@ -190,16 +195,21 @@ class ModelHolder:
     bundle repaired in place is picked up too.
     """
 
-    def __init__(self, endpoint_dir: Path, poll_seconds: float = 0.2, max_retry_seconds: float = 60.0,
-                 registry: Optional[RegistryHashes] = None):
+    def __init__(
+        self,
+        endpoint_dir: Path,
+        poll_seconds: float = 0.2,
+        max_retry_seconds: float = 60.0,
+        registry: RegistryHashes | None = None,
+    ):
         self.pointer = Path(endpoint_dir) / POINTER_FILE
         self.registry = registry
         self.poll_seconds = poll_seconds
         self.max_retry_seconds = max_retry_seconds
-        self.current: Optional[LoadedModel] = None
-        self.last_error: Optional[str] = None
-        self.last_error_at: Optional[str] = None
-        self._seen: Optional[tuple] = None
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.last_error_at: str | None = None
+        self._seen: tuple | None = None
         self._failures = 0
         self._retry_at = 0.0
         self._stop = threading.Event()
@@ -222,16 +232,23 @@ class ModelHolder:
             self._failed(error)
             return
         self.current, self.last_error, self.last_error_at, self._failures = model, None, None, 0
-        log.info("serving model version %s (%s, verified against %s)", model.version, model.sha256[:12],
-                 self.registry or "the pointer")
+        log.info(
+            "serving model version %s (%s, verified against %s)",
+            model.version,
+            model.sha256[:12],
+            self.registry or "the pointer",
+        )
 
     def _failed(self, error: BaseException) -> None:
         message = f"{type(error).__name__}: {error}"
         self._failures += 1
-        self._retry_at = time.monotonic() + min(self.max_retry_seconds, 2.0 ** self._failures)
+        self._retry_at = time.monotonic() + min(self.max_retry_seconds, 2.0**self._failures)
         if message != self.last_error:
-            log.error("new model not switched in, still serving %s: %s",
-                      self.current.version if self.current else "nothing", message)
+            log.error(
+                "new model not switched in, still serving %s: %s",
+                self.current.version if self.current else "nothing",
+                message,
+            )
         self.last_error, self.last_error_at = message, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def watch(self) -> None:
@@ -253,9 +270,13 @@ class ModelHolder:
 
     def status(self) -> dict:
         model = self.current
-        return {"version": model.version if model else None, "sha256": model.sha256 if model else None,
-                "verified_against": "registry" if self.registry else "pointer",
-                "last_swap_error": self.last_error, "last_swap_error_at": self.last_error_at}
+        return {
+            "version": model.version if model else None,
+            "sha256": model.sha256 if model else None,
+            "verified_against": "registry" if self.registry else "pointer",
+            "last_swap_error": self.last_error,
+            "last_swap_error_at": self.last_error_at,
+        }
 
 
 def _model_headers(model: LoadedModel) -> dict:
@@ -286,8 +307,9 @@ class Scorer:
             self.pending -= 1
 
 
-def _score(bundle: ModelBundle, body: bytes, content_type: str, accept: str, wants_proba: bool,
-           limits: protocol.Limits):
+def _score(
+    bundle: ModelBundle, body: bytes, content_type: str, accept: str, wants_proba: bool, limits: protocol.Limits
+):
     columns = protocol.parse_request(body, content_type, limits)
     prediction = protocol.predict(bundle, columns)
     content, media_type = protocol.format_response(prediction, accept, wants_proba)
@@ -311,10 +333,15 @@ async def read_body(request: Request, max_body_bytes: int, body_timeout: float) 
     return bytes(body)
 
 
-def create_app(endpoint_dir: str | os.PathLike, max_body_bytes: int = DEFAULT_MAX_BODY,
-               limits: Optional[protocol.Limits] = None, threads: int = DEFAULT_THREADS,
-               max_queue: int = DEFAULT_MAX_QUEUE, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-               registry_uri: Optional[str] = None) -> Starlette:
+def create_app(
+    endpoint_dir: str | os.PathLike,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    limits: protocol.Limits | None = None,
+    threads: int = DEFAULT_THREADS,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    registry_uri: str | None = None,
+) -> Starlette:
     holder = ModelHolder(Path(endpoint_dir), registry=RegistryHashes(registry_uri) if registry_uri else None)
     limits = limits or protocol.Limits()
     scorer = Scorer(threads, max_queue)
@@ -340,16 +367,26 @@ def create_app(endpoint_dir: str | os.PathLike, max_body_bytes: int = DEFAULT_MA
         try:
             body = await read_body(request, max_body_bytes, body_timeout)
             content, media_type, unseen = await scorer.run(
-                _score, model.bundle, body, request.headers.get("content-type", ""),
-                request.headers.get("accept", ""), wants_proba, limits, inline=len(body) <= INLINE_BODY_BYTES)
+                _score,
+                model.bundle,
+                body,
+                request.headers.get("content-type", ""),
+                request.headers.get("accept", ""),
+                wants_proba,
+                limits,
+                inline=len(body) <= INLINE_BODY_BYTES,
+            )
         except protocol.RequestError as error:
             headers = _model_headers(model)
             if error.status in (408, 413):
                 headers["Connection"] = "close"  # the rest of that body is not read
             return PlainTextResponse(error.message + "\n", error.status, headers=headers)
         except Busy:
-            return PlainTextResponse(f"busy: {scorer.pending} requests in progress or queued, try again\n", 503,
-                                     headers={"Retry-After": "1", **_model_headers(model)})
+            return PlainTextResponse(
+                f"busy: {scorer.pending} requests in progress or queued, try again\n",
+                503,
+                headers={"Retry-After": "1", **_model_headers(model)},
+            )
         headers = _model_headers(model)
         if unseen:
             headers["X-Unseen-Categories"] = protocol.unseen_header(unseen)
@@ -357,8 +394,13 @@ def create_app(endpoint_dir: str | os.PathLike, max_body_bytes: int = DEFAULT_MA
 
     async def info(request: Request) -> Response:
         model = holder.current
-        return JSONResponse({"model": model.record if model else None, "last_error": holder.last_error,
-                             "last_error_at": holder.last_error_at})
+        return JSONResponse(
+            {
+                "model": model.record if model else None,
+                "last_error": holder.last_error,
+                "last_error_at": holder.last_error_at,
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -382,15 +424,20 @@ def app_from_env() -> Starlette:
     """Factory for uvicorn workers: CHURN_ENDPOINT_DIR, CHURN_MAX_BODY_BYTES, CHURN_THREADS,
     CHURN_MAX_QUEUE, CHURN_BODY_TIMEOUT, CHURN_REGISTRY_URI and the ``protocol.Limits`` variables."""
     env = os.environ
-    return create_app(env["CHURN_ENDPOINT_DIR"], int(env.get("CHURN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
-                      limits=protocol.Limits.from_env(env), threads=int(env.get("CHURN_THREADS", DEFAULT_THREADS)),
-                      max_queue=int(env.get("CHURN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
-                      body_timeout=float(env.get("CHURN_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)),
-                      registry_uri=env.get(REGISTRY_ENV) or None)
+    return create_app(
+        env["CHURN_ENDPOINT_DIR"],
+        int(env.get("CHURN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+        limits=protocol.Limits.from_env(env),
+        threads=int(env.get("CHURN_THREADS", DEFAULT_THREADS)),
+        max_queue=int(env.get("CHURN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
+        body_timeout=float(env.get("CHURN_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)),
+        registry_uri=env.get(REGISTRY_ENV) or None,
+    )
 
 
-_REFUSAL = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-            b"content-length: %d\r\n\r\n%s")
+_REFUSAL = (
+    b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+)
 
 
 class HeaderLimitsH11Protocol(H11Protocol):
@@ -409,9 +456,9 @@ class HeaderLimitsH11Protocol(H11Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.header_timeout = float(os.environ.get(HEADER_TIMEOUT_ENV) or DEFAULT_HEADER_TIMEOUT)
         self.max_header_bytes = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
-        self.header_timer: Optional[asyncio.TimerHandle] = None
+        self.header_timer: asyncio.TimerHandle | None = None
         self.header_bytes = False  # has the current request sent a byte (before its header block was complete)?
-        self.protocol_error: Optional[h11.RemoteProtocolError] = None
+        self.protocol_error: h11.RemoteProtocolError | None = None
         next_event = self.conn.next_event
 
         def next_event_remembering_errors():  # uvicorn drops h11's error (and its status hint) for a fixed 400
@@ -439,8 +486,9 @@ class HeaderLimitsH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         if getattr(self.protocol_error, "error_status_hint", 400) == 431:  # h11's header-size cap
-            self._refuse(431, f"request headers are over the {self.max_header_bytes}-byte limit "
-                              "(CHURN_MAX_HEADER_BYTES)")
+            self._refuse(
+                431, f"request headers are over the {self.max_header_bytes}-byte limit (CHURN_MAX_HEADER_BYTES)"
+            )
         else:
             super().send_400_response(msg)
 
@@ -479,11 +527,16 @@ def uvicorn_options(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> dict:
     """Connection-level defences: h11 (its header-size cap; httptools has none) with a header
     deadline (:class:`HeaderLimitsH11Protocol`, ``CHURN_HEADER_TIMEOUT``), idle keep-alive
     connections closed after 5 s, and at most 1,000 connections at once (beyond: 503)."""
-    return {"http": HeaderLimitsH11Protocol, "h11_max_incomplete_event_size": max_header_bytes,
-            "timeout_keep_alive": 5, "limit_concurrency": 1000, "backlog": 2048}
+    return {
+        "http": HeaderLimitsH11Protocol,
+        "h11_max_incomplete_event_size": max_header_bytes,
+        "timeout_keep_alive": 5,
+        "limit_concurrency": 1000,
+        "backlog": 2048,
+    }
 
 
-def main(argv: Optional[list] = None) -> None:
+def main(argv: list | None = None) -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -493,24 +546,42 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     env = os.environ.get  # every option can also come from the environment (the container's way)
     parser.add_argument("--max-body-bytes", type=int, default=int(env("CHURN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)))
-    parser.add_argument("--max-header-bytes", type=int, default=int(env("CHURN_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)))
-    parser.add_argument("--threads", type=int, default=int(env("CHURN_THREADS", DEFAULT_THREADS)),
-                        help="requests scored at once")
-    parser.add_argument("--max-queue", type=int, default=int(env("CHURN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
-                        help="requests waiting for a thread; beyond: 503")
-    parser.add_argument("--body-timeout", type=float, default=float(env("CHURN_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)),
-                        help="seconds to receive a request body; then 408")
-    parser.add_argument("--header-timeout", type=float,
-                        default=float(env(HEADER_TIMEOUT_ENV) or DEFAULT_HEADER_TIMEOUT),
-                        help="seconds to receive a request's headers; then 408 and the connection is closed")
-    parser.add_argument("--registry-uri", default=env(REGISTRY_ENV) or None,
-                        help="MLflow tracking URI: verify each bundle against the registry's bundle_sha256 tag of "
-                             "the model version the pointer names (without it: the pointer's sha256); a URI with a "
-                             f"password is better given in {REGISTRY_ENV} (argv is visible to every user)")
+    parser.add_argument(
+        "--max-header-bytes", type=int, default=int(env("CHURN_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES))
+    )
+    parser.add_argument(
+        "--threads", type=int, default=int(env("CHURN_THREADS", DEFAULT_THREADS)), help="requests scored at once"
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=int(env("CHURN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
+        help="requests waiting for a thread; beyond: 503",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(env("CHURN_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)),
+        help="seconds to receive a request body; then 408",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(env(HEADER_TIMEOUT_ENV) or DEFAULT_HEADER_TIMEOUT),
+        help="seconds to receive a request's headers; then 408 and the connection is closed",
+    )
+    parser.add_argument(
+        "--registry-uri",
+        default=env(REGISTRY_ENV) or None,
+        help="MLflow tracking URI: verify each bundle against the registry's bundle_sha256 tag of "
+        "the model version the pointer names (without it: the pointer's sha256); a URI with a "
+        f"password is better given in {REGISTRY_ENV} (argv is visible to every user)",
+    )
     args = parser.parse_args(argv)
     if args.header_timeout <= 0:
-        raise SystemExit(f"refusing to start: --header-timeout must be a positive number of seconds, "
-                         f"got {args.header_timeout:g}")
+        raise SystemExit(
+            f"refusing to start: --header-timeout must be a positive number of seconds, got {args.header_timeout:g}"
+        )
     try:
         protocol.Limits.from_env()
     except ValueError as error:
@@ -521,8 +592,11 @@ def main(argv: Optional[list] = None) -> None:
         raise SystemExit(f"refusing to start: another server holds {Path(args.endpoint_dir) / SERVER_LOCK}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.registry_uri:
-        log.warning("no --registry-uri: bundles are verified against the sha256 in %s (a pointer written by a "
-                    "trusted launcher)", Path(args.endpoint_dir) / POINTER_FILE)
+        log.warning(
+            "no --registry-uri: bundles are verified against the sha256 in %s (a pointer written by a "
+            "trusted launcher)",
+            Path(args.endpoint_dir) / POINTER_FILE,
+        )
     pointer = Path(args.endpoint_dir) / POINTER_FILE
     if pointer.is_file():  # refuse to start on a bundle that is not the registered one (or an unreachable registry)
         try:
@@ -530,17 +604,29 @@ def main(argv: Optional[list] = None) -> None:
             load_model(json.loads(pointer.read_text()), registry)
         except (OSError, ValueError, BundleError) as error:
             raise SystemExit(f"refusing to start: {error}")
-    os.environ.update({"CHURN_ENDPOINT_DIR": str(Path(args.endpoint_dir).resolve()),
-                       "CHURN_MAX_BODY_BYTES": str(args.max_body_bytes), "CHURN_THREADS": str(args.threads),
-                       "CHURN_MAX_QUEUE": str(args.max_queue), "CHURN_BODY_TIMEOUT": str(args.body_timeout),
-                       HEADER_TIMEOUT_ENV: str(args.header_timeout)})
+    os.environ.update(
+        {
+            "CHURN_ENDPOINT_DIR": str(Path(args.endpoint_dir).resolve()),
+            "CHURN_MAX_BODY_BYTES": str(args.max_body_bytes),
+            "CHURN_THREADS": str(args.threads),
+            "CHURN_MAX_QUEUE": str(args.max_queue),
+            "CHURN_BODY_TIMEOUT": str(args.body_timeout),
+            HEADER_TIMEOUT_ENV: str(args.header_timeout),
+        }
+    )
     if args.registry_uri:
         os.environ[REGISTRY_ENV] = args.registry_uri
     else:
         os.environ.pop(REGISTRY_ENV, None)
     uvicorn.run(
-        "churn.serving.server:app_from_env", factory=True, host=args.host, port=args.port,
-        workers=args.workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+        "churn.serving.server:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
         **uvicorn_options(args.max_header_bytes),
     )
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timezone
-from typing import Optional, Type
+from datetime import UTC, datetime
 
 from zenml.alerter.base_alerter import BaseAlerter, BaseAlerterConfig, BaseAlerterFlavor, BaseAlerterStepParameters
 from zenml.config.global_config import GlobalConfiguration
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 class LocalAlerterConfig(BaseAlerterConfig):
     """``outbox``: JSON-lines file the alerts are appended to (default: in ZenML's local stores)."""
 
-    outbox: Optional[str] = None
+    outbox: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -40,12 +39,16 @@ class LocalAlerter(BaseAlerter):
     def outbox_path(self) -> str:
         return self.config.outbox or os.path.join(GlobalConfiguration().local_stores_path, "alerts", "outbox.jsonl")
 
-    def post(self, message: str, params: Optional[BaseAlerterStepParameters] = None) -> bool:
+    def post(self, message: str, params: BaseAlerterStepParameters | None = None) -> bool:
         message = redact(message)
-        entry = {"time": datetime.now(timezone.utc).isoformat(), "message": message}
+        entry = {"time": datetime.now(UTC).isoformat(), "message": message}
         if isinstance(params, FailureAlertParams):
-            entry.update({k: redact(v) if isinstance(v, str) else v
-                          for k, v in {"subject": params.subject, **params.model_dump()}.items()})
+            entry.update(
+                {
+                    k: redact(v) if isinstance(v, str) else v
+                    for k, v in {"subject": params.subject, **params.model_dump()}.items()
+                }
+            )
         log.error("ALERT: %s", message)
         os.makedirs(os.path.dirname(self.outbox_path), exist_ok=True)
         with open(self.outbox_path, "a", encoding="utf-8") as outbox:
@@ -59,9 +62,9 @@ class LocalAlerterFlavor(BaseAlerterFlavor):
         return FLAVOR
 
     @property
-    def config_class(self) -> Type[LocalAlerterConfig]:
+    def config_class(self) -> type[LocalAlerterConfig]:
         return LocalAlerterConfig
 
     @property
-    def implementation_class(self) -> Type[LocalAlerter]:
+    def implementation_class(self) -> type[LocalAlerter]:
         return LocalAlerter

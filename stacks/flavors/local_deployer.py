@@ -32,7 +32,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Type
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import requests
@@ -56,7 +56,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class LocalEndpointDeployerConfig(BaseModelDeployerConfig):
     """``root``: where endpoints live; ``host``/``port``: bind address (port 0 = a free one)."""
 
-    root: Optional[str] = None
+    root: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
     workers: int = 1
@@ -68,14 +68,14 @@ class LocalEndpointDeployerConfig(BaseModelDeployerConfig):
         return True
 
 
-def _read_json(path: Path) -> Optional[dict]:
+def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def _newer(served: Optional[dict], model_name: str, version: str) -> bool:
+def _newer(served: dict | None, model_name: str, version: str) -> bool:
     """True if ``served`` is a later registered version of the same model than ``version``."""
     if not served or served.get("model_name") != model_name:
         return False
@@ -102,7 +102,7 @@ class LocalEndpointDeployer(EndpointDeployer):
     """Serves model bundles through ``churn.serving.server`` daemons on this machine."""
 
     NAME: ClassVar[str] = "Churn local endpoint"
-    FLAVOR: ClassVar[Type[BaseModelDeployerFlavor]]
+    FLAVOR: ClassVar[type[BaseModelDeployerFlavor]]
 
     @property
     def config(self) -> LocalEndpointDeployerConfig:
@@ -110,7 +110,9 @@ class LocalEndpointDeployer(EndpointDeployer):
 
     @property
     def root(self) -> Path:
-        return Path(self.config.root or os.path.join(GlobalConfiguration().local_stores_path, "endpoints", str(self.id)))
+        return Path(
+            self.config.root or os.path.join(GlobalConfiguration().local_stores_path, "endpoints", str(self.id))
+        )
 
     def _dir(self, endpoint_name: str) -> Path:
         return self.root / names.endpoint(endpoint_name)
@@ -120,7 +122,7 @@ class LocalEndpointDeployer(EndpointDeployer):
         directory.mkdir(parents=True, exist_ok=True)
         return FileLock(str(directory / "deploy.lock"), timeout=max(600.0, 3 * self.config.start_timeout))
 
-    def _server_pid(self, endpoint_name: str) -> Optional[int]:
+    def _server_pid(self, endpoint_name: str) -> int | None:
         """The pid of the live server of this endpoint (it holds server.lock), or None."""
         return holder_pid(self._dir(endpoint_name) / SERVER_LOCK)
 
@@ -129,8 +131,16 @@ class LocalEndpointDeployer(EndpointDeployer):
         return json.loads(path.read_text()) if path.is_file() else {}
 
     # -- the deployer contract (stacks.contracts.EndpointDeployer) --
-    def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                      sha256: str, metadata: Optional[Dict[str, Any]] = None, settings: Any = None) -> Dict[str, Any]:
+    def deploy_bundle(
+        self,
+        endpoint_name: str,
+        model_name: str,
+        version: str,
+        bundle_uri: str,
+        sha256: str,
+        metadata: dict[str, Any] | None = None,
+        settings: Any = None,
+    ) -> dict[str, Any]:
         """Serve ``bundle_uri`` (registered as ``model_name`` ``version``) at ``endpoint_name``.
 
         ``settings`` (DeploySettings: instance type, autoscaling) do not apply to one local process.
@@ -138,19 +148,35 @@ class LocalEndpointDeployer(EndpointDeployer):
         with self._lock(endpoint_name):
             return self._deploy_locked(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata)
 
-    def _deploy_locked(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                       sha256: str, metadata: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    def _deploy_locked(
+        self,
+        endpoint_name: str,
+        model_name: str,
+        version: str,
+        bundle_uri: str,
+        sha256: str,
+        metadata: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         directory = self._dir(endpoint_name)
         pointer = directory / POINTER_FILE
         served = _read_json(pointer)
         if _newer(served, model_name, version):
-            print(f"Endpoint '{endpoint_name}' already serves {model_name} v{served['version']}, registered after "
-                  f"v{version}: not replacing it with the older version")
+            print(
+                f"Endpoint '{endpoint_name}' already serves {model_name} v{served['version']}, registered after "
+                f"v{version}: not replacing it with the older version"
+            )
             state = self._ensure_server(endpoint_name)
             self._wait_for_version(state, str(served["version"]), str(served.get("sha256")))
-            return {"endpoint_name": endpoint_name, "url": state["url"], "invocations_url": state["url"] + "/invocations",
-                    "pid": state["pid"], "model_name": model_name, "version": str(served["version"]),
-                    "sha256": served.get("sha256"), "superseded": str(version)}
+            return {
+                "endpoint_name": endpoint_name,
+                "url": state["url"],
+                "invocations_url": state["url"] + "/invocations",
+                "pid": state["pid"],
+                "model_name": model_name,
+                "version": str(served["version"]),
+                "sha256": served.get("sha256"),
+                "superseded": str(version),
+            }
         (directory / "bundles").mkdir(parents=True, exist_ok=True)
         bundle_dir = directory / "bundles" / f"v{version}-{sha256[:12]}"
         if not bundle_dir.exists():
@@ -160,13 +186,22 @@ class LocalEndpointDeployer(EndpointDeployer):
                 os.replace(staging, bundle_dir)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        record = {"endpoint_name": endpoint_name, "model_name": model_name, "version": str(version),
-                  "sha256": sha256, "bundle_uri": bundle_uri, "bundle_dir": str(bundle_dir),
-                  "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(metadata or {})}
+        record = {
+            "endpoint_name": endpoint_name,
+            "model_name": model_name,
+            "version": str(version),
+            "sha256": sha256,
+            "bundle_uri": bundle_uri,
+            "bundle_dir": str(bundle_dir),
+            "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **(metadata or {}),
+        }
         try:
             load_model(record)  # the same check the server makes: sha256, load, score a row
         except (BundleError, OSError, ValueError) as error:
-            raise DeploymentError(f"model {model_name} v{version} failed its health check and was not deployed: {error}") from None
+            raise DeploymentError(
+                f"model {model_name} v{version} failed its health check and was not deployed: {error}"
+            ) from None
         print(f"Deploying {model_name} v{version} to endpoint '{endpoint_name}' (waiting for /ping to report it)")
         atomic_write_json(pointer, record)
         try:
@@ -178,14 +213,27 @@ class LocalEndpointDeployer(EndpointDeployer):
                 atomic_write_json(pointer, served)
             raise
         self._prune(directory, keep={bundle_dir.name})
-        return {"endpoint_name": endpoint_name, "url": state["url"], "invocations_url": state["url"] + "/invocations",
-                "pid": state["pid"], "model_name": model_name, "version": str(version), "sha256": sha256}
+        return {
+            "endpoint_name": endpoint_name,
+            "url": state["url"],
+            "invocations_url": state["url"] + "/invocations",
+            "pid": state["pid"],
+            "model_name": model_name,
+            "version": str(version),
+            "sha256": sha256,
+        }
 
-    def endpoint_url(self, endpoint_name: str) -> Optional[str]:
+    def endpoint_url(self, endpoint_name: str) -> str | None:
         return self._state(endpoint_name).get("url") if self._server_pid(endpoint_name) else None
 
-    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv",
-               accept: str = "text/csv", probabilities: bool = False) -> requests.Response:
+    def invoke(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str = "text/csv",
+        accept: str = "text/csv",
+        probabilities: bool = False,
+    ) -> requests.Response:
         url = self.endpoint_url(endpoint_name)
         if url is None:
             raise DeploymentError(f"endpoint '{endpoint_name}' is not running; run the training pipeline to deploy it")
@@ -194,15 +242,22 @@ class LocalEndpointDeployer(EndpointDeployer):
             headers["X-Amzn-SageMaker-Custom-Attributes"] = "probabilities=true"
         return requests.post(url + "/invocations", data=body, headers=headers, timeout=60)
 
-    def list_endpoints(self) -> List[Dict[str, Any]]:
+    def list_endpoints(self) -> list[dict[str, Any]]:
         if not self.root.is_dir():
             return []
         out = []
         for directory in sorted(p for p in self.root.iterdir() if (p / POINTER_FILE).is_file()):
             state, record = self._state(directory.name), json.loads((directory / POINTER_FILE).read_text())
             pid = self._server_pid(directory.name)
-            out.append({"endpoint_name": directory.name, "running": pid is not None,
-                        "url": state.get("url"), "pid": pid, **record})
+            out.append(
+                {
+                    "endpoint_name": directory.name,
+                    "running": pid is not None,
+                    "url": state.get("url"),
+                    "pid": pid,
+                    **record,
+                }
+            )
         return out
 
     def stop_endpoint(self, endpoint_name: str, timeout: float = 10.0) -> bool:
@@ -237,16 +292,36 @@ class LocalEndpointDeployer(EndpointDeployer):
         # the server checks each bundle against the registry's hash itself, not the pointer's (churn.serving.server)
         tracker = Client().active_stack.experiment_tracker
         if not hasattr(tracker, "get_tracking_uri"):
-            raise DeploymentError("the local endpoint verifies bundles against the MLflow model registry; the active "
-                                  "stack has no MLflow experiment tracker naming it (python run.py stack setup local)")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+            raise DeploymentError(
+                "the local endpoint verifies bundles against the MLflow model registry; the active "
+                "stack has no MLflow experiment tracker naming it (python run.py stack setup local)"
+            )
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
         env["CHURN_REGISTRY_URI"] = tracker.get_tracking_uri()  # in the environment: argv is visible to every user
         with open(directory / "server.log", "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(directory),
-                 "--host", self.config.host, "--port", str(port), "--workers", str(self.config.workers)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=str(REPO_ROOT), env=env, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "churn.serving.server",
+                    "--endpoint-dir",
+                    str(directory),
+                    "--host",
+                    self.config.host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(self.config.workers),
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(REPO_ROOT),
+                env=env,
+                start_new_session=True,
             )
         deadline = time.monotonic() + self.config.start_timeout
         while self._server_pid(endpoint_name) != process.pid:  # started once it holds the endpoint's server lock
@@ -254,11 +329,18 @@ class LocalEndpointDeployer(EndpointDeployer):
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
-                raise DeploymentError(f"the endpoint server for '{endpoint_name}' did not start: "
-                                      f"{_log_tail(str(directory / 'server.log'))}")
+                raise DeploymentError(
+                    f"the endpoint server for '{endpoint_name}' did not start: "
+                    f"{_log_tail(str(directory / 'server.log'))}"
+                )
             time.sleep(0.05)
-        state = {"pid": process.pid, "host": self.config.host, "port": port,
-                 "url": f"http://{self.config.host}:{port}", "log": str(directory / "server.log")}
+        state = {
+            "pid": process.pid,
+            "host": self.config.host,
+            "port": port,
+            "url": f"http://{self.config.host}:{port}",
+            "log": str(directory / "server.log"),
+        }
         atomic_write_json(directory / "state.json", state)
         return state
 
@@ -269,12 +351,17 @@ class LocalEndpointDeployer(EndpointDeployer):
                 raise DeploymentError(f"the endpoint server at {url} exited: {_log_tail(state['log'])}")
             try:
                 response = requests.get(url + "/ping", timeout=2)
-                if response.status_code == 200 and response.headers.get("X-Model-Version") == version \
-                        and response.headers.get("X-Model-Sha256") == sha256:
+                if (
+                    response.status_code == 200
+                    and response.headers.get("X-Model-Version") == version
+                    and response.headers.get("X-Model-Sha256") == sha256
+                ):
                     if response.json().get("verified_against") != "registry":
-                        raise DeploymentError(f"the endpoint server at {url} (pid {state['pid']}) does not verify "
-                                              "bundles against the model registry (started by an older version): "
-                                              "stop it (`python run.py cleanup`) and deploy again")
+                        raise DeploymentError(
+                            f"the endpoint server at {url} (pid {state['pid']}) does not verify "
+                            "bundles against the model registry (started by an older version): "
+                            "stop it (`python run.py cleanup`) and deploy again"
+                        )
                     return
                 last = f"HTTP {response.status_code}, serving version {response.headers.get('X-Model-Version')!r}"
                 if response.headers.get("X-Last-Load-Error"):
@@ -282,13 +369,18 @@ class LocalEndpointDeployer(EndpointDeployer):
             except requests.RequestException as error:
                 last = str(error)
             time.sleep(0.1)
-        raise DeploymentError(f"endpoint at {url} did not serve version {version} within "
-                              f"{self.config.start_timeout:.0f}s ({last}); the previous model keeps serving")
+        raise DeploymentError(
+            f"endpoint at {url} did not serve version {version} within "
+            f"{self.config.start_timeout:.0f}s ({last}); the previous model keeps serving"
+        )
 
     def _prune(self, directory: Path, keep: set) -> None:
-        bundles = sorted((p for p in (directory / "bundles").iterdir() if not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in bundles[self.config.keep_versions:]:
+        bundles = sorted(
+            (p for p in (directory / "bundles").iterdir() if not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in bundles[self.config.keep_versions :]:
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
 
@@ -299,9 +391,9 @@ class LocalEndpointDeployerFlavor(BaseModelDeployerFlavor):
         return FLAVOR
 
     @property
-    def config_class(self) -> Type[LocalEndpointDeployerConfig]:
+    def config_class(self) -> type[LocalEndpointDeployerConfig]:
         return LocalEndpointDeployerConfig
 
     @property
-    def implementation_class(self) -> Type[LocalEndpointDeployer]:
+    def implementation_class(self) -> type[LocalEndpointDeployer]:
         return LocalEndpointDeployer

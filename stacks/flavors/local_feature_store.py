@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Type
+from typing import Any
 
 import pandas as pd
 from zenml.config.global_config import GlobalConfiguration
@@ -20,7 +20,7 @@ FLAVOR = "churn_local_offline"
 class LocalFeatureStoreConfig(BaseFeatureStoreConfig):
     """``path``: root of the offline store (default: inside ZenML's local stores)."""
 
-    path: Optional[str] = None
+    path: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -51,8 +51,9 @@ class LocalFeatureStore(ChurnFeatureStore):
     def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
         return self.store.read_latest(query)
 
-    def get_online_features(self, entity_rows: List[Dict[str, Any]], features: List[str],
-                            full_feature_names: bool = False) -> Dict[str, Any]:
+    def get_online_features(
+        self, entity_rows: list[dict[str, Any]], features: list[str], full_feature_names: bool = False
+    ) -> dict[str, Any]:
         """Latest record per customer (from the offline store); ``features`` are ``feature_group:column`` references."""
         group, wanted = self.online_feature_refs(features)
         ids = [str(row[ID_COLUMN]) for row in entity_rows]
@@ -68,9 +69,9 @@ class LocalFeatureStoreFlavor(BaseFeatureStoreFlavor):
         return FLAVOR
 
     @property
-    def config_class(self) -> Type[LocalFeatureStoreConfig]:
+    def config_class(self) -> type[LocalFeatureStoreConfig]:
         return LocalFeatureStoreConfig
 
     @property
-    def implementation_class(self) -> Type[LocalFeatureStore]:
+    def implementation_class(self) -> type[LocalFeatureStore]:
         return LocalFeatureStore

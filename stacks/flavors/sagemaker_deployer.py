@@ -10,8 +10,9 @@ AWS error it raises leaves this flavor as the contract's ``DeploymentError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type
+from typing import Any, ClassVar
 
 from pydantic import model_validator
 from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
@@ -47,12 +48,12 @@ class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
     role_arn: str
     bucket: str
     prefix: str = "mlops/classification_model"
-    image_uri: Optional[str] = None   # our image (churn.image); None: the stack's ECR default
+    image_uri: str | None = None  # our image (churn.image); None: the stack's ECR default
     deploy_timeout_seconds: float = 1800.0
     batch_timeout_seconds: float = 6 * 3600.0
     poll_initial_seconds: float = 5.0
     poll_max_seconds: float = 30.0
-    aws_profile: Optional[str] = None
+    aws_profile: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -62,8 +63,8 @@ class SageMakerEndpointDeployerConfig(BaseModelDeployerConfig):
 
 class SageMakerEndpointDeployer(EndpointDeployer):
     NAME: ClassVar[str] = "Churn SageMaker endpoint"
-    FLAVOR: ClassVar[Type[BaseModelDeployerFlavor]]
-    HONOURED_SETTINGS: ClassVar[Tuple[str, ...]] = DEPLOY_KEYS
+    FLAVOR: ClassVar[type[BaseModelDeployerFlavor]]
+    HONOURED_SETTINGS: ClassVar[tuple[str, ...]] = DEPLOY_KEYS
 
     @property
     def config(self) -> SageMakerEndpointDeployerConfig:
@@ -72,36 +73,69 @@ class SageMakerEndpointDeployer(EndpointDeployer):
     @property
     def endpoints(self) -> aws_endpoint.SageMakerEndpoints:
         c = self.config
-        return aws_endpoint.SageMakerEndpoints(aws_endpoint.EndpointSettings(
-            region=c.region, role_arn=c.role_arn, bucket=c.bucket, prefix=c.prefix, image_uri=c.image_uri,
-            polling=Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.deploy_timeout_seconds),
-            profile=c.aws_profile))
+        return aws_endpoint.SageMakerEndpoints(
+            aws_endpoint.EndpointSettings(
+                region=c.region,
+                role_arn=c.role_arn,
+                bucket=c.bucket,
+                prefix=c.prefix,
+                image_uri=c.image_uri,
+                polling=Polling(
+                    initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.deploy_timeout_seconds
+                ),
+                profile=c.aws_profile,
+            )
+        )
 
     # -- the deployer contract our deploy step uses -------------------------------------
-    def deploy_bundle(self, endpoint_name: str, model_name: str, version: str, bundle_uri: str,
-                      sha256: str, metadata: Optional[Dict[str, Any]] = None,
-                      settings: Optional[DeploySettings] = None) -> Dict[str, Any]:
+    def deploy_bundle(
+        self,
+        endpoint_name: str,
+        model_name: str,
+        version: str,
+        bundle_uri: str,
+        sha256: str,
+        metadata: dict[str, Any] | None = None,
+        settings: DeploySettings | None = None,
+    ) -> dict[str, Any]:
         with _as_deployment_error():
-            return self.endpoints.deploy(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata,
-                                         settings or DeploySettings())
+            return self.endpoints.deploy(
+                endpoint_name, model_name, str(version), bundle_uri, sha256, metadata, settings or DeploySettings()
+            )
 
-    def endpoint_url(self, endpoint_name: str) -> Optional[str]:
+    def endpoint_url(self, endpoint_name: str) -> str | None:
         with _as_deployment_error():
             status = self.endpoints.describe(endpoint_name)
         return self.endpoints.runtime_url(endpoint_name) if status and status["EndpointStatus"] == "InService" else None
 
-    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "text/csv", accept: str = "text/csv",
-               probabilities: bool = False) -> aws_endpoint.InvocationResponse:
+    def invoke(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str = "text/csv",
+        accept: str = "text/csv",
+        probabilities: bool = False,
+    ) -> aws_endpoint.InvocationResponse:
         with _as_deployment_error():
             return self.endpoints.invoke(endpoint_name, body, content_type, accept, probabilities)
 
-    def list_endpoints(self) -> List[Dict[str, Any]]:
+    def list_endpoints(self) -> list[dict[str, Any]]:
         with _as_deployment_error():
             return self.endpoints.list()
 
-    def batch_predict(self, features: Any, bundle: Any, model_version: Dict[str, Any], location: str,
-                      output_format: str, chunk_rows: int, run_id: str, *, instance_type: Optional[str] = None,
-                      instance_count: int = 1) -> Dict[str, Any]:
+    def batch_predict(
+        self,
+        features: Any,
+        bundle: Any,
+        model_version: dict[str, Any],
+        location: str,
+        output_format: str,
+        chunk_rows: int,
+        run_id: str,
+        *,
+        instance_type: str | None = None,
+        instance_count: int = 1,
+    ) -> dict[str, Any]:
         """A SageMaker Batch Transform job with the serving containers (``churn.aws.transform``), not in-process scoring."""
         from churn.aws.transform import BatchTransform
 
@@ -109,30 +143,44 @@ class SageMakerEndpointDeployer(EndpointDeployer):
         polling = Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.batch_timeout_seconds)
         with _as_deployment_error():
             return BatchTransform(self.endpoints, polling).run(
-                features, bundle.preprocessor.target, model_version, location, output_format, chunk_rows, run_id,
-                instance_type or "ml.m5.xlarge", instance_count)
+                features,
+                bundle.preprocessor.target,
+                model_version,
+                location,
+                output_format,
+                chunk_rows,
+                run_id,
+                instance_type or "ml.m5.xlarge",
+                instance_count,
+            )
 
     def stop_endpoint(self, endpoint_name: str) -> bool:
         """A SageMaker endpoint cannot be paused: stopping it deletes it (billing stops)."""
         return bool(self.delete_endpoint(endpoint_name))
 
-    def delete_endpoint(self, endpoint_name: str) -> List[str]:
+    def delete_endpoint(self, endpoint_name: str) -> list[str]:
         with _as_deployment_error():
             return self.endpoints.delete(endpoint_name)
 
-    def cleanup(self, request: CleanupRequest, echo: Callable[[str], None],
-                confirm: Callable[[str], bool]) -> List[str]:
+    def cleanup(
+        self, request: CleanupRequest, echo: Callable[[str], None], confirm: Callable[[str], bool]
+    ) -> list[str]:
         """The request's endpoints with their configs, models and autoscaling, our schedules and pipelines, and
         with ``include_registry`` / ``include_s3`` the model package groups and everything under the prefix."""
         from churn.aws.cleanup import CleanupSettings
         from stacks.sagemaker.cleanup import run_cleanup
 
         c = self.config
-        settings = CleanupSettings(region=c.region, bucket=c.bucket, prefix=c.prefix,
-                                   endpoint_names=list(dict.fromkeys(request.endpoint_names)),
-                                   model_package_groups=list(dict.fromkeys(request.model_package_groups)),
-                                   include_registry=request.include_registry, include_s3=request.include_s3,
-                                   profile=c.aws_profile)
+        settings = CleanupSettings(
+            region=c.region,
+            bucket=c.bucket,
+            prefix=c.prefix,
+            endpoint_names=list(dict.fromkeys(request.endpoint_names)),
+            model_package_groups=list(dict.fromkeys(request.model_package_groups)),
+            include_registry=request.include_registry,
+            include_s3=request.include_s3,
+            profile=c.aws_profile,
+        )
         with _as_deployment_error():
             return run_cleanup(settings, request.yes, echo=echo, confirm=confirm)
 
@@ -143,9 +191,9 @@ class SageMakerEndpointDeployerFlavor(BaseModelDeployerFlavor):
         return FLAVOR
 
     @property
-    def config_class(self) -> Type[SageMakerEndpointDeployerConfig]:
+    def config_class(self) -> type[SageMakerEndpointDeployerConfig]:
         return SageMakerEndpointDeployerConfig
 
     @property
-    def implementation_class(self) -> Type[SageMakerEndpointDeployer]:
+    def implementation_class(self) -> type[SageMakerEndpointDeployer]:
         return SageMakerEndpointDeployer

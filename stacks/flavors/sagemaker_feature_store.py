@@ -7,7 +7,7 @@ The feature-store contract (``stacks.contracts.ChurnFeatureStore``: ``describe``
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Type
+from typing import Any
 
 import pandas as pd
 from pydantic import model_validator
@@ -40,7 +40,7 @@ class SageMakerFeatureStoreConfig(BaseFeatureStoreConfig):
     query_timeout_seconds: float = 600.0
     poll_initial_seconds: float = 0.5
     poll_max_seconds: float = 5.0
-    aws_profile: Optional[str] = None
+    aws_profile: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -60,10 +60,18 @@ class SageMakerFeatureStore(ChurnFeatureStore):
         c = self.config
         polling = Polling(initial=c.poll_initial_seconds, maximum=c.poll_max_seconds, timeout=c.query_timeout_seconds)
         create = Polling(initial=c.poll_initial_seconds, maximum=max(c.poll_max_seconds, 15.0), timeout=900.0)
-        return _Store(c.region, c.role_arn, c.offline_store_s3_uri, c.athena_query_results,
-                      athena_workgroup=c.athena_workgroup, enable_online_store=c.enable_online_store,
-                      max_workers=c.ingest_max_workers, query_polling=polling, create_polling=create,
-                      profile=c.aws_profile)
+        return _Store(
+            c.region,
+            c.role_arn,
+            c.offline_store_s3_uri,
+            c.athena_query_results,
+            athena_workgroup=c.athena_workgroup,
+            enable_online_store=c.enable_online_store,
+            max_workers=c.ingest_max_workers,
+            query_polling=polling,
+            create_polling=create,
+            profile=c.aws_profile,
+        )
 
     def record_count(self, feature_group: str) -> int:
         return self.store.record_count(feature_group)
@@ -71,8 +79,9 @@ class SageMakerFeatureStore(ChurnFeatureStore):
     def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
         return self.store.read(query)
 
-    def get_online_features(self, entity_rows: List[Dict[str, Any]], features: List[str],
-                            full_feature_names: bool = False) -> Dict[str, Any]:
+    def get_online_features(
+        self, entity_rows: list[dict[str, Any]], features: list[str], full_feature_names: bool = False
+    ) -> dict[str, Any]:
         """Latest record per customer from the online store; ``features`` are ``group:column`` references."""
         group, columns = self.online_feature_refs(features)
         records = self.store.get_records(group, [str(r[ID_COLUMN]) for r in entity_rows], columns)
@@ -85,9 +94,9 @@ class SageMakerFeatureStoreFlavor(BaseFeatureStoreFlavor):
         return FLAVOR
 
     @property
-    def config_class(self) -> Type[SageMakerFeatureStoreConfig]:
+    def config_class(self) -> type[SageMakerFeatureStoreConfig]:
         return SageMakerFeatureStoreConfig
 
     @property
-    def implementation_class(self) -> Type[SageMakerFeatureStore]:
+    def implementation_class(self) -> type[SageMakerFeatureStore]:
         return SageMakerFeatureStore

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Type
+from typing import Any
 
 from pydantic import model_validator
 from zenml.model_registries.base_model_registry import (
@@ -29,7 +29,8 @@ from zenml.model_registries.base_model_registry import (
 
 from churn.aws import s3
 from churn.aws.clients import AwsError, aws_errors, client
-from churn.aws.registry import APPROVAL_STATUSES, RegistryError, ModelPackageClient as _Registry
+from churn.aws.registry import APPROVAL_STATUSES, RegistryError
+from churn.aws.registry import ModelPackageClient as _Registry
 from churn.aws.settings import component_check
 
 FLAVOR = "churn_sagemaker_registry"
@@ -40,8 +41,11 @@ STAGE_TO_STATUS = {
     ModelVersionStage.ARCHIVED: "Rejected",
     ModelVersionStage.NONE: "PendingManualApproval",
 }
-STATUS_TO_STAGE = {"Approved": ModelVersionStage.PRODUCTION, "PendingManualApproval": ModelVersionStage.STAGING,
-                   "Rejected": ModelVersionStage.ARCHIVED}
+STATUS_TO_STAGE = {
+    "Approved": ModelVersionStage.PRODUCTION,
+    "PendingManualApproval": ModelVersionStage.STAGING,
+    "Rejected": ModelVersionStage.ARCHIVED,
+}
 MLFLOW_TAG = "sagemaker_model_package_arn"
 
 
@@ -53,8 +57,8 @@ class SageMakerModelRegistryConfig(BaseModelRegistryConfig):
     bucket: str
     prefix: str = "mlops/classification_model"
     approval_status: str = "PendingManualApproval"
-    image_uri: Optional[str] = None   # our image (churn.image); None: the stack's ECR default
-    aws_profile: Optional[str] = None
+    image_uri: str | None = None  # our image (churn.image); None: the stack's ECR default
+    aws_profile: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -76,8 +80,9 @@ class SageMakerModelRegistry(BaseModelRegistry):
         return _Registry(c.region, c.bucket, c.prefix, image_uri=c.image_uri, profile=c.aws_profile)
 
     # -- registered models = model package groups ---------------------------------------
-    def register_model(self, name: str, description: Optional[str] = None,
-                       metadata: Optional[Dict[str, str]] = None) -> RegisteredModel:
+    def register_model(
+        self, name: str, description: str | None = None, metadata: dict[str, str] | None = None
+    ) -> RegisteredModel:
         if self.registry.describe_group(name) is not None:
             from zenml.exceptions import EntityExistsError
 
@@ -92,8 +97,13 @@ class SageMakerModelRegistry(BaseModelRegistry):
             raise KeyError(f"model package group '{name}' does not exist")
         self.registry.delete_group(name)
 
-    def update_model(self, name: str, description: Optional[str] = None, metadata: Optional[Dict[str, str]] = None,
-                     remove_metadata: Optional[List[str]] = None) -> RegisteredModel:
+    def update_model(
+        self,
+        name: str,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        remove_metadata: list[str] | None = None,
+    ) -> RegisteredModel:
         group = self.registry.describe_group(name)
         if group is None:
             raise KeyError(f"model package group '{name}' does not exist")
@@ -104,14 +114,16 @@ class SageMakerModelRegistry(BaseModelRegistry):
         if remove_metadata:
             with aws_errors(f"removing tags from '{name}'", RegistryError):
                 client("sagemaker", self.config.region, self.config.aws_profile).delete_tags(
-                    ResourceArn=group["ModelPackageGroupArn"], TagKeys=list(remove_metadata))
+                    ResourceArn=group["ModelPackageGroupArn"], TagKeys=list(remove_metadata)
+                )
         return self.get_model(name)
 
-    def _tag_group(self, group: dict, metadata: Dict[str, str]) -> None:
+    def _tag_group(self, group: dict, metadata: dict[str, str]) -> None:
         with aws_errors(f"tagging '{group['ModelPackageGroupName']}'", RegistryError):
             client("sagemaker", self.config.region, self.config.aws_profile).add_tags(
                 ResourceArn=group["ModelPackageGroupArn"],
-                Tags=[{"Key": k, "Value": str(v)[:256]} for k, v in metadata.items()])
+                Tags=[{"Key": k, "Value": str(v)[:256]} for k, v in metadata.items()],
+            )
 
     def get_model(self, name: str) -> RegisteredModel:
         group = self.registry.describe_group(name)
@@ -119,15 +131,24 @@ class SageMakerModelRegistry(BaseModelRegistry):
             raise KeyError(f"model package group '{name}' does not exist in {self.config.region}")
         return RegisteredModel(name=name, description=group.get("ModelPackageGroupDescription"))
 
-    def list_models(self, name: Optional[str] = None, metadata: Optional[Dict[str, str]] = None) -> List[RegisteredModel]:
+    def list_models(self, name: str | None = None, metadata: dict[str, str] | None = None) -> list[RegisteredModel]:
         groups = self.registry.list_groups(name)
-        return [RegisteredModel(name=g["ModelPackageGroupName"], description=g.get("ModelPackageGroupDescription"))
-                for g in groups if name is None or g["ModelPackageGroupName"] == name]
+        return [
+            RegisteredModel(name=g["ModelPackageGroupName"], description=g.get("ModelPackageGroupDescription"))
+            for g in groups
+            if name is None or g["ModelPackageGroupName"] == name
+        ]
 
     # -- versions = model packages ------------------------------------------------------
-    def register_model_version(self, name: str, version: Optional[str] = None, model_source_uri: Optional[str] = None,
-                               description: Optional[str] = None, metadata: Optional[ModelRegistryModelMetadata] = None,
-                               **kwargs: Any) -> RegistryModelVersion:
+    def register_model_version(
+        self,
+        name: str,
+        version: str | None = None,
+        model_source_uri: str | None = None,
+        description: str | None = None,
+        metadata: ModelRegistryModelMetadata | None = None,
+        **kwargs: Any,
+    ) -> RegistryModelVersion:
         """Package the bundle (``metadata.bundle_uri``, else ``model_source_uri``) as a new version of ``name``."""
         if not model_source_uri:
             raise ValueError("register_model_version needs model_source_uri (the model bundle directory)")
@@ -135,12 +156,22 @@ class SageMakerModelRegistry(BaseModelRegistry):
             log.info("SageMaker numbers model package versions itself; ignoring version=%s", version)
         properties = {k: str(v) for k, v in (metadata.model_dump() if metadata else {}).items()}
         status = properties.get("approval_status") or self.config.approval_status
-        generated_by = (f"zenml:{properties.get('zenml_pipeline_name', '?')}/{properties.get('zenml_pipeline_run_uuid', '?')}"
-                        if properties.get("zenml_pipeline_run_uuid") else None)
+        generated_by = (
+            f"zenml:{properties.get('zenml_pipeline_name', '?')}/{properties.get('zenml_pipeline_run_uuid', '?')}"
+            if properties.get("zenml_pipeline_run_uuid")
+            else None
+        )
         bundle_uri = properties.get("bundle_uri") or model_source_uri  # the source may be an MLflow model around it
-        package = self.registry.register(name, bundle_uri, properties.get("bundle_sha256", ""), properties,
-                                         approval_status=status, description=description or "",
-                                         evaluation=kwargs.get("evaluation"), generated_by=generated_by)
+        package = self.registry.register(
+            name,
+            bundle_uri,
+            properties.get("bundle_sha256", ""),
+            properties,
+            approval_status=status,
+            description=description or "",
+            evaluation=kwargs.get("evaluation"),
+            generated_by=generated_by,
+        )
         try:
             self._link_mlflow_run(properties.get("mlflow_run_id"), package["ModelPackageArn"])
             return self._version(name, package, resolve=True)
@@ -148,7 +179,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
             self.registry.withdraw(package["ModelPackageArn"], f"registration did not complete: {type(error).__name__}")
             raise
 
-    def _link_mlflow_run(self, run_id: Optional[str], arn: str) -> None:
+    def _link_mlflow_run(self, run_id: str | None, arn: str) -> None:
         """Tag the MLflow run with the package ARN (the package already carries the run id)."""
         try:
             import mlflow
@@ -165,10 +196,15 @@ class SageMakerModelRegistry(BaseModelRegistry):
         package = self.registry.get_package(name, version)
         self.registry.delete_package(package["ModelPackageArn"])
 
-    def update_model_version(self, name: str, version: str, description: Optional[str] = None,
-                             metadata: Optional[ModelRegistryModelMetadata] = None,
-                             remove_metadata: Optional[List[str]] = None,
-                             stage: Optional[ModelVersionStage] = None) -> RegistryModelVersion:
+    def update_model_version(
+        self,
+        name: str,
+        version: str,
+        description: str | None = None,
+        metadata: ModelRegistryModelMetadata | None = None,
+        remove_metadata: list[str] | None = None,
+        stage: ModelVersionStage | None = None,
+    ) -> RegistryModelVersion:
         package = self.registry.get_package(name, version)
         arn = package["ModelPackageArn"]
         if stage is not None and STAGE_TO_STATUS[stage] != package.get("ModelApprovalStatus"):
@@ -184,11 +220,18 @@ class SageMakerModelRegistry(BaseModelRegistry):
     def reject(self, name: str, version: str) -> RegistryModelVersion:
         return self.update_model_version(name, version, stage=ModelVersionStage.ARCHIVED)
 
-    def list_model_versions(self, name: Optional[str] = None, model_source_uri: Optional[str] = None,
-                            metadata: Optional[ModelRegistryModelMetadata] = None,
-                            stage: Optional[ModelVersionStage] = None, count: Optional[int] = None,
-                            created_after: Optional[datetime] = None, created_before: Optional[datetime] = None,
-                            order_by_date: Optional[str] = None, **kwargs: Any) -> Optional[List[RegistryModelVersion]]:
+    def list_model_versions(
+        self,
+        name: str | None = None,
+        model_source_uri: str | None = None,
+        metadata: ModelRegistryModelMetadata | None = None,
+        stage: ModelVersionStage | None = None,
+        count: int | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        order_by_date: str | None = None,
+        **kwargs: Any,
+    ) -> list[RegistryModelVersion] | None:
         """Versions of ``name`` (newest first unless ``order_by_date="asc"``); raises KeyError for an unknown group."""
         if name is None:
             raise ValueError("the SageMaker registry lists versions of one model package group: pass name=")
@@ -196,7 +239,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
         status = STAGE_TO_STATUS[stage] if stage is not None and stage != ModelVersionStage.NONE else None
         status = status or (wanted["approval_status"] if wanted.get("approval_status") in APPROVAL_STATUSES else None)
         summaries = self.registry.list_packages(name, status=status, newest_first=order_by_date != "asc")
-        out: List[RegistryModelVersion] = []
+        out: list[RegistryModelVersion] = []
         for summary in summaries:
             created = summary.get("CreationTime")
             if created_after and created and created <= created_after:
@@ -217,7 +260,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
     def get_model_version(self, name: str, version: str) -> RegistryModelVersion:
         return self._version(name, self.registry.get_package(name, version), resolve=True)
 
-    def latest_approved(self, name: str) -> Optional[RegistryModelVersion]:
+    def latest_approved(self, name: str) -> RegistryModelVersion | None:
         """The approved model of ``name`` by the one rule batch and deploy use, or None.
 
         See ``churn.model_registry.approved_version``: the newest version SageMaker lists as
@@ -274,9 +317,9 @@ class SageMakerModelRegistryFlavor(BaseModelRegistryFlavor):
         return FLAVOR
 
     @property
-    def config_class(self) -> Type[SageMakerModelRegistryConfig]:
+    def config_class(self) -> type[SageMakerModelRegistryConfig]:
         return SageMakerModelRegistryConfig
 
     @property
-    def implementation_class(self) -> Type[SageMakerModelRegistry]:
+    def implementation_class(self) -> type[SageMakerModelRegistry]:
         return SageMakerModelRegistry

@@ -10,15 +10,15 @@ is logged and reported as ``False``; it never hides the step's own error.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Type
+from typing import Any
 
 from pydantic import model_validator
 from zenml.alerter.base_alerter import BaseAlerter, BaseAlerterConfig, BaseAlerterFlavor, BaseAlerterStepParameters
 
 from churn.aws.clients import AwsError
-from churn.redaction import redact
 from churn.aws.settings import component_check
 from churn.aws.sns import cloudwatch_log_location, publish
+from churn.redaction import redact
 from stacks.contracts import FailureAlertParams
 
 FLAVOR = "churn_sns"
@@ -30,7 +30,7 @@ class SNSAlerterConfig(BaseAlerterConfig):
 
     region: str
     sns_topic_arn: str
-    aws_profile: Optional[str] = None
+    aws_profile: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -43,13 +43,18 @@ class SNSAlerter(BaseAlerter):
     def config(self) -> SNSAlerterConfig:
         return self._config  # type: ignore[return-value]
 
-    def compose(self, message: str, params: Optional[BaseAlerterStepParameters] = None) -> tuple[str, str]:
+    def compose(self, message: str, params: BaseAlerterStepParameters | None = None) -> tuple[str, str]:
         """(subject, body) for a message; failure alerts get the structured subject and log location."""
         if isinstance(params, FailureAlertParams):
             subject = params.subject
-            body = message if params.error in message else (
-                f"Pipeline: {params.pipeline}\nStep: {params.step}\nRun: {params.run_name} ({params.run_id})\n"
-                f"Error: {params.error}\nLogs: {params.logs}\n\n{message}")
+            body = (
+                message
+                if params.error in message
+                else (
+                    f"Pipeline: {params.pipeline}\nStep: {params.step}\nRun: {params.run_name} ({params.run_id})\n"
+                    f"Error: {params.error}\nLogs: {params.logs}\n\n{message}"
+                )
+            )
         else:
             subject = message.strip().splitlines()[0] if message.strip() else "Pipeline notification"
             body = message
@@ -58,7 +63,7 @@ class SNSAlerter(BaseAlerter):
             body += f"\nCloudWatch logs: {cloudwatch}"
         return subject, body
 
-    def post(self, message: str, params: Optional[BaseAlerterStepParameters] = None) -> bool:
+    def post(self, message: str, params: BaseAlerterStepParameters | None = None) -> bool:
         subject, body = self.compose(message, params)
         try:
             message_id = publish(self.config.sns_topic_arn, subject, body, self.config.region, self.config.aws_profile)
@@ -68,7 +73,7 @@ class SNSAlerter(BaseAlerter):
         log.info("alert sent to %s (message %s)", self.config.sns_topic_arn, message_id)
         return True
 
-    def ask(self, question: str, params: Optional[BaseAlerterStepParameters] = None) -> bool:
+    def ask(self, question: str, params: BaseAlerterStepParameters | None = None) -> bool:
         """SNS is one-way: the question is sent, and the answer is always "no"."""
         self.post(question, params)
         return False
@@ -80,9 +85,9 @@ class SNSAlerterFlavor(BaseAlerterFlavor):
         return FLAVOR
 
     @property
-    def config_class(self) -> Type[SNSAlerterConfig]:
+    def config_class(self) -> type[SNSAlerterConfig]:
         return SNSAlerterConfig
 
     @property
-    def implementation_class(self) -> Type[SNSAlerter]:
+    def implementation_class(self) -> type[SNSAlerter]:
         return SNSAlerter

@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 from churn.aws.cleanup import CleanupSettings
 from churn.aws.settings import SageMakerStackSettings
 
 
-def cleanup_settings(settings: SageMakerStackSettings, include_registry: bool = False,
-                     include_s3: bool = False) -> CleanupSettings:
+def cleanup_settings(
+    settings: SageMakerStackSettings, include_registry: bool = False, include_s3: bool = False
+) -> CleanupSettings:
     """What cleanup removes for a stack config: both variants' endpoints (with ``include_registry`` their groups).
 
     Args:
@@ -24,15 +25,24 @@ def cleanup_settings(settings: SageMakerStackSettings, include_registry: bool = 
     Returns:
         The settings ``churn.aws.cleanup`` plans and removes with.
     """
-    return CleanupSettings(region=settings.region, bucket=settings.bucket, prefix=settings.prefix,
-                           endpoint_names=list(dict.fromkeys([settings.endpoint_name, settings.automl_endpoint_name])),
-                           model_package_groups=list(dict.fromkeys([settings.model_package_group,
-                                                                    settings.automl_model_package_group])),
-                           include_registry=include_registry, include_s3=include_s3, profile=settings.aws_profile)
+    return CleanupSettings(
+        region=settings.region,
+        bucket=settings.bucket,
+        prefix=settings.prefix,
+        endpoint_names=list(dict.fromkeys([settings.endpoint_name, settings.automl_endpoint_name])),
+        model_package_groups=list(dict.fromkeys([settings.model_package_group, settings.automl_model_package_group])),
+        include_registry=include_registry,
+        include_s3=include_s3,
+        profile=settings.aws_profile,
+    )
 
 
-def run_cleanup(cleanup_config: CleanupSettings, yes: bool, echo: Callable[[str], None] = print,
-                confirm: Optional[Callable[[str], bool]] = None) -> List[str]:
+def run_cleanup(
+    cleanup_config: CleanupSettings,
+    yes: bool,
+    echo: Callable[[str], None] = print,
+    confirm: Callable[[str], bool] | None = None,
+) -> list[str]:
     """Plan, confirm (unless ``yes``), remove, telling the user each step.
 
     Args:
@@ -57,8 +67,10 @@ def run_cleanup(cleanup_config: CleanupSettings, yes: bool, echo: Callable[[str]
     echo("Will remove:\n  " + "\n  ".join(str(r) for r in planned))
     if not include_registry or not include_s3:
         bucket_prefix = f"s3://{cleanup_config.bucket}/{cleanup_config.prefix}/"
-        kept = (("the model registry groups (--include-registry)", include_registry),
-                (f"{bucket_prefix} (--include-s3)", include_s3))
+        kept = (
+            ("the model registry groups (--include-registry)", include_registry),
+            (f"{bucket_prefix} (--include-s3)", include_s3),
+        )
         echo("(kept: " + ", ".join(what for what, flag in kept if not flag) + ")")
     if not yes and not (confirm or _confirm)("Remove these?"):
         echo("Nothing removed.")

@@ -42,7 +42,8 @@ on the same ZenML server.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from zenml.client import Client
 from zenml.enums import StackComponentType as T
@@ -60,21 +61,34 @@ FLAVOR_SOURCES = {
     "stacks.flavors.sagemaker_deployer.SageMakerEndpointDeployerFlavor": T.MODEL_DEPLOYER,
     "stacks.flavors.sns_alerter.SNSAlerterFlavor": T.ALERTER,
 }
-FLAVORS = {T.FEATURE_STORE: "churn_sagemaker_feature_store", T.MODEL_REGISTRY: "churn_sagemaker_registry",
-           T.MODEL_DEPLOYER: "churn_sagemaker_endpoint", T.ALERTER: "churn_sns"}
-SUFFIXES = {T.FEATURE_STORE: "feature-store", T.MODEL_REGISTRY: "model-registry",
-            T.MODEL_DEPLOYER: "endpoint", T.ALERTER: "sns-alerter"}
+FLAVORS = {
+    T.FEATURE_STORE: "churn_sagemaker_feature_store",
+    T.MODEL_REGISTRY: "churn_sagemaker_registry",
+    T.MODEL_DEPLOYER: "churn_sagemaker_endpoint",
+    T.ALERTER: "churn_sns",
+}
+SUFFIXES = {
+    T.FEATURE_STORE: "feature-store",
+    T.MODEL_REGISTRY: "model-registry",
+    T.MODEL_DEPLOYER: "endpoint",
+    T.ALERTER: "sns-alerter",
+}
 
 AUTOML_ENGINE = "sagemaker_autopilot"
 DEFAULT_PROCESSING_INSTANCE_TYPE = "ml.m5.large"
 MANAGED = (T.ORCHESTRATOR, T.ARTIFACT_STORE, T.CONTAINER_REGISTRY, T.IMAGE_BUILDER)
 
 
-def component_plan(settings: SageMakerStackSettings,
-                   overrides: Optional[Mapping[T, Mapping[str, Any]]] = None) -> Dict[T, tuple]:
+def component_plan(
+    settings: SageMakerStackSettings, overrides: Mapping[T, Mapping[str, Any]] | None = None
+) -> dict[T, tuple]:
     """component type -> (name, flavor, configuration) for our four AWS components."""
-    configs = {T.FEATURE_STORE: settings.feature_store_config(), T.MODEL_REGISTRY: settings.registry_config(),
-               T.MODEL_DEPLOYER: settings.deployer_config(), T.ALERTER: settings.alerter_config()}
+    configs = {
+        T.FEATURE_STORE: settings.feature_store_config(),
+        T.MODEL_REGISTRY: settings.registry_config(),
+        T.MODEL_DEPLOYER: settings.deployer_config(),
+        T.ALERTER: settings.alerter_config(),
+    }
     plan = {}
     for kind, configuration in configs.items():
         configuration = {**configuration, **dict((overrides or {}).get(kind, {}))}
@@ -82,16 +96,20 @@ def component_plan(settings: SageMakerStackSettings,
     return plan
 
 
-def remote_plan(settings: SageMakerStackSettings, remote: RemoteExecution) -> Dict[T, tuple]:
+def remote_plan(settings: SageMakerStackSettings, remote: RemoteExecution) -> dict[T, tuple]:
     """component type -> (name, flavor, configuration) for the remote-execution components."""
     stack = settings.stack_name
     orchestrator = {
         "execution_role": remote.execution_role_arn or settings.role_arn,
         "scheduler_role": remote.scheduler_role_arn,
-        "region": settings.region, "bucket": settings.bucket, "aws_profile": settings.aws_profile,
+        "region": settings.region,
+        "bucket": settings.bucket,
+        "aws_profile": settings.aws_profile,
         "instance_type": settings.processing_instance_type or DEFAULT_PROCESSING_INSTANCE_TYPE,
-        "synchronous": remote.synchronous, "use_training_step": remote.use_training_step,
-        "volume_size_in_gb": remote.volume_size_in_gb, "max_runtime_in_seconds": remote.max_runtime_in_seconds,
+        "synchronous": remote.synchronous,
+        "use_training_step": remote.use_training_step,
+        "volume_size_in_gb": remote.volume_size_in_gb,
+        "max_runtime_in_seconds": remote.max_runtime_in_seconds,
         "environment": dict(remote.environment) or None,
     }
     path = remote.artifact_store_path or f"s3://{settings.bucket}/{settings.prefix.strip('/')}/zenml"
@@ -99,19 +117,19 @@ def remote_plan(settings: SageMakerStackSettings, remote: RemoteExecution) -> Di
         T.ORCHESTRATOR: (f"{stack}-orchestrator", "sagemaker", orchestrator),
         T.ARTIFACT_STORE: (f"{stack}-artifact-store", "s3", {"path": path.rstrip("/")}),
     }
-    if not remote.image_builder:   # nothing is pushed: the default flavor holds the ECR URI for the stack validation
+    if not remote.image_builder:  # nothing is pushed: the default flavor holds the ECR URI for the stack validation
         plan[T.CONTAINER_REGISTRY] = (f"{stack}-container-registry", "default", {"uri": remote.container_registry_uri})
-    else:              # ZenML logs Docker (or CodeBuild) into ECR to push the image it builds
+    else:  # ZenML logs Docker (or CodeBuild) into ECR to push the image it builds
         plan[T.CONTAINER_REGISTRY] = (f"{stack}-ecr", "aws", {"uri": remote.container_registry_uri})
         builder = {"code_build_project": remote.code_build_project} if remote.image_builder == "aws" else {}
         plan[T.IMAGE_BUILDER] = (f"{stack}-image-builder", remote.image_builder, builder)
     return plan
 
 
-def tracker_config(settings: SageMakerStackSettings, remote: Optional[RemoteExecution]) -> Dict[str, Any]:
+def tracker_config(settings: SageMakerStackSettings, remote: RemoteExecution | None) -> dict[str, Any]:
     if not settings.mlflow_tracking_uri:
         return {}
-    configuration: Dict[str, Any] = {"tracking_uri": settings.mlflow_tracking_uri}
+    configuration: dict[str, Any] = {"tracking_uri": settings.mlflow_tracking_uri}
     if remote is not None:
         secret = remote.mlflow_tracking_secret
         if remote.mlflow_tracking_auth == "token":
@@ -133,9 +151,9 @@ def default_step_image(settings: SageMakerStackSettings, remote: RemoteExecution
     return remote.image or settings.image_uri or f"{remote.container_registry_uri}/{DEFAULT_REPOSITORY}"
 
 
-def stack_labels(settings: SageMakerStackSettings, remote: Optional[RemoteExecution]) -> Dict[str, Any]:
+def stack_labels(settings: SageMakerStackSettings, remote: RemoteExecution | None) -> dict[str, Any]:
     """The labels the recipe sets (None: remove the label)."""
-    labels: Dict[str, Any] = {key: None for key in LABELS}
+    labels: dict[str, Any] = {key: None for key in LABELS}
     labels[AUTOML_ENGINE_LABEL] = AUTOML_ENGINE
     if remote is not None:
         labels["image_path"] = "build" if remote.image_builder else "prebuilt"
@@ -151,16 +169,22 @@ def job_output_uri(bucket: str, prefix: str) -> str:
     return f"s3://{bucket}/{prefix.strip('/')}/sagemaker-jobs"
 
 
-def _ensure_component(client: Client, kind: T, name: str, flavor: str, configuration: Dict[str, Any]) -> Optional[str]:
+def _ensure_component(client: Client, kind: T, name: str, flavor: str, configuration: dict[str, Any]) -> str | None:
     try:
         existing = client.get_stack_component(kind, name, allow_name_prefix_match=False)
     except KeyError:
-        client.create_stack_component(name=name, flavor=flavor, component_type=kind,
-                                      configuration={k: v for k, v in configuration.items() if v is not None})
+        client.create_stack_component(
+            name=name,
+            flavor=flavor,
+            component_type=kind,
+            configuration={k: v for k, v in configuration.items() if v is not None},
+        )
         return "created"
     if existing.flavor_name != flavor:
-        raise ConfigError(f"a {kind.value} named '{name}' already exists with flavor '{existing.flavor_name}', "
-                          f"not '{flavor}'; choose another stack_name")
+        raise ConfigError(
+            f"a {kind.value} named '{name}' already exists with flavor '{existing.flavor_name}', "
+            f"not '{flavor}'; choose another stack_name"
+        )
     wanted = {k: v for k, v in configuration.items() if v is not None}
     current = {k: v for k, v in existing.configuration.items() if v is not None}
     if wanted != current:
@@ -169,17 +193,18 @@ def _ensure_component(client: Client, kind: T, name: str, flavor: str, configura
     return None
 
 
-def _ensure_tracker(client: Client, settings: SageMakerStackSettings, remote: Optional[RemoteExecution]) -> Optional[str]:
+def _ensure_tracker(client: Client, settings: SageMakerStackSettings, remote: RemoteExecution | None) -> str | None:
     """Create the MLflow tracker if missing; with remote execution, point it at the tracking server."""
     name, configuration = settings.experiment_tracker, tracker_config(settings, remote)
     try:
         client.get_stack_component(T.EXPERIMENT_TRACKER, name, allow_name_prefix_match=False)
     except KeyError:
-        client.create_stack_component(name=name, flavor="mlflow", component_type=T.EXPERIMENT_TRACKER,
-                                      configuration=configuration)
+        client.create_stack_component(
+            name=name, flavor="mlflow", component_type=T.EXPERIMENT_TRACKER, configuration=configuration
+        )
         return "created"
     if remote is None:
-        return None   # shared by name with the other stacks: keep it as it is
+        return None  # shared by name with the other stacks: keep it as it is
     return _ensure_component(client, T.EXPERIMENT_TRACKER, name, "mlflow", configuration)
 
 
@@ -189,13 +214,16 @@ def _require_secret(client: Client, remote: RemoteExecution) -> None:
         client.get_secret(remote.mlflow_tracking_secret, allow_partial_name_match=False)
     except (KeyError, NotImplementedError):
         keys = "--token=..." if remote.mlflow_tracking_auth == "token" else "--username=... --password=..."
-        raise ConfigError(f"the MLflow tracking server's credentials go into the ZenML secret "
-                          f"'{remote.mlflow_tracking_secret}', which does not exist; create it first: "
-                          f"zenml secret create {remote.mlflow_tracking_secret} {keys}") from None
+        raise ConfigError(
+            f"the MLflow tracking server's credentials go into the ZenML secret "
+            f"'{remote.mlflow_tracking_secret}', which does not exist; create it first: "
+            f"zenml secret create {remote.mlflow_tracking_secret} {keys}"
+        ) from None
 
 
-def setup_sagemaker_stack(config: Config, activate: bool = True,
-                          overrides: Optional[Mapping[T, Mapping[str, Any]]] = None) -> Dict[str, str]:
+def setup_sagemaker_stack(
+    config: Config, activate: bool = True, overrides: Mapping[T, Mapping[str, Any]] | None = None
+) -> dict[str, str]:
     """Register our AWS flavors, the components and the stack (idempotent); return what changed.
 
     ``overrides``: extra configuration per component type (e.g. faster polling in tests).
@@ -204,7 +232,7 @@ def setup_sagemaker_stack(config: Config, activate: bool = True,
     client = Client()
     if remote is not None:
         _require_secret(client, remote)
-    changes: Dict[str, str] = {}
+    changes: dict[str, str] = {}
     register_flavors(client, FLAVOR_SOURCES)
     plan = component_plan(settings, overrides)
     if remote is not None:
@@ -222,11 +250,13 @@ def setup_sagemaker_stack(config: Config, activate: bool = True,
             try:
                 client.get_stack_component(kind, name, allow_name_prefix_match=False)
             except KeyError:
-                raise ConfigError(f"{kind.value} '{name}' is not registered; register it first (e.g. `zenml "
-                                  f"{kind.value.replace('_', '-')} register {name} ...`) or use 'default'") from None
+                raise ConfigError(
+                    f"{kind.value} '{name}' is not registered; register it first (e.g. `zenml "
+                    f"{kind.value.replace('_', '-')} register {name} ...`) or use 'default'"
+                ) from None
         plan[T.ORCHESTRATOR] = (settings.orchestrator, None, None)
         plan[T.ARTIFACT_STORE] = (settings.artifact_store, None, None)
-    components: Dict[T, List[str]] = {kind: [name] for kind, (name, _, _) in plan.items()}
+    components: dict[T, list[str]] = {kind: [name] for kind, (name, _, _) in plan.items()}
     components[T.EXPERIMENT_TRACKER] = [tracker]
     for kind in MANAGED:
         components.setdefault(kind, [])
@@ -234,8 +264,11 @@ def setup_sagemaker_stack(config: Config, activate: bool = True,
     try:
         stack = client.get_stack(settings.stack_name, allow_name_prefix_match=False)
     except KeyError:
-        client.create_stack(name=settings.stack_name, components={k: v for k, v in components.items() if v},
-                            labels={k: v for k, v in labels.items() if v is not None})
+        client.create_stack(
+            name=settings.stack_name,
+            components={k: v for k, v in components.items() if v},
+            labels={k: v for k, v in labels.items() if v is not None},
+        )
         changes[settings.stack_name] = "created"
     else:
         current = {kind: [c.name for c in items] for kind, items in stack.components.items()}
@@ -243,8 +276,11 @@ def setup_sagemaker_stack(config: Config, activate: bool = True,
         stale_components = any(current.get(kind, []) != names for kind, names in components.items())
         stale_labels = any(current_labels.get(key) != value for key, value in labels.items())
         if stale_components or stale_labels:
-            client.update_stack(settings.stack_name, component_updates=components if stale_components else None,
-                                labels=labels if stale_labels else None)
+            client.update_stack(
+                settings.stack_name,
+                component_updates=components if stale_components else None,
+                labels=labels if stale_labels else None,
+            )
             changes[settings.stack_name] = "updated"
     if activate and client.active_stack_model.name != settings.stack_name:
         client.activate_stack(settings.stack_name)
@@ -256,14 +292,22 @@ def settings_from_active_stack() -> SageMakerStackSettings:
     stack = Client().active_stack
     deployer, registry, alerter = stack.model_deployer, stack.model_registry, stack.alerter
     if deployer is None or deployer.flavor != FLAVORS[T.MODEL_DEPLOYER]:
-        raise ConfigError(f"the active stack '{stack.name}' is not a SageMaker stack (its model deployer is "
-                          f"{getattr(deployer, 'flavor', None)!r}); run `zenml stack set sagemaker`")
+        raise ConfigError(
+            f"the active stack '{stack.name}' is not a SageMaker stack (its model deployer is "
+            f"{getattr(deployer, 'flavor', None)!r}); run `zenml stack set sagemaker`"
+        )
     d = deployer.config
-    raw: Dict[str, Any] = {"stack_name": stack.name, "region": d.region, "bucket": d.bucket, "prefix": d.prefix,
-                           "role_arn": d.role_arn, "aws_profile": d.aws_profile, "image_uri": d.image_uri}
+    raw: dict[str, Any] = {
+        "stack_name": stack.name,
+        "region": d.region,
+        "bucket": d.bucket,
+        "prefix": d.prefix,
+        "role_arn": d.role_arn,
+        "aws_profile": d.aws_profile,
+        "image_uri": d.image_uri,
+    }
     if registry is not None and registry.flavor == FLAVORS[T.MODEL_REGISTRY]:
         raw["approval_status"] = registry.config.approval_status
     if alerter is not None and alerter.flavor == FLAVORS[T.ALERTER]:
         raw["sns_topic_arn"] = alerter.config.sns_topic_arn
     return parse_stack_settings(raw, f"stack '{stack.name}'")
-

@@ -10,18 +10,19 @@ the others run on the orchestrator's instance type) and ``job_output_uri``. A st
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from zenml.client import Client
 
 from stacks.contracts import AUTOML_ENGINE_LABEL
 
-TRAINING_STEPS = ("train_rf", "train_automl")          # run on training_instance_type
+TRAINING_STEPS = ("train_rf", "train_automl")  # run on training_instance_type
 DEFAULT_TRAINING_INSTANCE_TYPE = "ml.m5.xlarge"
 LABELS = (AUTOML_ENGINE_LABEL, "image_path", "parent_image", "training_instance_type", "job_output_uri")
 
 
-def pipeline_options(labels: Optional[Mapping[str, Any]], step_names: Optional[List[str]] = None) -> Dict[str, Any]:
+def pipeline_options(labels: Mapping[str, Any] | None, step_names: list[str] | None = None) -> dict[str, Any]:
     """``with_options`` keyword arguments for a run on a stack with these labels ({} off SageMaker).
 
     prebuilt image: ``DockerSettings(skip_build=True, parent_image=...)``, the code is archived to
@@ -38,26 +39,32 @@ def pipeline_options(labels: Optional[Mapping[str, Any]], step_names: Optional[L
     if path == "prebuilt":
         from churn.image import current_tag, is_tagged
 
-        image = labels["parent_image"]   # untagged: the image `run.py image build --push` pushes from this code
-        docker = DockerSettings(skip_build=True, parent_image=image if is_tagged(image) else f"{image}:{current_tag()}",
-                                allow_download_from_artifact_store=True)
+        image = labels["parent_image"]  # untagged: the image `run.py image build --push` pushes from this code
+        docker = DockerSettings(
+            skip_build=True,
+            parent_image=image if is_tagged(image) else f"{image}:{current_tag()}",
+            allow_download_from_artifact_store=True,
+        )
     else:
-        docker = DockerSettings(requirements="requirements.lock", python_package_installer="uv",
-                                allow_download_from_artifact_store=True)
-    options: Dict[str, Any] = {"settings": {"docker": docker}}
+        docker = DockerSettings(
+            requirements="requirements.lock", python_package_installer="uv", allow_download_from_artifact_store=True
+        )
+    options: dict[str, Any] = {"settings": {"docker": docker}}
     if labels.get("job_output_uri"):
         options["settings"]["orchestrator"] = {"output_data_s3_uri": labels["job_output_uri"]}
     training = [name for name in TRAINING_STEPS if step_names is None or name in step_names]
     if labels.get("training_instance_type") and training:
-        options["steps"] = {name: {"settings": {"orchestrator": {"instance_type": labels["training_instance_type"]}}}
-                            for name in training}
+        options["steps"] = {
+            name: {"settings": {"orchestrator": {"instance_type": labels["training_instance_type"]}}}
+            for name in training
+        }
     return options
 
 
-def configure_for_stack(pipeline: Any, labels: Optional[Mapping[str, Any]]) -> Any:
+def configure_for_stack(pipeline: Any, labels: Mapping[str, Any] | None) -> Any:
     """``pipeline`` with the stack's run options applied (unchanged on stacks without them)."""
     code = getattr(getattr(pipeline, "entrypoint", None), "__code__", None)
-    step_names = list(code.co_names) if code is not None else None   # the steps the pipeline function calls
+    step_names = list(code.co_names) if code is not None else None  # the steps the pipeline function calls
     options = pipeline_options(labels, step_names)
     return pipeline.with_options(**options) if options else pipeline
 
@@ -65,4 +72,3 @@ def configure_for_stack(pipeline: Any, labels: Optional[Mapping[str, Any]]) -> A
 def configure_for_active_stack(pipeline: Any) -> Any:
     """What ``run.py`` applies before calling a pipeline: the active stack's image and instance settings."""
     return configure_for_stack(pipeline, Client().active_stack_model.labels)
-

@@ -13,18 +13,25 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
 
 from churn.dashboard import DashboardError
-
 from tests.browser.servers import zenml_run_url
 
 # The browser is Debian's; Playwright must never fetch one (we never run `playwright install` either).
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--mute-audio",
+]
 # MLflow 3.17's UI opens an assistant side panel on a first visit; keep it closed (its localStorage prefs).
 MLFLOW_UI_PREFS_JS = (
     "try { localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
@@ -33,13 +40,13 @@ MLFLOW_UI_PREFS_JS = (
 BODY_TEXT_JS = "document.body ? document.body.innerText : ''"
 
 
-def chromium_path() -> Optional[str]:
+def chromium_path() -> str | None:
     """Debian's chromium on PATH (None if it is not installed)."""
     return shutil.which("chromium")
 
 
 @contextlib.contextmanager
-def chromium(timeout: float = 120.0) -> Iterator["object"]:
+def chromium(timeout: float = 120.0) -> Iterator[object]:
     """Headless Debian chromium under Playwright; closed (and Playwright's driver stopped) on exit."""
     from playwright.sync_api import sync_playwright
 
@@ -47,15 +54,16 @@ def chromium(timeout: float = 120.0) -> Iterator["object"]:
     if executable is None:
         raise DashboardError("chromium is not installed (apt-get install -y chromium)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
-                                             timeout=timeout * 1000)
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_FLAGS, timeout=timeout * 1000
+        )
         try:
             yield browser
         finally:
             browser.close()
 
 
-def new_page(browser, width: int = 1000, height: int = 800, init_script: Optional[str] = None):
+def new_page(browser, width: int = 1000, height: int = 800, init_script: str | None = None):
     """A page in a fresh context (no shared storage) with a ``width`` x ``height`` viewport."""
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(60_000)
@@ -64,7 +72,7 @@ def new_page(browser, width: int = 1000, height: int = 800, init_script: Optiona
     return context.new_page()
 
 
-def frame_values(page, expression: str) -> List[object]:
+def frame_values(page, expression: str) -> list[object]:
     """Evaluate ``expression`` in every iframe of the page; one value per frame still attached."""
     from playwright.sync_api import Error
 
@@ -101,8 +109,9 @@ def wait_for_text(page, *needles: str, timeout: float = 30.0) -> str:
     return wait_for(page, lambda t: all(n in t for n in needles), timeout, what=" and ".join(map(repr, needles)))
 
 
-def open_artifact_visualization(page, url: str, run_id: str, artifact_name: str, *, html: bool = True,
-                                timeout: float = 90.0) -> str:
+def open_artifact_visualization(
+    page, url: str, run_id: str, artifact_name: str, *, html: bool = True, timeout: float = 90.0
+) -> str:
     """Show an artifact's visualization the way a person does on the dashboard: open the run's page, click the
     artifact's node in the DAG, the side sheet's *Visualization* tab and, for HTML, *Load Preview* (the
     dashboard asks before rendering HTML). Return the page's text."""

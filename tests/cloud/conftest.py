@@ -23,7 +23,6 @@ Test code itself uses plain boto3 clients (``boto``), which are not recorded.
 from __future__ import annotations
 
 import os
-from typing import List
 
 import pytest
 
@@ -34,11 +33,17 @@ ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ML-Role-Pipelines"
 BUCKET = "churn-mlops-test"
 PREFIX = "mlops/classification_model"
-API_CALLS: List = []
-MAX_ATTEMPTS = 6   # botocore's calls in total per API call, the first included
+API_CALLS: list = []
+MAX_ATTEMPTS = 6  # botocore's calls in total per API call, the first included
 BACKOFF_CAP_SECONDS = 0.05
-_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION, "AWS_MAX_ATTEMPTS": str(MAX_ATTEMPTS), "AWS_RETRY_MODE": "standard"}
+_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+    "AWS_RETRY_MODE": "standard",
+}
 _UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
 
 
@@ -57,8 +62,10 @@ def moto_server():
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in (*_ENV, *_UNSET, "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE",
-                                                "AWS_SHARED_CREDENTIALS_FILE")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (*_ENV, *_UNSET, "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+    }
     os.environ.update(_ENV)
     os.environ["AWS_ENDPOINT_URL"] = url
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
@@ -99,8 +106,9 @@ def strict_aws_requests():
     yield
     violations = strict_aws.take_violations()
     if violations:
-        pytest.fail("requests that AWS would refuse (strict emulator):\n  " + "\n  ".join(map(str, violations)),
-                    pytrace=False)
+        pytest.fail(
+            "requests that AWS would refuse (strict emulator):\n  " + "\n  ".join(map(str, violations)), pytrace=False
+        )
 
 
 @pytest.fixture
@@ -139,7 +147,9 @@ def sns_inbox(aws):
     def read() -> list:
         messages = []
         while True:
-            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
             if not batch:
                 return messages
             for message in batch:
@@ -151,11 +161,17 @@ def sns_inbox(aws):
 
 def stack_config(**overrides) -> dict:
     """A SageMaker stack config for the emulator (the example file's keys)."""
-    config = {"region": REGION, "bucket": BUCKET, "prefix": PREFIX, "role_arn": ROLE_ARN,
-              "sns_topic_arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:ml-model-pipeline-failures",
-              "endpoint_name": "classification-model-endpoint", "model_package_group": "classification-model-group",
-              "feature_group_name": "mlops_poc_churn_classification_feature",
-              "athena_query_results": f"s3://{BUCKET}/athena-query-results/"}
+    config = {
+        "region": REGION,
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "role_arn": ROLE_ARN,
+        "sns_topic_arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:ml-model-pipeline-failures",
+        "endpoint_name": "classification-model-endpoint",
+        "model_package_group": "classification-model-group",
+        "feature_group_name": "mlops_poc_churn_classification_feature",
+        "athena_query_results": f"s3://{BUCKET}/athena-query-results/",
+    }
     config.update(overrides)
     return config
 
@@ -178,8 +194,11 @@ def sagemaker_stack(moto_server):
 
     source_utils.set_custom_source_root(str(Path(__file__).resolve().parents[2]))
     name = f"sagemaker-test-{uuid.uuid4().hex[:8]}"
-    setup_sagemaker_stack(stack_config(stack_name=name), activate=False,
-                          overrides={T.FEATURE_STORE: FAST, T.MODEL_DEPLOYER: {**FAST, "deploy_timeout_seconds": 30.0}})
+    setup_sagemaker_stack(
+        stack_config(stack_name=name),
+        activate=False,
+        overrides={T.FEATURE_STORE: FAST, T.MODEL_DEPLOYER: {**FAST, "deploy_timeout_seconds": 30.0}},
+    )
     return Stack.from_model(Client().get_stack(name))
 
 

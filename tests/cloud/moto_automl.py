@@ -39,15 +39,18 @@ from __future__ import annotations
 import io
 import json
 import threading
-from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import moto
 
 PINNED_MOTO = "5.2.5"
 if moto.__version__ != PINNED_MOTO:
-    raise RuntimeError(f"tests/cloud/moto_automl.py is written against moto {PINNED_MOTO}, found {moto.__version__}; "
-                       "re-check the patched handlers before changing the pin")
+    raise RuntimeError(
+        f"tests/cloud/moto_automl.py is written against moto {PINNED_MOTO}, found {moto.__version__}; "
+        "re-check the patched handlers before changing the pin"
+    )
 
 import numpy as np  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
@@ -70,9 +73,9 @@ class _State:
 
     def reset(self) -> None:
         with self.lock:
-            self.scripts: List[dict] = []
-            self.jobs: Dict[str, dict] = {}
-            self.models: Dict[str, Any] = {}
+            self.scripts: list[dict] = []
+            self.jobs: dict[str, dict] = {}
+            self.models: dict[str, Any] = {}
 
 
 STATE = _State()
@@ -83,17 +86,24 @@ def reset() -> None:
     STATE.reset()
 
 
-def script_next_job(outcome: str = "Completed", polls: int = 3, failure_reason: Optional[str] = None,
-                    candidates: int = 3) -> None:
+def script_next_job(
+    outcome: str = "Completed", polls: int = 3, failure_reason: str | None = None, candidates: int = 3
+) -> None:
     """The next CreateAutoMLJobV2 ends ``outcome`` (Completed | Failed) after ``polls`` DescribeAutoMLJobV2 calls."""
     if outcome not in ("Completed", "Failed"):
         raise ValueError("outcome is Completed or Failed (an unscripted job stays InProgress)")
     with STATE.lock:
-        STATE.scripts.append({"outcome": outcome, "polls": int(polls), "candidates": int(candidates),
-                              "failure_reason": failure_reason or "ClientError: injected failure"})
+        STATE.scripts.append(
+            {
+                "outcome": outcome,
+                "polls": int(polls),
+                "candidates": int(candidates),
+                "failure_reason": failure_reason or "ClientError: injected failure",
+            }
+        )
 
 
-def job_requests() -> List[dict]:
+def job_requests() -> list[dict]:
     """Every CreateAutoMLJobV2 request so far, in order (as sent)."""
     with STATE.lock:
         return [dict(job["request"]) for job in STATE.jobs.values()]
@@ -111,7 +121,7 @@ def candidate_model(job_name: str) -> Any:
         return STATE.models[STATE.jobs[job_name]["model_data_url"]]
 
 
-def transform_requests() -> List[dict]:
+def transform_requests() -> list[dict]:
     """Every CreateTransformJob request so far, in order, with ``Output`` (the .out URI) once it ran."""
     from tests.cloud import moto_extensions
 
@@ -120,11 +130,11 @@ def transform_requests() -> List[dict]:
 
 # -- S3 in moto ---------------------------------------------------------------------------
 def _split(uri: str) -> tuple:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
-def _objects(prefix_uri: str) -> Dict[str, bytes]:
+def _objects(prefix_uri: str) -> dict[str, bytes]:
     bucket, prefix = _split(prefix_uri)
     store = s3_backends[ACCOUNT]["aws"].get_bucket(bucket)
     return {name: key.value for name, key in sorted(store.keys.items()) if name.startswith(prefix) and key is not None}
@@ -169,7 +179,7 @@ def _describe_auto_ml_job_v2(self: SageMakerResponse) -> Any:
                 job.auto_ml_job_status, job.auto_ml_job_secondary_status = "Failed", "Failed"
                 job.failure_reason = script["failure_reason"]
                 job.best_candidate = None
-                job.end_time = datetime.now(timezone.utc)
+                job.end_time = datetime.now(UTC)
             else:
                 _complete(job, tracked, self.region)
     return _ORIGINALS["describe_auto_ml_job_v2"](self)
@@ -204,21 +214,39 @@ def _complete(job: Any, tracked: dict, region: str) -> None:
     STATE.models[url] = model
     tracked["model_data_url"] = url
     objective = (job.auto_ml_job_objective or {}).get("MetricName", "Accuracy")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     job.best_candidate = {
         "CandidateName": BEST,
-        "FinalAutoMLJobObjectiveMetric": {"Type": "Maximize", "MetricName": objective, "Value": round(score, 6),
-                                          "StandardMetricName": objective},
+        "FinalAutoMLJobObjectiveMetric": {
+            "Type": "Maximize",
+            "MetricName": objective,
+            "Value": round(score, 6),
+            "StandardMetricName": objective,
+        },
         "ObjectiveStatus": "Succeeded",
-        "CandidateSteps": [{"CandidateStepType": "AWS::SageMaker::TrainingJob", "CandidateStepName": f"{job.auto_ml_job_name}-t1",
-                            "CandidateStepArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{job.auto_ml_job_name}-t1"}],
+        "CandidateSteps": [
+            {
+                "CandidateStepType": "AWS::SageMaker::TrainingJob",
+                "CandidateStepName": f"{job.auto_ml_job_name}-t1",
+                "CandidateStepArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{job.auto_ml_job_name}-t1",
+            }
+        ],
         "CandidateStatus": "Completed",
-        "InferenceContainers": [{
-            "Image": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{IMAGE}:1.1-cpu-py311",
-            "ModelDataUrl": url,
-            "Environment": {"SAGEMAKER_INFERENCE_SUPPORTED": SUPPORTED_KEYS, "SAGEMAKER_INFERENCE_OUTPUT": "predicted_label",
-                            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv", "MODEL_NAME": BEST}}],
-        "CreationTime": now, "EndTime": now, "LastModifiedTime": now,
+        "InferenceContainers": [
+            {
+                "Image": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{IMAGE}:1.1-cpu-py311",
+                "ModelDataUrl": url,
+                "Environment": {
+                    "SAGEMAKER_INFERENCE_SUPPORTED": SUPPORTED_KEYS,
+                    "SAGEMAKER_INFERENCE_OUTPUT": "predicted_label",
+                    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+                    "MODEL_NAME": BEST,
+                },
+            }
+        ],
+        "CreationTime": now,
+        "EndTime": now,
+        "LastModifiedTime": now,
     }
     job.auto_ml_job_status, job.auto_ml_job_secondary_status = "Completed", "Completed"
     job.end_time = job.last_modified_time = now
@@ -234,10 +262,17 @@ def _list_candidates_for_auto_ml_job(self: SageMakerResponse) -> ActionResult:
         count = STATE.jobs.get(name, {}).get("candidates", 0)
     if job.auto_ml_job_status != "Completed" or not job.best_candidate:
         return ActionResult({"Candidates": []})
-    others = [{**job.best_candidate, "CandidateName": f"{name}-candidate-{i}",
-               "FinalAutoMLJobObjectiveMetric": {**job.best_candidate["FinalAutoMLJobObjectiveMetric"],
-                                                 "Value": job.best_candidate["FinalAutoMLJobObjectiveMetric"]["Value"] - 0.01 * i}}
-              for i in range(1, count)]
+    others = [
+        {
+            **job.best_candidate,
+            "CandidateName": f"{name}-candidate-{i}",
+            "FinalAutoMLJobObjectiveMetric": {
+                **job.best_candidate["FinalAutoMLJobObjectiveMetric"],
+                "Value": job.best_candidate["FinalAutoMLJobObjectiveMetric"]["Value"] - 0.01 * i,
+            },
+        }
+        for i in range(1, count)
+    ]
     return ActionResult({"Candidates": [job.best_candidate, *others][:count]})
 
 
@@ -245,21 +280,29 @@ class _ClientError(Exception):
     pass
 
 
-def _values(keys: List[str], p: float) -> Dict[str, Any]:
+def _values(keys: list[str], p: float) -> dict[str, Any]:
     label = "1" if p > 0.5 else "0"
-    values = {"predicted_label": label, "probability": float(max(p, 1 - p)),
-              "probabilities": [float(1 - p), float(p)], "labels": ["0", "1"]}
+    values = {
+        "predicted_label": label,
+        "probability": float(max(p, 1 - p)),
+        "probabilities": [float(1 - p), float(p)],
+        "labels": ["0", "1"],
+    }
     return {k: values[k] for k in keys}
 
 
-def _format(keys: List[str], proba: np.ndarray) -> str:
+def _format(keys: list[str], proba: np.ndarray) -> str:
     """CSV lines as Autopilot's classification containers write them for ``keys``."""
-    quoted = {"probabilities": lambda v: f'"[{v[0]!r}, {v[1]!r}]"', "labels": lambda v: "\"['0', '1']\"",
-              "probability": repr, "predicted_label": str}
+    quoted = {
+        "probabilities": lambda v: f'"[{v[0]!r}, {v[1]!r}]"',
+        "labels": lambda v: "\"['0', '1']\"",
+        "probability": repr,
+        "predicted_label": str,
+    }
     return "".join(",".join(quoted[k](v) for k, v in _values(keys, p).items()) + "\n" for p in proba)
 
 
-def _format_json(keys: List[str], proba: np.ndarray) -> str:
+def _format_json(keys: list[str], proba: np.ndarray) -> str:
     """JSON as Autopilot's containers answer ``Accept: application/json``."""
     return json.dumps({"predictions": [_values(keys, p) for p in proba]})
 
@@ -285,7 +328,7 @@ def _score(estimator: Any, text: str, where: str) -> np.ndarray:
 
 
 # -- the candidate's inference container, emulated (moto_extensions.CONTAINER_EMULATORS) -----
-def candidate_container(container: Dict[str, Any], body: bytes, content_type: str, accept: str) -> dict:
+def candidate_container(container: dict[str, Any], body: bytes, content_type: str, accept: str) -> dict:
     """One real-time request to the best candidate's container: encoded CSV rows in, its keys out."""
     import base64
 
@@ -299,17 +342,21 @@ def candidate_container(container: Dict[str, Any], body: bytes, content_type: st
     except _ClientError as error:
         return {"status": 400, "message": str(error)}
     if "application/json" in (accept or ""):
-        return {"status": 200, "body": base64.b64encode(_format_json(keys, proba).encode()).decode(),
-                "content_type": "application/json"}
+        return {
+            "status": 200,
+            "body": base64.b64encode(_format_json(keys, proba).encode()).decode(),
+            "content_type": "application/json",
+        }
     return {"status": 200, "body": base64.b64encode(_format(keys, proba).encode()).decode(), "content_type": "text/csv"}
 
 
 # -- install --------------------------------------------------------------------------------
-_PATCHES: Dict[str, Callable] = {
-    "create_auto_ml_job_v2": _create_auto_ml_job_v2, "describe_auto_ml_job_v2": _describe_auto_ml_job_v2,
+_PATCHES: dict[str, Callable] = {
+    "create_auto_ml_job_v2": _create_auto_ml_job_v2,
+    "describe_auto_ml_job_v2": _describe_auto_ml_job_v2,
     "list_candidates_for_auto_ml_job": _list_candidates_for_auto_ml_job,
 }
-_ORIGINALS: Dict[str, Optional[Callable]] = {}
+_ORIGINALS: dict[str, Callable | None] = {}
 
 
 def install() -> None:

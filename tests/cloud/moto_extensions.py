@@ -57,16 +57,19 @@ import sys
 import tempfile
 import threading
 from collections import defaultdict
-from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import moto
 
 PINNED_MOTO = "5.2.5"
 if moto.__version__ != PINNED_MOTO:
-    raise RuntimeError(f"tests/cloud/moto_extensions.py is written against moto {PINNED_MOTO}, found {moto.__version__}; "
-                       "re-check the patched handlers before changing the pin")
+    raise RuntimeError(
+        f"tests/cloud/moto_extensions.py is written against moto {PINNED_MOTO}, found {moto.__version__}; "
+        "re-check the patched handlers before changing the pin"
+    )
 
 from moto.applicationautoscaling.models import applicationautoscaling_backends  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
@@ -91,33 +94,33 @@ class _State:
 
     def reset(self) -> None:
         with self.lock:
-            self.records: Dict[Tuple[str, str], List[dict]] = defaultdict(list)
-            self.faults: Dict[str, int] = {}
-            self.faults_served: Dict[str, int] = defaultdict(int)
-            self.endpoint_failures: Dict[str, str] = {}
-            self.pending: Dict[str, list] = {}
+            self.records: dict[tuple[str, str], list[dict]] = defaultdict(list)
+            self.faults: dict[str, int] = {}
+            self.faults_served: dict[str, int] = defaultdict(int)
+            self.endpoint_failures: dict[str, str] = {}
+            self.pending: dict[str, list] = {}
             for serving in getattr(self, "serving", {}).values():
                 serving.stop()
-            self.serving: Dict[tuple, "ServingContainer"] = {}
+            self.serving: dict[tuple, ServingContainer] = {}
             for directory in getattr(self, "models", {}).values():
                 shutil.rmtree(directory, ignore_errors=True)
-            self.models: Dict[str, str] = {}
-            self.invocations: List[dict] = []
-            self.execution_modes: Dict[str, Optional[str]] = {}
-            self.transforms: Dict[str, dict] = {}
+            self.models: dict[str, str] = {}
+            self.invocations: list[dict] = []
+            self.execution_modes: dict[str, str | None] = {}
+            self.transforms: dict[str, dict] = {}
 
 
 STATE = _State()
 
 
 # -- test controls ----------------------------------------------------------------------
-def execution_mode(model_name: str) -> Optional[str]:
+def execution_mode(model_name: str) -> str | None:
     """The InferenceExecutionConfig Mode a model was created with (None: not given)."""
     with STATE.lock:
         return STATE.execution_modes.get(model_name)
 
 
-def invocations() -> List[dict]:
+def invocations() -> list[dict]:
     """Every InvokeEndpoint so far: endpoint, model, containers (in the model), ran (how many ran), status."""
     with STATE.lock:
         return [dict(i) for i in STATE.invocations]
@@ -129,17 +132,19 @@ def inject_throttling(key: str, times: int = 1) -> None:
         STATE.faults[key] = STATE.faults.get(key, 0) + times
 
 
-def faults_served() -> Dict[str, int]:
+def faults_served() -> dict[str, int]:
     with STATE.lock:
         return dict(STATE.faults_served)
 
 
-def faults_pending() -> Dict[str, int]:
+def faults_pending() -> dict[str, int]:
     with STATE.lock:
         return {k: v for k, v in STATE.faults.items() if v}
 
 
-def fail_next_endpoint_change(endpoint_name: str, reason: str = "injected: the primary container did not pass the ping health check") -> None:
+def fail_next_endpoint_change(
+    endpoint_name: str, reason: str = "injected: the primary container did not pass the ping health check"
+) -> None:
     """The next CreateEndpoint/UpdateEndpoint of ``endpoint_name`` ends Failed with ``reason``."""
     with STATE.lock:
         STATE.endpoint_failures[endpoint_name] = reason
@@ -172,7 +177,7 @@ def forget_feature_group(group: str, region: str = "us-west-2") -> None:
         STATE.records.pop((region, group.lower()), None)
 
 
-def offline_table(group: str, region: str = "us-west-2") -> Tuple[str, str]:
+def offline_table(group: str, region: str = "us-west-2") -> tuple[str, str]:
     """(Glue database, table) of the group's offline store, as DescribeFeatureGroup reports them."""
     backend = sagemaker_backends[ACCOUNT][region]
     catalog = _feature_group(backend, region, group).offline_store_config["DataCatalogConfig"]
@@ -194,9 +199,21 @@ def athena_rows(frame) -> dict:
 
     header = {"Data": [{"VarCharValue": str(c)} for c in frame.columns]}
     rows = [header] + [{"Data": [text(v) for v in row]} for row in frame.itertuples(index=False, name=None)]
-    column_info = [{"CatalogName": "hive", "SchemaName": "", "TableName": "", "Name": str(c), "Label": str(c),
-                    "Type": types.get(getattr(frame[c].dtype, "kind", "O"), "varchar"), "Precision": 0, "Scale": 0,
-                    "Nullable": "UNKNOWN", "CaseSensitive": True} for c in frame.columns]
+    column_info = [
+        {
+            "CatalogName": "hive",
+            "SchemaName": "",
+            "TableName": "",
+            "Name": str(c),
+            "Label": str(c),
+            "Type": types.get(getattr(frame[c].dtype, "kind", "O"), "varchar"),
+            "Precision": 0,
+            "Scale": 0,
+            "Nullable": "UNKNOWN",
+            "CaseSensitive": True,
+        }
+        for c in frame.columns
+    ]
     return {"rows": rows, "column_info": column_info}
 
 
@@ -240,7 +257,7 @@ def queue_latest_records(endpoint_url: str, query: Any, region: str = "us-west-2
     return sql
 
 
-def athena_queries(region: str = "us-west-2") -> List[str]:
+def athena_queries(region: str = "us-west-2") -> list[str]:
     """The SQL of every Athena query started so far, in order."""
     from moto.athena.models import athena_backends
 
@@ -253,7 +270,9 @@ def _feature_group(backend: Any, region: str, name: str) -> Any:
     arn = f"arn:aws:sagemaker:{region}:{backend.account_id}:feature-group/{name.lower()}"
     group = backend.feature_groups.get(arn)
     if group is None:
-        raise ResourceNotFound(message=f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name {name}")
+        raise ResourceNotFound(
+            message=f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name {name}"
+        )
     return group
 
 
@@ -300,11 +319,13 @@ def _update_endpoint(self: SageMakerResponse) -> ActionResult:
     name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
     endpoint = backend.endpoints.get(name)
     if endpoint is None:
-        raise ValidationError(message=f"Could not find endpoint \"arn:aws:sagemaker:{self.region}:{backend.account_id}:endpoint/{name}\".")
+        raise ValidationError(
+            message=f'Could not find endpoint "arn:aws:sagemaker:{self.region}:{backend.account_id}:endpoint/{name}".'
+        )
     if endpoint.endpoint_status == "Failed":
-        raise ValidationError(message=f"Cannot update failed endpoint \"{endpoint.arn}\"; delete it and create it again.")
+        raise ValidationError(message=f'Cannot update failed endpoint "{endpoint.arn}"; delete it and create it again.')
     if endpoint.endpoint_status != "InService":
-        raise ValidationError(message=f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+        raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
     config = backend.describe_endpoint_config(config_name)
     old_types = _variant_types(backend, endpoint.endpoint_config_name)
     scaling = applicationautoscaling_backends[backend.account_id][self.region]
@@ -312,9 +333,12 @@ def _update_endpoint(self: SageMakerResponse) -> ActionResult:
         resource = f"endpoint/{name}/variant/{variant['VariantName']}"
         changed = old_types.get(variant["VariantName"]) not in (None, variant.get("InstanceType"))
         if changed and scaling._scalable_target_exists(resource, "sagemaker:variant:DesiredInstanceCount"):
-            raise ValidationError(message=(
-                f"The variant {variant['VariantName']} of endpoint {name} is registered with Application Auto Scaling; "
-                "deregister it before changing its instance type."))
+            raise ValidationError(
+                message=(
+                    f"The variant {variant['VariantName']} of endpoint {name} is registered with Application Auto Scaling; "
+                    "deregister it before changing its instance type."
+                )
+            )
     retained = {v["VariantName"]: v for v in endpoint.production_variants}
     endpoint.endpoint_config_name = config_name
     endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
@@ -323,12 +347,12 @@ def _update_endpoint(self: SageMakerResponse) -> ActionResult:
             for key in ("CurrentInstanceCount", "DesiredInstanceCount", "CurrentWeight", "DesiredWeight"):
                 if key in retained.get(variant["VariantName"], {}):
                     variant[key] = retained[variant["VariantName"]][key]
-    endpoint.last_modified_time = datetime.now(timezone.utc)
+    endpoint.last_modified_time = datetime.now(UTC)
     _schedule(endpoint, "Updating")
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
-def _variant_types(backend: Any, config_name: str) -> Dict[str, str]:
+def _variant_types(backend: Any, config_name: str) -> dict[str, str]:
     config = backend.endpoint_configs.get(config_name)
     return {v["VariantName"]: v.get("InstanceType") for v in (config.production_variants if config else [])}
 
@@ -368,8 +392,10 @@ def _update_model_package(self: SageMakerResponse) -> ActionResult:
     if self._get_param("ApprovalDescription") is not None:
         package.approval_description = self._get_param("ApprovalDescription")
     if self._get_param("CustomerMetadataProperties"):
-        package.customer_metadata_properties = {**(package.customer_metadata_properties or {}),
-                                                **self._get_param("CustomerMetadataProperties")}
+        package.customer_metadata_properties = {
+            **(package.customer_metadata_properties or {}),
+            **self._get_param("CustomerMetadataProperties"),
+        }
     if self._get_param("CustomerMetadataPropertiesToRemove") and package.customer_metadata_properties:
         package.remove_customer_metadata_property(self._get_param("CustomerMetadataPropertiesToRemove"))
     if self._get_param("AdditionalInferenceSpecificationsToAdd"):
@@ -399,14 +425,19 @@ def _delete_model_package_group(self: SageMakerResponse) -> EmptyResult:
     return EmptyResult()
 
 
-_PATCHES: Dict[str, Callable] = {
-    "describe_feature_group": _describe_feature_group, "create_feature_group": _create_feature_group,
-    "create_endpoint": _create_endpoint, "create_model": _create_model,
-    "update_endpoint": _update_endpoint, "describe_endpoint": _describe_endpoint, "delete_endpoint": _delete_endpoint,
-    "update_model_package": _update_model_package, "delete_model_package": _delete_model_package,
+_PATCHES: dict[str, Callable] = {
+    "describe_feature_group": _describe_feature_group,
+    "create_feature_group": _create_feature_group,
+    "create_endpoint": _create_endpoint,
+    "create_model": _create_model,
+    "update_endpoint": _update_endpoint,
+    "describe_endpoint": _describe_endpoint,
+    "delete_endpoint": _delete_endpoint,
+    "update_model_package": _update_model_package,
+    "delete_model_package": _delete_model_package,
     "delete_model_package_group": _delete_model_package_group,
 }
-_ORIGINALS: Dict[str, Callable] = {}
+_ORIGINALS: dict[str, Callable] = {}
 
 
 def _deregister_scalable_target(self: Any, namespace: str, r_id: str, dimension: str) -> None:
@@ -417,7 +448,7 @@ def _deregister_scalable_target(self: Any, namespace: str, r_id: str, dimension:
             del self.policies[key]
 
 
-_ORIGINAL_DEREGISTER: List[Callable] = []
+_ORIGINAL_DEREGISTER: list[Callable] = []
 
 
 def install() -> None:
@@ -446,11 +477,15 @@ def uninstall() -> None:
 
 
 # -- the WSGI layer in front of moto ----------------------------------------------------
-def _json_response(start_response: Callable, status: int, body: Any, headers: Optional[Dict[str, str]] = None):
+def _json_response(start_response: Callable, status: int, body: Any, headers: dict[str, str] | None = None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 424: "Failed Dependency", 503: "Slow Down"}.get(status, "Error")
-    start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                                          *(headers or {}).items()])
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 424: "Failed Dependency", 503: "Slow Down"}.get(
+        status, "Error"
+    )
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(headers or {}).items()],
+    )
     return [data]
 
 
@@ -458,20 +493,20 @@ def _rest_json_error(start_response: Callable, status: int, code: str, message: 
     return _json_response(start_response, status, {"message": message, **extra}, {"x-amzn-ErrorType": code})
 
 
-def _body(environ: Dict[str, Any]) -> bytes:
+def _body(environ: dict[str, Any]) -> bytes:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     data = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(data)
     return data
 
 
-def _scope(environ: Dict[str, Any]) -> Tuple[str, str]:
+def _scope(environ: dict[str, Any]) -> tuple[str, str]:
     auth = environ.get("HTTP_AUTHORIZATION", "")
     match = re.search(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/aws4_request", auth)
     return (match.group(2), match.group(1)) if match else ("", "us-east-1")
 
 
-def _operation(environ: Dict[str, Any], service: str, path: str, method: str) -> str:
+def _operation(environ: dict[str, Any], service: str, path: str, method: str) -> str:
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return target.split(".")[-1]
@@ -490,8 +525,10 @@ def _throttle(start_response: Callable, service: str, path: str):
         start_response("503 Slow Down", [("Content-Type", "application/xml"), ("Content-Length", str(len(data)))])
         return [data]
     if service in QUERY_PROTOCOL:
-        data = (b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
-                b"</Error><RequestId>throttled</RequestId></ErrorResponse>")
+        data = (
+            b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
+            b"</Error><RequestId>throttled</RequestId></ErrorResponse>"
+        )
         start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
         return [data]
     if path.startswith("/FeatureGroup/") or path.endswith("/invocations"):
@@ -505,7 +542,7 @@ class ExtensionsApp:
     def __init__(self, inner: Callable) -> None:
         self.inner = inner
 
-    def __call__(self, environ: Dict[str, Any], start_response: Callable):
+    def __call__(self, environ: dict[str, Any], start_response: Callable):
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path.startswith("/moto-api"):
             if path.startswith("/moto-api/reset") and method == "POST":
@@ -520,7 +557,7 @@ class ExtensionsApp:
                 STATE.faults_served[key] += 1
                 return _throttle(start_response, service, path)
         if service == "sagemaker" and path.startswith("/FeatureGroup/"):
-            return self._feature_store(environ, start_response, region, unquote(path[len("/FeatureGroup/"):]), method)
+            return self._feature_store(environ, start_response, region, unquote(path[len("/FeatureGroup/") :]), method)
         match = re.match(r"^/endpoints/([^/]+)/invocations$", path)
         if service == "sagemaker" and match:
             return self._invoke(environ, start_response, region, unquote(match.group(1)))
@@ -541,8 +578,12 @@ class ExtensionsApp:
             record = {item["FeatureName"]: item["ValueAsString"] for item in body.get("Record", [])}
             unknown = sorted(set(record) - set(kinds))
             if unknown:
-                return _rest_json_error(start_response, 400, "ValidationError",
-                                        f"The feature(s) {', '.join(unknown)} are not defined in feature group {group}")
+                return _rest_json_error(
+                    start_response,
+                    400,
+                    "ValidationError",
+                    f"The feature(s) {', '.join(unknown)} are not defined in feature group {group}",
+                )
             for required in (record_id, event_time):
                 if required not in record:
                     return _rest_json_error(start_response, 400, "ValidationError", f"Record is missing {required}")
@@ -550,32 +591,48 @@ class ExtensionsApp:
                 try:
                     {"Integral": int, "Fractional": float}.get(kinds[name], str)(value)
                 except ValueError:
-                    return _rest_json_error(start_response, 400, "ValidationError",
-                                            f"Value {value!r} of {name} is not {kinds[name]}")
+                    return _rest_json_error(
+                        start_response, 400, "ValidationError", f"Value {value!r} of {name} is not {kinds[name]}"
+                    )
             if kinds[event_time] == "String" and not EVENT_TIME_TEXT.match(record[event_time]):
                 # CreateFeatureGroup's documented EventTime formats; PutRecord refuses any other
-                return _rest_json_error(start_response, 400, "ValidationError",
-                                        f"EventTime {record[event_time]!r} is not yyyy-MM-dd'T'HH:mm:ssZ or "
-                                        "yyyy-MM-dd'T'HH:mm:ss.SSSZ")
-            now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                return _rest_json_error(
+                    start_response,
+                    400,
+                    "ValidationError",
+                    f"EventTime {record[event_time]!r} is not yyyy-MM-dd'T'HH:mm:ssZ or yyyy-MM-dd'T'HH:mm:ss.SSSZ",
+                )
+            now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             with STATE.lock:
-                STATE.records[key].append({**record, "write_time": now, "api_invocation_time": now, "is_deleted": False})
+                STATE.records[key].append(
+                    {**record, "write_time": now, "api_invocation_time": now, "is_deleted": False}
+                )
             return _json_response(start_response, 200, b"")
         params = parse_qs(environ.get("QUERY_STRING", ""))
         wanted = params.get("RecordIdentifierValueAsString", [""])[0]
         with STATE.lock:
             matching = [r for r in STATE.records[key] if r.get(record_id) == wanted]
             if method == "DELETE":
-                now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-                STATE.records[key].append({record_id: wanted, event_time: params.get("EventTime", [now])[0],
-                                           "write_time": now, "api_invocation_time": now, "is_deleted": True})
+                now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                STATE.records[key].append(
+                    {
+                        record_id: wanted,
+                        event_time: params.get("EventTime", [now])[0],
+                        "write_time": now,
+                        "api_invocation_time": now,
+                        "is_deleted": True,
+                    }
+                )
                 return _json_response(start_response, 200, b"")
         latest = max(matching, key=lambda r: (r.get(event_time, ""), r["write_time"]), default=None)
         if latest is None or latest["is_deleted"]:
             return _rest_json_error(start_response, 404, "ResourceNotFound", f"Record {wanted} not found in {group}")
         names = params.get("FeatureName") or list(kinds)
-        return _json_response(start_response, 200, {"Record": [
-            {"FeatureName": n, "ValueAsString": latest[n]} for n in names if n in latest and n in kinds]})
+        return _json_response(
+            start_response,
+            200,
+            {"Record": [{"FeatureName": n, "ValueAsString": latest[n]} for n in names if n in latest and n in kinds]},
+        )
 
     # -- the serving containers, emulated ----------------------------------------------
     def _invoke(self, environ, start_response, region: str, name: str):
@@ -592,42 +649,71 @@ class ExtensionsApp:
         backend = sagemaker_backends[ACCOUNT][region]
         endpoint = backend.endpoints.get(name)
         if endpoint is None:
-            return _rest_json_error(start_response, 400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+            return _rest_json_error(
+                start_response, 400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found."
+            )
         if endpoint.endpoint_status != "InService":
-            return _rest_json_error(start_response, 400, "ValidationError",
-                                    f"Endpoint {name} is {endpoint.endpoint_status}, not InService.")
+            return _rest_json_error(
+                start_response, 400, "ValidationError", f"Endpoint {name} is {endpoint.endpoint_status}, not InService."
+            )
         config = backend.endpoint_configs[endpoint.endpoint_config_name]
         model = backend._models[config.production_variants[0]["ModelName"]]
         containers = model.containers or [model.primary_container]
         with STATE.lock:
             mode = STATE.execution_modes.get(model.model_name) or "Serial"  # SageMaker's default
         if len(containers) > 1 and mode != "Serial":  # Direct: one container per request, named by the caller
-            return _rest_json_error(start_response, 400, "ValidationError",
-                                    f"Model {model.model_name} has {len(containers)} containers in mode {mode}: "
-                                    "invoke needs TargetContainerHostname")
-        result, index = run_chain(containers, _body(environ), environ.get("CONTENT_TYPE", "text/csv"),
-                                  environ.get("HTTP_ACCEPT", ""),
-                                  environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES", ""))
+            return _rest_json_error(
+                start_response,
+                400,
+                "ValidationError",
+                f"Model {model.model_name} has {len(containers)} containers in mode {mode}: "
+                "invoke needs TargetContainerHostname",
+            )
+        result, index = run_chain(
+            containers,
+            _body(environ),
+            environ.get("CONTENT_TYPE", "text/csv"),
+            environ.get("HTTP_ACCEPT", ""),
+            environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES", ""),
+        )
         with STATE.lock:
-            STATE.invocations.append({"endpoint": name, "model": model.model_name, "containers": len(containers),
-                                      "ran": index + 1, "model_data_url": containers[0].get("ModelDataUrl"),
-                                      "status": result["status"]})
+            STATE.invocations.append(
+                {
+                    "endpoint": name,
+                    "model": model.model_name,
+                    "containers": len(containers),
+                    "ran": index + 1,
+                    "model_data_url": containers[0].get("ModelDataUrl"),
+                    "status": result["status"],
+                }
+            )
         if result["status"] != 200:
             kind = "client" if 400 <= result["status"] < 500 else "server"
             source = "primary" if len(containers) == 1 else f"container-{index + 1}"
-            return _rest_json_error(start_response, 424, "ModelError",
-                                    f"Received {kind} error ({result['status']}) from {source} with message "
-                                    f"\"{result['message']}\"",
-                                    OriginalStatusCode=result["status"], OriginalMessage=result["message"],
-                                    LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}")
+            return _rest_json_error(
+                start_response,
+                424,
+                "ModelError",
+                f'Received {kind} error ({result["status"]}) from {source} with message "{result["message"]}"',
+                OriginalStatusCode=result["status"],
+                OriginalMessage=result["message"],
+                LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}",
+            )
         body, content_type = base64.b64decode(result["body"]), result["content_type"]
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                                  ("x-Amzn-Invoked-Production-Variant", config.production_variants[0]["VariantName"])])
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                ("x-Amzn-Invoked-Production-Variant", config.production_variants[0]["VariantName"]),
+            ],
+        )
         return [body]
 
     @staticmethod
-    def _run(container: Dict[str, Any], body: bytes, content_type: str, accept: str,
-             custom_attributes: str = "") -> dict:
+    def _run(
+        container: dict[str, Any], body: bytes, content_type: str, accept: str, custom_attributes: str = ""
+    ) -> dict:
         if _is_ours(container):
             return ExtensionsApp._serving(container).invoke(body, content_type, accept, custom_attributes)
         image = container.get("Image", "")
@@ -635,7 +721,7 @@ class ExtensionsApp:
         return handler(container, body, content_type, accept)
 
     @staticmethod
-    def _serving(container: Dict[str, Any]) -> "ServingContainer":
+    def _serving(container: dict[str, Any]) -> ServingContainer:
         environment = dict(container.get("Environment") or {})
         key = (container.get("Image", ""), container.get("ModelDataUrl", ""), tuple(sorted(environment.items())))
         with STATE.lock:
@@ -650,20 +736,21 @@ class ExtensionsApp:
         with STATE.lock:
             if url in STATE.models:
                 return STATE.models[url]
-            bucket, key = url[len("s3://"):].split("/", 1)
+            bucket, key = url[len("s3://") :].split("/", 1)
             data = s3_backends[ACCOUNT]["aws"].get_object(bucket, key).value
             directory = extract_model_tarball(data, tempfile.mkdtemp(prefix="moto-model-"))
             STATE.models[url] = str(directory)
             return str(directory)
 
 
-def _is_ours(container: Dict[str, Any]) -> bool:
+def _is_ours(container: dict[str, Any]) -> bool:
     """Our image: every container that no stand-in in CONTAINER_EMULATORS claims."""
     return not any(key in container.get("Image", "") for key in CONTAINER_EMULATORS)
 
 
-def run_chain(containers: List[Dict[str, Any]], body: bytes, content_type: str, accept: str,
-              custom_attributes: str = "") -> Tuple[dict, int]:
+def run_chain(
+    containers: list[dict[str, Any]], body: bytes, content_type: str, accept: str, custom_attributes: str = ""
+) -> tuple[dict, int]:
     """One request through a model's containers in series, as SageMaker runs a model; (last result, its index).
 
     The request's Content-Type goes to the first container, each container's response
@@ -675,8 +762,11 @@ def run_chain(containers: List[Dict[str, Any]], body: bytes, content_type: str, 
     index = 0
     for index, container in enumerate(containers):
         # ours answer in their own default (CSV); a stand-in in its SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else JSON
-        default = "" if _is_ours(container) else (container.get("Environment") or {}).get(
-            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+        default = (
+            ""
+            if _is_ours(container)
+            else (container.get("Environment") or {}).get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+        )
         last = index == len(containers) - 1
         wanted = accept if last and accept not in ("", "*/*") else default
         result = ExtensionsApp._run(container, body, content_type, wanted, custom_attributes)
@@ -695,7 +785,7 @@ def run_chain(containers: List[Dict[str, Any]], body: bytes, content_type: str, 
 # Each object's answers are assembled (AssembleWith Line: one per line; None: concatenated)
 # into ``<S3OutputPath>/<object name>.out``. A request larger than MaxPayloadInMB, or a
 # container error, fails the job with a ClientError naming the object, as SageMaker does.
-def transform_requests() -> List[dict]:
+def transform_requests() -> list[dict]:
     """Every CreateTransformJob request so far, in order, with ``Output`` (the last .out URI) once it ran."""
     with STATE.lock:
         return [{**t["request"], "Output": t.get("output")} for t in STATE.transforms.values()]
@@ -705,7 +795,7 @@ class TransformClientError(Exception):
     pass
 
 
-def _transform_requests(data: bytes, transform_input: Dict[str, Any], strategy: str, max_bytes: int) -> List[bytes]:
+def _transform_requests(data: bytes, transform_input: dict[str, Any], strategy: str, max_bytes: int) -> list[bytes]:
     if transform_input.get("SplitType", "None") == "None":
         return [data]
     lines = [line + b"\n" for line in data.split(b"\n") if line.strip()]
@@ -720,7 +810,7 @@ def _transform_requests(data: bytes, transform_input: Dict[str, Any], strategy: 
     return requests_ + ([current] if current else [])
 
 
-def run_transform(backend: Any, job: Any, request: Dict[str, Any]) -> str:
+def run_transform(backend: Any, job: Any, request: dict[str, Any]) -> str:
     """Score every input object with the job's model; returns the last .out URI written."""
     model = backend._models.get(job.model_name)
     if model is None:
@@ -728,14 +818,16 @@ def run_transform(backend: Any, job: Any, request: Dict[str, Any]) -> str:
     containers = model.containers or [model.primary_container]
     transform_input = request["TransformInput"]
     source = transform_input["DataSource"]["S3DataSource"]["S3Uri"]
-    bucket, prefix = source[len("s3://"):].split("/", 1) if "/" in source[len("s3://"):] else (source[5:], "")
+    bucket, prefix = source[len("s3://") :].split("/", 1) if "/" in source[len("s3://") :] else (source[5:], "")
     output = request["TransformOutput"]["S3OutputPath"].rstrip("/")
     accept = request["TransformOutput"].get("Accept", "")
     assemble = request["TransformOutput"].get("AssembleWith", "None")
     max_bytes = int(request.get("MaxPayloadInMB", 6)) * 1024 * 1024
     strategy = request.get("BatchStrategy", "MultiRecord")
     store = s3_backends[ACCOUNT]["aws"].get_bucket(bucket)
-    objects = {name: key.value for name, key in sorted(store.keys.items()) if name.startswith(prefix) and key is not None}
+    objects = {
+        name: key.value for name, key in sorted(store.keys.items()) if name.startswith(prefix) and key is not None
+    }
     if not objects:
         raise TransformClientError(f"no input objects under {source}")
     written = None
@@ -743,19 +835,22 @@ def run_transform(backend: Any, job: Any, request: Dict[str, Any]) -> str:
         answers = []
         for body in _transform_requests(data, transform_input, strategy, max_bytes):
             if len(body) > max_bytes:
-                raise TransformClientError(f"s3://{bucket}/{name}: a request of {len(body)} bytes exceeds "
-                                           f"MaxPayloadInMB {max_bytes // (1024 * 1024)}")
+                raise TransformClientError(
+                    f"s3://{bucket}/{name}: a request of {len(body)} bytes exceeds "
+                    f"MaxPayloadInMB {max_bytes // (1024 * 1024)}"
+                )
             result, index = run_chain(containers, body, transform_input.get("ContentType", ""), accept)
             if result["status"] != 200:
-                raise TransformClientError(f"s3://{bucket}/{name}: container {index + 1} answered "
-                                           f"{result['status']}: {result.get('message')}")
+                raise TransformClientError(
+                    f"s3://{bucket}/{name}: container {index + 1} answered {result['status']}: {result.get('message')}"
+                )
             answers.append(base64.b64decode(result["body"]))
         if assemble == "Line":
             out = b"".join(a if a.endswith(b"\n") else a + b"\n" for a in answers)
         else:
             out = b"".join(answers)
-        written = f"{output}/{name[len(prefix):].lstrip('/')}.out"
-        out_bucket, out_key = written[len("s3://"):].split("/", 1)
+        written = f"{output}/{name[len(prefix) :].lstrip('/')}.out"
+        out_bucket, out_key = written[len("s3://") :].split("/", 1)
         s3_backends[ACCOUNT]["aws"].put_object(out_bucket, out_key, out)
     return written  # type: ignore[return-value]
 
@@ -784,7 +879,7 @@ def _describe_transform_job(self: SageMakerResponse) -> Any:
                     job.transform_job_status = "Completed"
                 except TransformClientError as error:
                     job.transform_job_status, job.failure_reason = "Failed", f"ClientError: {error}"
-                job.transform_end_time = job.last_modified_time = datetime.now(timezone.utc)
+                job.transform_end_time = job.last_modified_time = datetime.now(UTC)
     return _ORIGINALS["describe_transform_job"](self)
 
 
@@ -797,10 +892,13 @@ def _stop_transform_job(self: SageMakerResponse) -> EmptyResult:
     return EmptyResult()
 
 
-_PATCHES.update({"create_transform_job": _create_transform_job, "describe_transform_job": _describe_transform_job,
-                 "stop_transform_job": _stop_transform_job})
-
-
+_PATCHES.update(
+    {
+        "create_transform_job": _create_transform_job,
+        "describe_transform_job": _describe_transform_job,
+        "stop_transform_job": _stop_transform_job,
+    }
+)
 
 
 class ServingContainer:
@@ -812,22 +910,33 @@ class ServingContainer:
     say) answers every request with a 500 carrying its log, as a failed health check would.
     """
 
-    START_SECONDS = 120.0   # generous: two shared cores, a cold import of pandas and scikit-learn
+    START_SECONDS = 120.0  # generous: two shared cores, a cold import of pandas and scikit-learn
 
-    def __init__(self, model_dir: str, environment: Dict[str, str]) -> None:
+    def __init__(self, model_dir: str, environment: dict[str, str]) -> None:
         from churn.net import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(model_dir, f"serve-{self.port}.log")
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "SAGEMAKER_"))},
-               **environment, "CHURN_MODEL_DIR": model_dir, "SAGEMAKER_BIND_TO_PORT": str(self.port),
-               "CHURN_SERVING_HOST": "127.0.0.1", "PYTHONPATH": repo}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "SAGEMAKER_"))},
+            **environment,
+            "CHURN_MODEL_DIR": model_dir,
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "CHURN_SERVING_HOST": "127.0.0.1",
+            "PYTHONPATH": repo,
+        }
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "churn.serving.container", "serve"], cwd=repo,
-                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.ready: Optional[bool] = None
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "churn.serving.container", "serve"],
+                cwd=repo,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.ready: bool | None = None
         self.lock = threading.Lock()
 
     def _log(self) -> str:
@@ -864,8 +973,11 @@ class ServingContainer:
         import requests
 
         if not self._wait_ready():
-            return {"status": 500, "message": f"the container did not pass its /ping health check "
-                                              f"(exit code {self.process.poll()}): {self._log()}"}
+            return {
+                "status": 500,
+                "message": f"the container did not pass its /ping health check "
+                f"(exit code {self.process.poll()}): {self._log()}",
+            }
         headers = {"Content-Type": content_type}
         if accept:
             headers["Accept"] = accept
@@ -877,8 +989,11 @@ class ServingContainer:
             return {"status": 500, "message": f"the container did not answer: {error}"}
         if response.status_code != 200:
             return {"status": response.status_code, "message": response.text.strip()}
-        return {"status": 200, "body": base64.b64encode(response.content).decode(),
-                "content_type": response.headers.get("Content-Type", "")}
+        return {
+            "status": 200,
+            "body": base64.b64encode(response.content).decode(),
+            "content_type": response.headers.get("Content-Type", ""),
+        }
 
     def stop(self) -> None:
         from tests.conftest import stop_process_group
@@ -889,7 +1004,7 @@ class ServingContainer:
 # Stand-ins for images that cannot run here (another model's containers, e.g. Autopilot's):
 # image substring -> handler(container, body, content_type, accept) returning
 # {"status", "body" (base64), "content_type"} or {"status", "message"}. moto_automl adds one.
-CONTAINER_EMULATORS: Dict[str, Callable[[Dict[str, Any], bytes, str, str], dict]] = {}
+CONTAINER_EMULATORS: dict[str, Callable[[dict[str, Any], bytes, str, str], dict]] = {}
 
 
 class QuietRequestHandler(MotoRequestHandler):
@@ -900,7 +1015,9 @@ class QuietRequestHandler(MotoRequestHandler):
 class ExtendedMotoServer(ThreadedMotoServer):
     """moto's ThreadedMotoServer with the extensions above in front of it, and no request log."""
 
-    def __init__(self, port: int, ip_address: str = "127.0.0.1", middleware: Callable[[Callable], Callable] = lambda app: app):
+    def __init__(
+        self, port: int, ip_address: str = "127.0.0.1", middleware: Callable[[Callable], Callable] = lambda app: app
+    ):
         super().__init__(ip_address=ip_address, port=port, verbose=False)
         self._middleware = middleware  # wraps the whole app (strict_aws validates requests there)
 

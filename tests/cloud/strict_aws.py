@@ -31,19 +31,30 @@ import io
 import json
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 from xml.sax.saxutils import escape
 
 import botocore.session
 import regex
 
 # SigV4 signing name -> the botocore services that sign with it (tried in order).
-SERVICES_BY_SIGNING_NAME: Dict[str, Tuple[str, ...]] = {
+SERVICES_BY_SIGNING_NAME: dict[str, tuple[str, ...]] = {
     "sagemaker": ("sagemaker", "sagemaker-featurestore-runtime", "sagemaker-runtime"),
-    "athena": ("athena",), "glue": ("glue",), "application-autoscaling": ("application-autoscaling",),
-    "events": ("events",), "scheduler": ("scheduler",), "sns": ("sns",), "sqs": ("sqs",), "sts": ("sts",),
-    "iam": ("iam",), "s3": ("s3",), "logs": ("logs",), "ecr": ("ecr",), "monitoring": ("cloudwatch",),
+    "athena": ("athena",),
+    "glue": ("glue",),
+    "application-autoscaling": ("application-autoscaling",),
+    "events": ("events",),
+    "scheduler": ("scheduler",),
+    "sns": ("sns",),
+    "sqs": ("sqs",),
+    "sts": ("sts",),
+    "iam": ("iam",),
+    "s3": ("s3",),
+    "logs": ("logs",),
+    "ecr": ("ecr",),
+    "monitoring": ("cloudwatch",),
 }
 _JAVA_SUPPLEMENTARY = r"\uD800\uDC00-\uDBFF\uDFFF"  # Java's UTF-16 spelling of U+10000..U+10FFFF
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -71,20 +82,20 @@ def _short(value: Any, limit: int = 120) -> str:
 
 
 # -- the model checks -------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def service_model(name: str):
     """botocore's own service model (no moto extras)."""
     return botocore.session.get_session().get_service_model(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pattern(text: str):
     return regex.compile(text.replace(_JAVA_SUPPLEMENTARY, r"\U00010000-\U0010FFFF"))
 
 
-def validate(shape: Any, value: Any, path: str = "") -> List[Tuple[str, str, Any]]:
+def validate(shape: Any, value: Any, path: str = "") -> list[tuple[str, str, Any]]:
     """(field path, rule, value) for every constraint of ``shape`` that ``value`` breaks."""
-    found: List[Tuple[str, str, Any]] = []
+    found: list[tuple[str, str, Any]] = []
     _check(shape, value, path, found)
     return found
 
@@ -153,16 +164,24 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def s3_rules(operation: str, params: Dict[str, Any]) -> List[Tuple[str, str, Any]]:
+def s3_rules(operation: str, params: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """S3's documented limits that its model does not carry."""
-    found: List[Tuple[str, str, Any]] = []
+    found: list[tuple[str, str, Any]] = []
     bucket, key = params.get("Bucket"), params.get("Key")
     if operation == "CreateBucket" and bucket is not None:
         if not _S3_BUCKET.match(bucket) or ".." in bucket or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket):
-            found.append(("Bucket", f"bucket naming rules: 3-63 of a-z 0-9 . -, starting and ending with a letter "
-                                    f"or digit ({S3_BUCKET_RULES})", bucket))
+            found.append(
+                (
+                    "Bucket",
+                    f"bucket naming rules: 3-63 of a-z 0-9 . -, starting and ending with a letter "
+                    f"or digit ({S3_BUCKET_RULES})",
+                    bucket,
+                )
+            )
     if isinstance(key, str) and len(key.encode()) > 1024:
-        found.append(("Key", f"object key: at most 1024 bytes of UTF-8, got {len(key.encode())} ({S3_KEY_RULES})", None))
+        found.append(
+            ("Key", f"object key: at most 1024 bytes of UTF-8, got {len(key.encode())} ({S3_KEY_RULES})", None)
+        )
     metadata = params.get("Metadata") or {}
     size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in metadata.items())
     if size > 2048:
@@ -171,12 +190,12 @@ def s3_rules(operation: str, params: Dict[str, Any]) -> List[Tuple[str, str, Any
 
 
 # -- finding and parsing the request ------------------------------------------------------
-def _signing_name(environ: Dict[str, Any]) -> Optional[str]:
+def _signing_name(environ: dict[str, Any]) -> str | None:
     match = re.search(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request", environ.get("HTTP_AUTHORIZATION", ""))
     return match.group(1) if match else None
 
 
-def _read_body(environ: Dict[str, Any]) -> bytes:
+def _read_body(environ: dict[str, Any]) -> bytes:
     length = environ.get("CONTENT_LENGTH")
     stream = environ["wsgi.input"]
     if length:
@@ -189,7 +208,7 @@ def _read_body(environ: Dict[str, Any]) -> bytes:
     return data
 
 
-def identify(environ: Dict[str, Any], body: bytes) -> Tuple[str, Optional[str], Dict[str, Any], str]:
+def identify(environ: dict[str, Any], body: bytes) -> tuple[str, str | None, dict[str, Any], str]:
     """(service, operation, parsed params, protocol) of a request; operation None: not routable."""
     from moto.core.parse import PROTOCOL_PARSERS
     from moto.core.request import Request, determine_request_protocol
@@ -205,8 +224,16 @@ def identify(environ: Dict[str, Any], body: bytes) -> Tuple[str, Optional[str], 
         except Exception:  # not this service (werkzeug NotFound, an unsupported protocol)
             continue
         parser = PROTOCOL_PARSERS[protocol](operation)
-        params = parser.parse({"method": request.method, "values": request.values, "headers": request.headers,
-                               "body": body, "url_path": request.path, "url_params": uri_params})
+        params = parser.parse(
+            {
+                "method": request.method,
+                "values": request.values,
+                "headers": request.headers,
+                "body": body,
+                "url_path": request.path,
+                "url_params": uri_params,
+            }
+        )
         return service, operation.name, _plain(params), protocol
     return signing or "<unsigned>", None, {}, ""
 
@@ -222,7 +249,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_request(service: str, operation: str, params: Dict[str, Any]) -> List[Violation]:
+def check_request(service: str, operation: str, params: dict[str, Any]) -> list[Violation]:
     """Every violation of ``params`` against ``service``'s model for ``operation``."""
     shape = service_model(service).operation_model(operation).input_shape
     found = validate(shape, params) if shape is not None else []
@@ -233,11 +260,11 @@ def check_request(service: str, operation: str, params: Dict[str, Any]) -> List[
 
 # -- recording and the WSGI layer ------------------------------------------------------------
 _LOCK = threading.Lock()
-_VIOLATIONS: List[Violation] = []
-_SEEN: Dict[Tuple[str, str], int] = {}
+_VIOLATIONS: list[Violation] = []
+_SEEN: dict[tuple[str, str], int] = {}
 
 
-def take_violations() -> List[Violation]:
+def take_violations() -> list[Violation]:
     """The violations recorded since the last call (and forget them)."""
     with _LOCK:
         taken = list(_VIOLATIONS)
@@ -245,7 +272,7 @@ def take_violations() -> List[Violation]:
         return taken
 
 
-def operations_seen() -> Dict[Tuple[str, str], int]:
+def operations_seen() -> dict[tuple[str, str], int]:
     """(service, operation) -> how many requests were checked, over the session."""
     with _LOCK:
         return dict(_SEEN)
@@ -257,14 +284,14 @@ def _record(violations: Iterable[Violation], service: str, operation: str) -> No
         _VIOLATIONS.extend(violations)
 
 
-def aws_message(violations: List[Violation]) -> str:
+def aws_message(violations: list[Violation]) -> str:
     """AWS's wording: "N validation error(s) detected: Value 'v' at 'path' failed to satisfy constraint: ..."."""
     parts = [f"Value {_short(v.value)} at '{v.path}' failed to satisfy constraint: {v.rule}" for v in violations]
     noun = "error" if len(parts) == 1 else "errors"
     return f"{len(parts)} validation {noun} detected: " + "; ".join(parts)
 
 
-def _refuse(start_response: Callable, service: str, protocol: str, violations: List[Violation]):
+def _refuse(start_response: Callable, service: str, protocol: str, violations: list[Violation]):
     message = aws_message(violations)
     if protocol == "json":
         body = json.dumps({"__type": "ValidationException", "message": message}).encode()
@@ -273,13 +300,18 @@ def _refuse(start_response: Callable, service: str, protocol: str, violations: L
         body = json.dumps({"message": message}).encode()
         headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ValidationException")]
     elif service == "s3":
-        code = "InvalidBucketName" if violations[0].path == "Bucket" else (
-            "KeyTooLongError" if violations[0].path == "Key" else "InvalidArgument")
+        code = (
+            "InvalidBucketName"
+            if violations[0].path == "Bucket"
+            else ("KeyTooLongError" if violations[0].path == "Key" else "InvalidArgument")
+        )
         body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{escape(message)}</Message></Error>".encode()
         headers = [("Content-Type", "application/xml")]
     else:  # query
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>{escape(message)}"
-                f"</Message></Error><RequestId>strict-emulator</RequestId></ErrorResponse>").encode()
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>{escape(message)}"
+            f"</Message></Error><RequestId>strict-emulator</RequestId></ErrorResponse>"
+        ).encode()
         headers = [("Content-Type", "text/xml")]
     start_response("400 Bad Request", [*headers, ("Content-Length", str(len(body)))])
     return [body]
@@ -291,21 +323,30 @@ class StrictApp:
     def __init__(self, inner: Callable) -> None:
         self.inner = inner
 
-    def __call__(self, environ: Dict[str, Any], start_response: Callable):
+    def __call__(self, environ: dict[str, Any], start_response: Callable):
         if environ.get("PATH_INFO", "").startswith("/moto-api") or "HTTP_AUTHORIZATION" not in environ:
             return self.inner(environ, start_response)  # the emulator's own control API, unsigned test fetches
         body = _read_body(environ)
         try:
             service, operation, params, protocol = identify(environ, body)
         except Exception as error:  # moto's parser refused the request: say so, let moto answer it
-            violation = Violation(_signing_name(environ) or "<unsigned>", environ.get("PATH_INFO", ""), "",
-                                  f"the strict emulator could not parse the request: {error!r}")
+            violation = Violation(
+                _signing_name(environ) or "<unsigned>",
+                environ.get("PATH_INFO", ""),
+                "",
+                f"the strict emulator could not parse the request: {error!r}",
+            )
             _record([violation], violation.service, "<unparsed>")
             return self.inner(environ, start_response)
         if operation is None:
-            violations = [Violation(service, environ.get("REQUEST_METHOD", "") + " " + environ.get("PATH_INFO", ""), "",
-                                    "the strict emulator does not know this service/operation (add it to "
-                                    "SERVICES_BY_SIGNING_NAME)")]
+            violations = [
+                Violation(
+                    service,
+                    environ.get("REQUEST_METHOD", "") + " " + environ.get("PATH_INFO", ""),
+                    "",
+                    "the strict emulator does not know this service/operation (add it to SERVICES_BY_SIGNING_NAME)",
+                )
+            ]
             _record(violations, service, "<unknown>")
             return self.inner(environ, start_response)
         try:

@@ -7,24 +7,30 @@ import logging
 from stacks.contracts import FailureAlertParams
 from tests.cloud.conftest import boto
 
-ACCESS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"                 # AWS's documented example credentials
+ACCESS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"  # AWS's documented example credentials
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
 
 
 def _message(params: FailureAlertParams) -> str:
     """What steps/alert.py sends."""
-    return (f"{params.subject}\nPipeline: {params.pipeline}\nStep: {params.step}\nRun: {params.run_name} ({params.run_id})\n"
-            f"Error: {params.error}\nLogs: {params.logs}")
+    return (
+        f"{params.subject}\nPipeline: {params.pipeline}\nStep: {params.step}\nRun: {params.run_name} ({params.run_id})\n"
+        f"Error: {params.error}\nLogs: {params.logs}"
+    )
 
 
 def test_failure_alert_arrives_with_subject_body_and_no_credentials(aws, sns_inbox, sagemaker_stack, monkeypatch):
     _, read = sns_inbox
     alerter = sagemaker_stack.alerter
     params = FailureAlertParams(
-        pipeline="churn_rf_training", step="deploy", run_id="0f7c", run_name="churn_rf_training-2026_01_01",
+        pipeline="churn_rf_training",
+        step="deploy",
+        run_id="0f7c",
+        run_name="churn_rf_training-2026_01_01",
         error=f"DeploymentError: update failed (client had key {ACCESS_KEY} and secret {SECRET_KEY})",
-        logs="zenml pipeline runs logs 0f7c")
-    monkeypatch.setenv("TRAINING_JOB_NAME", "churn-rf-training-deploy-abc123")   # as inside a SageMaker job
+        logs="zenml pipeline runs logs 0f7c",
+    )
+    monkeypatch.setenv("TRAINING_JOB_NAME", "churn-rf-training-deploy-abc123")  # as inside a SageMaker job
     assert alerter.post(_message(params), params)
 
     [received] = read()
@@ -32,7 +38,10 @@ def test_failure_alert_arrives_with_subject_body_and_no_credentials(aws, sns_inb
     body = received["Message"]
     assert "Pipeline: churn_rf_training\nStep: deploy\n" in body and "DeploymentError: update failed" in body
     assert "Logs: zenml pipeline runs logs 0f7c" in body
-    assert "CloudWatch logs: CloudWatch log group /aws/sagemaker/TrainingJobs, streams churn-rf-training-deploy-abc123/*" in body
+    assert (
+        "CloudWatch logs: CloudWatch log group /aws/sagemaker/TrainingJobs, streams churn-rf-training-deploy-abc123/*"
+        in body
+    )
     assert ACCESS_KEY not in str(received) and SECRET_KEY not in str(received) and "[REDACTED" in body
 
     long = FailureAlertParams(pipeline="p" * 90, step="step_with_a_long_name", error="x")

@@ -22,7 +22,8 @@ from churn.aws.autopilot_job import ENV_GRACE, AutopilotConfig, AutopilotEngine
 from churn.aws.autopilot_transform import INFERENCE_KEYS, AutopilotError, inference_containers, positive_probabilities
 from churn.config import load_config
 from churn.feature_query import FeatureQuery
-from tests.cloud import moto_automl, moto_extensions as emulator
+from tests.cloud import moto_automl
+from tests.cloud import moto_extensions as emulator
 from tests.cloud.conftest import BUCKET, PREFIX, REGION, ROLE_ARN, boto
 
 pytestmark = pytest.mark.pipeline
@@ -69,12 +70,12 @@ def _out(run, step, name):
 
 
 def _read(uri: str) -> bytes:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return boto("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def _keys(prefix_uri: str) -> list:
-    bucket, _, prefix = prefix_uri[len("s3://"):].partition("/")
+    bucket, _, prefix = prefix_uri[len("s3://") :].partition("/")
     pages = boto("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sorted(f"s3://{bucket}/{item['Key']}" for page in pages for item in page.get("Contents", []))
 
@@ -98,8 +99,10 @@ def _run(endpoint_url: str, **overrides):
 
 # -- the pipeline on Autopilot ----------------------------------------------------------
 
+
 def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_registers_and_deploys(
-        autopilot, sns_inbox, autopilot_stack, tmp_path):
+    autopilot, sns_inbox, autopilot_stack, tmp_path
+):
     from churn.evaluation import classification_metrics
 
     _, read_inbox = sns_inbox
@@ -111,9 +114,14 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     # the job request carries the configured settings
     [request] = moto_automl.job_requests()
     job = request["AutoMLJobName"]
-    assert request["AutoMLProblemTypeConfig"] == {"TabularJobConfig": {
-        "Mode": "ENSEMBLING", "ProblemType": "BinaryClassification", "TargetAttributeName": "churn",
-        "CompletionCriteria": {"MaxAutoMLJobRuntimeInSeconds": 900}}}
+    assert request["AutoMLProblemTypeConfig"] == {
+        "TabularJobConfig": {
+            "Mode": "ENSEMBLING",
+            "ProblemType": "BinaryClassification",
+            "TargetAttributeName": "churn",
+            "CompletionCriteria": {"MaxAutoMLJobRuntimeInSeconds": 900},
+        }
+    }
     assert request["AutoMLJobObjective"] == {"MetricName": config["objective_metric_name"]} == {"MetricName": "AUC"}
     assert request["RoleArn"] == ROLE_ARN
     root = f"s3://{BUCKET}/{PREFIX}/automl/{job}/"
@@ -130,9 +138,13 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     bundle = _out(run, "train_automl", "model_bundle")
     train_csv = pd.read_csv(io.BytesIO(_read(root + "data/train/train.csv")))
     assert list(train_csv.columns) == [*bundle.feature_order, "churn"] and len(train_csv) == len(train_set)
-    np.testing.assert_array_equal(train_csv[bundle.feature_order].to_numpy(), bundle.preprocessor.transform(train_set)[0])
+    np.testing.assert_array_equal(
+        train_csv[bundle.feature_order].to_numpy(), bundle.preprocessor.transform(train_set)[0]
+    )
     metadata = json.loads(_read(root + "meta/metadata.json"))
-    assert metadata["feature_names"] == bundle.feature_order and metadata["label_encoders"] == bundle.preprocessor.classes
+    assert (
+        metadata["feature_names"] == bundle.feature_order and metadata["label_encoders"] == bundle.preprocessor.classes
+    )
 
     # the best candidate became a SageMaker model with a unique timestamp name, and model_info.json
     handle = bundle.estimator
@@ -157,8 +169,12 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     matrix, _ = bundle.preprocessor.transform(test_set)
     np.testing.assert_array_equal(np.loadtxt(io.BytesIO(_read(source + "rows.csv")), delimiter=",", ndmin=2), matrix)
     predictions = _read(transform["Output"]).decode().splitlines()  # saved next to the transform input
-    assert transform["Output"].startswith(transform["TransformOutput"]["S3OutputPath"]) and len(predictions) == len(test_set)
-    expected = classification_metrics(test_set["churn"].to_numpy(), moto_automl.candidate_model(job).predict_proba(matrix)[:, 1])
+    assert transform["Output"].startswith(transform["TransformOutput"]["S3OutputPath"]) and len(predictions) == len(
+        test_set
+    )
+    expected = classification_metrics(
+        test_set["churn"].to_numpy(), moto_automl.candidate_model(job).predict_proba(matrix)[:, 1]
+    )
     report = _out(run, "evaluate", "evaluation_report")
     for metric in ("accuracy", "precision", "recall", "f1_score", "roc_auc"):
         assert report[metric] == pytest.approx(expected[metric], abs=1e-12), metric
@@ -172,7 +188,10 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     assert float(version.metadata.model_dump()["metric_accuracy"]) == pytest.approx(report["accuracy"], abs=1e-6)
     assert deployment.deployed and deployment.endpoint_name == ENDPOINT
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
+    assert (
+        described["EndpointStatus"] == "InService"
+        and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
+    )
 
     # the package and the endpoint's model are one serial pipeline: our container encoding the
     # request, the best candidate's container, our container answering (same archive, two roles)
@@ -194,11 +213,15 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     response = deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode())
     assert response.status_code == 200 and response.headers["Content-Type"] == "text/csv"
     assert response.text.splitlines() == [str(int(p > 0.5)) for p in candidate]
-    bare = boto("sagemaker-runtime").invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv",  # no Accept: CSV
-                                                      Body=rows.to_csv(index=False).encode())
+    bare = boto("sagemaker-runtime").invoke_endpoint(
+        EndpointName=ENDPOINT,
+        ContentType="text/csv",  # no Accept: CSV
+        Body=rows.to_csv(index=False).encode(),
+    )
     assert bare["ContentType"] == "text/csv" and bare["Body"].read().decode() == response.text
-    answer = json.loads(deployer.invoke(ENDPOINT, rows.to_json(orient="records").encode(), "application/json",
-                                        probabilities=True).text)
+    answer = json.loads(
+        deployer.invoke(ENDPOINT, rows.to_json(orient="records").encode(), "application/json", probabilities=True).text
+    )
     assert answer["predictions"] == [int(p > 0.5) for p in candidate]
     np.testing.assert_allclose(answer["probabilities"], candidate, rtol=0, atol=1e-9)
     missing = deployer.invoke(ENDPOINT, rows.drop(columns=["tenure_months"]).to_csv(index=False).encode())
@@ -214,8 +237,11 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     # batch inference with the registered version: its bundle from S3, scored by ONE transform job
     from churn.batch import fetch_bundle, score_in_chunks
 
-    registered = fetch_bundle(version.model_source_uri, tmp_path / "registered",
-                              expected_sha256=version.metadata.model_dump()["bundle_sha256"])
+    registered = fetch_bundle(
+        version.model_source_uri,
+        tmp_path / "registered",
+        expected_sha256=version.metadata.model_dump()["bundle_sha256"],
+    )
     before = len(moto_automl.transform_requests())
     scored = pd.concat(score_in_chunks(registered, test_set, 25, GROUP, "1", "batch-run"))
     assert len(moto_automl.transform_requests()) == before + 1
@@ -233,7 +259,10 @@ def test_a_failed_autopilot_job_fails_the_step_with_its_reason_and_one_alert(aut
     [request] = moto_automl.job_requests()
     job = request["AutoMLJobName"]
     assert request["AutoMLProblemTypeConfig"]["TabularJobConfig"]["CompletionCriteria"] == {
-        "MaxAutoMLJobRuntimeInSeconds": 900, "MaxRuntimePerTrainingJobInSeconds": 120, "MaxCandidates": 5}
+        "MaxAutoMLJobRuntimeInSeconds": 900,
+        "MaxRuntimePerTrainingJobInSeconds": 120,
+        "MaxCandidates": 5,
+    }
     [alert] = read_inbox()
     assert alert["Subject"] == "[Pipeline Failed] churn_automl_training.train_automl"
     assert f"Autopilot job '{job}' Failed: {reason}" in alert["Message"] and "Step: train_automl" in alert["Message"]
@@ -243,7 +272,8 @@ def test_a_failed_autopilot_job_fails_the_step_with_its_reason_and_one_alert(aut
 
 
 def test_an_autopilot_job_past_its_time_is_stopped_and_fails_the_step_with_one_alert(
-        autopilot, sns_inbox, autopilot_stack, monkeypatch):
+    autopilot, sns_inbox, autopilot_stack, monkeypatch
+):
     _, read_inbox = sns_inbox
     _ingest(autopilot_stack)
     monkeypatch.setenv(ENV_GRACE, "0")  # the wait is autopilot_max_runtime_sec + grace; the emulated job never finishes
@@ -254,10 +284,13 @@ def test_an_autopilot_job_past_its_time_is_stopped_and_fails_the_step_with_one_a
     assert moto_automl.job_status(job) == "Stopped"
     [alert] = read_inbox()
     assert alert["Subject"] == "[Pipeline Failed] churn_automl_training.train_automl"
-    assert f"Autopilot job '{job}' did not finish within 2s" in alert["Message"] and "it was stopped" in alert["Message"]
+    assert (
+        f"Autopilot job '{job}' did not finish within 2s" in alert["Message"] and "it was stopped" in alert["Message"]
+    )
 
 
 # -- the engine on its own ------------------------------------------------------------------
+
 
 def test_each_completed_job_gives_its_own_model_and_the_handle_scores_by_batch_transform(autopilot):
     from churn.automl import AutoMLSettings
@@ -267,8 +300,17 @@ def test_each_completed_job_gives_its_own_model_and_the_handle_scores_by_batch_t
     frame = generate_customers(300, seed=7)
     preprocessor = Preprocessor.fit(frame, "churn")
     lines: list = []
-    engine = AutopilotEngine(AutopilotConfig(region=REGION, role_arn=ROLE_ARN, bucket=BUCKET, prefix=PREFIX,
-                                             poll_initial_seconds=0.01, poll_max_seconds=0.05), progress=lines.append)
+    engine = AutopilotEngine(
+        AutopilotConfig(
+            region=REGION,
+            role_arn=ROLE_ARN,
+            bucket=BUCKET,
+            prefix=PREFIX,
+            poll_initial_seconds=0.01,
+            poll_max_seconds=0.05,
+        ),
+        progress=lines.append,
+    )
     settings = AutoMLSettings(objective="F1", max_runtime_sec=600, mode="ENSEMBLING")
     bundles = []
     for _ in range(2):
@@ -279,7 +321,9 @@ def test_each_completed_job_gives_its_own_model_and_the_handle_scores_by_batch_t
     listed = {m["ModelName"] for m in boto("sagemaker").list_models()["Models"]}
     assert set(names) <= listed
     for bundle in bundles:
-        assert json.loads(_read(bundle.info["autopilot"]["model_info_uri"]))["model_name"] == bundle.estimator.model_name
+        assert (
+            json.loads(_read(bundle.info["autopilot"]["model_info_uri"]))["model_name"] == bundle.estimator.model_name
+        )
     assert any("InProgress / AnalyzingData" in line for line in lines) and any("Completed" in line for line in lines)
 
     # the handle pickles (it travels in the bundle) and scores through a batch transform
@@ -288,7 +332,9 @@ def test_each_completed_job_gives_its_own_model_and_the_handle_scores_by_batch_t
     matrix, _ = preprocessor.transform(rows)
     proba = handle.predict_proba(matrix, progress=lines.append)
     job = bundles[1].info["automl"]["job_name"]
-    np.testing.assert_allclose(proba[:, 1], moto_automl.candidate_model(job).predict_proba(matrix)[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        proba[:, 1], moto_automl.candidate_model(job).predict_proba(matrix)[:, 1], rtol=0, atol=1e-12
+    )
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert handle.last_transform["predictions_uri"].endswith("rows.csv.out") and handle.last_transform["rows"] == 25
     with pytest.raises(AutopilotError, match="takes rows of 12 encoded features"):
@@ -297,8 +343,9 @@ def test_each_completed_job_gives_its_own_model_and_the_handle_scores_by_batch_t
 
 # -- plain logic ----------------------------------------------------------------------------
 
+
 def test_transform_output_is_read_as_the_probability_of_class_one():
-    quoted = '1,"[0.2, 0.8]","[\'0\', \'1\']"\n0,"[0.9, 0.1]","[\'0\', \'1\']"\n'
+    quoted = "1,\"[0.2, 0.8]\",\"['0', '1']\"\n0,\"[0.9, 0.1]\",\"['0', '1']\"\n"
     plain = "0,[0.3, 0.7],['1', '0']\n"  # labels in another order, fields unquoted
     assert positive_probabilities(quoted).tolist() == [0.8, 0.1]
     assert positive_probabilities(plain).tolist() == [0.3]
@@ -308,8 +355,11 @@ def test_transform_output_is_read_as_the_probability_of_class_one():
 
 def test_inference_containers_are_asked_for_probabilities_as_the_sdk_does():
     supported = {"SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label,probability,probabilities,labels"}
-    hpo = [{"Image": "fe", "Environment": {}}, {"Image": "algo", "Environment": dict(supported)},
-           {"Image": "inverse", "Environment": dict(supported)}]
+    hpo = [
+        {"Image": "fe", "Environment": {}},
+        {"Image": "algo", "Environment": dict(supported)},
+        {"Image": "inverse", "Environment": dict(supported)},
+    ]
     out = inference_containers(hpo)
     assert "SAGEMAKER_INFERENCE_OUTPUT" not in out[0]["Environment"]
     assert out[1]["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == "predicted_label,probabilities,labels"
@@ -334,13 +384,16 @@ def test_a_bundle_needing_a_library_the_image_lacks_is_not_packaged(tmp_path):
     preprocessor = Preprocessor.fit(frame, "churn")
     estimator = LogisticRegression(max_iter=500).fit(preprocessor.transform(frame)[0], frame["churn"])
     locked = locked_versions()
-    fits = {"xgboost-cpu": locked["xgboost-cpu"], "lightgbm": locked["lightgbm"]}   # what the image holds
+    fits = {"xgboost-cpu": locked["xgboost-cpu"], "lightgbm": locked["lightgbm"]}  # what the image holds
     ModelBundle(estimator, preprocessor, {"serving_requirements": fits}).save(tmp_path / "ok")
     built = build_model_tarball(tmp_path / "ok", tmp_path / "ok.tar.gz")
     with tarfile.open(built["path"]) as tar:
-        assert sorted(tar.getnames()) == ["bundle.json", "estimator.joblib"]   # the libraries are the image's
+        assert sorted(tar.getnames()) == ["bundle.json", "estimator.joblib"]  # the libraries are the image's
     needs = {"lightgbm": "0.1.0", "catboost": "1.2"}
     ModelBundle(estimator, preprocessor, {"serving_requirements": needs}).save(tmp_path / "bad")
-    with pytest.raises(BundleError, match=r"catboost==1.2 \(not in requirements.lock\), lightgbm==0.1.0 "
-                                          r"\(requirements.lock has " + locked["lightgbm"]):
+    with pytest.raises(
+        BundleError,
+        match=r"catboost==1.2 \(not in requirements.lock\), lightgbm==0.1.0 "
+        r"\(requirements.lock has " + locked["lightgbm"],
+    ):
         build_model_tarball(tmp_path / "bad", tmp_path / "bad.tar.gz")

@@ -23,8 +23,9 @@ def _keys(prefix: str) -> list:
     return [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
 
 
-def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(aws, bucket, active_stack, trained_bundle,
-                                                                      tmp_path, demo_frame):
+def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(
+    aws, bucket, active_stack, trained_bundle, tmp_path, demo_frame
+):
     from click.testing import CliRunner
     from zenml.client import Client
 
@@ -37,8 +38,10 @@ def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(aws, bucke
     query = FeatureQuery(GROUP, 101, 300)
     emulator.queue_latest_records(aws, query, REGION)
     config = tmp_path / "batch.yaml"
-    config.write_text("customer_id_start: 101\ncustomer_id_end: 300\nchunk_rows: 70\ninstance_count: 3\n"
-                      f"model_package_group: {MODEL}\noutput_format: parquet\n")
+    config.write_text(
+        "customer_id_start: 101\ncustomer_id_end: 300\nchunk_rows: 70\ninstance_count: 3\n"
+        f"model_package_group: {MODEL}\noutput_format: parquet\n"
+    )
     output = f"s3://{BUCKET}/{PREFIX}/predictions"
 
     result = CliRunner().invoke(cli_module.cli, ["batch", "--config", str(config), "--output", output])
@@ -47,11 +50,14 @@ def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(aws, bucke
     # one transform job: the registered package's serving container, 3 instances, 3 whole-CSV requests
     [job] = emulator.transform_requests()
     assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 3}
-    assert job["TransformInput"]["SplitType"] == "None" and job["TransformOutput"]["Accept"] == "application/json; probabilities=true"
+    assert (
+        job["TransformInput"]["SplitType"] == "None"
+        and job["TransformOutput"]["Accept"] == "application/json; probabilities=true"
+    )
     package = active_stack.model_registry.registry.get_package(MODEL, "1")
     served = package["InferenceSpecification"]["Containers"][0]
     assert job["ModelName"].startswith(f"{MODEL}-batch-") and job["ModelName"] == job["TransformJobName"]
-    assert emulator.invocations() == []                               # no endpoint was involved
+    assert emulator.invocations() == []  # no endpoint was involved
     models = boto("sagemaker").list_models()["Models"]
     assert [m for m in models if m["ModelName"] == job["ModelName"]] == []  # the job's model was removed afterwards
 
@@ -59,8 +65,11 @@ def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(aws, bucke
     summary = run.steps["batch_predict"].outputs["batch_summary"][0].load()
     assert summary["scored_by"] == f"SageMaker Batch Transform {job['TransformJobName']}" and summary["rows"] == 200
     assert summary["location"] == f"{output}/{run.name}.parquet" and summary["location"] in result.output
-    written = pd.read_parquet(pd.io.common.BytesIO(
-        boto("s3").get_object(Bucket=BUCKET, Key=summary["location"].split("/", 3)[3])["Body"].read()))
+    written = pd.read_parquet(
+        pd.io.common.BytesIO(
+            boto("s3").get_object(Bucket=BUCKET, Key=summary["location"].split("/", 3)[3])["Body"].read()
+        )
+    )
     # the same columns and answers as scoring in process, in customer order
     raw = run.steps["source_features"].outputs["raw_features"][0].load()
     expected = pd.concat(score_in_chunks(bundle, raw, 1000, MODEL, "1", str(run.id)), ignore_index=True)
@@ -79,16 +88,23 @@ def test_a_failed_transform_stops_the_batch_and_writes_nothing(aws, bucket, sage
 
     bundle, split = trained_bundle
     sha256 = bundle.save(tmp_path / "bundle")
-    version = {"model_name": MODEL, "version": "4", "model_source_uri": str(tmp_path / "bundle"), "bundle_sha256": sha256}
+    version = {
+        "model_name": MODEL,
+        "version": "4",
+        "model_source_uri": str(tmp_path / "bundle"),
+        "bundle_sha256": sha256,
+    }
     features = split.test.assign(customer_id=[f"CUST_{i + 1:06d}" for i in range(len(split.test))])
     location = f"s3://{BUCKET}/{PREFIX}/predictions/failed.parquet"
     with pytest.raises(DeploymentError, match=r"batch transform '.*-batch-.*' Failed: ClientError: .*answered 400"):
-        sagemaker_stack.model_deployer.batch_predict(features.drop(columns=["age"]), bundle, version, location,
-                                                     "parquet", 50, "run-x")
+        sagemaker_stack.model_deployer.batch_predict(
+            features.drop(columns=["age"]), bundle, version, location, "parquet", 50, "run-x"
+        )
     assert _keys(f"{PREFIX}/predictions/") == [] and _keys(f"{PREFIX}/batch/") == []
     with pytest.raises(DeploymentError, match="not a Batch Transform instance type"):
-        sagemaker_stack.model_deployer.batch_predict(features, bundle, version, location, "parquet", 50, "run-x",
-                                                     instance_type="ml.t3.medium")
+        sagemaker_stack.model_deployer.batch_predict(
+            features, bundle, version, location, "parquet", 50, "run-x", instance_type="ml.t3.medium"
+        )
 
 
 def test_s3_output_appears_only_when_complete(aws, bucket, trained_bundle):
@@ -107,8 +123,9 @@ def test_s3_output_appears_only_when_complete(aws, bucket, trained_bundle):
     assert _keys(key) == [] and boto("s3").list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
     # streamed in parts (small parts here: 5 MiB is S3's minimum) and equal to the unstreamed output
-    counts = write_chunks(score_in_chunks(bundle, frame, 97, "m", "1", "r"), f"s3://{BUCKET}/{key}", "parquet",
-                          region=REGION)
+    counts = write_chunks(
+        score_in_chunks(bundle, frame, 97, "m", "1", "r"), f"s3://{BUCKET}/{key}", "parquet", region=REGION
+    )
     whole = pd.concat(score_in_chunks(bundle, frame, len(frame), "m", "1", "r"), ignore_index=True)
     body = boto("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
     pd.testing.assert_frame_equal(pd.read_parquet(pd.io.common.BytesIO(body)), whole)
@@ -117,7 +134,7 @@ def test_s3_output_appears_only_when_complete(aws, bucket, trained_bundle):
     with AtomicS3Writer(f"s3://{BUCKET}/{PREFIX}/big.bin", REGION, part_bytes=1) as handle:  # 5 MiB parts
         for _ in range(12):
             handle.write(b"x" * (1024 * 1024))
-        assert _keys(f"{PREFIX}/big.bin") == []                        # nothing visible before the end
+        assert _keys(f"{PREFIX}/big.bin") == []  # nothing visible before the end
         assert len(boto("s3").list_multipart_uploads(Bucket=BUCKET)["Uploads"]) == 1
     assert boto("s3").head_object(Bucket=BUCKET, Key=f"{PREFIX}/big.bin")["ContentLength"] == 12 * 1024 * 1024
 

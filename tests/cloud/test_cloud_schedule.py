@@ -16,7 +16,13 @@ from types import SimpleNamespace
 
 from tests.cloud.conftest import ACCOUNT, REGION, ROLE_ARN, boto
 from tests.cloud.test_orchestrator_submission import (  # noqa: F401 - fixtures
-    SCHEDULER_ROLE_ARN, assert_operator_policy_allows, driver, remote_stack_config, remote_zenml, setup_remote_stack)
+    SCHEDULER_ROLE_ARN,
+    assert_operator_policy_allows,
+    driver,
+    remote_stack_config,
+    remote_zenml,
+    setup_remote_stack,
+)
 
 SCHEDULE = "churn-weekly"
 GENERATED = re.compile(r"^churn-rf-training-[0-9a-f]{32}$")
@@ -29,12 +35,18 @@ def test_cloud_schedule_create_list_delete(aws, bucket, driver, tmp_path):
 
     created = driver.cli(["--variant", "rf", "--schedule", "0 3 * * 1", "--schedule-name", SCHEDULE])
     assert created["exit_code"] == 0, created["output"]
-    assert f"schedule '{SCHEDULE}' created on the sagemaker orchestrator (AWS cron: 0 3 ? * 2 *, times in UTC;" in created["output"]
+    assert (
+        f"schedule '{SCHEDULE}' created on the sagemaker orchestrator (AWS cron: 0 3 ? * 2 *, times in UTC;"
+        in created["output"]
+    )
 
     # EventBridge Scheduler: the converted cron, starting the SageMaker pipeline ZenML created, as the scheduler role
     scheduler, sagemaker = boto("scheduler"), boto("sagemaker")
     [listed] = scheduler.list_schedules()["Schedules"]
-    assert GENERATED.match(listed["Name"]) and f"EventBridge schedule default/{listed['Name']} in {REGION}" in created["output"]
+    assert (
+        GENERATED.match(listed["Name"])
+        and f"EventBridge schedule default/{listed['Name']} in {REGION}" in created["output"]
+    )
     schedule = scheduler.get_schedule(Name=listed["Name"], GroupName="default")
     assert schedule["ScheduleExpression"] == "cron(0 3 ? * 2 *)" and schedule["State"] == "ENABLED"
     assert schedule["Target"]["RoleArn"] == SCHEDULER_ROLE_ARN
@@ -66,12 +78,16 @@ result = {{"cron": s.cron_expression, "active": s.active, "trigger_url": s.run_m
         assert "Traceback" not in refused["output"]
     again = driver.cli(["--variant", "rf", "--schedule", "0 4 * * *", "--schedule-name", SCHEDULE])
     assert again["exit_code"] == 1 and f"a schedule named '{SCHEDULE}' already exists" in again["output"]
-    assert len(scheduler.list_schedules()["Schedules"]) == 1 and len(sagemaker.list_pipelines()["PipelineSummaries"]) == 1
+    assert (
+        len(scheduler.list_schedules()["Schedules"]) == 1 and len(sagemaker.list_pipelines()["PipelineSummaries"]) == 1
+    )
 
     deleted = driver.cli(["schedule", "delete", SCHEDULE])
     assert deleted["exit_code"] == 0, deleted["output"]
-    assert (f"deleted schedule '{SCHEDULE}' and its EventBridge schedule default/{listed['Name']} and the SageMaker "
-            f"pipeline {listed['Name']}") in deleted["output"]
+    assert (
+        f"deleted schedule '{SCHEDULE}' and its EventBridge schedule default/{listed['Name']} and the SageMaker "
+        f"pipeline {listed['Name']}"
+    ) in deleted["output"]
     assert scheduler.list_schedules()["Schedules"] == [] and sagemaker.list_pipelines()["PipelineSummaries"] == []
     assert driver.cli(["schedule", "list"])["output"].strip() == "No schedules."
     missing = driver.cli(["schedule", "delete", SCHEDULE])
@@ -79,15 +95,22 @@ result = {{"cron": s.cron_expression, "active": s.active, "trigger_url": s.run_m
 
     # the name is free again (ZenML archives deleted schedules under another name)
     recreated = driver.cli(["--variant", "rf", "--schedule", "30 2 1 * *", "--schedule-name", SCHEDULE])
-    assert recreated["exit_code"] == 0 and "(AWS cron: 30 2 1 * ? *, times in UTC;" in recreated["output"], recreated["output"]
+    assert recreated["exit_code"] == 0 and "(AWS cron: 30 2 1 * ? *, times in UTC;" in recreated["output"], recreated[
+        "output"
+    ]
     assert driver.cli(["schedule", "delete", SCHEDULE])["exit_code"] == 0
     assert scheduler.list_schedules()["Schedules"] == []
     assert {c.operation for c in assert_operator_policy_allows(driver, remote_stack_config(name))} >= {
-        "CreatePipeline", "CreateSchedule", "DeleteSchedule", "DeletePipeline"}
+        "CreatePipeline",
+        "CreateSchedule",
+        "DeleteSchedule",
+        "DeletePipeline",
+    }
 
     # a SageMaker orchestrator without a scheduler role cannot schedule: said before anything is created
-    no_role = setup_remote_stack(driver, remote_stack_config(f"{name}-norole", scheduler_role_arn=None),
-                                 tmp_path / "norole.yaml")[0]
+    no_role = setup_remote_stack(
+        driver, remote_stack_config(f"{name}-norole", scheduler_role_arn=None), tmp_path / "norole.yaml"
+    )[0]
     assert no_role["exit_code"] == 0, no_role["output"]
     refused = driver.cli(["--variant", "rf", "--schedule", "0 3 * * 1", "--schedule-name", SCHEDULE])
     assert refused["exit_code"] == 1 and "set sagemaker_orchestrator.scheduler_role_arn" in refused["output"]
@@ -104,12 +127,18 @@ def test_eventbridge_link_and_removal_use_the_operator_role(aws):
     assert eventbridge_target(SimpleNamespace(run_metadata={})) is None
 
     sagemaker, scheduler = boto("sagemaker"), boto("scheduler")
-    arn = sagemaker.create_pipeline(PipelineName=generated, RoleArn=ROLE_ARN,
-                                    PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}))["PipelineArn"]
-    scheduler.create_schedule(Name=generated, ScheduleExpression="cron(0 3 ? * 2 *)", FlexibleTimeWindow={"Mode": "OFF"},
-                              Target={"Arn": arn, "RoleArn": SCHEDULER_ROLE_ARN})
+    arn = sagemaker.create_pipeline(
+        PipelineName=generated, RoleArn=ROLE_ARN, PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []})
+    )["PipelineArn"]
+    scheduler.create_schedule(
+        Name=generated,
+        ScheduleExpression="cron(0 3 ? * 2 *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": arn, "RoleArn": SCHEDULER_ROLE_ARN},
+    )
     assert _delete_eventbridge_schedule(REGION, "default", generated, None) == [
-        f"its EventBridge schedule default/{generated}", f"the SageMaker pipeline {generated}"]
+        f"its EventBridge schedule default/{generated}",
+        f"the SageMaker pipeline {generated}",
+    ]
     assert scheduler.list_schedules()["Schedules"] == [] and sagemaker.list_pipelines()["PipelineSummaries"] == []
-    assert _delete_eventbridge_schedule(REGION, "default", generated, None) == []   # already gone: nothing to do
-
+    assert _delete_eventbridge_schedule(REGION, "default", generated, None) == []  # already gone: nothing to do

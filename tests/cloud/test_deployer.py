@@ -31,7 +31,9 @@ def bundles(trained_bundle, tmp_path):
     sha1 = bundle.save(first)
     pre = bundle.preprocessor
     matrix, _ = pre.transform(split.train)
-    other = ModelBundle(RandomForestClassifier(n_estimators=5, max_depth=3, random_state=1).fit(matrix, split.train["churn"]), pre)
+    other = ModelBundle(
+        RandomForestClassifier(n_estimators=5, max_depth=3, random_state=1).fit(matrix, split.train["churn"]), pre
+    )
     sha2 = other.save(tmp_path / "v2")
     return {"1": (str(first), sha1, bundle), "2": (str(tmp_path / "v2"), sha2, other)}, split
 
@@ -52,15 +54,24 @@ def test_create_then_update_to_a_new_version_with_autoscaling(aws, bucket, sagem
     first = deployer.deploy_bundle(ENDPOINT, MODEL, "1", uri1, sha1, {"mlflow_run_id": "abc", "zenml_run_id": "r1"})
     assert first["endpoint_name"] == ENDPOINT and first["version"] == "1" and first["sha256"] == sha1
     assert first["url"].startswith("https://us-west-2.console.aws.amazon.com/sagemaker/")
-    assert first["invocations_url"] == f"https://runtime.sagemaker.us-west-2.amazonaws.com/endpoints/{ENDPOINT}/invocations"
-    assert first["previous_endpoint_config"] == "" and first["model_data_url"].startswith(f"s3://{BUCKET}/{PREFIX}/endpoints/")
+    assert (
+        first["invocations_url"]
+        == f"https://runtime.sagemaker.us-west-2.amazonaws.com/endpoints/{ENDPOINT}/invocations"
+    )
+    assert first["previous_endpoint_config"] == "" and first["model_data_url"].startswith(
+        f"s3://{BUCKET}/{PREFIX}/endpoints/"
+    )
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == first["endpoint_config_name"]
-    variant = boto("sagemaker").describe_endpoint_config(EndpointConfigName=first["endpoint_config_name"])["ProductionVariants"][0]
+    assert (
+        described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == first["endpoint_config_name"]
+    )
+    variant = boto("sagemaker").describe_endpoint_config(EndpointConfigName=first["endpoint_config_name"])[
+        "ProductionVariants"
+    ][0]
     assert variant["InstanceType"] == "ml.m5.xlarge" and variant["ModelName"] == first["sagemaker_model_name"]
     model = boto("sagemaker").describe_model(ModelName=first["sagemaker_model_name"])
     assert model["ExecutionRoleArn"] == ROLE_ARN
-    assert model["PrimaryContainer"]["Environment"]["CHURN_BUNDLE_SHA256"] == sha1   # serve verifies the bundle with it
+    assert model["PrimaryContainer"]["Environment"]["CHURN_BUNDLE_SHA256"] == sha1  # serve verifies the bundle with it
 
     # autoscaling: ml.m5 gets a scalable target and a target-tracking policy
     assert first["autoscaling"]["enabled"]
@@ -74,15 +85,19 @@ def test_create_then_update_to_a_new_version_with_autoscaling(aws, bucket, sagem
     response = deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode(), "text/csv", "text/csv")
     assert response.status_code == 200 and response.headers["Content-Type"].split(";")[0] == "text/csv", response.text
     assert response.text.splitlines() == [str(v) for v in bundle1.predict(rows)]
-    bare = boto("sagemaker-runtime").invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv",  # no Accept: CSV
-                                                      Body=rows.to_csv(index=False).encode())
+    bare = boto("sagemaker-runtime").invoke_endpoint(
+        EndpointName=ENDPOINT,
+        ContentType="text/csv",  # no Accept: CSV
+        Body=rows.to_csv(index=False).encode(),
+    )
     assert bare["ContentType"].split(";")[0] == "text/csv" and bare["Body"].read().decode() == response.text
     bad = deployer.invoke(ENDPOINT, b"age\n", "text/csv", "text/csv")  # a 4xx naming the problem
     assert bad.status_code == 400 and "no data rows" in bad.text
 
     # update to v2: same endpoint, new config; the instance count autoscaling chose is kept
     boto("sagemaker").update_endpoint_weights_and_capacities(
-        EndpointName=ENDPOINT, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 3}])
+        EndpointName=ENDPOINT, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 3}]
+    )
     second = deployer.deploy_bundle(ENDPOINT, MODEL, "2", uri2, sha2)
     assert second["previous_endpoint_config"] == first["endpoint_config_name"]
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
@@ -107,8 +122,13 @@ def test_burstable_instances_skip_autoscaling_with_a_logged_reason(aws, bucket, 
     from churn.aws.endpoint import DeploymentError
 
     (uri1, sha1, _) = bundles[0]["1"]
-    settings = dict(region=REGION, role_arn=ROLE_ARN, bucket=BUCKET, prefix=PREFIX,
-                    polling=Polling(initial=0.01, maximum=0.05, timeout=30))
+    settings = dict(
+        region=REGION,
+        role_arn=ROLE_ARN,
+        bucket=BUCKET,
+        prefix=PREFIX,
+        polling=Polling(initial=0.01, maximum=0.05, timeout=30),
+    )
 
     endpoints = SageMakerEndpoints(EndpointSettings(**settings), progress=lambda _: None)
 
@@ -123,7 +143,7 @@ def test_burstable_instances_skip_autoscaling_with_a_logged_reason(aws, bucket, 
     with caplog.at_level(logging.WARNING, logger="churn.aws.autoscaling"):
         result = endpoints.deploy(ENDPOINT, MODEL, "1", uri1, sha1, settings=on("ml.t2.medium"))
     assert not result["autoscaling"]["enabled"] and "ml.t2.medium is a burstable instance type" in caplog.text
-    assert _scaling() == ([], [])                                  # the m5 target was removed
+    assert _scaling() == ([], [])  # the m5 target was removed
 
     endpoints.autoscaling.configure(ENDPOINT, on("ml.m5.large"))
     caplog.clear()
@@ -149,16 +169,22 @@ def test_a_failed_update_rolls_back_to_the_previous_config(aws, bucket, sagemake
     (uri1, sha1, bundle1), (uri2, sha2, _) = bundles[0]["1"], bundles[0]["2"]
     first = deployer.deploy_bundle(ENDPOINT, MODEL, "1", uri1, sha1)
     emulator.fail_next_endpoint_change(ENDPOINT)
-    with pytest.raises(DeploymentError, match=rf"update to {MODEL} v2 failed \(injected: .*\); rolled back to the "
-                                              rf"previous endpoint config '{first['endpoint_config_name']}'"):
+    with pytest.raises(
+        DeploymentError,
+        match=rf"update to {MODEL} v2 failed \(injected: .*\); rolled back to the "
+        rf"previous endpoint config '{first['endpoint_config_name']}'",
+    ):
         deployer.deploy_bundle(ENDPOINT, MODEL, "2", uri2, sha2)
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == first["endpoint_config_name"]
+    assert (
+        described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == first["endpoint_config_name"]
+    )
     configs = [c["EndpointConfigName"] for c in boto("sagemaker").list_endpoint_configs()["EndpointConfigs"]]
-    assert configs == [first["endpoint_config_name"]]               # the failed version's config is gone
+    assert configs == [first["endpoint_config_name"]]  # the failed version's config is gone
     rows = bundles[1].test.iloc[:5]
-    assert deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode()).text.splitlines() == \
-        [str(v) for v in bundle1.predict(rows)]
+    assert deployer.invoke(ENDPOINT, rows.to_csv(index=False).encode()).text.splitlines() == [
+        str(v) for v in bundle1.predict(rows)
+    ]
 
 
 def test_a_failed_first_deployment_leaves_nothing_behind(aws, bucket, sagemaker_stack, bundles):
@@ -176,15 +202,21 @@ def test_a_failed_first_deployment_leaves_nothing_behind(aws, bucket, sagemaker_
 def test_the_deploy_settings_passed_in_are_the_ones_applied(aws, bucket, sagemaker_stack, bundles):
     """The deployer has no instance type or autoscaling of its own: each deployment says (DeploySettings)."""
     deployer = sagemaker_stack.model_deployer
-    assert deployer.unused_settings() == []                      # the SageMaker deployer applies every deploy key
+    assert deployer.unused_settings() == []  # the SageMaker deployer applies every deploy key
     (uri1, sha1, _) = bundles[0]["1"]
-    settings = DeploySettings(inference_instance_type="ml.c5.large", initial_instance_count=2,
-                              autoscaling_min_capacity=2, autoscaling_max_capacity=4)
+    settings = DeploySettings(
+        inference_instance_type="ml.c5.large",
+        initial_instance_count=2,
+        autoscaling_min_capacity=2,
+        autoscaling_max_capacity=4,
+    )
     deployed = deployer.deploy_bundle(ENDPOINT, MODEL, "1", uri1, sha1, settings=settings)
     [variant] = boto("sagemaker").describe_endpoint_config(EndpointConfigName=deployed["endpoint_config_name"])[
-        "ProductionVariants"]
+        "ProductionVariants"
+    ]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.large", 2)
     assert [(t["MinCapacity"], t["MaxCapacity"]) for t in _scaling()[0]] == [(2, 4)]
-    off = deployer.deploy_bundle(ENDPOINT, MODEL, "1", uri1, sha1,
-                                 settings=settings.model_copy(update={"enable_autoscaling": False}))
+    off = deployer.deploy_bundle(
+        ENDPOINT, MODEL, "1", uri1, sha1, settings=settings.model_copy(update={"enable_autoscaling": False})
+    )
     assert not off["autoscaling"]["enabled"] and _scaling() == ([], [])

@@ -20,9 +20,17 @@ FAST = Polling(initial=0.01, maximum=0.05, timeout=20)
 
 
 def make_store(**kwargs) -> FeatureGroupClient:
-    return FeatureGroupClient(REGION, ROLE_ARN, f"s3://{BUCKET}/{PREFIX}/feature-store",
-                              f"s3://{BUCKET}/athena-query-results/", query_polling=FAST, create_polling=FAST,
-                              max_workers=4, progress=lambda _: None, **kwargs)
+    return FeatureGroupClient(
+        REGION,
+        ROLE_ARN,
+        f"s3://{BUCKET}/{PREFIX}/feature-store",
+        f"s3://{BUCKET}/athena-query-results/",
+        query_polling=FAST,
+        create_polling=FAST,
+        max_workers=4,
+        progress=lambda _: None,
+        **kwargs,
+    )
 
 
 def queue_latest(aws, query: FeatureQuery) -> str:
@@ -32,7 +40,7 @@ def queue_latest(aws, query: FeatureQuery) -> str:
 @pytest.fixture
 def customers(demo_frame):
     frame = demo_frame.iloc[:60].copy()
-    frame.loc[3, "total_charges"] = np.nan      # missing numbers and categories, as real exports have
+    frame.loc[3, "total_charges"] = np.nan  # missing numbers and categories, as real exports have
     frame.loc[5, "payment_method"] = None
     return frame
 
@@ -58,15 +66,20 @@ def test_ingest_creates_the_group_and_puts_every_record(aws, bucket, customers):
     assert set(held.columns) >= set(STORE_METADATA_COLUMNS)
 
     online = store.get_records(GROUP, ["CUST_000002"], ["age", "monthly_charges"])
-    assert online == [{"customer_id": "CUST_000002", "age": int(customers.loc[1, "age"]),
-                       "monthly_charges": float(customers.loc[1, "monthly_charges"])}]
+    assert online == [
+        {
+            "customer_id": "CUST_000002",
+            "age": int(customers.loc[1, "age"]),
+            "monthly_charges": float(customers.loc[1, "monthly_charges"]),
+        }
+    ]
 
 
 def test_read_runs_the_shared_sql_and_parses_dtypes_and_missing_values(aws, bucket, customers, tmp_path):
     store = make_store()
     store.ingest(GROUP, customers, "churn")
     changed = customers.iloc[:1].assign(age=99, event_time="2026-03-01T00:00:00Z")
-    store.ingest(GROUP, changed, "churn")                     # a newer record for CUST_000001
+    store.ingest(GROUP, changed, "churn")  # a newer record for CUST_000001
     query = FeatureQuery(GROUP, 1, 40)
     expected_sql = queue_latest(aws, query)
 
@@ -101,8 +114,11 @@ def test_read_errors_name_the_group_and_range(aws, bucket, customers):
         store.read(FeatureQuery(GROUP, 1, 10))
     store.ingest(GROUP, customers, "churn")
     emulator.queue_athena_result(aws, pd.DataFrame({c: [] for c in ["customer_id", "age"]}))
-    with pytest.raises(FeatureStoreError, match=r"no records found for feature group '.*', customer_id "
-                                                 r"CUST_900000..CUST_900100 .*15 minutes"):
+    with pytest.raises(
+        FeatureStoreError,
+        match=r"no records found for feature group '.*', customer_id "
+        r"CUST_900000..CUST_900100 .*15 minutes",
+    ):
         store.read(FeatureQuery(GROUP, 900000, 900100))
 
 
@@ -110,7 +126,7 @@ def test_invalid_input_writes_nothing(aws, bucket, customers):
     store = make_store()
     with pytest.raises(IngestError, match="must be binary"):
         store.ingest(GROUP, customers.assign(churn=2), "churn")
-    assert store.describe(GROUP) is None                      # not even the group
+    assert store.describe(GROUP) is None  # not even the group
     store.ingest(GROUP, customers, "churn")
     with pytest.raises(IngestError, match="schema conflicts"):
         store.ingest(GROUP, customers.assign(new_column=1), "churn")
@@ -118,11 +134,13 @@ def test_invalid_input_writes_nothing(aws, bucket, customers):
 
 
 def test_athena_result_with_missing_integers_and_a_query_that_times_out(aws, bucket):
-    result = pd.DataFrame({"customer_id": ["CUST_000001", "CUST_000002"], "age": [30, None],
-                           "is_deleted": [False, False]})
+    result = pd.DataFrame(
+        {"customer_id": ["CUST_000001", "CUST_000002"], "age": [30, None], "is_deleted": [False, False]}
+    )
     emulator.queue_athena_result(aws, result)
-    execution = run_query("SELECT 1", "sagemaker_featurestore", f"s3://{BUCKET}/athena-query-results/", REGION,
-                          polling=FAST)
+    execution = run_query(
+        "SELECT 1", "sagemaker_featurestore", f"s3://{BUCKET}/athena-query-results/", REGION, polling=FAST
+    )
     frame = read_result(execution, {"customer_id": "String", "age": "Integral", "is_deleted": "Boolean"}, REGION)
     assert frame["age"].dtype == np.float64 and frame["age"].isna().tolist() == [False, True]
     assert frame["is_deleted"].dtype == bool
@@ -130,20 +148,29 @@ def test_athena_result_with_missing_integers_and_a_query_that_times_out(aws, buc
     from churn.aws.athena import QueryError
 
     with pytest.raises(QueryError, match=r"counting did not finish within 0s .*it was stopped"):
-        run_query("SELECT 1", "sagemaker_featurestore", f"s3://{BUCKET}/athena-query-results/", REGION,
-                  polling=Polling(timeout=0.0), what="counting")
+        run_query(
+            "SELECT 1",
+            "sagemaker_featurestore",
+            f"s3://{BUCKET}/athena-query-results/",
+            REGION,
+            polling=Polling(timeout=0.0),
+            what="counting",
+        )
 
 
 def test_event_times_are_written_with_millisecond_precision(aws, bucket, customers):
     # the emulator refuses what PutRecord refuses: a String event time other than ...ss'Z' or ...ss.SSS'Z'
     store = make_store()
-    given = customers.iloc[:3].assign(event_time=["2026-03-01T10:00:00.123456Z", "2026-03-01T10:00:00.000001Z",
-                                                  "2026-03-01T12:00:00.500000+02:00"])
+    given = customers.iloc[:3].assign(
+        event_time=["2026-03-01T10:00:00.123456Z", "2026-03-01T10:00:00.000001Z", "2026-03-01T12:00:00.500000+02:00"]
+    )
     store.ingest(GROUP, given, "churn")
-    held = emulator.offline_records(GROUP).sort_values("customer_id")["event_time"]   # puts run concurrently
+    held = emulator.offline_records(GROUP).sort_values("customer_id")["event_time"]  # puts run concurrently
     assert held.tolist() == ["2026-03-01T10:00:00.123Z", "2026-03-01T10:00:00.000Z", "2026-03-01T10:00:00.500Z"]
-    store.ingest(GROUP, customers.iloc[3:5], "churn")        # no event_time column: the ingestion time
-    assert all(emulator.EVENT_TIME_TEXT.match(t) and len(t) == 24 for t in emulator.offline_records(GROUP)["event_time"])
+    store.ingest(GROUP, customers.iloc[3:5], "churn")  # no event_time column: the ingestion time
+    assert all(
+        emulator.EVENT_TIME_TEXT.match(t) and len(t) == 24 for t in emulator.offline_records(GROUP)["event_time"]
+    )
 
 
 def test_a_read_that_finds_fewer_customers_than_were_ingested_stops(aws, bucket, customers):
@@ -157,8 +184,11 @@ def test_a_read_that_finds_fewer_customers_than_were_ingested_stops(aws, bucket,
 
     # the offline store has not received the last 15 records of the range yet (it lags PutRecord)
     emulator.queue_athena_result(aws, full.iloc[:25])
-    with pytest.raises(FeatureStoreError, match=rf"returned 25 of the 40 customers ingested for feature group "
-                                                rf"'{GROUP}', customer_id CUST_000001..CUST_000040 .*15 minutes"):
+    with pytest.raises(
+        FeatureStoreError,
+        match=rf"returned 25 of the 40 customers ingested for feature group "
+        rf"'{GROUP}', customer_id CUST_000001..CUST_000040 .*15 minutes",
+    ):
         store.read(query)
 
     # once it caught up, the same read succeeds
@@ -192,12 +222,12 @@ def test_the_completeness_check_counts_each_customer_once_and_respects_as_of(aws
 
 def test_a_group_created_again_does_not_inherit_the_old_groups_ingestions(aws, bucket, customers):
     store = make_store()
-    store.ingest(GROUP, customers, "churn")                                   # 60 customers
-    emulator.forget_feature_group(GROUP)                                      # DeleteFeatureGroup (moto lacks it)
+    store.ingest(GROUP, customers, "churn")  # 60 customers
+    emulator.forget_feature_group(GROUP)  # DeleteFeatureGroup (moto lacks it)
     import time
 
-    time.sleep(1.1)                                                           # a later CreationTime (seconds)
-    store.ingest(GROUP, customers.iloc[:20], "churn")                         # the new group holds 20
+    time.sleep(1.1)  # a later CreationTime (seconds)
+    store.ingest(GROUP, customers.iloc[:20], "churn")  # the new group holds 20
     assert [m["records"] for m in store.ingested(GROUP)] == [20]
     query = FeatureQuery(GROUP, 1, 60)
     queue_latest(aws, query)

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 
@@ -52,12 +52,21 @@ RUN_PY_APPLIES_STACK_OPTIONS = "configure_for_active_stack" in (REPO / "run.py")
 
 def remote_stack_config(stack_name: str, **remote: Any) -> dict:
     """A stack config with the SageMaker orchestrator (prebuilt-image path) on the emulator."""
-    block = {"scheduler_role_arn": SCHEDULER_ROLE_ARN, "container_registry_uri": REGISTRY, "image": IMAGE,
-             "mlflow_tracking_secret": MLFLOW_SECRET, "environment": {"CHURN_STACK": stack_name}}
+    block = {
+        "scheduler_role_arn": SCHEDULER_ROLE_ARN,
+        "container_registry_uri": REGISTRY,
+        "image": IMAGE,
+        "mlflow_tracking_secret": MLFLOW_SECRET,
+        "environment": {"CHURN_STACK": stack_name},
+    }
     block.update(remote)
-    return stack_config(stack_name=stack_name, mlflow_tracking_uri="https://mlflow.example.com",
-                        training_instance_type=TRAINING_INSTANCE, processing_instance_type=PROCESSING_INSTANCE,
-                        sagemaker_orchestrator=block)
+    return stack_config(
+        stack_name=stack_name,
+        mlflow_tracking_uri="https://mlflow.example.com",
+        training_instance_type=TRAINING_INSTANCE,
+        processing_instance_type=PROCESSING_INSTANCE,
+        sagemaker_orchestrator=block,
+    )
 
 
 # -- a ZenML server the client sees as remote ----------------------------------------------
@@ -65,12 +74,12 @@ class RemoteZenML:
     """``zenml login --local`` (no Docker) in a config directory of its own, on a free loopback port."""
 
     def __init__(self) -> None:
-        self.server_dir: Optional[str] = None
-        self.url: Optional[str] = None
-        self.pid: Optional[int] = None
+        self.server_dir: str | None = None
+        self.url: str | None = None
+        self.pid: int | None = None
         self.start_seconds = 0.0
 
-    def start(self) -> "RemoteZenML":
+    def start(self) -> RemoteZenML:
         from churn.dashboard import start_zenml_dashboard
         from churn.net import free_port
         from tests.browser.servers import zenml_server_pid
@@ -78,19 +87,29 @@ class RemoteZenML:
         self.server_dir = tempfile.mkdtemp(prefix="churn-remote-zenml-")
         began = time.monotonic()
         try:
-            self.url = start_zenml_dashboard(port=free_port(), config_path=self.server_dir,
-                                             env={"ZENML_LOGGING_VERBOSITY": "WARN"})
+            self.url = start_zenml_dashboard(
+                port=free_port(), config_path=self.server_dir, env={"ZENML_LOGGING_VERBOSITY": "WARN"}
+            )
         finally:
             self.pid = zenml_server_pid(self.server_dir)
         self.start_seconds = time.monotonic() - began
         return self
 
-    def client_env(self, client_dir: str, sagemaker_config: str) -> Dict[str, str]:
+    def client_env(self, client_dir: str, sagemaker_config: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_STORE_")}
-        env.update({"ZENML_CONFIG_PATH": client_dir, "ZENML_STORE_URL": self.url, "ZENML_STORE_USERNAME": "default",
-                    "ZENML_STORE_PASSWORD": "", "ZENML_LOGGING_VERBOSITY": "WARN", "ZENML_ANALYTICS_OPT_IN": "false",
-                    "ZENML_AUTO_OPEN_DASHBOARD": "false", "SAGEMAKER_USER_CONFIG_OVERRIDE": sagemaker_config,
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
+        env.update(
+            {
+                "ZENML_CONFIG_PATH": client_dir,
+                "ZENML_STORE_URL": self.url,
+                "ZENML_STORE_USERNAME": "default",
+                "ZENML_STORE_PASSWORD": "",
+                "ZENML_LOGGING_VERBOSITY": "WARN",
+                "ZENML_ANALYTICS_OPT_IN": "false",
+                "ZENML_AUTO_OPEN_DASHBOARD": "false",
+                "SAGEMAKER_USER_CONFIG_OVERRIDE": sagemaker_config,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            }
+        )
         return env
 
     def stop(self) -> None:
@@ -114,7 +133,7 @@ class RemoteZenML:
         self.server_dir = None
 
 
-_SHARED: Dict[str, RemoteZenML] = {}
+_SHARED: dict[str, RemoteZenML] = {}
 
 
 @pytest.fixture(scope="session")
@@ -198,31 +217,40 @@ class DriverProcess:
     (its ``result`` variable comes back). Output other than the replies goes to ``log``."""
 
     def __init__(self, server: RemoteZenML, workdir: Path):
-        sagemaker_config = workdir / "sagemaker-sdk.yaml"   # the SDK's telemetry would call AWS directly
-        sagemaker_config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
-                                    "      TelemetryOptOut: true\n")
+        sagemaker_config = workdir / "sagemaker-sdk.yaml"  # the SDK's telemetry would call AWS directly
+        sagemaker_config.write_text(
+            "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+        )
         client_dir = workdir / "zenml-client"
         client_dir.mkdir()
         self.log_path = workdir / "driver.log"
-        self.log: List[str] = []
+        self.log: list[str] = []
         self.calls_path = workdir / "aws-calls.jsonl"
         self.calls_path.touch()
-        self.process = subprocess.Popen([sys.executable, "-c", _DRIVER, str(REPO)], cwd=str(REPO),
-                                        env={**server.client_env(str(client_dir), str(sagemaker_config)),
-                                             "CHURN_TEST_AWS_CALLS": str(self.calls_path)},
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _DRIVER, str(REPO)],
+            cwd=str(REPO),
+            env={
+                **server.client_env(str(client_dir), str(sagemaker_config)),
+                "CHURN_TEST_AWS_CALLS": str(self.calls_path),
+            },
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def _ask(self, request: dict) -> dict:
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         for line in self.process.stdout:
             if line.startswith("@@REPLY "):
-                return json.loads(line[len("@@REPLY "):])
+                return json.loads(line[len("@@REPLY ") :])
             self.log.append(line)
         raise AssertionError(f"the driver process exited ({self.process.wait()}):\n{''.join(self.log[-40:])}")
 
-    def cli(self, args: List[str]) -> dict:
+    def cli(self, args: list[str]) -> dict:
         reply = self._ask({"cli": args})
         assert reply.get("error") is None, reply["error"]
         return reply
@@ -261,7 +289,7 @@ def assert_operator_policy_allows(driver: DriverProcess, config: dict) -> list:
     return calls
 
 
-def setup_remote_stack(driver: DriverProcess, config: dict, path: Path) -> List[dict]:
+def setup_remote_stack(driver: DriverProcess, config: dict, path: Path) -> list[dict]:
     """The MLflow secret (test values) and ``run.py stack setup sagemaker`` twice; returns both replies."""
     import yaml
 
@@ -280,8 +308,12 @@ def test_rf_pipeline_is_submitted_to_the_sagemaker_orchestrator(aws, bucket, dri
     name = "sm-remote-submit"
     first, second = setup_remote_stack(driver, remote_stack_config(name), tmp_path / "stack.yaml")
     assert first["exit_code"] == 0, first["output"]
-    for component in (f"{name}-orchestrator created", f"{name}-artifact-store created",
-                      f"{name}-container-registry created", f"{name} created"):
+    for component in (
+        f"{name}-orchestrator created",
+        f"{name}-artifact-store created",
+        f"{name}-container-registry created",
+        f"{name} created",
+    ):
         assert component in first["output"]
     assert second["exit_code"] == 0 and "(nothing changed)" in second["output"], second["output"]
 
@@ -293,17 +325,22 @@ result = {"store": client.zen_store.type.value, "local_store": client.zen_store.
           "labels": model.labels, "components": {k.value: [(c.name, c.flavor_name) for c in v] for k, v in model.components.items()}}
 """)
     assert stack["store"] == "rest" and stack["local_store"] is False and stack["name"] == name
-    assert stack["labels"] == {"automl_engine": "sagemaker_autopilot", "image_path": "prebuilt", "parent_image": IMAGE,
-                               "training_instance_type": TRAINING_INSTANCE, "job_output_uri": JOB_OUTPUT}
+    assert stack["labels"] == {
+        "automl_engine": "sagemaker_autopilot",
+        "image_path": "prebuilt",
+        "parent_image": IMAGE,
+        "training_instance_type": TRAINING_INSTANCE,
+        "job_output_uri": JOB_OUTPUT,
+    }
     assert stack["components"]["orchestrator"] == [[f"{name}-orchestrator", "sagemaker"]]
     assert stack["components"]["artifact_store"] == [[f"{name}-artifact-store", "s3"]]
     assert stack["components"]["container_registry"] == [[f"{name}-container-registry", "default"]]
     assert "image_builder" not in stack["components"]
 
-    if RUN_PY_APPLIES_STACK_OPTIONS:   # `python run.py --variant rf` itself
+    if RUN_PY_APPLIES_STACK_OPTIONS:  # `python run.py --variant rf` itself
         ran = driver.cli(["--variant", "rf", "--no-cache"])
         assert ran["exit_code"] == 0, ran["output"]
-    else:                              # what run.py does for `--variant rf`, with the stack's run options applied
+    else:  # what run.py does for `--variant rf`, with the stack's run options applied
         driver.py("""
 from churn.config import load_config
 from pipelines.training import churn_rf_training
@@ -323,7 +360,7 @@ result = {"status": run.status.value, "metadata": {k: str(v) for k, v in run.run
     described = sagemaker.describe_pipeline(PipelineName=pipeline_name)
     assert described["RoleArn"] == ROLE_ARN
     steps = json.loads(described["PipelineDefinition"])["Steps"]
-    assert [s["Name"] for s in steps] == RF_STEPS                        # one SageMaker job per step
+    assert [s["Name"] for s in steps] == RF_STEPS  # one SageMaker job per step
     for step in steps:
         arguments = step["Arguments"]
         assert step["Type"] == "Training" and arguments["RoleArn"] == ROLE_ARN
@@ -332,15 +369,19 @@ result = {"status": run.status.value, "metadata": {k: str(v) for k, v in run.run
         expected = TRAINING_INSTANCE if step["Name"] == "train_rf" else PROCESSING_INSTANCE
         assert arguments["ResourceConfig"]["InstanceType"] == expected, step["Name"]
         # the job writes under the stack's prefix, where the execution role may write (not s3://bucket/<job>/)
-        outputs = {"OutputDataConfig": arguments["OutputDataConfig"]["S3OutputPath"],
-                   **{key: arguments[key]["S3OutputPath"] for key in ("DebugHookConfig", "ProfilerConfig") if key in arguments}}
+        outputs = {
+            "OutputDataConfig": arguments["OutputDataConfig"]["S3OutputPath"],
+            **{
+                key: arguments[key]["S3OutputPath"] for key in ("DebugHookConfig", "ProfilerConfig") if key in arguments
+            },
+        }
         assert all(uri.startswith(JOB_OUTPUT) for uri in outputs.values()), (step["Name"], outputs)
         environment = arguments["Environment"]
         assert environment["ZENML_STORE_URL"] == remote_zenml.url and environment["CHURN_STACK"] == name
     [execution] = sagemaker.list_pipeline_executions(PipelineName=pipeline_name)["PipelineExecutionSummaries"]
     assert submitted["metadata"]["pipeline_execution_arn"] == execution["PipelineExecutionArn"]
-    assert submitted["build_images"] == [IMAGE]                          # skip_build: the prebuilt image, no build
-    assert submitted["status"] in ("initializing", "provisioning", "running")   # no job runs on the emulator
+    assert submitted["build_images"] == [IMAGE]  # skip_build: the prebuilt image, no build
+    assert submitted["status"] in ("initializing", "provisioning", "running")  # no job runs on the emulator
     keys = [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/zenml/").get("Contents", [])]
     assert any(k.startswith(f"{PREFIX}/zenml/code_uploads/") and k.endswith(".tar.gz") for k in keys), keys
 
@@ -352,11 +393,10 @@ result = {"status": run.status.value, "metadata": {k: str(v) for k, v in run.run
 def test_recipe_refuses_an_incomplete_remote_block():
     from churn.config import ConfigError
     from stacks.sagemaker.config import load_recipe
-
     from stacks.sagemaker.recipe import stack_labels
     from stacks.sagemaker.run_options import pipeline_options
 
-    labels = stack_labels(*load_recipe(remote_stack_config("x", image=None)))   # no image: our image in the registry
+    labels = stack_labels(*load_recipe(remote_stack_config("x", image=None)))  # no image: our image in the registry
     assert (labels["image_path"], labels["parent_image"]) == ("prebuilt", f"{REGISTRY}/churn-mlops")
     from churn.image import content_tag
 
@@ -373,5 +413,7 @@ def test_recipe_refuses_an_incomplete_remote_block():
         load_recipe({**remote_stack_config("x"), "orchestrator": "my-orchestrator"})
     with pytest.raises(ConfigError, match=r"'sagemaker_orchestrator.container_registry_uri' still holds a placeholder"):
         load_recipe(remote_stack_config("x", container_registry_uri="ACCOUNT_ID.dkr.ecr.us-west-2.amazonaws.com"))
-    with pytest.raises(ConfigError, match=r"config key 'sagemaker_orchestrator.environment.KEY' looks like an AWS credential"):
+    with pytest.raises(
+        ConfigError, match=r"config key 'sagemaker_orchestrator.environment.KEY' looks like an AWS credential"
+    ):
         load_recipe(remote_stack_config("x", environment={"KEY": "AKIA" + "IOSFODNN7EXAMPLE"}))

@@ -33,17 +33,28 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     from pipelines.training import churn_rf_training
 
     _, read_inbox = sns_inbox
-    assert [c.flavor for c in (active_stack.feature_store, active_stack.model_registry, active_stack.model_deployer,
-                               active_stack.alerter)] == ["churn_sagemaker_feature_store", "churn_sagemaker_registry",
-                                                          "churn_sagemaker_endpoint", "churn_sns"]
+    assert [
+        c.flavor
+        for c in (
+            active_stack.feature_store,
+            active_stack.model_registry,
+            active_stack.model_deployer,
+            active_stack.alerter,
+        )
+    ] == ["churn_sagemaker_feature_store", "churn_sagemaker_registry", "churn_sagemaker_endpoint", "churn_sns"]
     summary = active_stack.feature_store.ingest(GROUP, generate_customers(CUSTOMERS, seed=42), "churn")
     assert summary["created"] and summary["records"] == CUSTOMERS
     query = FeatureQuery(GROUP, 1, TRAIN_END)
     expected_sql = emulator.queue_latest_records(aws, query, REGION)
     # the pipeline config's deploy keys are what the SageMaker endpoint gets (not the stack's or a default)
-    config = load_config("configs/rf.yaml", customer_id_end=TRAIN_END, inference_instance_type="ml.c5.large",
-                         autoscaling_min_capacity=2, autoscaling_max_capacity=3,
-                         target_invocations_per_instance=50).model_dump()
+    config = load_config(
+        "configs/rf.yaml",
+        customer_id_end=TRAIN_END,
+        inference_instance_type="ml.c5.large",
+        autoscaling_min_capacity=2,
+        autoscaling_max_capacity=3,
+        target_invocations_per_instance=50,
+    ).model_dump()
 
     run = Client().get_pipeline_run(churn_rf_training.with_options(enable_cache=False)(config=config).id)
 
@@ -68,13 +79,19 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     assert deployment.details["model_package_arn"] == tags["model_package_arn"]
     assert deployment.details["model_data_url"] == tags["model_data_url"]
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
-    [variant] = boto("sagemaker").describe_endpoint_config(EndpointConfigName=deployment.details["endpoint_config_name"])[
-        "ProductionVariants"]
+    assert (
+        described["EndpointStatus"] == "InService"
+        and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
+    )
+    [variant] = boto("sagemaker").describe_endpoint_config(
+        EndpointConfigName=deployment.details["endpoint_config_name"]
+    )["ProductionVariants"]
     assert variant["InstanceType"] == "ml.c5.large" == deployment.details["instance_type"]
     scaling = boto("application-autoscaling")
     resource = f"endpoint/{ENDPOINT}/variant/AllTraffic"
-    [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])["ScalableTargets"]
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])[
+        "ScalableTargets"
+    ]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 3)
     [policy] = scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"]
     assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 50
@@ -84,11 +101,13 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     assert read_inbox() == []
 
     # what batch inference does with the registry: newest Approved version, bundle loaded from its URI
-    from churn.batch import fetch_bundle
     from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
 
+    from churn.batch import fetch_bundle
+
     [approved] = active_stack.model_registry.list_model_versions(
-        name=MODEL, metadata=ModelRegistryModelMetadata(approval_status="Approved"), order_by_date="desc", count=1)
+        name=MODEL, metadata=ModelRegistryModelMetadata(approval_status="Approved"), order_by_date="desc", count=1
+    )
     loaded = fetch_bundle(approved.model_source_uri, tmp_path / "bundle", expected_sha256=tags["bundle_sha256"])
     assert (loaded.predict(test_set) == bundle.predict(test_set)).all()
 
@@ -101,5 +120,8 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     assert alert["Subject"] == "[Pipeline Failed] churn_rf_training.deploy"
     assert "rolled back to the previous endpoint config" in alert["Message"] and "Step: deploy" in alert["Message"]
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
+    assert (
+        described["EndpointStatus"] == "InService"
+        and described["EndpointConfigName"] == deployment.details["endpoint_config_name"]
+    )
     assert [v.version for v in active_stack.model_registry.list_model_versions(MODEL)] == ["2", "1"]

@@ -43,8 +43,14 @@ def _fresh_process_env(**overrides: str) -> dict:
 
 def test_the_sdks_and_plain_boto3_clients_of_our_process_retry_a_throttled_call(aws):
     emulator.inject_throttling("sagemaker:ListEndpoints", 2)
-    done = subprocess.run([sys.executable, "-c", LIBRARY_CLIENTS.format(root=str(ROOT))], env=_fresh_process_env(),
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", LIBRARY_CLIENTS.format(root=str(ROOT))],
+        env=_fresh_process_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     standard = {"mode": RETRY_MODE, "total_max_attempts": MAX_ATTEMPTS}
@@ -66,7 +72,7 @@ def test_a_users_retry_settings_win(aws, monkeypatch):
     assert plain.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 2}
     emulator.inject_throttling("sagemaker:ListEndpoints", 2)
     with pytest.raises(ClientError, match=r"ThrottlingException.*reached max retries: 1"):
-        plain.list_endpoints()                        # 2 calls in total, both throttled: the error surfaces
+        plain.list_endpoints()  # 2 calls in total, both throttled: the error surfaces
     assert emulator.faults_served() == {"sagemaker:ListEndpoints": 2}
 
 

@@ -26,22 +26,32 @@ def test_recipe_is_idempotent_and_updates_changed_components(moto_server, sagema
 
     name = f"recipe-{uuid.uuid4().hex[:8]}"
     created = setup_sagemaker_stack(stack_config(stack_name=name), activate=False)
-    assert set(created) == {f"{name}-feature-store", f"{name}-model-registry", f"{name}-endpoint",
-                            f"{name}-sns-alerter", name}
+    assert set(created) == {
+        f"{name}-feature-store",
+        f"{name}-model-registry",
+        f"{name}-endpoint",
+        f"{name}-sns-alerter",
+        name,
+    }
     assert setup_sagemaker_stack(stack_config(stack_name=name), activate=False) == {}
     changed = setup_sagemaker_stack(stack_config(stack_name=name, deploy_timeout_seconds=600), activate=False)
     assert changed == {f"{name}-endpoint": "updated"}
     deployer = Client().get_stack_component(T.MODEL_DEPLOYER, f"{name}-endpoint")
     assert deployer.configuration["deploy_timeout_seconds"] == 600
     # how an endpoint is served is the pipeline config's (DeploySettings): refused here, by name
-    with pytest.raises(ConfigError, match="inference_instance_type, autoscaling_max_capacity: per-pipeline deploy "
-                                          r"settings.*pipeline config \(configs/rf.yaml"):
-        setup_sagemaker_stack(stack_config(stack_name=name, inference_instance_type="ml.c5.xlarge",
-                                           autoscaling_max_capacity=3), activate=False)
+    with pytest.raises(
+        ConfigError,
+        match="inference_instance_type, autoscaling_max_capacity: per-pipeline deploy "
+        r"settings.*pipeline config \(configs/rf.yaml",
+    ):
+        setup_sagemaker_stack(
+            stack_config(stack_name=name, inference_instance_type="ml.c5.xlarge", autoscaling_max_capacity=3),
+            activate=False,
+        )
     stack = Client().get_stack(name)
     assert stack.components[T.EXPERIMENT_TRACKER][0].name == "mlflow_tracker"
     assert stack.components[T.ORCHESTRATOR][0].name == "default"
-    assert stack.labels == {"automl_engine": "sagemaker_autopilot"}     # churn.automl picks SageMaker Autopilot
+    assert stack.labels == {"automl_engine": "sagemaker_autopilot"}  # churn.automl picks SageMaker Autopilot
     assert T.CONTAINER_REGISTRY not in stack.components and T.IMAGE_BUILDER not in stack.components
 
 
@@ -56,41 +66,83 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
     from tests.cloud.test_orchestrator_submission import IMAGE, REGISTRY, SCHEDULER_ROLE_ARN, remote_stack_config
 
     name = f"remote-{uuid.uuid4().hex[:8]}"
-    tracker = f"mlflow-{name}"   # not the session's shared `mlflow_tracker`: the block points it at a tracking server
-    secret = f"mlflow-{name}"    # the tracking server's credentials: a ZenML secret, never the config
+    tracker = f"mlflow-{name}"  # not the session's shared `mlflow_tracker`: the block points it at a tracking server
+    secret = f"mlflow-{name}"  # the tracking server's credentials: a ZenML secret, never the config
 
     def config(**remote):
-        return {**remote_stack_config(name, **{"mlflow_tracking_secret": secret, **remote}), "experiment_tracker": tracker}
+        return {
+            **remote_stack_config(name, **{"mlflow_tracking_secret": secret, **remote}),
+            "experiment_tracker": tracker,
+        }
 
     client = Client()
-    with pytest.raises(ConfigError, match=f"create it first: zenml secret create {secret} --username=... --password=..."):
+    with pytest.raises(
+        ConfigError, match=f"create it first: zenml secret create {secret} --username=... --password=..."
+    ):
         setup_sagemaker_stack(config(), activate=False)
-    assert client.list_stacks(name=name).items == []                        # refused before registering anything
-    client.create_secret(secret, values={"username": "ci", "password": "test-only"})   # test values only
+    assert client.list_stacks(name=name).items == []  # refused before registering anything
+    client.create_secret(secret, values={"username": "ci", "password": "test-only"})  # test values only
 
     created = setup_sagemaker_stack(config(), activate=False)
-    assert created == {**{f"{name}-{part}": "created" for part in (
-        "feature-store", "model-registry", "endpoint", "sns-alerter", "orchestrator", "artifact-store",
-        "container-registry")}, tracker: "created", name: "created"}
+    assert created == {
+        **{
+            f"{name}-{part}": "created"
+            for part in (
+                "feature-store",
+                "model-registry",
+                "endpoint",
+                "sns-alerter",
+                "orchestrator",
+                "artifact-store",
+                "container-registry",
+            )
+        },
+        tracker: "created",
+        name: "created",
+    }
     assert setup_sagemaker_stack(config(), activate=False) == {}
     stack = client.get_stack(name)
-    assert {kind: [(c.name, c.flavor_name) for c in items] for kind, items in stack.components.items()
-            if kind in (T.ORCHESTRATOR, T.ARTIFACT_STORE, T.CONTAINER_REGISTRY, T.IMAGE_BUILDER)} == {
-        T.ORCHESTRATOR: [(f"{name}-orchestrator", "sagemaker")], T.ARTIFACT_STORE: [(f"{name}-artifact-store", "s3")],
-        T.CONTAINER_REGISTRY: [(f"{name}-container-registry", "default")]}
+    assert {
+        kind: [(c.name, c.flavor_name) for c in items]
+        for kind, items in stack.components.items()
+        if kind in (T.ORCHESTRATOR, T.ARTIFACT_STORE, T.CONTAINER_REGISTRY, T.IMAGE_BUILDER)
+    } == {
+        T.ORCHESTRATOR: [(f"{name}-orchestrator", "sagemaker")],
+        T.ARTIFACT_STORE: [(f"{name}-artifact-store", "s3")],
+        T.CONTAINER_REGISTRY: [(f"{name}-container-registry", "default")],
+    }
     orchestrator = client.get_stack_component(T.ORCHESTRATOR, f"{name}-orchestrator").configuration
-    assert {k: orchestrator.get(k) for k in ("execution_role", "scheduler_role", "region", "bucket", "instance_type",
-                                             "environment")} == {
-        "execution_role": ROLE_ARN, "scheduler_role": SCHEDULER_ROLE_ARN, "region": REGION, "bucket": BUCKET,
-        "instance_type": "ml.m5.large", "environment": {"CHURN_STACK": name}}
-    assert client.get_stack_component(T.ARTIFACT_STORE, f"{name}-artifact-store").configuration["path"] == \
-        f"s3://{BUCKET}/{PREFIX}/zenml"
-    assert client.get_stack_component(T.CONTAINER_REGISTRY, f"{name}-container-registry").configuration["uri"] == REGISTRY
+    assert {
+        k: orchestrator.get(k)
+        for k in ("execution_role", "scheduler_role", "region", "bucket", "instance_type", "environment")
+    } == {
+        "execution_role": ROLE_ARN,
+        "scheduler_role": SCHEDULER_ROLE_ARN,
+        "region": REGION,
+        "bucket": BUCKET,
+        "instance_type": "ml.m5.large",
+        "environment": {"CHURN_STACK": name},
+    }
+    assert (
+        client.get_stack_component(T.ARTIFACT_STORE, f"{name}-artifact-store").configuration["path"]
+        == f"s3://{BUCKET}/{PREFIX}/zenml"
+    )
+    assert (
+        client.get_stack_component(T.CONTAINER_REGISTRY, f"{name}-container-registry").configuration["uri"] == REGISTRY
+    )
     mlflow = client.get_stack_component(T.EXPERIMENT_TRACKER, tracker).configuration
     assert (mlflow["tracking_uri"], mlflow["tracking_username"], mlflow["tracking_password"]) == (
-        "https://mlflow.example.com", f"{{{{{secret}.username}}}}", f"{{{{{secret}.password}}}}")
-    assert stack.labels == {"automl_engine": "sagemaker_autopilot", "image_path": "prebuilt", "parent_image": IMAGE,
-                            "training_instance_type": "ml.c5.2xlarge", "job_output_uri": f"s3://{BUCKET}/{PREFIX}/sagemaker-jobs"}
+        "https://mlflow.example.com",
+        f"{{{{{secret}.username}}}}",
+        f"{{{{{secret}.password}}}}",
+    )
+    assert stack.labels == {
+        "automl_engine": "sagemaker_autopilot",
+        "image_path": "prebuilt",
+        "parent_image": IMAGE,
+        "training_instance_type": "ml.c5.2xlarge",
+        "job_output_uri": f"s3://{BUCKET}/{PREFIX}/sagemaker-jobs",
+    }
 
     # what a run applies on this stack: the prebuilt image (no build), training steps on the training instance type
     rf = pipeline_options(stack.labels, list(churn_rf_training.entrypoint.__code__.co_names))
@@ -99,7 +151,8 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
     assert rf["steps"] == {"train_rf": {"settings": {"orchestrator": {"instance_type": "ml.c5.2xlarge"}}}}
     assert rf["settings"]["orchestrator"] == {"output_data_s3_uri": f"s3://{BUCKET}/{PREFIX}/sagemaker-jobs"}
     assert set(pipeline_options(stack.labels, list(churn_automl_training.entrypoint.__code__.co_names))["steps"]) == {
-        "train_automl"}
+        "train_automl"
+    }
     assert configure_for_stack(churn_rf_training, {"automl_engine": "sagemaker_autopilot"}) is churn_rf_training
 
     # the image-builder path: ZenML builds from requirements.lock and pushes to ECR (aws registry flavor)
@@ -114,8 +167,9 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
     assert setup_sagemaker_stack(config(image=None, image_builder="local"), activate=False) == {}
 
     # without the block: steps run here again, the remote-only components leave the stack
-    assert setup_sagemaker_stack({**stack_config(stack_name=name), "experiment_tracker": tracker},
-                                 activate=False) == {name: "updated"}
+    assert setup_sagemaker_stack({**stack_config(stack_name=name), "experiment_tracker": tracker}, activate=False) == {
+        name: "updated"
+    }
     stack = client.get_stack(name)
     assert [c.name for c in stack.components[T.ORCHESTRATOR]] == ["default"]
     assert [c.name for c in stack.components[T.ARTIFACT_STORE]] == ["default"]
@@ -136,26 +190,31 @@ def test_config_refuses_credentials_placeholders_and_unknown_keys():
         stack_settings(stack_config(role_arn="ML-Role-Pipelines"))
 
     example = REPO / "configs" / "sagemaker_stack.example.yaml"
-    with pytest.raises(ConfigError, match=r"'role_arn' still holds a placeholder \(arn:aws:iam::ACCOUNT_ID:role/ML-Role-Pipelines\)"):
+    with pytest.raises(
+        ConfigError, match=r"'role_arn' still holds a placeholder \(arn:aws:iam::ACCOUNT_ID:role/ML-Role-Pipelines\)"
+    ):
         stack_settings(example)
     with pytest.raises(ConfigError, match=r"'mlflow_tracking_uri' still holds a placeholder"):
         stack_settings(yaml.safe_load(example.read_text().replace("ACCOUNT_ID", ACCOUNT)))
-    filled = yaml.safe_load(example.read_text().replace("ACCOUNT_ID", ACCOUNT)
-                            .replace("<your-mlflow-tracking-server>", "mlflow.example.com"))
+    filled = yaml.safe_load(
+        example.read_text()
+        .replace("ACCOUNT_ID", ACCOUNT)
+        .replace("<your-mlflow-tracking-server>", "mlflow.example.com")
+    )
     settings = stack_settings(filled)
     assert settings.region == "us-west-2" and settings.athena_output == "s3://mlbucket-sagemaker/athena-query-results/"
     from stacks.sagemaker.config import load_recipe
-
     from stacks.sagemaker.recipe import default_step_image
 
-    settings, remote = load_recipe(filled)    # the example runs the steps in our image, prebuilt-image path
+    settings, remote = load_recipe(filled)  # the example runs the steps in our image, prebuilt-image path
     assert remote.image is None and remote.image_builder is None
     assert default_step_image(settings, remote) == f"{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/churn-mlops"
     assert remote.scheduler_role_arn == f"arn:aws:iam::{ACCOUNT}:role/ML-Role-Scheduler"
 
 
-def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(aws, bucket, sagemaker_stack,
-                                                                               trained_bundle, tmp_path):
+def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
+    aws, bucket, sagemaker_stack, trained_bundle, tmp_path
+):
     from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
 
     from stacks.sagemaker.cleanup import cleanup_settings
@@ -164,20 +223,25 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
     bundle, _ = trained_bundle
     sha256 = bundle.save(tmp_path / "bundle")
     version = sagemaker_stack.model_registry.register_model_version(
-        name=MODEL, model_source_uri=str(tmp_path / "bundle"),
-        metadata=ModelRegistryModelMetadata(approval_status="Approved", bundle_sha256=sha256))
+        name=MODEL,
+        model_source_uri=str(tmp_path / "bundle"),
+        metadata=ModelRegistryModelMetadata(approval_status="Approved", bundle_sha256=sha256),
+    )
     deployer = sagemaker_stack.model_deployer
     deployer.deploy_bundle(ENDPOINT, MODEL, version.version, str(tmp_path / "bundle"), sha256)
     deployer.deploy_bundle(ENDPOINT, MODEL, version.version, str(tmp_path / "bundle"), sha256)
-    automl_version = sagemaker_stack.model_registry.register_model_version(   # the AutoML variant's names
-        name=AUTOML_MODEL, model_source_uri=str(tmp_path / "bundle"),
-        metadata=ModelRegistryModelMetadata(approval_status="Approved", bundle_sha256=sha256))
+    automl_version = sagemaker_stack.model_registry.register_model_version(  # the AutoML variant's names
+        name=AUTOML_MODEL,
+        model_source_uri=str(tmp_path / "bundle"),
+        metadata=ModelRegistryModelMetadata(approval_status="Approved", bundle_sha256=sha256),
+    )
     deployer.deploy_bundle(AUTOML_ENDPOINT, AUTOML_MODEL, automl_version.version, str(tmp_path / "bundle"), sha256)
     scheduler, events = boto("scheduler"), boto("events")
     target = {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/churn-rf-training-x", "RoleArn": ROLE_ARN}
     for schedule in ("churn-rf-training-0123456789abcdef", "someone-elses-schedule"):
-        scheduler.create_schedule(Name=schedule, ScheduleExpression="cron(0 3 1 * ? *)",
-                                  FlexibleTimeWindow={"Mode": "OFF"}, Target=target)
+        scheduler.create_schedule(
+            Name=schedule, ScheduleExpression="cron(0 3 1 * ? *)", FlexibleTimeWindow={"Mode": "OFF"}, Target=target
+        )
     events.put_rule(Name="churn-rf-training-monthly", ScheduleExpression="cron(0 0 1 * ? *)")
     events.put_targets(Rule="churn-rf-training-monthly", Targets=[{"Id": "training-poc-target", **target}])
     boto("s3").put_object(Bucket=BUCKET, Key="elsewhere/keep.txt", Body=b"not ours")
@@ -205,11 +269,13 @@ def test_cleanup_removes_endpoint_configs_models_schedules_then_registry_and_s3(
     everything = cleanup_settings(stack_settings(stack_config()), include_registry=True, include_s3=True)
     removed = cleanup(everything, progress=lambda _: None)
     assert f"model package group {AUTOML_MODEL}" in removed
-    assert f"model package group {MODEL}" in removed and any(line.endswith(f"under s3://{BUCKET}/{PREFIX}/") for line in removed)
+    assert f"model package group {MODEL}" in removed and any(
+        line.endswith(f"under s3://{BUCKET}/{PREFIX}/") for line in removed
+    )
     assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
     keys = [o["Key"] for o in boto("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert keys == ["elsewhere/keep.txt"]
-    assert cleanup(everything, progress=lambda _: None) == []       # nothing left: says so, removes nothing
+    assert cleanup(everything, progress=lambda _: None) == []  # nothing left: says so, removes nothing
 
 
 def test_cleanup_command_asks_first_and_tells_what_it_removed(aws, bucket, tmp_path):
@@ -231,7 +297,9 @@ def test_cleanup_command_asks_first_and_tells_what_it_removed(aws, bucket, tmp_p
     assert wiped.exit_code == 0 and "run the next training with --no-cache" in wiped.output, wiped.output
     again = CliRunner().invoke(cli, ["stack", "cleanup", "--config", str(config), "--yes"])
     assert again.output.strip() == "Nothing to remove."
-    bad = CliRunner().invoke(cli, ["stack", "cleanup", "--config", str(REPO / "configs" / "sagemaker_stack.example.yaml")])
+    bad = CliRunner().invoke(
+        cli, ["stack", "cleanup", "--config", str(REPO / "configs" / "sagemaker_stack.example.yaml")]
+    )
     assert bad.exit_code != 0 and "still holds a placeholder" in bad.output and "Traceback" not in bad.output
 
 

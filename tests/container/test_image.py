@@ -69,8 +69,14 @@ def registered(trained_bundle, tmp_path_factory):
     built = build_model_tarball(root / "bundle", root / "model.tar.gz")
     model_dir = extract_model_tarball((root / "model.tar.gz").read_bytes(), root / "opt-ml-model")
     os.chmod(model_dir, 0o755)
-    return {"bundle": bundle, "split": split, "model_dir": model_dir, "sha256": built["bundle_sha256"],
-            "info": built["info"], "bundle_dir": root / "bundle"}
+    return {
+        "bundle": bundle,
+        "split": split,
+        "model_dir": model_dir,
+        "sha256": built["bundle_sha256"],
+        "info": built["info"],
+        "bundle_dir": root / "bundle",
+    }
 
 
 class Container:
@@ -79,8 +85,7 @@ class Container:
     def __init__(self, reference: str, model_dir: Path, environment: dict):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = ["docker", "run", "-d", "-p", f"127.0.0.1:{self.port}:8080",
-                   "-v", f"{model_dir}:/opt/ml/model:ro"]
+        command = ["docker", "run", "-d", "-p", f"127.0.0.1:{self.port}:8080", "-v", f"{model_dir}:/opt/ml/model:ro"]
         for key, value in environment.items():
             command += ["-e", f"{key}={value}"]
         self.started = time.monotonic()
@@ -89,7 +94,9 @@ class Container:
         self.id = run.stdout.strip()
 
     def state(self) -> dict:
-        out = subprocess.run(["docker", "inspect", "--format", "{{json .State}}", self.id], capture_output=True, text=True)
+        out = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .State}}", self.id], capture_output=True, text=True
+        )
         return json.loads(out.stdout)
 
     def logs(self) -> str:
@@ -140,16 +147,18 @@ def _environment(registered, role_index: int = 0, autopilot: bool = False) -> di
     info = dict(registered["info"])
     if autopilot:
         info["autopilot"] = {"inference_containers": [{"Image": "candidate", "Environment": {}}]}
-    chain = serving_containers(info, "churn-mlops:test", "s3://bucket/model.tar.gz", registered["sha256"],
-                               {"SAGEMAKER_REGION": "us-west-2"})
+    chain = serving_containers(
+        info, "churn-mlops:test", "s3://bucket/model.tar.gz", registered["sha256"], {"SAGEMAKER_REGION": "us-west-2"}
+    )
     return chain[role_index]["Environment"]
 
 
 @pytest.fixture(scope="module")
 def local_endpoint(registered, tmp_path_factory):
     endpoint_dir = tmp_path_factory.mktemp("local-endpoint")
-    (endpoint_dir / "current.json").write_text(json.dumps(
-        {"version": "1", "sha256": registered["sha256"], "bundle_dir": str(registered["bundle_dir"])}))
+    (endpoint_dir / "current.json").write_text(
+        json.dumps({"version": "1", "sha256": registered["sha256"], "bundle_dir": str(registered["bundle_dir"])})
+    )
     server = ServerProcess(endpoint_dir)
     try:
         server.wait_ready()
@@ -159,19 +168,24 @@ def local_endpoint(registered, tmp_path_factory):
 
 
 def _post(url: str, body: bytes, content_type: str, accept: str = "", attributes: str = "") -> requests.Response:
-    headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {}),
-               **({"X-Amzn-SageMaker-Custom-Attributes": attributes} if attributes else {})}
+    headers = {
+        "Content-Type": content_type,
+        **({"Accept": accept} if accept else {}),
+        **({"X-Amzn-SageMaker-Custom-Attributes": attributes} if attributes else {}),
+    }
     return requests.post(url + "/invocations", data=body, headers=headers, timeout=60)
 
 
 def test_serve_answers_exactly_as_the_local_endpoint(containers, registered, local_endpoint):
     container = containers(registered["model_dir"], _environment(registered))
     container.wait_ping()
-    assert requests.get(container.url + "/ping", timeout=PING_TIMEOUT_SECONDS).headers["X-Model-Sha256"] == \
-        registered["sha256"]
+    assert (
+        requests.get(container.url + "/ping", timeout=PING_TIMEOUT_SECONDS).headers["X-Model-Sha256"]
+        == registered["sha256"]
+    )
     rows = registered["split"].test.iloc[:40]
     requests_to_send = [
-        (rows.to_csv(index=False).encode(), "text/csv", "", ""),                              # no Accept: CSV
+        (rows.to_csv(index=False).encode(), "text/csv", "", ""),  # no Accept: CSV
         (rows.to_csv(index=False).encode(), "text/csv", "text/csv", "probabilities=true"),
         (rows.to_json(orient="records").encode(), "application/json", "application/json", ""),
         (rows.to_json(orient="records").encode(), "application/json", "application/json", "probabilities=true"),
@@ -186,10 +200,12 @@ def test_serve_answers_exactly_as_the_local_endpoint(containers, registered, loc
     assert labels == [str(v) for v in registered["bundle"].predict(rows)]
 
     # bad input: a 4xx naming the problem, as the local endpoint answers it, and the container lives on
-    for body, content_type, status in [(b"age\n", "text/csv", 400),
-                                       (rows.drop(columns=["tenure_months"]).to_csv(index=False).encode(), "text/csv", 400),
-                                       (b"{not json", "application/json", 400),
-                                       (b"<xml/>", "application/xml", 415)]:
+    for body, content_type, status in [
+        (b"age\n", "text/csv", 400),
+        (rows.drop(columns=["tenure_months"]).to_csv(index=False).encode(), "text/csv", 400),
+        (b"{not json", "application/json", 400),
+        (b"<xml/>", "application/xml", 415),
+    ]:
         ours, local = _post(container.url, body, content_type), _post(local_endpoint.url, body, content_type)
         assert 400 <= ours.status_code < 500 and ours.status_code == local.status_code, ours.text
         assert ours.text == local.text
@@ -207,9 +223,11 @@ def test_serve_refuses_a_bundle_that_is_not_the_registered_one(containers, regis
         handle.write(b"\0")
     os.chmod(tampered_dir, 0o755)
     tampered = containers(tampered_dir, _environment(registered))
-    for container, message in [(wrong, f"has SHA-256 {registered['sha256']}, but the registry recorded {'0' * 64}"),
-                               (missing, "CHURN_BUNDLE_SHA256 is not set"),
-                               (tampered, "refusing to serve a bundle that is not the registered one")]:
+    for container, message in [
+        (wrong, f"has SHA-256 {registered['sha256']}, but the registry recorded {'0' * 64}"),
+        (missing, "CHURN_BUNDLE_SHA256 is not set"),
+        (tampered, "refusing to serve a bundle that is not the registered one"),
+    ]:
         assert container.wait_exit() != 0
         assert "refusing to start" in container.logs() and message in container.logs()
 
@@ -229,7 +247,7 @@ class Candidate:
                 X = np.loadtxt(io.BytesIO(body), delimiter=",", ndmin=2)
                 proba = estimator.predict_proba(X)[:, list(estimator.classes_).index(1)].tolist()
                 outer.seen.append(self.headers.get("Content-Type"))
-                lines = [f'{int(p > 0.5)},"[{1 - p!r}, {p!r}]","[\'0\', \'1\']"' for p in proba]
+                lines = [f"{int(p > 0.5)},\"[{1 - p!r}, {p!r}]\",\"['0', '1']\"" for p in proba]
                 data = ("\n".join(lines) + "\n").encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/csv")
@@ -252,20 +270,25 @@ def test_the_automl_serial_chain_through_real_containers(containers, registered,
     """encode container -> candidate -> respond container, each response's Content-Type to the next, as SageMaker chains them."""
     encode = containers(registered["model_dir"], _environment(registered, 0, autopilot=True))
     respond = containers(registered["model_dir"], _environment(registered, 2, autopilot=True))
-    assert (_environment(registered, 0, True)["CHURN_SERVING_ROLE"],
-            _environment(registered, 2, True)["CHURN_SERVING_ROLE"]) == ("encode", "respond")
+    assert (
+        _environment(registered, 0, True)["CHURN_SERVING_ROLE"],
+        _environment(registered, 2, True)["CHURN_SERVING_ROLE"],
+    ) == ("encode", "respond")
     encode.wait_ping()
     respond.wait_ping()
     candidate = Candidate(registered["bundle"].estimator)
     try:
         rows = registered["split"].test.iloc[:30]
         for body, content_type, accept, attributes in [
-                (rows.to_csv(index=False).encode(), "text/csv", "text/csv", ""),
-                (rows.to_json(orient="records").encode(), "application/json", "application/json", "probabilities=true")]:
+            (rows.to_csv(index=False).encode(), "text/csv", "text/csv", ""),
+            (rows.to_json(orient="records").encode(), "application/json", "application/json", "probabilities=true"),
+        ]:
             encoded = _post(encode.url, body, content_type, "", attributes)
             assert encoded.status_code == 200 and encoded.headers["Content-Type"] == "text/csv"
-            np.testing.assert_array_equal(np.loadtxt(io.BytesIO(encoded.content), delimiter=",", ndmin=2),
-                                          registered["bundle"].preprocessor.transform(rows)[0])
+            np.testing.assert_array_equal(
+                np.loadtxt(io.BytesIO(encoded.content), delimiter=",", ndmin=2),
+                registered["bundle"].preprocessor.transform(rows)[0],
+            )
             scored = _post(candidate.url, encoded.content, encoded.headers["Content-Type"])
             answer = _post(respond.url, scored.content, scored.headers["Content-Type"], accept, attributes)
             alone = _post(local_endpoint.url, body, content_type, accept, attributes)
@@ -294,10 +317,10 @@ def test_the_tag_follows_the_lock_file_and_the_code(tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
     first = content_tag(tmp_path)
-    assert first == content_tag(REPO)                     # the same content, the same tag, wherever it lies
+    assert first == content_tag(REPO)  # the same content, the same tag, wherever it lies
     (tmp_path / "churn" / "serving" / "__pycache__").mkdir(exist_ok=True)
     (tmp_path / "churn" / "serving" / "__pycache__" / "x.pyc").write_bytes(b"junk")
-    assert content_tag(tmp_path) == first                 # bytecode is not content
+    assert content_tag(tmp_path) == first  # bytecode is not content
     with open(tmp_path / "churn" / "serving" / "container.py", "a") as handle:
         handle.write("\n# changed\n")
     code_changed = content_tag(tmp_path)
@@ -313,17 +336,17 @@ def test_the_tag_follows_the_lock_file_and_the_code(tmp_path):
 def test_image_names_resolve_to_this_codes_tag(monkeypatch):
     monkeypatch.delenv(image.TAG_ENV, raising=False)
     repo = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn-mlops"
-    assert image.resolve_image_uri(f"{repo}:1.0.0", "eu-west-1") == f"{repo}:1.0.0"       # a tag: as given
+    assert image.resolve_image_uri(f"{repo}:1.0.0", "eu-west-1") == f"{repo}:1.0.0"  # a tag: as given
     assert image.resolve_image_uri(f"{repo}@sha256:{'a' * 64}", "eu-west-1") == f"{repo}@sha256:{'a' * 64}"
-    assert image.resolve_image_uri(repo, "eu-west-1") == f"{repo}:{image.content_tag()}"   # none: this code's
+    assert image.resolve_image_uri(repo, "eu-west-1") == f"{repo}:{image.content_tag()}"  # none: this code's
     assert image.resolve_image_uri("localhost:5000/churn", "eu-west-1").endswith(f"churn:{image.content_tag()}")
-    monkeypatch.setenv(image.TAG_ENV, "built-tag")                                        # inside the image
+    monkeypatch.setenv(image.TAG_ENV, "built-tag")  # inside the image
     assert image.resolve_image_uri(repo, "eu-west-1") == f"{repo}:built-tag"
     assert image.ecr_repository("123456789012", "cn-north-1").endswith(".amazonaws.com.cn/churn-mlops")
 
 
 def test_the_build_uses_the_machines_index_settings_but_not_its_local_files(monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "https://pypi.example.org/simple")
-    monkeypatch.setenv("UV_DEFAULT_INDEX", "file:///opt/pypi/simple")   # a local directory: not in the build
+    monkeypatch.setenv("UV_DEFAULT_INDEX", "file:///opt/pypi/simple")  # a local directory: not in the build
     monkeypatch.delenv("UV_INDEX_URL", raising=False)
     assert image.index_build_args() == {"PIP_INDEX_URL": "https://pypi.example.org/simple"}

@@ -30,13 +30,15 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
 LIVE = os.environ.get("CHURN_LIVE_AWS") == "1"
-pytestmark = pytest.mark.skipif(not LIVE, reason="live AWS smoke test: opt in with CHURN_LIVE_AWS=1 and "
-                                                 "CHURN_LIVE_STACK_CONFIG=<your stack config> (README: Live smoke test)")
+pytestmark = pytest.mark.skipif(
+    not LIVE,
+    reason="live AWS smoke test: opt in with CHURN_LIVE_AWS=1 and "
+    "CHURN_LIVE_STACK_CONFIG=<your stack config> (README: Live smoke test)",
+)
 NON_BURSTABLE = ("ml.m5.large", "ml.c5.large", "ml.m5.xlarge", "ml.c5.xlarge")
 
 
@@ -44,9 +46,9 @@ class Phases:
     """Timings and created resources, printed at the end whatever happened."""
 
     def __init__(self) -> None:
-        self.timings: Dict[str, float] = {}
-        self.created: List[str] = []
-        self.removed: List[str] = []
+        self.timings: dict[str, float] = {}
+        self.created: list[str] = []
+        self.removed: list[str] = []
 
     @contextmanager
     def phase(self, name: str):
@@ -68,7 +70,9 @@ def _settings():
 
     path = os.environ.get("CHURN_LIVE_STACK_CONFIG")
     if not path:
-        pytest.fail("set CHURN_LIVE_STACK_CONFIG to your stack config (start from configs/sagemaker_stack.example.yaml)")
+        pytest.fail(
+            "set CHURN_LIVE_STACK_CONFIG to your stack config (start from configs/sagemaker_stack.example.yaml)"
+        )
     return stack_settings(path)
 
 
@@ -94,17 +98,30 @@ def test_ingest_register_deploy_invoke_and_remove_on_a_sandbox_account(tmp_path:
     offline = f"{root}/feature-store"
     phases = Phases()
     region, profile = settings.region, settings.aws_profile
-    store = FeatureGroupClient(region, settings.role_arn, offline, settings.athena_output,
-                               athena_workgroup=settings.athena_workgroup, enable_online_store=True, max_workers=2,
-                               profile=profile)
-    registry = ModelPackageClient(region, settings.bucket, prefix, image_uri=settings.image_uri,
-                                  profile=profile)
-    endpoints = SageMakerEndpoints(EndpointSettings(
-        region=region, role_arn=settings.role_arn, bucket=settings.bucket, prefix=prefix,
-        image_uri=settings.image_uri,
-        polling=Polling(initial=15.0, maximum=30.0, timeout=settings.deploy_timeout_seconds), profile=profile))
+    store = FeatureGroupClient(
+        region,
+        settings.role_arn,
+        offline,
+        settings.athena_output,
+        athena_workgroup=settings.athena_workgroup,
+        enable_online_store=True,
+        max_workers=2,
+        profile=profile,
+    )
+    registry = ModelPackageClient(region, settings.bucket, prefix, image_uri=settings.image_uri, profile=profile)
+    endpoints = SageMakerEndpoints(
+        EndpointSettings(
+            region=region,
+            role_arn=settings.role_arn,
+            bucket=settings.bucket,
+            prefix=prefix,
+            image_uri=settings.image_uri,
+            polling=Polling(initial=15.0, maximum=30.0, timeout=settings.deploy_timeout_seconds),
+            profile=profile,
+        )
+    )
     frame = generate_customers(40, seed=7)
-    failures: List[str] = []
+    failures: list[str] = []
     try:
         with phases.phase("ingest"):
             phases.created.append(f"feature group {name} (offline store {offline})")
@@ -117,13 +134,23 @@ def test_ingest_register_deploy_invoke_and_remove_on_a_sandbox_account(tmp_path:
             bundle_dir = tmp_path / "bundle"
             sha256 = bundle.save(bundle_dir)
             phases.created.append(f"model package group {name} (objects under {root}/registry/)")
-            package = registry.register(name, str(bundle_dir), sha256, {"live_smoke_test": name}, approval_status="Approved")
+            package = registry.register(
+                name, str(bundle_dir), sha256, {"live_smoke_test": name}, approval_status="Approved"
+            )
             version = str(package["ModelPackageVersion"])
 
         with phases.phase("deploy"):
             phases.created.append(f"endpoint {name} on {instance_type} (config, model, autoscaling target)")
-            deployed = endpoints.deploy(name, name, version, str(bundle_dir), sha256, settings=DeploySettings(
-                inference_instance_type=instance_type, autoscaling_min_capacity=1, autoscaling_max_capacity=1))
+            deployed = endpoints.deploy(
+                name,
+                name,
+                version,
+                str(bundle_dir),
+                sha256,
+                settings=DeploySettings(
+                    inference_instance_type=instance_type, autoscaling_min_capacity=1, autoscaling_max_capacity=1
+                ),
+            )
             assert deployed["instance_type"] == instance_type
 
         with phases.phase("invoke"):
@@ -137,11 +164,22 @@ def test_ingest_register_deploy_invoke_and_remove_on_a_sandbox_account(tmp_path:
             steps = [
                 ("endpoint", lambda: phases.removed.extend(endpoints.delete(name))),
                 ("registry", lambda: phases.removed.extend(registry.delete_group(name))),
-                ("feature group", lambda: (sm.delete_feature_group(FeatureGroupName=name),
-                                           phases.removed.append(f"feature group {name}"))),
+                (
+                    "feature group",
+                    lambda: (
+                        sm.delete_feature_group(FeatureGroupName=name),
+                        phases.removed.append(f"feature group {name}"),
+                    ),
+                ),
             ]
-            steps.append((root, lambda: phases.removed.append(
-                f"{s3.delete_prefix(root + '/', region, profile)} S3 objects under {root}/")))
+            steps.append(
+                (
+                    root,
+                    lambda: phases.removed.append(
+                        f"{s3.delete_prefix(root + '/', region, profile)} S3 objects under {root}/"
+                    ),
+                )
+            )
             for what, remove in steps:
                 try:
                     remove()

@@ -36,8 +36,10 @@ class AutoMLEngine(Protocol):
 # Engine name -> "module:attribute" of a zero-argument factory (a class). The stack names
 # the engine (label ``automl_engine``); the step never branches on the backend.
 DEFAULT_ENGINE = "flaml"
-ENGINES: Dict[str, str] = {"flaml": "churn.automl.engines.local:LocalEngine",
-                           "sagemaker_autopilot": "churn.aws.autopilot_job:AutopilotEngine"}
+ENGINES: dict[str, str] = {
+    "flaml": "churn.automl.engines.local:LocalEngine",
+    "sagemaker_autopilot": "churn.aws.autopilot_job:AutopilotEngine",
+}
 
 
 def register_engine(name: str, source: str) -> None:
@@ -45,7 +47,7 @@ def register_engine(name: str, source: str) -> None:
     ENGINES[name] = source
 
 
-def resolve_engine(name: Optional[str] = None) -> AutoMLEngine:
+def resolve_engine(name: str | None = None) -> AutoMLEngine:
     """The engine called ``name`` (None or empty: the local default)."""
     name = name or DEFAULT_ENGINE
     if name not in ENGINES:

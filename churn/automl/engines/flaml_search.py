@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,13 @@ def logistic_learner(categorical_columns: Sequence[int]):
     class OneHotLogisticLearner(SKLearnEstimator):
         @classmethod
         def search_space(cls, data_size, task, **params):
-            return {"C": {"domain": tune.loguniform(lower=1 / 1024, upper=1024.0), "init_value": 1.0,
-                          "low_cost_init_value": 1.0}}
+            return {
+                "C": {
+                    "domain": tune.loguniform(lower=1 / 1024, upper=1024.0),
+                    "init_value": 1.0,
+                    "low_cost_init_value": 1.0,
+                }
+            }
 
         @classmethod
         def cost_relative2lgbm(cls):
@@ -58,8 +64,9 @@ def flaml_learner(family: str, categorical: Sequence[int]):
     return task_factory("binary").estimator_class_from_str(family)
 
 
-def search(X: np.ndarray, y: np.ndarray, categorical: List[int], settings: AutoMLSettings, folds: int,
-           budget: float) -> Dict[str, Any]:
+def search(
+    X: np.ndarray, y: np.ndarray, categorical: list[int], settings: AutoMLSettings, folds: int, budget: float
+) -> dict[str, Any]:
     """Run FLAML for ``budget`` seconds; per family: trials, best loss and best config (FLAML's names)."""
     from flaml import AutoML
     from flaml.automl.training_log import training_log_reader
@@ -71,16 +78,29 @@ def search(X: np.ndarray, y: np.ndarray, categorical: List[int], settings: AutoM
     with tempfile.TemporaryDirectory(prefix="flaml-") as tmp:
         log_path = os.path.join(tmp, "trials.jsonl")
         automl.fit(
-            X_train=X, y_train=y, task="classification", metric=flaml_metric(settings.objective),
-            estimator_list=list(settings.families), time_budget=budget,
-            max_iter=settings.max_candidates, train_time_limit=settings.max_runtime_per_candidate_sec,
-            eval_method="cv", n_splits=folds, split_type="stratified", seed=settings.seed,
-            n_jobs=settings.n_jobs, n_concurrent_trials=1, retrain_full=False, mlflow_logging=False,
-            log_file_name=log_path, log_type="all", verbose=0,
+            X_train=X,
+            y_train=y,
+            task="classification",
+            metric=flaml_metric(settings.objective),
+            estimator_list=list(settings.families),
+            time_budget=budget,
+            max_iter=settings.max_candidates,
+            train_time_limit=settings.max_runtime_per_candidate_sec,
+            eval_method="cv",
+            n_splits=folds,
+            split_type="stratified",
+            seed=settings.seed,
+            n_jobs=settings.n_jobs,
+            n_concurrent_trials=1,
+            retrain_full=False,
+            mlflow_logging=False,
+            log_file_name=log_path,
+            log_type="all",
+            verbose=0,
         )
         with training_log_reader(log_path) as reader:
             trials = list(reader.records())
-    families: Dict[str, Dict[str, Any]] = {}
+    families: dict[str, dict[str, Any]] = {}
     for family in settings.families:
         loss = automl.best_loss_per_estimator.get(family)
         config = automl.best_config_per_estimator.get(family)
@@ -93,5 +113,4 @@ def search(X: np.ndarray, y: np.ndarray, categorical: List[int], settings: AutoM
             "best_loss": None if loss is None or not np.isfinite(loss) else float(loss),
             "best_config": None if config is None else {k: v for k, v in config.items() if k != "FLAML_sample_size"},
         }
-    return {"families": families, "trials": len(trials), "seconds": time.perf_counter() - started,
-            "budget": budget}
+    return {"families": families, "trials": len(trials), "seconds": time.perf_counter() - started, "budget": budget}

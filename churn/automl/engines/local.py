@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,9 +40,9 @@ from churn.automl.settings import AutoMLError, AutoMLSettings
 from churn.bundle import ModelBundle
 from churn.preprocessing import Preprocessor
 
-MIN_SEARCH_SEC = 5.0     # less than this left after the portfolio: no FLAML search
-SEARCH_SHARE = 0.6       # of the time left after the portfolio: FLAML; the rest evaluates its finds
-FLAML_CANDIDATES = 3     # FLAML's best configs (of different families) evaluated on our folds
+MIN_SEARCH_SEC = 5.0  # less than this left after the portfolio: no FLAML search
+SEARCH_SHARE = 0.6  # of the time left after the portfolio: FLAML; the rest evaluates its finds
+FLAML_CANDIDATES = 3  # FLAML's best configs (of different families) evaluated on our folds
 SELECTION_ROUNDS = 25
 
 
@@ -59,7 +59,6 @@ class LocalEngine:
         X, y, categorical, folds = _training_data(train_frame, preprocessor, settings)
         import flaml  # noqa: F401  (imports mlflow: seconds in a fresh process, counted in the budget)
 
-
         def score(proba: np.ndarray) -> float:
             return objective_score(settings.objective, y, proba)
 
@@ -70,8 +69,10 @@ class LocalEngine:
             portfolio_seconds = time.perf_counter() - started
             search = self._search(X, y, categorical, folds, settings, score, deadline, evaluated)
             if not evaluated:
-                raise AutoMLError(f"no candidate model finished within max_runtime_sec={settings.max_runtime_sec} "
-                                  f"on {len(y)} rows; raise the budget")
+                raise AutoMLError(
+                    f"no candidate model finished within max_runtime_sec={settings.max_runtime_sec} "
+                    f"on {len(y)} rows; raise the budget"
+                )
             ranked = sorted(evaluated, key=lambda e: -e.score)  # stable: ties keep the evaluation order
             weights, ensemble_score = self._select(ranked, settings, score)
             final_started = time.perf_counter()
@@ -83,25 +84,44 @@ class LocalEngine:
         summary = {
             "objective": settings.objective,
             "flaml_metric": getattr(flaml_metric(settings.objective), "__name__", flaml_metric(settings.objective)),
-            "best_family": best.candidate.family, "best_name": best.candidate.name,
-            "best_config": dict(best.candidate.config), "best_cv_score": round(best.score, 6),
-            "trials": sum(f["trials"] for f in families.values()), "families": families,
-            "leaderboard": [{"name": e.candidate.name, "family": e.candidate.family, "source": e.candidate.source,
-                             "cv_score": round(e.score, 6), "fold_fit_seconds": round(e.fit_seconds, 3),
-                             "folds": len(e.fold_models)} for e in ranked],
+            "best_family": best.candidate.family,
+            "best_name": best.candidate.name,
+            "best_config": dict(best.candidate.config),
+            "best_cv_score": round(best.score, 6),
+            "trials": sum(f["trials"] for f in families.values()),
+            "families": families,
+            "leaderboard": [
+                {
+                    "name": e.candidate.name,
+                    "family": e.candidate.family,
+                    "source": e.candidate.source,
+                    "cv_score": round(e.score, 6),
+                    "fold_fit_seconds": round(e.fit_seconds, 3),
+                    "folds": len(e.fold_models),
+                }
+                for e in ranked
+            ],
             "portfolio_seconds": round(portfolio_seconds, 3),
-            "search_budget_sec": round(search["budget"], 3), "search_seconds": round(search["seconds"], 3),
-            "cv_folds": len(folds), "mode": settings.mode, "final_fit": settings.final_fit,
-            "ensemble_members": members, "ensemble_cv_score": ensemble_score,
-            "final_fit_seconds": round(final_seconds, 3), "settings": settings.to_dict(),
-            "total_seconds": round(seconds, 3), "library_versions": _library_versions(),
+            "search_budget_sec": round(search["budget"], 3),
+            "search_seconds": round(search["seconds"], 3),
+            "cv_folds": len(folds),
+            "mode": settings.mode,
+            "final_fit": settings.final_fit,
+            "ensemble_members": members,
+            "ensemble_cv_score": ensemble_score,
+            "final_fit_seconds": round(final_seconds, 3),
+            "settings": settings.to_dict(),
+            "total_seconds": round(seconds, 3),
+            "library_versions": _library_versions(),
         }
         info = {
             "model_type": "automl",
             "automl_engine": self.name,
             "automl": summary,
-            "hyperparameters": {"best_family": best.candidate.family,
-                                **{f"best_{k}": v for k, v in best.candidate.config.items()}},
+            "hyperparameters": {
+                "best_family": best.candidate.family,
+                **{f"best_{k}": v for k, v in best.candidate.config.items()},
+            },
             "serving_requirements": serving_requirements(estimator),
             "random_state": settings.seed,
             "train_rows": int(len(train_frame)),
@@ -111,13 +131,22 @@ class LocalEngine:
 
     # 1. the portfolio ---------------------------------------------------------------
     @staticmethod
-    def _portfolio(X, y, categorical, folds, settings, score, deadline) -> List[Evaluated]:
-        evaluated: List[Evaluated] = []
+    def _portfolio(X, y, categorical, folds, settings, score, deadline) -> list[Evaluated]:
+        evaluated: list[Evaluated] = []
         for candidate in portfolio(settings.families):
             if settings.max_candidates is not None and len(evaluated) >= settings.max_candidates:
                 break
-            result = evaluate(candidate, X, y, folds, categorical, settings.seed, settings.n_jobs, score,
-                              deadline=deadline - _final_fit_reserve(evaluated, settings, len(folds)))
+            result = evaluate(
+                candidate,
+                X,
+                y,
+                folds,
+                categorical,
+                settings.seed,
+                settings.n_jobs,
+                score,
+                deadline=deadline - _final_fit_reserve(evaluated, settings, len(folds)),
+            )
             if result is None or not result.complete:  # out of time: the rest of the portfolio is skipped
                 if result is not None and not evaluated:
                     evaluated.append(result)  # nothing else finished: its fold models serve (see _select)
@@ -127,7 +156,7 @@ class LocalEngine:
 
     # 2. the search ------------------------------------------------------------------
     @staticmethod
-    def _search(X, y, categorical, folds, settings, score, deadline, evaluated: List[Evaluated]) -> Dict[str, Any]:
+    def _search(X, y, categorical, folds, settings, score, deadline, evaluated: list[Evaluated]) -> dict[str, Any]:
         """FLAML for a share of the time left; its best config per family joins ``evaluated`` (in place)."""
         empty = {"families": {}, "trials": 0, "seconds": 0.0, "budget": 0.0}
         left_candidates = None if settings.max_candidates is None else settings.max_candidates - len(evaluated)
@@ -137,19 +166,38 @@ class LocalEngine:
         budget = left * SEARCH_SHARE if evaluated else left
         if budget < MIN_SEARCH_SEC and evaluated:
             return empty
-        search_settings = settings if left_candidates is None else \
-            AutoMLSettings(**{**settings.to_dict(), "families": settings.families, "max_candidates": left_candidates})
+        search_settings = (
+            settings
+            if left_candidates is None
+            else AutoMLSettings(
+                **{**settings.to_dict(), "families": settings.families, "max_candidates": left_candidates}
+            )
+        )
         partial = [e for e in evaluated if not e.complete]
         evaluated[:] = [e for e in evaluated if e.complete]
         result = flaml_search.search(X, y, categorical, search_settings, len(folds), budget=max(1.0, budget))
-        found = sorted(((info["best_loss"], family, info) for family, info in result["families"].items()
-                        if info["best_config"] is not None and info["best_loss"] is not None),
-                       key=lambda item: (item[0], item[1]))
+        found = sorted(
+            (
+                (info["best_loss"], family, info)
+                for family, info in result["families"].items()
+                if info["best_config"] is not None and info["best_loss"] is not None
+            ),
+            key=lambda item: (item[0], item[1]),
+        )
         for _, family, info in found[:FLAML_CANDIDATES]:
             candidate = Candidate(f"flaml_{family}", family, info["best_config"], source="flaml")
-            outcome = evaluate(candidate, X, y, folds, categorical, settings.seed, settings.n_jobs, score,
-                               deadline=deadline - _final_fit_reserve(evaluated, settings, len(folds)),
-                               fold_seconds=(info["best_trial_seconds"] or 0.0) / len(folds))
+            outcome = evaluate(
+                candidate,
+                X,
+                y,
+                folds,
+                categorical,
+                settings.seed,
+                settings.n_jobs,
+                score,
+                deadline=deadline - _final_fit_reserve(evaluated, settings, len(folds)),
+                fold_seconds=(info["best_trial_seconds"] or 0.0) / len(folds),
+            )
             if outcome is None or not outcome.complete:
                 break
             evaluated.append(outcome)
@@ -159,12 +207,13 @@ class LocalEngine:
 
     # 3. the ensemble ----------------------------------------------------------------
     @staticmethod
-    def _select(ranked: List[Evaluated], settings: AutoMLSettings, score):
+    def _select(ranked: list[Evaluated], settings: AutoMLSettings, score):
         """Weights per ranked candidate (0: out) and the ensemble's OOF score (None: a single model)."""
         if settings.mode == "HYPERPARAMETER_TUNING" or len(ranked) == 1 or not all(e.complete for e in ranked):
             return [1.0] + [0.0] * (len(ranked) - 1), None
-        selection = greedy_selection(np.array([e.oof for e in ranked]), score, rounds=SELECTION_ROUNDS,
-                                     max_members=settings.ensemble_size)
+        selection = greedy_selection(
+            np.array([e.oof for e in ranked]), score, rounds=SELECTION_ROUNDS, max_members=settings.ensemble_size
+        )
         return selection.weights, round(selection.score, 6)
 
     # 4. the final fit ---------------------------------------------------------------
@@ -185,9 +234,17 @@ class LocalEngine:
             models.append(model)
             names.append(candidate.name)
             member_weights.append(weight)
-            members.append({"family": candidate.family, "weight": weight, "config": dict(candidate.config),
-                            "name": candidate.name, "source": candidate.source, "cv_score": round(evaluated.score, 6),
-                            "fit": how})
+            members.append(
+                {
+                    "family": candidate.family,
+                    "weight": weight,
+                    "config": dict(candidate.config),
+                    "name": candidate.name,
+                    "source": candidate.source,
+                    "cv_score": round(evaluated.score, 6),
+                    "fit": how,
+                }
+            )
         if len(models) == 1:
             members[0]["weight"] = 1.0
             return models[0], members
@@ -199,7 +256,9 @@ def _training_data(train_frame: pd.DataFrame, preprocessor: Preprocessor, settin
     from sklearn.model_selection import StratifiedKFold
 
     if settings.target != preprocessor.target:
-        raise AutoMLError(f"settings target {settings.target!r} differs from the preprocessor's {preprocessor.target!r}")
+        raise AutoMLError(
+            f"settings target {settings.target!r} differs from the preprocessor's {preprocessor.target!r}"
+        )
     X, _ = preprocessor.transform(train_frame)
     y = train_frame[preprocessor.target].to_numpy(dtype=int)
     if len(np.unique(y)) != 2:
@@ -217,7 +276,7 @@ def _refit_seconds(evaluated: Evaluated, n_folds: int) -> float:
     return 1.6 * evaluated.fit_seconds * n_folds / max(1, n_folds - 1)
 
 
-def _final_fit_reserve(evaluated: List[Evaluated], settings: AutoMLSettings, n_folds: int) -> float:
+def _final_fit_reserve(evaluated: list[Evaluated], settings: AutoMLSettings, n_folds: int) -> float:
     """Seconds kept back for the final fit: the refit of the best ``ensemble_size`` candidates so far."""
     if settings.final_fit == "bag":
         return 0.5
@@ -225,14 +284,14 @@ def _final_fit_reserve(evaluated: List[Evaluated], settings: AutoMLSettings, n_f
     return 0.5 + sum(_refit_seconds(e, n_folds) for e in best)
 
 
-def _family_summary(settings: AutoMLSettings, evaluated: List[Evaluated], search: Dict[str, Any]) -> Dict[str, Any]:
+def _family_summary(settings: AutoMLSettings, evaluated: list[Evaluated], search: dict[str, Any]) -> dict[str, Any]:
     """Per family: candidates tried (portfolio + FLAML trials), the best CV loss and its config."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for family in settings.families:
         mine = [e for e in evaluated if e.candidate.family == family]
         flaml = search["families"].get(family, {})
         portfolio_trials = sum(1 for e in mine if e.candidate.source == "portfolio")
-        best: Optional[Evaluated] = max(mine, key=lambda e: e.score) if mine else None
+        best: Evaluated | None = max(mine, key=lambda e: e.score) if mine else None
         flaml_score = loss_to_score(settings.objective, flaml.get("best_loss"))
         out[family] = {
             "trials": portfolio_trials + int(flaml.get("trials", 0)),
@@ -247,7 +306,7 @@ def _score_to_loss(objective: str, score: float) -> float:
     return -score if objective == "LogLoss" else 1.0 - score
 
 
-def _library_versions() -> Dict[str, str]:
+def _library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -259,7 +318,7 @@ def _library_versions() -> Dict[str, str]:
     return out
 
 
-def model_objects(estimator: Any) -> List[Any]:
+def model_objects(estimator: Any) -> list[Any]:
     """``estimator`` and every model inside it (ensemble members, bagged fold models, pipeline steps)."""
     found, stack = [], [estimator]
     while stack:
@@ -272,7 +331,7 @@ def model_objects(estimator: Any) -> List[Any]:
     return found
 
 
-def serving_requirements(estimator: Any) -> Dict[str, str]:
+def serving_requirements(estimator: Any) -> dict[str, str]:
     """Distributions (pip name -> version) that loading ``estimator`` needs beyond scikit-learn/numpy.
 
     E.g. ``{"lightgbm": "4.7.0", "xgboost-cpu": "2.1.4"}``: whatever serves the bundle (an
@@ -281,7 +340,7 @@ def serving_requirements(estimator: Any) -> Dict[str, str]:
     from importlib.metadata import packages_distributions, version
 
     distributions = packages_distributions()
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     for obj in model_objects(estimator):
         module = type(obj).__module__.split(".")[0]
         if module in ("sklearn", "numpy", "builtins", "churn"):

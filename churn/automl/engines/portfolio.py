@@ -13,8 +13,9 @@ own (no FLAML needed to load it).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class Candidate:
 
     name: str
     family: str
-    config: Dict[str, Any]
+    config: dict[str, Any]
     source: str = "portfolio"  # portfolio | flaml
 
 
@@ -38,23 +39,74 @@ PORTFOLIO: Sequence[Candidate] = (
     Candidate("histgb_default", "histgb", {}),
     Candidate("lgbm_default", "lgbm", {}),
     Candidate("logistic_c0.1", "logistic", {"C": 0.1}),
-    Candidate("lgbm_slow", "lgbm", {"n_estimators": 400, "learning_rate": 0.03, "num_leaves": 15,
-                                    "min_child_samples": 20, "subsample": 0.8, "subsample_freq": 1,
-                                    "colsample_bytree": 0.7, "reg_lambda": 1.0}),
+    Candidate(
+        "lgbm_slow",
+        "lgbm",
+        {
+            "n_estimators": 400,
+            "learning_rate": 0.03,
+            "num_leaves": 15,
+            "min_child_samples": 20,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.7,
+            "reg_lambda": 1.0,
+        },
+    ),
     Candidate("rf_spec", "rf", {"n_estimators": 100, "max_depth": 10}),
-    Candidate("xgboost_d4", "xgboost", {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 4,
-                                        "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 2}),
+    Candidate(
+        "xgboost_d4",
+        "xgboost",
+        {
+            "n_estimators": 300,
+            "learning_rate": 0.05,
+            "max_depth": 4,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "min_child_weight": 2,
+        },
+    ),
     Candidate("extra_tree_300", "extra_tree", {"n_estimators": 300, "min_samples_leaf": 2}),
-    Candidate("histgb_slow", "histgb", {"learning_rate": 0.05, "max_iter": 250, "max_leaf_nodes": 15,
-                                        "min_samples_leaf": 40, "l2_regularization": 1.0, "early_stopping": False}),
-    Candidate("lgbm_xt", "lgbm", {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31, "extra_trees": True,
-                                  "colsample_bytree": 0.8, "min_child_samples": 10}),
-    Candidate("xgboost_d6", "xgboost", {"n_estimators": 400, "learning_rate": 0.03, "max_depth": 6,
-                                        "subsample": 0.8, "colsample_bytree": 0.6, "min_child_weight": 3}),
+    Candidate(
+        "histgb_slow",
+        "histgb",
+        {
+            "learning_rate": 0.05,
+            "max_iter": 250,
+            "max_leaf_nodes": 15,
+            "min_samples_leaf": 40,
+            "l2_regularization": 1.0,
+            "early_stopping": False,
+        },
+    ),
+    Candidate(
+        "lgbm_xt",
+        "lgbm",
+        {
+            "n_estimators": 300,
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "extra_trees": True,
+            "colsample_bytree": 0.8,
+            "min_child_samples": 10,
+        },
+    ),
+    Candidate(
+        "xgboost_d6",
+        "xgboost",
+        {
+            "n_estimators": 400,
+            "learning_rate": 0.03,
+            "max_depth": 6,
+            "subsample": 0.8,
+            "colsample_bytree": 0.6,
+            "min_child_weight": 3,
+        },
+    ),
 )
 
 
-def portfolio(families: Sequence[str]) -> List[Candidate]:
+def portfolio(families: Sequence[str]) -> list[Candidate]:
     """The portfolio's candidates whose family is allowed, in order."""
     return [c for c in PORTFOLIO if c.family in families]
 
@@ -87,8 +139,9 @@ def build(candidate: Candidate, categorical: Sequence[int], seed: int, n_jobs: i
     raise ValueError(f"no portfolio builder for family {family!r}")
 
 
-def fit_candidate(candidate: Candidate, X: np.ndarray, y: np.ndarray, categorical: Sequence[int],
-                  seed: int, n_jobs: int) -> Any:
+def fit_candidate(
+    candidate: Candidate, X: np.ndarray, y: np.ndarray, categorical: Sequence[int], seed: int, n_jobs: int
+) -> Any:
     """``candidate`` fitted on (X, y): the library's own model object."""
     if candidate.source == "flaml":
         from churn.automl.engines.flaml_search import flaml_learner
@@ -106,13 +159,23 @@ class Evaluated:
     candidate: Candidate
     oof: np.ndarray
     score: float
-    fold_models: List[Any] = field(repr=False)
+    fold_models: list[Any] = field(repr=False)
     fit_seconds: float  # mean seconds of one fold's fit
     complete: bool = True  # False: the deadline came after some folds (oof/score cover only those rows)
 
 
-def evaluate(candidate: Candidate, X: np.ndarray, y: np.ndarray, folds: List[tuple], categorical: Sequence[int],
-             seed: int, n_jobs: int, score, deadline: float, fold_seconds: float = 0.0) -> Optional[Evaluated]:
+def evaluate(
+    candidate: Candidate,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple],
+    categorical: Sequence[int],
+    seed: int,
+    n_jobs: int,
+    score,
+    deadline: float,
+    fold_seconds: float = 0.0,
+) -> Evaluated | None:
     """Fit ``candidate`` on each fold and predict the held-out rows, within ``deadline``.
 
     A fold is started only when the expected fold time (``fold_seconds`` before the first fold,
@@ -128,8 +191,9 @@ def evaluate(candidate: Candidate, X: np.ndarray, y: np.ndarray, folds: List[tup
             if not models:
                 return None
             done = np.concatenate([valid for _, valid in folds[: len(models)]])
-            return Evaluated(candidate, oof, float(score_rows(oof[done], done)), models, float(np.mean(seconds)),
-                             complete=False)
+            return Evaluated(
+                candidate, oof, float(score_rows(oof[done], done)), models, float(np.mean(seconds)), complete=False
+            )
         started = time.perf_counter()
         model = fit_candidate(candidate, X[train_rows], y[train_rows], categorical, seed, n_jobs)
         seconds.append(time.perf_counter() - started)
