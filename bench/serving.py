@@ -169,6 +169,7 @@ def main() -> None:
 
     from bench.mlflow_pyfunc import save_pyfunc
     from churn.demo_data import generate_customers
+    from churn.mlflow_model import save_bundle_model
     from churn.preprocessing import Preprocessor, split_train_test
     from churn.training import train_random_forest
 
@@ -208,7 +209,7 @@ def main() -> None:
     finally:
         stop(ours)
     if not args.skip_mlflow:
-        model = save_pyfunc(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
+        model = save_bundle_model(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
         port = free_port()
         mlflow_server = start(
             [

@@ -68,6 +68,13 @@ def approved_version(registry: BaseModelRegistry, name: str) -> RegistryModelVer
     return version
 
 
+def version_bundle_uri(version: RegistryModelVersion) -> str:
+    """Where a version's bundle is: its ``bundle_uri`` tag, else its source (versions registered before the
+    source became an MLflow model wrapping the bundle, and registries whose source is the bundle itself)."""
+    metadata = version.metadata.model_dump() if version.metadata else {}
+    return str(metadata.get("bundle_uri") or version.model_source_uri)
+
+
 def verified_bundle(name: str, version: RegistryModelVersion, directory: str) -> tuple[Any, str]:
     """A registered version's bundle (a ``churn.bundle.ModelBundle``) and its sha256, verified; read-only.
 
@@ -84,7 +91,7 @@ def verified_bundle(name: str, version: RegistryModelVersion, directory: str) ->
     )
     from churn.batch import fetch_bundle
 
-    return fetch_bundle(version.model_source_uri, directory, expected_sha256=sha256), sha256
+    return fetch_bundle(version_bundle_uri(version), directory, expected_sha256=sha256), sha256
 
 
 def withdraw(registry: BaseModelRegistry, name: str, version: str, reason: str) -> str:

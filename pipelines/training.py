@@ -46,7 +46,7 @@ def _train_gate_register_deploy(config: dict, train: TrainStep) -> None:
     report = evaluate(bundle, test_set, config["gate_metric"], config["accuracy_threshold"], champion)
     verdict = gate(report)
     registration, _ = register(
-        bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"]
+        bundle, report, verdict, feature_query, config["model_package_group"], config["approval_status"], test_set
     )
     deploy(registration, config["endpoint_name"], config["deploy"], deploy_settings(config))
 

@@ -10,7 +10,7 @@ from zenml.client import Client
 
 from churn.batch import fetch_bundle
 from churn.bundle import ModelBundle, require_recorded_sha256
-from churn.model_registry import approved_version
+from churn.model_registry import approved_version, version_bundle_uri
 from materializers.bundle_materializer import ModelBundleMaterializer
 
 
@@ -45,7 +45,7 @@ def load_approved_model(
         tags.get("bundle_sha256"), f"the registry's record of {model_name} version {version.version}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = fetch_bundle(version.model_source_uri, f"{tmp}/bundle", expected_sha256=sha256)
+        bundle = fetch_bundle(version_bundle_uri(version), f"{tmp}/bundle", expected_sha256=sha256)
     info = {
         "model_name": model_name,
         "version": str(version.version),

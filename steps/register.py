@@ -11,6 +11,7 @@ import tempfile
 from typing import Annotated
 
 import mlflow
+import pandas as pd
 import zenml
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
@@ -19,6 +20,7 @@ from zenml.types import HTMLString
 from churn.artifacts import FeatureLineage, GateVerdict, Registration
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport
+from churn.mlflow_model import log_bundle_model
 from churn.model_registry import register_all_or_nothing
 from churn.report_html import model_card_html
 from materializers.artifact_materializer import TypedArtifactMaterializer
@@ -37,6 +39,7 @@ def register(
     feature_query: FeatureLineage,
     model_name: str,
     approval_status: str,
+    test_set: pd.DataFrame,
 ) -> tuple[Annotated[Registration, "registration"], Annotated[HTMLString, "model_card"]]:
     """Register the bundle when the gate passed; otherwise register nothing and say why.
 
@@ -47,6 +50,7 @@ def register(
         feature_query: Lineage of the training data (recorded on the version).
         model_name: The registered model (the config's ``model_package_group``).
         approval_status: The status the version gets once registration completed.
+        test_set: The held-out rows; a few of them become the MLflow model's input example.
 
     Returns:
         The registration record and a model card (data, metrics, gate, lineage).
@@ -66,13 +70,15 @@ def register(
     if trained_in != run.info.run_id:  # training reused from an earlier run (ZenML cache: same data and code)
         mlflow.log_metrics({k: v for k, v in evaluation_report.items() if isinstance(v, float)})
         print(f"Training and evaluation reused from MLflow run {trained_in} (unchanged data and code)")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # an MLflow pyfunc model with the bundle inside, unchanged
         sha256 = model_bundle.save(f"{tmp}/bundle")
-        mlflow.log_artifacts(f"{tmp}/bundle", "bundle")
-    bundle_uri = mlflow.get_artifact_uri("bundle")
+        logged = log_bundle_model(model_bundle, f"{tmp}/bundle", sha256, example_rows=test_set)
+    bundle_uri = logged.bundle_uri  # what our server and batch load (and verify against bundle_sha256)
     tags = {
         "approval_status": approval_status,
         "bundle_sha256": sha256,
+        "bundle_uri": bundle_uri,
+        "mlflow_model_id": logged.model_id,
         "mlflow_run_id": run.info.run_id,
         "trained_in_mlflow_run_id": trained_in,
         **feature_query.registry_tags(),
@@ -114,7 +120,7 @@ def register(
     version, registration = register_all_or_nothing(
         Client().active_stack.model_registry,
         model_name,
-        bundle_uri,
+        logged.model_uri,
         metadata,
         approval_status,
         description=f"{type(model_bundle.estimator).__name__}; {gate_verdict.message}",

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from churn.bundle import ModelBundle
 from churn.config import load_config
+from churn.model_registry import version_bundle_uri
 from tests.conftest import assert_endpoint_serves_registered_bundle
 
 pytestmark = pytest.mark.pipeline
@@ -108,9 +109,14 @@ def test_pipeline_registers_with_lineage_and_serves_the_csv_contract(stack, firs
     assert str(aliases.get("champion")) == registration.version
 
     # the endpoint answers raw-feature CSV exactly as the registered bundle predicts
-    assert_endpoint_serves_registered_bundle(
-        deployment.invocations_url, registration, _out(first_run, "preprocess", "test_set")
-    )
+    test_set = _out(first_run, "preprocess", "test_set")
+    assert_endpoint_serves_registered_bundle(deployment.invocations_url, registration, test_set)
+    # the version is an MLflow model (pyfunc around that bundle): MLflow's and ZenML's loaders predict the same
+    bundle = ModelBundle.load(registration.bundle_uri.removeprefix("file://"), expected_sha256=registration.sha256)
+    rows = test_set[bundle.feature_order]
+    assert mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(rows).tolist() == bundle.predict(rows).tolist()
+    zenml_model = stack.model_registry.load_model_version(MODEL, registration.version)
+    assert zenml_model.predict(rows).tolist() == bundle.predict(rows).tolist()
 
 
 def test_predict_command_prints_one_prediction_per_row(stack, first_run):
@@ -376,7 +382,7 @@ def test_batch_inference_scores_held_out_customers_with_the_latest_approved_mode
     approved = [v for v in _versions(stack) if v.metadata.model_dump().get("approval_status") == "Approved"]
     latest = max(approved, key=lambda v: int(v.version))
     assert set(written["model_version"]) == {str(latest.version)} and set(written["run_id"]) == {str(run.id)}
-    bundle = ModelBundle.load(latest.model_source_uri.removeprefix("file://"))
+    bundle = ModelBundle.load(version_bundle_uri(latest).removeprefix("file://"))
     raw = _out(run, "source_features", "raw_features")
     expected, _ = bundle.predict_proba(raw)
     assert (

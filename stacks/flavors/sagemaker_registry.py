@@ -149,7 +149,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
         metadata: ModelRegistryModelMetadata | None = None,
         **kwargs: Any,
     ) -> RegistryModelVersion:
-        """Package the bundle at ``model_source_uri`` and register it as a new version of ``name``."""
+        """Package the bundle (``metadata.bundle_uri``, else ``model_source_uri``) as a new version of ``name``."""
         if not model_source_uri:
             raise ValueError("register_model_version needs model_source_uri (the model bundle directory)")
         if version:
@@ -161,9 +161,10 @@ class SageMakerModelRegistry(BaseModelRegistry):
             if properties.get("zenml_pipeline_run_uuid")
             else None
         )
+        bundle_uri = properties.get("bundle_uri") or model_source_uri  # the source may be an MLflow model around it
         package = self.registry.register(
             name,
-            model_source_uri,
+            bundle_uri,
             properties.get("bundle_sha256", ""),
             properties,
             approval_status=status,
