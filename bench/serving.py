@@ -167,7 +167,6 @@ def main() -> None:
     args = parser.parse_args()
     import pandas as pd
 
-    from bench.mlflow_pyfunc import save_pyfunc
     from churn.demo_data import generate_customers
     from churn.mlflow_model import save_bundle_model
     from churn.preprocessing import Preprocessor, split_train_test
