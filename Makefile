@@ -11,7 +11,7 @@ export ZENML_ENABLE_REPO_INIT_WARNINGS ?= false
 export SAGEMAKER_SUPPRESS_V2_WARNING ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run test browser docker image lock bench clean-endpoints
+.PHONY: setup run test lint format browser docker image lock bench clean-endpoints
 
 setup: $(STAMP)
 
@@ -28,8 +28,17 @@ run: setup
 	$(BIN)/python run.py --variant rf --demo-data-if-empty
 
 ## The whole test suite (what CI runs). The browser test needs Debian's chromium; tests/container needs Docker.
-test: setup browser docker
+test: setup lint browser docker
 	$(BIN)/python -m pytest
+
+## ruff (configured in pyproject.toml): the tree must be formatted and lint-clean. `make format` fixes what it can.
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium missing and not root: the browser test will be skipped"

@@ -161,7 +161,8 @@ def main() -> None:
         "cached": "run.py --variant rf (cached re-run)",
     }
     print(
-        f"\n{'whole process, seconds':38} {'wall min':>8} {'median':>7} {'max':>7}   {'cpu min':>7} {'median':>7} {'max':>7}"
+        f"\n{'whole process, seconds':38} {'wall min':>8} {'median':>7} {'max':>7}   "
+        f"{'cpu min':>7} {'median':>7} {'max':>7}"
     )
     for name, values in figures.items():
         print(f"{labels[name]:38}  {spread([w for w, _ in values])}   {spread([c for _, c in values])}")

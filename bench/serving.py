@@ -276,8 +276,10 @@ def main() -> None:
         finally:
             stop(ours)
         print(
-            f"\nload: {args.clients} clients x {args.load_seconds:.0f}s, workers={args.workers}: {result['requests']} requests, "
-            f"{result['errors']} errors, {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms"
+            f"\nload: {args.clients} clients x {args.load_seconds:.0f}s, workers={args.workers}: "
+            f"{result['requests']} requests, "
+            f"{result['errors']} errors, {result['rps']:.0f} req/s, "
+            f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms"
         )
     if not args.skip_attack:
         attack(endpoint, env)

@@ -59,7 +59,8 @@ def load_batch_config(path: str | Path, **overrides: object) -> BatchConfig:
         raise ConfigError(f"{path}: {_describe(error)}") from None
     if config.customer_id_end < config.customer_id_start:
         raise ConfigError(
-            f"{path}: customer_id_end ({config.customer_id_end}) is below customer_id_start ({config.customer_id_start})"
+            f"{path}: customer_id_end ({config.customer_id_end}) "
+            f"is below customer_id_start ({config.customer_id_start})"
         )
     return config
 

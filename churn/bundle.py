@@ -111,7 +111,10 @@ class ModelBundle:
 
     # -- persistence -------------------------------------------------------------
     def to_files(self) -> dict[str, bytes]:
-        """The bundle's files' bytes, ``{BUNDLE_FILE: ..., ESTIMATOR_FILE: ...}`` (hash them with :func:`files_sha256`)."""
+        """The bundle's files' bytes, ``{BUNDLE_FILE: ..., ESTIMATOR_FILE: ...}``.
+
+        Hash them with :func:`files_sha256`.
+        """
         document = {
             "format_version": FORMAT_VERSION,
             "preprocessor": self.preprocessor.to_dict(),

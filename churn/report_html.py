@@ -64,7 +64,8 @@ def evaluation_html(
     gate = report.get("gate")
     if gate:
         parts.append(
-            f'<div class="{"pass" if gate["passed"] else "fail"}"><b>Gate verdict:</b> {html.escape(gate["message"])}</div>'
+            f'<div class="{"pass" if gate["passed"] else "fail"}">'
+            f"<b>Gate verdict:</b> {html.escape(gate['message'])}</div>"
         )
     parts.append(
         "<h2>Metrics (test set)</h2>"

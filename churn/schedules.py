@@ -213,7 +213,8 @@ class LocalScheduler:
                         self.store.save(schedule)
                 except (ScheduleError, OSError) as error:
                     self.log(
-                        f"schedule {name}: run finished (exit {process.returncode}) but its status was not saved: {error}"
+                        f"schedule {name}: run finished (exit {process.returncode}) "
+                        f"but its status was not saved: {error}"
                     )
         errors: dict[str, str] = {}
         for schedule in self.store.list(errors):

@@ -43,5 +43,6 @@ def endpoints() -> None:
     for entry in stack_component("model_deployer").list_endpoints():
         state = "running" if entry["running"] else "stopped"
         click.echo(
-            f"{entry['endpoint_name']}: {state} {entry.get('url') or ''} serving {entry['model_name']} v{entry['version']}"
+            f"{entry['endpoint_name']}: {state} {entry.get('url') or ''} "
+            f"serving {entry['model_name']} v{entry['version']}"
         )

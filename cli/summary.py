@@ -52,7 +52,8 @@ def _print_summary(run) -> None:
             + (
                 ""
                 if trained_in == registration.mlflow_run_id
-                else f"\n          data and code unchanged: training reused from MLflow run {trained_in} (--no-cache retrains)"
+                else f"\n          data and code unchanged: training reused from MLflow run {trained_in} "
+                "(--no-cache retrains)"
             )
         )
     else:

@@ -84,10 +84,13 @@ def recorded_sha256(uri: str) -> str:
 def model_card_markdown(bundle: ModelBundle) -> str:
     info = bundle.info
     pre = bundle.preprocessor
-    rows = "\n".join(
-        f"| `{c}` | {'numeric (median ' + format(pre.medians[c], '.4g') + ')' if c in pre.medians else 'categorical: ' + ', '.join(pre.classes[c][:8])} |"
-        for c in pre.feature_order
-    )
+
+    def kind(column: str) -> str:
+        if column in pre.medians:
+            return f"numeric (median {format(pre.medians[column], '.4g')})"
+        return "categorical: " + ", ".join(pre.classes[column][:8])
+
+    rows = "\n".join(f"| `{c}` | {kind(c)} |" for c in pre.feature_order)
     params = ", ".join(f"{k}={v}" for k, v in sorted((info.get("hyperparameters") or {}).items()))
     query = info.get("feature_query") or {}
     return (

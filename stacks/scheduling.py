@@ -129,7 +129,10 @@ def create_schedule(name: str, cron: str, run_command: list[str], pipeline: Any,
     if is_local_orchestrator():
         local_store().add(name, cron, run_command)
         pid = ensure_local_scheduler()
-        return f"local schedule '{name}' ({validate_cron(cron)}) created, times in UTC; the local scheduler (pid {pid}) runs it"
+        return (
+            f"local schedule '{name}' ({validate_cron(cron)}) created, times in UTC; "
+            f"the local scheduler (pid {pid}) runs it"
+        )
     from zenml.config.schedule import Schedule
 
     from stacks.sagemaker.run_options import configure_for_active_stack

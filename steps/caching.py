@@ -49,7 +49,9 @@ def _module_name(root: Path, path: Path) -> str:
 
 
 def _imported_modules(root: Path, path: Path) -> Iterator[str]:
-    """Every module ``path`` imports (absolute names; ``from a import b`` yields ``a`` and ``a.b``) or names in a string.
+    """Every module ``path`` imports or names in a string.
+
+    Absolute names; ``from a import b`` yields ``a`` and ``a.b``.
 
     Read with regular expressions rather than ``ast`` (a cache function runs for every cached step of every run;
     ast.walk over these files takes ~0.5 s here, the regexes milliseconds). A docstring line that reads like an

@@ -102,7 +102,8 @@ def train_automl(
     )
     members = " + ".join(f"{m['weight']:.2f} {m['family']}" for m in automl["ensemble_members"])
     print(
-        f"AutoML ({bundle.info['automl_engine']}, {settings.objective}, {settings.mode}): {automl['trials']} candidates "
+        f"AutoML ({bundle.info['automl_engine']}, {settings.objective}, {settings.mode}): "
+        f"{automl['trials']} candidates "
         f"in {automl['total_seconds']:.1f}s; best family {automl['best_family']} "
         f"(cv {settings.objective} {automl['best_cv_score']}); model: {members}"
     )

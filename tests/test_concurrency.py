@@ -60,7 +60,8 @@ import sys, pandas as pd
 from churn.offline_store import LocalOfflineStore
 n = 900_000
 frame = pd.DataFrame({"customer_id": range(1, n + 1), "x": [float(i) for i in range(n)],
-                      "note": ["a long text value to make the parquet file slow to write " * 4] * n, "churn": [i % 2 for i in range(n)]})
+                      "note": ["a long text value to make the parquet file slow to write " * 4] * n,
+                      "churn": [i % 2 for i in range(n)]})
 LocalOfflineStore(sys.argv[1]).ingest("g", frame, "churn")
 """
 

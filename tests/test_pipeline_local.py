@@ -132,7 +132,8 @@ def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, firs
     failures, stop = [], threading.Event()
     body = (
         "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,phone_service,"
-        "multiple_lines,online_security,tech_support,device_protection\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n"
+        "multiple_lines,online_security,tech_support,device_protection\n"
+        "35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n"
     )
 
     def load():
@@ -291,8 +292,8 @@ def test_a_failing_step_sends_exactly_one_alert_and_registers_nothing(stack, fir
     alert = new[0]
     assert alert["pipeline"] == "churn_rf_training" and alert["step"] == "source_features"
     assert (
-        "no records found for feature group 'mlops_poc_churn_classification_feature', customer_id CUST_900000..CUST_900100"
-        in alert["error"]
+        "no records found for feature group 'mlops_poc_churn_classification_feature', "
+        "customer_id CUST_900000..CUST_900100" in alert["error"]
     )
     assert alert["logs"] and alert["subject"] == "[Pipeline Failed] churn_rf_training.source_features"
     assert len(_versions(stack)) == versions_before

@@ -247,7 +247,9 @@ def test_limits_are_named_in_the_refusal(server):
     process, _ = server
     cases = {
         "json nested 100,000 deep": "over the limit of 20 (CHURN_MAX_JSON_DEPTH)",
-        "CSV header 100,000 columns with a duplicate": "CSV header has 100000 columns: over the limit of 1000 (CHURN_MAX_COLUMNS)",
+        "CSV header 100,000 columns with a duplicate": (
+            "CSV header has 100000 columns: over the limit of 1000 (CHURN_MAX_COLUMNS)"
+        ),
         "CSV header 20,000 columns with a duplicate": "CHURN_MAX_COLUMNS",
         "5,000 records with distinct keys": "more than 1000 distinct keys",
         "non-scalar cell (list)": "column 'age' row 1: '[1, 2, 3]' is not a single value",
@@ -403,12 +405,15 @@ def test_watcher_survives_bad_pointers_and_bundles_and_swaps_to_a_good_one(train
     process = ServerProcess(tmp_path)
     try:
         process.wait_ready()
-        score = lambda: requests.post(
-            process.url + "/invocations",
-            data=split.test[FEATURES].iloc[:3].to_csv(index=False),
-            headers={"Content-Type": "text/csv"},
-            timeout=30,
-        )
+
+        def score():
+            return requests.post(
+                process.url + "/invocations",
+                data=split.test[FEATURES].iloc[:3].to_csv(index=False),
+                headers={"Content-Type": "text/csv"},
+                timeout=30,
+            )
+
         bad_dir = tmp_path / "bundles" / "v2"
         shutil.copytree(good["bundle_dir"], bad_dir)
         (bad_dir / "estimator.joblib").write_bytes(b"not a pickle")
@@ -433,7 +438,7 @@ def test_watcher_survives_bad_pointers_and_bundles_and_swaps_to_a_good_one(train
         }
         for name, (pointer, message) in corruptions.items():
             write_pointer(tmp_path, pointer)
-            status = _wait_for(process.url, lambda s: message in (s.get("last_swap_error") or ""))
+            status = _wait_for(process.url, lambda s, message=message: message in (s.get("last_swap_error") or ""))
             assert status["version"] == "1", name
             assert score().status_code == 200, name
         log = (tmp_path / "test-server.log").read_text()

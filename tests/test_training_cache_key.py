@@ -64,7 +64,8 @@ def test_imports_inside_functions_and_modules_named_in_strings_are_followed(repo
     (repo_copy / "churn" / "plugin_engine.py").write_text("class Engine:\n    pass\n")
     _edit(
         repo_copy / "churn" / "training.py",
-        '\n\ndef _late():\n    from churn import lazy_helper\n\n    return lazy_helper.VALUE, "churn.plugin_engine:Engine"\n',
+        "\n\ndef _late():\n    from churn import lazy_helper\n\n"
+        '    return lazy_helper.VALUE, "churn.plugin_engine:Engine"\n',
     )
     files = {p.relative_to(repo_copy).as_posix() for p in training_code_files(repo_copy)}
     assert {"churn/lazy_helper.py", "churn/plugin_engine.py", "churn/__init__.py"} <= files

@@ -17,7 +17,7 @@ Nothing here imports FLAML at import time, so loading a bundle never needs it.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import pandas as pd
 

@@ -22,7 +22,10 @@ class QueryError(AwsError):
 
 @dataclass
 class Polling:
-    """Backoff for status polls: ``initial`` seconds, times ``factor``, at most ``maximum``; give up after ``timeout``."""
+    """Backoff for status polls.
+
+    ``initial`` seconds, times ``factor``, at most ``maximum``; give up after ``timeout``.
+    """
 
     initial: float = 0.5
     factor: float = 1.5

@@ -94,6 +94,9 @@ DEPLOYER_FLAVOR = "churn_sagemaker_endpoint"
 ENV_GRACE = "CHURN_AUTOPILOT_TIMEOUT_GRACE_SEC"
 ENV_TRANSFORM_INSTANCE = "CHURN_AUTOPILOT_TRANSFORM_INSTANCE_TYPE"
 
+# Autopilot objective metrics for binary classification (what a wrong objective is told to choose from).
+BINARY_METRICS = ("Accuracy", "AUC", "BalancedAccuracy", "F1", "Precision", "Recall")
+
 
 def _print(message: str) -> None:
     print(message, flush=True)
@@ -316,7 +319,7 @@ class AutopilotEngine:
         if settings.objective not in metrics:
             raise AutopilotError(
                 f"objective_metric_name {settings.objective!r} is not an Autopilot metric "
-                f"({', '.join(m for m in metrics if m in ('Accuracy', 'AUC', 'BalancedAccuracy', 'F1', 'Precision', 'Recall'))} "
+                f"({', '.join(m for m in metrics if m in BINARY_METRICS)} "
                 "for binary classification)"
             )
         y = train_frame[preprocessor.target]
@@ -441,7 +444,8 @@ class AutopilotEngine:
             stopped = stop_after_timeout(lambda: sm.stop_auto_ml_job(AutoMLJobName=job), f"Autopilot job '{job}'")
             raise AutopilotError(
                 f"Autopilot job '{job}' did not finish within {timeout:.0f}s (autopilot_max_runtime_sec "
-                f"{int(settings.autopilot_max_runtime_sec)} + {config.timeout_grace_seconds:.0f}s grace); {stopped}. Raise "
+                f"{int(settings.autopilot_max_runtime_sec)} + {config.timeout_grace_seconds:.0f}s grace); "
+                f"{stopped}. Raise "
                 f"autopilot_max_runtime_sec (or {ENV_GRACE}), or look at the job: {console}"
             )
         status = final["AutoMLJobStatus"]

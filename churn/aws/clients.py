@@ -192,9 +192,10 @@ class AwsError(RuntimeError):
     """An AWS call that failed, explained in one line (credentials never included)."""
 
 
+_ACCESS_DENIED = "the credentials/role lack this permission; compare with stacks/iam/execution_role_policy.json"
 _HINTS = {
-    "AccessDenied": "the credentials/role lack this permission; compare with stacks/iam/execution_role_policy.json",
-    "AccessDeniedException": "the credentials/role lack this permission; compare with stacks/iam/execution_role_policy.json",
+    "AccessDenied": _ACCESS_DENIED,
+    "AccessDeniedException": _ACCESS_DENIED,
     "UnrecognizedClientException": "the AWS credentials are not valid for this account/region",
     "InvalidClientTokenId": "the AWS access key is not valid",
     "ExpiredToken": "the AWS session credentials expired; refresh them (aws sso login / new role session)",

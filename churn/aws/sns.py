@@ -47,7 +47,10 @@ def cloudwatch_log_location(region: str) -> str | None:
         f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
         f"log-group/{group.replace('/', '$252F')}$3FlogStreamNameFilter$3D{job}"
     )
-    return f"CloudWatch log group {group}, streams {job}/* ({console}); `aws logs tail {group} --log-stream-name-prefix {job}`"
+    return (
+        f"CloudWatch log group {group}, streams {job}/* ({console}); "
+        f"`aws logs tail {group} --log-stream-name-prefix {job}`"
+    )
 
 
 def publish(topic_arn: str, subject: str, message: str, region: str, profile: str | None = None) -> str:

@@ -160,7 +160,7 @@ def positive_probabilities(text: str, keys: Sequence[str] = CANDIDATE_KEYS) -> n
     if "probabilities" not in keys or "labels" not in keys:
         raise CandidateOutputError(f"the output holds {', '.join(keys)}; probabilities and labels are needed")
     out: list[float] = []
-    for number, line in enumerate(l for l in text.splitlines() if l.strip()):
+    for number, line in enumerate(x for x in text.splitlines() if x.strip()):
         fields = _split_fields(line)
         where = f"output line {number + 1}"
         if len(fields) != len(keys):
@@ -189,7 +189,7 @@ def candidate_probabilities(body: bytes, content_type: str, keys: Sequence[str] 
         except json.JSONDecodeError as error:
             raise CandidateOutputError(f"the candidate's JSON answer is malformed: {error}") from None
     if isinstance(document, dict):  # {"predictions": [...]}, or one JSON-lines record
-        document = document["predictions"] if "predictions" in document else [document]
+        document = document.get("predictions", [document])
     records = document
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise CandidateOutputError(f"the candidate's JSON answer holds no list of prediction records: {text[:200]!r}")

@@ -198,8 +198,9 @@ class RecordColumns(Mapping):
     """JSON records read as columns, built per column on first access.
 
     Reading every record once costs O(cells); a column (only the model's features are ever
-    asked for) costs O(rows), and refuses a non-scalar cell (InputError naming column and row). Records with many distinct keys therefore stay linear, where a
-    dense table of every key would be rows x keys.
+    asked for) costs O(rows), and refuses a non-scalar cell (InputError naming column and row).
+    Records with many distinct keys therefore stay linear, where a dense table of every key would
+    be rows x keys.
     """
 
     def __init__(self, records: Sequence[dict], names: dict[str, None]):

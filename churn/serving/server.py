@@ -585,7 +585,7 @@ def main(argv: list | None = None) -> None:
     try:
         protocol.Limits.from_env()
     except ValueError as error:
-        raise SystemExit(f"refusing to start: {error}")
+        raise SystemExit(f"refusing to start: {error}") from None
     from churn.processes import hold_lock  # one server per endpoint; the held lock is its liveness
 
     if hold_lock(Path(args.endpoint_dir) / SERVER_LOCK, {"host": args.host, "port": args.port}) is None:
@@ -603,7 +603,7 @@ def main(argv: list | None = None) -> None:
             registry = RegistryHashes(args.registry_uri) if args.registry_uri else None
             load_model(json.loads(pointer.read_text()), registry)
         except (OSError, ValueError, BundleError) as error:
-            raise SystemExit(f"refusing to start: {error}")
+            raise SystemExit(f"refusing to start: {error}") from None
     os.environ.update(
         {
             "CHURN_ENDPOINT_DIR": str(Path(args.endpoint_dir).resolve()),

@@ -136,7 +136,10 @@ class SageMakerEndpointDeployer(EndpointDeployer):
         instance_type: str | None = None,
         instance_count: int = 1,
     ) -> dict[str, Any]:
-        """A SageMaker Batch Transform job with the serving containers (``churn.aws.transform``), not in-process scoring."""
+        """A SageMaker Batch Transform job with the serving containers (``churn.aws.transform``).
+
+        Not in-process scoring: the job runs the image's ``serve`` on SageMaker's instances.
+        """
         from churn.aws.transform import BatchTransform
 
         c = self.config

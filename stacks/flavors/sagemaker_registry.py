@@ -3,10 +3,10 @@
 Registered model = model package group; version = model package (SageMaker numbers
 them). A version's ``model_source_uri`` is its bundle directory in S3 (as on the MLflow
 registry); ``metadata["model_data_url"]`` is the model.tar.gz the endpoint serves, and
-``metadata["approval_status"]`` is SageMaker's live approval status. Stages map to approval statuses: PRODUCTION = Approved, STAGING =
-PendingManualApproval, ARCHIVED = Rejected. MLflow stays the experiment tracker: the
-package carries the MLflow run id, and the active MLflow run is tagged with the package
-ARN (``sagemaker_model_package_arn``). The logic is in ``churn.aws.registry``.
+``metadata["approval_status"]`` is SageMaker's live approval status. Stages map to approval
+statuses: PRODUCTION = Approved, STAGING = PendingManualApproval, ARCHIVED = Rejected.
+MLflow stays the experiment tracker: the package carries the MLflow run id, and the active
+MLflow run is tagged with the package ARN (``sagemaker_model_package_arn``). The logic is in ``churn.aws.registry``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -95,7 +95,7 @@ def parse_remote(raw: Any, source: str = "stack config") -> RemoteExecution | No
         raise ConfigError(f"{source}: {REMOTE_KEY}: {_describe(error)}") from None
 
 
-Config = Union[SageMakerStackSettings, Mapping[str, Any], str, Path]
+Config = SageMakerStackSettings | Mapping[str, Any] | str | Path
 
 
 def load_recipe(config: Config) -> tuple[SageMakerStackSettings, RemoteExecution | None]:

@@ -288,7 +288,10 @@ def setup_sagemaker_stack(
 
 
 def settings_from_active_stack() -> SageMakerStackSettings:
-    """Rebuild the stack settings from the active stack's components (``run.py image build --push`` without --config)."""
+    """Rebuild the stack settings from the active stack's components.
+
+    For ``run.py image build --push`` without --config.
+    """
     stack = Client().active_stack
     deployer, registry, alerter = stack.model_deployer, stack.model_registry, stack.alerter
     if deployer is None or deployer.flavor != FLAVORS[T.MODEL_DEPLOYER]:

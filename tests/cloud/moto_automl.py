@@ -1,4 +1,6 @@
-"""In-process additions to moto's SageMaker for the Autopilot engine: AutoML V2 jobs that finish, batch transforms that score.
+"""In-process additions to moto's SageMaker for the Autopilot engine.
+
+AutoML V2 jobs that finish, batch transforms that score.
 
 Pinned to moto 5.2.5, like ``moto_extensions``: the handlers patch moto's SageMaker response
 class and read and change moto's backend objects (``AutoMLJob``, ``FakeTransformJob``,

@@ -335,7 +335,8 @@ def _update_endpoint(self: SageMakerResponse) -> ActionResult:
         if changed and scaling._scalable_target_exists(resource, "sagemaker:variant:DesiredInstanceCount"):
             raise ValidationError(
                 message=(
-                    f"The variant {variant['VariantName']} of endpoint {name} is registered with Application Auto Scaling; "
+                    f"The variant {variant['VariantName']} of endpoint {name} "
+                    f"is registered with Application Auto Scaling; "
                     "deregister it before changing its instance type."
                 )
             )
@@ -521,7 +522,10 @@ def _operation(environ: dict[str, Any], service: str, path: str, method: str) ->
 
 def _throttle(start_response: Callable, service: str, path: str):
     if service == "s3":
-        data = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        data = (
+            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+            b"<Message>Please reduce your request rate.</Message></Error>"
+        )
         start_response("503 Slow Down", [("Content-Type", "application/xml"), ("Content-Length", str(len(data)))])
         return [data]
     if service in QUERY_PROTOCOL:

@@ -305,7 +305,10 @@ def _refuse(start_response: Callable, service: str, protocol: str, violations: l
             if violations[0].path == "Bucket"
             else ("KeyTooLongError" if violations[0].path == "Key" else "InvalidArgument")
         )
-        body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{escape(message)}</Message></Error>".encode()
+        body = (
+            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+            f"<Message>{escape(message)}</Message></Error>"
+        ).encode()
         headers = [("Content-Type", "application/xml")]
     else:  # query
         body = (

@@ -14,7 +14,8 @@ SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
 def _message(params: FailureAlertParams) -> str:
     """What steps/alert.py sends."""
     return (
-        f"{params.subject}\nPipeline: {params.pipeline}\nStep: {params.step}\nRun: {params.run_name} ({params.run_id})\n"
+        f"{params.subject}\nPipeline: {params.pipeline}\nStep: {params.step}\n"
+        f"Run: {params.run_name} ({params.run_id})\n"
         f"Error: {params.error}\nLogs: {params.logs}"
     )
 

@@ -28,7 +28,7 @@ SCHEDULE = "churn-weekly"
 GENERATED = re.compile(r"^churn-rf-training-[0-9a-f]{32}$")
 
 
-def test_cloud_schedule_create_list_delete(aws, bucket, driver, tmp_path):
+def test_cloud_schedule_create_list_delete(aws, bucket, driver, tmp_path):  # noqa: F811 - the imported fixture
     name = "sm-remote-schedule"
     setup = setup_remote_stack(driver, remote_stack_config(name), tmp_path / "stack.yaml")[0]
     assert setup["exit_code"] == 0, setup["output"]

@@ -229,7 +229,8 @@ def test_arns_match_case_sensitively_and_actions_do_not():
         [{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/[ab]"}]}],
         Permission("s3:GetObject", "arn:aws:s3:::b/a"),
     )
-    # SageMaker writes names into its ARNs in lowercase: a stack whose names have capitals still gets a policy that matches
+    # SageMaker writes names into its ARNs in lowercase: a stack whose names have capitals still gets
+    # a policy that matches
     values = policy_values(stack_config(endpoint_name="Churn-Endpoint", model_package_group="Churn-Group"))
     policies = load_role_policies(values)
     create = _call("CreateEndpoint", {"EndpointName": "Churn-Endpoint", "EndpointConfigName": "Churn-Endpoint-v1-x"})

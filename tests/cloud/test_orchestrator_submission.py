@@ -322,7 +322,8 @@ from zenml.client import Client
 client = Client()
 model = client.active_stack_model
 result = {"store": client.zen_store.type.value, "local_store": client.zen_store.is_local_store(), "name": model.name,
-          "labels": model.labels, "components": {k.value: [(c.name, c.flavor_name) for c in v] for k, v in model.components.items()}}
+          "labels": model.labels,
+          "components": {k.value: [(c.name, c.flavor_name) for c in v] for k, v in model.components.items()}}
 """)
     assert stack["store"] == "rest" and stack["local_store"] is False and stack["name"] == name
     assert stack["labels"] == {
@@ -349,7 +350,9 @@ configure_for_active_stack(churn_rf_training.with_options(enable_cache=False))(c
 """)
     submitted = driver.py("""
 from zenml.client import Client
-[run] = Client().list_pipeline_runs(pipeline_name="churn_rf_training", sort_by="desc:created", size=1, hydrate=True).items
+[run] = Client().list_pipeline_runs(
+    pipeline_name="churn_rf_training", sort_by="desc:created", size=1, hydrate=True
+).items
 result = {"status": run.status.value, "metadata": {k: str(v) for k, v in run.run_metadata.items()},
           "build_images": [item.image for item in run.build.images.values()] if run.build else None}
 """)

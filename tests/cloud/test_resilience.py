@@ -1,4 +1,7 @@
-"""Throttling injected on AWS calls (over HTTP, by the emulator) is retried with bounded backoff (botocore's standard mode)."""
+"""Throttling injected on AWS calls (over HTTP, by the emulator) is retried with bounded backoff.
+
+botocore's standard retry mode does the retrying.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ portfolio of strong defaults, a FLAML search, a greedy ensemble), and
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Optional, Protocol
+from typing import Protocol
 
 import pandas as pd
 
