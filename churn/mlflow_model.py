@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 ARTIFACT_PATH = "model"  # the logged model's name
@@ -102,7 +103,7 @@ def signature_for(bundle, example: pd.DataFrame):
 
     from mlflow.models import infer_signature
 
-    labels = bundle.predict(example)
+    labels = np.zeros(len(example), dtype=np.int64)  # the 0/1 prediction's type; no need to score the example
     with warnings.catch_warnings():  # its hint on integer columns: they are integers in our data, missing or not
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
         return infer_signature(example, labels, params={"include_probability": False})
@@ -173,7 +174,8 @@ def _model_arguments(
         artifacts={"bundle": str(bundle_dir)},
         code_paths=[str(_code_package(code_dir))],
         signature=signature_for(bundle, example),
-        input_example=example,
+        # MLflow checks the example by scoring it: not for a model whose every prediction is a SageMaker job
+        input_example=None if getattr(bundle.estimator, "scores_remotely", False) else example,
         pip_requirements=pinned_requirements(bundle),
         model_config={"bundle_sha256": sha256},
         metadata={"bundle_sha256": sha256},

@@ -298,6 +298,8 @@ class AutopilotModel:
     # each call is a transform job: batch inference hands it chunks this large (SageMaker
     # splits the input into <= 6 MB requests itself)
     batch_rows = 1_000_000
+    # every prediction is a SageMaker job: nothing may score it just to describe it (the MLflow model's example)
+    scores_remotely = True
 
     def __init__(
         self,
