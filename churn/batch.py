@@ -245,9 +245,18 @@ def score_to(
 
 
 def fetch_bundle(uri: str, destination: str | Path, expected_sha256: str | None = None) -> ModelBundle:
-    """Copy a bundle directory from a registry URI (path, file:// or s3://) and load it, checking its hash."""
+    """Copy a bundle directory from a registry URI and load it, checking its hash.
+
+    A path, file:// or s3:// (fsspec), or an MLflow artifact URI (``mlflow-artifacts:/``, ``runs:/``,
+    ``models:/``: what a tracking server that serves its artifacts gives), downloaded by MLflow.
+    """
     import fsspec
 
+    if uri.split(":", 1)[0] in ("mlflow-artifacts", "runs", "models"):
+        import mlflow.artifacts
+
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination))
+        return ModelBundle.load(Path(destination) / Path(uri.rstrip("/")).name, expected_sha256=expected_sha256)
     if "://" not in uri or uri.startswith("file://"):
         return ModelBundle.load(uri.removeprefix("file://"), expected_sha256=expected_sha256)
     filesystem, path = fsspec.core.url_to_fs(uri)

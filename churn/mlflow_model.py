@@ -24,6 +24,7 @@ The model holds:
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -128,35 +129,52 @@ def pinned_requirements(bundle, lock_root: Path | None = None) -> list[str]:
     return pins
 
 
-def code_modules() -> list[str]:
-    """The ``churn`` modules the pyfunc imports when it loads and predicts: this module, ``churn.bundle`` and
-    every ``churn`` module that one imports, transitively (read from their import statements)."""
+def code_modules(estimator_pickle: bytes = b"") -> list[str]:
+    """The ``churn`` modules and packages the pyfunc imports when it loads and predicts.
+
+    This module, ``churn.bundle``, the ``churn`` modules whose classes the estimator's pickle names
+    (e.g. ``churn.automl`` for an ensemble, ``churn.aws`` for an Autopilot handle), and every ``churn``
+    module those import, transitively (read from their import statements; a package whole).
+
+    Args:
+        estimator_pickle: The bundle's ``estimator.joblib`` bytes (empty: the bundle code alone).
+
+    Returns:
+        Module and package names under ``churn`` (``"bundle"``, ``"automl"``, ...), sorted.
+    """
     source = Path(__file__).resolve().parent
-    found, todo = {"__init__", "mlflow_model"}, ["bundle"]
+    named = {m.decode() for m in re.findall(rb"churn\.([A-Za-z_][A-Za-z0-9_]*)", estimator_pickle)}
+    found, todo = {"__init__", "mlflow_model"}, ["bundle", *sorted(named)]
     while todo:
         module = todo.pop()
         if module in found:
             continue
         found.add(module)
-        path = source / f"{module}.py" if (source / f"{module}.py").is_file() else source / module / "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module]
-                if isinstance(node, ast.ImportFrom) and node.module and not node.level
-                else []
-            )
-            todo += [name.split(".")[1] for name in names if name.startswith("churn.")]
-    return sorted(found)
+        if (source / module).is_dir():
+            paths = sorted((source / module).rglob("*.py"))
+        elif (source / f"{module}.py").is_file():
+            paths = [source / f"{module}.py"]
+        else:
+            continue
+        for path in paths:
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                    else []
+                )
+                todo += [name.split(".")[1] for name in names if name.startswith("churn.")]
+    return sorted(m for m in found if m == "__init__" or (source / m).is_dir() or (source / f"{m}.py").is_file())
 
 
-def _code_package(destination: Path) -> Path:
+def _code_package(destination: Path, estimator_pickle: bytes = b"") -> Path:
     """A copy of the ``churn`` package holding only :func:`code_modules` (the model's code_paths)."""
     source = Path(__file__).resolve().parent
     package = destination / "churn"
     package.mkdir(parents=True)
-    for module in code_modules():
+    for module in code_modules(estimator_pickle):
         if (source / module).is_dir():
             shutil.copytree(source / module, package / module, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -168,11 +186,13 @@ def _model_arguments(
     bundle, bundle_dir: str | Path, sha256: str, example_rows: pd.DataFrame | None, code_dir: Path
 ) -> dict[str, Any]:
     """What ``mlflow.pyfunc.save_model``/``log_model`` get, besides where the model goes."""
+    from churn.bundle import ESTIMATOR_FILE
+
     example = raw_example(bundle, example_rows)
     return dict(
         python_model=BundlePyfunc(),
         artifacts={"bundle": str(bundle_dir)},
-        code_paths=[str(_code_package(code_dir))],
+        code_paths=[str(_code_package(code_dir, (Path(bundle_dir) / ESTIMATOR_FILE).read_bytes()))],
         signature=signature_for(bundle, example),
         # MLflow checks the example by scoring it: not for a model whose every prediction is a SageMaker job
         input_example=None if getattr(bundle.estimator, "scores_remotely", False) else example,

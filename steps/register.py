@@ -21,7 +21,7 @@ from churn.artifacts import FeatureLineage, GateVerdict, Registration
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport
 from churn.mlflow_model import log_bundle_model
-from churn.model_registry import register_all_or_nothing
+from churn.model_registry import register_all_or_nothing, version_bundle_uri
 from churn.report_html import model_card_html
 from materializers.artifact_materializer import TypedArtifactMaterializer
 from stacks.contracts import EXPERIMENT_TRACKER
@@ -107,7 +107,7 @@ def register(
             registered=True,
             model_name=model_name,
             version=str(version.version),
-            bundle_uri=bundle_uri,
+            bundle_uri=version_bundle_uri(version),  # where the registry keeps it (SageMaker: its S3 copy)
             sha256=sha256,
             approval_status=approval_status,
             mlflow_run_id=run.info.run_id,

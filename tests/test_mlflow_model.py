@@ -196,3 +196,37 @@ def test_requirements_pin_the_lock_and_the_bundles_own_libraries(trained_bundle)
     unknown = dataclasses.replace(bundle, info={"serving_requirements": {"no-such-library-xyz": ""}})
     with pytest.raises(ValueError, match="no-such-library-xyz is neither in requirements.lock nor installed"):
         pinned_requirements(unknown)
+
+
+def test_an_automl_ensemble_model_loads_in_a_fresh_process_outside_the_repo(trained_bundle, tmp_path):
+    """The model ships the code its estimator's classes live in (churn.automl here), not only the bundle code."""
+    import dataclasses
+
+    from churn.automl.ensemble import WeightedEnsemble
+    from churn.mlflow_model import save_bundle_model
+
+    bundle, split = trained_bundle
+    ensemble = dataclasses.replace(
+        bundle, estimator=WeightedEnsemble([bundle.estimator, bundle.estimator], [0.5, 0.5], ["rf_a", "rf_b"])
+    )
+    ensemble.save(tmp_path / "bundle")
+    save_bundle_model(str(tmp_path / "bundle"), str(tmp_path / "model"))
+    assert "automl" in code_modules((tmp_path / "bundle" / "estimator.joblib").read_bytes())
+    rows = split.test[bundle.feature_order].head(50).reset_index(drop=True)
+    rows = rows.astype({c: float for c in bundle.preprocessor.medians})  # the signature without example rows
+    rows.to_parquet(tmp_path / "rows.parquet")
+    script = (
+        "import mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({str(tmp_path / 'model')!r})\n"
+        f"print(model.predict(pd.read_parquet({str(tmp_path / 'rows.parquet')!r})).tolist())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [int(v) for v in ensemble.predict(rows)]

@@ -63,12 +63,25 @@ def pipeline_options(labels: Mapping[str, Any] | None, step_names: list[str] | N
 
 def configure_for_stack(pipeline: Any, labels: Mapping[str, Any] | None) -> Any:
     """``pipeline`` with the stack's run options applied (unchanged on stacks without them)."""
-    code = getattr(getattr(pipeline, "entrypoint", None), "__code__", None)
-    step_names = list(code.co_names) if code is not None else None  # the steps the pipeline function calls
-    options = pipeline_options(labels, step_names)
+    options = pipeline_options(labels, pipeline_step_names(pipeline))
     return pipeline.with_options(**options) if options else pipeline
 
 
 def configure_for_active_stack(pipeline: Any) -> Any:
     """What ``run.py`` applies before calling a pipeline: the active stack's image and instance settings."""
     return configure_for_stack(pipeline, Client().active_stack_model.labels)
+
+
+def pipeline_step_names(pipeline: Any) -> list[str] | None:
+    """The names a pipeline function uses, among them the steps it calls (None: not a pipeline function)."""
+    code = getattr(getattr(pipeline, "entrypoint", None), "__code__", None)
+    return _names_used(code) if code is not None else None
+
+
+def _names_used(code: Any) -> list[str]:
+    """The global names a function's code uses, its nested functions' and lambdas' included."""
+    names = list(code.co_names)
+    for constant in code.co_consts:
+        if hasattr(constant, "co_names"):
+            names += _names_used(constant)
+    return names

@@ -62,7 +62,7 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
 
     from pipelines.training import churn_automl_training, churn_rf_training
     from stacks.sagemaker.recipe import setup_sagemaker_stack
-    from stacks.sagemaker.run_options import configure_for_stack, pipeline_options
+    from stacks.sagemaker.run_options import configure_for_stack, pipeline_options, pipeline_step_names
     from tests.cloud.test_orchestrator_submission import IMAGE, REGISTRY, SCHEDULER_ROLE_ARN, remote_stack_config
 
     name = f"remote-{uuid.uuid4().hex[:8]}"
@@ -145,14 +145,12 @@ def test_recipe_registers_remote_execution_and_switches_image_paths(moto_server)
     }
 
     # what a run applies on this stack: the prebuilt image (no build), training steps on the training instance type
-    rf = pipeline_options(stack.labels, list(churn_rf_training.entrypoint.__code__.co_names))
+    rf = pipeline_options(stack.labels, pipeline_step_names(churn_rf_training))
     docker = rf["settings"]["docker"]
     assert (docker.skip_build, docker.parent_image, docker.allow_download_from_artifact_store) == (True, IMAGE, True)
     assert rf["steps"] == {"train_rf": {"settings": {"orchestrator": {"instance_type": "ml.c5.2xlarge"}}}}
     assert rf["settings"]["orchestrator"] == {"output_data_s3_uri": f"s3://{BUCKET}/{PREFIX}/sagemaker-jobs"}
-    assert set(pipeline_options(stack.labels, list(churn_automl_training.entrypoint.__code__.co_names))["steps"]) == {
-        "train_automl"
-    }
+    assert set(pipeline_options(stack.labels, pipeline_step_names(churn_automl_training))["steps"]) == {"train_automl"}
     assert configure_for_stack(churn_rf_training, {"automl_engine": "sagemaker_autopilot"}) is churn_rf_training
 
     # the image-builder path: ZenML builds from requirements.lock and pushes to ECR (aws registry flavor)
