@@ -429,7 +429,8 @@ class EndpointDeployer(BaseModelDeployer):
         Args:
             features: the records to score (raw features and ``customer_id``).
             bundle: the ``churn.bundle.ModelBundle`` to score with.
-            model_version: the registry's ``model_name``, ``version``, ``model_source_uri``, ``bundle_sha256``.
+            model_version: the registry's ``model_name``, ``version``, ``bundle_uri`` (where the bundle is;
+                ``churn.model_registry.version_bundle_uri``), ``model_source_uri``, ``bundle_sha256``.
             location: the output path or ``s3://`` URI (it appears only when complete).
             output_format: ``parquet`` or ``csv``.
             chunk_rows: rows per chunk (per request on a batch service).

@@ -50,6 +50,7 @@ def load_approved_model(
         "model_name": model_name,
         "version": str(version.version),
         "model_source_uri": version.model_source_uri,
+        "bundle_uri": version_bundle_uri(version),
         "bundle_sha256": sha256,
         "mlflow_run_id": tags.get("mlflow_run_id"),
         "zenml_pipeline_run_uuid": tags.get("zenml_pipeline_run_uuid"),

@@ -141,7 +141,11 @@ class BatchTransform:
             raise TransformError("no records to score")
         model_name, version = model_version["model_name"], str(model_version["version"])
         artifact = self.endpoints.serving_artifact(
-            "batch", model_name, version, model_version["model_source_uri"], model_version["bundle_sha256"]
+            "batch",
+            model_name,
+            version,
+            model_version.get("bundle_uri") or model_version["model_source_uri"],
+            model_version["bundle_sha256"],
         )
         containers = artifact["containers"]
         name = job_name(model_name)

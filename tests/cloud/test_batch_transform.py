@@ -91,7 +91,8 @@ def test_a_failed_transform_stops_the_batch_and_writes_nothing(aws, bucket, sage
     version = {
         "model_name": MODEL,
         "version": "4",
-        "model_source_uri": str(tmp_path / "bundle"),
+        "model_source_uri": "models:/m-not-a-bundle",  # an MLflow version's source: the bundle is at bundle_uri
+        "bundle_uri": str(tmp_path / "bundle"),
         "bundle_sha256": sha256,
     }
     features = split.test.assign(customer_id=[f"CUST_{i + 1:06d}" for i in range(len(split.test))])
