@@ -105,6 +105,7 @@ def handle(
     answer (not the client's input) and formats ours as a single container does; an answer it
     cannot read is the model's fault: a 500 that says why.
     """
+    limits = limits or protocol.DEFAULT_LIMITS
     if role == pipeline.ENCODE:
         columns = protocol.parse_request(body, content_type, limits)
         try:
