@@ -12,6 +12,9 @@ The preprocessor travels as ``churn.preprocessing.Preprocessor`` itself
 AutoML settings as ``churn.automl.AutoMLSettings`` (a step parameter, which ZenML validates
 into the dataclass), so neither is declared twice. Each model's :meth:`markdown` is what the
 ZenML dashboard shows (``materializers/artifact_materializer.py``).
+
+Length: one module for all typed step artifacts (five small models and their Markdown views), so a
+reader sees every hand-off between steps in one place.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ JSON records), so training, evaluation, the endpoint and batch scoring share one
 Large CSV batches arrive as ``ArrowColumns``; for those ``transform`` first tries a
 vectorised fast path and falls back to the per-value code, which alone defines results
 and error messages.
+
+Length: one fitted object (fit, transform, serialization) and its vectorized encoder; kept together
+so the spec's rules and their fast path are read side by side.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@
   EventBridge schedule back through that link; ``delete`` removes the EventBridge schedule,
   the SageMaker pipeline it starts and the ZenML schedule (ZenML cannot delete SageMaker
   schedules itself). The AWS calls are the operator's (stacks/iam/operator_policy.json).
+
+Length: one entry point per schedule operation for both stacks (local scheduler, EventBridge via
+ZenML); a little over 300 lines after formatting.
 """
 
 from __future__ import annotations

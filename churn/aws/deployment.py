@@ -16,6 +16,9 @@ This module builds on ``churn.aws.endpoint`` (which imports it only inside ``dep
 
 A failure before the endpoint serves the new config removes the new model and config
 (``discard_unused``), so nothing half-deployed is left behind.
+
+Length: one class, one method per deployment phase (each short and flat); the phases share the
+deployment's state (new names, previous config, autoscaling), so they stay in one module.
 """
 
 from __future__ import annotations

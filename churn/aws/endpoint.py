@@ -5,6 +5,9 @@ name, create or update, wait, roll back a failed update to the previous config, 
 prune); ``churn.aws.autoscaling`` configures Application Auto Scaling. The model's containers
 are the registered package's (``churn.aws.packaging.serving_containers``): one for a bundle that
 scores in process, a serial inference pipeline for an Autopilot bundle.
+
+Length: one API family (SageMaker endpoints: status, deploy entry, invoke, list, delete) wrapped by
+one class; the deploy phases live in ``churn.aws.deployment``.
 """
 
 from __future__ import annotations

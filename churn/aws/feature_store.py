@@ -11,6 +11,9 @@ the CSV result from S3 with the dtypes the feature definitions say.
 The offline store lags PutRecord by up to ~15 minutes, so each ingestion leaves a manifest
 and a read stops when Athena returned fewer customers than the manifests say were ingested
 (``churn.aws.ingestion_manifests``), instead of training on a partial set.
+
+Length: one API family (a feature group's create, ingest and offline-store read); the ingestion
+manifests are in ``churn.aws.ingestion_manifests``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ to prove our calls stay inside our documents, not a full IAM engine.
 
 ``unmet_requirements`` checks the permissions AWS services exercise on our behalf, listed with
 their documentation in ``stacks/iam/REQUIREMENTS.md``, against the documents.
+
+Length: rendering the policy documents and the small evaluator the IAM tests hold them against are
+one subject (what the roles may do); most of the rest is docstrings.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ ignored, any column order) or ``application/json`` (a list of records, or MLflow
 ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` / ``{"dataframe_records": [...]}``).
 Output: one prediction per row, CSV by default, JSON when the client accepts JSON;
 class probabilities when asked.
+
+Length: every input format's parser with its limits, and the response formatter: one contract
+(SageMaker hosting) kept in one module so its limits are declared once.
 """
 
 from __future__ import annotations

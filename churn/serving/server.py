@@ -35,6 +35,10 @@ Where the expected hash comes from (reported by /ping as ``verified_against``):
   registry's hash in its environment) and for tests.
 
 Run: ``python -m churn.serving.server --endpoint-dir DIR --port N [--workers W] [--registry-uri URI]``.
+
+Length (about 630 lines): the ASGI app, the hot-swap watcher, the registry hash lookup and the
+header-deadline protocol share the served model's state and one process; splitting it into an app
+module and a daemon module is the next step.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ steps bind MLflow by the component name ``mlflow_tracker``, so that tracker must
 MLflow tracking server (``mlflow_tracking_uri``, credentials in the ZenML secret
 ``sagemaker_orchestrator.mlflow_tracking_secret``). The tracker is shared by name with every stack
 on the same ZenML server.
+
+Length: the component plan and its registration are one recipe; the config model, run options and
+cleanup are in their own modules of this package.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ includes the final fit:
 
 Time is kept back for step 4 from the start: the estimated refit time of the best
 candidates so far (their measured fold fit times, scaled to all rows).
+
+Length: the engine's phases (portfolio, search, ensemble selection, final fit) share one deadline
+and one fold split; each phase is a function, kept together so the budget accounting reads in one
+file.
 """
 
 from __future__ import annotations
