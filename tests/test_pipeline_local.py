@@ -232,7 +232,9 @@ def test_with_compare_to_champion_a_worse_model_is_not_registered_and_the_champi
     # the champion was fetched from the registry, verified, and scored on this run's test set
     score = _out(run, "score_champion", "champion_score")
     assert (score.version, score.sha256) == (str(champion.version), recorded_sha)
-    champion_bundle = ModelBundle.load(champion.model_source_uri.removeprefix("file://"), expected_sha256=recorded_sha)
+    champion_bundle = ModelBundle.load(
+        version_bundle_uri(champion).removeprefix("file://"), expected_sha256=recorded_sha
+    )
     assert score.value == pytest.approx(
         evaluate_bundle(champion_bundle, _out(run, "preprocess", "test_set"))["accuracy"]
     )
