@@ -255,8 +255,13 @@ def fetch_bundle(uri: str, destination: str | Path, expected_sha256: str | None 
     if uri.split(":", 1)[0] in ("mlflow-artifacts", "runs", "models"):
         import mlflow.artifacts
 
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination))
-        return ModelBundle.load(Path(destination) / Path(uri.rstrip("/")).name, expected_sha256=expected_sha256)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+        inside = (
+            sorted(p for p in (local / "artifacts").glob("*") if p.is_dir()) if (local / "MLmodel").is_file() else []
+        )
+        if len(inside) == 1:  # a whole MLflow model (models:/...): the bundle is its one artifact
+            local = inside[0]
+        return ModelBundle.load(local, expected_sha256=expected_sha256)
     if "://" not in uri or uri.startswith("file://"):
         return ModelBundle.load(uri.removeprefix("file://"), expected_sha256=expected_sha256)
     filesystem, path = fsspec.core.url_to_fs(uri)

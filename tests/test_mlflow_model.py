@@ -230,3 +230,24 @@ def test_an_automl_ensemble_model_loads_in_a_fresh_process_outside_the_repo(trai
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [int(v) for v in ensemble.predict(rows)]
+
+
+def test_batch_and_the_champion_gate_fetch_a_bundle_from_an_mlflow_model_uri(trained_bundle, tmp_path):
+    """``churn.batch.fetch_bundle`` reads the bundle from the model's URI or its bundle URI, verified by hash."""
+    from churn.batch import fetch_bundle
+
+    bundle, split = trained_bundle
+    previous = tracking_utils._tracking_uri
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        experiment = mlflow.create_experiment("fetch", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            sha256 = bundle.save(tmp_path / "bundle")
+            logged = log_bundle_model(bundle, tmp_path / "bundle", sha256, example_rows=split.test)
+        for i, uri in enumerate([logged.model_uri, logged.bundle_uri]):
+            fetched = fetch_bundle(uri, tmp_path / f"fetched-{i}", expected_sha256=sha256)
+            assert list(fetched.predict(split.test)) == list(bundle.predict(split.test)), uri
+        with pytest.raises(BundleError):
+            fetch_bundle(logged.model_uri, tmp_path / "fetched-wrong", expected_sha256="0" * 64)
+    finally:
+        mlflow.set_tracking_uri(previous)
