@@ -12,22 +12,10 @@ import pandas as pd
 import pytest
 import requests
 
+from churn.demo_data import FEATURE_COLUMNS
 from tests.conftest import ServerProcess, publish
 
-FEATURES = [
-    "age",
-    "tenure_months",
-    "monthly_charges",
-    "total_charges",
-    "contract_type",
-    "payment_method",
-    "internet_service",
-    "phone_service",
-    "multiple_lines",
-    "online_security",
-    "tech_support",
-    "device_protection",
-]
+FEATURES = FEATURE_COLUMNS  # the demo data's raw features, as the endpoint takes them
 
 
 @pytest.fixture(scope="module")

@@ -30,26 +30,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from churn.demo_data import FEATURE_COLUMNS
 from tests.conftest import ServerProcess, publish, write_pointer
 
 PING_BOUND = 2.0  # seconds: each /ping during an attack must be answered within this
 BODY_TIMEOUT = 3.0  # the server's body-read deadline in these tests (CHURN_BODY_TIMEOUT)
 HEADER_TIMEOUT = 2.0  # the server's header deadline in these tests (CHURN_HEADER_TIMEOUT)
 CUT_OFF_BOUND = 15.0  # seconds: a trickling connection must be closed within this (a liveness bound, not a timing)
-FEATURES = [
-    "age",
-    "tenure_months",
-    "monthly_charges",
-    "total_charges",
-    "contract_type",
-    "payment_method",
-    "internet_service",
-    "phone_service",
-    "multiple_lines",
-    "online_security",
-    "tech_support",
-    "device_protection",
-]
+FEATURES = FEATURE_COLUMNS  # the demo data's raw features, as the endpoint takes them
 GOOD_ROW = dict(
     zip(FEATURES, [35, 12, 70.5, 840.0, "Month-to-month", "Electronic check", "DSL", "Yes", "No", "Yes", "No", "No"])
 )
