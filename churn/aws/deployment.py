@@ -3,8 +3,9 @@
 This module builds on ``churn.aws.endpoint`` (which imports it only inside ``deploy``).
 ``SageMakerEndpoints.deploy`` (``churn.aws.endpoint``) runs an ``EndpointDeployment``:
 
-1. ``resolve_artifact``: the registered package's containers when it holds this bundle, else the bundle packaged;
-2. ``create_model`` and ``create_endpoint_config``, both under one unique name
+1. ``resolve_artifact``: the registered package when it holds this bundle, else the bundle packaged;
+2. ``create_model`` (from the model package when it is Approved, so Studio shows the deployment under
+   the version) and ``create_endpoint_config``, both under one unique name
    (``<endpoint>-v<version>-<time>-<rand>``);
 3. ``ready_for_change``: wait out an earlier change; a broken endpoint (Failed, ...) is deleted;
 4. ``create_or_update_endpoint``: create the endpoint on the new config, or point it at it
@@ -102,7 +103,7 @@ class EndpointDeployment:
                 **(metadata or {}),
             }
         )
-        self.create_model(artifact["containers"], tags)
+        self.create_model(artifact, tags)
         try:
             self.create_endpoint_config(tags)
             self.create_or_update_endpoint(self.ready_for_change())
@@ -124,17 +125,22 @@ class EndpointDeployment:
         except BundleError as error:
             raise DeploymentError(f"{self.what} was not deployed: {error}") from None
 
-    def create_model(self, containers: list[dict], tags: list[dict[str, str]]) -> None:
-        """One container: the bundle serves itself; several: a serial inference pipeline (an Autopilot bundle)."""
-        layout = (
-            {"PrimaryContainer": containers[0]}
-            if len(containers) == 1
-            else {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}}
-        )
+    def create_model(self, artifact: Mapping[str, Any], tags: list[dict[str, str]]) -> None:
+        """From the model package when ``artifact["from_package"]`` (SageMaker runs all its containers, in
+        series when several, with their registered Environment), else from the containers: one when the
+        bundle serves itself, several as a serial inference pipeline (an Autopilot bundle)."""
+        containers = artifact["containers"]
+        if artifact.get("from_package"):
+            layout: dict[str, Any] = {"PrimaryContainer": {"ModelPackageName": artifact["model_package_arn"]}}
+        elif len(containers) == 1:
+            layout = {"PrimaryContainer": containers[0]}
+        else:
+            layout = {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}}
         self.progress(
             f"Creating model and endpoint config '{self.name}' ({self.settings.inference_instance_type} "
             f"x{self.settings.initial_instance_count}"
-            f"{f', {len(containers)} containers in series' if len(containers) > 1 else ''})"
+            f"{f', {len(containers)} containers in series' if len(containers) > 1 else ''}"
+            f"{', from model package ' + artifact['model_package_arn'] if artifact.get('from_package') else ''})"
         )
         with aws_errors(f"creating SageMaker model '{self.name}'", DeploymentError):
             self._sm.create_model(

@@ -2,9 +2,12 @@
 
 ``deploy`` runs the phases in ``churn.aws.deployment`` (model + endpoint config under one unique
 name, create or update, wait, roll back a failed update to the previous config, autoscaling,
-prune); ``churn.aws.autoscaling`` configures Application Auto Scaling. The model's containers
-are the registered package's (``churn.aws.packaging.serving_containers``): one for a bundle that
-scores in process, a serial inference pipeline for an Autopilot bundle.
+prune); ``churn.aws.autoscaling`` configures Application Auto Scaling. The model is created from
+the registered model package (``PrimaryContainer.ModelPackageName``) when an Approved package holds
+the bundle, so Studio lists the deployment under that version; SageMaker then runs the package's
+containers (``churn.aws.packaging.serving_containers``: one for a bundle that scores in process, a
+serial inference pipeline for an Autopilot bundle), with the Environment registered in them.
+Otherwise the containers are given directly (the bundle packaged by the deployer).
 
 Length: one API family (SageMaker endpoints: status, deploy entry, invoke, list, delete) wrapped by
 one class; the deploy phases live in ``churn.aws.deployment``.
@@ -178,7 +181,9 @@ class SageMakerEndpoints:
             sha256: the bundle's sha256.
 
         Returns:
-            ``containers`` (to serve, in order), ``model_data_url`` and ``model_package_arn`` (None when packaged).
+            ``containers`` (to serve, in order), ``model_data_url``, ``model_package_arn`` (None when packaged)
+            and ``from_package``: whether the model is created from the package (an Approved one holding the
+            bundle; its containers carry the bundle's sha256 in their Environment, see ``churn.aws.registry``).
 
         Raises:
             BundleError: the bundle is not the registered one or cannot be served by our image.
@@ -194,10 +199,18 @@ class SageMakerEndpoints:
                     {k: c[k] for k in ("Image", "ModelDataUrl", "Environment") if c.get(k)}
                     for c in package["InferenceSpecification"]["Containers"]
                 ]
+                status = package.get("ModelApprovalStatus")
+                if status != "Approved":
+                    self.progress(
+                        f"warning: model package {model_name} v{version} is {status}; SageMaker creates models "
+                        "only from Approved versions, so its containers are served as copies (Studio does not "
+                        "list this deployment under the version)"
+                    )
                 return {
                     "containers": containers,
                     "model_data_url": containers[0].get("ModelDataUrl", ""),
                     "model_package_arn": package["ModelPackageArn"],
+                    "from_package": status == "Approved",
                 }
             self.progress(
                 f"warning: model package {model_name} v{version} holds bundle "
@@ -221,7 +234,12 @@ class SageMakerEndpoints:
             str(packaged["bundle_sha256"]),
             {"SAGEMAKER_REGION": self.settings.region},
         )
-        return {"containers": containers, "model_data_url": packaged["model_data_url"], "model_package_arn": None}
+        return {
+            "containers": containers,
+            "model_data_url": packaged["model_data_url"],
+            "model_package_arn": None,
+            "from_package": False,
+        }
 
     def deploy(
         self,

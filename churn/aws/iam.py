@@ -233,6 +233,9 @@ def _sagemaker(op: str, params: Mapping[str, Any], base: str) -> list[Permission
         needed.append(Permission(action, params["ResourceArn"].lower()))
     else:
         needed.append(Permission(action, "*"))
+    for container in [params.get("PrimaryContainer") or {}, *(params.get("Containers") or [])]:
+        if op == "CreateModel" and container.get("ModelPackageName"):  # a model created from a package
+            needed.append(Permission(action, arn("model-package", container["ModelPackageName"])))
     role = params.get("ExecutionRoleArn") or params.get("RoleArn")
     if role:
         needed.append(Permission("iam:PassRole", role, {"iam:PassedToService": "sagemaker.amazonaws.com"}))

@@ -9,7 +9,9 @@ A registered version is a model package with
   The bundle's files are also stored as a directory next to the archive (``bundle_uri``),
   which is the version's ``model_source_uri`` as on every other registry (batch inference
   loads it);
-- ModelMetrics: evaluation.json in S3 (accuracy, precision, ...);
+- ModelMetrics: ModelQuality.Statistics is model_quality.json in S3, the Model Monitor model-quality
+  document Studio's model-quality view reads (``churn.aws.model_quality``); the flat evaluation.json
+  (accuracy, precision, ...) stays next to it (registration.json's ``evaluation_uri``);
 - CustomerMetadataProperties: the lineage (MLflow run id, ZenML run id, data fingerprint,
   feature group and range, bundle sha256, ...). Values SageMaker cannot hold there (longer
   than 256 characters or with characters outside its pattern, e.g. the feature query SQL)
@@ -32,6 +34,7 @@ deletes it calls would scatter one resource's rules over two files.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -40,6 +43,7 @@ from typing import Any
 
 from churn.aws import packaging, s3
 from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
+from churn.aws.model_quality import model_quality_document
 
 APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
 _PROPERTY = re.compile(r"^[A-Za-z0-9 _.:/=+\-@]{1,256}$")
@@ -47,6 +51,23 @@ _PROPERTY_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+\-@]{1,128}$")
 MAX_PROPERTIES = 50
 # members of ProductionVariantInstanceType (real-time hosting): its only burstables are ml.t2.*, there is no ml.t3
 DEFAULT_INSTANCE_TYPES = ["ml.t2.medium", "ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge"]
+
+
+# botocore's PipelineExecutionArn pattern (SageMaker Pipelines); ZenML's SageMaker orchestrator hands each
+# step its pipeline execution's ARN as ZENML_SAGEMAKER_RUN_ID (sagemaker.workflow ExecutionVariables)
+PIPELINE_EXECUTION_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:pipeline/.+/execution/.+$")
+PIPELINE_EXECUTION_ENV = "ZENML_SAGEMAKER_RUN_ID"
+
+
+def pipeline_execution_arn(environ: Mapping[str, str] | None = None) -> str | None:
+    """The SageMaker pipeline execution this process runs in, or None (not a SageMaker pipeline step).
+
+    ZenML's SageMaker orchestrator sets ``ZENML_SAGEMAKER_RUN_ID`` to the execution's ARN in every step's
+    job; no Describe* answer of the step's own processing or training job carries it. Elsewhere the variable
+    is absent (or, for a job run outside a pipeline, not a pipeline execution ARN): None.
+    """
+    value = (os.environ if environ is None else environ).get(PIPELINE_EXECUTION_ENV, "")
+    return value if PIPELINE_EXECUTION_ARN.match(value) else None
 
 
 class RegistryError(AwsError):
@@ -152,18 +173,29 @@ class ModelPackageClient:
             approval_status: one of ``APPROVAL_STATUSES``.
             description: the package's description.
             evaluation: the metrics for evaluation.json.
-            generated_by: MetadataProperties.GeneratedBy (default ``churn-mlops``).
+            generated_by: MetadataProperties.GeneratedBy, the ARN of what produced the version (Studio links
+                it); default ``pipeline_execution_arn()``, the SageMaker pipeline execution this step runs in.
+                Left out when neither is known (e.g. the local orchestrator), never a non-ARN.
 
         Returns:
             DescribeModelPackage's answer for the new package.
 
         Raises:
-            RegistryError: a bad approval status, or an AWS call failed (what was written is removed again).
+            RegistryError: a bad approval status, ``generated_by`` is not an ARN, or an AWS call failed (what
+                was written is removed again).
             BundleError: the bundle is not the one ``bundle_sha256`` names, or our image cannot serve it.
         """
         if approval_status not in APPROVAL_STATUSES:
             raise RegistryError(
                 f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}, got {approval_status!r}"
+            )
+        generated_by = generated_by or pipeline_execution_arn()
+        if generated_by is not None and not (
+            re.match(r"^arn:aws[a-z\-]*:", generated_by) and len(generated_by) <= 1024
+        ):
+            raise RegistryError(
+                "generated_by must be an ARN of at most 1024 characters (Studio links "
+                f"MetadataProperties.GeneratedBy), got {generated_by!r}"
             )
         self.ensure_group(group)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -225,6 +257,20 @@ class ModelPackageClient:
             "application/json",
         )
         uploaded.append(evaluation_uri)
+        try:  # what Studio's model-quality view reads; none when the evaluation holds no metric
+            quality = model_quality_document(metrics)
+        except ValueError as error:
+            self.progress(f"warning: no ModelQuality statistics: {error}")
+            quality_uri = ""
+        else:
+            quality_uri = s3.upload_bytes(
+                json.dumps(quality, indent=2).encode(),
+                s3.join(folder, "model_quality.json"),
+                self.region,
+                self.profile,
+                "application/json",
+            )
+            uploaded.append(quality_uri)
         document_uri = s3.join(folder, "metadata.json")
         full = {k: "" if v is None else str(v) for k, v in metadata.items()}
         full.update(
@@ -233,6 +279,7 @@ class ModelPackageClient:
             bundle_uri=packaged["bundle_uri"],
             model_data_url=packaged["model_data_url"],
             evaluation_uri=evaluation_uri,
+            model_quality_uri=quality_uri,
             serving_containers=" -> ".join(c["Image"].rsplit("/", 1)[-1] for c in containers),
         )
         s3.upload_bytes(
@@ -251,6 +298,7 @@ class ModelPackageClient:
             "model_data_url": packaged["model_data_url"],
             "bundle_uri": packaged["bundle_uri"],
             "evaluation_uri": evaluation_uri,
+            "model_quality_uri": quality_uri,
             "document_uri": document_uri,
             "properties": properties,
         }
@@ -259,6 +307,11 @@ class ModelPackageClient:
         self, group: str, staged: Mapping[str, Any], approval_status: str, description: str, generated_by: str | None
     ) -> str:
         """CreateModelPackage from what ``_stage`` uploaded; the package's ARN."""
+        quality = (
+            {"ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": uri}}}}
+            if (uri := staged["model_quality_uri"])
+            else {}
+        )
         with aws_errors(f"creating a model package in '{group}'", RegistryError):
             return self._sm.create_model_package(
                 ModelPackageGroupName=group,
@@ -269,14 +322,10 @@ class ModelPackageClient:
                     "SupportedResponseMIMETypes": ["text/csv", "application/json"],
                     "SupportedRealtimeInferenceInstanceTypes": self.instance_types,
                 },
-                ModelMetrics={
-                    "ModelQuality": {
-                        "Statistics": {"ContentType": "application/json", "S3Uri": staged["evaluation_uri"]}
-                    }
-                },
+                **quality,
                 ModelApprovalStatus=approval_status,
                 CustomerMetadataProperties=staged["properties"],
-                MetadataProperties={"GeneratedBy": (generated_by or "churn-mlops")[:1024]},
+                **({"MetadataProperties": {"GeneratedBy": generated_by}} if generated_by else {}),
                 Domain="MACHINE_LEARNING",
                 Task="CLASSIFICATION",
                 ClientToken=uuid.uuid4().hex[:32],

@@ -156,11 +156,6 @@ class SageMakerModelRegistry(BaseModelRegistry):
             log.info("SageMaker numbers model package versions itself; ignoring version=%s", version)
         properties = {k: str(v) for k, v in (metadata.model_dump() if metadata else {}).items()}
         status = properties.get("approval_status") or self.config.approval_status
-        generated_by = (
-            f"zenml:{properties.get('zenml_pipeline_name', '?')}/{properties.get('zenml_pipeline_run_uuid', '?')}"
-            if properties.get("zenml_pipeline_run_uuid")
-            else None
-        )
         bundle_uri = properties.get("bundle_uri") or model_source_uri  # the source may be an MLflow model around it
         package = self.registry.register(
             name,
@@ -170,7 +165,6 @@ class SageMakerModelRegistry(BaseModelRegistry):
             approval_status=status,
             description=description or "",
             evaluation=kwargs.get("evaluation"),
-            generated_by=generated_by,
         )
         try:
             self._link_mlflow_run(properties.get("mlflow_run_id"), package["ModelPackageArn"])

@@ -455,6 +455,10 @@ _ORIGINAL_DEREGISTER: list[Callable] = []
 def install() -> None:
     from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
 
+    from tests.cloud import moto_model_package_models  # CreateModel from a model package
+
+    moto_model_package_models.install()
+
     if not _ORIGINAL_DEREGISTER:
         _ORIGINAL_DEREGISTER.append(ApplicationAutoscalingBackend.deregister_scalable_target)
         ApplicationAutoscalingBackend.deregister_scalable_target = _deregister_scalable_target
@@ -466,6 +470,10 @@ def install() -> None:
 
 def uninstall() -> None:
     from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
+
+    from tests.cloud import moto_model_package_models
+
+    moto_model_package_models.uninstall()
 
     if _ORIGINAL_DEREGISTER:
         ApplicationAutoscalingBackend.deregister_scalable_target = _ORIGINAL_DEREGISTER.pop()

@@ -91,7 +91,11 @@ def test_register_then_latest_approved(aws, bucket, sagemaker_stack, saved_bundl
     assert package["ModelApprovalStatus"] == "Approved"  # approving v2 did not wipe v1's fields
     metrics_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
     bucket_name, key = metrics_uri[len("s3://") :].split("/", 1)
-    assert json.loads(boto("s3").get_object(Bucket=bucket_name, Key=key)["Body"].read()) == {"accuracy": 0.812}
+    quality = json.loads(boto("s3").get_object(Bucket=bucket_name, Key=key)["Body"].read())
+    assert quality["binary_classification_metrics"]["accuracy"]["value"] == 0.812  # Studio's model-quality format
+    flat_uri = registry.get_model_version(GROUP, "1").metadata.model_dump()["evaluation_uri"]
+    flat = boto("s3").get_object(Bucket=BUCKET, Key=flat_uri.split(f"{BUCKET}/", 1)[1])["Body"].read()
+    assert json.loads(flat) == {"accuracy": 0.812}  # the flat evaluation.json stays next to it
     spec_registration = boto("s3").get_object(Bucket=BUCKET, Key=f"{PREFIX}/registration/registration.json")
     assert json.loads(spec_registration["Body"].read())["version"] == "2"
 
