@@ -64,12 +64,13 @@ def stack_setup(name: str, config_path: str | None) -> None:
 def stack_cleanup(config_path: str, include_registry: bool, include_s3: bool, yes: bool) -> None:
     from churn.aws.clients import AwsError
     from churn.config import ConfigError
+    from churn.deployment_error import DeploymentError
     from stacks.sagemaker.cleanup import cleanup_settings, run_cleanup
     from stacks.sagemaker.config import stack_settings
 
     try:
         run_cleanup(cleanup_settings(stack_settings(config_path), include_registry, include_s3), yes, echo=click.echo)
-    except (AwsError, ConfigError) as error:
+    except (AwsError, ConfigError, DeploymentError) as error:
         fail(str(error))
 
 

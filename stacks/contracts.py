@@ -13,7 +13,7 @@ imports). Each flavor is the implementation of one of these for one backend:
 - the errors: :class:`DeploymentError` (every deployer raises it, and nothing else, for a
   deployment, invocation or batch that did not happen), ``FeatureStoreError`` (a missing group,
   a failed or short read) and ``IngestError`` (a bad record or a schema that does not match the
-  group's). The last two are raised by the plain code in ``churn/``, which cannot import this
+  group's). All three are raised by the plain code in ``churn/`` too, which cannot import this
   module, so they are defined there and re-exported here: one class each.
 - the component names every stack shares: :data:`EXPERIMENT_TRACKER` (steps bind MLflow by
   this name) and :data:`AUTOML_ENGINE_LABEL` (the stack label that picks the AutoML engine).
@@ -36,6 +36,7 @@ from zenml.feature_stores.base_feature_store import BaseFeatureStore
 from zenml.model_deployers.base_model_deployer import BaseModelDeployer
 
 from churn.config import DEPLOY_KEYS, DeploySettings
+from churn.deployment_error import DeploymentError
 from churn.feature_query import FeatureQuery
 from churn.ingest import IngestError
 from churn.offline_store import FeatureStoreError
@@ -77,14 +78,6 @@ def runs_remotely(stack: Any) -> bool:
 
 
 # -- errors -------------------------------------------------------------------------------------
-class DeploymentError(RuntimeError):
-    """A deployment, invocation, batch or cleanup that did not happen; the previous model (if any) still serves.
-
-    Every :class:`EndpointDeployer` raises this class (the SageMaker one wraps the AWS layer's own
-    errors in it), so callers handle every stack alike.
-    """
-
-
 # -- the alert payload ---------------------------------------------------------------------------
 class FailureAlertParams(BaseAlerterStepParameters):
     """Structured fields of a failure alert (the failure hook fills them, each alerter formats them).

@@ -27,16 +27,13 @@ from typing import Any
 from churn.aws import packaging, s3
 from churn.aws.athena import Polling
 from churn.aws.autoscaling import BURSTABLE, EndpointAutoscaling
-from churn.aws.clients import AwsError, aws_errors, client, error_code, explain
+from churn.aws.clients import aws_errors, client, error_code, explain
 from churn.aws.registry import ModelPackageClient, RegistryError
 from churn.config import DeploySettings
+from churn.deployment_error import DeploymentError  # the one class (stacks.contracts re-exports it)
 
 log = logging.getLogger(__name__)
 TRANSITIONAL = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
-
-
-class DeploymentError(AwsError):
-    """A deployment that did not happen; the previous endpoint config (if any) is still serving."""
 
 
 @dataclass

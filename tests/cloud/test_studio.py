@@ -229,3 +229,12 @@ def test_an_unapproved_package_is_not_a_model_source(registry, bundle_dir):
     record = _endpoints().deploy("studio-endpoint", GROUP, "1", uri, sha256, settings=DeploySettings())
     model = boto("sagemaker").describe_model(ModelName=record["sagemaker_model_name"])
     assert "ModelPackageName" not in model["PrimaryContainer"] and model["PrimaryContainer"]["Image"] == IMAGE
+
+
+def test_the_aws_layer_raises_the_contracts_deployment_error(aws):
+    from churn.config import DeploySettings
+    from stacks.contracts import DeploymentError  # the class every deployer raises, defined once in churn
+
+    settings = DeploySettings(inference_instance_type="ml.t3.medium")
+    with pytest.raises(DeploymentError, match="ml.t3.medium is not an instance type"):
+        _endpoints().deploy("studio-endpoint", GROUP, "1", "/nowhere", "0" * 64, settings=settings)
