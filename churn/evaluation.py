@@ -24,7 +24,8 @@ def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> dic
         proba: The model's churn probability per row (predicted class: ``proba > 0.5``).
 
     Returns:
-        The report: metric name -> value, ``confusion_matrix``, ``n_test``, ``positive_rate``, ``curves``.
+        The report: metric name -> value, ``confusion_matrix``, ``n_test``, ``positive_rate``, ``curves``,
+        ``standard_deviations`` (``bootstrap_standard_deviations``, seeded: the same rows give the same numbers).
     """
     from sklearn import metrics
 
@@ -47,6 +48,7 @@ def classification_metrics(y_true: Sequence[int], proba: Sequence[float]) -> dic
         "n_test": int(len(y_true)),
         "positive_rate": float(y_true.mean()) if len(y_true) else 0.0,
         "curves": curves,
+        "standard_deviations": bootstrap_standard_deviations(y_true, proba),
     }
 
 
@@ -123,3 +125,141 @@ class EvaluationReport(dict):
         if not self.get("gate"):
             raise ValueError("the evaluation report carries no gate verdict (evaluated without gate_metric/threshold)")
         return GateVerdict.model_validate(self["gate"])
+
+
+# -- standard deviations: a seeded bootstrap on the test set -------------------------------------
+RESAMPLES = 300
+SEED = 0
+_CHUNK = 50  # AUC resamples per numpy batch
+# the threshold metrics of a binary classifier, by the names SageMaker Model Monitor uses for them
+THRESHOLD_METRICS = (
+    "recall",
+    "precision",
+    "accuracy",
+    "recall_best_constant_classifier",
+    "precision_best_constant_classifier",
+    "accuracy_best_constant_classifier",
+    "true_positive_rate",
+    "true_negative_rate",
+    "false_positive_rate",
+    "false_negative_rate",
+    "f0_5",
+    "f1",
+    "f2",
+    "f0_5_best_constant_classifier",
+    "f1_best_constant_classifier",
+    "f2_best_constant_classifier",
+)
+SCALAR_METRICS = (*THRESHOLD_METRICS, "auc")
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    numerator, denominator = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
+def _f_beta(precision: np.ndarray, recall: np.ndarray, beta: float) -> np.ndarray:
+    b2 = beta * beta
+    return _ratio((1 + b2) * precision * recall, b2 * precision + recall)
+
+
+def threshold_metrics(tn: Any, fp: Any, fn: Any, tp: Any) -> dict[str, np.ndarray]:
+    """Every ``THRESHOLD_METRICS`` entry from confusion-matrix counts (scalars or arrays, elementwise).
+
+    An undefined ratio (e.g. precision without a positive prediction) is 0, as in the report
+    (``zero_division=0``). The "best constant classifier" predicts the positive class for every row
+    (its recall is 1, its precision and accuracy the positive rate), as Model Monitor's does.
+    """
+    tn, fp, fn, tp = (np.asarray(x, dtype=float) for x in (tn, fp, fn, tp))
+    positives, negatives = tp + fn, tn + fp
+    total = positives + negatives
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, positives)
+    positive_rate = _ratio(positives, total)
+    constant_recall = np.where(positives > 0, 1.0, 0.0)  # always "1": every positive is found
+    out = {
+        "recall": recall,
+        "precision": precision,
+        "accuracy": _ratio(tp + tn, total),
+        "recall_best_constant_classifier": constant_recall,
+        "precision_best_constant_classifier": positive_rate,
+        "accuracy_best_constant_classifier": positive_rate,
+        "true_positive_rate": recall,
+        "true_negative_rate": _ratio(tn, negatives),
+        "false_positive_rate": _ratio(fp, negatives),
+        "false_negative_rate": _ratio(fn, positives),
+    }
+    for beta, name in ((0.5, "f0_5"), (1.0, "f1"), (2.0, "f2")):
+        out[name] = _f_beta(precision, recall, beta)
+        out[f"{name}_best_constant_classifier"] = _f_beta(positive_rate, constant_recall, beta)
+    return out
+
+
+def bootstrap_standard_deviations(
+    y_true: Sequence[int], proba: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED, threshold: float = 0.5
+) -> dict[str, float | None]:
+    """Standard deviation of each ``SCALAR_METRICS`` entry over a seeded bootstrap of the test rows.
+
+    ``resamples`` resamples of the rows with replacement, each metric computed on each, their standard
+    deviation (ddof 1). The threshold metrics depend on a resample only through its four confusion-matrix
+    counts, so each resample is drawn as those counts (a multinomial on the cell frequencies: the same
+    distribution as resampling rows); AUC likewise on the rows' (score, label) cells, in chunks. Plain
+    numpy: milliseconds for a few thousand rows. AUC on a one-class resample is left out.
+
+    Args:
+        y_true: The 0/1 labels of the test rows.
+        proba: The churn probability per row (predicted class: ``proba > threshold``).
+        resamples: How many bootstrap resamples (at least 2).
+        seed: The generator's seed: the same rows give the same numbers.
+        threshold: The decision threshold (the report's is 0.5).
+
+    Returns:
+        Model Monitor metric name -> standard deviation; None where it cannot be estimated (fewer than two
+        rows, or AUC with fewer than two resamples holding both classes).
+
+    Raises:
+        ValueError: labels and probabilities differ in length, a label is not 0/1, or ``resamples`` < 2.
+    """
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(proba, dtype=float)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"labels and probabilities must be two equally long lists, got {y.shape} and {p.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    if resamples < 2:
+        raise ValueError(f"resamples must be at least 2, got {resamples}")
+    n = len(y)
+    if n < 2:
+        return dict.fromkeys(SCALAR_METRICS)
+    rng = np.random.default_rng(seed)
+    predicted = p > threshold
+    cells = np.array(
+        [
+            np.sum(~predicted & (y == 0)),
+            np.sum(predicted & (y == 0)),
+            np.sum(~predicted & (y == 1)),
+            np.sum(predicted & (y == 1)),
+        ]
+    )
+    counts = rng.multinomial(n, cells / n, size=resamples)  # tn, fp, fn, tp per resample
+    spread: dict[str, float | None] = {
+        name: float(np.std(values, ddof=1)) for name, values in threshold_metrics(*counts.T).items()
+    }
+    spread["auc"] = _auc_spread(y, p, resamples, rng)
+    return spread
+
+
+def _auc_spread(y: np.ndarray, p: np.ndarray, resamples: int, rng: np.random.Generator) -> float | None:
+    """AUC's bootstrap standard deviation: rows grouped into (score, label) cells, each resample a multinomial draw."""
+    scores, inverse = np.unique(p, return_inverse=True)
+    cells = np.zeros((len(scores), 2))
+    np.add.at(cells, (inverse, y), 1)
+    flat = cells.ravel() / len(y)  # [score0 neg, score0 pos, score1 neg, ...], scores ascending
+    values = []
+    for start in range(0, resamples, _CHUNK):
+        drawn = rng.multinomial(len(y), flat, size=min(_CHUNK, resamples - start)).reshape(-1, len(scores), 2)
+        negatives, positives = drawn[..., 0].astype(float), drawn[..., 1].astype(float)
+        below = np.cumsum(negatives, axis=1) - negatives  # negatives with a lower score
+        wins = np.sum(positives * (below + 0.5 * negatives), axis=1)  # ties count half, as roc_auc_score
+        pairs = positives.sum(axis=1) * negatives.sum(axis=1)
+        values.extend((wins[pairs > 0] / pairs[pairs > 0]).tolist())
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else None

@@ -20,15 +20,9 @@ actual label, then the predicted one; the "best constant classifier" predicts th
 for every row (its recall is 1, its precision and accuracy the positive rate); a standard deviation
 that is not known is the string ``"NaN"``.
 
-Standard deviations (``bootstrap_standard_deviations``): a seeded bootstrap on the test set. Model
-Monitor itself takes five 80 % subsamples; here ``resamples`` (default 300) resamples of the test
-rows with replacement, each metric computed on each, their standard deviation (ddof 1) reported.
-The threshold metrics depend on a resample only through its four confusion-matrix counts, so a
-resample is drawn as those counts (multinomial on the cell frequencies: the same distribution as
-resampling rows); AUC is computed per resample on the rows' (score, label) cells the same way,
-in chunks. Both are plain numpy, a few milliseconds for a few thousand rows. A metric undefined in
-a resample (e.g. precision with no positive prediction) counts as 0 there, as in the report
-(``zero_division=0``); AUC on a one-class resample is left out.
+Standard deviations: the report's ``standard_deviations``
+(``churn.evaluation.bootstrap_standard_deviations``: a seeded bootstrap on the test set, 300 resamples
+of the rows with replacement; Model Monitor itself takes five 80 % subsamples), keyed by these names.
 
 No boto here: plain JSON from our evaluation report (``churn.evaluation.classification_metrics``).
 """
@@ -39,14 +33,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from churn.evaluation import threshold_metrics
 
 VERSION = 0.0
 SECTION = "binary_classification_metrics"
 NAN = "NaN"  # Model Monitor's unknown standard deviation
-RESAMPLES = 300
-SEED = 0
-CHUNK = 50  # AUC resamples per numpy batch
 # Model Monitor's metric name -> our report's (churn.metrics), where we have one
 REPORT_NAMES = {
     "accuracy": "accuracy",
@@ -55,126 +46,6 @@ REPORT_NAMES = {
     "f1": "f1_score",
     "auc": "roc_auc",
 }
-THRESHOLD_METRICS = (
-    "recall",
-    "precision",
-    "accuracy",
-    "recall_best_constant_classifier",
-    "precision_best_constant_classifier",
-    "accuracy_best_constant_classifier",
-    "true_positive_rate",
-    "true_negative_rate",
-    "false_positive_rate",
-    "false_negative_rate",
-    "f0_5",
-    "f1",
-    "f2",
-    "f0_5_best_constant_classifier",
-    "f1_best_constant_classifier",
-    "f2_best_constant_classifier",
-)
-SCALAR_METRICS = (*THRESHOLD_METRICS, "auc")
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    numerator, denominator = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
-
-
-def _f_beta(precision: np.ndarray, recall: np.ndarray, beta: float) -> np.ndarray:
-    b2 = beta * beta
-    return _ratio((1 + b2) * precision * recall, b2 * precision + recall)
-
-
-def threshold_metrics(tn: Any, fp: Any, fn: Any, tp: Any) -> dict[str, np.ndarray]:
-    """Every threshold metric of the document from confusion-matrix counts (scalars or arrays, elementwise)."""
-    tn, fp, fn, tp = (np.asarray(x, dtype=float) for x in (tn, fp, fn, tp))
-    positives, negatives = tp + fn, tn + fp
-    total = positives + negatives
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, positives)
-    positive_rate = _ratio(positives, total)
-    constant_recall = np.where(positives > 0, 1.0, 0.0)  # always "1": every positive is found
-    out = {
-        "recall": recall,
-        "precision": precision,
-        "accuracy": _ratio(tp + tn, total),
-        "recall_best_constant_classifier": constant_recall,
-        "precision_best_constant_classifier": positive_rate,
-        "accuracy_best_constant_classifier": positive_rate,
-        "true_positive_rate": recall,
-        "true_negative_rate": _ratio(tn, negatives),
-        "false_positive_rate": _ratio(fp, negatives),
-        "false_negative_rate": _ratio(fn, positives),
-    }
-    for beta, name in ((0.5, "f0_5"), (1.0, "f1"), (2.0, "f2")):
-        out[name] = _f_beta(precision, recall, beta)
-        out[f"{name}_best_constant_classifier"] = _f_beta(positive_rate, constant_recall, beta)
-    return out
-
-
-def bootstrap_standard_deviations(
-    y_true: Sequence[int], proba: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED, threshold: float = 0.5
-) -> dict[str, float | None]:
-    """Standard deviation of each scalar metric of the document over a seeded bootstrap of the test rows.
-
-    Args:
-        y_true: The 0/1 labels of the test rows.
-        proba: The churn probability per row (predicted class: ``proba > threshold``).
-        resamples: How many bootstrap resamples (at least 2).
-        seed: The generator's seed: the same rows give the same numbers.
-        threshold: The decision threshold (the report's is 0.5).
-
-    Returns:
-        Model Monitor metric name -> standard deviation; None where it cannot be estimated (fewer than two
-        rows, or AUC with fewer than two resamples holding both classes).
-
-    Raises:
-        ValueError: labels and probabilities differ in length, a label is not 0/1, or ``resamples`` < 2.
-    """
-    y = np.asarray(y_true, dtype=int)
-    p = np.asarray(proba, dtype=float)
-    if y.shape != p.shape or y.ndim != 1:
-        raise ValueError(f"labels and probabilities must be two equally long lists, got {y.shape} and {p.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("labels must be 0 or 1")
-    if resamples < 2:
-        raise ValueError(f"resamples must be at least 2, got {resamples}")
-    n = len(y)
-    if n < 2:
-        return dict.fromkeys(SCALAR_METRICS)
-    rng = np.random.default_rng(seed)
-    predicted = p > threshold
-    cells = np.array(
-        [
-            np.sum(~predicted & (y == 0)),
-            np.sum(predicted & (y == 0)),
-            np.sum(~predicted & (y == 1)),
-            np.sum(predicted & (y == 1)),
-        ]
-    )
-    counts = rng.multinomial(n, cells / n, size=resamples)  # tn, fp, fn, tp per resample
-    spread: dict[str, float | None] = {
-        name: float(np.std(values, ddof=1)) for name, values in threshold_metrics(*counts.T).items()
-    }
-    spread["auc"] = _auc_spread(y, p, resamples, rng)
-    return spread
-
-
-def _auc_spread(y: np.ndarray, p: np.ndarray, resamples: int, rng: np.random.Generator) -> float | None:
-    """AUC's bootstrap standard deviation: rows grouped into (score, label) cells, each resample a multinomial draw."""
-    scores, inverse = np.unique(p, return_inverse=True)
-    cells = np.zeros((len(scores), 2))
-    np.add.at(cells, (inverse, y), 1)
-    flat = cells.ravel() / len(y)  # [score0 neg, score0 pos, score1 neg, ...], scores ascending
-    values = []
-    for start in range(0, resamples, CHUNK):
-        drawn = rng.multinomial(len(y), flat, size=min(CHUNK, resamples - start)).reshape(-1, len(scores), 2)
-        negatives, positives = drawn[..., 0].astype(float), drawn[..., 1].astype(float)
-        below = np.cumsum(negatives, axis=1) - negatives  # negatives with a lower score
-        wins = np.sum(positives * (below + 0.5 * negatives), axis=1)  # ties count half, as roc_auc_score
-        pairs = positives.sum(axis=1) * negatives.sum(axis=1)
-        values.extend((wins[pairs > 0] / pairs[pairs > 0]).tolist())
-    return float(np.std(values, ddof=1)) if len(values) >= 2 else None
 
 
 def _entry(value: Any, deviation: Any) -> dict[str, Any]:
@@ -237,25 +108,19 @@ def model_quality_document(report: Mapping[str, Any]) -> dict[str, Any]:
     return {"version": VERSION, SECTION: metrics}
 
 
-def model_quality_statistics(
-    y_true: Sequence[int], proba: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED
-) -> dict[str, Any]:
-    """The document for a test set: our evaluation report plus its bootstrap standard deviations.
+def model_quality_statistics(y_true: Sequence[int], proba: Sequence[float]) -> dict[str, Any]:
+    """The document for a test set: ``model_quality_document`` of its evaluation report.
 
     Args:
         y_true: The 0/1 labels of the test rows.
         proba: The churn probability per row.
-        resamples: Bootstrap resamples for the standard deviations.
-        seed: The bootstrap's seed.
 
     Returns:
-        ``model_quality_document`` of ``classification_metrics(y_true, proba)`` with standard deviations.
+        ``model_quality_document(classification_metrics(y_true, proba))`` (with its bootstrap deviations).
     """
     from churn.evaluation import classification_metrics
 
-    report = classification_metrics(y_true, proba)
-    report["standard_deviations"] = bootstrap_standard_deviations(y_true, proba, resamples, seed)
-    return model_quality_document(report)
+    return model_quality_document(classification_metrics(y_true, proba))
 
 
 def _is_number(value: Any) -> bool:

@@ -35,6 +35,20 @@ from churn.aws.settings import component_check
 
 FLAVOR = "churn_sagemaker_registry"
 log = logging.getLogger(__name__)
+
+
+def _step_evaluation_report() -> dict | None:
+    """The running step's ``evaluation_report`` input (the register step's), which ModelQuality is written
+    from (metrics, confusion matrix, curves, standard deviations); None outside such a step."""
+    from zenml import get_step_context
+
+    try:
+        inputs = get_step_context().inputs.get("evaluation_report")
+    except RuntimeError:  # not inside a step
+        return None
+    return dict((inputs[0] if isinstance(inputs, list) else inputs).load()) if inputs else None
+
+
 STAGE_TO_STATUS = {
     ModelVersionStage.PRODUCTION: "Approved",
     ModelVersionStage.STAGING: "PendingManualApproval",
@@ -164,7 +178,7 @@ class SageMakerModelRegistry(BaseModelRegistry):
             properties,
             approval_status=status,
             description=description or "",
-            evaluation=kwargs.get("evaluation"),
+            evaluation=kwargs.get("evaluation") or _step_evaluation_report(),
         )
         try:
             self._link_mlflow_run(properties.get("mlflow_run_id"), package["ModelPackageArn"])

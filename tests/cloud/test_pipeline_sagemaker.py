@@ -7,6 +7,8 @@ which backend it talks to: the same pipeline runs in tests/test_pipeline_local.p
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pytest
 
@@ -78,6 +80,16 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     # the endpoint serves the registered package, and answers as the trained bundle predicts
     assert deployment.details["model_package_arn"] == tags["model_package_arn"]
     assert deployment.details["model_data_url"] == tags["model_data_url"]
+    # Studio: the endpoint's model is made from the package; ModelQuality is the evaluation, in Model Monitor's format
+    model = boto("sagemaker").describe_model(ModelName=deployment.details["sagemaker_model_name"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == tags["model_package_arn"]
+    package = boto("sagemaker").describe_model_package(ModelPackageName=tags["model_package_arn"])
+    statistics_bucket, key = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"][5:].split("/", 1)
+    quality = json.loads(boto("s3").get_object(Bucket=statistics_bucket, Key=key)["Body"].read())
+    quality, report = quality["binary_classification_metrics"], _out(run, "evaluate", "evaluation_report")
+    assert quality["auc"]["value"] == pytest.approx(report["roc_auc"]) and quality["auc"]["standard_deviation"] > 0
+    assert "receiver_operating_characteristic_curve" in quality
+    assert "GeneratedBy" not in (package.get("MetadataProperties") or {})  # local orchestrator: no execution ARN
     described = boto("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     assert (
         described["EndpointStatus"] == "InService"

@@ -108,7 +108,8 @@ def test_the_document_matches_sklearn_and_its_deviations_are_a_seeded_bootstrap(
 
 
 def test_bad_rows_are_refused_by_name():
-    from churn.aws.model_quality import bootstrap_standard_deviations, model_quality_document
+    from churn.aws.model_quality import model_quality_document
+    from churn.evaluation import bootstrap_standard_deviations
 
     with pytest.raises(ValueError, match="equally long"):
         bootstrap_standard_deviations([0, 1, 1], [0.2, 0.8])
@@ -143,11 +144,9 @@ def bundle_dir(trained_bundle, tmp_path):
 
 
 def _report(bundle, split):
-    from churn.aws.model_quality import bootstrap_standard_deviations
     from churn.evaluation import classification_metrics
 
-    y, proba = split.test["churn"].to_numpy(), bundle.predict_proba(split.test)[0]
-    return {**classification_metrics(y, proba), "standard_deviations": bootstrap_standard_deviations(y, proba)}
+    return classification_metrics(split.test["churn"].to_numpy(), bundle.predict_proba(split.test)[0])
 
 
 def _s3_json(uri: str) -> dict:
