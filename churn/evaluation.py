@@ -202,8 +202,9 @@ def bootstrap_standard_deviations(
     ``resamples`` resamples of the rows with replacement, each metric computed on each, their standard
     deviation (ddof 1). The threshold metrics depend on a resample only through its four confusion-matrix
     counts, so each resample is drawn as those counts (a multinomial on the cell frequencies: the same
-    distribution as resampling rows); AUC likewise on the rows' (score, label) cells, in chunks. Plain
-    numpy: milliseconds for a few thousand rows. AUC on a one-class resample is left out.
+    distribution as resampling rows); for AUC the rows are drawn (50 resamples per numpy batch) and counted
+    per (score, label). About 35 ms for 800 rows, 60 ms for 2,000 (one core). AUC on a one-class resample
+    is left out.
 
     Args:
         y_true: The 0/1 labels of the test rows.
@@ -249,17 +250,19 @@ def bootstrap_standard_deviations(
 
 
 def _auc_spread(y: np.ndarray, p: np.ndarray, resamples: int, rng: np.random.Generator) -> float | None:
-    """AUC's bootstrap standard deviation: rows grouped into (score, label) cells, each resample a multinomial draw."""
-    scores, inverse = np.unique(p, return_inverse=True)
-    cells = np.zeros((len(scores), 2))
-    np.add.at(cells, (inverse, y), 1)
-    flat = cells.ravel() / len(y)  # [score0 neg, score0 pos, score1 neg, ...], scores ascending
-    values = []
+    """AUC's bootstrap standard deviation: rows drawn with replacement, as per-row counts, in chunks."""
+    n = len(y)
+    scores, group = np.unique(p, return_inverse=True)  # tied scores form one group (ties count half)
+    cell = group * 2 + y  # (score group, label) of each row
+    width = 2 * len(scores)
+    values: list[float] = []
     for start in range(0, resamples, _CHUNK):
-        drawn = rng.multinomial(len(y), flat, size=min(_CHUNK, resamples - start)).reshape(-1, len(scores), 2)
-        negatives, positives = drawn[..., 0].astype(float), drawn[..., 1].astype(float)
+        size = min(_CHUNK, resamples - start)
+        drawn = cell[rng.integers(0, n, size=(size, n))] + (np.arange(size) * width)[:, None]
+        cells = np.bincount(drawn.ravel(), minlength=size * width).reshape(size, len(scores), 2).astype(float)
+        negatives, positives = cells[..., 0], cells[..., 1]
         below = np.cumsum(negatives, axis=1) - negatives  # negatives with a lower score
-        wins = np.sum(positives * (below + 0.5 * negatives), axis=1)  # ties count half, as roc_auc_score
+        wins = np.sum(positives * (below + 0.5 * negatives), axis=1)
         pairs = positives.sum(axis=1) * negatives.sum(axis=1)
         values.extend((wins[pairs > 0] / pairs[pairs > 0]).tolist())
     return float(np.std(values, ddof=1)) if len(values) >= 2 else None

@@ -199,7 +199,10 @@ def test_automl_pipeline_on_autopilot_trains_evaluates_by_batch_transform_regist
     chain = package["InferenceSpecification"]["Containers"]
     served = boto("sagemaker").describe_model(ModelName=deployment.details["sagemaker_model_name"])["Containers"]
     assert [c["Image"] for c in served] == [c["Image"] for c in chain] == deployment.details["containers"]
-    assert emulator.execution_mode(deployment.details["sagemaker_model_name"]) == "Serial"
+    # created from the package (Studio lists the deployment under the version): SageMaker runs all its
+    # containers, in its default mode for several containers, Serial (moto_model_package_models)
+    assert {c["ModelPackageName"] for c in served} == {deployment.details["model_package_arn"]}
+    assert emulator.execution_mode(deployment.details["sagemaker_model_name"]) is None
     assert [c["Environment"].get("CHURN_SERVING_ROLE") for c in served] == ["encode", None, "respond"]
     assert served[0]["ModelDataUrl"] == served[2]["ModelDataUrl"] == deployment.details["model_data_url"]
     assert served[1]["ModelDataUrl"] == container["ModelDataUrl"]

@@ -18,6 +18,7 @@ import pytest
 from tests.cloud.conftest import BUCKET, PREFIX, REGION, ROLE_ARN, boto
 
 GROUP = "classification-model-group"
+ENDPOINT = "classification-model-endpoint"  # the stack's: the IAM documents allow only its names
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/churn-mlops:studio-test"
 EXECUTION_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/churn-rf-training/execution/abc123def456"
 # the documented example (Model quality metrics, binary classification): 4 rows, 1 positive
@@ -203,14 +204,14 @@ def test_the_endpoint_model_is_created_from_the_approved_package(registry, bundl
     uri, sha256, bundle, split = bundle_dir
     package = registry.register(GROUP, uri, sha256, {"metric_accuracy": "0.8"}, "Approved")
     arn = package["ModelPackageArn"]
-    record = _endpoints().deploy("studio-endpoint", GROUP, "1", uri, sha256, settings=DeploySettings())
+    record = _endpoints().deploy(ENDPOINT, GROUP, "1", uri, sha256, settings=DeploySettings())
     assert record["model_package_arn"] == arn
     model = boto("sagemaker").describe_model(ModelName=record["sagemaker_model_name"])
     assert model["PrimaryContainer"]["ModelPackageName"] == arn  # Studio lists the deployment under the version
     # the package's container Environment reached the container: it verified the bundle before serving
     assert model["PrimaryContainer"]["Environment"]["CHURN_BUNDLE_SHA256"] == sha256
     rows = split.test.iloc[:20]
-    answer = _endpoints().invoke("studio-endpoint", rows.to_csv(index=False).encode())
+    answer = _endpoints().invoke(ENDPOINT, rows.to_csv(index=False).encode())
     assert answer.status_code == 200 and answer.text.splitlines() == [str(v) for v in bundle.predict(rows)]
 
 
@@ -225,7 +226,7 @@ def test_an_unapproved_package_is_not_a_model_source(registry, bundle_dir):
         boto("sagemaker").create_model(
             ModelName="from-pending", ExecutionRoleArn=ROLE_ARN, PrimaryContainer={"ModelPackageName": arn}
         )
-    record = _endpoints().deploy("studio-endpoint", GROUP, "1", uri, sha256, settings=DeploySettings())
+    record = _endpoints().deploy(ENDPOINT, GROUP, "1", uri, sha256, settings=DeploySettings())
     model = boto("sagemaker").describe_model(ModelName=record["sagemaker_model_name"])
     assert "ModelPackageName" not in model["PrimaryContainer"] and model["PrimaryContainer"]["Image"] == IMAGE
 
@@ -236,4 +237,4 @@ def test_the_aws_layer_raises_the_contracts_deployment_error(aws):
 
     settings = DeploySettings(inference_instance_type="ml.t3.medium")
     with pytest.raises(DeploymentError, match="ml.t3.medium is not an instance type"):
-        _endpoints().deploy("studio-endpoint", GROUP, "1", "/nowhere", "0" * 64, settings=settings)
+        _endpoints().deploy(ENDPOINT, GROUP, "1", "/nowhere", "0" * 64, settings=settings)
