@@ -9,6 +9,28 @@ import click
 from cli.common import fail, load_config, stack_component
 
 
+def _stack_config(command):
+    """``--config FILE`` (required): the SageMaker stack config a command reads."""
+    return click.option(
+        "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The SageMaker stack config."
+    )(command)
+
+
+def _cleanup_flags(command):
+    """``--include-registry``, ``--include-s3`` and ``--yes``, as both cleanup commands take them."""
+    for option in (
+        click.option("--yes", is_flag=True, help="Do not ask for confirmation."),
+        click.option(
+            "--include-s3", is_flag=True, help="SageMaker: also delete everything under s3://<bucket>/<prefix>/."
+        ),
+        click.option(
+            "--include-registry", is_flag=True, help="SageMaker: also delete the model packages and their group."
+        ),
+    ):
+        command = option(command)
+    return command
+
+
 @click.group(help="Stack recipes.")
 def stack() -> None:
     pass
@@ -55,12 +77,8 @@ def stack_setup(name: str, config_path: str | None) -> None:
     help="SageMaker, from its stack config (no registered stack needed): remove the endpoints, "
     "endpoint configs, models, schedules (and with flags the registry groups / S3 prefix).",
 )
-@click.option(
-    "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The SageMaker stack config."
-)
-@click.option("--include-registry", is_flag=True, help="Also delete every model package and the model package group.")
-@click.option("--include-s3", is_flag=True, help="Also delete everything under s3://<bucket>/<prefix>/.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_stack_config
+@_cleanup_flags
 def stack_cleanup(config_path: str, include_registry: bool, include_s3: bool, yes: bool) -> None:
     from churn.aws.clients import AwsError
     from churn.config import ConfigError
@@ -79,9 +97,7 @@ def stack_cleanup(config_path: str, include_registry: bool, include_s3: bool, ye
     help="SageMaker: print the execution role's policy (or --role operator / trust / scheduler / "
     "scheduler-trust) with the stack config's values filled in.",
 )
-@click.option(
-    "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The SageMaker stack config."
-)
+@_stack_config
 @click.option(
     "--role",
     type=click.Choice(["execution", "operator", "trust", "scheduler", "scheduler-trust"]),
@@ -113,9 +129,7 @@ def stack_iam(config_path: str, role: str) -> None:
     help="Remove the active stack's endpoints. SageMaker: also endpoint configs, models and schedules; "
     "--include-registry / --include-s3 remove the registry group and the S3 prefix too."
 )
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--include-registry", is_flag=True, help="SageMaker: also delete the model packages and their group.")
-@click.option("--include-s3", is_flag=True, help="SageMaker: also delete everything under s3://<bucket>/<prefix>/.")
+@_cleanup_flags
 @click.option(
     "--config",
     "config_path",

@@ -4,9 +4,10 @@ Everything runs as processes on 127.0.0.1 with a ZenML config of its own under t
 (``zenml login --local`` switches the client it runs in to the server, so the pytest session's
 store is never touched): the local ZenML server (daemon, no Docker), ``python run.py --variant rf
 --demo-data-if-empty`` against it, ``mlflow ui`` on the stack's tracking URI, and Debian's chromium
-driven by Playwright (tests/browser/). Two screenshots, the evaluation report in the ZenML dashboard
-and the MLflow run page (1000 px wide), go to $CHURN_SCREENSHOTS_DIR (e.g. docs/img) or a tmp dir;
-a failing page is shot to test-artifacts/dashboard/. Every process started here is stopped at the
+driven by Playwright (tests/browser/). Three screenshots (1280x800, palette PNGs: ``pages.screenshot``), the
+evaluation report's charts in the ZenML dashboard, the MLflow run's metrics and its ROC chart among the run's
+artifacts, go to $CHURN_SCREENSHOTS_DIR (``CHURN_SCREENSHOTS_DIR=docs/img`` remakes the README's) or a tmp
+dir; a failing page is shot to test-artifacts/dashboard/. Every process started here is stopped at the
 end, by pid or ``zenml logout --local``.
 """
 
@@ -28,6 +29,8 @@ import requests
 from churn.dashboard import DashboardError, start_zenml_dashboard, stop_zenml_dashboard
 from churn.net import free_port
 from tests.browser.pages import (
+    CHART_COUNT_JS,
+    FIRST_CHART_TO_TOP_JS,
     MLFLOW_UI_PREFS_JS,
     chromium,
     chromium_path,
@@ -42,6 +45,7 @@ from tests.browser.servers import mlflow_run_url, start_mlflow_ui, zenml_latest_
 
 REPO = Path(__file__).resolve().parents[1]
 FAILED_SHOTS = REPO / "test-artifacts" / "dashboard"
+VIEWPORT = {"width": 1280, "height": 800}  # the README's screenshots
 
 pytestmark = [
     pytest.mark.pipeline,
@@ -146,7 +150,7 @@ class Timings(dict):
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    """Where the two screenshots go: $CHURN_SCREENSHOTS_DIR (e.g. docs/img, to commit them) or a tmp dir."""
+    """Where the three screenshots go: $CHURN_SCREENSHOTS_DIR (e.g. docs/img, to commit them) or a tmp dir."""
     return Path(os.environ.get("CHURN_SCREENSHOTS_DIR") or tmp_path_factory.mktemp("screenshots"))
 
 
@@ -227,7 +231,7 @@ def test_zenml_dashboard_renders_the_evaluation_report(live, browser, shots):
     assert run["body"]["status"] == "completed"
     artifact = zenml_step_output(url, run["id"], "evaluate", "evaluation_report")
     started = time.monotonic()
-    page = new_page(browser, width=1000, height=900)
+    page = new_page(browser, **VIEWPORT)
     try:
         open_artifact_visualization(page, url, run["id"], "evaluation_report")
         text = wait_for_text(page, "Evaluation report", "Gate verdict:", "Metrics (test set)", timeout=60)
@@ -239,16 +243,18 @@ def test_zenml_dashboard_renders_the_evaluation_report(live, browser, shots):
     assert re.search(r"Gate verdict: \S", text), text[-3000:]
     for metric in ("accuracy", "precision", "recall", "f1_score", "roc_auc"):
         assert re.search(rf"{metric}\s+\d\.\d{{4}}", text), f"{metric} missing from the rendered report"
-    charts = frame_values(page, "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 100).length")
+    charts = frame_values(page, CHART_COUNT_JS)
     assert max(charts or [0]) >= 4, f"expected ROC, PR, confusion-matrix and importance charts, decoded: {charts}"
+    frame_values(page, FIRST_CHART_TO_TOP_JS)  # the report's preview is a short frame: show its charts
+    page.wait_for_timeout(300)
     shot = screenshot(page, shots / "zenml-evaluation-report.png")
     page.context.close()
     live["timings"].mark("zenml_browser", started)
     assert shot.stat().st_size > 20_000  # a rendered report, not a blank page
 
 
-def test_mlflow_ui_shows_the_run_metrics(live, browser, shots):
-    started = time.monotonic()
+def _mlflow_ui(live):
+    """The run's MLflow UI, ready (started during the run; once more if it exited meanwhile)."""
     ui = live["ui"]
     try:
         ui.wait_ready(timeout=240)
@@ -264,13 +270,21 @@ def test_mlflow_ui_shows_the_run_metrics(live, browser, shots):
             log_path=str(live["root"] / "mlflow-ui-2.log"),
             timeout=240,
         )
-    live["timings"].mark("mlflow_ui_ready_after_start", live["started"])
-    run = requests.get(
-        f"{ui.url}/api/2.0/mlflow/runs/get", params={"run_id": live["mlflow_run_id"]}, timeout=30
-    ).json()["run"]
+    live["timings"].setdefault("mlflow_ui_ready_after_start", round(time.monotonic() - live["started"], 1))
+    return ui
+
+
+def _mlflow_run(ui, run_id: str) -> dict:
+    return requests.get(f"{ui.url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30).json()["run"]
+
+
+def test_mlflow_ui_shows_the_run_metrics(live, browser, shots):
+    started = time.monotonic()
+    ui = _mlflow_ui(live)
+    run = _mlflow_run(ui, live["mlflow_run_id"])
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert "accuracy" in metrics
-    page = new_page(browser, width=1000, height=1400, init_script=MLFLOW_UI_PREFS_JS)
+    page = new_page(browser, **VIEWPORT, init_script=MLFLOW_UI_PREFS_JS)
     page.goto(mlflow_run_url(ui.url, run["info"]["experiment_id"], run["info"]["run_id"]))
     try:
         text = wait_for(
@@ -288,4 +302,36 @@ def test_mlflow_ui_shows_the_run_metrics(live, browser, shots):
     shot = screenshot(page, shots / "mlflow-run-metrics.png")
     page.context.close()
     live["timings"].mark("mlflow_browser", started)
+    assert shot.stat().st_size > 20_000
+
+
+def test_mlflow_ui_shows_the_evaluation_charts_among_the_run_artifacts(live, browser, shots):
+    """The run's Artifacts tab lists the evaluation charts the evaluate step logged and previews the ROC curve
+    (found by name through the REST API, whatever its file format)."""
+    ui = _mlflow_ui(live)
+    run = _mlflow_run(ui, live["mlflow_run_id"])
+    listed = requests.get(
+        f"{ui.url}/api/2.0/mlflow/artifacts/list",
+        params={"run_id": run["info"]["run_id"], "path": "evaluation"},
+        timeout=30,
+    ).json()
+    charts = {Path(f["path"]).stem: f["path"] for f in listed.get("files", []) if not f["is_dir"]}
+    assert {"roc_curve", "precision_recall_curve", "confusion_matrix"} <= set(charts), listed
+    page = new_page(browser, **VIEWPORT, init_script=MLFLOW_UI_PREFS_JS)
+    page.goto(
+        f"{mlflow_run_url(ui.url, run['info']['experiment_id'], run['info']['run_id'])}/artifacts/{charts['roc_curve']}"
+    )
+    try:
+        text = wait_for(
+            page,
+            lambda t: all(Path(path).name in t for path in charts.values()) and page.evaluate(CHART_COUNT_JS) >= 1,
+            timeout=120,
+            what="the evaluation artifacts with the ROC curve previewed",
+        )
+    except Exception:
+        screenshot(page, FAILED_SHOTS / "mlflow-run-artifacts-FAILED.png")
+        raise
+    assert charts["roc_curve"] in text  # the previewed file's path heads the preview
+    shot = screenshot(page, shots / "mlflow-run-artifacts.png")
+    page.context.close()
     assert shot.stat().st_size > 20_000

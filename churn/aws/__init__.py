@@ -13,7 +13,7 @@
 - ``autopilot_job``: SageMaker Autopilot (AutoML V2) as an AutoML engine; ``autopilot_transform``:
   what its best candidate becomes (containers, model, the batch-transform handle);
 - ``sns``: failure alerts; ``cleanup``: removing what the stack created; ``iam``: the
-  policy documents in ``stacks/iam`` and a small evaluator for them; ``settings``: the stack config.
+  policy documents in ``stacks/iam``, filled in for a stack config; ``settings``: the stack config.
 
 The ZenML flavors in ``stacks/flavors/`` are thin wrappers around these modules; the classes here are
 named after what they wrap, so no name is a flavor's too.

@@ -235,6 +235,30 @@ class FeatureGroupClient:
             raise FeatureStoreError(f"feature group '{group}' has no offline store Glue table to query with Athena")
         return definition, f'"{offline["Database"]}"."{offline["Table"]}"'
 
+    def _query(
+        self,
+        definition: dict,
+        sql: str,
+        types: dict[str, str],
+        what: str,
+        progress: Callable[[str], None] | None = None,
+    ) -> tuple[dict, pd.DataFrame]:
+        """Run ``sql`` in the group's offline-store database; returns (execution, result typed by ``types``)."""
+        offline = definition["OfflineStoreConfig"]
+        execution = athena.run_query(
+            sql,
+            offline["Database"],
+            self.athena_output,
+            self.region,
+            catalog=offline["Catalog"],
+            workgroup=self.athena_workgroup,
+            polling=self.query_polling,
+            profile=self.profile,
+            progress=progress,
+            what=what,
+        )
+        return execution, athena.read_result(execution, types, self.region, self.profile)
+
     def read(self, query: FeatureQuery) -> tuple[pd.DataFrame, str]:
         """Latest non-deleted record per customer in range (optionally as of a time); returns (frame, sql)."""
         definition, table = self._table(query.feature_group)
@@ -242,19 +266,9 @@ class FeatureGroupClient:
         sql = latest_records_sql(query, table, columns)
         types = {**definition["FeatureDefinitions"], **METADATA_TYPES}
         try:
-            execution = athena.run_query(
-                sql,
-                definition["OfflineStoreConfig"]["Database"],
-                self.athena_output,
-                self.region,
-                catalog=definition["OfflineStoreConfig"]["Catalog"],
-                workgroup=self.athena_workgroup,
-                polling=self.query_polling,
-                profile=self.profile,
-                progress=self.progress,
-                what=f"Athena query for {query.describe()}",
+            execution, frame = self._query(
+                definition, sql, types, f"Athena query for {query.describe()}", progress=self.progress
             )
-            frame = athena.read_result(execution, types, self.region, self.profile)
         except AwsError as error:
             raise FeatureStoreError(f"reading {query.describe()} failed: {error}") from None
         manifests.check_complete(
@@ -277,18 +291,7 @@ class FeatureGroupClient:
         definition, table = self._table(group)
         sql = f'SELECT count(DISTINCT "{ID_COLUMN}") AS customers FROM {table}'
         try:
-            execution = athena.run_query(
-                sql,
-                definition["OfflineStoreConfig"]["Database"],
-                self.athena_output,
-                self.region,
-                catalog=definition["OfflineStoreConfig"]["Catalog"],
-                workgroup=self.athena_workgroup,
-                polling=self.query_polling,
-                profile=self.profile,
-                what=f"counting records in '{group}'",
-            )
-            frame = athena.read_result(execution, {"customers": INTEGRAL}, self.region, self.profile)
+            _, frame = self._query(definition, sql, {"customers": INTEGRAL}, f"counting records in '{group}'")
         except AwsError as error:
             raise FeatureStoreError(str(error)) from None
         return int(frame.iloc[0, 0]) if len(frame) and pd.notna(frame.iloc[0, 0]) else 0

@@ -13,19 +13,17 @@ import re
 import pytest
 
 from churn.aws.clients import ApiCall
-from churn.aws.iam import (
-    POLICY_DIR,
+from churn.aws.iam import POLICY_DIR, policy_values, render_policy
+from tests.cloud.conftest import ACCOUNT, API_CALLS, REGION, ROLE_ARN, stack_config
+from tests.cloud.iam_check import (
     Permission,
     is_allowed,
     load_requirements,
     load_role_policies,
     permissions_for,
-    policy_values,
-    render_policy,
     unmet_requirements,
     violations,
 )
-from tests.cloud.conftest import ACCOUNT, API_CALLS, REGION, ROLE_ARN, stack_config
 
 VALUES = policy_values(stack_config())
 POLICIES = load_role_policies(VALUES)
@@ -162,6 +160,27 @@ def test_policy_documents_hold_no_account_ids_and_cover_the_spec_sections():
         "sagemaker:CreatePipeline",
     }
     assert spec <= actions, sorted(spec - actions)
+
+
+def test_stack_iam_prints_each_document_with_the_stack_configs_values(tmp_path):
+    """`run.py stack iam` prints the role's document filled in from the config: the user's bucket and account."""
+    import yaml
+    from click.testing import CliRunner
+
+    from run import cli
+
+    config = tmp_path / "stack.yaml"
+    config.write_text(yaml.safe_dump(stack_config()))
+    roles = {"execution": "execution_role_policy", "operator": "operator_policy", "trust": "trust_policy"}
+    roles |= {"scheduler": "scheduler_role_policy", "scheduler-trust": "scheduler_trust_policy"}
+    for role, document in roles.items():
+        printed = CliRunner().invoke(cli, ["stack", "iam", "--config", str(config), "--role", role])
+        assert printed.exit_code == 0, printed.output
+        assert json.loads(printed.output) == render_policy(document, VALUES) and "{{" not in printed.output
+    execution = CliRunner().invoke(cli, ["stack", "iam", "--config", str(config)]).output
+    assert f"arn:aws:s3:::{stack_config()['bucket']}/" in execution and f":{ACCOUNT}:" in execution
+    missing = CliRunner().invoke(cli, ["stack", "iam", "--config", str(tmp_path / "none.yaml")])
+    assert missing.exit_code != 0 and "none.yaml" in missing.output
 
 
 def test_the_policies_grant_what_aws_services_need():

@@ -281,7 +281,8 @@ def driver(remote_zenml, tmp_path):
 def assert_operator_policy_allows(driver: DriverProcess, config: dict) -> list:
     """Every AWS call the driver made (as the person operating the stack) is allowed by stacks/iam."""
     from churn.aws.clients import ApiCall
-    from churn.aws.iam import load_role_policies, policy_values, violations
+    from churn.aws.iam import policy_values
+    from tests.cloud.iam_check import load_role_policies, violations
 
     calls = [ApiCall(role="operator", **json.loads(line)) for line in driver.calls_path.read_text().splitlines()]
     problems = violations(calls, load_role_policies(policy_values(config)), ACCOUNT)
