@@ -331,7 +331,7 @@ def test_keep_alive_requests_each_get_their_own_header_deadline(server):
 def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tmp_path):
     """One scoring thread, no queue: while a slow request is scored, /ping answers and another
     request that needs a thread (over INLINE_BODY_BYTES) is turned away."""
-    from churn.serving.server import INLINE_BODY_BYTES
+    from churn.serving.app import INLINE_BODY_BYTES
 
     bundle, split = trained_bundle
     publish(tmp_path, bundle, "1")
@@ -504,9 +504,9 @@ def refused_to_start(process: ServerProcess, endpoint_dir) -> str:
 
 def test_the_server_reads_the_approval_status_the_registry_rule_uses():
     from churn.model_registry import APPROVED
-    from churn.serving import server
+    from churn.serving import models
 
-    assert server.APPROVED == APPROVED
+    assert models.APPROVED == APPROVED
 
 
 def test_a_tampered_bundle_with_a_fixed_up_pointer_is_refused(trained_bundle, registry, tmp_path):
