@@ -341,10 +341,12 @@ def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tm
         process = ServerProcess(tmp_path)
     try:
         process.wait_ready()
-        rows = split.test[FEATURES]
-        slow = json.dumps(
-            json.loads(rows.to_json(orient="records")) * 100
-        )  # ~80k records: seconds of scoring on one thread
+        import pandas as pd
+
+        # ~160k CSV rows: the thread is busy parsing (Arrow) and scoring, which leave the GIL to the event loop.
+        # (A JSON body that large would hold the GIL while json.loads runs: on a loaded machine /ping
+        # then waits for it, which is not what this test is about.)
+        slow = pd.concat([split.test[FEATURES]] * 200).to_csv(index=False)
         second = json.dumps([GOOD_ROW] * 100)
         assert len(second) > INLINE_BODY_BYTES
         busy, pings, answers = None, [], []
@@ -352,7 +354,7 @@ def test_a_request_beyond_the_queue_gets_503_with_retry_after(trained_bundle, tm
         # ends), or finish before a probe lands: then the round is repeated, a bounded number of times
         for _ in range(5):
             slow_thread = threading.Thread(
-                target=lambda: answers.append(send_attack(process.url, slow.encode(), "application/json"))
+                target=lambda: answers.append(send_attack(process.url, slow.encode(), "text/csv"))
             )
             slow_thread.start()
             deadline = time.monotonic() + 30
