@@ -7,7 +7,9 @@ tree, 16 rows at a time in lockstep, in 16 scalar variables the compiler keeps i
 so 16 independent walks are in flight. Nodes are renumbered so that siblings are adjacent
 (the right child is the left one + 1): one step is ``node = left[node] + (x > threshold)``.
 A leaf is its own left child with a threshold of +inf, so every row takes the tree's depth
-in steps and rows never diverge in control flow.
+in steps and rows never diverge in control flow. Node ids and row offsets are unsigned, so
+numba adds no negative-index wraparound to the loads (a quarter of the time). A large matrix
+is split into row ranges scored on the CPUs this process may use at once (``predict_positive``).
 
 The result equals ``predict_proba``:
 
@@ -25,12 +27,15 @@ The result equals ``predict_proba``:
 The kernel is compiled on the first forest compiled (at bundle load), or loaded from numba's
 on-disk cache (next to this file, else numba's user cache dir; in-process compilation when
 neither is writable). It holds no state between calls and releases the GIL, so server
-threads may score concurrently. Without numba (not importable) ``CompiledForest.compile``
-returns None and the bundle uses ``predict_proba``.
+threads may score concurrently, and one call may split its rows over a few threads.
+Without numba (not importable) ``CompiledForest.compile`` returns None and the bundle uses ``predict_proba``.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,11 +47,32 @@ except ImportError:  # pragma: no cover - numba is locked; a stripped environmen
 
 LOCKSTEP_ROWS = 16
 BLOCK_ROWS = 16_384  # rows scored by all trees before the next block (their x stays in cache)
+SPLIT_ROWS = 2_048  # a call of at least twice this many rows is split over threads, each part at least this
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _scoring_pool() -> ThreadPoolExecutor:
+    """Threads for the row ranges of large calls, shared by every forest of the process (made on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, _cpus() - 1), thread_name_prefix="forest-rows")
+        return _pool
 
 
 def _walk(x, roots, depth, feature, threshold, left, value, out):  # pragma: no cover - compiled
     n_trees = roots.shape[0]
     n = x.shape[0]
+    width = np.uint64(x.shape[1])
+    cells = x.ravel()  # row-major: row s's cells start at s * width
     for b0 in range(0, n, BLOCK_ROWS):
         b1 = min(n, b0 + BLOCK_ROWS)
         full = b0 + (b1 - b0) // 16 * 16
@@ -54,25 +80,32 @@ def _walk(x, roots, depth, feature, threshold, left, value, out):  # pragma: no 
             out[i] = 0.0
         for t in range(n_trees):
             root = roots[t]
+            steps = depth[t]
             for s in range(b0, full, 16):  # 16 rows in lockstep (LOCKSTEP_ROWS), one variable each
+                # unsigned offsets and node ids: numba adds no negative-index wraparound to the loads
+                r0 = np.uint64(s) * width
+                r1, r2, r3 = r0 + width, r0 + 2 * width, r0 + 3 * width
+                r4, r5, r6, r7 = r0 + 4 * width, r0 + 5 * width, r0 + 6 * width, r0 + 7 * width
+                r8, r9, r10, r11 = r0 + 8 * width, r0 + 9 * width, r0 + 10 * width, r0 + 11 * width
+                r12, r13, r14, r15 = r0 + 12 * width, r0 + 13 * width, r0 + 14 * width, r0 + 15 * width
                 n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = n8 = n9 = n10 = n11 = n12 = n13 = n14 = n15 = root
-                for _ in range(depth[t]):
-                    n0 = left[n0] + np.int32(x[s, feature[n0]] > threshold[n0])
-                    n1 = left[n1] + np.int32(x[s + 1, feature[n1]] > threshold[n1])
-                    n2 = left[n2] + np.int32(x[s + 2, feature[n2]] > threshold[n2])
-                    n3 = left[n3] + np.int32(x[s + 3, feature[n3]] > threshold[n3])
-                    n4 = left[n4] + np.int32(x[s + 4, feature[n4]] > threshold[n4])
-                    n5 = left[n5] + np.int32(x[s + 5, feature[n5]] > threshold[n5])
-                    n6 = left[n6] + np.int32(x[s + 6, feature[n6]] > threshold[n6])
-                    n7 = left[n7] + np.int32(x[s + 7, feature[n7]] > threshold[n7])
-                    n8 = left[n8] + np.int32(x[s + 8, feature[n8]] > threshold[n8])
-                    n9 = left[n9] + np.int32(x[s + 9, feature[n9]] > threshold[n9])
-                    n10 = left[n10] + np.int32(x[s + 10, feature[n10]] > threshold[n10])
-                    n11 = left[n11] + np.int32(x[s + 11, feature[n11]] > threshold[n11])
-                    n12 = left[n12] + np.int32(x[s + 12, feature[n12]] > threshold[n12])
-                    n13 = left[n13] + np.int32(x[s + 13, feature[n13]] > threshold[n13])
-                    n14 = left[n14] + np.int32(x[s + 14, feature[n14]] > threshold[n14])
-                    n15 = left[n15] + np.int32(x[s + 15, feature[n15]] > threshold[n15])
+                for _ in range(steps):
+                    n0 = left[n0] + np.uint32(cells[r0 + feature[n0]] > threshold[n0])
+                    n1 = left[n1] + np.uint32(cells[r1 + feature[n1]] > threshold[n1])
+                    n2 = left[n2] + np.uint32(cells[r2 + feature[n2]] > threshold[n2])
+                    n3 = left[n3] + np.uint32(cells[r3 + feature[n3]] > threshold[n3])
+                    n4 = left[n4] + np.uint32(cells[r4 + feature[n4]] > threshold[n4])
+                    n5 = left[n5] + np.uint32(cells[r5 + feature[n5]] > threshold[n5])
+                    n6 = left[n6] + np.uint32(cells[r6 + feature[n6]] > threshold[n6])
+                    n7 = left[n7] + np.uint32(cells[r7 + feature[n7]] > threshold[n7])
+                    n8 = left[n8] + np.uint32(cells[r8 + feature[n8]] > threshold[n8])
+                    n9 = left[n9] + np.uint32(cells[r9 + feature[n9]] > threshold[n9])
+                    n10 = left[n10] + np.uint32(cells[r10 + feature[n10]] > threshold[n10])
+                    n11 = left[n11] + np.uint32(cells[r11 + feature[n11]] > threshold[n11])
+                    n12 = left[n12] + np.uint32(cells[r12 + feature[n12]] > threshold[n12])
+                    n13 = left[n13] + np.uint32(cells[r13 + feature[n13]] > threshold[n13])
+                    n14 = left[n14] + np.uint32(cells[r14 + feature[n14]] > threshold[n14])
+                    n15 = left[n15] + np.uint32(cells[r15 + feature[n15]] > threshold[n15])
                 out[s] += value[n0]
                 out[s + 1] += value[n1]
                 out[s + 2] += value[n2]
@@ -91,8 +124,8 @@ def _walk(x, roots, depth, feature, threshold, left, value, out):  # pragma: no 
                 out[s + 15] += value[n15]
             for s in range(full, b1):  # the last rows of the block, one at a time
                 node = root
-                for _ in range(depth[t]):
-                    node = left[node] + np.int32(x[s, feature[node]] > threshold[node])
+                for _ in range(steps):
+                    node = left[node] + np.uint32(x[s, feature[node]] > threshold[node])
                 out[s] += value[node]
         for i in range(b0, b1):
             out[i] /= n_trees
@@ -115,7 +148,7 @@ def compile_kernel() -> bool:
     """
     if _kernel is None:
         return False
-    one = np.zeros(1, dtype=np.int32)
+    one = np.zeros(1, dtype=np.uint32)
     _kernel(np.zeros((1, 1), np.float32), one, one, one, np.full(1, np.inf, np.float32), one, np.zeros(1), np.empty(1))
     return True
 
@@ -163,11 +196,11 @@ class CompiledForest:
             depth.append(tree.max_depth)
             base += len(order)
         self.n_trees = len(roots)
-        self.roots = np.asarray(roots, dtype=np.int32)
-        self.depth = np.asarray(depth, dtype=np.int32)
-        self.feature = np.ascontiguousarray(np.concatenate(feature), dtype=np.int32)
+        self.roots = np.asarray(roots, dtype=np.uint32)
+        self.depth = np.asarray(depth, dtype=np.uint32)
+        self.feature = np.ascontiguousarray(np.concatenate(feature), dtype=np.uint32)
         self.threshold = np.ascontiguousarray(np.concatenate(threshold), dtype=np.float32)
-        self.left = np.ascontiguousarray(np.concatenate(left), dtype=np.int32)
+        self.left = np.ascontiguousarray(np.concatenate(left), dtype=np.uint32)
         self.value = np.ascontiguousarray(np.concatenate(value), dtype=np.float64)
         self.n_features = int(estimator.n_features_in_)
         compile_kernel()  # compile / load the kernel now, at bundle load
@@ -184,13 +217,29 @@ class CompiledForest:
             return None
         return cls(estimator)
 
-    def predict_positive(self, matrix: np.ndarray) -> np.ndarray:
-        """Probability of class 1 per row, equal to ``estimator.predict_proba(matrix)[:, 1]``."""
+    def predict_positive(self, matrix: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Probability of class 1 per row, equal to ``estimator.predict_proba(matrix)[:, 1]``.
+
+        ``threads``: at most this many threads score row ranges of the matrix at once (default:
+        the CPUs this process may use); the caller's thread scores one range itself, so a call
+        never waits for a busy pool alone. Each row's sum is the same whichever thread makes it.
+        """
         x = np.ascontiguousarray(matrix, dtype=np.float32)  # trees split on float32 inputs
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected a matrix of {self.n_features} feature columns, got shape {np.shape(matrix)}")
         if not np.isfinite(x).all():  # NaN: sklearn's own missing-value routing decides; inf: sklearn refuses
             return self._estimator.predict_proba(matrix)[:, self.positive]
         out = np.empty(x.shape[0], dtype=np.float64)
-        _kernel(x, self.roots, self.depth, self.feature, self.threshold, self.left, self.value, out)
+        parts = max(1, min(threads or _cpus(), x.shape[0] // SPLIT_ROWS))
+        bounds = np.linspace(0, x.shape[0], parts + 1).astype(int)
+        ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        others = [_scoring_pool().submit(self._score, x, out, a, b) for a, b in ranges[1:]]
+        self._score(x, out, *ranges[0])
+        for future in others:
+            future.result()
         return out
+
+    def _score(self, x: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+        _kernel(
+            x[start:stop], self.roots, self.depth, self.feature, self.threshold, self.left, self.value, out[start:stop]
+        )

@@ -34,6 +34,12 @@ from churn.files import atomic_path, atomic_write_json
 from churn.schema import EVENT_TIME, ID_COLUMN, STORE_METADATA_COLUMNS
 
 DEFINITION_FILE = "feature_group.json"
+# Arrow types that DuckDB's .df() gives a pandas nullable dtype when the column holds a null
+_NULLABLE = {
+    **{f"int{bits}": pd.api.types.pandas_dtype(f"Int{bits}") for bits in (8, 16, 32, 64)},
+    **{f"uint{bits}": pd.api.types.pandas_dtype(f"UInt{bits}") for bits in (8, 16, 32, 64)},
+    "bool": pd.BooleanDtype(),
+}
 
 
 class FeatureStoreError(RuntimeError):
@@ -137,10 +143,26 @@ class LocalOfflineStore:
             frame = pd.DataFrame(columns=columns)
         else:
             with duckdb.connect(":memory:") as connection:
-                frame = connection.execute(sql).df()
+                frame = arrow_to_frame(connection.sql(sql).to_arrow_table())
         if frame.empty:
             raise FeatureStoreError(f"no records found for {query.describe()}")
         return frame, sql
+
+
+def arrow_to_frame(table) -> pd.DataFrame:
+    """A pyarrow table as the DataFrame DuckDB's ``.df()`` makes of the same result, at half its cost.
+
+    Training and scoring must see the same frame whichever way it was read: integer and boolean
+    columns holding a null become pandas' nullable ``Int64``/``boolean`` (``.df()``'s dtypes; plain
+    Arrow conversion would give float64 and object); every other column converts as ``.df()`` does
+    (numpy int/float/bool, pandas ``str``).
+    """
+    frame = table.to_pandas()
+    for name, column in zip(table.column_names, table.columns):
+        nullable = _NULLABLE.get(str(column.type))
+        if column.null_count and nullable is not None:
+            frame[name] = column.to_pandas(types_mapper=lambda _, dtype=nullable: dtype)
+    return frame
 
 
 def parquet_table(glob: str) -> str:

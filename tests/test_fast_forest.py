@@ -57,6 +57,8 @@ def test_compiled_forest_equals_predict_proba(name):
     expected = estimator.predict_proba(rows)[:, list(estimator.classes_).index(1)]
     for part in (slice(None), slice(0, 1), slice(0, 17), slice(5, 21)):  # lockstep blocks of 16, full and partial
         np.testing.assert_allclose(forest.predict_positive(rows[part]), expected[part], rtol=0, atol=1e-9)
+    for threads in (1, 3, 8):  # the rows split into ranges scored on that many threads (uneven ranges)
+        np.testing.assert_allclose(forest.predict_positive(rows, threads=threads), expected, rtol=0, atol=1e-9)
 
 
 def test_labels_other_than_0_1_order_are_handled():

@@ -131,7 +131,7 @@ def handle(
 
 
 def role_app(role: str, model: Any, max_body_bytes: int, environ=os.environ):
-    """The encode/respond container's HTTP app (the predict role is ``churn.serving.server``'s).
+    """The encode/respond container's HTTP app (the predict role is ``churn.serving.app``'s).
 
     The server's request defences apply: ``protocol.Limits`` from the environment, the body
     deadline (``CHURN_BODY_TIMEOUT``), a bounded scoring pool (``CHURN_THREADS``,
@@ -142,13 +142,13 @@ def role_app(role: str, model: Any, max_body_bytes: int, environ=os.environ):
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
 
-    from churn.serving import server
+    from churn.serving import app
 
     limits = protocol.Limits.from_env(environ)
-    body_timeout = float(environ.get("CHURN_BODY_TIMEOUT") or server.DEFAULT_BODY_TIMEOUT)
-    scorer = server.Scorer(
-        int(environ.get("CHURN_THREADS") or server.DEFAULT_THREADS),
-        int(environ.get("CHURN_MAX_QUEUE") or server.DEFAULT_MAX_QUEUE),
+    body_timeout = float(environ.get("CHURN_BODY_TIMEOUT") or app.DEFAULT_BODY_TIMEOUT)
+    scorer = app.Scorer(
+        int(environ.get("CHURN_THREADS") or app.DEFAULT_THREADS),
+        int(environ.get("CHURN_MAX_QUEUE") or app.DEFAULT_MAX_QUEUE),
     )
 
     async def ping(request: Request) -> Response:
@@ -161,7 +161,7 @@ def role_app(role: str, model: Any, max_body_bytes: int, environ=os.environ):
             request.headers.get("accept"),
         )
         try:
-            body = await server.read_body(request, max_body_bytes, body_timeout)
+            body = await app.read_body(request, max_body_bytes, body_timeout)
             content, media_type = await scorer.run(
                 handle,
                 role,
@@ -175,7 +175,7 @@ def role_app(role: str, model: Any, max_body_bytes: int, environ=os.environ):
         except protocol.RequestError as error:
             headers = {"Connection": "close"} if error.status in (408, 413) else {}  # the rest of that body is unread
             return PlainTextResponse(error.message + "\n", error.status, headers=headers)
-        except server.Busy:
+        except app.Busy:
             return PlainTextResponse(
                 f"busy: {scorer.pending} requests in progress or queued, try again\n", 503, headers={"Retry-After": "1"}
             )
@@ -191,7 +191,7 @@ def serve(environ=os.environ) -> None:
     """Verify the bundle, then serve it until stopped (raises RefusedToStart)."""
     import uvicorn
 
-    from churn.serving import server
+    from churn.serving import app, models, server
 
     model_dir = environ.get("CHURN_MODEL_DIR", MODEL_DIR)
     role = role_from_env(environ)
@@ -199,11 +199,11 @@ def serve(environ=os.environ) -> None:
     host = environ.get("CHURN_SERVING_HOST", "127.0.0.1")
     port = int(environ.get(PORT_ENV) or DEFAULT_PORT)
     workers = max(1, int(environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or 1))
-    max_body = int(environ.get("CHURN_MAX_BODY_BYTES") or server.DEFAULT_MAX_BODY)
+    max_body = int(environ.get("CHURN_MAX_BODY_BYTES") or app.DEFAULT_MAX_BODY)
     max_header = int(environ.get("CHURN_MAX_HEADER_BYTES") or server.DEFAULT_MAX_HEADER_BYTES)
     try:
         header_timeout = float(environ.get(server.HEADER_TIMEOUT_ENV) or server.DEFAULT_HEADER_TIMEOUT)
-        body_timeout = float(environ.get("CHURN_BODY_TIMEOUT") or server.DEFAULT_BODY_TIMEOUT)
+        body_timeout = float(environ.get("CHURN_BODY_TIMEOUT") or app.DEFAULT_BODY_TIMEOUT)
         protocol.Limits.from_env(environ)
     except ValueError as error:
         raise RefusedToStart(f"a serving limit in the environment is not a number: {error}") from None
@@ -228,15 +228,15 @@ def serve(environ=os.environ) -> None:
             "version": environ.get("CHURN_MODEL_VERSION", ""),
         }
         try:
-            server.load_model(record)
+            models.load_model(record)
         except (BundleError, OSError, ValueError) as error:
             raise RefusedToStart(f"the bundle in {model_dir} does not load: {error}") from None
-        (endpoint_dir / server.POINTER_FILE).write_text(json.dumps(record))
+        (endpoint_dir / models.POINTER_FILE).write_text(json.dumps(record))
         os.environ["CHURN_ENDPOINT_DIR"] = str(endpoint_dir)
         os.environ["CHURN_MAX_BODY_BYTES"] = str(max_body)
-        os.environ.pop(server.REGISTRY_ENV, None)  # the registry's hash came in CHURN_BUNDLE_SHA256, checked above
+        os.environ.pop(app.REGISTRY_ENV, None)  # the registry's hash came in CHURN_BUNDLE_SHA256, checked above
         log.info("serving bundle %s from %s on %s:%d (%d worker(s))", sha256[:12], model_dir, host, port, workers)
-        uvicorn.run("churn.serving.server:app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run("churn.serving.app:app_from_env", factory=True, workers=workers, **options)
         return
     try:
         model = load(role, model_dir)
