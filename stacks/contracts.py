@@ -7,7 +7,8 @@ imports). Each flavor is the implementation of one of these for one backend:
 - :class:`ChurnFeatureStore`: the feature store (local parquet/DuckDB, SageMaker Feature Store).
   ``describe`` answers with a neutral :class:`FeatureGroupInfo`, not a backend's document.
 - :class:`EndpointDeployer`: the model deployer (local daemon, SageMaker endpoint): endpoints
-  by name, invocation, batch scoring and cleanup.
+  by name, invocation, batch scoring and cleanup; each endpoint is also a ZenML service
+  (``stacks/services/``), so ZenML's ``model-deployer models`` commands work on it.
 - :class:`FailureAlertParams`: the structured payload of a failure alert, which every alerter
   (local outbox, SNS) understands.
 - the errors: :class:`DeploymentError` (every deployer raises it, and nothing else, for a

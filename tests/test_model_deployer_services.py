@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
+from zenml import pipeline, step
 
 from churn.model_registry import register_all_or_nothing
 
@@ -150,3 +151,35 @@ def test_a_bundle_uri_that_cannot_be_fetched_is_refused_by_name(stack, registere
     version, _, sha256 = registered[0]
     with pytest.raises(DeploymentError, match=f"could not fetch the bundle at models:/{MODEL}/404"):
         stack.model_deployer.deploy_bundle(ENDPOINT, MODEL, version, f"models:/{MODEL}/404", sha256)
+
+
+@step(enable_cache=False)
+def deploy_version(model_name: str, version: str, uri: str, sha256: str) -> str:
+    """What the deploy step does: deploy_bundle on the active stack's deployer."""
+    from zenml.client import Client
+
+    return Client().active_stack.model_deployer.deploy_bundle(ENDPOINT, model_name, version, uri, sha256)["version"]
+
+
+@pipeline(enable_cache=False)
+def deploy_pipeline(model_name: str, version: str, uri: str, sha256: str) -> None:
+    deploy_version(model_name, version, uri, sha256)
+
+
+def test_a_deployment_from_a_step_records_its_pipeline_step_and_run(stack, registered):
+    from zenml.client import Client
+
+    version, uri, sha256 = registered[0]
+    run = deploy_pipeline(model_name=MODEL, version=version, uri=uri, sha256=sha256)
+    try:
+        service = _service(stack)
+        assert (service.config.pipeline_name, service.config.pipeline_step_name) == (
+            "deploy_pipeline",
+            "deploy_version",
+        )
+        assert service.config.run_name == Client().get_pipeline_run(run.id).name
+        listed = zenml("list", "--pipeline-name", "deploy_pipeline", "--pipeline-run-id", str(run.id))
+        assert str(service.uuid) in listed and "deploy_version" in listed
+        assert str(service.uuid) not in zenml("list", "--pipeline-name", "another_pipeline")
+    finally:
+        stack.model_deployer.delete_endpoint(ENDPOINT)

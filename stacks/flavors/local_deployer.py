@@ -1,11 +1,14 @@
 """Local model deployer flavor: our inference server as a daemon on 127.0.0.1.
 
 Each endpoint is a directory under ``root``: ``bundles/<version>/`` (copied from the
-registry's URI), ``current.json`` (what to serve; the server hot-swaps on change),
+registry's path, or fetched when the registry gives a URI: ``mlflow-artifacts:/``, ``runs:/``,
+``models:/``, ``s3://``; hash-checked either way), ``current.json`` (what to serve; the server hot-swaps on change),
 ``state.json`` (pid, port, url) and ``server.log``. Re-deploying swaps the model
 in the running server: the URL stays the same and no request is dropped. A bundle
 that fails to load, or a server that does not report the new version in time, is
-not switched in: the previous model keeps serving and the deploy fails.
+not switched in: the previous model keeps serving and the deploy fails. Each deployment is
+recorded, under the lock, as a ZenML service (``stacks.services.local_endpoint``), which ZenML's
+``model-deployer models`` commands list, check (pid + ``/ping``), stop, start and delete.
 
 Concurrency: a per-endpoint lock (``deploy.lock``, filelock) covers the whole deploy,
 rollback and stop, so two runs deploying one endpoint take turns. A deploy never

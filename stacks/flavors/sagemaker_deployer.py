@@ -5,7 +5,8 @@ The deployer contract (``stacks.contracts.EndpointDeployer``: ``deploy_bundle``,
 ``cleanup``: here everything the stack's endpoints, schedules and, when asked, registry and S3 hold).
 The model served is the registered model package's model.tar.gz when the registry is the SageMaker
 one; otherwise the deployer packages the bundle itself. The logic is in ``churn.aws.endpoint``; every
-AWS error it raises leaves this flavor as the contract's ``DeploymentError``.
+AWS error it raises leaves this flavor as the contract's ``DeploymentError``. Each deployment is
+recorded as a ZenML service (``stacks.services.sagemaker_endpoint``, status from DescribeEndpoint).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ class EndpointServiceConfig(ServiceConfig):
         sha256: the served bundle's registered SHA-256.
         bundle_uri: where the registry keeps the bundle.
         deployed_at: when it was deployed (ISO 8601, UTC).
+        run_name: the pipeline run that deployed it ('' outside a pipeline).
     """
 
     endpoint_name: str
@@ -43,6 +44,7 @@ class EndpointServiceConfig(ServiceConfig):
     sha256: str = ""
     bundle_uri: str = ""
     deployed_at: str = ""
+    run_name: str = ""
 
     def identity(self) -> tuple[str, str, str]:
         """(model name, version, bundle hash): two records with the same identity describe one deployment."""
@@ -94,6 +96,7 @@ class EndpointService(BaseDeploymentService):
             "BUNDLE_SHA256": self.config.sha256,
             "BUNDLE_URI": self.config.bundle_uri,
             "DEPLOYED_AT": self.config.deployed_at,
+            "PIPELINE_RUN": self.config.run_name or None,
             "PREDICTION_URL": self.prediction_url,
             "HEALTH_CHECK_URL": self.healthcheck_url,
         }
