@@ -529,7 +529,7 @@ class EndpointDeployer(BaseModelDeployer):
         """
         raise DeploymentError(
             f"endpoint '{endpoint_name}' cannot be started or stopped on this stack; "
-            "the training pipeline (or `python run.py promote`) deploys it again"
+            "deploying it again (the training pipeline) serves it"
         )
 
     def record_deployment(self, deployed: Mapping[str, Any]) -> Any:
@@ -577,8 +577,7 @@ class EndpointDeployer(BaseModelDeployer):
         Returns:
             One service per endpoint (``.entry()`` for a flat dict).
         """
-        self._reconcile()
-        return self.find_model_server(service_name=endpoint_name)
+        return self.find_model_server(service_name=endpoint_name)  # a listing: reconciled first
 
     def _reconcile(self) -> None:
         from stacks.services.endpoint import reconcile
