@@ -38,11 +38,19 @@ def predict(csv_path, endpoint, variant, probabilities, as_json) -> None:
     click.echo(response.text.rstrip("\n"))
 
 
-@click.command(help="List the active stack's endpoints.")
+@click.command(help="List the active stack's endpoints (the ZenML services `zenml model-deployer models list` shows).")
 def endpoints() -> None:
-    for entry in stack_component("model_deployer").list_endpoints():
-        state = "running" if entry["running"] else "stopped"
+    deployer = stack_component("model_deployer")
+    try:
+        services = deployer.endpoint_services()
+    except Exception as error:  # noqa: BLE001 - shown to the user as one line
+        fail(str(error))
+    if not services:
+        click.echo("No endpoints.")
+    for service in services:
+        entry = service.entry()
+        note = f" ({entry['message']})" if entry["message"] else ""
         click.echo(
-            f"{entry['endpoint_name']}: {state} {entry.get('url') or ''} "
-            f"serving {entry['model_name']} v{entry['version']}"
+            f"{entry['endpoint_name']}: {entry['state']}{note} {entry['url'] or ''} serving "
+            f"{entry['model_name']} v{entry['version']} [ZenML service {entry['uuid']}]"
         )

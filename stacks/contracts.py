@@ -7,7 +7,8 @@ imports). Each flavor is the implementation of one of these for one backend:
 - :class:`ChurnFeatureStore`: the feature store (local parquet/DuckDB, SageMaker Feature Store).
   ``describe`` answers with a neutral :class:`FeatureGroupInfo`, not a backend's document.
 - :class:`EndpointDeployer`: the model deployer (local daemon, SageMaker endpoint): endpoints
-  by name, invocation, batch scoring and cleanup.
+  by name, invocation, batch scoring and cleanup; each endpoint is also a ZenML service
+  (``stacks/services/``), so ZenML's ``model-deployer models`` commands work on it.
 - :class:`FailureAlertParams`: the structured payload of a failure alert, which every alerter
   (local outbox, SNS) understands.
 - the errors: :class:`DeploymentError` (every deployer raises it, and nothing else, for a
@@ -288,12 +289,14 @@ class CleanupRequest:
 class EndpointDeployer(BaseModelDeployer):
     """The model deployer our deploy step, batch step, ``predict``, ``endpoints`` and ``cleanup`` use.
 
-    Our deployers manage endpoints by name rather than as ZenML services: the endpoint methods
-    are abstract, and ZenML's service-based API is answered once, here, with a pointer to the
-    real methods. How an endpoint is served is the pipeline's ``churn.config.DeploySettings``
-    (instance type, autoscaling: the spec's deploy keys), passed to :meth:`deploy_bundle`. Each
-    deployer names the settings it applies (``HONOURED_SETTINGS``); :meth:`unused_settings` lists
-    the others, which the deploy step reports by name (the same pipeline config serves every stack).
+    Endpoints are managed by name (the abstract endpoint methods each flavor implements), and each
+    endpoint is also a ZenML service (``stacks/services/``): :meth:`deploy_bundle` records it, and
+    ZenML's service API (``zenml model-deployer models list/describe/logs/start/stop/delete``) is
+    answered here, once, through the endpoint methods. How an endpoint is served is the pipeline's
+    ``churn.config.DeploySettings`` (instance type, autoscaling: the spec's deploy keys), passed to
+    :meth:`deploy_bundle`. Each deployer names the settings it applies (``HONOURED_SETTINGS``);
+    :meth:`unused_settings` lists the others, which the deploy step reports by name (the same
+    pipeline config serves every stack).
     """
 
     HONOURED_SETTINGS: ClassVar[tuple[str, ...]] = ()  # the DeploySettings keys this deployer applies
@@ -391,8 +394,8 @@ class EndpointDeployer(BaseModelDeployer):
         """
 
     @abstractmethod
-    def delete_endpoint(self, endpoint_name: str) -> Any:
-        """Stop and remove an endpoint.
+    def remove_endpoint(self, endpoint_name: str) -> Any:
+        """Stop and remove an endpoint on the backend (:meth:`delete_endpoint` also drops its ZenML records).
 
         Args:
             endpoint_name: the endpoint.
@@ -483,26 +486,205 @@ class EndpointDeployer(BaseModelDeployer):
             echo(f"Removed endpoint {name}")
         return names
 
-    # -- ZenML's service-based deployer API: not used; our endpoints are not ZenML services --
-    def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
-        """Not used: raises NotImplementedError pointing at :meth:`deploy_bundle`."""
-        raise NotImplementedError(
-            "use deploy_bundle(); churn endpoints are managed by endpoint name, not as ZenML services"
+    # -- ZenML's service-based deployer API: each endpoint is a ZenML service --------------
+    # A flavor names its service class (``stacks/services/``), builds a record's config from an endpoint
+    # entry (``service_config``) and, where its platform can, restarts a stopped endpoint (``start_endpoint``).
+    CAN_PAUSE: ClassVar[bool] = True  # False: the platform cannot pause an endpoint (stop would delete it)
+
+    @property
+    @abstractmethod
+    def service_class(self) -> type[Any]:
+        """The ``stacks.services.endpoint.EndpointService`` subclass of this backend."""
+
+    @abstractmethod
+    def service_config(self, entry: Mapping[str, Any]) -> Any:
+        """The service config recording one deployment.
+
+        Args:
+            entry: ``endpoint_name``, ``model_name``, ``version``, ``sha256`` and what else the backend
+                reported (a :meth:`deploy_bundle` result or a :meth:`list_endpoints` entry).
+
+        Returns:
+            The backend's ``EndpointServiceConfig``.
+        """
+
+    def start_endpoint(self, endpoint_name: str) -> dict[str, Any]:
+        """Serve a stopped endpoint again, with the model it served.
+
+        Args:
+            endpoint_name: the endpoint.
+
+        Returns:
+            What :meth:`deploy_bundle` returns.
+
+        Raises:
+            DeploymentError: it cannot be started (this default: the platform cannot pause endpoints).
+        """
+        raise DeploymentError(
+            f"endpoint '{endpoint_name}' cannot be started or stopped on this stack; "
+            "deploying it again (the training pipeline) serves it"
         )
+
+    def record_deployment(self, deployed: Mapping[str, Any]) -> Any:
+        """Create or update the endpoint's ZenML service record after a deployment (the deployers call it).
+
+        A record that cannot be written does not undo the deployment: it is reported, and the next
+        listing (:meth:`endpoint_services`) records the endpoint from the backend.
+
+        Args:
+            deployed: the :meth:`deploy_bundle` result.
+
+        Returns:
+            The endpoint's service, or None when the store could not be written.
+        """
+        from zenml.enums import ServiceState
+
+        from stacks.services.endpoint import EndpointServiceStatus, replace_record, step_lineage
+
+        lineage = step_lineage()
+        try:
+            config = self.service_config({**deployed, **lineage})
+            found = EndpointServiceStatus(
+                state=ServiceState.ACTIVE,
+                url=str(deployed["invocations_url"]).removesuffix("/invocations"),
+                served_version=str(deployed["version"]),
+            )
+            return replace_record(self.service_class, config, found, lineage)
+        except Exception as error:  # noqa: BLE001 - the endpoint serves; its record is rebuilt on the next listing
+            print(
+                f"warning: endpoint '{deployed['endpoint_name']}' serves, but its ZenML service record was not "
+                f"written ({type(error).__name__}: {error}); `python run.py endpoints` records it"
+            )
+            return None
+
+    def endpoint_services(self, endpoint_name: str | None = None) -> list[Any]:
+        """This deployer's endpoints as ZenML services, checked now (what ``python run.py endpoints`` lists).
+
+        The records are first brought in line with the backend (:meth:`list_endpoints`): an endpoint without a
+        record gets one, a record whose endpoint is gone is dropped. ``zenml model-deployer models list`` reads
+        the same.
+
+        Args:
+            endpoint_name: only this endpoint.
+
+        Returns:
+            One service per endpoint (``.entry()`` for a flat dict).
+        """
+        return self.find_model_server(service_name=endpoint_name)  # a listing: reconciled first
+
+    def _reconcile(self) -> None:
+        from stacks.services.endpoint import reconcile
+
+        reconcile(self.service_class, str(self.id), self.list_endpoints(), self.service_config)
+
+    def find_model_server(  # type: ignore[override]
+        self,
+        config: dict[str, Any] | None = None,
+        running: bool | None = None,
+        service_uuid: Any = None,
+        pipeline_name: str | None = None,
+        pipeline_step_name: str | None = None,
+        service_name: str | None = None,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        service_type: Any = None,
+        type: str | None = None,
+        flavor: str | None = None,
+        pipeline_run_id: str | None = None,
+    ) -> list[Any]:
+        """ZenML's query, scoped to this deployer's endpoints and checked now (each status is its backend's).
+
+        ``model_name`` and ``model_version`` are the registered model's (the record's config), not a ZenML
+        Model's. A listing (no ``service_uuid`` or ``config``) first brings the records in line with the
+        backend (see :meth:`endpoint_services`).
+
+        Returns:
+            The matching services, newest first.
+        """
+        own = self.service_class.SERVICE_TYPE
+        if (service_type and service_type != own) or (type and type != own.type) or (flavor and flavor != own.flavor):
+            return []
+        if service_uuid is None and config is None:
+            self._reconcile()
+        found = super().find_model_server(
+            config=config,
+            running=running,
+            service_uuid=service_uuid,
+            pipeline_name=pipeline_name,
+            pipeline_step_name=pipeline_step_name,
+            service_name=service_name,
+            service_type=own,
+            pipeline_run_id=pipeline_run_id,
+        )
+        return [
+            s
+            for s in found
+            if getattr(s.config, "deployer_id", None) == str(self.id)
+            and (not model_name or s.config.model_name == model_name)
+            and (not model_version or str(s.config.model_version) == str(model_version))
+        ]
 
     @staticmethod
     def get_model_server_info(service) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
-        """Not used: our endpoints are not ZenML services."""
-        return {}
+        """What ``zenml model-deployer models describe`` shows of an endpoint (the service's ``server_info``)."""
+        return service.server_info()
+
+    def perform_deploy_model(self, id, config, timeout=0):  # type: ignore[no-untyped-def]
+        """ZenML's ``deploy_model``: :meth:`deploy_bundle` with the config's endpoint, model, version and bundle.
+
+        Returns:
+            The endpoint's service (the record ZenML created for it, now checked).
+        """
+        self.deploy_bundle(
+            config.endpoint_name, config.model_name, str(config.model_version), config.bundle_uri, config.sha256
+        )
+        for service in self.find_model_server(service_name=config.endpoint_name):
+            if service.config.identity() == config.identity():
+                return service
+        raise DeploymentError(f"endpoint '{config.endpoint_name}' serves, but its service record was not written")
 
     def perform_stop_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
-        """Not used: raises NotImplementedError pointing at :meth:`delete_endpoint`."""
-        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
+        """``zenml model-deployer models stop``: :meth:`stop_endpoint` (refused where endpoints cannot pause)."""
+        from zenml.enums import ServiceState
+
+        if not self.CAN_PAUSE:
+            raise DeploymentError(
+                f"endpoint '{service.config.endpoint_name}' cannot be paused on this platform; "
+                f"`zenml model-deployer models delete {service.uuid}` removes it (and its cost)"
+            )
+        self.stop_endpoint(service.config.endpoint_name)
+        service.admin_state = ServiceState.INACTIVE
+        service.update_status()
+        return service
 
     def perform_start_model(self, service, timeout=0):  # type: ignore[no-untyped-def]
-        """Not used: raises NotImplementedError pointing at :meth:`deploy_bundle`."""
-        raise NotImplementedError("use deploy_bundle()")
+        """``zenml model-deployer models start``: :meth:`start_endpoint` with the model it served."""
+        from zenml.enums import ServiceState
+
+        self.start_endpoint(service.config.endpoint_name)
+        service.admin_state = ServiceState.ACTIVE
+        service.update_status()
+        return service
 
     def perform_delete_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
-        """Not used: raises NotImplementedError pointing at :meth:`delete_endpoint`."""
-        raise NotImplementedError("use delete_endpoint(endpoint_name) or `python run.py cleanup`")
+        """``zenml model-deployer models delete``: :meth:`remove_endpoint`; ZenML then deletes this record."""
+        from stacks.services.endpoint import forget, list_records
+
+        self.remove_endpoint(service.config.endpoint_name)
+        others = list_records(self.service_class, str(self.id), service.config.endpoint_name)
+        forget([r.id for r in others if r.id != service.uuid])
+
+    def delete_endpoint(self, endpoint_name: str) -> Any:
+        """Stop and remove an endpoint, and its ZenML service records.
+
+        Args:
+            endpoint_name: the endpoint.
+
+        Returns:
+            What :meth:`remove_endpoint` removed.
+        """
+        from stacks.services.endpoint import forget, list_records
+
+        removed = self.remove_endpoint(endpoint_name)
+        forget([r.id for r in list_records(self.service_class, str(self.id), endpoint_name)])
+        return removed

@@ -1,11 +1,14 @@
 """Local model deployer flavor: our inference server as a daemon on 127.0.0.1.
 
 Each endpoint is a directory under ``root``: ``bundles/<version>/`` (copied from the
-registry's URI), ``current.json`` (what to serve; the server hot-swaps on change),
+registry's path, or fetched when the registry gives a URI: ``mlflow-artifacts:/``, ``runs:/``,
+``models:/``, ``s3://``; hash-checked either way), ``current.json`` (what to serve; the server hot-swaps on change),
 ``state.json`` (pid, port, url) and ``server.log``. Re-deploying swaps the model
 in the running server: the URL stays the same and no request is dropped. A bundle
 that fails to load, or a server that does not report the new version in time, is
-not switched in: the previous model keeps serving and the deploy fails.
+not switched in: the previous model keeps serving and the deploy fails. Each deployment is
+recorded, under the lock, as a ZenML service (``stacks.services.local_endpoint``), which ZenML's
+``model-deployer models`` commands list, check (pid + ``/ping``), stop, start and delete.
 
 Concurrency: a per-endpoint lock (``deploy.lock``, filelock) covers the whole deploy,
 rollback and stop, so two runs deploying one endpoint take turns. A deploy never
@@ -42,7 +45,7 @@ from zenml.config.global_config import GlobalConfiguration
 from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig, BaseModelDeployerFlavor
 
 from churn import names
-from churn.bundle import BundleError
+from churn.bundle import BUNDLE_FILE, BundleError
 from churn.files import atomic_write_json
 from churn.net import free_port
 from churn.processes import holder_pid, pid_alive
@@ -91,11 +94,31 @@ def _log_tail(path: str) -> str:
     return lines[-1] if lines else "no log output"
 
 
-def _local_path(uri: str) -> Path:
+def _stage_bundle(uri: str, staging: Path, sha256: str) -> None:
+    """Put the bundle at ``uri`` in ``staging``: a local path is copied, any other URI is fetched
+    (``churn.batch.fetch_bundle``: ``mlflow-artifacts:/``, ``runs:/``, ``models:/``, ``s3://``) and hash-checked."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else uri)
-    raise DeploymentError(f"the local endpoint deployer reads bundles from local paths, not {uri!r}")
+        shutil.copytree(Path(parsed.path if parsed.scheme else uri), staging)
+        return
+    from churn.batch import fetch_bundle
+
+    download = staging.with_name(staging.name + "-download")
+    try:
+        tracker = Client().active_stack.experiment_tracker
+        if hasattr(tracker, "configure_mlflow"):
+            tracker.configure_mlflow()  # MLflow URIs resolve against the stack's tracking server
+        fetch_bundle(uri, download, sha256)
+        found = sorted(p.parent for p in download.rglob(BUNDLE_FILE))
+        if len(found) != 1:
+            raise BundleError(f"{uri} holds {len(found)} model bundles, not one")
+        os.replace(found[0], staging)
+    except (BundleError, OSError) as error:
+        raise DeploymentError(f"could not fetch the bundle at {uri}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - MLflow's and fsspec's errors, named for the user
+        raise DeploymentError(f"could not fetch the bundle at {uri}: {type(error).__name__}: {error}") from None
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
 
 
 class LocalEndpointDeployer(EndpointDeployer):
@@ -130,6 +153,33 @@ class LocalEndpointDeployer(EndpointDeployer):
         path = self._dir(endpoint_name) / "state.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
+    # -- ZenML services (stacks.services.local_endpoint) --
+    @property
+    def service_class(self) -> type[Any]:
+        from stacks.services.local_endpoint import LocalEndpointService
+
+        return LocalEndpointService
+
+    def service_config(self, entry: Any) -> Any:
+        from stacks.services.local_endpoint import LocalEndpointServiceConfig
+
+        name = entry["endpoint_name"]
+        return LocalEndpointServiceConfig(
+            name=name,
+            service_name=name,
+            endpoint_name=name,
+            endpoint_dir=str(self._dir(name)),
+            deployer_id=str(self.id),
+            model_name=entry["model_name"],
+            model_version=str(entry["version"]),
+            sha256=str(entry.get("sha256") or ""),
+            bundle_uri=str(entry.get("bundle_uri") or ""),
+            deployed_at=str(entry.get("deployed_at") or ""),
+            pipeline_name=entry.get("pipeline_name", ""),
+            pipeline_step_name=entry.get("pipeline_step_name", ""),
+            run_name=entry.get("run_name", ""),
+        )
+
     # -- the deployer contract (stacks.contracts.EndpointDeployer) --
     def deploy_bundle(
         self,
@@ -146,7 +196,9 @@ class LocalEndpointDeployer(EndpointDeployer):
         ``settings`` (DeploySettings: instance type, autoscaling) do not apply to one local process.
         """
         with self._lock(endpoint_name):
-            return self._deploy_locked(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata)
+            deployed = self._deploy_locked(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata)
+            self.record_deployment(deployed)  # under the lock: the record follows the order deployments happen
+            return deployed
 
     def _deploy_locked(
         self,
@@ -175,6 +227,8 @@ class LocalEndpointDeployer(EndpointDeployer):
                 "model_name": model_name,
                 "version": str(served["version"]),
                 "sha256": served.get("sha256"),
+                "bundle_uri": served.get("bundle_uri", ""),
+                "deployed_at": served.get("deployed_at", ""),
                 "superseded": str(version),
             }
         (directory / "bundles").mkdir(parents=True, exist_ok=True)
@@ -182,7 +236,7 @@ class LocalEndpointDeployer(EndpointDeployer):
         if not bundle_dir.exists():
             staging = directory / "bundles" / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             try:
-                shutil.copytree(_local_path(bundle_uri), staging)
+                _stage_bundle(bundle_uri, staging, sha256)
                 os.replace(staging, bundle_dir)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -221,6 +275,8 @@ class LocalEndpointDeployer(EndpointDeployer):
             "model_name": model_name,
             "version": str(version),
             "sha256": sha256,
+            "bundle_uri": bundle_uri,
+            "deployed_at": record["deployed_at"],
         }
 
     def endpoint_url(self, endpoint_name: str) -> str | None:
@@ -276,7 +332,22 @@ class LocalEndpointDeployer(EndpointDeployer):
                 time.sleep(0.05)
             return True
 
-    def delete_endpoint(self, endpoint_name: str) -> bool:
+    def start_endpoint(self, endpoint_name: str) -> dict[str, Any]:
+        """Start the endpoint's server again (if it is not running) with the model its pointer names.
+
+        Raises:
+            DeploymentError: nothing was ever deployed there, or the server did not serve that version.
+        """
+        with self._lock(endpoint_name):
+            served = _read_json(self._dir(endpoint_name) / POINTER_FILE)
+            if not served:
+                raise DeploymentError(f"nothing is deployed at endpoint '{endpoint_name}'; run the training pipeline")
+            state = self._ensure_server(endpoint_name)
+            self._wait_for_version(state, str(served["version"]), str(served.get("sha256")))
+        return {**served, "url": state["url"], "invocations_url": state["url"] + "/invocations", "pid": state["pid"]}
+
+    def remove_endpoint(self, endpoint_name: str) -> bool:
+        """Stop the endpoint's server and delete its directory; True if a server was running."""
         stopped = self.stop_endpoint(endpoint_name)
         shutil.rmtree(self._dir(endpoint_name), ignore_errors=True)
         return stopped

@@ -5,7 +5,8 @@ The deployer contract (``stacks.contracts.EndpointDeployer``: ``deploy_bundle``,
 ``cleanup``: here everything the stack's endpoints, schedules and, when asked, registry and S3 hold).
 The model served is the registered model package's model.tar.gz when the registry is the SageMaker
 one; otherwise the deployer packages the bundle itself. The logic is in ``churn.aws.endpoint``; every
-AWS error it raises leaves this flavor as the contract's ``DeploymentError``.
+AWS error it raises leaves this flavor as the contract's ``DeploymentError``. Each deployment is
+recorded as a ZenML service (``stacks.services.sagemaker_endpoint``, status from DescribeEndpoint).
 """
 
 from __future__ import annotations
@@ -87,6 +88,38 @@ class SageMakerEndpointDeployer(EndpointDeployer):
             )
         )
 
+    # -- ZenML services (stacks.services.sagemaker_endpoint) -----------------------------
+    CAN_PAUSE: ClassVar[bool] = False  # a SageMaker endpoint is running (and billed) or deleted
+
+    @property
+    def service_class(self) -> type[Any]:
+        from stacks.services.sagemaker_endpoint import SageMakerEndpointService
+
+        return SageMakerEndpointService
+
+    def service_config(self, entry: Any) -> Any:
+        from stacks.services.sagemaker_endpoint import SageMakerEndpointServiceConfig
+
+        name = entry["endpoint_name"]
+        return SageMakerEndpointServiceConfig(
+            name=name,
+            service_name=name,
+            endpoint_name=name,
+            deployer_id=str(self.id),
+            region=self.config.region,
+            aws_profile=self.config.aws_profile,
+            model_name=entry["model_name"],
+            model_version=str(entry["version"]),
+            sha256=str(entry.get("sha256") or entry.get("bundle_sha256") or ""),
+            bundle_uri=str(entry.get("bundle_uri") or ""),
+            deployed_at=str(entry.get("deployed_at") or ""),
+            endpoint_config_name=str(entry.get("endpoint_config_name") or ""),
+            console_url=self.endpoints.console_url(name),
+            pipeline_name=entry.get("pipeline_name", ""),
+            pipeline_step_name=entry.get("pipeline_step_name", ""),
+            run_name=entry.get("run_name", ""),
+        )
+
     # -- the deployer contract our deploy step uses -------------------------------------
     def deploy_bundle(
         self,
@@ -99,9 +132,11 @@ class SageMakerEndpointDeployer(EndpointDeployer):
         settings: DeploySettings | None = None,
     ) -> dict[str, Any]:
         with _as_deployment_error():
-            return self.endpoints.deploy(
+            deployed = self.endpoints.deploy(
                 endpoint_name, model_name, str(version), bundle_uri, sha256, metadata, settings or DeploySettings()
             )
+        self.record_deployment({"bundle_uri": bundle_uri, **deployed})
+        return deployed
 
     def endpoint_url(self, endpoint_name: str) -> str | None:
         with _as_deployment_error():
@@ -161,7 +196,8 @@ class SageMakerEndpointDeployer(EndpointDeployer):
         """A SageMaker endpoint cannot be paused: stopping it deletes it (billing stops)."""
         return bool(self.delete_endpoint(endpoint_name))
 
-    def delete_endpoint(self, endpoint_name: str) -> list[str]:
+    def remove_endpoint(self, endpoint_name: str) -> list[str]:
+        """The endpoint, its autoscaling and every endpoint config and model we created for it."""
         with _as_deployment_error():
             return self.endpoints.delete(endpoint_name)
 
@@ -185,7 +221,12 @@ class SageMakerEndpointDeployer(EndpointDeployer):
             profile=c.aws_profile,
         )
         with _as_deployment_error():
-            return run_cleanup(settings, request.yes, echo=echo, confirm=confirm)
+            removed = run_cleanup(settings, request.yes, echo=echo, confirm=confirm)
+        try:
+            self._reconcile()  # drops the ZenML service records of the endpoints removed
+        except Exception as error:  # noqa: BLE001 - the cleanup happened; the records follow at the next listing
+            echo(f"warning: ZenML service records not updated ({type(error).__name__}: {error})")
+        return removed
 
 
 class SageMakerEndpointDeployerFlavor(BaseModelDeployerFlavor):
