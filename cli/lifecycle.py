@@ -42,14 +42,6 @@ def _target(group: str, endpoint: str | None) -> tuple[str, Any]:
     return endpoint or config.endpoint_name, settings
 
 
-def _sync_zenml(group: str, outcome: dict[str, Any]) -> None:
-    """The ZenML model versions' stage follows the registry (``churn.model_control``; not there yet: nothing)."""
-    try:
-        from churn import model_control  # noqa: F401 - written on the lifecycle branch
-    except ImportError:
-        return
-
-
 def follow_through(group: str, endpoint: str | None, deploy: bool) -> dict[str, Any]:
     """Make the group's endpoint serve its model to serve and say what happened.
 
@@ -93,7 +85,6 @@ def follow_through(group: str, endpoint: str | None, deploy: bool) -> dict[str, 
         url = (outcome.get("endpoint") or {}).get("url")
         was = f" (was v{before})" if before else ""
         click.echo(f"Endpoint {name} serves {group} v{to_serve}{was} at {url}")
-    _sync_zenml(group, outcome)
     return outcome
 
 

@@ -70,7 +70,7 @@ def _tags(version: str) -> dict:
 def _champion_alias() -> str:
     import mlflow
 
-    return mlflow.MlflowClient().get_model_version_by_alias(GROUP, "champion").version
+    return str(mlflow.MlflowClient().get_model_version_by_alias(GROUP, "champion").version)
 
 
 def test_approve_promote_reject_follow_through_to_the_endpoint(stack, bundle_dir):
