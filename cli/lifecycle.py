@@ -28,11 +28,17 @@ def _config_for(group: str) -> Any | None:
     return None
 
 
-def _target(group: str, endpoint: str | None) -> tuple[str, Any]:
-    """(endpoint name, deploy settings) for ``group``: ``--endpoint`` or the pipeline config that names the group."""
+def _target(group: str, endpoint: str | None, deploy: bool = True) -> tuple[str | None, Any]:
+    """(endpoint name, deploy settings) for ``group``: ``--endpoint`` or the pipeline config that names the group.
+
+    Checked before the registry is changed, so a command that could not deploy changes nothing.
+    Without ``deploy`` an unknown endpoint is None rather than an error.
+    """
     from churn.config import DeploySettings, deploy_settings
 
     config = _config_for(group)
+    if endpoint is None and config is None and not deploy:
+        return None, DeploySettings()
     if endpoint is None and config is None:
         fail(
             f"no pipeline config (configs/rf.yaml, configs/automl.yaml) has model_package_group {group!r}; "
@@ -42,23 +48,27 @@ def _target(group: str, endpoint: str | None) -> tuple[str, Any]:
     return endpoint or config.endpoint_name, settings
 
 
-def follow_through(group: str, endpoint: str | None, deploy: bool) -> dict[str, Any]:
+def follow_through(group: str, target: tuple[str | None, Any], deploy: bool) -> dict[str, Any] | None:
     """Make the group's endpoint serve its model to serve and say what happened.
 
     Args:
         group: the registered model / model package group.
-        endpoint: its endpoint (None: the pipeline config's ``endpoint_name`` for this group).
+        target: its endpoint and deploy settings (:func:`_target`; endpoint None: unknown, only with ``deploy`` False).
         deploy: False: report only (``--no-deploy``).
 
     Returns:
-        ``churn.model_registry.reconcile``'s outcome.
+        ``churn.model_registry.reconcile``'s outcome (None when the endpoint is unknown).
     """
     from churn.bundle import BundleError
-    from churn.model_registry import reconcile
+    from churn.model_registry import model_to_serve, reconcile
     from stacks.contracts import DeploymentError
 
     registry, deployer = stack_component("model_registry"), stack_component("model_deployer")
-    name, settings = _target(group, endpoint)
+    name, settings = target
+    if name is None:
+        chosen = model_to_serve(registry, group)
+        click.echo(f"Not deployed (--no-deploy): the model to serve is {group} v{getattr(chosen, 'version', None)}.")
+        return None
     try:
         outcome = reconcile(registry, deployer, group, name, settings, deploy=deploy)
     except (DeploymentError, BundleError) as error:
@@ -111,8 +121,9 @@ _reason = click.option("--reason", default="", help="Why (SageMaker: the Approva
 @_reason
 def approve(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
     """Approve VERSION of GROUP, then deploy the model to serve (the newest Approved, unless a promotion pins one)."""
+    target = _target(group, endpoint, deploy=not no_deploy)
     _change(group, version, "Approved", reason)
-    follow_through(group, endpoint, deploy=not no_deploy)
+    follow_through(group, target, deploy=not no_deploy)
 
 
 @click.command()
@@ -123,8 +134,9 @@ def approve(group: str, version: str, endpoint: str | None, no_deploy: bool, rea
 @_reason
 def reject(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
     """Reject VERSION of GROUP; if it was served, the next model to serve is deployed (or none is, and it says so)."""
+    target = _target(group, endpoint, deploy=not no_deploy)
     _change(group, version, "Rejected", reason)
-    follow_through(group, endpoint, deploy=not no_deploy)
+    follow_through(group, target, deploy=not no_deploy)
 
 
 @click.command()
@@ -140,12 +152,13 @@ def promote(group: str, version: str, endpoint: str | None, no_deploy: bool) -> 
     from churn.model_registry import ApprovalError
     from churn.model_registry import promote as promote_version
 
+    target = _target(group, endpoint, deploy=not no_deploy)
     try:
         promote_version(stack_component("model_registry"), group, version)
     except ApprovalError as error:
         fail(str(error))
     click.echo(f"{group} version {version} is promoted: it is the model to serve.")
-    follow_through(group, endpoint, deploy=not no_deploy)
+    follow_through(group, target, deploy=not no_deploy)
 
 
 @click.command()
@@ -169,7 +182,8 @@ def reconcile(
     """
     config = load_config(variant, config_path)
     if cron is None:
-        follow_through(group or config.model_package_group, endpoint or config.endpoint_name, deploy=True)
+        group = group or config.model_package_group
+        follow_through(group, _target(group, endpoint or config.endpoint_name), deploy=True)
         return
     from churn.schedules import ScheduleError
     from pipelines.reconcile import churn_reconcile

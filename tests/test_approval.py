@@ -138,5 +138,8 @@ def test_unknown_group_unknown_version_and_promoting_a_rejected_version_are_refu
     assert f"{GROUP} has no version '999' (its versions: " in out
     out = _run("promote", GROUP, rejected, "--endpoint", ENDPOINT, ok=False)
     assert f"{GROUP} version {rejected} is Rejected; approve it first" in out
-    out = _run("approve", "some-group", "1", ok=False)
-    assert "no pipeline config (configs/rf.yaml, configs/automl.yaml) has model_package_group 'some-group'" in out
+    out = _run("approve", GROUP, rejected, ok=False)  # no --endpoint, and no pipeline config names the group
+    assert f"no pipeline config (configs/rf.yaml, configs/automl.yaml) has model_package_group '{GROUP}'" in out
+    assert _tags(rejected)["approval_status"] == "Rejected"  # checked before anything changed
+    out = _run("approve", GROUP, rejected, "--no-deploy")  # no endpoint needed to change the registry only
+    assert f"{GROUP} version {rejected} is Approved." in out and "Not deployed (--no-deploy)" in out
