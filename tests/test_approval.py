@@ -56,6 +56,31 @@ def _run(*args: str, ok: bool = True):
     return result.output
 
 
+def _zenml_version(registry_version: str):
+    """A ZenML model version of GROUP recording ``registry_version``, as a training run's register step leaves it."""
+    from zenml import log_metadata
+    from zenml.client import Client
+
+    from churn.model_control import version_metadata
+
+    try:
+        Client().get_model(GROUP)
+    except KeyError:
+        Client().create_model(name=GROUP)
+    version = Client().create_model_version(model_name_or_id=GROUP)
+    registration = {"version": registry_version, "approval_status": "Pending", "sha256": "a" * 64, "mlflow_run_id": ""}
+    log_metadata(
+        metadata=version_metadata({}, {"passed": True, "message": "m"}, registration), model_version_id=version.id
+    )
+    return version.id
+
+
+def _zenml_stage(version_id) -> str:
+    from zenml.client import Client
+
+    return Client().get_model_version(GROUP, version_id).stage
+
+
 def _served(stack) -> str:
     url = stack.model_deployer.endpoint_url(ENDPOINT)
     return requests.get(f"{url}/ping", timeout=10).headers["X-Model-Version"]
@@ -93,14 +118,17 @@ def test_approve_promote_reject_follow_through_to_the_endpoint(stack, bundle_dir
     assert "already serves" in _run("reconcile", "--group", GROUP, "--endpoint", ENDPOINT)  # idempotent
 
     v3 = _register(stack, bundle_dir, "PendingManualApproval", "3")
+    zenml_v3 = _zenml_version(v3)
     assert _served(stack) == v2 and model_to_serve(registry, GROUP).version == v2
     out = _run("approve", GROUP, v3, "--endpoint", ENDPOINT)
     assert f"serves {GROUP} v{v3} (was v{v2})" in out
     assert _served(stack) == v3 and _champion_alias() == v3
+    assert _zenml_stage(zenml_v3) == "production"  # the ZenML model version follows approval and deployment
 
     out = _run("promote", GROUP, v1, "--endpoint", ENDPOINT)  # a rollback to the oldest version
     assert f"serves {GROUP} v{v1} (was v{v3})" in out
     assert _served(stack) == v1 and _champion_alias() == v1 and model_to_serve(registry, GROUP).version == v1
+    assert _zenml_stage(zenml_v3) == "staging"  # Approved, no longer served
     assert _tags(v1)[CHAMPION_MARKER] == v3  # pinned over every version that existed then
 
     out = _run("reject", GROUP, v1, "--endpoint", ENDPOINT)  # the served version
