@@ -8,6 +8,8 @@
     python run.py stack setup local                              register the local stack
     python run.py image build [--push]                           the SageMaker image (docker/Dockerfile)
     python run.py endpoints | cleanup [--yes]                    list / stop local endpoints
+    python run.py approve | reject | promote GROUP VERSION [--no-deploy]   approval workflow, then deploy
+    python run.py reconcile [--variant V] [--schedule CRON]     deploy the model to serve if not served
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from cli.common import ensure_stack, fail, load_config, stack_component, trainin
 from cli.dashboard import dashboard  # noqa: E402
 from cli.image import image  # noqa: E402
 from cli.ingest import ingest  # noqa: E402
+from cli.lifecycle import approve, promote, reconcile, reject  # noqa: E402
 from cli.predict import endpoints, predict  # noqa: E402
 from cli.schedule import create_training_schedule, revive_scheduler, schedule  # noqa: E402
 from cli.stack import cleanup, stack  # noqa: E402
@@ -95,6 +98,8 @@ def cli(
 
 
 for command in (ingest, predict, batch, schedule, dashboard, stack, image, endpoints, cleanup):
+    cli.add_command(command)
+for command in (approve, reject, promote, reconcile):
     cli.add_command(command)
 
 

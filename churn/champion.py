@@ -1,6 +1,6 @@
 """The champion/challenger gate's other number: the current champion's gate metric on this run's test set.
 
-The champion is the model deploy serves and batch scores (``churn.model_registry.approved_version``).
+The champion is the model deploy serves and batch scores (``churn.model_registry.model_to_serve``).
 Its bundle comes from the registry, verified against the recorded sha256
 (``churn.model_registry.verified_bundle``), and is scored on the same test rows as the new model with
 the same code (``churn.training.evaluate_bundle``). ``churn.evaluation.check_quality`` then holds the
@@ -20,7 +20,7 @@ import pandas as pd
 
 from churn.artifacts import ChampionScore
 from churn.metrics import gate_metric
-from churn.model_registry import approved_version, verified_bundle
+from churn.model_registry import model_to_serve, verified_bundle
 from churn.training import evaluate_bundle
 
 
@@ -59,7 +59,7 @@ def score_champion(
     version = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            version = approved_version(registry, name)
+            version = model_to_serve(registry, name)
             if version is None:
                 return ChampionScore(model_name=name, metric=metric, tolerance=tolerance)
             bundle, sha256 = verified_bundle(name, version, f"{tmp}/bundle")

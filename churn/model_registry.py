@@ -1,17 +1,30 @@
-"""Two rules every model registry follows here, written once over ZenML's registry API.
+"""The rules every model registry follows here, written once over ZenML's registry API.
 
-- **The approved model** (:func:`approved_version`): the newest version whose live
-  approval status is ``Approved`` (MLflow: the version's ``approval_status`` tag;
-  SageMaker: the package's ModelApprovalStatus, which the flavor reports under the same
-  key). Batch inference scores with it and deploy serves only it. A version with no
-  recorded bundle sha256 is refused, not skipped: the operator must see it.
+- **The model to serve** (:func:`model_to_serve`), the one rule deploy, batch scoring, the
+  champion gate, ``run.py approve|reject|promote`` and ``run.py reconcile`` use:
+
+      the version carrying the champion marker, if that version is Approved and no version
+      numbered above the marker's watermark is Approved; otherwise the newest Approved version.
+
+  The champion marker is the version metadata ``champion_over`` (MLflow: a version tag;
+  SageMaker: a model package CustomerMetadataProperty), written by :func:`promote` with the
+  highest version number the group had then (the watermark). So a promotion pins a version,
+  even an older one (a rollback), until a version registered after the promotion is approved
+  (by a training run, ``run.py approve`` or, on SageMaker, in Studio). The live approval status
+  is MLflow's ``approval_status`` version tag / SageMaker's ModelApprovalStatus, which the
+  flavor reports under the same key. A chosen version with no recorded bundle sha256 is
+  refused, not skipped: the operator must see it. Locally the MLflow alias ``champion`` is
+  moved to the model to serve whenever our code changes it (:func:`mark_served`).
 - **All or nothing** (:func:`register_all_or_nothing`): a version is created
   ``PendingManualApproval`` (never selected), the caller's follow-up work runs, and only
   then is it given its approval status, as the last write. If anything fails after the
   version exists, it is withdrawn (deleted; if that fails, Rejected). A process killed
   half-way leaves a pending version that nothing serves.
+- **Approval** (:func:`set_approval`, :func:`promote`): the manual steps of the spec's
+  approval workflow, checked against what the registry holds (unknown group or version,
+  promoting a Rejected version: :class:`ApprovalError` naming it).
 
-Both take any ZenML ``BaseModelRegistry`` (the MLflow one we use locally, our SageMaker
+All take any ZenML ``BaseModelRegistry`` (the MLflow one we use locally, our SageMaker
 flavor), so no backend is named here.
 """
 
@@ -46,26 +59,157 @@ class RegistrationError(RuntimeError):
     """Registration failed after the version was created; the version was withdrawn."""
 
 
-def approved_version(registry: BaseModelRegistry, name: str) -> RegistryModelVersion | None:
-    """The approved model of ``name``: its newest Approved version, or None when there is none.
+class ApprovalError(ValueError):
+    """An approval, rejection or promotion that names a group or version the registry does not have, or cannot do."""
 
-    Raises ``churn.bundle.BundleError`` when that version has no (valid) recorded bundle
-    sha256, since nothing could verify what it would load.
+
+CHAMPION_MARKER = "champion_over"  # version metadata: the group's highest version number when it was promoted
+
+
+def _meta(version: RegistryModelVersion) -> dict[str, Any]:
+    return version.metadata.model_dump() if version.metadata else {}
+
+
+def _number(version: RegistryModelVersion) -> int:
+    return int(str(version.version)) if str(version.version).isdigit() else -1
+
+
+def versions_of(registry: BaseModelRegistry, name: str) -> list[RegistryModelVersion]:
+    """Every version of ``name``, newest (highest number) first.
+
+    Raises:
+        ApprovalError: the registry has no registered model / model package group ``name``.
     """
     try:
-        versions = registry.list_model_versions(
-            name=name, metadata=ModelRegistryModelMetadata(approval_status=APPROVED), order_by_date="desc", count=1
+        registry.get_model(name)
+        versions = registry.list_model_versions(name=name) or []
+    except KeyError as error:
+        raise ApprovalError(f"the registry has no model (package group) named {name!r}") from error
+    return sorted(versions, key=_number, reverse=True)
+
+
+def choose_model_to_serve(versions: list[RegistryModelVersion]) -> RegistryModelVersion | None:
+    """The model to serve among ``versions`` (the rule in this module's docstring), or None when none is Approved."""
+    approved = [v for v in versions if _meta(v).get("approval_status") == APPROVED]
+    if not approved:
+        return None
+    newest = max(approved, key=_number)
+    marked = [v for v in versions if str(_meta(v).get(CHAMPION_MARKER) or "").isdigit()]
+    if marked:  # the latest promotion (highest watermark) counts; a stale marker left by a crash does not
+        pin = max(marked, key=lambda v: (int(_meta(v)[CHAMPION_MARKER]), _number(v)))
+        if _meta(pin).get("approval_status") == APPROVED and _number(newest) <= int(_meta(pin)[CHAMPION_MARKER]):
+            return pin
+    return newest
+
+
+def model_to_serve(registry: BaseModelRegistry, name: str) -> RegistryModelVersion | None:
+    """The model to serve of ``name`` (see the module docstring), or None when it has no Approved version.
+
+    Args:
+        registry: Any ZenML ``BaseModelRegistry`` (the active stack's).
+        name: The registered model / model package group.
+
+    Returns:
+        The version deploy serves and batch scores, or None (also when ``name`` does not exist yet).
+
+    Raises:
+        churn.bundle.BundleError: That version has no (valid) recorded bundle sha256.
+    """
+    try:
+        version = choose_model_to_serve(versions_of(registry, name))
+    except ApprovalError:  # the registered model / package group does not exist yet
+        return None
+    if version is not None:
+        require_recorded_sha256(
+            _meta(version).get("bundle_sha256"), f"the registry's record of {name} version {version.version}"
         )
-    except KeyError:  # the registered model / package group does not exist yet
-        return None
-    if not versions:
-        return None
-    version = versions[0]
-    metadata = version.metadata.model_dump() if version.metadata else {}
-    if metadata.get("approval_status") != APPROVED:  # a registry that ignored the filter
-        return None
-    require_recorded_sha256(metadata.get("bundle_sha256"), f"the registry's record of {name} version {version.version}")
     return version
+
+
+def find_version(registry: BaseModelRegistry, name: str, version: str) -> RegistryModelVersion:
+    """Version ``version`` of ``name``.
+
+    Raises:
+        ApprovalError: No model ``name``, or it has no version ``version`` (the message lists the ones it has).
+    """
+    versions = versions_of(registry, name)
+    for candidate in versions:
+        if str(candidate.version) == str(version):
+            return candidate
+    have = ", ".join(str(v.version) for v in sorted(versions, key=_number)) or "none"
+    raise ApprovalError(f"{name} has no version {version!r} (its versions: {have})")
+
+
+def set_approval(
+    registry: BaseModelRegistry, name: str, version: str, status: str, reason: str = ""
+) -> RegistryModelVersion:
+    """Give ``version`` of ``name`` the approval status ``status``; idempotent.
+
+    The registry's stage follows (MLflow: the ``champion``/``staging``/``archived`` alias;
+    SageMaker: ModelApprovalStatus, with ``reason`` as its ApprovalDescription). ``reason`` is
+    kept as the version's ``approval_description`` metadata. Rejecting a version also removes
+    its champion marker.
+
+    Raises:
+        ApprovalError: Unknown model or version, or ``status`` is not an approval status.
+    """
+    if status not in APPROVAL_STAGES:
+        raise ApprovalError(f"approval status must be one of {', '.join(APPROVAL_STAGES)}, got {status!r}")
+    found = find_version(registry, name, version)
+    fields = {"approval_status": status, "approval_description": reason or f"{status} with run.py"}
+    updated = registry.update_model_version(
+        name=name,
+        version=str(found.version),
+        stage=APPROVAL_STAGES[status],
+        metadata=ModelRegistryModelMetadata(**fields),
+    )
+    if status == REJECTED and _meta(found).get(CHAMPION_MARKER):
+        updated = registry.update_model_version(
+            name=name, version=str(found.version), remove_metadata=[CHAMPION_MARKER]
+        )
+    return updated
+
+
+def promote(registry: BaseModelRegistry, name: str, version: str) -> RegistryModelVersion:
+    """Make ``version`` of ``name`` the model to serve, also when it is older than others (a rollback).
+
+    A PendingManualApproval version is approved first. The version gets the champion marker with
+    the group's highest version number as its watermark; the markers of other versions are removed
+    after that (until then the new one wins: it has the highest watermark).
+
+    Raises:
+        ApprovalError: Unknown model or version, or the version is Rejected (approve it first).
+    """
+    found = find_version(registry, name, version)
+    status = _meta(found).get("approval_status")
+    if status == REJECTED:
+        raise ApprovalError(
+            f"{name} version {found.version} is Rejected; approve it first "
+            f"(`python run.py approve {name} {found.version}`) if it should be served again"
+        )
+    if status != APPROVED:
+        set_approval(registry, name, str(found.version), APPROVED)
+    versions = versions_of(registry, name)
+    watermark = max(_number(v) for v in versions)
+    promoted = registry.update_model_version(
+        name=name, version=str(found.version), metadata=ModelRegistryModelMetadata(**{CHAMPION_MARKER: str(watermark)})
+    )
+    for other in versions:
+        if str(other.version) != str(found.version) and _meta(other).get(CHAMPION_MARKER):
+            registry.update_model_version(name=name, version=str(other.version), remove_metadata=[CHAMPION_MARKER])
+    return promoted
+
+
+def mark_served(registry: BaseModelRegistry, name: str, version: RegistryModelVersion) -> None:
+    """Record in the registry that ``version`` is the model to serve: its stage becomes PRODUCTION.
+
+    MLflow: the ``champion`` alias moves to it (``models:/<name>@champion`` loads the model to
+    serve). SageMaker: the version is Approved already, so nothing changes.
+    """
+    registry.update_model_version(name=name, version=str(version.version), stage=ModelVersionStage.PRODUCTION)
+
+
+approved_version = model_to_serve  # the name callers used before promotion existed
 
 
 def version_bundle_uri(version: RegistryModelVersion) -> str:
@@ -187,13 +331,78 @@ def withdraw_run_registrations(registry: BaseModelRegistry, name: str, run_id: s
 def not_the_approved_model(version: str, approval_status: str, approved: RegistryModelVersion | None) -> str | None:
     """Why ``version`` (just registered as ``approval_status``) must not be deployed, or None when it may.
 
-    Only the approved model (:func:`approved_version`, the newest Approved version) is served.
+    Only the model to serve (:func:`model_to_serve`) is served.
     """
     if approved is not None and str(approved.version) == str(version):
         return None
     if approval_status != APPROVED or approved is None:
         return f"version {version} is {approval_status}; only Approved models are deployed"
     return (
-        f"version {version} is not the approved model (version {approved.version} is); "
-        "the approved model is the one deployed"
+        f"version {version} is not the model to serve (version {approved.version} is); "
+        "the model to serve is the one deployed"
     )
+
+
+def reconcile(
+    registry: BaseModelRegistry,
+    deployer: Any,
+    name: str,
+    endpoint_name: str,
+    settings: Any = None,
+    deploy: bool = True,
+) -> dict[str, Any]:
+    """Make ``endpoint_name`` serve the model to serve of ``name``; idempotent.
+
+    Deploys through the stack's model deployer (``deploy_bundle``, the deploy step's call) when
+    the endpoint serves another version (or nothing), also an older one (a rollback: the deployer's
+    "never replace a newer version" guard is lifted with ``allow_older``).
+
+    Args:
+        registry: The active stack's model registry.
+        deployer: The active stack's model deployer (``stacks.contracts.EndpointDeployer``).
+        name: The registered model / model package group.
+        endpoint_name: Its endpoint (the pipeline config's ``endpoint_name``).
+        settings: ``churn.config.DeploySettings`` for a deployment (None: the defaults).
+        deploy: False: only report what would be deployed.
+
+    Returns:
+        ``{"model_name", "endpoint_name", "to_serve", "served_before", "action", "endpoint"}``; ``action`` is
+        ``deployed``, ``unchanged`` (already serving it), ``not deployed`` (``deploy`` False) or
+        ``nothing to serve`` (no Approved version: whatever the endpoint serves keeps serving).
+
+    Raises:
+        churn.bundle.BundleError: The model to serve has no recorded bundle sha256.
+        stacks.contracts.DeploymentError: The deployer could not serve it (the previous model keeps serving).
+    """
+    chosen = model_to_serve(registry, name)
+    current = next((e for e in deployer.list_endpoints() if e.get("endpoint_name") == endpoint_name), None)
+    served = str(current["version"]) if current and current.get("model_name") == name else None
+    outcome: dict[str, Any] = {
+        "model_name": name,
+        "endpoint_name": endpoint_name,
+        "to_serve": None if chosen is None else str(chosen.version),
+        "served_before": served,
+        "endpoint": current,
+    }
+    if chosen is None:
+        return {**outcome, "action": "nothing to serve"}
+    mark_served(registry, name, chosen)
+    if served == str(chosen.version) and current.get("running", True):
+        return {**outcome, "action": "unchanged"}
+    if not deploy:
+        return {**outcome, "action": "not deployed"}
+    metadata = _meta(chosen)
+    endpoint = deployer.deploy_bundle(
+        endpoint_name=endpoint_name,
+        model_name=name,
+        version=str(chosen.version),
+        bundle_uri=version_bundle_uri(chosen),
+        sha256=str(metadata["bundle_sha256"]),
+        settings=settings,
+        metadata={
+            "mlflow_run_id": metadata.get("mlflow_run_id"),
+            "zenml_run_id": metadata.get("zenml_pipeline_run_uuid"),
+            "allow_older": True,
+        },
+    )
+    return {**outcome, "action": "deployed", "endpoint": endpoint}

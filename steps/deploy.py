@@ -9,7 +9,8 @@ from zenml.client import Client
 
 from churn.artifacts import Deployment, Registration
 from churn.config import DeploySettings
-from churn.model_registry import approved_version, not_the_approved_model
+from churn.model_control import record_deployment
+from churn.model_registry import model_to_serve, not_the_approved_model
 from materializers.artifact_materializer import TypedArtifactMaterializer
 
 
@@ -17,9 +18,10 @@ from materializers.artifact_materializer import TypedArtifactMaterializer
 def deploy(
     registration: Registration, endpoint_name: str, deploy_enabled: bool = True, deploy_settings: dict | None = None
 ) -> Annotated[Deployment, "deployment"]:
-    """Create or update the endpoint with the version just registered, if it is approved.
+    """Create or update the endpoint with the version just registered, if it is the model to serve.
 
-    Only approved models are deployed (spec, Model Approval Workflow). A failed
+    Only the model to serve (``churn.model_registry.model_to_serve``: approved, and not superseded by a
+    promotion) is deployed (spec, Model Approval Workflow). A failed
     deployment raises (and alerts); the previously deployed model keeps serving.
 
     Args:
@@ -38,7 +40,7 @@ def deploy(
     if not registration.registered:
         print(f"Not deployed: {registration.reason}")
         return Deployment.skipped(registration.reason or "not registered")
-    approved = approved_version(Client().active_stack.model_registry, registration.model_name)  # batch's rule too
+    approved = model_to_serve(Client().active_stack.model_registry, registration.model_name)  # the one rule
     refusal = not_the_approved_model(registration.version, registration.approval_status, approved)
     if refusal:
         print(f"Not deployed: {refusal}")
@@ -62,5 +64,9 @@ def deploy(
     )
     deployment = Deployment.of_endpoint(endpoint)
     log_metadata(metadata={"deployment": deployment.model_dump(mode="json", exclude_none=True)})
+    # the ZenML model version of what now serves: stage production, with the endpoint (none recorded: no-op)
+    record_deployment(
+        registration.model_name, str(endpoint["version"]), endpoint_name=endpoint_name, endpoint_url=deployment.url
+    )
     print(f"Endpoint {endpoint_name} serves {registration.model_name} v{registration.version} at {deployment.url}")
     return deployment

@@ -10,7 +10,7 @@ from zenml.client import Client
 
 from churn.batch import fetch_bundle
 from churn.bundle import ModelBundle, require_recorded_sha256
-from churn.model_registry import approved_version, version_bundle_uri
+from churn.model_registry import model_to_serve, version_bundle_uri
 from materializers.bundle_materializer import ModelBundleMaterializer
 
 
@@ -18,7 +18,7 @@ from materializers.bundle_materializer import ModelBundleMaterializer
 def load_approved_model(
     model_name: str,
 ) -> tuple[Annotated[ModelBundle, "model_bundle"], Annotated[dict, "model_version"]]:
-    """The approved model (``churn.model_registry.approved_version``: the rule deploy uses too).
+    """The model to serve (``churn.model_registry.model_to_serve``: the rule deploy uses too).
 
     Its bundle is refused when the registry recorded no SHA-256 or the bytes differ.
 
@@ -35,7 +35,7 @@ def load_approved_model(
     registry = Client().active_stack.model_registry
     if registry is None:
         raise RuntimeError("the active stack has no model registry")
-    version = approved_version(registry, model_name)
+    version = model_to_serve(registry, model_name)
     if version is None:
         raise RuntimeError(
             f"model '{model_name}' has no Approved version in the registry; train one with `python run.py --variant rf`"

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # churn/ modules that legitimately work with ZenML, and why. Each must still import ZenML (else drop it here).
 ZENML_AWARE = {
+    "churn/model_control.py": "the Model Control Plane (stages, version metadata) over ZenML Client, for steps and CLI",
     "churn/model_registry.py": "the approval and all-or-nothing rules, written once over ZenML's BaseModelRegistry API",
     "churn/aws/autopilot_job.py": "AutopilotConfig.from_active_stack: region, role, bucket from the stack's deployer",
 }

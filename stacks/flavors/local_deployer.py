@@ -212,7 +212,8 @@ class LocalEndpointDeployer(EndpointDeployer):
         directory = self._dir(endpoint_name)
         pointer = directory / POINTER_FILE
         served = _read_json(pointer)
-        if _newer(served, model_name, version):
+        # allow_older: the registry's model to serve is older (a promotion, a rejection): a rollback, on purpose
+        if _newer(served, model_name, version) and not (metadata or {}).get("allow_older"):
             print(
                 f"Endpoint '{endpoint_name}' already serves {model_name} v{served['version']}, registered after "
                 f"v{version}: not replacing it with the older version"

@@ -216,7 +216,9 @@ class SageMakerModelRegistry(BaseModelRegistry):
         package = self.registry.get_package(name, version)
         arn = package["ModelPackageArn"]
         if stage is not None and STAGE_TO_STATUS[stage] != package.get("ModelApprovalStatus"):
-            package = self.registry.set_status(arn, STAGE_TO_STATUS[stage], description)
+            # the approval's reason (churn.model_registry.set_approval) is SageMaker's ApprovalDescription
+            reason = description or (metadata.model_dump().get("approval_description") if metadata else None)
+            package = self.registry.set_status(arn, STAGE_TO_STATUS[stage], reason)
         if metadata is not None or remove_metadata:
             properties = {k: str(v) for k, v in (metadata.model_dump() if metadata else {}).items()}
             package = self.registry.update_properties(arn, properties, remove_metadata)
@@ -269,14 +271,15 @@ class SageMakerModelRegistry(BaseModelRegistry):
         return self._version(name, self.registry.get_package(name, version), resolve=True)
 
     def latest_approved(self, name: str) -> RegistryModelVersion | None:
-        """The approved model of ``name`` by the one rule batch and deploy use, or None.
+        """The model to serve of ``name`` by the one rule batch and deploy use, or None.
 
-        See ``churn.model_registry.approved_version``: the newest version SageMaker lists as
-        Approved; BundleError when that version has no recorded bundle sha256.
+        See ``churn.model_registry.model_to_serve``: the promoted version (champion marker) while no
+        version registered after the promotion is Approved, else the newest Approved; BundleError when
+        that version has no recorded bundle sha256.
         """
-        from churn.model_registry import approved_version
+        from churn.model_registry import model_to_serve
 
-        return approved_version(self, name)
+        return model_to_serve(self, name)
 
     def load_model_version(self, name: str, version: str, **kwargs: Any) -> Any:
         """The version's ModelBundle, loaded from its model.tar.gz (sha256 checked)."""
