@@ -9,6 +9,7 @@ from zenml.client import Client
 
 from churn.artifacts import Deployment, Registration
 from churn.config import DeploySettings
+from churn.model_control import record_deployment
 from churn.model_registry import approved_version, not_the_approved_model
 from materializers.artifact_materializer import TypedArtifactMaterializer
 
@@ -62,5 +63,8 @@ def deploy(
     )
     deployment = Deployment.of_endpoint(endpoint)
     log_metadata(metadata={"deployment": deployment.model_dump(mode="json", exclude_none=True)})
+    record_deployment(
+        registration.model_name, registration.version, endpoint_name=endpoint_name, endpoint_url=deployment.url
+    )
     print(f"Endpoint {endpoint_name} serves {registration.model_name} v{registration.version} at {deployment.url}")
     return deployment
