@@ -224,3 +224,25 @@ def record_run_version(metadata: Mapping[str, Any], stage: ModelStages | None = 
     if stage is not None:
         set_stage(version, stage)
     return version.name
+
+
+def version_this_run(model_name: str) -> None:
+    """Inside a ``@pipeline`` body: run the pipeline under :func:`run_model` (``model_name`` from the config).
+
+    ``@pipeline(model=...)`` would fix the name when the module is imported; the config names the model
+    package group only when the pipeline is called, so the body configures the pipeline being compiled
+    (ZenML reads its configuration after the body ran). The model is not part of any step's cache key:
+    cached steps are reused and their outputs linked to the new version.
+
+    Args:
+        model_name: The config's ``model_package_group``.
+
+    Raises:
+        RuntimeError: Called outside a pipeline body.
+    """
+    from zenml.pipelines.compilation_context import PipelineCompilationContext
+
+    context = PipelineCompilationContext.get()
+    if context is None:
+        raise RuntimeError("version_this_run is called inside a @pipeline body")
+    context.pipeline.configure(model=run_model(model_name))

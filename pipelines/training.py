@@ -3,6 +3,10 @@
 The two variants differ only in their train step; everything around it is :func:`_train_gate_register_deploy`,
 written once and called inside both ``@pipeline`` bodies. With ``compare_to_champion`` on, ScoreChampion
 scores the current champion on the test set before Evaluate, whose verdict then holds the new model against it.
+
+Each run is a version of the ZenML model named after the config's ``model_package_group``
+(``churn.model_control``: its metrics, bundle, report, registry version and endpoint; stage from
+approval and deployment).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from zenml import pipeline
 
 from churn.automl import AutoMLSettings
 from churn.config import deploy_settings
+from churn.model_control import version_this_run
 from steps.alert import notify_failure
 from steps.deploy import deploy
 from steps.evaluate import evaluate
@@ -31,6 +36,7 @@ TrainStep = Callable[[Any, Any, Any], Any]
 
 def _train_gate_register_deploy(config: dict, train: TrainStep) -> None:
     """The steps both variants share, around ``train`` (``config`` is a validated PipelineConfig dump)."""
+    version_this_run(config["model_package_group"])  # Model Control Plane: one version per run
     raw, feature_query = source_features(
         config["feature_group_name"], config["customer_id_start"], config["customer_id_end"], config["as_of"]
     )

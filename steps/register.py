@@ -21,6 +21,7 @@ from churn.artifacts import FeatureLineage, GateVerdict, Registration
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport
 from churn.mlflow_model import log_bundle_model
+from churn.model_control import record_run_version, stage_for, version_metadata
 from churn.model_registry import register_all_or_nothing, version_bundle_uri
 from churn.report_html import model_card_html
 from materializers.artifact_materializer import TypedArtifactMaterializer
@@ -61,6 +62,7 @@ def register(
     if not gate_verdict.passed:
         print(f"Not registered: {gate_verdict.message}")
         registration = Registration.refused(gate_verdict.message)
+        record_run_version(version_metadata(evaluation_report, gate_verdict.model_dump()))
         return registration, HTMLString(
             model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info)
         )
@@ -127,6 +129,15 @@ def register(
         then=record_lineage,
     )
     print(f"Registered {model_name} version {version.version} ({approval_status})")
+    record_run_version(  # the run's ZenML model version: metrics, registry version (package ARN), stage
+        version_metadata(
+            evaluation_report,
+            gate_verdict.model_dump(),
+            registration.model_dump(),
+            version.metadata.model_dump() if version.metadata else None,
+        ),
+        stage_for(approval_status, deployed=False),
+    )
     card = model_card_html(
         registration,
         evaluation_report,

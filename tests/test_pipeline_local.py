@@ -67,6 +67,13 @@ def _versions(stack):
         return []
 
 
+def _model_version(run):
+    """The ZenML model version a training run created (hydrated: with its metadata)."""
+    from zenml.client import Client
+
+    return Client().get_model_version(MODEL, run.model_version.id, hydrate=True)
+
+
 def _alerts(stack):
     path = Path(stack.alerter.outbox_path)
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -117,6 +124,18 @@ def test_pipeline_registers_with_lineage_and_serves_the_csv_contract(stack, firs
     assert mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(rows).tolist() == bundle.predict(rows).tolist()
     zenml_model = stack.model_registry.load_model_version(MODEL, registration.version)
     assert zenml_model.predict(rows).tolist() == bundle.predict(rows).tolist()
+
+    # Model Control Plane: the run is a version of the ZenML model of the group, in production once deployed
+    model_version = _model_version(first_run)
+    assert (model_version.model.name, model_version.stage) == (MODEL, "production")
+    recorded = model_version.run_metadata
+    assert recorded["registry_version"] == registration.version and recorded["approval_status"] == "Approved"
+    assert recorded["metrics"]["accuracy"] == pytest.approx(report["accuracy"]) and "roc_auc" in recorded["metrics"]
+    assert recorded["endpoint"] == {"name": "classification-model-endpoint", "url": deployment.url}
+    assert (
+        model_version.get_model_artifact("model_bundle").id == first_run.steps["train_rf"].outputs["model_bundle"][0].id
+    )
+    assert model_version.get_artifact("evaluation_report").load()["accuracy"] == report["accuracy"]
 
 
 def test_predict_command_prints_one_prediction_per_row(stack, first_run):
@@ -178,6 +197,11 @@ def test_rerun_replaces_the_served_model_while_the_endpoint_stays_up(stack, firs
     logged = mlflow.get_run(registration.mlflow_run_id).data  # the version's own run shows the metrics it was gated on
     assert logged.metrics["accuracy"] == pytest.approx(_out(first_run, "evaluate", "evaluation_report")["accuracy"])
     assert logged.tags["trained_in_mlflow_run_id"] == first_registration.mlflow_run_id
+    # a new ZenML model version, linked to the reused bundle; it serves now, so the first run's is archived
+    assert _model_version(second).stage == "production" and _model_version(first_run).stage == "archived"
+    assert _model_version(second).get_model_artifact("model_bundle").id == (
+        first_run.steps["train_rf"].outputs["model_bundle"][0].id
+    )
 
 
 def test_a_changed_record_invalidates_the_cached_training(stack, first_run):
@@ -215,6 +239,9 @@ def test_a_model_below_the_gate_is_neither_registered_nor_deployed(stack, first_
         requests.get(_out(first_run, "deploy", "deployment").url + "/ping", timeout=5).headers["X-Model-Version"]
         == served
     )
+    refused = _model_version(run)  # its ZenML version records the metrics and the verdict, nothing registered
+    assert "registry_version" not in refused.run_metadata and refused.stage != "production"
+    assert refused.run_metadata["gate"] == {"passed": False, "message": registration.reason}
 
 
 def test_with_compare_to_champion_a_worse_model_is_not_registered_and_the_champion_keeps_serving(stack, first_run):

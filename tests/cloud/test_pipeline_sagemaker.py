@@ -76,6 +76,11 @@ def test_rf_training_pipeline_runs_on_the_sagemaker_stack(aws, bucket, sns_inbox
     mlflow_run = mlflow.get_run(registration.mlflow_run_id)
     assert mlflow_run.data.tags["sagemaker_model_package_arn"] == tags["model_package_arn"]
     assert float(mlflow_run.data.metrics["accuracy"]) > 0.7
+    # the run's ZenML model version (Model Control Plane) names the package and the endpoint
+    recorded = Client().get_model_version(MODEL, run.model_version.id, hydrate=True)
+    assert recorded.stage == "production" and recorded.run_metadata["registry_version"] == "1"
+    assert recorded.run_metadata["model_package_arn"] == tags["model_package_arn"]
+    assert recorded.run_metadata["endpoint"]["name"] == ENDPOINT
 
     # the endpoint serves the registered package, and answers as the trained bundle predicts
     assert deployment.details["model_package_arn"] == tags["model_package_arn"]
