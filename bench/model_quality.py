@@ -211,7 +211,9 @@ def run_default(name: str, split: Split) -> dict[str, Any]:
     return {"auc": _auc(split.y_test, proba), "seconds": time.perf_counter() - started}
 
 
-def run_automl(split: Split, budget: float, final_fit: str = "refit") -> dict[str, Any] | None:
+def run_automl(
+    split: Split, budget: float, final_fit: str = "refit", save: Path | None = None
+) -> dict[str, Any] | None:
     config = load_config(REPO / "configs" / "automl.yaml")
     settings = AutoMLSettings.from_config({**config.model_dump(), "max_runtime_sec": budget})
     settings = AutoMLSettings(**{**settings.to_dict(), "families": settings.families, "final_fit": final_fit})
@@ -222,6 +224,8 @@ def run_automl(split: Split, budget: float, final_fit: str = "refit") -> dict[st
         print(f"  automl failed: {error}", flush=True)
         return None
     seconds = time.perf_counter() - started
+    if save is not None:
+        bundle.save(save)
     automl = bundle.info["automl"]
     speed = scoring_speed(bundle, split.test)
     return {
@@ -459,6 +463,9 @@ def main() -> None:
         action="store_true",
         help=f"rerun the other systems instead of reading {CACHE_DIR.relative_to(REPO)}",
     )
+    parser.add_argument(
+        "--save-bundles", default=None, help="keep each automl bundle in DIR/<data set>-automl@<budget>"
+    )
     parser.add_argument("--table-from", nargs="+", default=None, help="only print the table of these --json files")
     parser.add_argument("--json", dest="json_path", default=None, help="also write all results as JSON here")
     args = parser.parse_args()
@@ -517,7 +524,8 @@ def main() -> None:
             for run in range(args.runs):
                 suffix = b + ("" if run == 0 else f"#{run + 1}")
                 if "automl" in args.systems:
-                    record(dataset, "automl" + suffix, run_automl(split, budget))
+                    save = None if args.save_bundles is None else Path(args.save_bundles) / f"{dataset}-automl{suffix}"
+                    record(dataset, "automl" + suffix, run_automl(split, budget, save=save))
             if "automl_bag" in args.systems:
                 record(dataset, "automl_bag" + b, run_automl(split, budget, final_fit="bag"))
             if "flaml" in args.systems:
