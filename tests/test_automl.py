@@ -154,6 +154,10 @@ def test_the_ensemble_members_are_listed_and_are_what_the_bundle_scores(automl_b
     members = automl_bundle.info["automl"]["ensemble_members"]
     assert 1 <= len(members) <= 3 and sum(m["weight"] for m in members) == pytest.approx(1.0, abs=1e-5)
     assert all(m["weight"] > 0 and m["family"] in FAMILIES_SMALL and isinstance(m["config"], dict) for m in members)
+    # the model cards show the hyperparameters: the members lead them
+    assert automl_bundle.info["hyperparameters"]["ensemble"] == " + ".join(
+        f"{m['weight']:.3f} {m['name']}" for m in members
+    )
     estimator = automl_bundle.estimator
     if len(members) > 1:
         assert isinstance(estimator, WeightedEnsemble)
@@ -536,6 +540,12 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
     # a real CSV request to the AutoML endpoint answers as the registered bundle predicts
     bundle = ModelBundle.load(registration.bundle_uri.removeprefix("file://"), expected_sha256=registration.sha256)
     assert bundle.info["automl"]["best_family"] == params["best_family"]
+    # the ensemble's members: in the bundle, in MLflow and on the dashboard's model card
+    members = bundle.info["automl"]["ensemble_members"]
+    assert params["ensemble"] == ",".join(f"{m['name']}:{m['weight']}" for m in members)
+    artifact = automl_run.steps["train_automl"].outputs["model_bundle"][0]
+    card = Path(artifact.uri, "model_card.md").read_text()  # what the dashboard shows (local artifact store)
+    assert all(f"{m['weight']:.3f} {m['name']}" in card for m in members), card
     assert_endpoint_serves_registered_bundle(
         deployment.invocations_url, registration, _out(automl_run, "preprocess", "test_set")
     )

@@ -125,7 +125,8 @@ class LocalEngine:
             "model_type": "automl",
             "automl_engine": self.name,
             "automl": summary,
-            "hyperparameters": {
+            "hyperparameters": {  # what the model cards (dashboard, registration) show: the members first
+                "ensemble": " + ".join(f"{m['weight']:.3f} {m['name']}" for m in members),
                 "best_family": best.candidate.family,
                 **{f"best_{k}": v for k, v in best.candidate.config.items()},
             },
