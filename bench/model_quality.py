@@ -495,6 +495,8 @@ def main() -> None:
             columns.append(column)
         results.setdefault(dataset, {})[column] = outcome["auc"]
         details.append({"dataset": dataset, "system": column, **outcome})
+        if args.json_path:  # after each result: a run cut short keeps what it measured
+            Path(args.json_path).write_text(json.dumps({"results": results, "details": details}, indent=2, default=str))
         extra = " ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in outcome.items()
