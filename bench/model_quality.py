@@ -66,6 +66,10 @@ TARGET = "churn"
 AUTOGLUON_DIR = REPO / "bench" / "autogluon"
 AUTOGLUON_VENV = REPO / "bench" / ".venv-autogluon"
 TOLERANCE = 0.002
+# Results of the other systems (not ours: our code changes between runs), one JSON file per
+# data set + system + budget + seed, so AutoGluon/FLAML at 300 s run once (``--no-cache``: rerun).
+CACHE_DIR = REPO / "bench" / "results" / "model_quality"
+SEED = 42
 
 # -- data sets -------------------------------------------------------------------------
 
@@ -207,7 +211,9 @@ def run_default(name: str, split: Split) -> dict[str, Any]:
     return {"auc": _auc(split.y_test, proba), "seconds": time.perf_counter() - started}
 
 
-def run_automl(split: Split, budget: float, final_fit: str = "refit") -> dict[str, Any] | None:
+def run_automl(
+    split: Split, budget: float, final_fit: str = "refit", save: Path | None = None
+) -> dict[str, Any] | None:
     config = load_config(REPO / "configs" / "automl.yaml")
     settings = AutoMLSettings.from_config({**config.model_dump(), "max_runtime_sec": budget})
     settings = AutoMLSettings(**{**settings.to_dict(), "families": settings.families, "final_fit": final_fit})
@@ -218,6 +224,8 @@ def run_automl(split: Split, budget: float, final_fit: str = "refit") -> dict[st
         print(f"  automl failed: {error}", flush=True)
         return None
     seconds = time.perf_counter() - started
+    if save is not None:
+        bundle.save(save)
     automl = bundle.info["automl"]
     speed = scoring_speed(bundle, split.test)
     return {
@@ -348,6 +356,28 @@ def run_autogluon(split: Split, budget: float, presets: str) -> dict[str, Any] |
     }
 
 
+def cache_path(dataset: str, system: str, budget: float | None, extra: str = "") -> Path:
+    """Where one external system's result on one data set is kept (budget None: an unbudgeted default)."""
+    at = "" if budget is None else f"@{budget:g}"
+    return CACHE_DIR / f"{dataset}__{system}{at}{extra}__seed{SEED}.json"
+
+
+def cached(path: Path | None, run: Callable[..., dict[str, Any] | None], *args: Any) -> dict[str, Any] | None:
+    """``run(*args)``'s result, read from ``path`` if it is there (marked ``cached``), else run and written there."""
+    if path is not None and path.exists():
+        return {**json.loads(path.read_text()), "cached": True}
+    outcome = run(*args)
+    if path is not None and outcome is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            **outcome,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average": round(os.getloadavg()[0], 2),
+        }
+        path.write_text(json.dumps(document, indent=2, default=str))
+    return outcome
+
+
 # -- the table -------------------------------------------------------------------------
 
 
@@ -395,6 +425,32 @@ SYSTEMS = ("automl", "automl_bag", "flaml", "autogluon", "histgb", "lgbm", "logi
 DEFAULT_SYSTEMS = ("automl", "flaml", "autogluon", "histgb", "lgbm", "logistic", "rf")
 
 
+def report(results: dict[str, dict[str, float]], budgets: list[float]) -> None:
+    """Print the leaderboard and, per budget, on how many data sets our automl reaches the best other system."""
+    columns = list(dict.fromkeys(c for scores in results.values() for c in scores))
+    print("\nROC-AUC on the 20% test split (rank per data set in parentheses; 1 = best):\n")
+    print(leaderboard(results, columns))
+    for budget in budgets:
+        ours = f"automl@{budget:g}"
+        if not any(ours in r for r in results.values()):
+            continue
+        misses = []
+        for dataset, scores in results.items():
+            others = [
+                v
+                for c, v in scores.items()
+                if not c.startswith("automl") and ("@" not in c or c.endswith(f"@{budget:g}"))
+            ]
+            if ours in scores and others and scores[ours] < max(others) - TOLERANCE:
+                misses.append(f"{dataset} ({scores[ours]:.4f} < {max(others):.4f})")
+        print(
+            f"\nautoml@{budget:g}: at least the best other system within {TOLERANCE} on "
+            f"{len([d for d in results if ours in results[d]]) - len(misses)} of "
+            f"{len([d for d in results if ours in results[d]])} data sets"
+            + (f"; below on {', '.join(misses)}" if misses else "")
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, nargs="+", default=[60, 300], help="max_runtime_sec values")
@@ -402,8 +458,23 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=list(DEFAULT_SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument("--runs", type=int, default=1, help="same-seed automl runs (2: the reproducibility check)")
     parser.add_argument("--autogluon-presets", default="medium_quality", help="AutoGluon presets (its default)")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"rerun the other systems instead of reading {CACHE_DIR.relative_to(REPO)}",
+    )
+    parser.add_argument(
+        "--save-bundles", default=None, help="keep each automl bundle in DIR/<data set>-automl@<budget>"
+    )
+    parser.add_argument("--table-from", nargs="+", default=None, help="only print the table of these --json files")
     parser.add_argument("--json", dest="json_path", default=None, help="also write all results as JSON here")
     args = parser.parse_args()
+    if args.table_from:  # merge the results of earlier runs (e.g. two halves run in parallel) into one table
+        merged: dict[str, dict[str, float]] = {}
+        for path in args.table_from:
+            for dataset, scores in json.loads(Path(path).read_text())["results"].items():
+                merged.setdefault(dataset, {}).update(scores)
+        return report(merged, args.budget)
     warnings.simplefilter("ignore")
     if {"automl", "automl_bag", "flaml"} & set(args.systems):
         import flaml  # noqa: F401  (imports mlflow, ~5-10 s here; the training step has it loaded already)
@@ -424,15 +495,20 @@ def main() -> None:
             columns.append(column)
         results.setdefault(dataset, {})[column] = outcome["auc"]
         details.append({"dataset": dataset, "system": column, **outcome})
+        if args.json_path:  # after each result: a run cut short keeps what it measured
+            Path(args.json_path).write_text(json.dumps({"results": results, "details": details}, indent=2, default=str))
         extra = " ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in outcome.items()
-            if k not in ("auc", "seconds")
+            if k not in ("auc", "seconds", "measured_at", "load_average")
         )
         print(
             f"  {column:<16} auc={outcome['auc']:.4f} {outcome['seconds']:6.1f}s load={os.getloadavg()[0]:.1f} {extra}",
             flush=True,
         )
+
+    def cache(dataset: str, system: str, budget: float | None, extra: str = "") -> Path | None:
+        return None if args.no_cache else cache_path(dataset, system, budget, extra)
 
     for dataset in args.datasets:
         split = Split(DATASETS[dataset]())
@@ -441,43 +517,32 @@ def main() -> None:
             f"features ({len(split.categorical)} categorical), {split.y_train.mean():.1%} positives",
             flush=True,
         )
+
         for system in ("histgb", "lgbm", "logistic", "rf"):
             if system in args.systems:
-                record(dataset, system, run_default(system, split))
+                record(dataset, system, cached(cache(dataset, system, None), run_default, system, split))
         for budget in args.budget:
             b = f"@{budget:g}"
             for run in range(args.runs):
                 suffix = b + ("" if run == 0 else f"#{run + 1}")
                 if "automl" in args.systems:
-                    record(dataset, "automl" + suffix, run_automl(split, budget))
+                    save = None if args.save_bundles is None else Path(args.save_bundles) / f"{dataset}-automl{suffix}"
+                    record(dataset, "automl" + suffix, run_automl(split, budget, save=save))
             if "automl_bag" in args.systems:
                 record(dataset, "automl_bag" + b, run_automl(split, budget, final_fit="bag"))
             if "flaml" in args.systems:
-                record(dataset, "flaml" + b, run_flaml(split, budget))
+                record(dataset, "flaml" + b, cached(cache(dataset, "flaml", budget), run_flaml, split, budget))
             if "autogluon" in args.systems:
-                record(dataset, "autogluon" + b, run_autogluon(split, budget, args.autogluon_presets))
+                outcome = cached(
+                    cache(dataset, "autogluon", budget, f"_{args.autogluon_presets}"),
+                    run_autogluon,
+                    split,
+                    budget,
+                    args.autogluon_presets,
+                )
+                record(dataset, "autogluon" + b, outcome)
 
-    print("\nROC-AUC on the 20% test split (rank per data set in parentheses; 1 = best):\n")
-    print(leaderboard(results, columns))
-    for budget in args.budget:
-        ours = f"automl@{budget:g}"
-        if not any(ours in r for r in results.values()):
-            continue
-        misses = []
-        for dataset, scores in results.items():
-            others = [
-                v
-                for c, v in scores.items()
-                if not c.startswith("automl") and ("@" not in c or c.endswith(f"@{budget:g}"))
-            ]
-            if ours in scores and others and scores[ours] < max(others) - TOLERANCE:
-                misses.append(f"{dataset} ({scores[ours]:.4f} < {max(others):.4f})")
-        print(
-            f"\nautoml@{budget:g}: at least the best other system within {TOLERANCE} on "
-            f"{len([d for d in results if ours in results[d]]) - len(misses)} of "
-            f"{len([d for d in results if ours in results[d]])} data sets"
-            + (f"; below on {', '.join(misses)}" if misses else "")
-        )
+    report(results, args.budget)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"results": results, "details": details}, indent=2, default=str))
 

@@ -79,7 +79,7 @@ def train_automl(
             "max_candidates": settings.max_candidates,
             "families": ",".join(settings.families),
             "best_family": automl["best_family"],
-            "ensemble": ",".join(f"{m['family']}:{m['weight']}" for m in automl["ensemble_members"]),
+            "ensemble": ",".join(f"{m['name']}:{m['weight']}" for m in automl["ensemble_members"]),
             "random_state": settings.seed,
             "train_rows": len(train_set),
             "feature_group": feature_query.feature_group,
@@ -100,7 +100,7 @@ def train_automl(
     log_metadata(
         metadata={"automl": {k: automl[k] for k in ("best_family", "best_cv_score", "trials", "total_seconds")}}
     )
-    members = " + ".join(f"{m['weight']:.2f} {m['family']}" for m in automl["ensemble_members"])
+    members = " + ".join(f"{m['weight']:.2f} {m['name']}" for m in automl["ensemble_members"])
     print(
         f"AutoML ({bundle.info['automl_engine']}, {settings.objective}, {settings.mode}): "
         f"{automl['trials']} candidates "

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from churn.automl import (
+    DEFAULT_FAMILIES,
     FAMILIES,
     AutoMLError,
     AutoMLSettings,
@@ -153,6 +154,10 @@ def test_the_ensemble_members_are_listed_and_are_what_the_bundle_scores(automl_b
     members = automl_bundle.info["automl"]["ensemble_members"]
     assert 1 <= len(members) <= 3 and sum(m["weight"] for m in members) == pytest.approx(1.0, abs=1e-5)
     assert all(m["weight"] > 0 and m["family"] in FAMILIES_SMALL and isinstance(m["config"], dict) for m in members)
+    # the model cards show the hyperparameters: the members lead them
+    assert automl_bundle.info["hyperparameters"]["ensemble"] == " + ".join(
+        f"{m['weight']:.3f} {m['name']}" for m in members
+    )
     estimator = automl_bundle.estimator
     if len(members) > 1:
         assert isinstance(estimator, WeightedEnsemble)
@@ -242,6 +247,120 @@ def test_greedy_selection_blends_complementary_candidates_and_caps_members():
     assert sum(selection.weights) == pytest.approx(1.0)
     dominated = greedy_selection(np.array([oof[0], weak]), score)
     assert dominated.weights == [1.0, 0.0] and dominated.score == pytest.approx(score(oof[0]))
+
+
+def _wide_high_cardinality(rows=6000, levels=3000, seed=0):
+    """Label-coded frame: 5 numbers, a 4-level column and a Zipf ``levels``-level column, each level its effect."""
+    rng = np.random.default_rng(seed)
+    numbers = rng.normal(size=(rows, 5))
+    p = 1.0 / np.arange(1, levels + 1) ** 1.1
+    high = rng.choice(levels, rows, p=p / p.sum())
+    low = rng.integers(0, 4, rows)
+    logit = numbers[:, 0] - numbers[:, 1] + rng.normal(0, 1, levels)[high] + np.array([0, 1, -1, 0.5])[low]
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return np.column_stack([numbers, low, high]).astype(np.float64), y, [5, 6]
+
+
+def test_the_linear_model_is_ordered_by_its_cost_on_wide_high_cardinality_data():
+    from churn.automl.engines.portfolio import DataProfile, portfolio
+
+    X, _, categorical = _wide_high_cardinality()
+    narrow = DataProfile.of(X[:, :6], [5])
+    assert narrow.one_hot_width == 5  # 4 levels + the rare/unseen slot
+    assert [c.name for c in portfolio(DEFAULT_FAMILIES, narrow)[:3]] == [
+        "logistic_default",
+        "histgb_default",
+        "lgbm_default",
+    ]
+    # 200k rows with a 100k-level column: the one-hot model costs more than a boosted model's defaults
+    wide = DataProfile(rows=200_000, numeric=5, categorical=2, one_hot_width=100_000)
+    order = [c.name for c in portfolio(DEFAULT_FAMILIES, wide)]
+    assert order[:3] == ["histgb_default", "lgbm_default", "logistic_default"]
+    assert sorted(order) == sorted(c.name for c in portfolio(DEFAULT_FAMILIES))  # reordered, nothing dropped
+
+
+def test_one_hot_logistic_is_sparse_groups_rare_levels_and_matches_a_dense_one_hot_fit():
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from churn.automl.models import OneHotLogistic
+
+    X, y, categorical = _wide_high_cardinality()
+    model = OneHotLogistic(categorical_columns=categorical, min_level_count=1).fit(X, y)
+    design = model._encode(X)
+    assert sparse.issparse(design) and design.nnz == X.size  # one nonzero per column and row
+    # the same problem, densely: one-hot (all levels) + standardized numbers
+    dense = np.hstack(
+        [StandardScaler().fit_transform(X[:, :5]), OneHotEncoder(sparse_output=False).fit_transform(X[:, 5:])]
+    )
+    reference = LogisticRegression(max_iter=2000).fit(dense, y).predict_proba(dense)[:, 1]
+    np.testing.assert_allclose(model.predict_proba(X)[:, 1], reference, atol=2e-3)
+    # rare levels (seen once) share one coefficient, as do codes never seen in training and NaN
+    grouped = OneHotLogistic(categorical_columns=categorical, min_level_count=2).fit(X, y)
+    counts = np.bincount(X[:, 6].astype(int))
+    once = np.flatnonzero(counts == 1)[:2]
+    rows = np.repeat(X[:1], 4, axis=0)
+    rows[:, 6] = [once[0], once[1], 10**6, np.nan]
+    assert np.unique(grouped.decision_function(rows)).size == 1
+    assert grouped.decision_function(X[:200]).shape == (200,)
+    with pytest.raises(ValueError, match="categorical column 6 must hold label codes"):
+        OneHotLogistic(categorical_columns=categorical).fit(np.column_stack([X[:, :6], X[:, 6] + 0.5]), y)
+
+
+def test_pruning_drops_members_that_cost_scoring_time_for_nothing():
+    from churn.automl.ensemble import prune
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 4000)
+    signal = y + rng.normal(0, 1, 4000)
+    strong = 1 / (1 + np.exp(-(signal + rng.normal(0, 0.5, 4000))))
+    second = 1 / (1 + np.exp(-(signal + rng.normal(0, 1.5, 4000))))
+    oof = np.array([strong, second, second + rng.normal(0, 0.01, 4000)])
+    score = lambda p: objective_score("AUC", y, p)  # noqa: E731
+    full = [0.75, 0.2, 0.05]
+    reference = score(np.asarray(full) @ oof)
+    # no cap: only the tiny member goes, and the blend scores within the tolerance of the full blend
+    weights = prune(oof, full, score, costs=[500, 500, 500], max_cost=10_000, tolerance=0.0005)
+    assert weights[2] == 0 and weights[0] > 0 and weights[1] > 0 and sum(weights) == pytest.approx(1.0)
+    assert score(np.asarray(weights) @ oof) >= reference - 0.0005
+    # a cap below two members' cost: the costly, less useful member goes first
+    capped = prune(oof, full, score, costs=[500, 3000, 100], max_cost=1000)
+    assert capped[1] == 0 and capped[0] > 0 and sum(capped) == pytest.approx(1.0)
+    # one member over the cap alone still serves (an ensemble is never empty)
+    assert prune(oof[:1], [1.0], score, costs=[9999], max_cost=10) == [1.0]
+
+
+def test_compiled_histgb_equals_predict_proba_with_missing_values():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from churn.automl.fast_boosting import CompiledHistGB
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(3000, 8))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=3000) > 0).astype(int)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    model = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
+    compiled = CompiledHistGB.compile(model)
+    assert compiled is not None
+    for rows in (X[:1], X):
+        np.testing.assert_array_equal(compiled.predict_positive(rows), model.predict_proba(rows)[:, 1])
+    categorical = HistGradientBoostingClassifier(max_iter=5, categorical_features=[3]).fit(
+        np.column_stack([X[:, :3], rng.integers(0, 4, 3000), X[:, 4:]]), y
+    )
+    assert CompiledHistGB.compile(categorical) is None  # categorical splits: scored by predict_proba
+    with pytest.raises(ValueError, match="8 feature columns"):
+        compiled.predict_positive(X[:, :3])
+
+
+def test_the_served_ensemble_is_within_the_scoring_cost_cap(automl_bundle):
+    from churn.automl.models import scoring_cost
+
+    automl = automl_bundle.info["automl"]
+    cap = automl["settings"]["max_scoring_cost"]
+    estimator = automl_bundle.estimator
+    # the cap was applied to the fold models' costs; a refit on all rows may grow a tree a level deeper
+    assert cap and (scoring_cost(estimator) <= 1.25 * cap or len(automl["ensemble_members"]) == 1)
 
 
 def test_bundle_loads_and_predicts_without_flaml(automl_bundle, small_split, tmp_path):
@@ -421,6 +540,12 @@ def test_automl_pipeline_registers_in_its_group_and_serves_its_endpoint(stack, a
     # a real CSV request to the AutoML endpoint answers as the registered bundle predicts
     bundle = ModelBundle.load(registration.bundle_uri.removeprefix("file://"), expected_sha256=registration.sha256)
     assert bundle.info["automl"]["best_family"] == params["best_family"]
+    # the ensemble's members: in the bundle, in MLflow and on the dashboard's model card
+    members = bundle.info["automl"]["ensemble_members"]
+    assert params["ensemble"] == ",".join(f"{m['name']}:{m['weight']}" for m in members)
+    artifact = automl_run.steps["train_automl"].outputs["model_bundle"][0]
+    card = Path(artifact.uri, "model_card.md").read_text()  # what the dashboard shows (local artifact store)
+    assert all(f"{m['weight']:.3f} {m['name']}" in card for m in members), card
     assert_endpoint_serves_registered_bundle(
         deployment.invocations_url, registration, _out(automl_run, "preprocess", "test_set")
     )

@@ -66,6 +66,49 @@ def greedy_selection(
     )
 
 
+def prune(
+    oof: np.ndarray,
+    weights: Sequence[float],
+    score: Callable[[np.ndarray], float],
+    costs: Sequence[float],
+    max_cost: float,
+    min_weight: float = 0.1,
+    tolerance: float = 0.0005,
+) -> list[float]:
+    """Drop members whose scoring time buys (almost) nothing: the scoring-cost cap of the served ensemble.
+
+    ``costs[i]`` is candidate ``i``'s scoring cost (``churn.automl.models.scoring_cost``). While
+    the members' total cost exceeds ``max_cost``, the member whose removal keeps the best
+    out-of-fold score goes (the last one always stays). Then each member of weight below
+    ``min_weight`` goes, smallest first, if the blend without it scores within ``tolerance``
+    of the blend before pruning. The remaining weights are renormalized to sum to 1.
+    """
+    oof = np.asarray(oof, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.float64)
+
+    def blend_score(w: np.ndarray) -> float:
+        return float(score(w @ oof / w.sum()))
+
+    reference = blend_score(weights)
+    while np.count_nonzero(weights) > 1 and costs[weights > 0].sum() > max_cost:
+        trials = []
+        for i in np.flatnonzero(weights):
+            trial = weights.copy()
+            trial[i] = 0.0
+            trials.append((blend_score(trial), -costs[i], i))  # ties: drop the costlier member
+        weights[max(trials)[2]] = 0.0
+    reference = min(reference, blend_score(weights))
+    for i in sorted(np.flatnonzero(weights), key=lambda i: (weights[i], -costs[i])):
+        if np.count_nonzero(weights) == 1 or weights[i] / weights.sum() >= min_weight:
+            continue
+        trial = weights.copy()
+        trial[i] = 0.0
+        if blend_score(trial) >= reference - tolerance:
+            weights = trial
+    return [round(float(w), 6) for w in weights / weights.sum()]
+
+
 class WeightedEnsemble(FittedCombination):
     """The served ensemble: ``sum(weight * member.predict_proba)``, members named by their candidate."""
 

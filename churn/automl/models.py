@@ -9,7 +9,7 @@ format: move or rename them only with a compatibility import here.
 - ``FittedCombination``: a weighted mean of fitted models (``churn.automl.ensemble`` builds
   the served ensemble from it); ``BaggedModel``: the mean of one candidate's k fold models.
 - ``positive_scorer``: the fastest call that returns exactly a model's positive-class
-  probability (the booster for LightGBM/XGBoost, the compiled trees for a forest on a few rows).
+  probability (the booster for LightGBM/XGBoost, compiled trees for forests and HistGradientBoosting).
 """
 
 from __future__ import annotations
@@ -20,19 +20,30 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-SMALL_BATCH_ROWS = 128  # at most this many rows: a forest is scored by churn.fast_forest
-
 
 class OneHotLogistic(ClassifierMixin, BaseEstimator):
-    """Logistic regression on one-hot ``categorical_columns`` and the other columns standardized."""
+    """Logistic regression on one-hot ``categorical_columns`` and the other columns standardized.
+
+    Categorical columns hold label codes (0, 1, 2, ... as the bundle's preprocessor writes them).
+    Cost-aware on wide, high-cardinality data: the one-hot matrix is sparse (CSR), and levels
+    seen fewer than ``min_level_count`` times in training share one "rare" indicator per
+    column (so do codes unseen in training). Scoring never builds the one-hot matrix: one
+    product for the numbers, one lookup in a coefficient table for all categorical columns.
+    """
 
     def __init__(
-        self, categorical_columns: Sequence[int] = (), C: float = 1.0, max_iter: int = 2000, random_state: int = 0
+        self,
+        categorical_columns: Sequence[int] = (),
+        C: float = 1.0,
+        max_iter: int = 2000,
+        random_state: int = 0,
+        min_level_count: int = 2,
     ):
         self.categorical_columns = categorical_columns
         self.C = C
         self.max_iter = max_iter
         self.random_state = random_state
+        self.min_level_count = min_level_count
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> OneHotLogistic:
         from sklearn.linear_model import LogisticRegression
@@ -41,7 +52,18 @@ class OneHotLogistic(ClassifierMixin, BaseEstimator):
         categorical = sorted(int(c) for c in self.categorical_columns)
         self.numeric_ = np.array([j for j in range(X.shape[1]) if j not in categorical], dtype=np.intp)
         self.categorical_ = np.array(categorical, dtype=np.intp)
-        self.categories_ = [np.unique(X[:, j]) for j in categorical]
+        codes = X[:, self.categorical_]
+        if codes.size and ((codes < 0).any() or (codes != np.floor(codes)).any()):
+            bad = int(np.flatnonzero(((codes < 0) | (codes != np.floor(codes))).any(axis=0))[0])
+            raise ValueError(f"categorical column {categorical[bad]} must hold label codes (integers >= 0)")
+        # per column: code -> its one-hot position (kept levels 0..m-1; rare and unseen: m)
+        self.positions_ = []
+        for i in range(len(categorical)):
+            counts = np.bincount(codes[:, i].astype(np.int64))
+            kept = counts >= self.min_level_count
+            position = np.full(len(counts) + 1, int(kept.sum()), dtype=np.int64)  # last slot: unseen codes
+            position[: len(counts)][kept] = np.arange(int(kept.sum()))
+            self.positions_.append(position)
         numbers = X[:, self.numeric_]
         self.mean_ = numbers.mean(axis=0)
         scale = numbers.std(axis=0)
@@ -49,20 +71,46 @@ class OneHotLogistic(ClassifierMixin, BaseEstimator):
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
         model.fit(self._encode(X), y)
         self.classes_ = model.classes_
-        self.coef_ = model.coef_[0].copy()
+        coef = model.coef_[0]
+        self.coef_ = coef[: len(self.numeric_)].copy()
         self.intercept_ = float(model.intercept_[0])
+        # scoring table: all columns' code -> coefficient lookups, end to end (offsets_ into table_)
+        tables, start = [], len(self.numeric_)
+        for position in self.positions_:
+            width = int(position[-1]) + 1
+            tables.append(coef[start : start + width][position])
+            start += width
+        self.offsets_ = np.cumsum([0] + [len(t) for t in tables[:-1]]).astype(np.int64)
+        self.max_code_ = np.array([len(t) - 2 for t in tables], dtype=np.float64)  # last slot: unseen
+        self.table_ = np.concatenate(tables) if tables else np.zeros(0)
         return self
 
-    def _encode(self, X: np.ndarray) -> np.ndarray:
-        parts = [(X[:, self.numeric_] - self.mean_) / self.scale_]
-        parts += [
-            (X[:, [j]] == categories[None, :]).astype(np.float64)
-            for j, categories in zip(self.categorical_, self.categories_)
-        ]
-        return np.hstack(parts)
+    def _encode(self, X: np.ndarray):
+        """The training design matrix, CSR: standardized numbers, then per column its level's (or rare's) 1."""
+        from scipy import sparse
+
+        n, k = len(X), len(self.numeric_)
+        width = k + len(self.positions_)
+        data = np.ones((n, width))
+        data[:, :k] = (X[:, self.numeric_] - self.mean_) / self.scale_
+        indices = np.empty((n, width), dtype=np.int64)
+        indices[:, :k] = np.arange(k)
+        offset = k
+        for i, position in enumerate(self.positions_):
+            indices[:, k + i] = offset + position[X[:, self.categorical_[i]].astype(np.int64)]
+            offset += int(position[-1]) + 1
+        indptr = np.arange(0, n * width + 1, width)
+        return sparse.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n, offset))
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return self._encode(np.asarray(X, dtype=np.float64)) @ self.coef_ + self.intercept_
+        X = np.asarray(X, dtype=np.float64)
+        out = ((X[:, self.numeric_] - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+        if len(self.categorical_):
+            codes = X[:, self.categorical_]
+            seen = (codes >= 0) & (codes <= self.max_code_)  # False for NaN too
+            codes = np.where(seen, codes, self.max_code_ + 1).astype(np.int64)  # a fractional code: its floor
+            out += self.table_[codes + self.offsets_].sum(axis=1)
+        return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         positive = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
@@ -135,8 +183,37 @@ def positive_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
             compiled = CompiledForest.compile(model)
         except Exception:  # an older or newer fast_forest: scikit-learn alone is exact too
             compiled = None
-        if compiled is not None:
-            return lambda X: (
-                compiled.predict_positive(X) if len(X) <= SMALL_BATCH_ROWS else model.predict_proba(X)[:, positive]
-            )
+        if compiled is not None:  # equal to predict_proba at any batch size
+            return compiled.predict_positive
+    if name == "HistGradientBoostingClassifier":
+        from churn.automl.fast_boosting import CompiledHistGB
+
+        compiled = CompiledHistGB.compile(model)
+        if compiled is not None:  # equal to predict_proba; microseconds instead of milliseconds per call
+            return compiled.predict_positive
     return lambda X: model.predict_proba(X)[:, positive]
+
+
+def scoring_cost(model: Any) -> float:
+    """Tree-node visits per scored row (a linear model: 1): what one member adds to the endpoint's time.
+
+    Boosted trees: trees x their depth (LightGBM/HistGB: log2 of their leaf cap); forests: the
+    sum of their trees' depths; combinations: the sum of their models'. Unknown models: 100.
+    """
+    name = type(model).__name__
+    if isinstance(model, FittedCombination):
+        return float(sum(scoring_cost(m) for m in model.models))
+    if name == "OneHotLogistic":
+        return 1.0
+    if name == "LGBMClassifier":
+        leaves = model.get_params().get("num_leaves") or 31
+        return float(model.booster_.num_trees() * max(1.0, np.log2(leaves)))
+    if name == "XGBClassifier":
+        depth = model.get_params().get("max_depth") or 6
+        return float(model.get_booster().num_boosted_rounds() * depth)
+    if name == "HistGradientBoostingClassifier":
+        leaves = model.get_params().get("max_leaf_nodes") or 31
+        return float(model.n_iter_ * max(1.0, np.log2(leaves)))
+    if name in ("RandomForestClassifier", "ExtraTreesClassifier"):
+        return float(sum(tree.tree_.max_depth for tree in model.estimators_))
+    return 100.0

@@ -38,6 +38,8 @@ class AutoMLSettings:
     job's total runtime); ``max_runtime_per_candidate_sec`` bounds one training job.
     ``ensemble_size`` caps the ensemble's distinct members (each costs scoring time);
     ``final_fit`` says how they become the served models (see ``FINAL_FITS``).
+    ``max_scoring_cost`` caps the served ensemble's tree-node visits per scored row (None: no
+    cap); the default keeps a 10,000-row request above 100k rows/s on one core.
     """
 
     target: str = "churn"
@@ -54,6 +56,7 @@ class AutoMLSettings:
     seed: int = 42
     n_jobs: int = 1
     final_fit: str = "refit"
+    max_scoring_cost: float | None = 4000.0
 
     def __post_init__(self) -> None:
         if self.problem_type not in PROBLEM_TYPES:
@@ -74,6 +77,8 @@ class AutoMLSettings:
             )
         if self.max_candidates is not None and self.max_candidates < 1:
             raise ValueError(f"max_candidates must be at least 1, got {self.max_candidates}")
+        if self.max_scoring_cost is not None and self.max_scoring_cost <= 0:
+            raise ValueError(f"max_scoring_cost must be positive or None, got {self.max_scoring_cost}")
         if self.ensemble_size < 1 or self.cv_folds < 2 or self.n_jobs < 1:
             raise ValueError("ensemble_size >= 1, cv_folds >= 2 and n_jobs >= 1 are required")
         object.__setattr__(self, "families", tuple(self.families))

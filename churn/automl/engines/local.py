@@ -11,7 +11,10 @@ includes the final fit:
    configuration per family is then evaluated on the same folds, so it is one more candidate.
 3. **Ensemble** (``churn/automl/ensemble.py``): greedy selection with replacement on the
    OOF predictions of all candidates, across families (linear ones included), at most
-   ``ensemble_size`` members; never worse on OOF than the best single candidate.
+   ``ensemble_size`` members; never worse on OOF than the best single candidate. Then the
+   scoring-cost cap (``max_scoring_cost``, tree-node visits per row): members go while the
+   total is over it (the least useful first), and members of tiny weight go if the blend
+   loses (almost) nothing without them (``ensemble.prune``).
    ``mode: HYPERPARAMETER_TUNING`` keeps the best single candidate instead.
 4. **Final fit** (``final_fit``): ``refit`` fits each member once on all training rows
    (one model per member at the endpoint); ``bag`` serves its k fold models (no extra fit,
@@ -36,9 +39,9 @@ import numpy as np
 import pandas as pd
 
 from churn.automl.engines import flaml_search
-from churn.automl.engines.portfolio import Candidate, Evaluated, evaluate, fit_candidate, portfolio
-from churn.automl.ensemble import WeightedEnsemble, greedy_selection
-from churn.automl.models import BaggedModel
+from churn.automl.engines.portfolio import Candidate, DataProfile, Evaluated, evaluate, fit_candidate, portfolio
+from churn.automl.ensemble import WeightedEnsemble, greedy_selection, prune
+from churn.automl.models import BaggedModel, scoring_cost
 from churn.automl.objectives import flaml_metric, loss_to_score, objective_score
 from churn.automl.settings import AutoMLError, AutoMLSettings
 from churn.bundle import ModelBundle
@@ -122,7 +125,8 @@ class LocalEngine:
             "model_type": "automl",
             "automl_engine": self.name,
             "automl": summary,
-            "hyperparameters": {
+            "hyperparameters": {  # what the model cards (dashboard, registration) show: the members first
+                "ensemble": " + ".join(f"{m['weight']:.3f} {m['name']}" for m in members),
                 "best_family": best.candidate.family,
                 **{f"best_{k}": v for k, v in best.candidate.config.items()},
             },
@@ -137,7 +141,7 @@ class LocalEngine:
     @staticmethod
     def _portfolio(X, y, categorical, folds, settings, score, deadline) -> list[Evaluated]:
         evaluated: list[Evaluated] = []
-        for candidate in portfolio(settings.families):
+        for candidate in portfolio(settings.families, DataProfile.of(X, categorical)):
             if settings.max_candidates is not None and len(evaluated) >= settings.max_candidates:
                 break
             result = evaluate(
@@ -215,10 +219,20 @@ class LocalEngine:
         """Weights per ranked candidate (0: out) and the ensemble's OOF score (None: a single model)."""
         if settings.mode == "HYPERPARAMETER_TUNING" or len(ranked) == 1 or not all(e.complete for e in ranked):
             return [1.0] + [0.0] * (len(ranked) - 1), None
-        selection = greedy_selection(
-            np.array([e.oof for e in ranked]), score, rounds=SELECTION_ROUNDS, max_members=settings.ensemble_size
-        )
-        return selection.weights, round(selection.score, 6)
+        oof = np.array([e.oof for e in ranked])
+        selection = greedy_selection(oof, score, rounds=SELECTION_ROUNDS, max_members=settings.ensemble_size)
+        weights = selection.weights
+        if settings.max_scoring_cost is not None:
+            # the served cost of a member: one refit model, or its k fold models when bagged
+            costs = [
+                sum(map(scoring_cost, e.fold_models)) if settings.final_fit == "bag" else scoring_cost(e.fold_models[0])
+                for e in ranked
+            ]
+            weights = prune(oof, weights, score, costs, max_cost=settings.max_scoring_cost)
+        blended = float(score(np.asarray(weights) @ oof))
+        if blended < ranked[0].score:  # pruning within its tolerance went below the best single model
+            return [1.0] + [0.0] * (len(ranked) - 1), None
+        return weights, round(blended, 6)
 
     # 4. the final fit ---------------------------------------------------------------
     @staticmethod
