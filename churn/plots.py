@@ -1,15 +1,20 @@
 """The evaluation report's charts: ROC curve, precision-recall curve and confusion matrix.
 
 One drawing for every place that shows them: the MLflow run (``steps/evaluate.py`` logs them as
-PNG images) and the dashboard's evaluation report (``churn/report_html.py``). Figures are made
-with matplotlib's object API on its Agg canvas (no pyplot, no display, no global figure state),
-so drawing is safe in a server or a step thread.
+PNG images) and the dashboard's evaluation report (``churn/report_html.py``, through the report's
+materializer). Figures are made with matplotlib's object API on its Agg canvas (no pyplot, no
+display, no global figure state), so drawing is safe in a server or a step thread.
+
+Drawing and PNG-encoding the three charts costs about a second of CPU, so it is done once per report:
+:func:`evaluation_pngs` keeps the bytes on the report object it drew (an ``EvaluationReport``), and the
+step's MLflow logging and the materializer's dashboard files reuse them.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not with this module
@@ -86,6 +91,35 @@ def png_bytes(figure: Figure, dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def _drawn_from(report: Mapping[str, Any]) -> str:
+    """What the charts are drawn from, as text (a report changed since it was drawn gets new charts)."""
+    keys = ("curves", "confusion_matrix", "roc_auc", "positive_rate")
+    return repr([report.get(key) for key in keys])
+
+
 def evaluation_pngs(report: Mapping[str, Any]) -> dict[str, bytes]:
-    """``evaluation_figures`` as PNG files' bytes, by chart name (encoding is most of the cost: draw once, reuse)."""
-    return {name: png_bytes(figure) for name, figure in evaluation_figures(report).items()}
+    """``evaluation_figures`` as PNG files' bytes, by chart name, drawn once per report.
+
+    The bytes are kept on ``report`` when it takes attributes (``EvaluationReport`` does, a plain dict
+    does not), with what they were drawn from: the next call for the same, unchanged report returns them.
+    """
+    drawn_from = _drawn_from(report)
+    kept = getattr(report, "_chart_pngs", None)
+    if kept is not None and kept[0] == drawn_from:
+        return dict(kept[1])
+    pngs = {name: png_bytes(figure) for name, figure in evaluation_figures(report).items()}
+    try:
+        report._chart_pngs = (drawn_from, pngs)  # type: ignore[attr-defined]
+    except AttributeError:  # a plain dict: nothing to keep them on
+        pass
+    return dict(pngs)
+
+
+def write_evaluation_pngs(report: Mapping[str, Any], directory: str | Path) -> list[Path]:
+    """Write :func:`evaluation_pngs` as ``<directory>/<chart name>.png``; return the files written."""
+    files = []
+    for name, png in evaluation_pngs(report).items():
+        path = Path(directory) / f"{name}.png"
+        path.write_bytes(png)
+        files.append(path)
+    return files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated
 
 import mlflow
@@ -12,7 +13,7 @@ from churn.artifacts import ChampionScore
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport, check_quality
 from churn.metrics import summary_line
-from churn.plots import evaluation_figures
+from churn.plots import write_evaluation_pngs
 from churn.training import evaluate_bundle
 from materializers.evaluation_materializer import EvaluationReportMaterializer
 from stacks.contracts import EXPERIMENT_TRACKER
@@ -55,8 +56,9 @@ def evaluate(
     scalar = {k: v for k, v in report.items() if isinstance(v, float)}
     mlflow.log_metrics(scalar)
     mlflow.log_dict({k: v for k, v in report.items() if k != "curves"}, "evaluation/evaluation.json")
-    for name, figure in evaluation_figures(report).items():  # ROC, precision-recall, confusion matrix
-        mlflow.log_figure(figure, f"evaluation/{name}.png")
+    with tempfile.TemporaryDirectory() as charts:  # ROC, precision-recall, confusion matrix; drawn once, the
+        write_evaluation_pngs(report, charts)  # report keeps the PNGs for its materializer (the dashboard)
+        mlflow.log_artifacts(charts, "evaluation")
     log_metadata(metadata={"metrics": scalar})
     print("Evaluation: " + summary_line(report))
     return report
