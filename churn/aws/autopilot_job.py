@@ -276,7 +276,7 @@ class AutopilotEngine:
                 "best_score_metric": objective.get("MetricName"),
                 "trials": candidates,
                 "families": {"autopilot": {"trials": candidates}},
-                "ensemble_members": [{"family": family, "weight": 1.0}],
+                "ensemble_members": [{"name": family, "family": "autopilot", "weight": 1.0}],  # one candidate
                 "ensemble_cv_score": None,
                 "settings": settings.to_dict(),
                 "total_seconds": round(seconds, 3),
