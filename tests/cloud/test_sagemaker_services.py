@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tests.cloud import moto_extensions as emulator
 from tests.cloud.conftest import boto
 
-ENDPOINT = "services-sagemaker-endpoint"
+ENDPOINT = "classification-model-endpoint"  # the stack's: the IAM documents allow only its names
 MODEL = "classification-model-group"
 
 
