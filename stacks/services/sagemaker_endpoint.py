@@ -16,6 +16,7 @@ from zenml.models.v2.misc.service import ServiceType
 
 from churn.aws.clients import AwsError
 from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints
+from churn.deployment_error import DeploymentError
 from stacks.flavors.sagemaker_deployer import FLAVOR
 from stacks.services.endpoint import SERVICE_KIND, EndpointService, EndpointServiceConfig
 
@@ -82,7 +83,7 @@ class SageMakerEndpointService(EndpointService):
         self.status.clear_error()
         try:
             described = self.endpoints.describe(self.config.endpoint_name)
-        except AwsError as error:
+        except (AwsError, DeploymentError) as error:  # throttled, expired credentials, ...: shown, not raised
             return ServiceState.ERROR, f"DescribeEndpoint failed: {error}"
         state, message = service_state(described)
         self.status.exists = described is not None
