@@ -183,3 +183,32 @@ def test_a_deployment_from_a_step_records_its_pipeline_step_and_run(stack, regis
         assert str(service.uuid) not in zenml("list", "--pipeline-name", "another_pipeline")
     finally:
         stack.model_deployer.delete_endpoint(ENDPOINT)
+
+
+def test_cleanup_stops_every_server_when_the_store_cannot_delete_their_records(stack, registered, monkeypatch, capsys):
+    from zenml.client import Client
+
+    from stacks.contracts import CleanupRequest
+    from stacks.services.endpoint import list_records
+
+    deployer = stack.model_deployer
+    version, uri, sha256 = registered[0]
+    names = [f"{ENDPOINT}-a", f"{ENDPOINT}-b"]
+    urls = [deployer.deploy_bundle(name, MODEL, version, uri, sha256)["url"] for name in names]
+
+    def store_down(store, service_id):  # mocked: a ZenML store outage cannot be made on demand here
+        raise RuntimeError("injected: the ZenML store is unreachable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(type(Client().zen_store), "delete_service", store_down)
+        removed = deployer.cleanup(CleanupRequest(yes=True), echo=print, confirm=lambda _: True)
+    assert sorted(removed) == sorted(names)
+    for url in urls:  # every server stopped, the first record error did not abort cleanup
+        with pytest.raises(requests.ConnectionError):
+            _ping(url)
+    out = capsys.readouterr().out
+    assert out.count("ZenML service records were not deleted (RuntimeError: injected: the ZenML store") == 2
+    assert all(list_records(deployer.service_class, str(deployer.id), name) for name in names)
+    listed = churn_endpoints()  # the next listing drops the stale records
+    assert all(name not in listed for name in names)
+    assert all(list_records(deployer.service_class, str(deployer.id), name) == [] for name in names)
