@@ -286,6 +286,24 @@ class CleanupRequest:
     yes: bool = False
 
 
+def split_allow_older(metadata: Mapping[str, Any] | None, allow_older: bool) -> tuple[dict[str, Any], bool]:
+    """The deployment's metadata without ``allow_older``, and whether an older version may replace a newer one.
+
+    ``metadata["allow_older"]`` is read for one release only, for callers that still pass it there; it is
+    never recorded (not in the local pointer, not as a SageMaker tag).
+
+    Args:
+        metadata: ``deploy_bundle``'s metadata.
+        allow_older: ``deploy_bundle``'s keyword.
+
+    Returns:
+        (metadata to record, allow_older).
+    """
+    recorded = dict(metadata or {})
+    legacy = bool(recorded.pop("allow_older", False))
+    return recorded, allow_older or legacy
+
+
 class EndpointDeployer(BaseModelDeployer):
     """The model deployer our deploy step, batch step, ``predict``, ``endpoints`` and ``cleanup`` use.
 
@@ -311,6 +329,8 @@ class EndpointDeployer(BaseModelDeployer):
         sha256: str,
         metadata: dict[str, Any] | None = None,
         settings: DeploySettings | None = None,
+        *,
+        allow_older: bool = False,
     ) -> dict[str, Any]:
         """Serve a registered bundle at ``endpoint_name``; on failure the previous model keeps serving.
 
@@ -322,6 +342,8 @@ class EndpointDeployer(BaseModelDeployer):
             sha256: the bundle's registered SHA-256 (checked before it is served).
             metadata: extra lineage recorded with the deployment (e.g. ``mlflow_run_id``).
             settings: how to serve it (None: the defaults); see :meth:`unused_settings`.
+            allow_older: serve it even if the endpoint serves a version registered after it (a rollback on
+                purpose: a promotion, a rejection). Not recorded with the deployment.
 
         Returns:
             ``{"endpoint_name", "url", "invocations_url", "model_name", "version", ...}``.

@@ -212,3 +212,29 @@ def test_cleanup_stops_every_server_when_the_store_cannot_delete_their_records(s
     listed = churn_endpoints()  # the next listing drops the stale records
     assert all(name not in listed for name in names)
     assert all(list_records(deployer.service_class, str(deployer.id), name) == [] for name in names)
+
+
+def test_allow_older_rolls_back_on_purpose_and_is_not_recorded_as_metadata(stack, registered):
+    deployer = stack.model_deployer
+    (v1, uri1, sha1), (v2, uri2, sha2) = registered
+    name = f"{ENDPOINT}-rollback"
+    try:
+        deployer.deploy_bundle(name, MODEL, v2, uri2, sha2)
+        assert deployer.deploy_bundle(name, MODEL, v1, uri1, sha1)["version"] == v2  # older: not without asking
+        assert deployer.deploy_bundle(name, MODEL, v1, uri1, sha1, allow_older=True)["version"] == v1
+        deployer.deploy_bundle(name, MODEL, v2, uri2, sha2)
+        # the old spelling, still read for one release: honoured, not stored
+        rolled = deployer.deploy_bundle(
+            name, MODEL, v1, uri1, sha1, metadata={"allow_older": True, "mlflow_run_id": "r"}
+        )
+        assert rolled["version"] == v1
+        (entry,) = [e for e in deployer.list_endpoints() if e["endpoint_name"] == name]
+        assert entry["version"] == v1 and entry.get("mlflow_run_id") == "r" and "allow_older" not in entry
+        assert "allow_older" not in zenml("describe", str(_named(stack, name).uuid))
+    finally:
+        deployer.delete_endpoint(name)
+
+
+def _named(stack, name):
+    (service,) = stack.model_deployer.endpoint_services(name)
+    return service

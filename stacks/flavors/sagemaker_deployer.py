@@ -23,7 +23,7 @@ from churn.aws.athena import Polling
 from churn.aws.clients import AwsError
 from churn.aws.settings import component_check
 from churn.config import DEPLOY_KEYS, DeploySettings
-from stacks.contracts import CleanupRequest, DeploymentError, EndpointDeployer
+from stacks.contracts import CleanupRequest, DeploymentError, EndpointDeployer, split_allow_older
 
 FLAVOR = "churn_sagemaker_endpoint"
 
@@ -130,7 +130,12 @@ class SageMakerEndpointDeployer(EndpointDeployer):
         sha256: str,
         metadata: dict[str, Any] | None = None,
         settings: DeploySettings | None = None,
+        *,
+        allow_older: bool = False,
     ) -> dict[str, Any]:
+        """The contract's ``deploy_bundle``; ``allow_older`` is not checked here (an endpoint update serves the
+        version asked for) and never becomes a tag."""
+        metadata, _ = split_allow_older(metadata, allow_older)
         with _as_deployment_error():
             deployed = self.endpoints.deploy(
                 endpoint_name, model_name, str(version), bundle_uri, sha256, metadata, settings or DeploySettings()

@@ -105,3 +105,19 @@ def test_endpoints_whose_describe_endpoint_fails_are_listed_in_error_with_the_re
     )
     (again,) = deployer.find_model_server(service_uuid=service.uuid)  # DescribeEndpoint answers again
     assert again.status.state.value == "active"
+
+
+def test_allow_older_does_not_become_a_tag(aws, bucket, active_stack, trained_bundle, tmp_path):
+    bundle, _ = trained_bundle
+    sha256 = bundle.save(tmp_path / "bundle")
+    deployer = active_stack.model_deployer
+    deployed = deployer.deploy_bundle(
+        ENDPOINT, MODEL, "1", str(tmp_path / "bundle"), sha256, metadata={"allow_older": True}, allow_older=True
+    )
+    try:
+        sm = boto("sagemaker")
+        arn = sm.describe_endpoint_config(EndpointConfigName=deployed["endpoint_config_name"])["EndpointConfigArn"]
+        keys = {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+        assert "churn:endpoint" in keys and not any("allow_older" in k for k in keys)
+    finally:
+        deployer.delete_endpoint(ENDPOINT)
