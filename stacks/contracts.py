@@ -530,6 +530,31 @@ class EndpointDeployer(BaseModelDeployer):
             The backend's ``EndpointServiceConfig``.
         """
 
+    def service_fields(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields every backend's service config has, from an endpoint entry (see :meth:`service_config`).
+
+        Args:
+            entry: a :meth:`deploy_bundle` result or a :meth:`list_endpoints` entry.
+
+        Returns:
+            Keyword arguments of ``stacks.services.endpoint.EndpointServiceConfig``.
+        """
+        name = entry["endpoint_name"]
+        return {
+            "name": name,
+            "service_name": name,
+            "endpoint_name": name,
+            "deployer_id": str(self.id),
+            "model_name": entry["model_name"],
+            "model_version": str(entry["version"]),
+            "sha256": str(entry.get("sha256") or entry.get("bundle_sha256") or ""),
+            "bundle_uri": str(entry.get("bundle_uri") or ""),
+            "deployed_at": str(entry.get("deployed_at") or ""),
+            "pipeline_name": entry.get("pipeline_name", ""),
+            "pipeline_step_name": entry.get("pipeline_step_name", ""),
+            "run_name": entry.get("run_name", ""),
+        }
+
     def start_endpoint(self, endpoint_name: str) -> dict[str, Any]:
         """Serve a stopped endpoint again, with the model it served.
 

@@ -163,21 +163,8 @@ class LocalEndpointDeployer(EndpointDeployer):
     def service_config(self, entry: Any) -> Any:
         from stacks.services.local_endpoint import LocalEndpointServiceConfig
 
-        name = entry["endpoint_name"]
         return LocalEndpointServiceConfig(
-            name=name,
-            service_name=name,
-            endpoint_name=name,
-            endpoint_dir=str(self._dir(name)),
-            deployer_id=str(self.id),
-            model_name=entry["model_name"],
-            model_version=str(entry["version"]),
-            sha256=str(entry.get("sha256") or ""),
-            bundle_uri=str(entry.get("bundle_uri") or ""),
-            deployed_at=str(entry.get("deployed_at") or ""),
-            pipeline_name=entry.get("pipeline_name", ""),
-            pipeline_step_name=entry.get("pipeline_step_name", ""),
-            run_name=entry.get("run_name", ""),
+            **self.service_fields(entry), endpoint_dir=str(self._dir(entry["endpoint_name"]))
         )
 
     # -- the deployer contract (stacks.contracts.EndpointDeployer) --

@@ -18,7 +18,7 @@ from churn.aws.clients import AwsError
 from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints
 from churn.deployment_error import DeploymentError
 from stacks.flavors.sagemaker_deployer import FLAVOR
-from stacks.services.endpoint import SERVICE_KIND, EndpointService, EndpointServiceConfig
+from stacks.services.endpoint import EndpointService, EndpointServiceConfig, endpoint_service_type
 
 STATES = {
     "InService": ServiceState.ACTIVE,
@@ -60,11 +60,8 @@ class SageMakerEndpointServiceConfig(EndpointServiceConfig):
 class SageMakerEndpointService(EndpointService):
     """A SageMaker endpoint, checked with DescribeEndpoint."""
 
-    SERVICE_TYPE: ClassVar[ServiceType] = ServiceType(
-        type=SERVICE_KIND,
-        flavor=FLAVOR,
-        name="churn-sagemaker-endpoint",
-        description="SageMaker real-time endpoint serving a churn model package",
+    SERVICE_TYPE: ClassVar[ServiceType] = endpoint_service_type(
+        FLAVOR, "churn-sagemaker-endpoint", "SageMaker real-time endpoint serving a churn model package"
     )
     config: SageMakerEndpointServiceConfig
 
