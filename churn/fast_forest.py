@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,28 @@ BLOCK_ROWS = 16_384  # rows scored by all trees before the next block (their x s
 SPLIT_ROWS = 2_048  # a call of at least twice this many rows is split over threads, each part at least this
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_caller = threading.local()  # .threads: the cap ``row_threads`` set for this thread's calls
+
+
+@contextmanager
+def row_threads(threads: int) -> Iterator[None]:
+    """Calls made by this thread inside the block split their rows over at most ``threads`` threads.
+
+    A server whose scoring pool already runs requests side by side scores each on 1 thread
+    (``churn.serving.app.Scorer``), so its pool bounds its CPUs; a ``threads`` given to the call wins.
+
+    Args:
+        threads: the cap (1: the calling thread alone).
+
+    Yields:
+        Nothing; the previous cap is back after the block.
+    """
+    previous = getattr(_caller, "threads", None)
+    _caller.threads = max(1, int(threads))
+    try:
+        yield
+    finally:
+        _caller.threads = previous
 
 
 def _cpus() -> int:
@@ -221,8 +245,9 @@ class CompiledForest:
         """Probability of class 1 per row, equal to ``estimator.predict_proba(matrix)[:, 1]``.
 
         ``threads``: at most this many threads score row ranges of the matrix at once (default:
-        the CPUs this process may use); the caller's thread scores one range itself, so a call
-        never waits for a busy pool alone. Each row's sum is the same whichever thread makes it.
+        the cap of an enclosing :func:`row_threads`, else the CPUs this process may use); the
+        caller's thread scores one range itself, so a call never waits for a busy pool alone.
+        Each row's sum is the same whichever thread makes it.
         """
         x = np.ascontiguousarray(matrix, dtype=np.float32)  # trees split on float32 inputs
         if x.ndim != 2 or x.shape[1] != self.n_features:
@@ -230,7 +255,8 @@ class CompiledForest:
         if not np.isfinite(x).all():  # NaN: sklearn's own missing-value routing decides; inf: sklearn refuses
             return self._estimator.predict_proba(matrix)[:, self.positive]
         out = np.empty(x.shape[0], dtype=np.float64)
-        parts = max(1, min(threads or _cpus(), x.shape[0] // SPLIT_ROWS))
+        cap = threads or getattr(_caller, "threads", None) or _cpus()
+        parts = max(1, min(cap, x.shape[0] // SPLIT_ROWS))
         bounds = np.linspace(0, x.shape[0], parts + 1).astype(int)
         ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
         others = [_scoring_pool().submit(self._score, x, out, a, b) for a, b in ranges[1:]]

@@ -286,6 +286,24 @@ class CleanupRequest:
     yes: bool = False
 
 
+def split_allow_older(metadata: Mapping[str, Any] | None, allow_older: bool) -> tuple[dict[str, Any], bool]:
+    """The deployment's metadata without ``allow_older``, and whether an older version may replace a newer one.
+
+    ``metadata["allow_older"]`` is read for one release only, for callers that still pass it there; it is
+    never recorded (not in the local pointer, not as a SageMaker tag).
+
+    Args:
+        metadata: ``deploy_bundle``'s metadata.
+        allow_older: ``deploy_bundle``'s keyword.
+
+    Returns:
+        (metadata to record, allow_older).
+    """
+    recorded = dict(metadata or {})
+    legacy = bool(recorded.pop("allow_older", False))
+    return recorded, allow_older or legacy
+
+
 class EndpointDeployer(BaseModelDeployer):
     """The model deployer our deploy step, batch step, ``predict``, ``endpoints`` and ``cleanup`` use.
 
@@ -311,6 +329,8 @@ class EndpointDeployer(BaseModelDeployer):
         sha256: str,
         metadata: dict[str, Any] | None = None,
         settings: DeploySettings | None = None,
+        *,
+        allow_older: bool = False,
     ) -> dict[str, Any]:
         """Serve a registered bundle at ``endpoint_name``; on failure the previous model keeps serving.
 
@@ -322,6 +342,8 @@ class EndpointDeployer(BaseModelDeployer):
             sha256: the bundle's registered SHA-256 (checked before it is served).
             metadata: extra lineage recorded with the deployment (e.g. ``mlflow_run_id``).
             settings: how to serve it (None: the defaults); see :meth:`unused_settings`.
+            allow_older: serve it even if the endpoint serves a version registered after it (a rollback on
+                purpose: a promotion, a rejection). Not recorded with the deployment.
 
         Returns:
             ``{"endpoint_name", "url", "invocations_url", "model_name", "version", ...}``.
@@ -508,6 +530,31 @@ class EndpointDeployer(BaseModelDeployer):
             The backend's ``EndpointServiceConfig``.
         """
 
+    def service_fields(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields every backend's service config has, from an endpoint entry (see :meth:`service_config`).
+
+        Args:
+            entry: a :meth:`deploy_bundle` result or a :meth:`list_endpoints` entry.
+
+        Returns:
+            Keyword arguments of ``stacks.services.endpoint.EndpointServiceConfig``.
+        """
+        name = entry["endpoint_name"]
+        return {
+            "name": name,
+            "service_name": name,
+            "endpoint_name": name,
+            "deployer_id": str(self.id),
+            "model_name": entry["model_name"],
+            "model_version": str(entry["version"]),
+            "sha256": str(entry.get("sha256") or entry.get("bundle_sha256") or ""),
+            "bundle_uri": str(entry.get("bundle_uri") or ""),
+            "deployed_at": str(entry.get("deployed_at") or ""),
+            "pipeline_name": entry.get("pipeline_name", ""),
+            "pipeline_step_name": entry.get("pipeline_step_name", ""),
+            "run_name": entry.get("run_name", ""),
+        }
+
     def start_endpoint(self, endpoint_name: str) -> dict[str, Any]:
         """Serve a stopped endpoint again, with the model it served.
 
@@ -541,8 +588,8 @@ class EndpointDeployer(BaseModelDeployer):
 
         from stacks.services.endpoint import EndpointServiceStatus, replace_record, step_lineage
 
-        lineage = step_lineage()
         try:
+            lineage = step_lineage()
             config = self.service_config({**deployed, **lineage})
             found = EndpointServiceStatus(
                 state=ServiceState.ACTIVE,
@@ -575,7 +622,12 @@ class EndpointDeployer(BaseModelDeployer):
     def _reconcile(self) -> None:
         from stacks.services.endpoint import reconcile
 
-        reconcile(self.service_class, str(self.id), self.list_endpoints(), self.service_config)
+        try:
+            entries = self.list_endpoints()
+        except DeploymentError as error:  # throttled, expired credentials: each record is still checked
+            print(f"warning: endpoints not listed, ZenML's records kept as they are: {error}")
+            return
+        reconcile(self.service_class, str(self.id), entries, self.service_config)
 
     def find_model_server(  # type: ignore[override]
         self,
@@ -668,11 +720,8 @@ class EndpointDeployer(BaseModelDeployer):
 
     def perform_delete_model(self, service, timeout=0, force=False):  # type: ignore[no-untyped-def]
         """``zenml model-deployer models delete``: :meth:`remove_endpoint`; ZenML then deletes this record."""
-        from stacks.services.endpoint import forget, list_records
-
         self.remove_endpoint(service.config.endpoint_name)
-        others = list_records(self.service_class, str(self.id), service.config.endpoint_name)
-        forget([r.id for r in others if r.id != service.uuid])
+        self._forget_records(service.config.endpoint_name, keep=service.uuid)
 
     def delete_endpoint(self, endpoint_name: str) -> Any:
         """Stop and remove an endpoint, and its ZenML service records.
@@ -683,8 +732,19 @@ class EndpointDeployer(BaseModelDeployer):
         Returns:
             What :meth:`remove_endpoint` removed.
         """
+        removed = self.remove_endpoint(endpoint_name)
+        self._forget_records(endpoint_name)
+        return removed
+
+    def _forget_records(self, endpoint_name: str, keep: Any = None) -> None:
+        """Delete a removed endpoint's records; a store error is reported, not raised (the endpoint is gone
+        already, and the next listing drops its stale records)."""
         from stacks.services.endpoint import forget, list_records
 
-        removed = self.remove_endpoint(endpoint_name)
-        forget([r.id for r in list_records(self.service_class, str(self.id), endpoint_name)])
-        return removed
+        try:
+            forget([r.id for r in list_records(self.service_class, str(self.id), endpoint_name) if r.id != keep])
+        except Exception as error:  # noqa: BLE001 - bookkeeping only: cleanup goes on to the next endpoint
+            print(
+                f"warning: endpoint '{endpoint_name}' was removed, but its ZenML service records were not deleted "
+                f"({type(error).__name__}: {error}); the next `python run.py endpoints` drops them"
+            )

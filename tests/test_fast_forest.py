@@ -230,3 +230,34 @@ def test_without_numba_forests_are_scored_by_sklearn():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_the_servers_scoring_pool_bounds_the_threads_a_large_request_uses(monkeypatch):
+    """A request scored by the server's pool (``Scorer``) runs on its one thread; outside it, rows split."""
+    import threading
+
+    import anyio
+
+    from churn.serving.app import Scorer
+
+    x, y = churn_like(2000, 8)
+    estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, y)
+    forest = CompiledForest.compile(estimator)
+    big = churn_like(20_000, 9)[0]
+    scored_on: list[str] = []
+    score = CompiledForest._score
+
+    def spy(self, *args):  # records which thread scored each row range, then scores it
+        scored_on.append(threading.current_thread().name)
+        return score(self, *args)
+
+    monkeypatch.setattr(CompiledForest, "_score", spy)
+    answer = anyio.run(Scorer(threads=2, max_queue=0).run, forest.predict_positive, big)
+    np.testing.assert_allclose(answer, estimator.predict_proba(big)[:, 1], rtol=0, atol=1e-9)
+    assert len(scored_on) == 1 and not scored_on[0].startswith("forest-rows")
+    scored_on.clear()
+    anyio.run(Scorer(threads=2, max_queue=0, row_threads=2).run, forest.predict_positive, big)
+    assert len(scored_on) == 2  # an explicit setting (CHURN_ROW_THREADS) splits the rows again
+    scored_on.clear()
+    forest.predict_positive(big, threads=2)  # batch's own choice is untouched
+    assert len(scored_on) == 2

@@ -183,3 +183,58 @@ def test_a_deployment_from_a_step_records_its_pipeline_step_and_run(stack, regis
         assert str(service.uuid) not in zenml("list", "--pipeline-name", "another_pipeline")
     finally:
         stack.model_deployer.delete_endpoint(ENDPOINT)
+
+
+def test_cleanup_stops_every_server_when_the_store_cannot_delete_their_records(stack, registered, monkeypatch, capsys):
+    from zenml.client import Client
+
+    from stacks.contracts import CleanupRequest
+    from stacks.services.endpoint import list_records
+
+    deployer = stack.model_deployer
+    version, uri, sha256 = registered[0]
+    names = [f"{ENDPOINT}-a", f"{ENDPOINT}-b"]
+    urls = [deployer.deploy_bundle(name, MODEL, version, uri, sha256)["url"] for name in names]
+
+    def store_down(store, service_id):  # mocked: a ZenML store outage cannot be made on demand here
+        raise RuntimeError("injected: the ZenML store is unreachable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(type(Client().zen_store), "delete_service", store_down)
+        removed = deployer.cleanup(CleanupRequest(yes=True), echo=print, confirm=lambda _: True)
+    assert sorted(removed) == sorted(names)
+    for url in urls:  # every server stopped, the first record error did not abort cleanup
+        with pytest.raises(requests.ConnectionError):
+            _ping(url)
+    out = capsys.readouterr().out
+    assert out.count("ZenML service records were not deleted (RuntimeError: injected: the ZenML store") == 2
+    assert all(list_records(deployer.service_class, str(deployer.id), name) for name in names)
+    listed = churn_endpoints()  # the next listing drops the stale records
+    assert all(name not in listed for name in names)
+    assert all(list_records(deployer.service_class, str(deployer.id), name) == [] for name in names)
+
+
+def test_allow_older_rolls_back_on_purpose_and_is_not_recorded_as_metadata(stack, registered):
+    deployer = stack.model_deployer
+    (v1, uri1, sha1), (v2, uri2, sha2) = registered
+    name = f"{ENDPOINT}-rollback"
+    try:
+        deployer.deploy_bundle(name, MODEL, v2, uri2, sha2)
+        assert deployer.deploy_bundle(name, MODEL, v1, uri1, sha1)["version"] == v2  # older: not without asking
+        assert deployer.deploy_bundle(name, MODEL, v1, uri1, sha1, allow_older=True)["version"] == v1
+        deployer.deploy_bundle(name, MODEL, v2, uri2, sha2)
+        # the old spelling, still read for one release: honoured, not stored
+        rolled = deployer.deploy_bundle(
+            name, MODEL, v1, uri1, sha1, metadata={"allow_older": True, "mlflow_run_id": "r"}
+        )
+        assert rolled["version"] == v1
+        (entry,) = [e for e in deployer.list_endpoints() if e["endpoint_name"] == name]
+        assert entry["version"] == v1 and entry.get("mlflow_run_id") == "r" and "allow_older" not in entry
+        assert "allow_older" not in zenml("describe", str(_named(stack, name).uuid))
+    finally:
+        deployer.delete_endpoint(name)
+
+
+def _named(stack, name):
+    (service,) = stack.model_deployer.endpoint_services(name)
+    return service

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from churn import fast_forest
 from churn.bundle import ModelBundle
 from churn.serving import protocol
 from churn.serving.models import LoadedModel, ModelHolder, RegistryHashes
@@ -52,12 +53,18 @@ class Busy(Exception):
 
 
 class Scorer:
-    """Runs parse + predict + format in a few worker threads, never on the event loop."""
+    """Runs parse + predict + format in a few worker threads, never on the event loop.
 
-    def __init__(self, threads: int, max_queue: int):
+    ``threads`` requests are scored at once, each on ``row_threads`` threads (default ``CHURN_ROW_THREADS``,
+    else 1), so a worker process uses at most ``threads * row_threads`` CPUs for scoring, and a
+    multi-worker container ``workers`` times that.
+    """
+
+    def __init__(self, threads: int, max_queue: int, row_threads: int | None = None):
         self.limiter = anyio.CapacityLimiter(threads)
         self.max_queue = max_queue
         self.pending = 0
+        self.row_threads = max(1, row_threads or int(os.environ.get("CHURN_ROW_THREADS") or 1))
 
     async def run(self, function, *args, inline: bool = False):
         if inline:
@@ -66,9 +73,13 @@ class Scorer:
             raise Busy()
         self.pending += 1
         try:
-            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+            return await anyio.to_thread.run_sync(self._capped, function, *args, limiter=self.limiter)
         finally:
             self.pending -= 1
+
+    def _capped(self, function, *args):
+        with fast_forest.row_threads(self.row_threads):
+            return function(*args)
 
 
 def _score(

@@ -50,7 +50,7 @@ from churn.files import atomic_write_json
 from churn.net import free_port
 from churn.processes import holder_pid, pid_alive
 from churn.serving.server import POINTER_FILE, SERVER_LOCK, load_model
-from stacks.contracts import DeploymentError, EndpointDeployer
+from stacks.contracts import DeploymentError, EndpointDeployer, split_allow_older
 
 FLAVOR = "churn_local_endpoint"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -163,21 +163,8 @@ class LocalEndpointDeployer(EndpointDeployer):
     def service_config(self, entry: Any) -> Any:
         from stacks.services.local_endpoint import LocalEndpointServiceConfig
 
-        name = entry["endpoint_name"]
         return LocalEndpointServiceConfig(
-            name=name,
-            service_name=name,
-            endpoint_name=name,
-            endpoint_dir=str(self._dir(name)),
-            deployer_id=str(self.id),
-            model_name=entry["model_name"],
-            model_version=str(entry["version"]),
-            sha256=str(entry.get("sha256") or ""),
-            bundle_uri=str(entry.get("bundle_uri") or ""),
-            deployed_at=str(entry.get("deployed_at") or ""),
-            pipeline_name=entry.get("pipeline_name", ""),
-            pipeline_step_name=entry.get("pipeline_step_name", ""),
-            run_name=entry.get("run_name", ""),
+            **self.service_fields(entry), endpoint_dir=str(self._dir(entry["endpoint_name"]))
         )
 
     # -- the deployer contract (stacks.contracts.EndpointDeployer) --
@@ -190,13 +177,18 @@ class LocalEndpointDeployer(EndpointDeployer):
         sha256: str,
         metadata: dict[str, Any] | None = None,
         settings: Any = None,
+        *,
+        allow_older: bool = False,
     ) -> dict[str, Any]:
         """Serve ``bundle_uri`` (registered as ``model_name`` ``version``) at ``endpoint_name``.
 
         ``settings`` (DeploySettings: instance type, autoscaling) do not apply to one local process.
         """
         with self._lock(endpoint_name):
-            deployed = self._deploy_locked(endpoint_name, model_name, str(version), bundle_uri, sha256, metadata)
+            metadata, allow_older = split_allow_older(metadata, allow_older)
+            deployed = self._deploy_locked(
+                endpoint_name, model_name, str(version), bundle_uri, sha256, metadata, allow_older
+            )
             self.record_deployment(deployed)  # under the lock: the record follows the order deployments happen
             return deployed
 
@@ -207,13 +199,14 @@ class LocalEndpointDeployer(EndpointDeployer):
         version: str,
         bundle_uri: str,
         sha256: str,
-        metadata: dict[str, Any] | None,
+        metadata: dict[str, Any],
+        allow_older: bool,
     ) -> dict[str, Any]:
         directory = self._dir(endpoint_name)
         pointer = directory / POINTER_FILE
         served = _read_json(pointer)
         # allow_older: the registry's model to serve is older (a promotion, a rejection): a rollback, on purpose
-        if _newer(served, model_name, version) and not (metadata or {}).get("allow_older"):
+        if _newer(served, model_name, version) and not allow_older:
             print(
                 f"Endpoint '{endpoint_name}' already serves {model_name} v{served['version']}, registered after "
                 f"v{version}: not replacing it with the older version"
@@ -249,7 +242,7 @@ class LocalEndpointDeployer(EndpointDeployer):
             "bundle_uri": bundle_uri,
             "bundle_dir": str(bundle_dir),
             "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **(metadata or {}),
+            **metadata,
         }
         try:
             load_model(record)  # the same check the server makes: sha256, load, score a row

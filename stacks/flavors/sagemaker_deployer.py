@@ -23,7 +23,7 @@ from churn.aws.athena import Polling
 from churn.aws.clients import AwsError
 from churn.aws.settings import component_check
 from churn.config import DEPLOY_KEYS, DeploySettings
-from stacks.contracts import CleanupRequest, DeploymentError, EndpointDeployer
+from stacks.contracts import CleanupRequest, DeploymentError, EndpointDeployer, split_allow_older
 
 FLAVOR = "churn_sagemaker_endpoint"
 
@@ -100,24 +100,12 @@ class SageMakerEndpointDeployer(EndpointDeployer):
     def service_config(self, entry: Any) -> Any:
         from stacks.services.sagemaker_endpoint import SageMakerEndpointServiceConfig
 
-        name = entry["endpoint_name"]
         return SageMakerEndpointServiceConfig(
-            name=name,
-            service_name=name,
-            endpoint_name=name,
-            deployer_id=str(self.id),
+            **self.service_fields(entry),
             region=self.config.region,
             aws_profile=self.config.aws_profile,
-            model_name=entry["model_name"],
-            model_version=str(entry["version"]),
-            sha256=str(entry.get("sha256") or entry.get("bundle_sha256") or ""),
-            bundle_uri=str(entry.get("bundle_uri") or ""),
-            deployed_at=str(entry.get("deployed_at") or ""),
             endpoint_config_name=str(entry.get("endpoint_config_name") or ""),
-            console_url=self.endpoints.console_url(name),
-            pipeline_name=entry.get("pipeline_name", ""),
-            pipeline_step_name=entry.get("pipeline_step_name", ""),
-            run_name=entry.get("run_name", ""),
+            console_url=self.endpoints.console_url(entry["endpoint_name"]),
         )
 
     # -- the deployer contract our deploy step uses -------------------------------------
@@ -130,7 +118,12 @@ class SageMakerEndpointDeployer(EndpointDeployer):
         sha256: str,
         metadata: dict[str, Any] | None = None,
         settings: DeploySettings | None = None,
+        *,
+        allow_older: bool = False,
     ) -> dict[str, Any]:
+        """The contract's ``deploy_bundle``; ``allow_older`` is not checked here (an endpoint update serves the
+        version asked for) and never becomes a tag."""
+        metadata, _ = split_allow_older(metadata, allow_older)
         with _as_deployment_error():
             deployed = self.endpoints.deploy(
                 endpoint_name, model_name, str(version), bundle_uri, sha256, metadata, settings or DeploySettings()

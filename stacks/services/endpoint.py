@@ -21,10 +21,25 @@ from zenml.client import Client
 from zenml.enums import ServiceState
 from zenml.exceptions import EntityExistsError
 from zenml.models import ServiceRequest
+from zenml.models.v2.misc.service import ServiceType
 from zenml.services.service import BaseDeploymentService, ServiceConfig
 from zenml.services.service_status import ServiceStatus
 
 SERVICE_KIND = "model-serving"  # ZenML's service type for model servers (MLflow's, Seldon's, ...)
+
+
+def endpoint_service_type(flavor: str, name: str, description: str) -> ServiceType:
+    """The ZenML service type of one backend's endpoints (a model server of the deployer's flavor).
+
+    Args:
+        flavor: the model deployer flavor.
+        name: the service type's name.
+        description: what serves.
+
+    Returns:
+        The ``ServiceType`` a service class declares as ``SERVICE_TYPE``.
+    """
+    return ServiceType(type=SERVICE_KIND, flavor=flavor, name=name, description=description)
 
 
 class EndpointServiceConfig(ServiceConfig):

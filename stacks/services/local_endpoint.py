@@ -21,7 +21,7 @@ from zenml.models.v2.misc.service import ServiceType
 from churn.processes import holder_pid
 from churn.serving.server import POINTER_FILE, SERVER_LOCK
 from stacks.flavors.local_deployer import FLAVOR
-from stacks.services.endpoint import SERVICE_KIND, EndpointService, EndpointServiceConfig
+from stacks.services.endpoint import EndpointService, EndpointServiceConfig, endpoint_service_type
 
 LOG_FILE = "server.log"
 
@@ -35,11 +35,8 @@ class LocalEndpointServiceConfig(EndpointServiceConfig):
 class LocalEndpointService(EndpointService):
     """A local endpoint server, checked by its pid and ``/ping``."""
 
-    SERVICE_TYPE: ClassVar[ServiceType] = ServiceType(
-        type=SERVICE_KIND,
-        flavor=FLAVOR,
-        name="churn-local-endpoint",
-        description="churn inference server (churn.serving.server) on 127.0.0.1",
+    SERVICE_TYPE: ClassVar[ServiceType] = endpoint_service_type(
+        FLAVOR, "churn-local-endpoint", "churn inference server (churn.serving.server) on 127.0.0.1"
     )
     config: LocalEndpointServiceConfig
 

@@ -16,8 +16,9 @@ from zenml.models.v2.misc.service import ServiceType
 
 from churn.aws.clients import AwsError
 from churn.aws.endpoint import EndpointSettings, SageMakerEndpoints
+from churn.deployment_error import DeploymentError
 from stacks.flavors.sagemaker_deployer import FLAVOR
-from stacks.services.endpoint import SERVICE_KIND, EndpointService, EndpointServiceConfig
+from stacks.services.endpoint import EndpointService, EndpointServiceConfig, endpoint_service_type
 
 STATES = {
     "InService": ServiceState.ACTIVE,
@@ -59,11 +60,8 @@ class SageMakerEndpointServiceConfig(EndpointServiceConfig):
 class SageMakerEndpointService(EndpointService):
     """A SageMaker endpoint, checked with DescribeEndpoint."""
 
-    SERVICE_TYPE: ClassVar[ServiceType] = ServiceType(
-        type=SERVICE_KIND,
-        flavor=FLAVOR,
-        name="churn-sagemaker-endpoint",
-        description="SageMaker real-time endpoint serving a churn model package",
+    SERVICE_TYPE: ClassVar[ServiceType] = endpoint_service_type(
+        FLAVOR, "churn-sagemaker-endpoint", "SageMaker real-time endpoint serving a churn model package"
     )
     config: SageMakerEndpointServiceConfig
 
@@ -82,7 +80,7 @@ class SageMakerEndpointService(EndpointService):
         self.status.clear_error()
         try:
             described = self.endpoints.describe(self.config.endpoint_name)
-        except AwsError as error:
+        except (AwsError, DeploymentError) as error:  # throttled, expired credentials, ...: shown, not raised
             return ServiceState.ERROR, f"DescribeEndpoint failed: {error}"
         state, message = service_state(described)
         self.status.exists = described is not None

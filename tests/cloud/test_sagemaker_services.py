@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.cloud import moto_extensions as emulator
+from tests.cloud import moto_failures
 from tests.cloud.conftest import boto
 
 ENDPOINT = "classification-model-endpoint"  # the stack's: the IAM documents allow only its names
@@ -88,3 +89,35 @@ def test_an_endpoint_deleted_outside_zenml_drops_out_of_the_list(deployed):
     (gone,) = deployer.find_model_server(service_uuid=service.uuid)
     assert gone.status.state.value == "inactive" and gone.status.last_error == "the endpoint does not exist"
     assert deployer.find_model_server() == []  # a listing drops the record: nothing left to start or stop
+
+
+def test_endpoints_whose_describe_endpoint_fails_are_listed_in_error_with_the_reason(deployed):
+    deployer, _ = deployed
+    (service,) = deployer.find_model_server(service_name=ENDPOINT)
+    with moto_failures.describe_endpoint_failing("injected: the security token is expired"):
+        listed = _churn_endpoints()  # a listing, not a traceback
+        (failed,) = deployer.find_model_server(service_uuid=service.uuid)
+        assert str(service.uuid) in _zenml("list") and str(service.uuid) in _zenml("describe", str(service.uuid))
+    assert f"{ENDPOINT}: error (DescribeEndpoint failed: " in listed and "security token is expired" in listed
+    assert failed.status.state.value == "error"
+    assert (
+        "ExpiredTokenException" in failed.status.last_error and "security token is expired" in failed.status.last_error
+    )
+    (again,) = deployer.find_model_server(service_uuid=service.uuid)  # DescribeEndpoint answers again
+    assert again.status.state.value == "active"
+
+
+def test_allow_older_does_not_become_a_tag(aws, bucket, active_stack, trained_bundle, tmp_path):
+    bundle, _ = trained_bundle
+    sha256 = bundle.save(tmp_path / "bundle")
+    deployer = active_stack.model_deployer
+    deployed = deployer.deploy_bundle(
+        ENDPOINT, MODEL, "1", str(tmp_path / "bundle"), sha256, metadata={"allow_older": True}, allow_older=True
+    )
+    try:
+        sm = boto("sagemaker")
+        arn = sm.describe_endpoint_config(EndpointConfigName=deployed["endpoint_config_name"])["EndpointConfigArn"]
+        keys = {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+        assert "churn:endpoint" in keys and not any("allow_older" in k for k in keys)
+    finally:
+        deployer.delete_endpoint(ENDPOINT)
