@@ -48,45 +48,6 @@ def _target(group: str, endpoint: str | None, deploy: bool = True) -> tuple[str 
     return endpoint or config.endpoint_name, settings
 
 
-def _sync_zenml(group: str, changed: tuple[str, str] | None, outcome: dict[str, Any] | None) -> None:
-    """The ZenML model versions' stage follows the registry and the endpoint (``churn.model_control``).
-
-    ``changed`` is (version, its approval status now); the version the endpoint serves is recorded as deployed.
-    A failure here is reported, not raised: the registry and the endpoint are already right.
-    """
-    from churn.model_control import record_deployment, sync_stage
-
-    served = None
-    if outcome and outcome["action"] in ("deployed", "unchanged"):
-        served = outcome["to_serve"]
-    elif outcome:
-        served = outcome["served_before"]
-    try:
-        if changed is not None:
-            version, status = changed
-            stage = sync_stage(group, version, approval_status=status, deployed=version == served)
-            if stage is not None:
-                click.echo(f"ZenML model {group}: the version of registry v{version} is {stage}.")
-        before = (outcome or {}).get("served_before")
-        if (
-            outcome
-            and outcome["action"] == "deployed"
-            and before
-            and before != served
-            and before != (changed or ("",))[0]
-        ):
-            from churn.model_registry import find_version
-
-            replaced = find_version(stack_component("model_registry"), group, before)
-            status = (replaced.metadata.model_dump() if replaced.metadata else {}).get("approval_status", "")
-            sync_stage(group, before, approval_status=status, deployed=False)  # no longer served
-        if outcome and outcome["action"] in ("deployed", "unchanged") and served is not None:
-            url = (outcome.get("endpoint") or {}).get("url")
-            record_deployment(group, served, endpoint_name=outcome["endpoint_name"], endpoint_url=url)
-    except Exception as error:  # noqa: BLE001 - bookkeeping after the fact; say so and keep the exit status
-        click.echo(f"warning: could not update the ZenML model {group}'s stages: {error}", err=True)
-
-
 def follow_through(
     group: str, target: tuple[str | None, Any], deploy: bool, changed: tuple[str, str] | None = None
 ) -> dict[str, Any] | None:
@@ -102,6 +63,7 @@ def follow_through(
         ``churn.model_registry.reconcile``'s outcome (None when the endpoint is unknown).
     """
     from churn.bundle import BundleError
+    from churn.model_control import follow_reconcile
     from churn.model_registry import model_to_serve, reconcile
     from stacks.contracts import DeploymentError
 
@@ -110,7 +72,7 @@ def follow_through(
     if name is None:
         chosen = model_to_serve(registry, group)
         click.echo(f"Not deployed (--no-deploy): the model to serve is {group} v{getattr(chosen, 'version', None)}.")
-        _sync_zenml(group, changed, None)
+        follow_reconcile(registry, group, None, changed)
         return None
     try:
         outcome = reconcile(registry, deployer, group, name, settings, deploy=deploy)
@@ -138,7 +100,7 @@ def follow_through(
         url = (outcome.get("endpoint") or {}).get("url")
         was = f" (was v{before})" if before else ""
         click.echo(f"Endpoint {name} serves {group} v{to_serve}{was} at {url}")
-    _sync_zenml(group, changed, outcome)
+    follow_reconcile(registry, group, outcome, changed)
     return outcome
 
 

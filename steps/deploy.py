@@ -9,7 +9,7 @@ from zenml.client import Client
 
 from churn.artifacts import Deployment, Registration
 from churn.config import DeploySettings
-from churn.model_control import record_deployment
+from churn.model_control import record_deployment, warn_only
 from churn.model_registry import model_to_serve, not_the_approved_model
 from materializers.artifact_materializer import TypedArtifactMaterializer
 
@@ -65,8 +65,13 @@ def deploy(
     deployment = Deployment.of_endpoint(endpoint)
     log_metadata(metadata={"deployment": deployment.model_dump(mode="json", exclude_none=True)})
     # the ZenML model version of what now serves: stage production, with the endpoint (none recorded: no-op)
-    record_deployment(
-        registration.model_name, str(endpoint["version"]), endpoint_name=endpoint_name, endpoint_url=deployment.url
+    warn_only(
+        f"the deployment of {registration.model_name} v{endpoint['version']} on its ZenML model version",
+        record_deployment,
+        registration.model_name,
+        str(endpoint["version"]),
+        endpoint_name=endpoint_name,
+        endpoint_url=deployment.url,
     )
     print(f"Endpoint {endpoint_name} serves {registration.model_name} v{registration.version} at {deployment.url}")
     return deployment
