@@ -28,15 +28,17 @@ def _config_for(group: str) -> Any | None:
     return None
 
 
-def _target(group: str, endpoint: str | None, deploy: bool = True) -> tuple[str | None, Any]:
+def _target(group: str, endpoint: str | None, deploy: bool = True, config: Any = None) -> tuple[str | None, Any]:
     """(endpoint name, deploy settings) for ``group``: ``--endpoint`` or the pipeline config that names the group.
 
+    ``config`` is the pipeline config the command was given (``reconcile --config FILE``): its deploy keys
+    are used; None: the config (rf, automl) whose ``model_package_group`` is ``group``.
     Checked before the registry is changed, so a command that could not deploy changes nothing.
     Without ``deploy`` an unknown endpoint is None rather than an error.
     """
     from churn.config import DeploySettings, deploy_settings
 
-    config = _config_for(group)
+    config = config if config is not None else _config_for(group)
     if endpoint is None and config is None and not deploy:
         return None, DeploySettings()
     if endpoint is None and config is None:
@@ -119,30 +121,30 @@ _no_deploy = click.option("--no-deploy", is_flag=True, help="Change the registry
 _reason = click.option("--reason", default="", help="Why (SageMaker: the ApprovalDescription).")
 
 
-@click.command()
-@click.argument("group")
-@click.argument("version")
-@_endpoint
-@_no_deploy
-@_reason
-def approve(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
-    """Approve VERSION of GROUP, then deploy the model to serve (the newest Approved, unless a promotion pins one)."""
-    target = _target(group, endpoint, deploy=not no_deploy)
-    _change(group, version, "Approved", reason)
-    follow_through(group, target, deploy=not no_deploy, changed=(version, "Approved"))
+def _approval_command(name: str, status: str, doc: str) -> click.Command:
+    """``run.py approve`` / ``run.py reject``: set ``status`` on VERSION of GROUP, then follow through."""
+
+    def command(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
+        target = _target(group, endpoint, deploy=not no_deploy)
+        _change(group, version, status, reason)
+        follow_through(group, target, deploy=not no_deploy, changed=(version, status))
+
+    command.__doc__ = doc
+    for option in (_reason, _no_deploy, _endpoint, click.argument("version"), click.argument("group")):
+        command = option(command)
+    return click.command(name)(command)
 
 
-@click.command()
-@click.argument("group")
-@click.argument("version")
-@_endpoint
-@_no_deploy
-@_reason
-def reject(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
-    """Reject VERSION of GROUP; if it was served, the next model to serve is deployed (or none is, and it says so)."""
-    target = _target(group, endpoint, deploy=not no_deploy)
-    _change(group, version, "Rejected", reason)
-    follow_through(group, target, deploy=not no_deploy, changed=(version, "Rejected"))
+approve = _approval_command(
+    "approve",
+    "Approved",
+    "Approve VERSION of GROUP, then deploy the model to serve (the newest Approved, unless a promotion pins one).",
+)
+reject = _approval_command(
+    "reject",
+    "Rejected",
+    "Reject VERSION of GROUP; if it was served, the next model to serve is deployed (or none is, and it says so).",
+)
 
 
 @click.command()
@@ -189,7 +191,7 @@ def reconcile(
     config = load_config(variant, config_path)
     if cron is None:
         group = group or config.model_package_group
-        follow_through(group, _target(group, endpoint or config.endpoint_name), deploy=True)
+        follow_through(group, _target(group, endpoint or config.endpoint_name, config=config), deploy=True)
         return
     from churn.schedules import ScheduleError
     from pipelines.reconcile import churn_reconcile

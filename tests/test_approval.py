@@ -171,3 +171,19 @@ def test_unknown_group_unknown_version_and_promoting_a_rejected_version_are_refu
     assert _tags(rejected)["approval_status"] == "Rejected"  # checked before anything changed
     out = _run("approve", GROUP, rejected, "--no-deploy")  # no endpoint needed to change the registry only
     assert f"{GROUP} version {rejected} is Approved." in out and "Not deployed (--no-deploy)" in out
+
+
+def test_reconcile_with_a_config_file_deploys_with_that_files_deploy_keys(tmp_path):
+    """``run.py reconcile --config FILE``'s deploy settings are FILE's, not configs/rf.yaml's."""
+    import yaml
+
+    from cli.common import load_config
+    from cli.lifecycle import _target
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "rf.yaml").read_text())
+    data.update(model_package_group="other-group", endpoint_name="other-endpoint", initial_instance_count=3)
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config("rf", str(path))
+    name, settings = _target(config.model_package_group, config.endpoint_name, config=config)
+    assert (name, settings.initial_instance_count) == ("other-endpoint", 3)
