@@ -14,7 +14,8 @@
   is MLflow's ``approval_status`` version tag / SageMaker's ModelApprovalStatus, which the
   flavor reports under the same key. A chosen version with no recorded bundle sha256 is
   refused, not skipped: the operator must see it. Locally the MLflow alias ``champion`` is
-  moved to the model to serve whenever our code changes it (:func:`mark_served`).
+  moved to the model to serve whenever our code changes it (:func:`mark_served`),
+  and removed when no version is Approved (:func:`unmark_served`).
 - **All or nothing** (:func:`register_all_or_nothing`): a version is created
   ``PendingManualApproval`` (never selected), the caller's follow-up work runs, and only
   then is it given its approval status, as the last write. If anything fails after the

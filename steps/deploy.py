@@ -21,7 +21,8 @@ def deploy(
     """Create or update the endpoint with the version just registered, if it is the model to serve.
 
     Only the model to serve (``churn.model_registry.model_to_serve``: approved, and not superseded by a
-    promotion) is deployed (spec, Model Approval Workflow). A failed
+    promotion) is deployed (spec, Model Approval Workflow); if an approve/promote changed the model to
+    serve while this deployed, that one is deployed after it (``churn.model_registry.settle``). A failed
     deployment raises (and alerts); the previously deployed model keeps serving.
 
     Args:
