@@ -36,8 +36,9 @@ written once here so the steps and the CLI only call plain functions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from zenml import Model
 from zenml.client import Client
@@ -45,6 +46,9 @@ from zenml.enums import ModelStages
 
 from churn.metrics import all_metrics
 from churn.model_registry import APPROVED, PENDING, REJECTED
+from churn.model_registry import find_version as find_registry_version
+
+T = TypeVar("T")
 
 _STAGE_OF_APPROVAL = {PENDING: ModelStages.NONE, APPROVED: ModelStages.STAGING, REJECTED: ModelStages.ARCHIVED}
 
@@ -246,3 +250,77 @@ def version_this_run(model_name: str) -> None:
     if context is None:
         raise RuntimeError("version_this_run is called inside a @pipeline body")
     context.pipeline.configure(model=run_model(model_name))
+
+
+def warn_only(what: str, record: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Run the bookkeeping call ``record(*args, **kwargs)``; on failure print a warning naming ``what``, return None.
+
+    For what runs after the fact (the endpoint switched, the version committed): a ZenML store or Model
+    Control Plane failure then must not fail the step or command, nor withdraw what is already right.
+
+    Args:
+        what: What was not recorded, for the warning (e.g. "the deployment of m v3 on the ZenML model").
+        record: The call to make.
+        *args: Its positional arguments.
+        **kwargs: Its keyword arguments.
+
+    Returns:
+        What ``record`` returned, or None when it raised.
+    """
+    try:
+        return record(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - bookkeeping after the fact; say what was not recorded
+        print(f"warning: {what} was not recorded: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
+
+
+def follow_reconcile(
+    registry: Any, model_name: str, outcome: Mapping[str, Any] | None, changed: tuple[str, str] | None = None
+) -> None:
+    """The ZenML versions' stages follow a reconcile (``churn.model_registry.reconcile``); warn-only.
+
+    What the endpoint serves now is recorded first (stage production, with the endpoint); then the version
+    a command just changed gets the stage of its approval; then the version the deploy replaced leaves
+    production. Each is :func:`warn_only`: the registry and the endpoint are already right.
+
+    Args:
+        registry: The active stack's model registry (the replaced version's approval status is read there).
+        model_name: The registered model / model package group (= the ZenML model).
+        outcome: ``reconcile``'s outcome (None: nothing was reconciled, e.g. ``--no-deploy`` without endpoint).
+        changed: (registry version, its approval status now) a command just set, or None.
+    """
+    outcome = outcome or {}
+    action, before = outcome.get("action"), outcome.get("served_before")
+    served = outcome.get("to_serve") if action in ("deployed", "unchanged") else before
+    if action in ("deployed", "unchanged") and served is not None:
+        url = (outcome.get("endpoint") or {}).get("url")
+        warn_only(
+            f"the deployment of {model_name} v{served} on its ZenML model version",
+            record_deployment,
+            model_name,
+            served,
+            endpoint_name=outcome["endpoint_name"],
+            endpoint_url=url,
+        )
+    if changed is not None:
+        version, status = changed
+        stage = warn_only(
+            f"the stage of {model_name} v{version} on its ZenML model version",
+            sync_stage,
+            model_name,
+            version,
+            approval_status=status,
+            deployed=version == served,
+        )
+        if stage is not None:
+            print(f"ZenML model {model_name}: the version of registry v{version} is {stage}.")
+    if action == "deployed" and before and before != served and before != (changed or ("",))[0]:
+
+        def leave_production() -> str | None:  # the replaced version's stage from its approval, not deployed
+            replaced = find_registry_version(registry, model_name, before)
+            status = (replaced.metadata.model_dump() if replaced.metadata else {}).get("approval_status", "")
+            return sync_stage(model_name, before, approval_status=status, deployed=False)
+
+        warn_only(
+            f"the stage of {model_name} v{before} (no longer served) on its ZenML model version", leave_production
+        )

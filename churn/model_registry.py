@@ -14,7 +14,8 @@
   is MLflow's ``approval_status`` version tag / SageMaker's ModelApprovalStatus, which the
   flavor reports under the same key. A chosen version with no recorded bundle sha256 is
   refused, not skipped: the operator must see it. Locally the MLflow alias ``champion`` is
-  moved to the model to serve whenever our code changes it (:func:`mark_served`).
+  moved to the model to serve whenever our code changes it (:func:`mark_served`),
+  and removed when no version is Approved (:func:`unmark_served`).
 - **All or nothing** (:func:`register_all_or_nothing`): a version is created
   ``PendingManualApproval`` (never selected), the caller's follow-up work runs, and only
   then is it given its approval status, as the last write. If anything fails after the
@@ -63,6 +64,7 @@ class ApprovalError(ValueError):
     """An approval, rejection or promotion that names a group or version the registry does not have, or cannot do."""
 
 
+CHAMPION_ALIAS = "champion"  # MLflow: the alias ZenML's MLflow registry gives the PRODUCTION stage
 CHAMPION_MARKER = "champion_over"  # version metadata: the group's highest version number when it was promoted
 
 
@@ -74,22 +76,30 @@ def _number(version: RegistryModelVersion) -> int:
     return int(str(version.version)) if str(version.version).isdigit() else -1
 
 
-def versions_of(registry: BaseModelRegistry, name: str) -> list[RegistryModelVersion]:
-    """Every version of ``name``, newest (highest number) first.
+def versions_of(registry: BaseModelRegistry, name: str, status: str | None = None) -> list[RegistryModelVersion]:
+    """Every version of ``name`` (with ``status``: those with that approval status), newest (highest number) first.
+
+    The status is filtered by the registry (MLflow: a tag filter; SageMaker: ListModelPackages'
+    ModelApprovalStatus), so only those versions are read.
 
     Raises:
         ApprovalError: the registry has no registered model / model package group ``name``.
     """
+    wanted = None if status is None else ModelRegistryModelMetadata(approval_status=status)
     try:
         registry.get_model(name)
-        versions = registry.list_model_versions(name=name) or []
+        versions = registry.list_model_versions(name=name, metadata=wanted) or []
     except KeyError as error:
         raise ApprovalError(f"the registry has no model (package group) named {name!r}") from error
     return sorted(versions, key=_number, reverse=True)
 
 
 def choose_model_to_serve(versions: list[RegistryModelVersion]) -> RegistryModelVersion | None:
-    """The model to serve among ``versions`` (the rule in this module's docstring), or None when none is Approved."""
+    """The model to serve among ``versions`` (the rule in this module's docstring), or None when none is Approved.
+
+    :func:`model_to_serve` passes the Approved versions only: a marker left on a version no longer
+    Approved (rejected in SageMaker Studio) then pins nothing, as it pins nothing among all versions.
+    """
     approved = [v for v in versions if _meta(v).get("approval_status") == APPROVED]
     if not approved:
         return None
@@ -116,7 +126,7 @@ def model_to_serve(registry: BaseModelRegistry, name: str) -> RegistryModelVersi
         churn.bundle.BundleError: That version has no (valid) recorded bundle sha256.
     """
     try:
-        version = choose_model_to_serve(versions_of(registry, name))
+        version = choose_model_to_serve(versions_of(registry, name, APPROVED))  # the rule reads Approved ones
     except ApprovalError:  # the registered model / package group does not exist yet
         return None
     if version is not None:
@@ -207,6 +217,25 @@ def mark_served(registry: BaseModelRegistry, name: str, version: RegistryModelVe
     serve). SageMaker: the version is Approved already, so nothing changes.
     """
     registry.update_model_version(name=name, version=str(version.version), stage=ModelVersionStage.PRODUCTION)
+
+
+def unmark_served(registry: BaseModelRegistry, name: str) -> None:
+    """Record in the registry that ``name`` has no model to serve.
+
+    MLflow: the ``champion`` alias is removed (ZenML's MLflow registry only sets aliases, so rejecting the
+    last Approved version would leave ``models:/<name>@champion`` on it). SageMaker: nothing to remove
+    (the registry has no alias; ModelApprovalStatus says it all).
+    """
+    client = getattr(registry, "mlflow_client", None)  # the MLflow registry's client, on its tracking URI
+    if client is None:
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException:  # no such alias: nothing to remove
+        return
+    client.delete_registered_model_alias(name, CHAMPION_ALIAS)
 
 
 approved_version = model_to_serve  # the name callers used before promotion existed
@@ -374,6 +403,62 @@ def reconcile(
         churn.bundle.BundleError: The model to serve has no recorded bundle sha256.
         stacks.contracts.DeploymentError: The deployer could not serve it (the previous model keeps serving).
     """
+    outcome = _reconcile_once(registry, deployer, name, endpoint_name, settings, deploy)
+    if outcome["action"] != "deployed":
+        return outcome
+    settled = settle(registry, deployer, name, endpoint_name, outcome["to_serve"], settings)
+    return outcome if settled is None else {**settled, "served_before": outcome["served_before"]}
+
+
+RACE_TRIES = 3  # deploys after a race before giving up (each one settles a promotion made during the last)
+
+
+def settle(
+    registry: BaseModelRegistry,
+    deployer: Any,
+    name: str,
+    endpoint_name: str,
+    deployed_version: str,
+    settings: Any = None,
+) -> dict[str, Any] | None:
+    """After ``deployed_version`` was deployed: if the model to serve changed meanwhile, serve that instead.
+
+    The model to serve is chosen before ``deploy_bundle``, outside any lock: an approve, promote or
+    reconcile made while a deployment ran could be undone by it. So it is read again after the deploy
+    and, when it changed, reconciled (at most :data:`RACE_TRIES` times).
+
+    Args:
+        registry: The active stack's model registry.
+        deployer: The active stack's model deployer.
+        name: The registered model / model package group.
+        endpoint_name: Its endpoint.
+        deployed_version: The version just deployed.
+        settings: ``churn.config.DeploySettings`` for a deployment (None: the defaults).
+
+    Returns:
+        The last reconcile's outcome (see :func:`reconcile`), or None when the model to serve did not change
+        (or no version is Approved any more: the endpoint keeps serving, the next reconcile says so).
+
+    Raises:
+        churn.bundle.BundleError: The model to serve has no recorded bundle sha256.
+        stacks.contracts.DeploymentError: The deployer could not serve it.
+    """
+    outcome = None
+    for _ in range(RACE_TRIES):
+        now = model_to_serve(registry, name)
+        if now is None or str(now.version) == str(deployed_version):
+            return outcome
+        log.warning("the model to serve of %s changed to v%s during a deploy; serving it", name, now.version)
+        outcome = _reconcile_once(registry, deployer, name, endpoint_name, settings, True)
+        if outcome["action"] != "deployed":
+            return outcome
+        deployed_version = outcome["to_serve"]
+    return outcome
+
+
+def _reconcile_once(
+    registry: BaseModelRegistry, deployer: Any, name: str, endpoint_name: str, settings: Any, deploy: bool
+) -> dict[str, Any]:
     chosen = model_to_serve(registry, name)
     current = next((e for e in deployer.list_endpoints() if e.get("endpoint_name") == endpoint_name), None)
     served = str(current["version"]) if current and current.get("model_name") == name else None
@@ -385,6 +470,7 @@ def reconcile(
         "endpoint": current,
     }
     if chosen is None:
+        unmark_served(registry, name)  # models:/<name>@champion must not load a Rejected version
         return {**outcome, "action": "nothing to serve"}
     mark_served(registry, name, chosen)
     if served == str(chosen.version) and current.get("running", True):

@@ -28,15 +28,17 @@ def _config_for(group: str) -> Any | None:
     return None
 
 
-def _target(group: str, endpoint: str | None, deploy: bool = True) -> tuple[str | None, Any]:
+def _target(group: str, endpoint: str | None, deploy: bool = True, config: Any = None) -> tuple[str | None, Any]:
     """(endpoint name, deploy settings) for ``group``: ``--endpoint`` or the pipeline config that names the group.
 
+    ``config`` is the pipeline config the command was given (``reconcile --config FILE``): its deploy keys
+    are used; None: the config (rf, automl) whose ``model_package_group`` is ``group``.
     Checked before the registry is changed, so a command that could not deploy changes nothing.
     Without ``deploy`` an unknown endpoint is None rather than an error.
     """
     from churn.config import DeploySettings, deploy_settings
 
-    config = _config_for(group)
+    config = config if config is not None else _config_for(group)
     if endpoint is None and config is None and not deploy:
         return None, DeploySettings()
     if endpoint is None and config is None:
@@ -46,45 +48,6 @@ def _target(group: str, endpoint: str | None, deploy: bool = True) -> tuple[str 
         )
     settings = DeploySettings(**deploy_settings(config.model_dump())) if config is not None else DeploySettings()
     return endpoint or config.endpoint_name, settings
-
-
-def _sync_zenml(group: str, changed: tuple[str, str] | None, outcome: dict[str, Any] | None) -> None:
-    """The ZenML model versions' stage follows the registry and the endpoint (``churn.model_control``).
-
-    ``changed`` is (version, its approval status now); the version the endpoint serves is recorded as deployed.
-    A failure here is reported, not raised: the registry and the endpoint are already right.
-    """
-    from churn.model_control import record_deployment, sync_stage
-
-    served = None
-    if outcome and outcome["action"] in ("deployed", "unchanged"):
-        served = outcome["to_serve"]
-    elif outcome:
-        served = outcome["served_before"]
-    try:
-        if changed is not None:
-            version, status = changed
-            stage = sync_stage(group, version, approval_status=status, deployed=version == served)
-            if stage is not None:
-                click.echo(f"ZenML model {group}: the version of registry v{version} is {stage}.")
-        before = (outcome or {}).get("served_before")
-        if (
-            outcome
-            and outcome["action"] == "deployed"
-            and before
-            and before != served
-            and before != (changed or ("",))[0]
-        ):
-            from churn.model_registry import find_version
-
-            replaced = find_version(stack_component("model_registry"), group, before)
-            status = (replaced.metadata.model_dump() if replaced.metadata else {}).get("approval_status", "")
-            sync_stage(group, before, approval_status=status, deployed=False)  # no longer served
-        if outcome and outcome["action"] in ("deployed", "unchanged") and served is not None:
-            url = (outcome.get("endpoint") or {}).get("url")
-            record_deployment(group, served, endpoint_name=outcome["endpoint_name"], endpoint_url=url)
-    except Exception as error:  # noqa: BLE001 - bookkeeping after the fact; say so and keep the exit status
-        click.echo(f"warning: could not update the ZenML model {group}'s stages: {error}", err=True)
 
 
 def follow_through(
@@ -102,6 +65,7 @@ def follow_through(
         ``churn.model_registry.reconcile``'s outcome (None when the endpoint is unknown).
     """
     from churn.bundle import BundleError
+    from churn.model_control import follow_reconcile
     from churn.model_registry import model_to_serve, reconcile
     from stacks.contracts import DeploymentError
 
@@ -110,7 +74,7 @@ def follow_through(
     if name is None:
         chosen = model_to_serve(registry, group)
         click.echo(f"Not deployed (--no-deploy): the model to serve is {group} v{getattr(chosen, 'version', None)}.")
-        _sync_zenml(group, changed, None)
+        follow_reconcile(registry, group, None, changed)
         return None
     try:
         outcome = reconcile(registry, deployer, group, name, settings, deploy=deploy)
@@ -138,7 +102,7 @@ def follow_through(
         url = (outcome.get("endpoint") or {}).get("url")
         was = f" (was v{before})" if before else ""
         click.echo(f"Endpoint {name} serves {group} v{to_serve}{was} at {url}")
-    _sync_zenml(group, changed, outcome)
+    follow_reconcile(registry, group, outcome, changed)
     return outcome
 
 
@@ -157,30 +121,30 @@ _no_deploy = click.option("--no-deploy", is_flag=True, help="Change the registry
 _reason = click.option("--reason", default="", help="Why (SageMaker: the ApprovalDescription).")
 
 
-@click.command()
-@click.argument("group")
-@click.argument("version")
-@_endpoint
-@_no_deploy
-@_reason
-def approve(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
-    """Approve VERSION of GROUP, then deploy the model to serve (the newest Approved, unless a promotion pins one)."""
-    target = _target(group, endpoint, deploy=not no_deploy)
-    _change(group, version, "Approved", reason)
-    follow_through(group, target, deploy=not no_deploy, changed=(version, "Approved"))
+def _approval_command(name: str, status: str, doc: str) -> click.Command:
+    """``run.py approve`` / ``run.py reject``: set ``status`` on VERSION of GROUP, then follow through."""
+
+    def command(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
+        target = _target(group, endpoint, deploy=not no_deploy)
+        _change(group, version, status, reason)
+        follow_through(group, target, deploy=not no_deploy, changed=(version, status))
+
+    command.__doc__ = doc
+    for option in (_reason, _no_deploy, _endpoint, click.argument("version"), click.argument("group")):
+        command = option(command)
+    return click.command(name)(command)
 
 
-@click.command()
-@click.argument("group")
-@click.argument("version")
-@_endpoint
-@_no_deploy
-@_reason
-def reject(group: str, version: str, endpoint: str | None, no_deploy: bool, reason: str) -> None:
-    """Reject VERSION of GROUP; if it was served, the next model to serve is deployed (or none is, and it says so)."""
-    target = _target(group, endpoint, deploy=not no_deploy)
-    _change(group, version, "Rejected", reason)
-    follow_through(group, target, deploy=not no_deploy, changed=(version, "Rejected"))
+approve = _approval_command(
+    "approve",
+    "Approved",
+    "Approve VERSION of GROUP, then deploy the model to serve (the newest Approved, unless a promotion pins one).",
+)
+reject = _approval_command(
+    "reject",
+    "Rejected",
+    "Reject VERSION of GROUP; if it was served, the next model to serve is deployed (or none is, and it says so).",
+)
 
 
 @click.command()
@@ -227,7 +191,7 @@ def reconcile(
     config = load_config(variant, config_path)
     if cron is None:
         group = group or config.model_package_group
-        follow_through(group, _target(group, endpoint or config.endpoint_name), deploy=True)
+        follow_through(group, _target(group, endpoint or config.endpoint_name, config=config), deploy=True)
         return
     from churn.schedules import ScheduleError
     from pipelines.reconcile import churn_reconcile

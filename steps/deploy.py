@@ -9,8 +9,8 @@ from zenml.client import Client
 
 from churn.artifacts import Deployment, Registration
 from churn.config import DeploySettings
-from churn.model_control import record_deployment
-from churn.model_registry import model_to_serve, not_the_approved_model
+from churn.model_control import record_deployment, warn_only
+from churn.model_registry import model_to_serve, not_the_approved_model, settle
 from materializers.artifact_materializer import TypedArtifactMaterializer
 
 
@@ -21,7 +21,8 @@ def deploy(
     """Create or update the endpoint with the version just registered, if it is the model to serve.
 
     Only the model to serve (``churn.model_registry.model_to_serve``: approved, and not superseded by a
-    promotion) is deployed (spec, Model Approval Workflow). A failed
+    promotion) is deployed (spec, Model Approval Workflow); if an approve/promote changed the model to
+    serve while this deployed, that one is deployed after it (``churn.model_registry.settle``). A failed
     deployment raises (and alerts); the previously deployed model keeps serving.
 
     Args:
@@ -40,7 +41,8 @@ def deploy(
     if not registration.registered:
         print(f"Not deployed: {registration.reason}")
         return Deployment.skipped(registration.reason or "not registered")
-    approved = model_to_serve(Client().active_stack.model_registry, registration.model_name)  # the one rule
+    registry = Client().active_stack.model_registry
+    approved = model_to_serve(registry, registration.model_name)  # the one rule
     refusal = not_the_approved_model(registration.version, registration.approval_status, approved)
     if refusal:
         print(f"Not deployed: {refusal}")
@@ -53,20 +55,30 @@ def deploy(
     unused = deployer.unused_settings()
     if unused:
         print(f"note: {', '.join(unused)} have no effect on this stack's model deployer ({deployer.flavor})")
+    settings = DeploySettings(**(deploy_settings or {}))
     endpoint = deployer.deploy_bundle(
         endpoint_name=endpoint_name,
         model_name=registration.model_name,
         version=registration.version,
         bundle_uri=registration.bundle_uri,
         sha256=registration.sha256,
-        settings=DeploySettings(**(deploy_settings or {})),
+        settings=settings,
         metadata={"mlflow_run_id": registration.mlflow_run_id, "zenml_run_id": registration.zenml_run_id},
     )
+    # approved/promoted while this deployed? then the endpoint ends on the model to serve (churn.model_registry)
+    settled = settle(registry, deployer, registration.model_name, endpoint_name, registration.version, settings)
+    if settled is not None and settled["action"] == "deployed":
+        endpoint = settled["endpoint"]
     deployment = Deployment.of_endpoint(endpoint)
     log_metadata(metadata={"deployment": deployment.model_dump(mode="json", exclude_none=True)})
     # the ZenML model version of what now serves: stage production, with the endpoint (none recorded: no-op)
-    record_deployment(
-        registration.model_name, str(endpoint["version"]), endpoint_name=endpoint_name, endpoint_url=deployment.url
+    warn_only(
+        f"the deployment of {registration.model_name} v{endpoint['version']} on its ZenML model version",
+        record_deployment,
+        registration.model_name,
+        str(endpoint["version"]),
+        endpoint_name=endpoint_name,
+        endpoint_url=deployment.url,
     )
-    print(f"Endpoint {endpoint_name} serves {registration.model_name} v{registration.version} at {deployment.url}")
+    print(f"Endpoint {endpoint_name} serves {registration.model_name} v{endpoint['version']} at {deployment.url}")
     return deployment

@@ -8,6 +8,7 @@ from zenml import log_metadata, step
 from zenml.client import Client
 
 from churn.config import DeploySettings
+from churn.model_control import follow_reconcile
 from churn.model_registry import reconcile
 
 
@@ -33,6 +34,7 @@ def reconcile_endpoint(
     outcome = reconcile(
         stack.model_registry, stack.model_deployer, model_name, endpoint_name, DeploySettings(**(deploy_settings or {}))
     )
+    follow_reconcile(stack.model_registry, model_name, outcome)  # the ZenML versions' stages follow (warn-only)
     summary = {k: outcome[k] for k in ("model_name", "endpoint_name", "to_serve", "served_before", "action")}
     log_metadata(metadata={"reconcile": summary})
     print(f"Endpoint {endpoint_name}: {summary['action']} (model to serve: {model_name} v{summary['to_serve']})")

@@ -21,7 +21,7 @@ from churn.artifacts import FeatureLineage, GateVerdict, Registration
 from churn.bundle import ModelBundle
 from churn.evaluation import EvaluationReport
 from churn.mlflow_model import log_bundle_model
-from churn.model_control import record_run_version, stage_for, version_metadata
+from churn.model_control import record_run_version, stage_for, version_metadata, warn_only
 from churn.model_registry import register_all_or_nothing, version_bundle_uri
 from churn.report_html import model_card_html
 from materializers.artifact_materializer import TypedArtifactMaterializer
@@ -129,7 +129,9 @@ def register(
         then=record_lineage,
     )
     print(f"Registered {model_name} version {version.version} ({approval_status})")
-    record_run_version(  # the run's ZenML model version: metrics, registry version (package ARN), stage
+    warn_only(  # the run's ZenML model version: metrics, registry version (package ARN), stage; after the commit
+        f"{model_name} v{version.version}'s metadata and stage on the run's ZenML model version",
+        record_run_version,
         version_metadata(
             evaluation_report,
             gate_verdict.model_dump(),

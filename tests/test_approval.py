@@ -99,6 +99,8 @@ def _champion_alias() -> str:
 
 
 def test_approve_promote_reject_follow_through_to_the_endpoint(stack, bundle_dir):
+    import mlflow.exceptions
+
     registry = stack.model_registry
     v1 = _register(stack, bundle_dir, "Approved", "1")
     v2 = _register(stack, bundle_dir, "PendingManualApproval", "2")
@@ -140,6 +142,8 @@ def test_approve_promote_reject_follow_through_to_the_endpoint(stack, bundle_dir
     assert f"{GROUP} has no Approved version to serve: endpoint {ENDPOINT} still serves {GROUP} v{v3}" in out
     assert _served(stack) == v3  # left running, and said so
     assert model_to_serve(registry, GROUP) is None
+    with pytest.raises(mlflow.exceptions.MlflowException):  # models:/GROUP@champion loads no Rejected version
+        _champion_alias()
 
 
 def test_a_version_approved_after_a_promotion_is_served_over_it(stack, bundle_dir):
@@ -171,3 +175,55 @@ def test_unknown_group_unknown_version_and_promoting_a_rejected_version_are_refu
     assert _tags(rejected)["approval_status"] == "Rejected"  # checked before anything changed
     out = _run("approve", GROUP, rejected, "--no-deploy")  # no endpoint needed to change the registry only
     assert f"{GROUP} version {rejected} is Approved." in out and "Not deployed (--no-deploy)" in out
+
+
+def test_reconcile_with_a_config_file_deploys_with_that_files_deploy_keys(tmp_path):
+    """``run.py reconcile --config FILE``'s deploy settings are FILE's, not configs/rf.yaml's."""
+    import yaml
+
+    from cli.common import load_config
+    from cli.lifecycle import _target
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "rf.yaml").read_text())
+    data.update(model_package_group="other-group", endpoint_name="other-endpoint", initial_instance_count=3)
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config("rf", str(path))
+    name, settings = _target(config.model_package_group, config.endpoint_name, config=config)
+    assert (name, settings.initial_instance_count) == ("other-endpoint", 3)
+
+
+def test_a_promotion_made_while_a_deploy_runs_is_what_the_endpoint_ends_on(stack, bundle_dir):
+    """The model to serve is chosen before deploy_bundle; a promotion made during it is served after it."""
+    import copy
+
+    from churn.model_registry import promote, reconcile
+
+    group, endpoint = f"{GROUP}-race", f"{ENDPOINT}-race"
+    uri, sha256 = bundle_dir
+
+    def register(run: str) -> str:
+        lineage = {"bundle_sha256": sha256, "zenml_pipeline_run_uuid": f"run-{run}", "bundle_uri": uri}
+        return str(register_all_or_nothing(stack.model_registry, group, uri, lineage, "Approved")[0].version)
+
+    old, new = register("r1"), register("r2")
+    local = type(stack.model_deployer)
+
+    class PromotesDuringTheFirstDeploy(local):
+        """The stack's real local deployer (same component, this subclass): an operator promotes mid-deploy."""
+
+        def deploy_bundle(self, **kwargs):
+            if not getattr(self, "_promoted", False):
+                self._promoted = True
+                promote(stack.model_registry, group, old)  # `run.py promote` in another shell, meanwhile
+            return super().deploy_bundle(**kwargs)
+
+    racing = copy.copy(stack.model_deployer)
+    racing.__class__ = PromotesDuringTheFirstDeploy
+    try:
+        outcome = reconcile(stack.model_registry, racing, group, endpoint)
+        url = stack.model_deployer.endpoint_url(endpoint)
+        assert requests.get(f"{url}/ping", timeout=10).headers["X-Model-Version"] == old != new
+        assert (outcome["to_serve"], outcome["action"]) == (old, "deployed")
+    finally:
+        stack.model_deployer.delete_endpoint(endpoint)

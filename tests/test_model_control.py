@@ -112,3 +112,29 @@ def test_zenml_cli_lists_the_model_and_its_versions_with_their_stage(model_name)
     found = zenml_cli("model", "version", "list", "--model", model_name, "--run_metadata", "registry_version:8")
     assert [v["number"] for v in found["items"]] == [2]
     assert model_name in [m["name"] for m in zenml_cli("model", "list", "--size", "100")["items"]]
+
+
+def test_a_reconcile_records_what_serves_even_when_the_replaced_version_cannot_be_looked_up(model_name, capsys):
+    """The replaced version's lookup fails (the group is not in the registry): the new one is production anyway."""
+    from zenml.client import Client
+
+    from churn.model_control import follow_reconcile
+
+    _version(model_name, "1"), _version(model_name, "2")
+    record_deployment(model_name, "1", endpoint_name="ep", endpoint_url=None)
+    outcome = {"action": "deployed", "to_serve": "2", "served_before": "1", "endpoint_name": "ep", "endpoint": {}}
+    follow_reconcile(Client().active_stack.model_registry, model_name, outcome)
+    assert _stages(model_name)["2"] == "production"
+    assert f"warning: the stage of {model_name} v1 (no longer served)" in capsys.readouterr().err
+
+
+def test_bookkeeping_that_fails_warns_naming_what_was_not_recorded(capsys):
+    from churn.model_control import warn_only
+
+    def store_down(*_args, **_kwargs):
+        raise ConnectionError("ZenML store unreachable")
+
+    assert warn_only("the deployment of m v3", store_down, "m", "3", endpoint_name="ep") is None
+    assert "warning: the deployment of m v3 was not recorded: ConnectionError: ZenML store unreachable" in (
+        capsys.readouterr().err
+    )

@@ -86,3 +86,20 @@ def test_approve_reject_promote_and_a_studio_approval_reach_the_endpoint(aws, bu
 
     out = _run("approve", GROUP, "42", ok=False)
     assert f"{GROUP} has no version '42' (its versions: 1, 2, 3)" in out
+
+
+def test_the_model_to_serve_reads_only_the_approved_packages(aws, bucket, active_stack, saved_bundle):
+    """ListModelPackages filters ModelApprovalStatus=Approved: a group's many rejected/pending packages are not read."""
+    from tests.cloud import strict_aws
+
+    registry = active_stack.model_registry
+    approved = _register(registry, saved_bundle, "Approved", "a")
+    for run in ("r1", "r2", "p1"):
+        _register(registry, saved_bundle, "Rejected" if run.startswith("r") else "PendingManualApproval", run)
+
+    def describes() -> int:
+        return strict_aws.operations_seen().get(("sagemaker", "DescribeModelPackage"), 0)
+
+    before = describes()
+    assert model_to_serve(registry, GROUP).version == approved
+    assert describes() - before == 1  # the one Approved package, not the four
