@@ -488,7 +488,7 @@ def _reconcile_once(
         metadata={
             "mlflow_run_id": metadata.get("mlflow_run_id"),
             "zenml_run_id": metadata.get("zenml_pipeline_run_uuid"),
-            "allow_older": True,
         },
+        allow_older=True,  # the model to serve may be older than what serves (a promotion: a rollback)
     )
     return {**outcome, "action": "deployed", "endpoint": endpoint}
