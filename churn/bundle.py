@@ -66,6 +66,9 @@ def library_versions() -> dict[str, str]:
     }
 
 
+COMPILE_AT_ROWS = 256  # an uncompiled bundle compiles its forest at the first call with this many rows
+
+
 @dataclass
 class ModelBundle:
     """A classifier plus its preprocessing; predicts from raw feature columns."""
@@ -75,13 +78,23 @@ class ModelBundle:
     info: dict[str, Any] = field(default_factory=dict)
     _compiled: Any = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        self._fast_path()  # compile the forest (and its kernel) at load, not on the first request
+    def prepare(self) -> ModelBundle:
+        """Compile the forest (and load its kernel) now: servers call it before their first request."""
+        self._fast_path()
+        return self
 
     def _fast_path(self) -> CompiledForest | None:
         if self._compiled is None:
             self._compiled = CompiledForest.compile(self.estimator) or False
         return self._compiled or None
+
+    def _scorer(self, rows: int) -> CompiledForest | None:
+        # Compiling costs about a second in a fresh process (numba's kernel load), so a bundle that only
+        # scores a few rows (the pipeline's smoke tests and MLflow's input example) keeps the estimator:
+        # the same numbers (to 1e-9). Compiled once, every call takes the compiled path.
+        if self._compiled is None and rows < COMPILE_AT_ROWS:
+            return None
+        return self._fast_path()
 
     @property
     def feature_order(self) -> list[str]:
@@ -94,7 +107,7 @@ class ModelBundle:
     def predict_proba(self, columns: Mapping[str, Sequence[Any]]) -> tuple[np.ndarray, dict[str, list[str]]]:
         """Probability of the positive class (1) per row, and unseen categories per column."""
         matrix, unseen = self.preprocessor.transform(columns)
-        fast = self._fast_path()
+        fast = self._scorer(len(matrix))
         if fast is not None:  # same numbers as predict_proba, at any batch size
             return fast.predict_positive(matrix), unseen
         proba = self.estimator.predict_proba(matrix)

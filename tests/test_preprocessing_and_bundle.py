@@ -1,3 +1,4 @@
+import copy
 import csv
 import io
 import json
@@ -82,9 +83,15 @@ def test_compiled_forest_equals_sklearn_predict_proba(trained_bundle):
     compiled = CompiledForest.compile(bundle.estimator)
     expected = bundle.estimator.predict_proba(matrix)[:, 1]
     assert np.abs(compiled.predict_positive(matrix) - expected).max() <= 1e-9
-    for i in range(0, 40):  # one-row requests take the compiled path inside the bundle
+    fresh = copy.deepcopy(bundle)  # not yet compiled: a few rows are scored by the estimator, no compile
+    fresh._compiled = None
+    proba, _ = fresh.predict_proba({c: [split.test[c].iloc[0]] for c in bundle.feature_order})
+    assert abs(proba[0] - expected[0]) <= 1e-9 and fresh._compiled is None
+    bundle.prepare()  # what the servers do before their first request
+    for i in range(0, 40):  # then one-row requests take the compiled path inside the bundle
         proba, _ = bundle.predict_proba({c: [split.test[c].iloc[i]] for c in bundle.feature_order})
         assert abs(proba[0] - expected[i]) <= 1e-9
+    assert bundle._compiled is not None and bundle._compiled is not False
     assert CompiledForest.compile(object()) is None
 
 

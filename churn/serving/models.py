@@ -37,6 +37,7 @@ from churn.bundle import BundleError, ModelBundle, load_verified, require_record
 
 log = logging.getLogger("churn.serving")
 POINTER_FILE = "current.json"
+SERVER_LOCK = "server.lock"  # held by the live server process (churn.processes)
 REGISTRY_SHA_TAG = "bundle_sha256"  # the MLflow model version tags our register step writes (steps/register.py)
 APPROVAL_TAG, APPROVED = "approval_status", "Approved"  # churn.model_registry's (not imported: it imports ZenML)
 
@@ -121,12 +122,13 @@ class RegistryHashes:
             ) from None
 
 
-def load_model(record: dict, registry: RegistryHashes | None = None) -> LoadedModel:
+def load_model(record: dict, registry: RegistryHashes | None = None, *, prepare: bool = True) -> LoadedModel:
     """Load and smoke-test the bundle a pointer record names (raises BundleError).
 
     The expected hash is the registry's when ``registry`` is given (the pointer names the
     model and version), else the pointer's ``sha256``. No hash, no load; the bundle is
-    loaded from the bytes that were hashed.
+    loaded from the bytes that were hashed. ``prepare`` compiles its forest for serving (a
+    check that serves nothing, like the deployer's, passes False).
     """
     if not isinstance(record, dict) or not record.get("bundle_dir"):
         raise BundleError("the endpoint's pointer names no bundle_dir")
@@ -140,6 +142,8 @@ def load_model(record: dict, registry: RegistryHashes | None = None) -> LoadedMo
         bundle = load_verified(record["bundle_dir"], expected, source)
         probe = {name: [None] for name in bundle.feature_order}
         bundle.predict_proba(probe)  # all-missing row: exercises imputation and the estimator
+        if prepare:
+            bundle.prepare()
     except BundleError:
         raise
     except Exception as error:  # a registered bundle that does not load or score is not served

@@ -49,6 +49,7 @@ from churn.serving.app import (  # noqa: F401 - re-exported: callers name them b
 from churn.serving.models import (  # noqa: F401 - re-exported: callers name them by this module
     APPROVED,
     POINTER_FILE,
+    SERVER_LOCK,
     LoadedModel,
     ModelHolder,
     RegistryError,
@@ -57,7 +58,6 @@ from churn.serving.models import (  # noqa: F401 - re-exported: callers name the
 )
 
 log = logging.getLogger("churn.serving")
-SERVER_LOCK = "server.lock"  # held by the live server process (churn.processes)
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to receive a request's headers
 HEADER_TIMEOUT_ENV = "CHURN_HEADER_TIMEOUT"

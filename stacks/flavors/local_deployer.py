@@ -49,7 +49,7 @@ from churn.bundle import BUNDLE_FILE, BundleError
 from churn.files import atomic_write_json
 from churn.net import free_port
 from churn.processes import holder_pid, pid_alive
-from churn.serving.server import POINTER_FILE, SERVER_LOCK, load_model
+from churn.serving.models import POINTER_FILE, SERVER_LOCK, load_model
 from stacks.contracts import DeploymentError, EndpointDeployer, split_allow_older
 
 FLAVOR = "churn_local_endpoint"
@@ -245,7 +245,7 @@ class LocalEndpointDeployer(EndpointDeployer):
             **metadata,
         }
         try:
-            load_model(record)  # the same check the server makes: sha256, load, score a row
+            load_model(record, prepare=False)  # the server's check (sha256, load, score a row), uncompiled
         except (BundleError, OSError, ValueError) as error:
             raise DeploymentError(
                 f"model {model_name} v{version} failed its health check and was not deployed: {error}"

@@ -19,7 +19,7 @@ from zenml.enums import ServiceState
 from zenml.models.v2.misc.service import ServiceType
 
 from churn.processes import holder_pid
-from churn.serving.server import POINTER_FILE, SERVER_LOCK
+from churn.serving.models import POINTER_FILE, SERVER_LOCK
 from stacks.flavors.local_deployer import FLAVOR
 from stacks.services.endpoint import EndpointService, EndpointServiceConfig, endpoint_service_type
 
