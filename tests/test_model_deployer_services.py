@@ -207,7 +207,8 @@ def test_cleanup_stops_every_server_when_the_store_cannot_delete_their_records(s
         with pytest.raises(requests.ConnectionError):
             _ping(url)
     out = capsys.readouterr().out
-    assert out.count("ZenML service records were not deleted (RuntimeError: injected: the ZenML store") == len(removed)
+    for name in names:  # each of them warned about, by name
+        assert f"warning: endpoint '{name}' was removed, but its ZenML service records were not deleted (Runtime" in out
     assert all(list_records(deployer.service_class, str(deployer.id), name) for name in names)
     listed = churn_endpoints()  # the next listing drops the stale records
     assert all(name not in listed for name in names)
