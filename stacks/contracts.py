@@ -622,12 +622,7 @@ class EndpointDeployer(BaseModelDeployer):
     def _reconcile(self) -> None:
         from stacks.services.endpoint import reconcile
 
-        try:
-            entries = self.list_endpoints()
-        except DeploymentError as error:  # throttled, expired credentials: each record is still checked
-            print(f"warning: endpoints not listed, ZenML's records kept as they are: {error}")
-            return
-        reconcile(self.service_class, str(self.id), entries, self.service_config)
+        reconcile(self.service_class, str(self.id), self.list_endpoints(), self.service_config)
 
     def find_model_server(  # type: ignore[override]
         self,

@@ -345,7 +345,20 @@ class SageMakerEndpoints:
         return InvocationResponse(200, response["Body"].read().decode("utf-8"), headers)
 
     def list(self) -> builtins.list[dict[str, Any]]:
-        """Endpoints that serve a config we created, with what they serve."""
+        """Endpoints that serve a config we created, with what they serve.
+
+        An endpoint that cannot be read (its DescribeEndpoint, DescribeEndpointConfig or ListTags fails:
+        throttled, expired credentials) is listed with ``status`` ``"Unknown"`` and the reason in ``error``,
+        the others as usual; one we may not read (AccessDenied: not ours) or that went meanwhile is left out.
+
+        Returns:
+            One dict per endpoint: ``endpoint_name``, ``running``, ``status``, ``url``, ``endpoint_config_name``,
+            ``model_name``, ``version``, ``sha256`` (``"?"``/empty when unknown) and, when it could not be read,
+            ``error``.
+
+        Raises:
+            DeploymentError: ListEndpoints itself failed.
+        """
         out = []
         with aws_errors("listing endpoints", DeploymentError):
             endpoints = [e for page in self._sm.get_paginator("list_endpoints").paginate() for e in page["Endpoints"]]
@@ -359,25 +372,27 @@ class SageMakerEndpoints:
                 tags = {
                     t["Key"]: t["Value"] for t in self._sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]
                 }
-            except Exception as error:  # noqa: BLE001 - not ours (no permission) or gone meanwhile: skip it
+            except Exception as error:  # noqa: BLE001 - reported for this endpoint; the others are still listed
                 if "AccessDenied" in str(error) or "could not find" in str(error).lower():
-                    continue
-                raise DeploymentError(str(explain(error, f"reading endpoint '{name}'"))) from None
-            if tags.get("churn:endpoint") != name:
+                    continue  # not ours (no permission) or gone meanwhile
+                reason = error if isinstance(error, DeploymentError) else explain(error, f"reading endpoint '{name}'")
+                out.append(self._entry(name, {"EndpointStatus": "Unknown"}, {}) | {"error": str(reason)})
                 continue
-            out.append(
-                {
-                    "endpoint_name": name,
-                    "running": status["EndpointStatus"] == "InService",
-                    "status": status["EndpointStatus"],
-                    "url": self.runtime_url(name),
-                    "endpoint_config_name": status["EndpointConfigName"],
-                    "model_name": tags.get("churn:model-name", "?"),
-                    "version": tags.get("churn:model-version", "?"),
-                    "sha256": tags.get("churn:bundle-sha256", ""),
-                }
-            )
+            if tags.get("churn:endpoint") == name:
+                out.append(self._entry(name, status, tags))
         return out
+
+    def _entry(self, name: str, status: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "endpoint_name": name,
+            "running": status["EndpointStatus"] == "InService",
+            "status": status["EndpointStatus"],
+            "url": self.runtime_url(name),
+            "endpoint_config_name": status.get("EndpointConfigName", ""),
+            "model_name": tags.get("churn:model-name", "?"),
+            "version": tags.get("churn:model-version", "?"),
+            "sha256": tags.get("churn:bundle-sha256", ""),
+        }
 
     def delete(self, endpoint_name: str) -> builtins.list[str]:
         """Remove the endpoint, its autoscaling, and every endpoint config/model we created for it."""

@@ -15,6 +15,7 @@ from tests.cloud.conftest import boto
 
 ENDPOINT = "classification-model-endpoint"  # the stack's: the IAM documents allow only its names
 MODEL = "classification-model-group"
+OTHER_ENDPOINT = "automl-classification-endpoint"  # the other endpoint name the IAM documents allow
 
 
 @pytest.fixture
@@ -105,6 +106,25 @@ def test_endpoints_whose_describe_endpoint_fails_are_listed_in_error_with_the_re
     )
     (again,) = deployer.find_model_server(service_uuid=service.uuid)  # DescribeEndpoint answers again
     assert again.status.state.value == "active"
+
+
+def test_one_endpoint_whose_describe_endpoint_fails_is_reported_and_the_others_are_listed(
+    deployed, trained_bundle, tmp_path
+):
+    deployer, _ = deployed
+    bundle, _ = trained_bundle
+    deployer.deploy_bundle(OTHER_ENDPOINT, MODEL, "1", str(tmp_path / "bundle"), bundle.save(tmp_path / "bundle"))
+    with moto_failures.describe_endpoint_failing("injected: the security token is expired", endpoint=ENDPOINT):
+        listed = {e["endpoint_name"]: e for e in deployer.list_endpoints()}
+        services = {s.config.endpoint_name: s for s in deployer.find_model_server()}  # reconciled from that listing
+    assert (listed[OTHER_ENDPOINT]["version"], listed[OTHER_ENDPOINT]["running"]) == ("1", True)
+    assert "error" not in listed[OTHER_ENDPOINT]
+    failed = listed[ENDPOINT]
+    assert (failed["status"], failed["running"], failed["version"]) == ("Unknown", False, "?")
+    assert f"describing endpoint '{ENDPOINT}'" in failed["error"] and "security token is expired" in failed["error"]
+    assert services[OTHER_ENDPOINT].status.state.value == "active"
+    assert services[ENDPOINT].status.state.value == "error"  # its record is kept, not dropped as gone
+    assert services[ENDPOINT].config.model_version == "1"
 
 
 def test_allow_older_does_not_become_a_tag(aws, bucket, active_stack, trained_bundle, tmp_path):
