@@ -118,6 +118,28 @@ def write_pointer(endpoint_dir, record) -> None:
     )
 
 
+def local_stack_fixture(endpoint_name: str):
+    """A module-scoped ``stack`` fixture: the local stack set up and active; stops ``endpoint_name`` after the module.
+
+    Use as ``stack = local_stack_fixture(ENDPOINT)`` in a test module.
+    """
+
+    @pytest.fixture(scope="module")
+    def stack(session_dir):
+        from zenml.client import Client
+        from zenml.utils import source_utils
+
+        from stacks.local import setup_local_stack
+
+        source_utils.set_custom_source_root(str(REPO))
+        setup_local_stack(activate=True)
+        active = Client().active_stack
+        yield active
+        active.model_deployer.stop_endpoint(endpoint_name)
+
+    return stack
+
+
 @pytest.fixture(scope="session")
 def demo_frame():
     from churn.demo_data import generate_customers

@@ -14,24 +14,14 @@ from click.testing import CliRunner
 from zenml import pipeline, step
 
 from churn.model_registry import register_all_or_nothing
+from tests.conftest import local_stack_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 ENDPOINT = "services-test-endpoint"
 MODEL = "services-test-model"
 
 
-@pytest.fixture(scope="module")
-def stack(session_dir):
-    from zenml.client import Client
-    from zenml.utils import source_utils
-
-    from stacks.local import setup_local_stack
-
-    source_utils.set_custom_source_root(str(REPO))
-    setup_local_stack(activate=True)
-    active = Client().active_stack
-    yield active
-    active.model_deployer.stop_endpoint(ENDPOINT)
+stack = local_stack_fixture(ENDPOINT)
 
 
 @pytest.fixture(scope="module")

@@ -378,16 +378,17 @@ def _delete_endpoint(self: SageMakerResponse) -> Any:
     return _ORIGINALS["delete_endpoint"](self)
 
 
-def _package(backend: Any, name: str) -> Any:
+def model_package(backend: Any, name: str) -> Any:
+    """The model package ``name`` (ARN, or ``group/version``) of a SageMaker backend; ValidationException if none."""
     arn = backend.model_package_name_mapping.get(name, name)
     package = backend.model_packages.get(arn)
     if package is None:
-        raise ValidationError(message=f"Model package {name} not found")
+        raise ValidationError(message=f"Model package {name} does not exist.")
     return package
 
 
 def _update_model_package(self: SageMakerResponse) -> ActionResult:
-    package = _package(self.sagemaker_backend, self._get_param("ModelPackageArn"))
+    package = model_package(self.sagemaker_backend, self._get_param("ModelPackageArn"))
     if self._get_param("ModelApprovalStatus"):
         package.set_model_approval_status(self._get_param("ModelApprovalStatus"))
     if self._get_param("ApprovalDescription") is not None:
@@ -407,7 +408,7 @@ def _update_model_package(self: SageMakerResponse) -> ActionResult:
 
 def _delete_model_package(self: SageMakerResponse) -> EmptyResult:
     backend = self.sagemaker_backend
-    package = _package(backend, self._get_param("ModelPackageName"))
+    package = model_package(backend, self._get_param("ModelPackageName"))
     backend.model_packages.pop(package.arn, None)
     for key, value in list(backend.model_package_name_mapping.items()):
         if value == package.arn:

@@ -23,22 +23,16 @@ from typing import Any
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 
+from tests.cloud.moto_extensions import model_package
+
 _ORIGINAL: list[Callable] = []
-
-
-def _package(backend: Any, name: str) -> Any:
-    arn = backend.model_package_name_mapping.get(name, name)
-    package = backend.model_packages.get(arn)
-    if package is None:
-        raise ValidationError(message=f"Model package {name} does not exist.")
-    return package
 
 
 def _resolve(backend: Any, container: dict[str, Any]) -> list[dict[str, Any]]:
     name = container.get("ModelPackageName")
     if not name:
         return [container]
-    package = _package(backend, name)
+    package = model_package(backend, name)
     if package.model_package_group_name and package.model_approval_status != "Approved":
         raise ValidationError(
             message=(
