@@ -20,7 +20,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from churn.net import free_port  # noqa: E402  (after the repo is on sys.path)
+from tests.processes import mlflow_serve_command, stop_process_group  # noqa: E402
 
 HEADER = (
     "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,"
@@ -146,13 +146,7 @@ def start(command: list[str], env: dict) -> subprocess.Popen:
     )
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+stop = stop_process_group
 
 
 def main() -> None:
@@ -211,23 +205,7 @@ def main() -> None:
         model = save_bundle_model(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
         port = free_port()
         mlflow_server = start(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                model,
-                "-p",
-                str(port),
-                "-h",
-                "127.0.0.1",
-                "--env-manager",
-                "local",
-                "-w",
-                "1",
-            ],
+            mlflow_serve_command(model, port),
             env,
         )
         try:

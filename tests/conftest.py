@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from churn.files import atomic_write_bytes
 from churn.net import free_port
+from tests.processes import stop_process_group, wait_for_ping  # noqa: F401 - tests import them from here
 
 REPO = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="churn-tests-"))
@@ -74,34 +73,11 @@ class ServerProcess:
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        import requests
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
-            try:
-                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("server did not become ready")
+        wait_for_ping(self.url, self.process, "server", timeout)
 
     def stop(self) -> None:
         stop_process_group(self.process)
         self.log.close()
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop a process started with start_new_session=True, and its children: SIGTERM, then SIGKILL after 10 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def publish(endpoint_dir, bundle, version: str) -> dict:

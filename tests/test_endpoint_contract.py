@@ -256,16 +256,9 @@ class ContainerProcess:
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"serve exited with {self.process.returncode}"
-            try:
-                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("the container did not become ready")
+        from tests.conftest import wait_for_ping
+
+        wait_for_ping(self.url, self.process, "the container's serve", timeout)
 
     def stop(self) -> None:
         from tests.conftest import stop_process_group

@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -24,6 +23,7 @@ from churn.bundle import BundleError, bundle_sha256
 from churn.mlflow_model import code_modules, log_bundle_model
 from churn.net import free_port
 from tests.conftest import ServerProcess, publish, stop_process_group
+from tests.processes import mlflow_serve_command, wait_for_ping
 
 GROUP = "pyfunc-test-group"
 
@@ -99,20 +99,6 @@ def test_the_signature_rejects_a_missing_column_naming_it(champion):
         model.predict(champion["rows"].drop(columns=["tenure_months"]))
 
 
-def _wait_for_ping(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(url + "/ping", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"mlflow models serve did not answer /ping: {log.read_text()[-2000:]}")
-
-
 def test_mlflow_models_serve_answers_as_our_endpoint(champion, tmp_path):
     bundle, rows = champion["bundle"], champion["rows"].head(200)
     port = free_port()
@@ -127,23 +113,7 @@ def test_mlflow_models_serve_answers_as_our_endpoint(champion, tmp_path):
     }
     with open(log, "wb") as out:
         served = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                f"models:/{GROUP}@champion",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--env-manager",
-                "local",
-                "-w",
-                "1",
-            ],
+            mlflow_serve_command(f"models:/{GROUP}@champion", port),
             cwd=tmp_path,
             env=env,
             stdout=out,
@@ -155,7 +125,7 @@ def test_mlflow_models_serve_answers_as_our_endpoint(champion, tmp_path):
     ours = ServerProcess(endpoint_dir)
     try:
         ours.wait_ready()
-        _wait_for_ping(f"http://127.0.0.1:{port}", served, log)
+        wait_for_ping(f"http://127.0.0.1:{port}", served, "mlflow models serve", 120, log)
         theirs = requests.post(
             f"http://127.0.0.1:{port}/invocations",
             timeout=60,
