@@ -34,6 +34,7 @@ from churn.aws.endpoint import (
     DeploymentError,
     SageMakerEndpoints,
     check_instance_type,
+    model_layout,
     tag_list,
     unique_name,
 )
@@ -126,16 +127,8 @@ class EndpointDeployment:
             raise DeploymentError(f"{self.what} was not deployed: {error}") from None
 
     def create_model(self, artifact: Mapping[str, Any], tags: list[dict[str, str]]) -> None:
-        """From the model package when ``artifact["from_package"]`` (SageMaker runs all its containers, in
-        series when several, with their registered Environment), else from the containers: one when the
-        bundle serves itself, several as a serial inference pipeline (an Autopilot bundle)."""
-        containers = artifact["containers"]
-        if artifact.get("from_package"):
-            layout: dict[str, Any] = {"PrimaryContainer": {"ModelPackageName": artifact["model_package_arn"]}}
-        elif len(containers) == 1:
-            layout = {"PrimaryContainer": containers[0]}
-        else:
-            layout = {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}}
+        """The model of ``model_layout(artifact)``: from the model package when Approved, else its containers."""
+        containers, layout = artifact["containers"], model_layout(artifact)
         self.progress(
             f"Creating model and endpoint config '{self.name}' ({self.settings.inference_instance_type} "
             f"x{self.settings.initial_instance_count}"

@@ -53,6 +53,26 @@ class EndpointSettings:
     profile: str | None = None
 
 
+def model_layout(artifact: Mapping[str, Any]) -> dict[str, Any]:
+    """CreateModel's container arguments for a ``serving_artifact``: the model package when
+    ``artifact["from_package"]`` (SageMaker runs all its containers, in series when several, with their
+    registered Environment), else the containers: one when the bundle serves itself, several as a serial
+    inference pipeline (an Autopilot bundle).
+
+    Args:
+        artifact: what ``SageMakerEndpoints.serving_artifact`` returned.
+
+    Returns:
+        ``PrimaryContainer`` or ``Containers`` with ``InferenceExecutionConfig``.
+    """
+    containers = artifact["containers"]
+    if artifact.get("from_package"):
+        return {"PrimaryContainer": {"ModelPackageName": artifact["model_package_arn"]}}
+    if len(containers) == 1:
+        return {"PrimaryContainer": containers[0]}
+    return {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}}
+
+
 @dataclass
 class InvocationResponse:
     """What ``invoke`` returns: the same shape as a ``requests`` response for our callers."""

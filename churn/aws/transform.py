@@ -29,7 +29,7 @@ import pandas as pd
 from churn.aws import s3
 from churn.aws.athena import Polling
 from churn.aws.clients import AwsError, aws_errors, client, explain
-from churn.aws.endpoint import SageMakerEndpoints, tag_list
+from churn.aws.endpoint import SageMakerEndpoints, model_layout, tag_list
 from churn.batch import write_chunks
 from churn.schema import ID_COLUMN, NON_FEATURE_COLUMNS
 
@@ -147,7 +147,6 @@ class BatchTransform:
             model_version.get("bundle_uri") or model_version["model_source_uri"],
             model_version["bundle_sha256"],
         )
-        containers = artifact["containers"]
         name = job_name(model_name)
         root = s3.join(f"s3://{s.bucket}", s.prefix, "batch", name)
         input_prefix, output_prefix = root + "/input/", root + "/output/"
@@ -169,13 +168,8 @@ class BatchTransform:
                 "churn:model-package-arn": artifact["model_package_arn"],
             }
         )
-        layout = (
-            {"PrimaryContainer": containers[0]}
-            if len(containers) == 1
-            else {"Containers": containers, "InferenceExecutionConfig": {"Mode": "Serial"}}
-        )
         with aws_errors(f"creating SageMaker model '{name}' for the batch transform", TransformError):
-            self._sm.create_model(ModelName=name, ExecutionRoleArn=s.role_arn, Tags=tags, **layout)
+            self._sm.create_model(ModelName=name, ExecutionRoleArn=s.role_arn, Tags=tags, **model_layout(artifact))
         try:
             self.progress(
                 f"Batch transform {name}: {len(features):,} customers in {len(parts)} request(s) of at most "

@@ -11,7 +11,7 @@ from churn.aws.s3 import AtomicS3Writer
 from churn.batch import OUTPUT_COLUMNS, load_batch_config, score_in_chunks, write_chunks
 from churn.feature_query import FeatureQuery
 from tests.cloud import moto_extensions as emulator
-from tests.cloud.conftest import BUCKET, PREFIX, REGION, boto
+from tests.cloud.conftest import API_CALLS, BUCKET, PREFIX, REGION, boto
 from tests.cloud.test_registry import _register
 
 pytestmark = pytest.mark.pipeline
@@ -58,6 +58,12 @@ def test_run_py_batch_on_the_sagemaker_stack_runs_one_batch_transform(
     served = package["InferenceSpecification"]["Containers"][0]
     assert job["ModelName"].startswith(f"{MODEL}-batch-") and job["ModelName"] == job["TransformJobName"]
     assert emulator.invocations() == []  # no endpoint was involved
+    # the job's model is created from the Approved package, as an endpoint's is (Studio lists it under the version)
+    [created] = [
+        c.params for c in API_CALLS if c.operation == "CreateModel" and c.params["ModelName"] == job["ModelName"]
+    ]
+    assert created["PrimaryContainer"] == {"ModelPackageName": package["ModelPackageArn"]}
+    assert "Containers" not in created
     models = boto("sagemaker").list_models()["Models"]
     assert [m for m in models if m["ModelName"] == job["ModelName"]] == []  # the job's model was removed afterwards
 
