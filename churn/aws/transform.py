@@ -1,7 +1,8 @@
 """Batch inference at scale on SageMaker: one Batch Transform job with the serving image.
 
 What an endpoint would run (the registered model package's containers: our image, or the
-serial chain of an Autopilot bundle) becomes a SageMaker model for the job; the features
+serial chain of an Autopilot bundle) becomes a SageMaker model for the job, created from the
+model package when it is Approved (``churn.aws.endpoint.model_layout``, as for an endpoint); the features
 go to S3 as CSV objects of ``chunk_rows`` rows, each with its header row (one object is one
 request: SplitType None, so every request is a complete CSV as the endpoint contract
 wants); the job scores them on ``instance_count`` instances and answers each with the
