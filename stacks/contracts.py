@@ -622,7 +622,12 @@ class EndpointDeployer(BaseModelDeployer):
     def _reconcile(self) -> None:
         from stacks.services.endpoint import reconcile
 
-        reconcile(self.service_class, str(self.id), self.list_endpoints(), self.service_config)
+        try:
+            entries = self.list_endpoints()
+        except DeploymentError as error:  # the listing itself failed (throttled, expired credentials)
+            print(f"warning: endpoints not listed, ZenML's records kept as they are: {error}")
+            return
+        reconcile(self.service_class, str(self.id), entries, self.service_config)
 
     def find_model_server(  # type: ignore[override]
         self,
