@@ -62,7 +62,11 @@ def register(
     if not gate_verdict.passed:
         print(f"Not registered: {gate_verdict.message}")
         registration = Registration.refused(gate_verdict.message)
-        record_run_version(version_metadata(evaluation_report, gate_verdict.model_dump()))
+        warn_only(  # the refusal's metrics and verdict on the run's ZenML model version: bookkeeping only
+            "the refused run's metrics and gate verdict on its ZenML model version",
+            record_run_version,
+            version_metadata(evaluation_report, gate_verdict.model_dump()),
+        )
         return registration, HTMLString(
             model_card_html(registration, evaluation_report, gate_verdict, feature_query, model_bundle.info)
         )
