@@ -14,7 +14,10 @@ includes the final fit:
    ``ensemble_size`` members; never worse on OOF than the best single candidate. Then the
    scoring-cost cap (``max_scoring_cost``, tree-node visits per row): members go while the
    total is over it (the least useful first), and members of tiny weight go if the blend
-   loses (almost) nothing without them (``ensemble.prune``).
+   loses (almost) nothing without them (``ensemble.prune``). The blend is served only if its
+   gain over the best single candidate holds across the folds (mean fold gain at least
+   ``BLEND_MIN_T`` standard errors): otherwise the best single candidate is (on noisy labels a
+   small OOF gain of weights chosen on those same OOF predictions does not carry to new rows).
    ``mode: HYPERPARAMETER_TUNING`` keeps the best single candidate instead.
 4. **Final fit** (``final_fit``): ``refit`` fits each member once on all training rows
    (one model per member at the endpoint); ``bag`` serves its k fold models (no extra fit,
