@@ -143,8 +143,13 @@ def test_engine_evaluates_the_portfolio_of_defaults_then_searches(automl_bundle)
 
 def test_the_ensemble_beats_or_ties_its_best_member_out_of_fold(automl_bundle):
     automl = automl_bundle.info["automl"]
-    assert automl["ensemble_cv_score"] >= automl["best_cv_score"]
-    assert automl["ensemble_cv_score"] >= max(m["cv_score"] for m in automl["ensemble_members"])
+    if automl["ensemble_cv_score"] is None:  # the blend's gain did not hold across the folds: the best model
+        assert [m["name"] for m in automl["ensemble_members"]] == [automl["best_name"]]
+        assert len(automl["ensemble_fold_gains"] or []) in (0, automl["cv_folds"])
+    else:
+        assert automl["ensemble_cv_score"] >= automl["best_cv_score"]
+        assert automl["ensemble_cv_score"] >= max(m["cv_score"] for m in automl["ensemble_members"])
+        assert len(automl["ensemble_fold_gains"]) == automl["cv_folds"] and np.mean(automl["ensemble_fold_gains"]) > 0
 
 
 def test_the_ensemble_members_are_listed_and_are_what_the_bundle_scores(automl_bundle, small_split):
@@ -567,3 +572,37 @@ def test_the_engine_follows_the_active_stack(stack):
         assert automl_cache_key() != key  # another engine never reuses a cached search
     finally:
         client.update_stack(client.active_stack_model.id, labels={**before, ENGINE_LABEL: before.get(ENGINE_LABEL)})
+
+
+def test_the_blend_is_served_only_if_its_out_of_fold_gain_holds_across_the_folds():
+    from sklearn.model_selection import StratifiedKFold
+
+    from churn.automl.engines.portfolio import Candidate, Evaluated
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 4000)
+    signal = y + rng.normal(0, 1, 4000)
+    a, b = signal + rng.normal(0, 1.5, 4000), signal + rng.normal(0, 1.5, 4000)  # independent errors
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(a, y))
+    lucky = a.copy()  # same as ``a`` except on one fold's rows, where its errors are independent of a's
+    lucky[folds[0][1]] = b[folds[0][1]]
+
+    def score(p):
+        return objective_score("AUC", y, p)
+
+    score.rows = lambda p, rows: objective_score("AUC", y[rows], p)
+    settings = AutoMLSettings(objective="AUC", max_scoring_cost=None)
+
+    def select(*oofs):
+        oofs = [1 / (1 + np.exp(-v)) for v in oofs]
+        ranked = sorted(
+            (Evaluated(Candidate(f"c{i}", "logistic", {}), p, score(p), [], 0.1) for i, p in enumerate(oofs)),
+            key=lambda e: -e.score,
+        )
+        return FlamlEngine._select(ranked, settings, score, folds)
+
+    weights, blended, gains = select(a, b)  # complementary: the blend is better in every fold
+    assert np.count_nonzero(weights) == 2 and blended > score(1 / (1 + np.exp(-a))) and min(gains) > 0
+    weights, blended, gains = select(a, lucky)  # the blend is better out of fold, but in one fold only
+    assert weights == [1.0, 0.0] and blended is None
+    assert sum(g > 0 for g in gains) == 1 and np.mean(gains) > 0

@@ -14,7 +14,10 @@ includes the final fit:
    ``ensemble_size`` members; never worse on OOF than the best single candidate. Then the
    scoring-cost cap (``max_scoring_cost``, tree-node visits per row): members go while the
    total is over it (the least useful first), and members of tiny weight go if the blend
-   loses (almost) nothing without them (``ensemble.prune``).
+   loses (almost) nothing without them (``ensemble.prune``). The blend is served only if its
+   gain over the best single candidate holds across the folds (mean fold gain at least
+   ``BLEND_MIN_T`` standard errors): otherwise the best single candidate is (on noisy labels a
+   small OOF gain of weights chosen on those same OOF predictions does not carry to new rows).
    ``mode: HYPERPARAMETER_TUNING`` keeps the best single candidate instead.
 4. **Final fit** (``final_fit``): ``refit`` fits each member once on all training rows
    (one model per member at the endpoint); ``bag`` serves its k fold models (no extra fit,
@@ -51,6 +54,9 @@ MIN_SEARCH_SEC = 5.0  # less than this left after the portfolio: no FLAML search
 SEARCH_SHARE = 0.6  # of the time left after the portfolio: FLAML; the rest evaluates its finds
 FLAML_CANDIDATES = 3  # FLAML's best configs (of different families) evaluated on our folds
 SELECTION_ROUNDS = 25
+# the blend's mean out-of-fold gain over the best single model, in standard errors over the folds,
+# needed to serve the blend (see ``LocalEngine._select``)
+BLEND_MIN_T = 2.0
 
 
 class LocalEngine:
@@ -81,7 +87,7 @@ class LocalEngine:
                     f"on {len(y)} rows; raise the budget"
                 )
             ranked = sorted(evaluated, key=lambda e: -e.score)  # stable: ties keep the evaluation order
-            weights, ensemble_score = self._select(ranked, settings, score)
+            weights, ensemble_score, blend_check = self._select(ranked, settings, score, folds)
             final_started = time.perf_counter()
             estimator, members = self._final_fit(ranked, weights, X, y, categorical, settings, deadline)
             final_seconds = time.perf_counter() - final_started
@@ -116,6 +122,7 @@ class LocalEngine:
             "final_fit": settings.final_fit,
             "ensemble_members": members,
             "ensemble_cv_score": ensemble_score,
+            "ensemble_fold_gains": blend_check,
             "final_fit_seconds": round(final_seconds, 3),
             "settings": settings.to_dict(),
             "total_seconds": round(seconds, 3),
@@ -215,10 +222,17 @@ class LocalEngine:
 
     # 3. the ensemble ----------------------------------------------------------------
     @staticmethod
-    def _select(ranked: list[Evaluated], settings: AutoMLSettings, score):
-        """Weights per ranked candidate (0: out) and the ensemble's OOF score (None: a single model)."""
+    def _select(ranked: list[Evaluated], settings: AutoMLSettings, score, folds):
+        """Weights per ranked candidate (0: out), the ensemble's OOF score (None: a single model), the fold gains.
+
+        The blend replaces the best single model only if its out-of-fold gain is consistent across
+        the folds (mean gain at least ``BLEND_MIN_T`` standard errors above 0): the blend's weights
+        are chosen on the same out-of-fold predictions they are scored on, so a small gain there is
+        often selection noise (noisy labels), and the simpler model then scores better on new rows.
+        """
+        single = [1.0] + [0.0] * (len(ranked) - 1)
         if settings.mode == "HYPERPARAMETER_TUNING" or len(ranked) == 1 or not all(e.complete for e in ranked):
-            return [1.0] + [0.0] * (len(ranked) - 1), None
+            return single, None, None
         oof = np.array([e.oof for e in ranked])
         selection = greedy_selection(oof, score, rounds=SELECTION_ROUNDS, max_members=settings.ensemble_size)
         weights = selection.weights
@@ -229,10 +243,18 @@ class LocalEngine:
                 for e in ranked
             ]
             weights = prune(oof, weights, score, costs, max_cost=settings.max_scoring_cost)
-        blended = float(score(np.asarray(weights) @ oof))
-        if blended < ranked[0].score:  # pruning within its tolerance went below the best single model
-            return [1.0] + [0.0] * (len(ranked) - 1), None
-        return weights, round(blended, 6)
+        blend = np.asarray(weights) @ oof
+        blended = float(score(blend))
+        if blended < ranked[0].score or np.count_nonzero(weights) == 1:
+            return single, None, None
+        gains = np.array(
+            [score.rows(blend[rows], rows) - score.rows(oof[0][rows], rows) for _, rows in folds], dtype=np.float64
+        )
+        spread = gains.std(ddof=1) / np.sqrt(len(gains))
+        fold_gains = [round(float(g), 6) for g in gains]
+        if gains.mean() <= 0 or gains.mean() < BLEND_MIN_T * spread:
+            return single, None, fold_gains
+        return weights, round(blended, 6), fold_gains
 
     # 4. the final fit ---------------------------------------------------------------
     @staticmethod
