@@ -34,7 +34,7 @@ from churn.automl.engines.local import LocalEngine as FlamlEngine
 from churn.bundle import ModelBundle
 from churn.config import ConfigError, PipelineConfig, load_config, parse_config
 from churn.preprocessing import Preprocessor, split_train_test
-from tests.conftest import assert_endpoint_serves_registered_bundle
+from tests.conftest import assert_endpoint_serves_registered_bundle, local_stack_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = "classification-model-automl-group"
@@ -480,18 +480,7 @@ def test_a_single_class_target_fails_clearly(small_split):
 # -- the pipeline on the local stack -----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def stack(session_dir):
-    from zenml.client import Client
-    from zenml.utils import source_utils
-
-    from stacks.local import setup_local_stack
-
-    source_utils.set_custom_source_root(str(REPO))
-    setup_local_stack(activate=True)
-    active = Client().active_stack
-    yield active
-    active.model_deployer.stop_endpoint(ENDPOINT)
+stack = local_stack_fixture(ENDPOINT)
 
 
 @pytest.fixture(scope="module")
