@@ -80,7 +80,7 @@ def main() -> None:
         p50, p99 = serving.latency(port, one_row, args.requests)
         best, median, rows_per_cpu_s = serving.throughput(port, batch, 10_000, server.pid)
     finally:
-        serving.stop(server)
+        serving.stop_process_group(server)
     print(
         f"one-row p50 {p50:.2f} ms, p99 {p99:.2f} ms; 10,000-row request {best:,.0f} rows/s best, "
         f"{median:,.0f} median ({rows_per_cpu_s:,.0f} rows per server CPU-second); "

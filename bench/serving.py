@@ -146,9 +146,6 @@ def start(command: list[str], env: dict) -> subprocess.Popen:
     )
 
 
-stop = stop_process_group
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
@@ -200,7 +197,7 @@ def main() -> None:
         wait_ready(port, "/ping", ours)
         results["ours"] = (*latency(port, ONE_ROW, args.requests), throughput(port, batch, 10_000, ours.pid))
     finally:
-        stop(ours)
+        stop_process_group(ours)
     if not args.skip_mlflow:
         model = save_bundle_model(str(endpoint / "bundles" / "v1"), str(work / "mlflow_model"))
         port = free_port()
@@ -215,7 +212,7 @@ def main() -> None:
                 throughput(port, batch, 10_000, mlflow_server.pid),
             )
         finally:
-            stop(mlflow_server)
+            stop_process_group(mlflow_server)
 
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: figures are noisy)")
     print(
@@ -252,7 +249,7 @@ def main() -> None:
             wait_ready(port, "/ping", ours)
             result = load_test(port, args.clients, args.load_seconds)
         finally:
-            stop(ours)
+            stop_process_group(ours)
         print(
             f"\nload: {args.clients} clients x {args.load_seconds:.0f}s, workers={args.workers}: "
             f"{result['requests']} requests, "
@@ -278,7 +275,7 @@ def attack(endpoint: Path, env: dict) -> None:
             answers = run_attacks(f"http://127.0.0.1:{port}", port)
         elapsed = time.perf_counter() - started
     finally:
-        stop(server)
+        stop_process_group(server)
     print(f"\nhostile-input attack ({elapsed:.1f}s), each attack's answer:")
     for name, answer in answers.items():
         print(f"  {name:48} {' '.join(answer.split())[:100]}")
