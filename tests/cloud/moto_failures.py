@@ -1,15 +1,17 @@
 """Errors the emulator answers with that botocore does not retry (expired credentials, ...).
 
-``describe_endpoint_failing(message, endpoint=None)`` is a context manager: inside it every DescribeEndpoint
-(or only that of ``endpoint``) is answered with ``ExpiredTokenException`` (a 400 that botocore's standard retry
-mode does not retry); after it, DescribeEndpoint answers as before. It wraps whatever handler moto's
-``SageMakerResponse.describe_endpoint`` is (our extensions' one included); the moto server runs in this process.
+``call_failing(action, message, when)`` is a context manager: inside it every call of the SageMaker ``action``
+(moto's handler name, e.g. ``"describe_endpoint_config"``) for which ``when(response)`` holds is answered with
+``ExpiredTokenException`` (a 400 that botocore's standard retry mode does not retry); the others, and every call
+after it, are answered as before. ``describe_endpoint_failing(message, endpoint=None)`` is it for DescribeEndpoint
+(of any endpoint, or of ``endpoint`` only). It wraps whatever handler moto's ``SageMakerResponse`` has (our
+extensions' ones included); the moto server runs in this process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
@@ -17,20 +19,33 @@ from moto.sagemaker.responses import SageMakerResponse
 
 
 @contextmanager
-def describe_endpoint_failing(
-    message: str = "The security token included in the request is expired", endpoint: str | None = None
+def call_failing(
+    action: str,
+    message: str = "The security token included in the request is expired",
+    when: Callable[[SageMakerResponse], bool] = lambda response: True,
 ) -> Iterator[None]:
-    """Every DescribeEndpoint (of any endpoint, or of ``endpoint`` only) fails with ExpiredTokenException carrying
-    ``message``, while inside; the others are answered as before."""
-    original = SageMakerResponse.describe_endpoint
+    """Calls of ``action`` that ``when`` selects fail with ExpiredTokenException carrying ``message``, while inside."""
+    original = getattr(SageMakerResponse, action)
 
     def failing(self: SageMakerResponse) -> Any:
-        if endpoint is not None and self._get_param("EndpointName") != endpoint:
+        if not when(self):
             return original(self)
         raise JsonRESTError("ExpiredTokenException", message)
 
-    SageMakerResponse.describe_endpoint = failing  # type: ignore[method-assign]
+    setattr(SageMakerResponse, action, failing)
     try:
         yield
     finally:
-        SageMakerResponse.describe_endpoint = original  # type: ignore[method-assign]
+        setattr(SageMakerResponse, action, original)
+
+
+def describe_endpoint_failing(
+    message: str = "The security token included in the request is expired", endpoint: str | None = None
+) -> AbstractContextManager[None]:
+    """Every DescribeEndpoint (of any endpoint, or of ``endpoint`` only) fails with ExpiredTokenException carrying
+    ``message``, while inside; the others are answered as before."""
+    return call_failing(
+        "describe_endpoint",
+        message,
+        lambda response: endpoint is None or response._get_param("EndpointName") == endpoint,
+    )

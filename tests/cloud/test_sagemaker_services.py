@@ -108,22 +108,39 @@ def test_endpoints_whose_describe_endpoint_fails_are_listed_in_error_with_the_re
     assert again.status.state.value == "active"
 
 
-def test_one_endpoint_whose_describe_endpoint_fails_is_reported_and_the_others_are_listed(
-    deployed, trained_bundle, tmp_path
+@pytest.mark.parametrize(
+    ("action", "context", "state"),
+    [  # the ZenML service's state comes from DescribeEndpoint: an endpoint whose config or tags fail is still active
+        ("describe_endpoint", f"describing endpoint '{ENDPOINT}'", "error"),
+        ("describe_endpoint_config", f"reading endpoint '{ENDPOINT}'", "active"),
+        ("list_tags", f"reading endpoint '{ENDPOINT}'", "active"),
+    ],
+)
+def test_one_endpoint_that_cannot_be_read_is_reported_and_the_others_are_listed(
+    deployed, trained_bundle, tmp_path, action, context, state
 ):
     deployer, _ = deployed
     bundle, _ = trained_bundle
     deployer.deploy_bundle(OTHER_ENDPOINT, MODEL, "1", str(tmp_path / "bundle"), bundle.save(tmp_path / "bundle"))
-    with moto_failures.describe_endpoint_failing("injected: the security token is expired", endpoint=ENDPOINT):
+    sm = boto("sagemaker")
+    config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    other_config = sm.describe_endpoint(EndpointName=OTHER_ENDPOINT)["EndpointConfigName"]
+    # only ENDPOINT's calls fail: its name (DescribeEndpoint), its config's name (DescribeEndpointConfig) or the
+    # config's ARN (ListTags) is in the request; OTHER_ENDPOINT's names do not contain either
+    assert ENDPOINT not in OTHER_ENDPOINT and config not in other_config
+    key = ENDPOINT if action == "describe_endpoint" else config
+    with moto_failures.call_failing(
+        action, "injected: the security token is expired", lambda response: key in (response.body or "")
+    ):
         listed = {e["endpoint_name"]: e for e in deployer.list_endpoints()}
         services = {s.config.endpoint_name: s for s in deployer.find_model_server()}  # reconciled from that listing
     assert (listed[OTHER_ENDPOINT]["version"], listed[OTHER_ENDPOINT]["running"]) == ("1", True)
     assert "error" not in listed[OTHER_ENDPOINT]
     failed = listed[ENDPOINT]
     assert (failed["status"], failed["running"], failed["version"]) == ("Unknown", False, "?")
-    assert f"describing endpoint '{ENDPOINT}'" in failed["error"] and "security token is expired" in failed["error"]
+    assert context in failed["error"] and "security token is expired" in failed["error"]
     assert services[OTHER_ENDPOINT].status.state.value == "active"
-    assert services[ENDPOINT].status.state.value == "error"  # its record is kept, not dropped as gone
+    assert services[ENDPOINT].status.state.value == state  # its record is kept, not dropped as gone
     assert services[ENDPOINT].config.model_version == "1"
 
 
