@@ -3,15 +3,14 @@
 ``call_failing(action, message, when)`` is a context manager: inside it every call of the SageMaker ``action``
 (moto's handler name, e.g. ``"describe_endpoint_config"``) for which ``when(response)`` holds is answered with
 ``ExpiredTokenException`` (a 400 that botocore's standard retry mode does not retry); the others, and every call
-after it, are answered as before. ``describe_endpoint_failing(message, endpoint=None)`` is it for DescribeEndpoint
-(of any endpoint, or of ``endpoint`` only). It wraps whatever handler moto's ``SageMakerResponse`` has (our
-extensions' ones included); the moto server runs in this process.
+after it, are answered as before. It wraps whatever handler moto's ``SageMakerResponse`` has (our extensions'
+ones included); the moto server runs in this process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
@@ -37,15 +36,3 @@ def call_failing(
         yield
     finally:
         setattr(SageMakerResponse, action, original)
-
-
-def describe_endpoint_failing(
-    message: str = "The security token included in the request is expired", endpoint: str | None = None
-) -> AbstractContextManager[None]:
-    """Every DescribeEndpoint (of any endpoint, or of ``endpoint`` only) fails with ExpiredTokenException carrying
-    ``message``, while inside; the others are answered as before."""
-    return call_failing(
-        "describe_endpoint",
-        message,
-        lambda response: endpoint is None or response._get_param("EndpointName") == endpoint,
-    )

@@ -95,7 +95,7 @@ def test_an_endpoint_deleted_outside_zenml_drops_out_of_the_list(deployed):
 def test_endpoints_whose_describe_endpoint_fails_are_listed_in_error_with_the_reason(deployed):
     deployer, _ = deployed
     (service,) = deployer.find_model_server(service_name=ENDPOINT)
-    with moto_failures.describe_endpoint_failing("injected: the security token is expired"):
+    with moto_failures.call_failing("describe_endpoint", "injected: the security token is expired"):
         listed = _churn_endpoints()  # a listing, not a traceback
         (failed,) = deployer.find_model_server(service_uuid=service.uuid)
         assert str(service.uuid) in _zenml("list") and str(service.uuid) in _zenml("describe", str(service.uuid))
@@ -125,12 +125,11 @@ def test_one_endpoint_that_cannot_be_read_is_reported_and_the_others_are_listed(
     sm = boto("sagemaker")
     config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     other_config = sm.describe_endpoint(EndpointName=OTHER_ENDPOINT)["EndpointConfigName"]
-    # only ENDPOINT's calls fail: its name (DescribeEndpoint), its config's name (DescribeEndpointConfig) or the
-    # config's ARN (ListTags) is in the request; OTHER_ENDPOINT's names do not contain either
-    assert ENDPOINT not in OTHER_ENDPOINT and config not in other_config
-    key = ENDPOINT if action == "describe_endpoint" else config
+    # only ENDPOINT's calls fail: its name is in each request (DescribeEndpoint's EndpointName; its config's name,
+    # alone or in the config's ARN for ListTags) and in none of OTHER_ENDPOINT's
+    assert ENDPOINT in config and ENDPOINT not in OTHER_ENDPOINT + other_config
     with moto_failures.call_failing(
-        action, "injected: the security token is expired", lambda response: key in (response.body or "")
+        action, "injected: the security token is expired", lambda response: ENDPOINT in (response.body or "")
     ):
         listed = {e["endpoint_name"]: e for e in deployer.list_endpoints()}
         services = {s.config.endpoint_name: s for s in deployer.find_model_server()}  # reconciled from that listing
