@@ -79,8 +79,13 @@ class ModelBundle:
     _compiled: Any = field(default=None, init=False, repr=False, compare=False)
 
     def prepare(self) -> ModelBundle:
-        """Compile the forest (and load its kernel) now: servers call it before their first request."""
+        """Compile the trees (and load the kernel) now: servers call it before their first request.
+
+        A forest compiles here; an AutoML ensemble compiles its members (``prepare`` of its own).
+        """
         self._fast_path()
+        if hasattr(self.estimator, "prepare"):
+            self.estimator.prepare()
         return self
 
     def _fast_path(self) -> CompiledForest | None:

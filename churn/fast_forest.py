@@ -1,4 +1,4 @@
-"""A compiled view of a fitted scikit-learn tree ensemble, for scoring rows fast.
+"""Lockstep tree walking (``LockstepTrees``), and the compiled view of a fitted scikit-learn forest.
 
 scikit-learn's ``predict_proba`` costs several milliseconds per call whatever the row
 count (input validation, per-tree Python dispatch), and its per-row tree walk is one
@@ -9,7 +9,8 @@ so 16 independent walks are in flight. Nodes are renumbered so that siblings are
 A leaf is its own left child with a threshold of +inf, so every row takes the tree's depth
 in steps and rows never diverge in control flow. Node ids and row offsets are unsigned, so
 numba adds no negative-index wraparound to the loads (a quarter of the time). A large matrix
-is split into row ranges scored on the CPUs this process may use at once (``predict_positive``).
+is split into row ranges scored on the CPUs this process may use at once (``LockstepTrees.add_to``).
+The boosted models of an AutoML ensemble walk the same kernel on float64 (``churn.automl.fast_boosting``).
 
 The result equals ``predict_proba``:
 
@@ -17,14 +18,15 @@ The result equals ``predict_proba``:
   ``x``, ``x > t`` exactly when ``x > t32``, with ``t32`` the largest float32 not above ``t``;
   the kernel compares float32 with those ``t32``.
 - each leaf's class weights are normalised as ``DecisionTreeClassifier.predict_proba`` does;
-- per row the sum starts at 0.0 and adds tree 1, 2, ... in order, then divides by the number
-  of trees, as the forest's (single-threaded) accumulation.
+- per row the sum starts at 0.0 and adds tree 1, 2, ... in order (the kernel adds to what the
+  caller's ``out`` holds, in tree order), then divides by the number of trees, as the forest's
+  (single-threaded) accumulation.
 - NaN inputs (sklearn sends them down the side its ``missing_go_to_left`` says) and infinities
   (which sklearn refuses) are left to ``predict_proba`` itself: the batch holding one is scored by
   the estimator. Our preprocessing imputes every missing value and refuses numbers beyond
   float32, so this happens only to direct callers.
 
-The kernel is compiled on the first forest compiled (at bundle load), or loaded from numba's
+The kernel (float32 and float64) is compiled on the first trees compiled (at bundle load), or loaded from numba's
 on-disk cache (next to this file, else numba's user cache dir; in-process compilation when
 neither is writable). It holds no state between calls and releases the GIL, so server
 threads may score concurrently, and one call may split its rows over a few threads.
@@ -35,10 +37,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,7 +50,7 @@ except ImportError:  # pragma: no cover - numba is locked; a stripped environmen
     numba = None
 
 LOCKSTEP_ROWS = 16
-BLOCK_ROWS = 16_384  # rows scored by all trees before the next block (their x stays in cache)
+BLOCK_ROWS = 256  # rows scored by all trees before the next block: their x stays in L1/L2 (88 KB at 43 float64 columns)
 SPLIT_ROWS = 2_048  # a call of at least twice this many rows is split over threads, each part at least this
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -76,7 +78,8 @@ def row_threads(threads: int) -> Iterator[None]:
         _caller.threads = previous
 
 
-def _cpus() -> int:
+def cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -88,11 +91,12 @@ def _scoring_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max(1, _cpus() - 1), thread_name_prefix="forest-rows")
+            _pool = ThreadPoolExecutor(max(1, cpus() - 1), thread_name_prefix="forest-rows")
         return _pool
 
 
 def _walk(x, roots, depth, feature, threshold, left, value, out):  # pragma: no cover - compiled
+    # out[i] += the leaf values of row i in trees 0, 1, 2, ... (in that order)
     n_trees = roots.shape[0]
     n = x.shape[0]
     width = np.uint64(x.shape[1])
@@ -100,8 +104,6 @@ def _walk(x, roots, depth, feature, threshold, left, value, out):  # pragma: no 
     for b0 in range(0, n, BLOCK_ROWS):
         b1 = min(n, b0 + BLOCK_ROWS)
         full = b0 + (b1 - b0) // 16 * 16
-        for i in range(b0, b1):
-            out[i] = 0.0
         for t in range(n_trees):
             root = roots[t]
             steps = depth[t]
@@ -151,8 +153,6 @@ def _walk(x, roots, depth, feature, threshold, left, value, out):  # pragma: no 
                 for _ in range(steps):
                     node = left[node] + np.uint32(x[s, feature[node]] > threshold[node])
                 out[s] += value[node]
-        for i in range(b0, b1):
-            out[i] /= n_trees
 
 
 def _jit(function):
@@ -166,25 +166,112 @@ _kernel = _jit(_walk) if numba is not None else None
 
 
 def compile_kernel() -> bool:
-    """Compile the kernel (or load it from numba's cache) now; False without numba.
+    """Compile the kernel for float32 (forests) and float64 (boosters) now, or load it from numba's cache.
 
-    ``CompiledForest`` calls it at bundle load; an image build step may call it to fill the cache.
+    ``LockstepTrees`` calls it at bundle load; the image build calls it to fill the cache.
+
+    Returns:
+        False without numba, else True.
     """
     if _kernel is None:
         return False
     one = np.zeros(1, dtype=np.uint32)
-    _kernel(np.zeros((1, 1), np.float32), one, one, one, np.full(1, np.inf, np.float32), one, np.zeros(1), np.empty(1))
+    for dtype in (np.float32, np.float64):
+        _kernel(np.zeros((1, 1), dtype), one, one, one, np.full(1, np.inf, dtype), one, np.zeros(1), np.zeros(1))
     return True
 
 
-def _breadth_first(tree: Any) -> np.ndarray:
-    """The tree's node ids in an order where each split's two children are adjacent (left, right)."""
+class Tree(NamedTuple):
+    """One tree's nodes by their own ids (the root is 0): what ``LockstepTrees`` flattens.
+
+    ``left``/``right`` are child ids (anything at leaves), ``threshold`` is compared as
+    ``x > threshold`` goes right, ``value`` is the leaf's output (anything at splits).
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    is_leaf: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    value: np.ndarray
+
+
+class LockstepTrees:
+    """Trees flattened for the lockstep kernel: siblings adjacent, leaves their own left child.
+
+    Args:
+        trees: the trees, in the order their values are added.
+        dtype: the comparison type (float32 for sklearn's forests, float64 for boosters);
+            ``x`` is cast to it, and thresholds are taken as already in it.
+    """
+
+    def __init__(self, trees: Iterable[Tree], dtype: type = np.float64):
+        self.dtype = np.dtype(dtype)
+        roots, depths, feature, threshold, left, value = [], [], [], [], [], []
+        base = 0
+        for tree in trees:
+            order, depth = _breadth_first(tree)
+            position = np.empty(len(tree.left), dtype=np.int64)
+            position[order] = np.arange(len(order))
+            leaf = np.asarray(tree.is_leaf, dtype=bool)[order]
+            own = np.arange(len(order))
+            left.append(base + np.where(leaf, own, position[np.where(leaf, 0, tree.left[order])]))
+            feature.append(np.where(leaf, 0, tree.feature[order]))  # any valid column for a leaf
+            threshold.append(np.where(leaf, np.inf, tree.threshold[order]))  # x > inf: never, so a leaf stays
+            value.append(tree.value[order])
+            roots.append(base)
+            depths.append(depth)
+            base += len(order)
+        if base >= 2**32:
+            raise ValueError(f"{base} tree nodes: more than the kernel's 32-bit node ids")
+        self.n_trees = len(roots)
+        self.roots = np.asarray(roots, dtype=np.uint32)
+        self.depth = np.asarray(depths, dtype=np.uint32)
+        self.feature = np.ascontiguousarray(np.concatenate(feature or [[]]), dtype=np.uint32)
+        self.threshold = np.ascontiguousarray(np.concatenate(threshold or [[]]), dtype=self.dtype)
+        self.left = np.ascontiguousarray(np.concatenate(left or [[]]), dtype=np.uint32)
+        self.value = np.ascontiguousarray(np.concatenate(value or [[]]), dtype=np.float64)
+        compile_kernel()  # compile / load the kernel now, at bundle load
+
+    def add_to(self, x: np.ndarray, out: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Add each row's leaf values, tree by tree in order, to ``out`` (what it holds is the start).
+
+        Args:
+            x: the rows, C-contiguous in ``dtype``, finite (no NaN: the kernel has no missing-value rule).
+            out: float64, one per row; each row's sum is the same whichever thread makes it.
+            threads: at most this many threads score row ranges at once (default: the cap of an
+                enclosing :func:`row_threads`, else the CPUs this process may use); the caller's
+                thread scores one range itself, so a call never waits for a busy pool alone.
+
+        Returns:
+            ``out``.
+        """
+        cap = threads or getattr(_caller, "threads", None) or cpus()
+        parts = max(1, min(cap, x.shape[0] // SPLIT_ROWS))
+        bounds = np.linspace(0, x.shape[0], parts + 1).astype(int)
+        ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        others = [_scoring_pool().submit(self._score, x, out, a, b) for a, b in ranges[1:]]
+        self._score(x, out, *ranges[0])
+        for future in others:
+            future.result()
+        return out
+
+    def _score(self, x: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+        _kernel(
+            x[start:stop], self.roots, self.depth, self.feature, self.threshold, self.left, self.value, out[start:stop]
+        )
+
+
+def _breadth_first(tree: Tree) -> tuple[np.ndarray, int]:
+    """The tree's node ids in an order where each split's two children are adjacent (left, right), and its depth."""
     order: list[int] = [0]
-    left, right = tree.children_left, tree.children_right
+    level = {0: 0}
     for node in order:  # grows while iterated: a breadth-first walk
-        if left[node] >= 0:
-            order += (int(left[node]), int(right[node]))
-    return np.asarray(order, dtype=np.int64)
+        if not tree.is_leaf[node]:
+            children = (int(tree.left[node]), int(tree.right[node]))
+            order += children
+            level[children[0]] = level[children[1]] = level[node] + 1
+    return np.asarray(order, dtype=np.int64), max(level.values())
 
 
 def _float32_below(threshold: np.ndarray) -> np.ndarray:
@@ -201,33 +288,25 @@ class CompiledForest:
     def __init__(self, estimator: Any):
         self._estimator = estimator
         self.positive = list(estimator.classes_).index(1)
-        roots, depth, feature, threshold, left, value = [], [], [], [], [], []
-        base = 0
+        trees = []
         for tree in (e.tree_ for e in estimator.estimators_):
-            order = _breadth_first(tree)
-            position = np.empty(tree.node_count, dtype=np.int64)
-            position[order] = np.arange(len(order))
-            leaf = tree.children_left[order] < 0
-            own = np.arange(len(order))
-            left.append(base + np.where(leaf, own, position[np.where(leaf, 0, tree.children_left[order])]))
-            feature.append(np.where(leaf, 0, tree.feature[order]))  # any valid column for a leaf
-            threshold.append(np.where(leaf, np.float32(np.inf), _float32_below(tree.threshold[order])))
-            weights = tree.value[order, 0, :]  # as DecisionTreeClassifier.predict_proba: normalise per leaf
+            weights = tree.value[:, 0, :]  # as DecisionTreeClassifier.predict_proba: normalise per leaf
             normalizer = weights.sum(axis=1, keepdims=True)
             normalizer[normalizer == 0.0] = 1.0
-            value.append((weights / normalizer)[:, self.positive])
-            roots.append(base)
-            depth.append(tree.max_depth)
-            base += len(order)
-        self.n_trees = len(roots)
-        self.roots = np.asarray(roots, dtype=np.uint32)
-        self.depth = np.asarray(depth, dtype=np.uint32)
-        self.feature = np.ascontiguousarray(np.concatenate(feature), dtype=np.uint32)
-        self.threshold = np.ascontiguousarray(np.concatenate(threshold), dtype=np.float32)
-        self.left = np.ascontiguousarray(np.concatenate(left), dtype=np.uint32)
-        self.value = np.ascontiguousarray(np.concatenate(value), dtype=np.float64)
+            leaf = tree.children_left < 0
+            trees.append(
+                Tree(
+                    left=tree.children_left,
+                    right=tree.children_right,
+                    is_leaf=leaf,
+                    feature=tree.feature,
+                    threshold=np.where(leaf, np.float32(np.inf), _float32_below(tree.threshold)),
+                    value=(weights / normalizer)[:, self.positive],
+                )
+            )
+        self.trees = LockstepTrees(trees, np.float32)
+        self.n_trees = self.trees.n_trees
         self.n_features = int(estimator.n_features_in_)
-        compile_kernel()  # compile / load the kernel now, at bundle load
 
     @classmethod
     def compile(cls, estimator: Any) -> CompiledForest | None:
@@ -244,28 +323,13 @@ class CompiledForest:
     def predict_positive(self, matrix: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Probability of class 1 per row, equal to ``estimator.predict_proba(matrix)[:, 1]``.
 
-        ``threads``: at most this many threads score row ranges of the matrix at once (default:
-        the cap of an enclosing :func:`row_threads`, else the CPUs this process may use); the
-        caller's thread scores one range itself, so a call never waits for a busy pool alone.
-        Each row's sum is the same whichever thread makes it.
+        ``threads``: as :meth:`LockstepTrees.add_to`.
         """
         x = np.ascontiguousarray(matrix, dtype=np.float32)  # trees split on float32 inputs
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected a matrix of {self.n_features} feature columns, got shape {np.shape(matrix)}")
         if not np.isfinite(x).all():  # NaN: sklearn's own missing-value routing decides; inf: sklearn refuses
             return self._estimator.predict_proba(matrix)[:, self.positive]
-        out = np.empty(x.shape[0], dtype=np.float64)
-        cap = threads or getattr(_caller, "threads", None) or _cpus()
-        parts = max(1, min(cap, x.shape[0] // SPLIT_ROWS))
-        bounds = np.linspace(0, x.shape[0], parts + 1).astype(int)
-        ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-        others = [_scoring_pool().submit(self._score, x, out, a, b) for a, b in ranges[1:]]
-        self._score(x, out, *ranges[0])
-        for future in others:
-            future.result()
+        out = self.trees.add_to(x, np.zeros(x.shape[0], dtype=np.float64), threads)
+        out /= self.n_trees
         return out
-
-    def _score(self, x: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
-        _kernel(
-            x[start:stop], self.roots, self.depth, self.feature, self.threshold, self.left, self.value, out[start:stop]
-        )

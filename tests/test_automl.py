@@ -336,28 +336,6 @@ def test_pruning_drops_members_that_cost_scoring_time_for_nothing():
     assert prune(oof[:1], [1.0], score, costs=[9999], max_cost=10) == [1.0]
 
 
-def test_compiled_histgb_equals_predict_proba_with_missing_values():
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from churn.automl.fast_boosting import CompiledHistGB
-
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(3000, 8))
-    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=3000) > 0).astype(int)
-    X[rng.random(X.shape) < 0.05] = np.nan
-    model = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
-    compiled = CompiledHistGB.compile(model)
-    assert compiled is not None
-    for rows in (X[:1], X):
-        np.testing.assert_array_equal(compiled.predict_positive(rows), model.predict_proba(rows)[:, 1])
-    categorical = HistGradientBoostingClassifier(max_iter=5, categorical_features=[3]).fit(
-        np.column_stack([X[:, :3], rng.integers(0, 4, 3000), X[:, 4:]]), y
-    )
-    assert CompiledHistGB.compile(categorical) is None  # categorical splits: scored by predict_proba
-    with pytest.raises(ValueError, match="8 feature columns"):
-        compiled.predict_positive(X[:, :3])
-
-
 def test_the_served_ensemble_is_within_the_scoring_cost_cap(automl_bundle):
     from churn.automl.models import scoring_cost
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-from churn.fast_forest import CompiledForest
+from churn.fast_forest import CompiledForest, LockstepTrees
 
 
 def churn_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,31 +233,45 @@ def test_without_numba_forests_are_scored_by_sklearn():
 
 
 def test_the_servers_scoring_pool_bounds_the_threads_a_large_request_uses(monkeypatch):
-    """A request scored by the server's pool (``Scorer``) runs on its one thread; outside it, rows split."""
+    """A request scored alone by the server's pool (``Scorer``) splits its rows; side by side, one thread each."""
     import threading
 
     import anyio
 
+    from churn import fast_forest
     from churn.serving.app import Scorer
 
+    monkeypatch.setattr(fast_forest, "cpus", lambda: 2)  # the rule is about the CPUs; this machine may have 1
+    monkeypatch.delenv("CHURN_ROW_THREADS", raising=False)
+    monkeypatch.delenv("CHURN_WORKERS", raising=False)
     x, y = churn_like(2000, 8)
     estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, y)
     forest = CompiledForest.compile(estimator)
     big = churn_like(20_000, 9)[0]
     scored_on: list[str] = []
-    score = CompiledForest._score
+    score = LockstepTrees._score
 
     def spy(self, *args):  # records which thread scored each row range, then scores it
         scored_on.append(threading.current_thread().name)
         return score(self, *args)
 
-    monkeypatch.setattr(CompiledForest, "_score", spy)
-    answer = anyio.run(Scorer(threads=2, max_queue=0).run, forest.predict_positive, big)
+    monkeypatch.setattr(LockstepTrees, "_score", spy)
+    alone = Scorer(threads=2, max_queue=4)
+    answer = anyio.run(alone.run, forest.predict_positive, big)
     np.testing.assert_allclose(answer, estimator.predict_proba(big)[:, 1], rtol=0, atol=1e-9)
+    assert len(scored_on) == 2  # nothing else in flight: both CPUs
+    scored_on.clear()
+    alone.pending = 1  # another request in flight
+    anyio.run(alone.run, forest.predict_positive, big)
     assert len(scored_on) == 1 and not scored_on[0].startswith("forest-rows")
     scored_on.clear()
-    anyio.run(Scorer(threads=2, max_queue=0, row_threads=2).run, forest.predict_positive, big)
-    assert len(scored_on) == 2  # an explicit setting (CHURN_ROW_THREADS) splits the rows again
+    anyio.run(Scorer(threads=2, max_queue=4, workers=2).run, forest.predict_positive, big)
+    assert len(scored_on) == 1  # two worker processes: each one's share is one CPU
+    scored_on.clear()
+    busy = Scorer(threads=2, max_queue=4, row_threads=2)
+    busy.pending = 1
+    anyio.run(busy.run, forest.predict_positive, big)
+    assert len(scored_on) == 2  # an explicit setting (CHURN_ROW_THREADS) splits the rows whatever else runs
     scored_on.clear()
     forest.predict_positive(big, threads=2)  # batch's own choice is untouched
     assert len(scored_on) == 2

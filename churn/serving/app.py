@@ -55,16 +55,22 @@ class Busy(Exception):
 class Scorer:
     """Runs parse + predict + format in a few worker threads, never on the event loop.
 
-    ``threads`` requests are scored at once, each on ``row_threads`` threads (default ``CHURN_ROW_THREADS``,
-    else 1), so a worker process uses at most ``threads * row_threads`` CPUs for scoring, and a
-    multi-worker container ``workers`` times that.
+    ``threads`` requests are scored at once. A request scored alone (nothing else in flight or
+    queued in this worker) splits its rows over the CPUs this worker's share allows (its CPUs
+    divided by ``workers``, default ``CHURN_WORKERS``, else 1), so a big request on an idle
+    endpoint uses the idle CPUs; side by side, each request scores on one thread. A fixed
+    ``row_threads`` (default ``CHURN_ROW_THREADS``) replaces that rule. So a worker uses at most
+    ``threads`` CPUs (plus its share while alone), and a multi-worker container ``workers`` times that.
     """
 
-    def __init__(self, threads: int, max_queue: int, row_threads: int | None = None):
+    def __init__(self, threads: int, max_queue: int, row_threads: int | None = None, workers: int | None = None):
         self.limiter = anyio.CapacityLimiter(threads)
         self.max_queue = max_queue
         self.pending = 0
-        self.row_threads = max(1, row_threads or int(os.environ.get("CHURN_ROW_THREADS") or 1))
+        fixed = row_threads or int(os.environ.get("CHURN_ROW_THREADS") or 0)
+        self.row_threads = max(1, fixed) if fixed else None  # None: the rule above
+        workers = max(1, workers or int(os.environ.get("CHURN_WORKERS") or 1))
+        self.alone_row_threads = max(1, fast_forest.cpus() // workers)
 
     async def run(self, function, *args, inline: bool = False):
         if inline:
@@ -78,7 +84,8 @@ class Scorer:
             self.pending -= 1
 
     def _capped(self, function, *args):
-        with fast_forest.row_threads(self.row_threads):
+        threads = self.row_threads or (self.alone_row_threads if self.pending <= 1 else 1)
+        with fast_forest.row_threads(threads):
             return function(*args)
 
 

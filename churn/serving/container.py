@@ -234,6 +234,7 @@ def serve(environ=os.environ) -> None:
         (endpoint_dir / models.POINTER_FILE).write_text(json.dumps(record))
         os.environ["CHURN_ENDPOINT_DIR"] = str(endpoint_dir)
         os.environ["CHURN_MAX_BODY_BYTES"] = str(max_body)
+        os.environ["CHURN_WORKERS"] = str(workers)  # each worker's share of the CPUs (app.Scorer)
         os.environ.pop(app.REGISTRY_ENV, None)  # the registry's hash came in CHURN_BUNDLE_SHA256, checked above
         log.info("serving bundle %s from %s on %s:%d (%d worker(s))", sha256[:12], model_dir, host, port, workers)
         uvicorn.run("churn.serving.app:app_from_env", factory=True, workers=workers, **options)

@@ -237,6 +237,7 @@ def main(argv: list | None = None) -> None:
             "CHURN_ENDPOINT_DIR": str(Path(args.endpoint_dir).resolve()),
             "CHURN_MAX_BODY_BYTES": str(args.max_body_bytes),
             "CHURN_THREADS": str(args.threads),
+            "CHURN_WORKERS": str(args.workers),  # each worker's share of the CPUs (app.Scorer)
             "CHURN_MAX_QUEUE": str(args.max_queue),
             "CHURN_BODY_TIMEOUT": str(args.body_timeout),
             HEADER_TIMEOUT_ENV: str(args.header_timeout),
