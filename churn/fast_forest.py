@@ -166,7 +166,7 @@ _kernel = _jit(_walk) if numba is not None else None
 
 
 def compile_kernel() -> bool:
-    """Compile the kernel for float32 (forests) and float64 (boosters) now, or load it from numba's cache.
+    """Compile the kernel's three variants (forests, LightGBM/HistGB, XGBoost) now, or load them from numba's cache.
 
     ``LockstepTrees`` calls it at bundle load; the image build calls it to fill the cache.
 
@@ -176,8 +176,9 @@ def compile_kernel() -> bool:
     if _kernel is None:
         return False
     one = np.zeros(1, dtype=np.uint32)
-    for dtype in (np.float32, np.float64):
-        _kernel(np.zeros((1, 1), dtype), one, one, one, np.full(1, np.inf, dtype), one, np.zeros(1), np.zeros(1))
+    for dtype, sums in ((np.float32, np.float64), (np.float64, np.float64), (np.float32, np.float32)):
+        x, threshold = np.zeros((1, 1), dtype), np.full(1, np.inf, dtype)
+        _kernel(x, one, one, one, threshold, one, np.zeros(1, sums), np.zeros(1, sums))
     return True
 
 
@@ -201,11 +202,13 @@ class LockstepTrees:
 
     Args:
         trees: the trees, in the order their values are added.
-        dtype: the comparison type (float32 for sklearn's forests, float64 for boosters);
-            ``x`` is cast to it, and thresholds are taken as already in it.
+        dtype: the comparison type (float32 for sklearn's forests and XGBoost, float64 for
+            LightGBM and HistGradientBoosting); thresholds are taken as already in it.
+        sum_dtype: the type leaf values are added in (float32 for XGBoost, as XGBoost sums);
+            ``add_to``'s ``out`` is of this type.
     """
 
-    def __init__(self, trees: Iterable[Tree], dtype: type = np.float64):
+    def __init__(self, trees: Iterable[Tree], dtype: type = np.float64, sum_dtype: type = np.float64):
         self.dtype = np.dtype(dtype)
         roots, depths, feature, threshold, left, value = [], [], [], [], [], []
         base = 0
@@ -230,7 +233,7 @@ class LockstepTrees:
         self.feature = np.ascontiguousarray(np.concatenate(feature or [[]]), dtype=np.uint32)
         self.threshold = np.ascontiguousarray(np.concatenate(threshold or [[]]), dtype=self.dtype)
         self.left = np.ascontiguousarray(np.concatenate(left or [[]]), dtype=np.uint32)
-        self.value = np.ascontiguousarray(np.concatenate(value or [[]]), dtype=np.float64)
+        self.value = np.ascontiguousarray(np.concatenate(value or [[]]), dtype=sum_dtype)
         compile_kernel()  # compile / load the kernel now, at bundle load
 
     def add_to(self, x: np.ndarray, out: np.ndarray, threads: int | None = None) -> np.ndarray:
@@ -238,7 +241,7 @@ class LockstepTrees:
 
         Args:
             x: the rows, C-contiguous in ``dtype``, finite (no NaN: the kernel has no missing-value rule).
-            out: float64, one per row; each row's sum is the same whichever thread makes it.
+            out: ``sum_dtype``, one per row; each row's sum is the same whichever thread makes it.
             threads: at most this many threads score row ranges at once (default: the cap of an
                 enclosing :func:`row_threads`, else the CPUs this process may use); the caller's
                 thread scores one range itself, so a call never waits for a busy pool alone.

@@ -1,4 +1,4 @@
-"""Compiled views of fitted binary boosters (HistGradientBoosting, LightGBM), for scoring rows fast.
+"""Compiled views of fitted binary boosters (HistGradientBoosting, LightGBM, XGBoost), for scoring rows fast.
 
 scikit-learn's HistGradientBoosting ``predict_proba`` validates its input and runs one OpenMP
 region per tree (milliseconds for one row), and LightGBM's ``Booster.predict`` walks one row's
@@ -17,18 +17,28 @@ own probabilities (to 1e-9; tests/test_fast_boosting.py):
   left. The raw score is the sum of leaf values in tree order, the probability
   ``1 / (1 + exp(-sigmoid * raw))`` (the binary objective).
 
+- XGBoost (from the JSON model): a split sends the float32 input ``x < split_condition`` left
+  (so ``x > the float32 just below it`` goes right), a NaN the ``default_left`` side; the margin
+  starts at ``-logf(1 / base_score - 1)`` and adds the trees' leaf values in order, all in float32
+  as XGBoost's CPU predictor adds them; the probability is XGBoost's float32
+  ``Sigmoid``: ``1 / (expf(min(-x, 88.7)) + 1 + 1e-16)`` (libm's ``expf``/``logf``, as XGBoost calls them).
+  So the result is XGBoost's float32 bit for bit. A batch holding a NaN is scored by XGBoost.
+
 The lockstep kernel compares only ``x > threshold``. A batch holding a NaN, or (LightGBM) a
 near-zero value in a column some Zero-missing split would send the other way, is scored by
 the row kernel, which has every rule above. Our preprocessing imputes every missing value, so
 served batches take the lockstep path.
 
 Not compiled (``compile`` returns None, the model scores with its library): categorical
-splits, linear trees, more than one tree per iteration, objectives other than binary,
-LightGBM models that stop early at predict, and any model when numba is missing.
+splits, linear trees, more than one tree per iteration, objectives other than binary (or
+``binary:logistic``), boosters other than gbtree, models that stop early at predict, and any
+model when numba is missing.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import numpy as np
@@ -77,7 +87,20 @@ def _jit(function):
         return numba.njit(nogil=True)(function)
 
 
+def _xgboost_margin(base_score):  # pragma: no cover - compiled
+    one = np.float32(1.0)  # float32 throughout: LogisticRegression::ProbToMargin
+    return -math.log(one / base_score - one)
+
+
+def _xgboost_sigmoid(margin, out):  # pragma: no cover - compiled
+    one = np.float32(1.0)  # float32 throughout: xgboost's common::Sigmoid
+    for i in range(margin.shape[0]):
+        out[i] = one / (math.exp(min(-margin[i], np.float32(88.7))) + one + np.float32(1e-16))
+
+
 _row_kernel = _jit(_walk_rows)
+_margin_kernel = _jit(_xgboost_margin)
+_sigmoid_kernel = _jit(_xgboost_sigmoid)
 
 
 class Unsupported(ValueError):
@@ -247,3 +270,70 @@ class CompiledLGBM:
     def predict_positive(self, matrix: np.ndarray) -> np.ndarray:
         """Probability of class 1 per row, equal to ``booster.predict(matrix)``."""
         return 1.0 / (1.0 + np.exp(-self.sigmoid * self.booster.raw(matrix)))
+
+
+class CompiledXGB:
+    """A fitted ``binary:logistic`` XGBoost gbtree model with numerical splits, compiled (float32, as XGBoost)."""
+
+    def __init__(self, booster: Any):
+        learner = json.loads(booster.save_raw("json"))["learner"]
+        parameters = learner["learner_model_param"]
+        if learner["objective"]["name"] != "binary:logistic" or learner["gradient_booster"]["name"] != "gbtree":
+            raise Unsupported("not a binary:logistic gbtree model")
+        if int(parameters.get("num_class", 0)) > 1 or int(parameters.get("num_target", 1)) != 1:
+            raise Unsupported("more than one output")
+        trees = []
+        for tree in learner["gradient_booster"]["model"]["trees"]:
+            if any(tree["split_type"]) or int(tree["tree_param"].get("size_leaf_vector", 1)) > 1:
+                raise Unsupported("categorical splits or vector leaves")
+            left = np.asarray(tree["left_children"], dtype=np.int64)
+            leaf = left < 0
+            condition = np.asarray(tree["split_conditions"], dtype=np.float32)  # a leaf's holds its value
+            below = np.nextafter(condition, np.float32(-np.inf))  # x < c  <=>  not (x > the float32 below c)
+            trees.append(
+                Tree(
+                    left=np.where(leaf, 0, left),
+                    right=np.where(leaf, 0, np.asarray(tree["right_children"], dtype=np.int64)),
+                    is_leaf=leaf,
+                    feature=np.asarray(tree["split_indices"], dtype=np.int64),
+                    threshold=np.where(leaf, np.float32(np.inf), below).astype(np.float32),
+                    value=condition,
+                )
+            )
+        self._booster = booster
+        self.lockstep = LockstepTrees(trees, np.float32, sum_dtype=np.float32)
+        self.margin = np.float32(_margin_kernel(np.float32(float(parameters["base_score"]))))
+        self.n_features = int(parameters["num_feature"])
+
+    @classmethod
+    def compile(cls, model: Any) -> CompiledXGB | None:
+        """The compiled model of a binary ``XGBClassifier`` (or its ``Booster``); None when unsupported."""
+        if _row_kernel is None:
+            return None
+        if type(model).__name__ == "XGBClassifier":
+            if list(getattr(model, "classes_", [])) != [0, 1]:
+                return None
+            booster = model.get_booster()
+        elif type(model).__name__ == "Booster":
+            booster = model
+        else:
+            return None
+        if "best_iteration" in booster.attributes():  # predict_proba would stop at the best iteration
+            return None
+        try:
+            return cls(booster)
+        except (Unsupported, KeyError, ValueError):
+            return None
+
+    def predict_positive(self, matrix: np.ndarray) -> np.ndarray:
+        """Probability of class 1 per row (float32), equal to ``booster.inplace_predict(matrix)``."""
+        with np.errstate(over="ignore"):  # beyond float32: +-inf, as XGBoost's own cast
+            x = np.ascontiguousarray(matrix, dtype=np.float32)  # XGBoost splits on float32 inputs
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"expected a matrix of {self.n_features} feature columns, got shape {np.shape(matrix)}")
+        if np.isnan(x).any():  # missing values: XGBoost's default directions
+            return self._booster.inplace_predict(matrix)
+        margin = self.lockstep.add_to(x, np.full(x.shape[0], self.margin, dtype=np.float32))
+        out = np.empty(x.shape[0], dtype=np.float32)
+        _sigmoid_kernel(margin, out)
+        return out

@@ -9,7 +9,7 @@ format: move or rename them only with a compatibility import here.
 - ``FittedCombination``: a weighted mean of fitted models (``churn.automl.ensemble`` builds
   the served ensemble from it); ``BaggedModel``: the mean of one candidate's k fold models.
 - ``positive_scorer``: the fastest call that returns exactly a model's positive-class
-  probability (compiled trees for forests, HistGradientBoosting and LightGBM; XGBoost's booster).
+  probability (compiled trees for forests, HistGradientBoosting, LightGBM and XGBoost).
 """
 
 from __future__ import annotations
@@ -184,6 +184,11 @@ def positive_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
         booster = model.booster_
         return lambda X: booster.predict(X, num_threads=1)
     if name == "XGBClassifier" and model.get_params().get("objective") in (None, "binary:logistic"):
+        from churn.automl.fast_boosting import CompiledXGB
+
+        compiled = CompiledXGB.compile(model)
+        if compiled is not None:  # XGBoost's float32 probabilities bit for bit, without its per-call cost
+            return compiled.predict_positive
         booster = model.get_booster()
         return lambda X: booster.inplace_predict(X)
     if name in ("RandomForestClassifier", "ExtraTreesClassifier"):
