@@ -226,9 +226,9 @@ def test_fast_member_scoring_equals_predict_proba(small_split):
     categorical = [j for j, c in enumerate(pre.feature_order) if c in pre.classes]
     for candidate in PORTFOLIO:
         model = build(candidate, categorical, seed=0, n_jobs=1).fit(X, y)
-        for rows in (X[:1], X[:200]):
+        for rows, one_off in ((X[:1], False), (X[:200], False), (X[:200], True)):  # served (compiled) and OOF
             np.testing.assert_allclose(
-                positive_scorer(model)(rows),
+                positive_scorer(model, one_off=one_off)(rows),
                 model.predict_proba(rows)[:, 1],
                 rtol=1e-9,
                 atol=1e-12,

@@ -171,14 +171,24 @@ class BaggedModel(FittedCombination):
         super().__init__(models, [1.0] * len(models))
 
 
-def positive_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A function of the float matrix returning ``model.predict_proba(X)[:, class 1]``, without its overheads."""
+def positive_scorer(model: Any, one_off: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """A function of the float matrix returning ``model.predict_proba(X)[:, class 1]``, without its overheads.
+
+    Args:
+        model: a fitted binary classifier.
+        one_off: the scorer is called once (training's out-of-fold predictions): LightGBM and
+            XGBoost keep their library's predict, since compiling them (a JSON dump of every
+            tree, up to a second) costs more than one call, and it would come out of the search budget.
+
+    Returns:
+        The scorer; the same numbers (to 1e-9) whichever path it takes.
+    """
     positive = list(model.classes_).index(1)
     name = type(model).__name__
     if name == "LGBMClassifier" and getattr(model, "objective_", "binary") == "binary":
         from churn.automl.fast_boosting import CompiledLGBM
 
-        compiled = CompiledLGBM.compile(model)
+        compiled = None if one_off else CompiledLGBM.compile(model)
         if compiled is not None:  # equal to the booster's predict; the trees walked 16 rows at a time
             return compiled.predict_positive
         booster = model.booster_
@@ -186,7 +196,7 @@ def positive_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     if name == "XGBClassifier" and model.get_params().get("objective") in (None, "binary:logistic"):
         from churn.automl.fast_boosting import CompiledXGB
 
-        compiled = CompiledXGB.compile(model)
+        compiled = None if one_off else CompiledXGB.compile(model)
         if compiled is not None:  # XGBoost's float32 probabilities bit for bit, without its per-call cost
             return compiled.predict_positive
         booster = model.get_booster()

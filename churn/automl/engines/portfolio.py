@@ -237,6 +237,6 @@ def evaluate(
         started = time.perf_counter()
         model = fit_candidate(candidate, X[train_rows], y[train_rows], categorical, seed, n_jobs)
         seconds.append(time.perf_counter() - started)
-        oof[valid_rows] = positive_scorer(model)(X[valid_rows])
+        oof[valid_rows] = positive_scorer(model, one_off=True)(X[valid_rows])
         models.append(model)
     return Evaluated(candidate, oof, float(score(oof)), models, float(np.mean(seconds)))
