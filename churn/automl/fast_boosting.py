@@ -103,6 +103,25 @@ _margin_kernel = _jit(_xgboost_margin)
 _sigmoid_kernel = _jit(_xgboost_sigmoid)
 
 
+def compile_kernels() -> bool:
+    """Compile (or load from numba's cache) every kernel a bundle may use: the image build calls it.
+
+    Returns:
+        False without numba, else True.
+    """
+    from churn.fast_forest import compile_kernel
+
+    if _row_kernel is None or not compile_kernel():
+        return False
+    one, ints = np.zeros(1, dtype=np.bool_), np.zeros(1, dtype=np.int64)
+    _row_kernel(
+        np.zeros((1, 1)), ints, ints, np.zeros(1), np.zeros(1, np.int8), one, ints, ints, ~one, np.zeros(1), np.zeros(1)
+    )
+    _sigmoid_kernel(np.zeros(1, np.float32), np.zeros(1, np.float32))
+    _margin_kernel(np.float32(0.5))
+    return True
+
+
 class Unsupported(ValueError):
     """A model this compiler does not handle (it scores with its library's predict)."""
 
