@@ -108,23 +108,31 @@ def test_endpoints_whose_describe_endpoint_fails_are_listed_in_error_with_the_re
     assert again.status.state.value == "active"
 
 
-def test_one_endpoint_whose_describe_endpoint_fails_is_reported_and_the_others_are_listed(
-    deployed, trained_bundle, tmp_path
+@pytest.mark.parametrize(
+    ("action", "reason", "service_state"),
+    [  # the service's state is DescribeEndpoint's: the endpoint serves when only its config or tags cannot be read
+        ("DescribeEndpoint", f"describing endpoint '{ENDPOINT}'", "error"),
+        ("DescribeEndpointConfig", f"reading endpoint '{ENDPOINT}'", "active"),
+        ("ListTags", f"reading endpoint '{ENDPOINT}'", "active"),
+    ],
+)
+def test_one_endpoint_that_cannot_be_read_is_reported_and_the_others_are_listed(
+    deployed, trained_bundle, tmp_path, action, reason, service_state
 ):
     deployer, _ = deployed
     bundle, _ = trained_bundle
     deployer.deploy_bundle(OTHER_ENDPOINT, MODEL, "1", str(tmp_path / "bundle"), bundle.save(tmp_path / "bundle"))
-    with moto_failures.describe_endpoint_failing("injected: the security token is expired", endpoint=ENDPOINT):
+    with moto_failures.sagemaker_call_failing(action, "injected: the security token is expired", endpoint=ENDPOINT):
         listed = {e["endpoint_name"]: e for e in deployer.list_endpoints()}
         services = {s.config.endpoint_name: s for s in deployer.find_model_server()}  # reconciled from that listing
     assert (listed[OTHER_ENDPOINT]["version"], listed[OTHER_ENDPOINT]["running"]) == ("1", True)
     assert "error" not in listed[OTHER_ENDPOINT]
     failed = listed[ENDPOINT]
     assert (failed["status"], failed["running"], failed["version"]) == ("Unknown", False, "?")
-    assert f"describing endpoint '{ENDPOINT}'" in failed["error"] and "security token is expired" in failed["error"]
+    assert reason in failed["error"] and "security token is expired" in failed["error"]
     assert services[OTHER_ENDPOINT].status.state.value == "active"
-    assert services[ENDPOINT].status.state.value == "error"  # its record is kept, not dropped as gone
-    assert services[ENDPOINT].config.model_version == "1"
+    assert services[ENDPOINT].status.state.value == service_state
+    assert services[ENDPOINT].config.model_version == "1"  # its record is kept, not dropped as gone
 
 
 def test_allow_older_does_not_become_a_tag(aws, bucket, active_stack, trained_bundle, tmp_path):
