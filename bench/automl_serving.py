@@ -29,10 +29,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import model_quality  # noqa: E402  (the data sets and the split)
-import serving  # noqa: E402  (the HTTP client functions and server start/stop)
+import serving  # noqa: E402  (the HTTP client functions and server start)
 
 from churn.bundle import ModelBundle  # noqa: E402
 from churn.net import free_port  # noqa: E402
+from tests.processes import stop_process_group, wait_for_ping  # noqa: E402
 
 
 def main() -> None:
@@ -76,11 +77,11 @@ def main() -> None:
         [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port)], env
     )
     try:
-        serving.wait_ready(port, "/ping", server)
+        wait_for_ping(f"http://127.0.0.1:{port}", server, "our server", 120)
         p50, p99 = serving.latency(port, one_row, args.requests)
         best, median, rows_per_cpu_s = serving.throughput(port, batch, 10_000, server.pid)
     finally:
-        serving.stop_process_group(server)
+        stop_process_group(server)
     print(
         f"one-row p50 {p50:.2f} ms, p99 {p99:.2f} ms; 10,000-row request {best:,.0f} rows/s best, "
         f"{median:,.0f} median ({rows_per_cpu_s:,.0f} rows per server CPU-second); "

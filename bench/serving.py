@@ -31,29 +31,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from churn.net import free_port  # noqa: E402  (after the repo is on sys.path)
-from tests.processes import mlflow_serve_command, stop_process_group  # noqa: E402
+from tests.processes import mlflow_serve_command, stop_process_group, wait_for_ping  # noqa: E402
 
 HEADER = (
     "age,tenure_months,monthly_charges,total_charges,contract_type,payment_method,internet_service,"
     "phone_service,multiple_lines,online_security,tech_support,device_protection"
 )
 ONE_ROW = (HEADER + "\n35,12,70.5,840.0,Month-to-month,Electronic check,DSL,Yes,No,Yes,No,No\n").encode()
-
-
-def wait_ready(port: int, path: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"server exited with {process.returncode}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", path)
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    sys.exit("server did not become ready")
 
 
 def latency(port: int, body: bytes, n: int) -> tuple[float, float]:
@@ -194,7 +178,7 @@ def main() -> None:
         [sys.executable, "-m", "churn.serving.server", "--endpoint-dir", str(endpoint), "--port", str(port)], env
     )
     try:
-        wait_ready(port, "/ping", ours)
+        wait_for_ping(f"http://127.0.0.1:{port}", ours, "our server", 120)
         results["ours"] = (*latency(port, ONE_ROW, args.requests), throughput(port, batch, 10_000, ours.pid))
     finally:
         stop_process_group(ours)
@@ -206,7 +190,7 @@ def main() -> None:
             env,
         )
         try:
-            wait_ready(port, "/ping", mlflow_server)
+            wait_for_ping(f"http://127.0.0.1:{port}", mlflow_server, "mlflow models serve", 120)
             results["mlflow models serve"] = (
                 *latency(port, ONE_ROW, args.requests),
                 throughput(port, batch, 10_000, mlflow_server.pid),
@@ -246,7 +230,7 @@ def main() -> None:
             env,
         )
         try:
-            wait_ready(port, "/ping", ours)
+            wait_for_ping(f"http://127.0.0.1:{port}", ours, "our server", 120)
             result = load_test(port, args.clients, args.load_seconds)
         finally:
             stop_process_group(ours)
@@ -269,7 +253,7 @@ def attack(endpoint: Path, env: dict) -> None:
         {**env, "CHURN_BODY_TIMEOUT": str(BODY_TIMEOUT)},
     )
     try:
-        wait_ready(port, "/ping", server)
+        wait_for_ping(f"http://127.0.0.1:{port}", server, "our server", 120)
         started = time.perf_counter()
         with PingWatch(f"http://127.0.0.1:{port}") as watch:
             answers = run_attacks(f"http://127.0.0.1:{port}", port)

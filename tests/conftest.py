@@ -17,7 +17,7 @@ import pytest
 
 from churn.files import atomic_write_bytes
 from churn.net import free_port
-from tests.processes import stop_process_group, wait_for_ping  # noqa: F401 - tests import them from here
+from tests.processes import stop_process_group, wait_for_ping
 
 REPO = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="churn-tests-"))

@@ -256,12 +256,12 @@ class ContainerProcess:
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        from tests.conftest import wait_for_ping
+        from tests.processes import wait_for_ping
 
         wait_for_ping(self.url, self.process, "the container's serve", timeout)
 
     def stop(self) -> None:
-        from tests.conftest import stop_process_group
+        from tests.processes import stop_process_group
 
         stop_process_group(self.process)
         self.log.close()

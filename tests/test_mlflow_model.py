@@ -22,8 +22,8 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 from churn.bundle import BundleError, bundle_sha256
 from churn.mlflow_model import code_modules, log_bundle_model
 from churn.net import free_port
-from tests.conftest import ServerProcess, publish, stop_process_group
-from tests.processes import mlflow_serve_command, wait_for_ping
+from tests.conftest import ServerProcess, publish
+from tests.processes import mlflow_serve_command, stop_process_group, wait_for_ping
 
 GROUP = "pyfunc-test-group"
 

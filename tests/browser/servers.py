@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from churn.dashboard import HOST, DashboardError, console_script, quiet_env, wait_for_http
-from tests.conftest import stop_process_group
+from tests.processes import stop_process_group
 
 
 # -- ZenML ------------------------------------------------------------------------------

@@ -1009,7 +1009,7 @@ class ServingContainer:
         }
 
     def stop(self) -> None:
-        from tests.conftest import stop_process_group
+        from tests.processes import stop_process_group
 
         stop_process_group(self.process)
 
