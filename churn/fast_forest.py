@@ -10,7 +10,7 @@ A leaf is its own left child with a threshold of +inf, so every row takes the tr
 in steps and rows never diverge in control flow. Node ids and row offsets are unsigned, so
 numba adds no negative-index wraparound to the loads (a quarter of the time). A large matrix
 is split into row ranges scored on the CPUs this process may use at once (``LockstepTrees.add_to``).
-The boosted models of an AutoML ensemble walk the same kernel on float64 (``churn.automl.fast_boosting``).
+The boosted members of an AutoML ensemble walk the same kernel (``churn.automl.fast_boosting``).
 
 The result equals ``predict_proba``:
 
@@ -26,9 +26,9 @@ The result equals ``predict_proba``:
   the estimator. Our preprocessing imputes every missing value and refuses numbers beyond
   float32, so this happens only to direct callers.
 
-The kernel (float32 and float64) is compiled on the first trees compiled (at bundle load), or loaded from numba's
-on-disk cache (next to this file, else numba's user cache dir; in-process compilation when
-neither is writable). It holds no state between calls and releases the GIL, so server
+The kernel (for float32 and float64 inputs and sums) is compiled on the first trees compiled (at
+bundle load), or loaded from numba's on-disk cache (next to this file, else numba's user cache
+dir; in-process compilation when neither is writable). It holds no state between calls and releases the GIL, so server
 threads may score concurrently, and one call may split its rows over a few threads.
 Without numba (not importable) ``CompiledForest.compile`` returns None and the bundle uses ``predict_proba``.
 """
