@@ -20,9 +20,16 @@ setup: $(STAMP)
 # starts may write .pyc files for what they import (PYTHONDONTWRITEBYTECODE, set on some machines, CI's
 # included, would make every process recompile those ~2,700 modules, ~7 s): the first run writes them once.
 unexport PYTHONDONTWRITEBYTECODE
+#
+# uv: the venv is made without pip (ensurepip took 7 s of a fresh `make run`) and $(PYTHON)'s own pip installs
+# uv into it (`pip --python`, pip >= 22.3); without such a pip, the venv gets its own pip first. uv is installed
+# only when the venv lacks this version.
+PIP_FLAGS := --quiet --disable-pip-version-check
 $(STAMP): requirements.lock Makefile
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	@$(BIN)/uv --version 2>/dev/null | grep -qE "^uv $(UV_VERSION)( |$$)" \
+		|| $(PYTHON) -m pip --python $(BIN)/python install $(PIP_FLAGS) uv==$(UV_VERSION) 2>/dev/null \
+		|| { $(BIN)/python -m ensurepip --upgrade >/dev/null && $(BIN)/python -m pip install $(PIP_FLAGS) uv==$(UV_VERSION); }
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
 	@rm -f $(VENV)/.synced-* && touch $@
 

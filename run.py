@@ -30,7 +30,14 @@ from churn.aws.clients import use_standard_retries  # noqa: E402 - stdlib only; 
 use_standard_retries()  # botocore's standard retries for every client: ours, ZenML's, the SageMaker SDK's
 
 from cli.batch import batch  # noqa: E402 - after the environment defaults above
-from cli.common import ensure_stack, fail, load_config, stack_component, training_pipeline  # noqa: E402
+from cli.common import (  # noqa: E402
+    ensure_stack,
+    fail,
+    load_config,
+    seed_tracking_store,
+    stack_component,
+    training_pipeline,
+)
 from cli.dashboard import dashboard  # noqa: E402
 from cli.image import image  # noqa: E402
 from cli.ingest import ingest  # noqa: E402
@@ -81,6 +88,7 @@ def cli(
         return
     from stacks.sagemaker.run_options import configure_for_active_stack
 
+    seed_tracking_store()  # a fresh local stack: MLflow's store starts migrated (~6 s of its first run)
     store = stack_component("feature_store")
     if demo_data_if_empty and store.record_count(config.feature_group_name) == 0:
         click.echo(f"Feature group '{config.feature_group_name}' is empty: ingesting the demo data first.")

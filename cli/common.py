@@ -79,3 +79,14 @@ def ensure_stack() -> None:
 
         created = setup_local_stack(activate=True)
         click.echo("Using the 'local' stack" + (f" (registered: {', '.join(created)})" if created else ""))
+
+
+def seed_tracking_store() -> None:
+    """A local MLflow store the active stack's tracker has not created yet starts migrated (churn.tracking_store)."""
+    from zenml.client import Client
+
+    from churn.tracking_store import seed_sqlite_store
+
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is not None and hasattr(tracker, "get_tracking_uri"):
+        seed_sqlite_store(tracker.get_tracking_uri())
