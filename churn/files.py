@@ -76,3 +76,12 @@ def atomic_write_json(path: PathLike, document: Any, indent: int = 2) -> None:
         indent: JSON indentation.
     """
     atomic_write_bytes(path, json.dumps(document, indent=indent).encode())
+
+
+def cache_dir() -> Path:
+    """Where churn-mlops keeps caches between processes (``$XDG_CACHE_HOME/churn-mlops``, default ``~/.cache``).
+
+    Returns:
+        The directory (not created).
+    """
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "churn-mlops"

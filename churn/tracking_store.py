@@ -68,7 +68,7 @@ def seed_sqlite_store(tracking_uri: str, cache: Path | None = None) -> bool:
         True when the store was seeded; False when it exists already, is not a local SQLite file, or seeding
         failed.
     """
-    from materializers import cache_dir
+    from churn.files import cache_dir
 
     target = sqlite_path(tracking_uri)
     if target is None or target.exists():

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from churn.files import cache_dir
+
 METADATA_SUFFIXES = (".dist-info", ".egg-info")
 STALE_SECONDS = 7 * 24 * 3600  # a cached map no process read for a week is removed
 
@@ -52,11 +54,6 @@ def distributions_key(path: list[str] | None = None) -> str:
         for name, mtime in items:
             digest.update(f"\0{name}\0{mtime}".encode())
     return digest.hexdigest()
-
-
-def cache_dir() -> Path:
-    """Where the map is kept between processes (``$XDG_CACHE_HOME/churn-mlops``, default ``~/.cache``)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "churn-mlops"
 
 
 def cached_map(compute: Callable[[], Mapping[str, list[str]]], key: str, directory: Path) -> Mapping[str, list[str]]:
