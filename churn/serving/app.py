@@ -59,8 +59,9 @@ class Scorer:
     queued in this worker) splits its rows over the CPUs this worker's share allows (its CPUs
     divided by ``workers``, default ``CHURN_WORKERS``, else 1), so a big request on an idle
     endpoint uses the idle CPUs; side by side, each request scores on one thread. A fixed
-    ``row_threads`` (default ``CHURN_ROW_THREADS``) replaces that rule. So a worker uses at most
-    ``threads`` CPUs (plus its share while alone), and a multi-worker container ``workers`` times that.
+    ``row_threads`` (default ``CHURN_ROW_THREADS``) replaces that rule. So a worker scores on about
+    ``max(threads, its share)`` CPUs (a request that started alone keeps its split while others
+    arrive: one thread more, for the rest of that request), a multi-worker container ``workers`` times that.
     """
 
     def __init__(self, threads: int, max_queue: int, row_threads: int | None = None, workers: int | None = None):
