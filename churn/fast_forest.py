@@ -31,6 +31,9 @@ bundle load), or loaded from numba's on-disk cache (next to this file, else numb
 dir; in-process compilation when neither is writable). It holds no state between calls and releases the GIL, so server
 threads may score concurrently, and one call may split its rows over a few threads.
 Without numba (not importable) ``CompiledForest.compile`` returns None and the bundle uses ``predict_proba``.
+
+Over 300 lines because the kernel is written out for 16 rows (numba keeps 16 named variables in
+registers, not an array); the forest's compiler is the kernel's first user and lives beside it.
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ Not compiled (``compile`` returns None, the model scores with its library): cate
 splits, linear trees, more than one tree per iteration, objectives other than binary (or
 ``binary:logistic``), boosters other than gbtree, models that stop early at predict, and any
 model when numba is missing.
+
+Over 300 lines on purpose: the three compilers share one exactness contract, one row kernel and
+one test file (tests/test_fast_boosting.py); split, each would repeat the missing-value rules.
 """
 
 from __future__ import annotations
