@@ -185,6 +185,27 @@ def compile_kernel() -> bool:
     return True
 
 
+def as_rows(matrix: np.ndarray, n_features: int, dtype: type) -> np.ndarray:
+    """``matrix`` as C-contiguous rows of ``dtype`` (beyond float32: +-inf), or ValueError naming the width expected.
+
+    Args:
+        matrix: the feature matrix a compiled model was called with.
+        n_features: the model's column count.
+        dtype: the type its trees compare in.
+
+    Returns:
+        The rows (``matrix`` itself when it is already so).
+
+    Raises:
+        ValueError: not a matrix of ``n_features`` columns.
+    """
+    with np.errstate(over="ignore"):  # a number beyond float32 becomes +-inf, as the libraries' own cast
+        x = np.ascontiguousarray(matrix, dtype=dtype)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(f"expected a matrix of {n_features} feature columns, got shape {np.shape(matrix)}")
+    return x
+
+
 class Tree(NamedTuple):
     """One tree's nodes by their own ids (the root is 0): what ``LockstepTrees`` flattens.
 
@@ -331,9 +352,7 @@ class CompiledForest:
 
         ``threads``: as :meth:`LockstepTrees.add_to`.
         """
-        x = np.ascontiguousarray(matrix, dtype=np.float32)  # trees split on float32 inputs
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"expected a matrix of {self.n_features} feature columns, got shape {np.shape(matrix)}")
+        x = as_rows(matrix, self.n_features, np.float32)  # trees split on float32 inputs
         if not np.isfinite(x).all():  # NaN: sklearn's own missing-value routing decides; inf: sklearn refuses
             return self._estimator.predict_proba(matrix)[:, self.positive]
         out = self.trees.add_to(x, np.zeros(x.shape[0], dtype=np.float64), threads)

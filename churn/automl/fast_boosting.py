@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from churn.fast_forest import LockstepTrees, Tree
+from churn.fast_forest import LockstepTrees, Tree, as_rows
 
 try:
     import numba
@@ -158,9 +158,7 @@ class _CompiledBooster:
 
     def raw(self, matrix: np.ndarray, start: float = 0.0) -> np.ndarray:
         """``start`` plus the sum of each row's leaf values in tree order."""
-        x = np.ascontiguousarray(matrix, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"expected a matrix of {self.n_features} feature columns, got shape {np.shape(matrix)}")
+        x = as_rows(matrix, self.n_features, np.float64)
         out = np.full(x.shape[0], start, dtype=np.float64)
         if np.isnan(x).any() or (len(self.zero_columns) and (np.abs(x[:, self.zero_columns]) <= ZERO_THRESHOLD).any()):
             args = (self.feature, self.threshold, self.missing, self.default_left, self.left, self.right, self.leaf)
@@ -349,10 +347,7 @@ class CompiledXGB:
 
     def predict_positive(self, matrix: np.ndarray) -> np.ndarray:
         """Probability of class 1 per row (float32), equal to ``booster.inplace_predict(matrix)``."""
-        with np.errstate(over="ignore"):  # beyond float32: +-inf, as XGBoost's own cast
-            x = np.ascontiguousarray(matrix, dtype=np.float32)  # XGBoost splits on float32 inputs
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"expected a matrix of {self.n_features} feature columns, got shape {np.shape(matrix)}")
+        x = as_rows(matrix, self.n_features, np.float32)  # XGBoost splits on float32 inputs
         if np.isnan(x).any():  # missing values: XGBoost's default directions
             return self._booster.inplace_predict(matrix)
         margin = self.lockstep.add_to(x, np.full(x.shape[0], self.margin, dtype=np.float32))
