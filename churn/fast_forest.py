@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -87,6 +87,39 @@ def cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def thread_cap() -> int:
+    """The threads a call made on this thread may split its rows over: its :func:`row_threads` cap, else the CPUs."""
+    return getattr(_caller, "threads", None) or cpus()
+
+
+def side_by_side(function: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[function(item) for item in items]``, run at once: the first on this thread, the others on the shared pool.
+
+    Each call runs with a cap of one thread (:func:`row_threads`), so it does not split its rows further.
+
+    Args:
+        function: called once per item; it must be safe to run on several threads at once.
+        items: at least one.
+
+    Returns:
+        The results in the order of ``items``.
+
+    Raises:
+        The first item's exception, else the first other one's, after every call has ended.
+    """
+
+    def one(item: Any) -> Any:
+        with row_threads(1):
+            return function(item)
+
+    others = [_scoring_pool().submit(one, item) for item in items[1:]]
+    try:
+        first = one(items[0])
+    finally:
+        wait(others)
+    return [first, *(future.result() for future in others)]
 
 
 def _scoring_pool() -> ThreadPoolExecutor:
@@ -273,14 +306,9 @@ class LockstepTrees:
         Returns:
             ``out``.
         """
-        cap = threads or getattr(_caller, "threads", None) or cpus()
-        parts = max(1, min(cap, x.shape[0] // SPLIT_ROWS))
+        parts = max(1, min(threads or thread_cap(), x.shape[0] // SPLIT_ROWS))
         bounds = np.linspace(0, x.shape[0], parts + 1).astype(int)
-        ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-        others = [_scoring_pool().submit(self._score, x, out, a, b) for a, b in ranges[1:]]
-        self._score(x, out, *ranges[0])
-        for future in others:
-            future.result()
+        side_by_side(lambda rows: self._score(x, out, *rows), list(zip(bounds[:-1], bounds[1:])))
         return out
 
     def _score(self, x: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:

@@ -19,7 +19,7 @@ so the spec's rules and their fast path are read side by side.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,15 +86,21 @@ class ArrowColumns(Mapping):
     Python string per cell.
     """
 
-    def __init__(self, table: Any):
+    def __init__(self, table: Any, text: Callable[[], ArrowColumns] | None = None):
         # table.column() per name, as the parser always did (a repeated name raises KeyError)
         self._arrays = {name: table.column(name) for name in table.column_names}
         self._numpy: dict[str, np.ndarray] = {}
+        self._text = text  # the same body with every column as text, for a column the parser read as numbers
 
     def __getitem__(self, name: str) -> np.ndarray:
         values = self._numpy.get(name)
         if values is None:
-            values = self._numpy[name] = self._arrays[name].to_numpy(zero_copy_only=False)
+            array = self._arrays[name]
+            if self._text is not None and not _is_text(array):
+                if not isinstance(self._text, ArrowColumns):
+                    self._text = self._text()
+                array = self._text.arrow(name)
+            values = self._numpy[name] = array.to_numpy(zero_copy_only=False)
         return values
 
     def __iter__(self) -> Iterator[str]:
@@ -107,8 +113,14 @@ class ArrowColumns(Mapping):
         return name in self._arrays
 
     def arrow(self, name: str) -> Any:
-        """The column as a pyarrow ChunkedArray."""
+        """The column as a pyarrow ChunkedArray: text, or float64 for a column the parser read as numbers."""
         return self._arrays[name]
+
+
+def _is_text(array: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
 
 
 def _plain_text(array: Any) -> Any:
@@ -126,11 +138,17 @@ def _fast_float(array: Any) -> np.ndarray | None:
     Arrow parses decimal literals correctly rounded, as float() and numpy do, so the numbers
     are bit-for-bit those of ``to_float``; empty cells are missing (NaN) there too. Returns
     None (use ``to_float``) for anything else: whitespace, other missing markers, text, NaN,
-    infinity, overflow.
+    infinity, overflow. A float64 column (the parser read its cells as numbers, only where
+    Arrow reads a cell as float() does) is taken as it is, NaN and null being missing in
+    ``to_float`` too; with an infinity, None.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pa.types.is_float64(array.type):  # the parser read the column as numbers: float() of each cell, empty ones null
+        numbers = array.to_numpy(zero_copy_only=False)
+        numbers = numbers if numbers.flags.writeable else numbers.copy()
+        return None if np.isinf(numbers).any() else numbers  # infinity: the exact path names the cell
     text = _plain_text(array)
     if text is None:
         return None
@@ -208,6 +226,11 @@ class Preprocessor:
     def required_columns(self) -> list[str]:
         return list(self.feature_order)
 
+    @property
+    def numeric_columns(self) -> list[str]:
+        """The number features (the others are categories)."""
+        return list(self.medians)
+
     def transform(self, columns: Mapping[str, Sequence[Any]]) -> tuple[np.ndarray, dict[str, list[str]]]:
         """Encode raw rows into the model's matrix.
 
@@ -252,6 +275,8 @@ class Preprocessor:
 
     def _fast_column(self, column: str, array: Any) -> tuple[np.ndarray, list[str]] | None:
         """One column's values and unseen categories from Arrow text, or None to take the exact path."""
+        if column not in self.medians and not _is_text(array):
+            return None  # a category column read as numbers: its text, on the exact path
         if column in self.medians:
             numbers = _fast_float(array)
             if numbers is None:

@@ -219,11 +219,25 @@ def _outcome(pre, columns):
 
 def _fast_and_exact(pre, body: bytes):
     """transform of the large-CSV parse (fast path) and of the same cells as object arrays of str,
-    which is what that parser returned before (the exact path)."""
+    which is what that parser returned before (the exact path). The fast path's two reads (number
+    columns as text, or as numbers in the parse: what the server asks for) must agree."""
     from churn.serving.protocol import _parse_large_csv
 
     exact_columns = dict(_parse_large_csv(body).items())
-    return _outcome(pre, _parse_large_csv(body)), _outcome(pre, exact_columns)
+    fast = _outcome(pre, _parse_large_csv(body))
+    assert _outcome(pre, _parse_large_csv(body, numeric=pre.numeric_columns)) == fast
+    return fast, _outcome(pre, exact_columns)
+
+
+def test_number_columns_read_as_numbers_keep_their_text_for_the_exact_path():
+    from churn.serving.protocol import _parse_large_csv
+
+    columns = _parse_large_csv(_csv(["age", "plan"], [["1.5", "a"], ["", "b"], ["-2e3", "NA"]]), numeric=["age"])
+    assert str(columns.arrow("age").type) == "double" and str(columns.arrow("plan").type) == "string"
+    assert columns["age"].tolist() == ["1.5", "", "-2e3"]  # the cells as sent, parsed as text on demand
+    # a cell Arrow does not read as a number: every column is text, as without ``numeric``
+    odd = _parse_large_csv(_csv(["age", "plan"], [["1_000", "a"], ["2", "b"]]), numeric=["age"])
+    assert str(odd.arrow("age").type) == "string" and odd["age"].tolist() == ["1_000", "2"]
 
 
 def test_large_csv_columns_read_as_before():
@@ -511,3 +525,17 @@ def test_estimator_pickles_naming_moved_or_missing_code():
     unknown = data.replace(b"churn.aws.autopilot_transform\n", b"churn.no_such_module\n")
     with pytest.raises(BundleError, match="no_such_module.*retrain"):
         _unpickle_estimator(unknown, "models/v7")
+
+
+def test_a_number_cell_over_the_cell_limit_is_refused_as_before():
+    from churn.serving import protocol
+
+    limits = protocol.Limits(max_cell_bytes=100)
+    rows = [["1.5", "a"]] * 20_000 + [["1" + "0" * 150, "b"]]  # a valid number, but 151 bytes
+    body = _csv(["age", "plan"], rows)
+    assert len(body) > protocol.LARGE_CSV_BYTES
+    with pytest.raises(protocol.RequestError) as error:
+        protocol.parse_request(body, "text/csv", limits, numeric=["age"])
+    assert error.value.status == 413 and error.value.message == (
+        "column 'age' has a cell of 151 bytes: over the limit of 100 (CHURN_MAX_CELL_BYTES)"
+    )

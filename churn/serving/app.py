@@ -93,8 +93,7 @@ class Scorer:
 def _score(
     bundle: ModelBundle, body: bytes, content_type: str, accept: str, wants_proba: bool, limits: protocol.Limits
 ):
-    columns = protocol.parse_request(body, content_type, limits)
-    prediction = protocol.predict(bundle, columns)
+    prediction = protocol.predict_body(bundle, body, content_type, limits)
     content, media_type = protocol.format_response(prediction, accept, wants_proba)
     return content, media_type, prediction.unseen
 

@@ -126,8 +126,7 @@ def handle(
 
         prediction = protocol.Prediction(labels=ModelBundle.label(proba), proba=proba)
         return protocol.format_response(prediction, accept, probabilities)
-    prediction = protocol.predict(model, protocol.parse_request(body, content_type, limits))
-    return protocol.format_response(prediction, accept, probabilities)
+    return protocol.format_response(protocol.predict_body(model, body, content_type, limits), accept, probabilities)
 
 
 def role_app(role: str, model: Any, max_body_bytes: int, environ=os.environ):

@@ -19,13 +19,14 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
+from churn import fast_forest
 from churn.bundle import ModelBundle
 from churn.preprocessing import ArrowColumns, InputError
 
@@ -89,11 +90,15 @@ class Prediction:
 LARGE_CSV_BYTES = 64 * 1024
 
 
-def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColumns:
+def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS, numeric: Collection[str] = ()) -> ArrowColumns:
     """Arrow's C++ CSV reader for big batches: every column as text, as the small path.
 
     The columns stay Arrow arrays (``ArrowColumns``): the preprocessor encodes them without
     a Python object per cell, and they become object arrays of str only when read as such.
+    The ``numeric`` columns (the model's numbers) are read as float64 in the same pass, empty
+    cells null, when every one of their cells is a number Arrow reads (it reads them as float()
+    does) and no line is longer than ``max_cell_bytes``; their text is parsed only if asked for.
+    Otherwise all columns are text, as without ``numeric``.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -110,16 +115,31 @@ def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColum
         raise RequestError(
             400, "malformed CSV header: " + ("a quoted header cell spans lines" if spans else str(error))
         ) from None
-    try:
-        table = pacsv.read_csv(  # the header as parsed above (names stripped, as the small path)
+
+    def read(floats: Collection[str]) -> Any:
+        return pacsv.read_csv(  # the header as parsed above (names stripped, as the small path)
             io.BytesIO(body),
             read_options=pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header}, strings_can_be_null=False
+                column_types={name: pa.float64() if name in floats else pa.string() for name in header},
+                strings_can_be_null=False,
+                null_values=[""],
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise RequestError(400, f"malformed CSV: {str(error)[:300]}") from None
+
+    table = None
+    floats = [name for name in header if name in numeric]
+    if floats and _longest_line(body) <= limits.max_cell_bytes:
+        try:
+            table = read(floats)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            floats = []  # a cell Arrow does not read as a number (or malformed CSV): all as text, below
+    if table is None:
+        floats = []
+        try:
+            table = read(())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise RequestError(400, f"malformed CSV: {str(error)[:300]}") from None
     if table.num_rows == 0:
         raise RequestError(400, "CSV has a header row but no data rows")
     if table.num_rows > limits.max_rows:
@@ -127,10 +147,16 @@ def _parse_large_csv(body: bytes, limits: Limits = DEFAULT_LIMITS) -> ArrowColum
     import pyarrow.compute as pc
 
     for name, column in zip(header, table.columns):
-        longest = pc.max(pc.binary_length(column)).as_py() if len(column) else 0
+        longest = pc.max(pc.binary_length(column)).as_py() if len(column) and name not in floats else 0
         if longest and longest > limits.max_cell_bytes:
             raise limits.refuse(f"column '{name[:50]}' has a cell of {longest} bytes", "max_cell_bytes")
-    return ArrowColumns(table)
+    return ArrowColumns(table, text=(lambda: _parse_large_csv(body, limits)) if floats else None)
+
+
+def _longest_line(body: bytes) -> int:
+    """The longest line's length in bytes (its newline included): no cell is longer."""
+    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
+    return int(np.diff(ends, prepend=-1, append=len(body)).max())
 
 
 def _check_header(names: list[str], limits: Limits = DEFAULT_LIMITS) -> list[str]:
@@ -322,16 +348,52 @@ def _parse_json(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Mapping[str, Se
     return _records_to_columns(payload, limits)
 
 
-def parse_request(body: bytes, content_type: str, limits: Limits = DEFAULT_LIMITS) -> Mapping[str, Sequence[Any]]:
-    """Columns of raw feature values from a request body (refused with a 4xx past ``limits``)."""
-    kind = (content_type or "").split(";")[0].strip().lower()
+CSV_TYPES = ("text/csv", "application/csv")
+SPLIT_PART_BYTES = 256 * 1024  # a large CSV body is scored in row parts of at least this size (``split_csv``)
+
+
+def _media_type(content_type: str) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def parse_request(
+    body: bytes, content_type: str, limits: Limits = DEFAULT_LIMITS, numeric: Collection[str] = ()
+) -> Mapping[str, Sequence[Any]]:
+    """Columns of raw feature values from a request body (refused with a 4xx past ``limits``).
+
+    ``numeric`` names the model's number columns: a large CSV body reads them as numbers in its
+    parse (the preprocessor's result is the same; see ``_parse_large_csv``).
+    """
+    kind = _media_type(content_type)
     if not body or not body.strip():
         raise RequestError(400, "empty request body: send CSV with a header row, or JSON records")
-    if kind in ("text/csv", "application/csv"):
-        return _parse_large_csv(body, limits) if len(body) > LARGE_CSV_BYTES else _parse_csv(body, limits)
+    if kind in CSV_TYPES:
+        if len(body) > LARGE_CSV_BYTES:
+            return _parse_large_csv(body, limits, numeric)
+        return _parse_csv(body, limits)
     if kind in ("application/json",):
         return _parse_json(body, limits)
     raise RequestError(415, f"unsupported content type {content_type!r}: use text/csv or application/json")
+
+
+def predict_body(bundle: ModelBundle, body: bytes, content_type: str, limits: Limits = DEFAULT_LIMITS) -> Prediction:
+    """The prediction for a request body; a large CSV body in row parts side by side, one per thread it may use.
+
+    The threads are those of the caller's ``fast_forest.row_threads`` cap (the server's
+    ``Scorer`` sets it); the number columns of the model are read as numbers in the parse.
+    """
+    numeric = bundle.preprocessor.numeric_columns
+
+    def predict_part(part: bytes) -> Prediction:
+        return predict(bundle, parse_request(part, content_type, limits, numeric))
+
+    parts = split_csv(body, content_type, fast_forest.thread_cap(), limits)
+    if len(parts) > 1:
+        try:
+            return join(fast_forest.side_by_side(predict_part, parts), bundle.feature_order)
+        except RequestError:
+            pass  # refused in a part: the whole body once more, for an error whose row numbers are the client's
+    return predict_part(body)
 
 
 def predict(bundle: ModelBundle, columns: Mapping[str, Sequence[Any]]) -> Prediction:
@@ -342,6 +404,59 @@ def predict(bundle: ModelBundle, columns: Mapping[str, Sequence[Any]]) -> Predic
     except OverflowError as error:  # a number no float holds, from any input path
         raise RequestError(400, f"a value is out of range: {error}") from None
     return Prediction(labels=bundle.label(proba), proba=proba, unseen=unseen)
+
+
+def split_csv(body: bytes, content_type: str, parts: int, limits: Limits = DEFAULT_LIMITS) -> list[bytes]:
+    """A CSV body as up to ``parts`` bodies of consecutive rows, each under the same header; else ``[body]``.
+
+    Each part parses, transforms and scores on its own thread, and their predictions joined
+    (``join``) are the whole body's. Split only when that holds: a CSV body with no quote
+    character (a quoted cell may hold a newline), parts of ``SPLIT_PART_BYTES`` at least, and too
+    few bytes for more than ``max_rows`` rows of the header's width (a valid row has a byte per
+    field at least), so the parts' limits are the whole body's. A part that fails is no proof the
+    whole does the same way (its rows are counted from the cut): the caller parses the whole
+    body then, for the error the client can place.
+
+    Args:
+        body: the request body.
+        content_type: the request's Content-Type.
+        parts: how many parts at most (the threads the request may use).
+        limits: the server's limits.
+
+    Returns:
+        The parts, the first one starting as ``body`` does.
+    """
+    parts = min(parts, len(body) // SPLIT_PART_BYTES)
+    if parts < 2 or _media_type(content_type) not in CSV_TYPES or b'"' in body:
+        return [body]
+    text_start = len(body) - len(body.removeprefix(codecs.BOM_UTF8).lstrip(b"\r\n"))
+    header_end = body.find(b"\n", text_start) + 1
+    if header_end == 0 or len(body) > limits.max_rows * (body.count(b",", text_start, header_end) + 1):
+        return [body]
+    header = body[text_start:header_end]
+    step = (len(body) - header_end) // parts
+    cuts = [header_end]
+    for k in range(1, parts):
+        cut = body.find(b"\n", header_end + k * step) + 1
+        if cut > cuts[-1]:
+            cuts.append(cut)
+    cuts = [c for c in cuts if c < len(body)] + [len(body)]
+    if len(cuts) < 3:
+        return [body]
+    return [body[: cuts[1]]] + [header + body[a:b] for a, b in zip(cuts[1:-1], cuts[2:])]
+
+
+def join(predictions: Sequence[Prediction], feature_order: Sequence[str]) -> Prediction:
+    """The predictions of a body's parts (``split_csv``), in order, as the whole body's."""
+    unseen: dict[str, set[str]] = {}
+    for prediction in predictions:
+        for column, names in prediction.unseen.items():
+            unseen.setdefault(column, set()).update(names)
+    return Prediction(
+        labels=np.concatenate([p.labels for p in predictions]),
+        proba=np.concatenate([p.proba for p in predictions]),
+        unseen={column: sorted(unseen[column]) for column in feature_order if column in unseen},
+    )
 
 
 def wants_json(accept: str) -> bool:
